@@ -1,0 +1,281 @@
+//! Schema definitions (RFC 7643 §7), loaded from the documents in the workspace's `schemas/`.
+//!
+//! These documents are the single source of each attribute's type, multiValued, caseExact,
+//! mutability, returned and uniqueness: validation, filtering, projection, PATCH and the
+//! `/Schemas` endpoint all read them from here.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+use crate::filter::ast::AttrPath;
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The schema documents, embedded at compile time so the binary serves exactly these.
+const SCHEMA_DOCUMENTS: &[&str] = &[
+    include_str!("../../../schemas/User.json"),
+    include_str!("../../../schemas/EnterpriseUser.json"),
+    include_str!("../../../schemas/Group.json"),
+];
+
+/// The two resource types the bridge serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    /// The resource type name (`meta.resourceType`, `/ResourceTypes/{id}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::User => "User",
+            ResourceKind::Group => "Group",
+        }
+    }
+    /// The endpoint below the base URL.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "/Users",
+            ResourceKind::Group => "/Groups",
+        }
+    }
+    /// The core schema URN.
+    pub fn core_schema(self) -> &'static str {
+        match self {
+            ResourceKind::User => USER_SCHEMA,
+            ResourceKind::Group => GROUP_SCHEMA,
+        }
+    }
+    /// Schema extensions this resource type accepts.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            ResourceKind::User => &[ENTERPRISE_USER_SCHEMA],
+            ResourceKind::Group => &[],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttrType {
+    String,
+    Boolean,
+    Decimal,
+    Integer,
+    DateTime,
+    Binary,
+    Reference,
+    Complex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Mutability {
+    ReadOnly,
+    #[default]
+    ReadWrite,
+    Immutable,
+    WriteOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Returned {
+    Always,
+    Never,
+    #[default]
+    Default,
+    Request,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Uniqueness {
+    #[default]
+    None,
+    Server,
+    Global,
+}
+
+/// One attribute definition (RFC 7643 §7 "attributes").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: AttrType,
+    #[serde(default)]
+    pub multi_valued: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub case_exact: bool,
+    #[serde(default)]
+    pub mutability: Mutability,
+    #[serde(default)]
+    pub returned: Returned,
+    #[serde(default)]
+    pub uniqueness: Uniqueness,
+    #[serde(default)]
+    pub canonical_values: Vec<String>,
+    #[serde(default)]
+    pub reference_types: Vec<String>,
+    #[serde(default)]
+    pub sub_attributes: Vec<AttributeDef>,
+}
+
+impl AttributeDef {
+    /// A sub-attribute by name, ignoring case.
+    pub fn sub_attribute(&self, name: &str) -> Option<&AttributeDef> {
+        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One schema document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaDef {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub attributes: Vec<AttributeDef>,
+    /// The document as written in `schemas/`, served by `/Schemas`.
+    #[serde(skip)]
+    pub document: Value,
+}
+
+impl SchemaDef {
+    /// A top-level attribute by name, ignoring case.
+    pub fn attribute(&self, name: &str) -> Option<&AttributeDef> {
+        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// An attribute path resolved against the schemas of a resource type.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedAttr<'a> {
+    /// The schema the top-level attribute belongs to.
+    pub schema: &'a SchemaDef,
+    /// The top-level attribute.
+    pub attr: &'a AttributeDef,
+    /// The sub-attribute, when the path names one.
+    pub sub: Option<&'a AttributeDef>,
+}
+
+impl<'a> ResolvedAttr<'a> {
+    /// The definition the path finally names (the sub-attribute if any).
+    pub fn leaf(&self) -> &'a AttributeDef {
+        self.sub.unwrap_or(self.attr)
+    }
+    /// Whether the attribute lives in an extension (stored under its URN key).
+    pub fn is_extension(&self) -> bool {
+        self.schema.id != USER_SCHEMA && self.schema.id != GROUP_SCHEMA
+    }
+}
+
+/// Every schema the bridge knows.
+#[derive(Debug)]
+pub struct Registry {
+    schemas: Vec<SchemaDef>,
+}
+
+/// Why the embedded schema documents could not be read; a build defect, caught by tests.
+#[derive(Debug, thiserror::Error)]
+#[error("schema document {index} is invalid: {source}")]
+pub struct SchemaLoadError {
+    index: usize,
+    source: serde_json::Error,
+}
+
+impl Registry {
+    /// Parse schema documents (RFC 7643 §7 format).
+    pub fn from_documents(documents: &[&str]) -> Result<Registry, SchemaLoadError> {
+        let mut schemas = Vec::with_capacity(documents.len());
+        for (index, text) in documents.iter().enumerate() {
+            let document: Value =
+                serde_json::from_str(text).map_err(|source| SchemaLoadError { index, source })?;
+            let mut def: SchemaDef = serde_json::from_value(document.clone())
+                .map_err(|source| SchemaLoadError { index, source })?;
+            def.document = document;
+            schemas.push(def);
+        }
+        Ok(Registry { schemas })
+    }
+
+    /// The registry built from the documents in `schemas/`. Their validity is asserted by tests,
+    /// so a failure here is unreachable in a tested build; it yields an empty registry rather
+    /// than a panic.
+    pub fn standard() -> &'static Registry {
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        REGISTRY.get_or_init(|| {
+            Registry::from_documents(SCHEMA_DOCUMENTS).unwrap_or(Registry { schemas: Vec::new() })
+        })
+    }
+
+    /// All schemas, in document order.
+    pub fn schemas(&self) -> &[SchemaDef] {
+        &self.schemas
+    }
+
+    /// A schema by URN, ignoring case.
+    pub fn schema(&self, urn: &str) -> Option<&SchemaDef> {
+        self.schemas.iter().find(|s| s.id.eq_ignore_ascii_case(urn))
+    }
+
+    /// Resolve `path` for a resource of `kind`: a URN-qualified path looks in that schema, an
+    /// unqualified one in the core schema first and then in the extensions.
+    pub fn resolve(&self, kind: ResourceKind, path: &AttrPath) -> Option<ResolvedAttr<'_>> {
+        let candidates: Vec<&str> = match &path.urn {
+            Some(urn) => vec![urn.as_str()],
+            None => std::iter::once(kind.core_schema()).chain(kind.extensions().iter().copied()).collect(),
+        };
+        for urn in candidates {
+            let Some(schema) = self.schema(urn) else { continue };
+            let Some(attr) = schema.attribute(&path.attr) else { continue };
+            let sub = match &path.sub_attr {
+                Some(name) => Some(attr.sub_attribute(name)?),
+                None => None,
+            };
+            return Some(ResolvedAttr { schema, attr, sub });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_documents_parse() {
+        let r = Registry::from_documents(SCHEMA_DOCUMENTS).expect("schemas/ documents are valid");
+        assert!(r.schema(USER_SCHEMA).is_some());
+        assert!(r.schema(GROUP_SCHEMA).is_some());
+        assert!(r.schema(ENTERPRISE_USER_SCHEMA).is_some());
+    }
+
+    #[test]
+    fn resolves_case_insensitively_and_by_urn() {
+        let r = Registry::standard();
+        let a = r.resolve(ResourceKind::User, &AttrPath::simple("USERNAME")).expect("userName");
+        assert_eq!(a.attr.name, "userName");
+        assert_eq!(a.attr.uniqueness, Uniqueness::Server);
+        let m = r
+            .resolve(
+                ResourceKind::User,
+                &AttrPath { urn: Some(ENTERPRISE_USER_SCHEMA.into()), attr: "manager".into(), sub_attr: Some("value".into()) },
+            )
+            .expect("manager.value");
+        assert!(m.is_extension());
+        assert_eq!(m.leaf().name, "value");
+        let e = r.resolve(ResourceKind::User, &AttrPath::simple("employeeNumber")).expect("unqualified extension attr");
+        assert!(e.is_extension());
+        assert!(r.resolve(ResourceKind::Group, &AttrPath::simple("userName")).is_none());
+    }
+}
