@@ -1,0 +1,803 @@
+//! Settings: flags, then `SCIM_BRIDGE_*` environment variables, then the TOML file named by
+//! `SCIM_BRIDGE_CONFIG`, then defaults (docs/CONFIGURATION.md is the reference).
+//!
+//! Every setting is validated here, once, at start-up; an error names the setting the operator
+//! has to fix. Secrets are wrapped in [`Secret`] so no `Debug` or log line can print them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use validator::Validate;
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A setting that is wrong, named as the operator would set it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+fn bad(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+    Auto,
+}
+
+/// The settings given as flags (clap also reads each flag's environment variable).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SettingsArgs {
+    /// Address the HTTP server binds.
+    #[arg(long, env = "SCIM_BRIDGE_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// `sqlite://PATH` or `postgres://…`.
+    #[arg(
+        long,
+        env = "SCIM_BRIDGE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<String>,
+    /// Public SCIM base URL, e.g. https://scim.example.com/scim/v2.
+    #[arg(long, env = "SCIM_BRIDGE_BASE_URL", global = true)]
+    pub base_url: Option<String>,
+    /// TOML file with settings and mapping rules.
+    #[arg(long, env = "SCIM_BRIDGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "SCIM_BRIDGE_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    #[arg(long, env = "SCIM_BRIDGE_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// File of `name=token` lines: IdP bearer tokens imported at start-up.
+    #[arg(long, env = "SCIM_BRIDGE_IDP_TOKENS_FILE", global = true)]
+    pub idp_tokens_file: Option<PathBuf>,
+    #[arg(long, env = "SCIM_BRIDGE_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_JWT_RS256_KEY_FILE", global = true)]
+    pub jwt_rs256_key_file: Option<PathBuf>,
+    #[arg(long, env = "SCIM_BRIDGE_JWT_JWKS_FILE", global = true)]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Requests per second per token (0 turns the limit off).
+    #[arg(long, env = "SCIM_BRIDGE_RATE_LIMIT", global = true)]
+    pub rate_limit: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_RATE_LIMIT_BURST", global = true)]
+    pub rate_limit_burst: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_MAX_BODY_BYTES", global = true)]
+    pub max_body_bytes: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_BULK_MAX_OPERATIONS", global = true)]
+    pub bulk_max_operations: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES", global = true)]
+    pub bulk_max_payload_bytes: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_CODER_URL", global = true)]
+    pub coder_url: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_CODER_RATE_LIMIT", global = true)]
+    pub coder_rate_limit: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_WORKER", global = true)]
+    pub worker: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_WORKER_CONCURRENCY", global = true)]
+    pub worker_concurrency: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_MAX_ATTEMPTS", global = true)]
+    pub max_attempts: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_DRIFT_INTERVAL", global = true)]
+    pub drift_interval: Option<String>,
+}
+
+/// The TOML file. Unknown keys are refused so a typo is reported, not ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    database_url: Option<String>,
+    base_url: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    max_body_bytes: Option<u64>,
+    #[serde(default)]
+    jwt: FileJwt,
+    #[serde(default)]
+    rate_limit: FileRateLimit,
+    #[serde(default)]
+    bulk: FileBulk,
+    #[serde(default)]
+    coder: FileCoder,
+    #[serde(default)]
+    worker: FileWorker,
+    // Mapping rules: handed as they are to the reconcile crate, which validates them.
+    users: Option<toml::Value>,
+    offboarding: Option<toml::Value>,
+    groups: Option<toml::Value>,
+    roles: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    issuer: Option<String>,
+    audience: Option<String>,
+    rs256_key_file: Option<PathBuf>,
+    jwks_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRateLimit {
+    per_second: Option<u64>,
+    burst: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBulk {
+    max_operations: Option<u64>,
+    max_payload_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCoder {
+    url: Option<String>,
+    rate_limit: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWorker {
+    enabled: Option<bool>,
+    concurrency: Option<u64>,
+    max_attempts: Option<u64>,
+    drift_interval: Option<String>,
+}
+
+/// How the bridge authenticates JWT bearer tokens (for IdPs that use OAuth).
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub key: JwtKey,
+}
+
+/// The key a JWT is checked against.
+#[derive(Debug, Clone)]
+pub enum JwtKey {
+    Hs256(Secret),
+    Rs256Pem(PathBuf),
+    Jwks(PathBuf),
+}
+
+/// Where Coder is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct CoderSettings {
+    pub url: url::Url,
+    pub token: Secret,
+    pub rate_limit: u32,
+}
+
+/// Outbox worker settings.
+#[derive(Debug, Clone, Validate)]
+pub struct WorkerSettings {
+    pub enabled: bool,
+    #[validate(range(min = 1, max = 256))]
+    pub concurrency: u32,
+    #[validate(range(min = 1, max = 1000))]
+    pub max_attempts: u32,
+    /// Zero turns periodic drift repair off.
+    pub drift_interval: Duration,
+}
+
+/// Every setting, validated.
+#[derive(Debug, Clone, Validate)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: Secret,
+    pub base_url: Option<url::Url>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub idp_tokens_file: Option<PathBuf>,
+    pub jwt: Option<JwtSettings>,
+    pub rate_limit_per_second: u32,
+    #[validate(range(min = 1))]
+    pub rate_limit_burst: u32,
+    #[validate(range(min = 1024))]
+    pub max_body_bytes: usize,
+    #[validate(range(min = 1, max = 100000))]
+    pub bulk_max_operations: usize,
+    #[validate(range(min = 1024))]
+    pub bulk_max_payload_bytes: usize,
+    pub coder: Option<CoderSettings>,
+    #[validate(nested)]
+    pub worker: WorkerSettings,
+    /// The mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`) as written.
+    pub rules: toml::Table,
+    /// The TOML file the settings came from, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The variable a validated field is set by, for error messages.
+fn setting_name(field: &str) -> &'static str {
+    match field {
+        "rate_limit_burst" => "SCIM_BRIDGE_RATE_LIMIT_BURST",
+        "max_body_bytes" => "SCIM_BRIDGE_MAX_BODY_BYTES",
+        "bulk_max_operations" => "SCIM_BRIDGE_BULK_MAX_OPERATIONS",
+        "bulk_max_payload_bytes" => "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES",
+        "concurrency" => "SCIM_BRIDGE_WORKER_CONCURRENCY",
+        "max_attempts" => "SCIM_BRIDGE_MAX_ATTEMPTS",
+        _ => "settings",
+    }
+}
+
+/// Where environment-only secrets are read from; a parameter so tests need not touch the
+/// process environment.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// A secret from `NAME` or from the file named by `NAME_FILE` (trimmed). Both set is an error.
+fn secret_from(env: &dyn Environment, name: &str) -> Result<Option<Secret>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    match (env.var(name), env.var(&file_var)) {
+        (Some(_), Some(_)) => Err(bad(
+            name,
+            format!("set either {name} or {file_var}, not both"),
+        )),
+        (Some(v), None) => Ok(Some(Secret::new(v.trim()))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| bad(&file_var, format!("cannot read {path}: {e}")))?;
+            let value = text.trim();
+            if value.is_empty() {
+                return Err(bad(&file_var, format!("{path} is empty")));
+            }
+            Ok(Some(Secret::new(value)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(setting: &str, raw: &str) -> Result<T, ConfigError> {
+    raw.trim()
+        .parse()
+        .map_err(|_| bad(setting, format!("'{raw}' is not a valid whole number")))
+}
+
+/// Flag/env string first, then the file's number, then the default.
+fn number<T>(
+    setting: &str,
+    flag: &Option<String>,
+    file: Option<u64>,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + TryFrom<u64>,
+{
+    if let Some(raw) = flag {
+        return parse_num(setting, raw);
+    }
+    match file {
+        Some(n) => T::try_from(n).map_err(|_| bad(setting, format!("{n} is out of range"))),
+        None => Ok(default),
+    }
+}
+
+fn parse_bool(setting: &str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(bad(setting, format!("'{raw}' is not true or false"))),
+    }
+}
+
+fn parse_duration(setting: &str, raw: &str) -> Result<Duration, ConfigError> {
+    let raw = raw.trim();
+    if raw == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(raw).map_err(|e| {
+        bad(
+            setting,
+            format!("'{raw}' is not a duration such as 15m or 1h: {e}"),
+        )
+    })
+}
+
+fn parse_url(setting: &str, raw: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| bad(setting, format!("'{raw}' is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(
+            setting,
+            format!("'{raw}' must be an http:// or https:// URL"),
+        ));
+    }
+    Ok(url)
+}
+
+fn validate_database_url(raw: &str) -> Result<(), ConfigError> {
+    let ok = raw.starts_with("sqlite:")
+        || raw.starts_with("postgres://")
+        || raw.starts_with("postgresql://");
+    if ok {
+        Ok(())
+    } else {
+        // The URL may carry a password: name the scheme, not the value.
+        let scheme = raw.split(':').next().unwrap_or("");
+        Err(bad(
+            "SCIM_BRIDGE_DATABASE_URL",
+            format!("scheme '{scheme}' is not supported: use sqlite://PATH or postgres://…"),
+        ))
+    }
+}
+
+impl Settings {
+    /// Resolve and validate every setting.
+    pub fn load(args: &SettingsArgs, env: &dyn Environment) -> Result<Settings, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+
+        let listen_raw = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            bad(
+                "SCIM_BRIDGE_LISTEN",
+                format!("'{listen_raw}' is not a host:port socket address"),
+            )
+        })?;
+
+        let database_url = match (
+            &args.database_url,
+            secret_from(env, "SCIM_BRIDGE_DATABASE_URL")?,
+        ) {
+            (Some(url), _) => Secret::new(url.clone()),
+            (None, Some(secret)) => secret,
+            (None, None) => Secret::new(
+                file.database_url
+                    .unwrap_or_else(|| "sqlite://scim-bridge.db".into()),
+            ),
+        };
+        validate_database_url(database_url.expose())?;
+
+        let base_url = match args.base_url.clone().or(file.base_url) {
+            Some(raw) => Some(parse_url("SCIM_BRIDGE_BASE_URL", &raw)?),
+            None => None,
+        };
+
+        let jwt_issuer = args.jwt_issuer.clone().or(file.jwt.issuer);
+        let jwt_audience = args.jwt_audience.clone().or(file.jwt.audience);
+        let hs_secret = secret_from(env, "SCIM_BRIDGE_JWT_HS256_SECRET")?;
+        let rs_key = args.jwt_rs256_key_file.clone().or(file.jwt.rs256_key_file);
+        let jwks = args.jwt_jwks_file.clone().or(file.jwt.jwks_file);
+        let jwt = jwt_settings(jwt_issuer, jwt_audience, hs_secret, rs_key, jwks)?;
+
+        let coder_token = secret_from(env, "SCIM_BRIDGE_CODER_TOKEN")?;
+        let coder = match (args.coder_url.clone().or(file.coder.url), coder_token) {
+            (Some(raw), Some(token)) => Some(CoderSettings {
+                url: parse_url("SCIM_BRIDGE_CODER_URL", &raw)?,
+                token,
+                rate_limit: number(
+                    "SCIM_BRIDGE_CODER_RATE_LIMIT",
+                    &args.coder_rate_limit,
+                    file.coder.rate_limit,
+                    8,
+                )?,
+            }),
+            (Some(_), None) => {
+                return Err(bad(
+                    "SCIM_BRIDGE_CODER_TOKEN",
+                    "SCIM_BRIDGE_CODER_URL is set but no Coder token was given (SCIM_BRIDGE_CODER_TOKEN or SCIM_BRIDGE_CODER_TOKEN_FILE)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "SCIM_BRIDGE_CODER_URL",
+                    "a Coder token was given but no Coder URL",
+                ));
+            }
+            (None, None) => None,
+        };
+
+        let worker = WorkerSettings {
+            enabled: match &args.worker {
+                Some(raw) => parse_bool("SCIM_BRIDGE_WORKER", raw)?,
+                None => file.worker.enabled.unwrap_or(true),
+            },
+            concurrency: number(
+                "SCIM_BRIDGE_WORKER_CONCURRENCY",
+                &args.worker_concurrency,
+                file.worker.concurrency,
+                4,
+            )?,
+            max_attempts: number(
+                "SCIM_BRIDGE_MAX_ATTEMPTS",
+                &args.max_attempts,
+                file.worker.max_attempts,
+                12,
+            )?,
+            drift_interval: parse_duration(
+                "SCIM_BRIDGE_DRIFT_INTERVAL",
+                args.drift_interval
+                    .as_deref()
+                    .or(file.worker.drift_interval.as_deref())
+                    .unwrap_or("15m"),
+            )?,
+        };
+
+        if let Some(path) = &args.idp_tokens_file
+            && !path.is_file()
+        {
+            return Err(bad(
+                "SCIM_BRIDGE_IDP_TOKENS_FILE",
+                format!("{} is not a readable file", path.display()),
+            ));
+        }
+
+        let mut rules = toml::Table::new();
+        for (key, value) in [
+            ("users", file.users),
+            ("offboarding", file.offboarding),
+            ("groups", file.groups),
+            ("roles", file.roles),
+        ] {
+            if let Some(v) = value {
+                rules.insert(key.into(), v);
+            }
+        }
+
+        let settings = Settings {
+            listen,
+            database_url,
+            base_url,
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Auto),
+            log_level: args
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            idp_tokens_file: args.idp_tokens_file.clone(),
+            jwt,
+            rate_limit_per_second: number(
+                "SCIM_BRIDGE_RATE_LIMIT",
+                &args.rate_limit,
+                file.rate_limit.per_second,
+                100,
+            )?,
+            rate_limit_burst: number(
+                "SCIM_BRIDGE_RATE_LIMIT_BURST",
+                &args.rate_limit_burst,
+                file.rate_limit.burst,
+                200,
+            )?,
+            max_body_bytes: number(
+                "SCIM_BRIDGE_MAX_BODY_BYTES",
+                &args.max_body_bytes,
+                file.max_body_bytes,
+                1 << 20,
+            )?,
+            bulk_max_operations: number(
+                "SCIM_BRIDGE_BULK_MAX_OPERATIONS",
+                &args.bulk_max_operations,
+                file.bulk.max_operations,
+                1000,
+            )?,
+            bulk_max_payload_bytes: number(
+                "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES",
+                &args.bulk_max_payload_bytes,
+                file.bulk.max_payload_bytes,
+                1 << 20,
+            )?,
+            coder,
+            worker,
+            rules,
+            config_file: args.config.clone(),
+        };
+        settings.validate().map_err(validation_error)?;
+        Ok(settings)
+    }
+
+    /// Whether the store is SQLite (one replica only).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            "SCIM_BRIDGE_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| bad("SCIM_BRIDGE_CONFIG", format!("{}: {e}", path.display())))
+}
+
+fn jwt_settings(
+    issuer: Option<String>,
+    audience: Option<String>,
+    hs_secret: Option<Secret>,
+    rs_key: Option<PathBuf>,
+    jwks: Option<PathBuf>,
+) -> Result<Option<JwtSettings>, ConfigError> {
+    let keys = usize::from(hs_secret.is_some())
+        + usize::from(rs_key.is_some())
+        + usize::from(jwks.is_some());
+    match (issuer, audience) {
+        (None, None) if keys == 0 => Ok(None),
+        (None, _) => Err(bad(
+            "SCIM_BRIDGE_JWT_ISSUER",
+            "JWT validation needs an issuer",
+        )),
+        (_, None) => Err(bad(
+            "SCIM_BRIDGE_JWT_AUDIENCE",
+            "JWT validation needs an audience",
+        )),
+        (Some(issuer), Some(audience)) => {
+            if keys != 1 {
+                return Err(bad(
+                    "SCIM_BRIDGE_JWT_HS256_SECRET",
+                    "JWT validation needs exactly one key: SCIM_BRIDGE_JWT_HS256_SECRET(_FILE), SCIM_BRIDGE_JWT_RS256_KEY_FILE or SCIM_BRIDGE_JWT_JWKS_FILE",
+                ));
+            }
+            let key = if let Some(s) = hs_secret {
+                JwtKey::Hs256(s)
+            } else if let Some(p) = rs_key {
+                check_readable("SCIM_BRIDGE_JWT_RS256_KEY_FILE", &p)?;
+                JwtKey::Rs256Pem(p)
+            } else if let Some(p) = jwks {
+                check_readable("SCIM_BRIDGE_JWT_JWKS_FILE", &p)?;
+                JwtKey::Jwks(p)
+            } else {
+                return Err(bad("SCIM_BRIDGE_JWT_HS256_SECRET", "no JWT key given"));
+            };
+            Ok(Some(JwtSettings {
+                issuer,
+                audience,
+                key,
+            }))
+        }
+    }
+}
+
+fn check_readable(setting: &str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn validation_error(errors: validator::ValidationErrors) -> ConfigError {
+    use validator::ValidationErrorsKind;
+    fn first(errors: &validator::ValidationErrors) -> Option<ConfigError> {
+        for (field, kind) in errors.errors() {
+            match kind {
+                ValidationErrorsKind::Field(list) => {
+                    if let Some(e) = list.first() {
+                        let bounds = match (e.params.get("min"), e.params.get("max")) {
+                            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
+                            (Some(min), None) => format!("must be at least {min}"),
+                            (None, Some(max)) => format!("must be at most {max}"),
+                            (None, None) => "is invalid".to_string(),
+                        };
+                        let value = e
+                            .params
+                            .get("value")
+                            .map(|v| format!(" (got {v})"))
+                            .unwrap_or_default();
+                        return Some(bad(setting_name(field), format!("{bounds}{value}")));
+                    }
+                }
+                ValidationErrorsKind::Struct(inner) => {
+                    if let Some(e) = first(inner) {
+                        return Some(e);
+                    }
+                }
+                ValidationErrorsKind::List(map) => {
+                    for inner in map.values() {
+                        if let Some(e) = first(inner) {
+                            return Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+    first(&errors).unwrap_or_else(|| bad("settings", errors.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeEnv(HashMap<&'static str, String>);
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+    fn env(pairs: &[(&'static str, &str)]) -> FakeEnv {
+        FakeEnv(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let s = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url.expose(), "sqlite://scim-bridge.db");
+        assert_eq!(s.rate_limit_per_second, 100);
+        assert_eq!(s.worker.max_attempts, 12);
+        assert_eq!(s.worker.drift_interval, Duration::from_secs(900));
+        assert!(s.coder.is_none());
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[worker]\nconcurrency = 2\n[roles]\nbaseline_site_roles = []\n").unwrap();
+        let args = SettingsArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:9100".into()),
+            ..Default::default()
+        };
+        let s = Settings::load(&args, &env(&[])).unwrap();
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.max_body_bytes, 4096);
+        assert_eq!(s.worker.concurrency, 2);
+        assert!(s.rules.contains_key("roles"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = Settings::load(
+            &SettingsArgs {
+                listen: Some("nope".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_LISTEN");
+        let e = Settings::load(
+            &SettingsArgs {
+                worker_concurrency: Some("0".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_WORKER_CONCURRENCY");
+        assert!(e.problem.contains("between 1 and 256"), "{}", e.problem);
+        let e = Settings::load(
+            &SettingsArgs {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_DATABASE_URL");
+        let e = Settings::load(
+            &SettingsArgs {
+                coder_url: Some("https://coder.example.com".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_CODER_TOKEN");
+        let e = Settings::load(
+            &SettingsArgs {
+                drift_interval: Some("soon".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_DRIFT_INTERVAL");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let e = Settings::load(
+            &SettingsArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_CONFIG");
+        assert!(e.problem.contains("listn"), "{}", e.problem);
+    }
+
+    #[test]
+    fn secrets_from_file_and_never_debug_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coder-token");
+        std::fs::write(&path, "  s3cr3t-coder-token\n").unwrap();
+        let args = SettingsArgs {
+            coder_url: Some("http://127.0.0.1:3000".into()),
+            ..Default::default()
+        };
+        let s = Settings::load(
+            &args,
+            &env(&[("SCIM_BRIDGE_CODER_TOKEN_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        let coder = s.coder.clone().unwrap();
+        assert_eq!(coder.token.expose(), "s3cr3t-coder-token");
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+        let both = env(&[
+            ("SCIM_BRIDGE_CODER_TOKEN", "a"),
+            ("SCIM_BRIDGE_CODER_TOKEN_FILE", path.to_str().unwrap()),
+        ]);
+        assert_eq!(
+            Settings::load(&args, &both).unwrap_err().setting,
+            "SCIM_BRIDGE_CODER_TOKEN"
+        );
+    }
+
+    #[test]
+    fn jwt_needs_exactly_one_key() {
+        let args = SettingsArgs {
+            jwt_issuer: Some("https://sts.windows.net/t/".into()),
+            jwt_audience: Some("aud".into()),
+            ..Default::default()
+        };
+        assert!(Settings::load(&args, &env(&[])).is_err());
+        let s = Settings::load(&args, &env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")])).unwrap();
+        assert!(matches!(s.jwt.unwrap().key, JwtKey::Hs256(_)));
+    }
+}
