@@ -4,9 +4,17 @@
 //! No I/O and no async: everything here is a pure function of its inputs, which is why most of
 //! the bridge's tests, property tests and fuzz targets live in this crate.
 
+pub mod dialect;
 pub mod error;
 pub mod filter;
+pub mod patch;
+pub mod path;
+pub mod projection;
+pub mod query;
+pub mod resource;
 pub mod schema;
 
 pub use error::{ScimError, ScimResult, ScimType};
+pub use filter::Filter;
+pub use path::PatchPath;
 pub use schema::{Registry, ResourceKind};

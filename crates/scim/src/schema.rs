@@ -3,6 +3,15 @@
 //! These documents are the single source of each attribute's type, multiValued, caseExact,
 //! mutability, returned and uniqueness: validation, filtering, projection, PATCH and the
 //! `/Schemas` endpoint all read them from here.
+//!
+//! RFC 7643 §3.1 puts `id`, `externalId` and `meta` outside every schema ("common attributes").
+//! We still describe them in the same format, in `schemas/common-attributes.json`, so that
+//! [`Registry::resolve`] answers for `id`, `externalId` and `meta.lastModified` like for any other
+//! attribute; that document is never served by `/Schemas` ([`Registry::schemas`] leaves it out).
+//!
+//! One deliberate departure from RFC 7643 §8.7.1: Group `displayName` is `required` (as §4.2
+//! says) and `uniqueness: server`, because Coder group names are unique and both Okta and Entra
+//! expect a 409 `uniqueness` for a duplicate group name.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,7 +21,14 @@ use crate::filter::ast::AttrPath;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The `id` of the common-attribute definitions (`schemas/common-attributes.json`); not a URN
+/// because RFC 7643 §3.1 gives those attributes no schema.
+pub const COMMON_ATTRIBUTES: &str = "common";
+
+/// The common attributes (`id`, `externalId`, `meta`), in the schema document format.
+const COMMON_ATTRIBUTES_DOCUMENT: &str = include_str!("../../../schemas/common-attributes.json");
 
 /// The schema documents, embedded at compile time so the binary serves exactly these.
 const SCHEMA_DOCUMENTS: &[&str] = &[
@@ -133,7 +149,9 @@ pub struct AttributeDef {
 impl AttributeDef {
     /// A sub-attribute by name, ignoring case.
     pub fn sub_attribute(&self, name: &str) -> Option<&AttributeDef> {
-        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.sub_attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -153,7 +171,9 @@ pub struct SchemaDef {
 impl SchemaDef {
     /// A top-level attribute by name, ignoring case.
     pub fn attribute(&self, name: &str) -> Option<&AttributeDef> {
-        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -175,7 +195,14 @@ impl<'a> ResolvedAttr<'a> {
     }
     /// Whether the attribute lives in an extension (stored under its URN key).
     pub fn is_extension(&self) -> bool {
-        self.schema.id != USER_SCHEMA && self.schema.id != GROUP_SCHEMA
+        self.schema.id != USER_SCHEMA
+            && self.schema.id != GROUP_SCHEMA
+            && self.schema.id != COMMON_ATTRIBUTES
+    }
+
+    /// Whether the attribute is one of the common attributes (`id`, `externalId`, `meta`).
+    pub fn is_common(&self) -> bool {
+        self.schema.id == COMMON_ATTRIBUTES
     }
 }
 
@@ -183,6 +210,8 @@ impl<'a> ResolvedAttr<'a> {
 #[derive(Debug)]
 pub struct Registry {
     schemas: Vec<SchemaDef>,
+    /// `id`, `externalId` and `meta` (RFC 7643 §3.1).
+    common: SchemaDef,
 }
 
 /// Why the embedded schema documents could not be read; a build defect, caught by tests.
@@ -194,18 +223,16 @@ pub struct SchemaLoadError {
 }
 
 impl Registry {
-    /// Parse schema documents (RFC 7643 §7 format).
+    /// Parse schema documents (RFC 7643 §7 format). The common attributes always come from the
+    /// embedded `schemas/common-attributes.json`.
     pub fn from_documents(documents: &[&str]) -> Result<Registry, SchemaLoadError> {
-        let mut schemas = Vec::with_capacity(documents.len());
-        for (index, text) in documents.iter().enumerate() {
-            let document: Value =
-                serde_json::from_str(text).map_err(|source| SchemaLoadError { index, source })?;
-            let mut def: SchemaDef = serde_json::from_value(document.clone())
-                .map_err(|source| SchemaLoadError { index, source })?;
-            def.document = document;
-            schemas.push(def);
-        }
-        Ok(Registry { schemas })
+        let schemas = documents
+            .iter()
+            .enumerate()
+            .map(|(index, text)| parse_schema_document(index, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let common = parse_schema_document(documents.len(), COMMON_ATTRIBUTES_DOCUMENT)?;
+        Ok(Registry { schemas, common })
     }
 
     /// The registry built from the documents in `schemas/`. Their validity is asserted by tests,
@@ -214,13 +241,28 @@ impl Registry {
     pub fn standard() -> &'static Registry {
         static REGISTRY: OnceLock<Registry> = OnceLock::new();
         REGISTRY.get_or_init(|| {
-            Registry::from_documents(SCHEMA_DOCUMENTS).unwrap_or(Registry { schemas: Vec::new() })
+            Registry::from_documents(SCHEMA_DOCUMENTS).unwrap_or_else(|_| Registry {
+                schemas: Vec::new(),
+                common: SchemaDef {
+                    id: COMMON_ATTRIBUTES.into(),
+                    name: String::new(),
+                    description: String::new(),
+                    attributes: Vec::new(),
+                    document: Value::Null,
+                },
+            })
         })
     }
 
-    /// All schemas, in document order.
+    /// All schemas, in document order (what `/Schemas` serves; the common attributes are not
+    /// among them).
     pub fn schemas(&self) -> &[SchemaDef] {
         &self.schemas
+    }
+
+    /// The common attributes `id`, `externalId` and `meta` (RFC 7643 §3.1).
+    pub fn common_attributes(&self) -> &SchemaDef {
+        &self.common
     }
 
     /// A schema by URN, ignoring case.
@@ -228,24 +270,60 @@ impl Registry {
         self.schemas.iter().find(|s| s.id.eq_ignore_ascii_case(urn))
     }
 
-    /// Resolve `path` for a resource of `kind`: a URN-qualified path looks in that schema, an
-    /// unqualified one in the core schema first and then in the extensions.
+    /// Resolve `path` for a resource of `kind`: a URN-qualified path looks in that schema (the
+    /// core URN also covers the common attributes), an unqualified one in the common attributes,
+    /// then the core schema, then the extensions.
     pub fn resolve(&self, kind: ResourceKind, path: &AttrPath) -> Option<ResolvedAttr<'_>> {
-        let candidates: Vec<&str> = match &path.urn {
-            Some(urn) => vec![urn.as_str()],
-            None => std::iter::once(kind.core_schema()).chain(kind.extensions().iter().copied()).collect(),
+        let (schema, attr) = match &path.urn {
+            Some(urn) if urn.eq_ignore_ascii_case(kind.core_schema()) => {
+                self.find_attribute(&path.attr, std::iter::once(kind.core_schema()), true)?
+            }
+            Some(urn) => {
+                let in_kind = kind
+                    .extensions()
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(urn));
+                if !in_kind {
+                    return None;
+                }
+                self.find_attribute(&path.attr, std::iter::once(urn.as_str()), false)?
+            }
+            None => self.find_attribute(
+                &path.attr,
+                std::iter::once(kind.core_schema()).chain(kind.extensions().iter().copied()),
+                true,
+            )?,
         };
-        for urn in candidates {
-            let Some(schema) = self.schema(urn) else { continue };
-            let Some(attr) = schema.attribute(&path.attr) else { continue };
-            let sub = match &path.sub_attr {
-                Some(name) => Some(attr.sub_attribute(name)?),
-                None => None,
-            };
-            return Some(ResolvedAttr { schema, attr, sub });
-        }
-        None
+        let sub = match &path.sub_attr {
+            Some(name) => Some(attr.sub_attribute(name)?),
+            None => None,
+        };
+        Some(ResolvedAttr { schema, attr, sub })
     }
+
+    /// The first of the common attributes (when `with_common`) and the schemas `urns` that
+    /// defines `name`.
+    fn find_attribute<'u>(
+        &self,
+        name: &str,
+        urns: impl Iterator<Item = &'u str>,
+        with_common: bool,
+    ) -> Option<(&SchemaDef, &AttributeDef)> {
+        if with_common && let Some(attr) = self.common.attribute(name) {
+            return Some((&self.common, attr));
+        }
+        urns.filter_map(|urn| self.schema(urn))
+            .find_map(|schema| schema.attribute(name).map(|attr| (schema, attr)))
+    }
+}
+
+fn parse_schema_document(index: usize, text: &str) -> Result<SchemaDef, SchemaLoadError> {
+    let document: Value =
+        serde_json::from_str(text).map_err(|source| SchemaLoadError { index, source })?;
+    let mut def: SchemaDef = serde_json::from_value(document.clone())
+        .map_err(|source| SchemaLoadError { index, source })?;
+    def.document = document;
+    Ok(def)
 }
 
 #[cfg(test)]
@@ -263,19 +341,30 @@ mod tests {
     #[test]
     fn resolves_case_insensitively_and_by_urn() {
         let r = Registry::standard();
-        let a = r.resolve(ResourceKind::User, &AttrPath::simple("USERNAME")).expect("userName");
+        let a = r
+            .resolve(ResourceKind::User, &AttrPath::simple("USERNAME"))
+            .expect("userName");
         assert_eq!(a.attr.name, "userName");
         assert_eq!(a.attr.uniqueness, Uniqueness::Server);
         let m = r
             .resolve(
                 ResourceKind::User,
-                &AttrPath { urn: Some(ENTERPRISE_USER_SCHEMA.into()), attr: "manager".into(), sub_attr: Some("value".into()) },
+                &AttrPath {
+                    urn: Some(ENTERPRISE_USER_SCHEMA.into()),
+                    attr: "manager".into(),
+                    sub_attr: Some("value".into()),
+                },
             )
             .expect("manager.value");
         assert!(m.is_extension());
         assert_eq!(m.leaf().name, "value");
-        let e = r.resolve(ResourceKind::User, &AttrPath::simple("employeeNumber")).expect("unqualified extension attr");
+        let e = r
+            .resolve(ResourceKind::User, &AttrPath::simple("employeeNumber"))
+            .expect("unqualified extension attr");
         assert!(e.is_extension());
-        assert!(r.resolve(ResourceKind::Group, &AttrPath::simple("userName")).is_none());
+        assert!(
+            r.resolve(ResourceKind::Group, &AttrPath::simple("userName"))
+                .is_none()
+        );
     }
 }

@@ -19,12 +19,20 @@ pub struct AttrPath {
 impl AttrPath {
     /// A path with neither URN nor sub-attribute.
     pub fn simple(attr: impl Into<String>) -> Self {
-        AttrPath { urn: None, attr: attr.into(), sub_attr: None }
+        AttrPath {
+            urn: None,
+            attr: attr.into(),
+            sub_attr: None,
+        }
     }
 
     /// A path with a sub-attribute, such as `name.givenName`.
     pub fn with_sub(attr: impl Into<String>, sub: impl Into<String>) -> Self {
-        AttrPath { urn: None, attr: attr.into(), sub_attr: Some(sub.into()) }
+        AttrPath {
+            urn: None,
+            attr: attr.into(),
+            sub_attr: Some(sub.into()),
+        }
     }
 }
 
@@ -56,7 +64,11 @@ pub enum CompValue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     /// `attrPath op compValue`
-    Compare { path: AttrPath, op: CompareOp, value: CompValue },
+    Compare {
+        path: AttrPath,
+        op: CompareOp,
+        value: CompValue,
+    },
     /// `attrPath pr`
     Present(AttrPath),
     /// `a and b`
