@@ -162,3 +162,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::PatchPath;
+    use crate::filter::AttrPath;
+    use crate::filter::tests::strategies;
+
+    fn patch_path() -> impl Strategy<Value = PatchPath> {
+        (strategies::attr_path(), proptest::option::of(strategies::value_filter())).prop_map(
+            |(attr, filter)| PatchPath { attr, filter },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn printed_paths_parse_back_equal(path in patch_path()) {
+            let printed = path.to_string();
+            prop_assert_eq!(PatchPath::parse(&printed).ok(), Some(path), "printed: {}", printed);
+        }
+
+        #[test]
+        fn whole_schema_paths_round_trip(upper in any::<bool>()) {
+            let urn = if upper {
+                crate::schema::ENTERPRISE_USER_SCHEMA.to_uppercase()
+            } else {
+                crate::schema::ENTERPRISE_USER_SCHEMA.to_owned()
+            };
+            let path = PatchPath { attr: AttrPath { urn: Some(urn), attr: String::new(), sub_attr: None }, filter: None };
+            prop_assert_eq!(PatchPath::parse(&path.to_string()).ok(), Some(path));
+        }
+    }
+}

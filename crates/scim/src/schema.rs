@@ -367,4 +367,236 @@ mod tests {
                 .is_none()
         );
     }
+
+    fn resolved(kind: ResourceKind, path: &str) -> &'static AttributeDef {
+        let (attr, sub) = match path.split_once('.') {
+            Some((a, s)) => (a, Some(s)),
+            None => (path, None),
+        };
+        let path = AttrPath {
+            urn: None,
+            attr: attr.into(),
+            sub_attr: sub.map(Into::into),
+        };
+        Registry::standard()
+            .resolve(kind, &path)
+            .unwrap_or_else(|| panic!("{path:?}"))
+            .leaf()
+    }
+
+    #[test]
+    fn every_rfc_7643_attribute_is_defined() {
+        use ResourceKind::{Group, User};
+        for path in [
+            "userName",
+            "name.formatted",
+            "name.familyName",
+            "name.givenName",
+            "name.middleName",
+            "name.honorificPrefix",
+            "name.honorificSuffix",
+            "displayName",
+            "nickName",
+            "profileUrl",
+            "title",
+            "userType",
+            "preferredLanguage",
+            "locale",
+            "timezone",
+            "active",
+            "password",
+            "emails.value",
+            "emails.display",
+            "emails.type",
+            "emails.primary",
+            "phoneNumbers.value",
+            "ims.value",
+            "photos.value",
+            "addresses.formatted",
+            "addresses.streetAddress",
+            "addresses.locality",
+            "addresses.region",
+            "addresses.postalCode",
+            "addresses.country",
+            "addresses.type",
+            "addresses.primary",
+            "groups.value",
+            "groups.$ref",
+            "groups.display",
+            "groups.type",
+            "entitlements.value",
+            "roles.value",
+            "x509Certificates.value",
+            "employeeNumber",
+            "costCenter",
+            "organization",
+            "division",
+            "department",
+            "manager.value",
+            "manager.$ref",
+            "manager.displayName",
+            "id",
+            "externalId",
+            "meta.resourceType",
+            "meta.created",
+            "meta.lastModified",
+            "meta.location",
+            "meta.version",
+        ] {
+            resolved(User, path);
+        }
+        for path in [
+            "displayName",
+            "members.value",
+            "members.$ref",
+            "members.type",
+            "members.display",
+            "id",
+            "externalId",
+            "meta.lastModified",
+        ] {
+            resolved(Group, path);
+        }
+    }
+
+    #[test]
+    fn characteristics_follow_rfc_7643() {
+        use ResourceKind::{Group, User};
+        let user_name = resolved(User, "userName");
+        assert!(user_name.required && !user_name.case_exact);
+        assert_eq!(user_name.uniqueness, Uniqueness::Server);
+        let password = resolved(User, "password");
+        assert_eq!(
+            (password.mutability, password.returned),
+            (Mutability::WriteOnly, Returned::Never)
+        );
+        let groups = resolved(User, "groups");
+        assert!(groups.multi_valued);
+        assert_eq!(groups.mutability, Mutability::ReadOnly);
+        assert!(
+            groups
+                .sub_attributes
+                .iter()
+                .all(|a| a.mutability == Mutability::ReadOnly)
+        );
+        assert_eq!(
+            resolved(User, "groups.$ref").reference_types,
+            ["User", "Group"]
+        );
+        assert!(!resolved(User, "emails.value").case_exact);
+        assert_eq!(
+            resolved(User, "emails.type").canonical_values,
+            ["work", "home", "other"]
+        );
+        assert_eq!(resolved(User, "emails.primary").ty, AttrType::Boolean);
+        assert_eq!(resolved(User, "active").ty, AttrType::Boolean);
+        assert_eq!(resolved(User, "profileUrl").ty, AttrType::Reference);
+        assert_eq!(
+            resolved(User, "x509Certificates.value").ty,
+            AttrType::Binary
+        );
+        assert_eq!(
+            resolved(User, "manager.displayName").mutability,
+            Mutability::ReadOnly
+        );
+        assert_eq!(resolved(User, "manager.$ref").reference_types, ["User"]);
+        let id = resolved(User, "id");
+        assert!(id.case_exact);
+        assert_eq!(
+            (id.mutability, id.returned, id.uniqueness),
+            (Mutability::ReadOnly, Returned::Always, Uniqueness::Server)
+        );
+        let external_id = resolved(Group, "externalId");
+        assert!(external_id.case_exact);
+        assert_eq!(external_id.mutability, Mutability::ReadWrite);
+        assert_eq!(resolved(User, "meta").mutability, Mutability::ReadOnly);
+        assert_eq!(resolved(User, "meta.lastModified").ty, AttrType::DateTime);
+        assert_eq!(resolved(User, "meta.created").ty, AttrType::DateTime);
+        let display_name = resolved(Group, "displayName");
+        assert!(display_name.required);
+        assert_eq!(display_name.uniqueness, Uniqueness::Server);
+        assert!(resolved(Group, "members").multi_valued);
+        for sub in ["members.value", "members.$ref", "members.type"] {
+            assert_eq!(
+                resolved(Group, sub).mutability,
+                Mutability::Immutable,
+                "{sub}"
+            );
+        }
+        assert_eq!(
+            resolved(Group, "members.display").mutability,
+            Mutability::ReadWrite
+        );
+    }
+
+    #[test]
+    fn common_attributes_resolve_but_are_not_served() {
+        let r = Registry::standard();
+        assert!(r.schemas().iter().all(|s| s.id != COMMON_ATTRIBUTES));
+        assert_eq!(r.schemas().len(), 3);
+        let id = r
+            .resolve(ResourceKind::User, &AttrPath::simple("ID"))
+            .expect("id");
+        assert!(id.is_common() && !id.is_extension());
+        // Written with the core URN, as some clients do.
+        let qualified = AttrPath {
+            urn: Some(GROUP_SCHEMA.into()),
+            attr: "externalId".into(),
+            sub_attr: None,
+        };
+        assert!(
+            r.resolve(ResourceKind::Group, &qualified)
+                .is_some_and(|a| a.is_common())
+        );
+        // The enterprise URN does not apply to groups.
+        let manager = AttrPath {
+            urn: Some(ENTERPRISE_USER_SCHEMA.into()),
+            attr: "manager".into(),
+            sub_attr: None,
+        };
+        assert!(r.resolve(ResourceKind::Group, &manager).is_none());
+        assert!(
+            r.resolve(ResourceKind::User, &AttrPath::with_sub("name", "nope"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn documents_are_in_the_rfc_7643_section_7_format() {
+        for schema in Registry::standard().schemas() {
+            let doc = &schema.document;
+            assert_eq!(
+                doc["schemas"][0], "urn:ietf:params:scim:schemas:core:2.0:Schema",
+                "{}",
+                schema.id
+            );
+            assert_eq!(doc["meta"]["resourceType"], "Schema");
+            assert_eq!(
+                doc["meta"]["location"],
+                format!("/v2/Schemas/{}", schema.id)
+            );
+            let mut stack: Vec<&Value> = doc["attributes"]
+                .as_array()
+                .expect("attributes")
+                .iter()
+                .collect();
+            while let Some(attr) = stack.pop() {
+                for key in [
+                    "name",
+                    "type",
+                    "multiValued",
+                    "description",
+                    "required",
+                    "mutability",
+                    "returned",
+                    "uniqueness",
+                ] {
+                    assert!(attr.get(key).is_some(), "{}: {attr} lacks {key}", schema.id);
+                }
+                if let Some(subs) = attr.get("subAttributes").and_then(Value::as_array) {
+                    stack.extend(subs);
+                }
+            }
+        }
+    }
 }

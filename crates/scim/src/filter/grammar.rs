@@ -476,11 +476,50 @@ fn bare_value(token: &str) -> CompValue {
         CompValue::Bool(false)
     } else if token.eq_ignore_ascii_case("null") {
         CompValue::Null
-    } else if let Ok(number) = serde_json::from_str::<serde_json::Number>(token) {
+    } else if let Some(number) = json_number(token) {
         CompValue::Number(number)
     } else {
         CompValue::String(token.to_owned())
     }
+}
+
+/// A JSON number (RFC 8259 §6), read with correctly rounded floats: serde_json's default float
+/// parser can be one unit in the last place off, which would break print → parse round-trips.
+/// Infinite values (`1e999`) are not numbers.
+fn json_number(token: &str) -> Option<serde_json::Number> {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    let int_len = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let (int, tail) = digits.split_at(int_len);
+    if int.is_empty() || (int.len() > 1 && int.starts_with('0')) {
+        return None;
+    }
+    let tail = match tail.strip_prefix('.') {
+        Some(frac) => {
+            let frac_len = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+            if frac_len == 0 {
+                return None;
+            }
+            &frac[frac_len..]
+        }
+        None => tail,
+    };
+    if let Some(exp) = tail.strip_prefix(['e', 'E']) {
+        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    } else if !tail.is_empty() {
+        return None;
+    }
+    if int_len == digits.len() {
+        if let Ok(n) = token.parse::<u64>() {
+            return Some(n.into());
+        }
+        if let Ok(n) = token.parse::<i64>() {
+            return Some(n.into());
+        }
+    }
+    token.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
 }
 
 impl CompareOp {

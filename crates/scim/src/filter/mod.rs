@@ -56,4 +56,4 @@ pub fn parse(input: &str) -> ScimResult<Filter> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -160,6 +160,12 @@ fn literals() {
     );
     assert_eq!(value(r#"a eq "say \"hi\"\n""#), s("say \"hi\"\n"));
     assert_eq!(value(r#"a eq "é""#), s("é"));
+    assert_eq!(value("a eq 18446744073709551615"), CompValue::Number(u64::MAX.into()));
+    assert_eq!(value("a eq -9223372036854775808"), CompValue::Number(i64::MIN.into()));
+    // Not JSON numbers, so bare strings.
+    for word in ["01", "-", "1.", ".5", "1e", "1e999", "+1", "0x10", "1.5e+"] {
+        assert_eq!(value(&format!("a eq {word}")), s(word), "{word}");
+    }
 }
 
 #[test]
@@ -719,5 +725,103 @@ fn indexed_predicates() {
         &format!("{ENTERPRISE_USER_SCHEMA}:userName eq \"a\""),
     ] {
         assert_eq!(user(none), None, "{none}");
+    }
+}
+
+// ---- property: print → parse round-trip ----
+
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    use super::super::ast::{AttrPath, CompValue, CompareOp, Filter};
+
+    pub fn name() -> impl Strategy<Value = String> + Clone {
+        "[a-zA-Z$][a-zA-Z0-9_-]{0,8}"
+    }
+
+    fn urn() -> impl Strategy<Value = String> + Clone {
+        "urn:[a-zA-Z0-9]{1,5}(:[a-zA-Z0-9.-]{1,6}){0,4}"
+    }
+
+    /// A top-level attribute path, optionally URN-qualified and with a sub-attribute.
+    pub fn attr_path() -> impl Strategy<Value = AttrPath> + Clone {
+        (proptest::option::of(urn()), name(), proptest::option::of(name()))
+            .prop_map(|(urn, attr, sub_attr)| AttrPath { urn, attr, sub_attr })
+    }
+
+    fn op() -> impl Strategy<Value = CompareOp> {
+        proptest::sample::select(vec![
+            CompareOp::Eq,
+            CompareOp::Ne,
+            CompareOp::Co,
+            CompareOp::Sw,
+            CompareOp::Ew,
+            CompareOp::Gt,
+            CompareOp::Ge,
+            CompareOp::Lt,
+            CompareOp::Le,
+        ])
+    }
+
+    fn value() -> impl Strategy<Value = CompValue> {
+        prop_oneof![
+            Just(CompValue::Null),
+            any::<bool>().prop_map(CompValue::Bool),
+            any::<i64>().prop_map(|n| CompValue::Number(n.into())),
+            any::<u64>().prop_map(|n| CompValue::Number(n.into())),
+            any::<f64>()
+                .prop_filter_map("finite", serde_json::Number::from_f64)
+                .prop_map(CompValue::Number),
+            any::<String>().prop_map(CompValue::String),
+        ]
+    }
+
+    fn leaf(path: impl Strategy<Value = AttrPath> + Clone) -> impl Strategy<Value = Filter> {
+        prop_oneof![
+            (path.clone(), op(), value()).prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
+            path.prop_map(Filter::Present),
+        ]
+    }
+
+    fn combine(leaf: impl Strategy<Value = Filter> + 'static) -> impl Strategy<Value = Filter> {
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                inner.prop_map(|f| Filter::Not(Box::new(f))),
+            ]
+        })
+    }
+
+    /// A filter relative to one value of a multi-valued attribute (inside `[ ]`).
+    pub fn value_filter() -> impl Strategy<Value = Filter> {
+        combine(leaf(name().prop_map(AttrPath::simple)))
+    }
+
+    /// Any filter the grammar can produce.
+    pub fn filter() -> impl Strategy<Value = Filter> {
+        let value_path = ((proptest::option::of(urn()), name()), value_filter()).prop_map(|((urn, attr), filter)| {
+            Filter::ValuePath { attr: AttrPath { urn, attr, sub_attr: None }, filter: Box::new(filter) }
+        });
+        combine(prop_oneof![3 => leaf(attr_path()), 1 => value_path])
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn printed_filters_parse_back_equal(filter in strategies::filter()) {
+        let printed = filter.to_string();
+        let reparsed = parse(&printed);
+        proptest::prop_assert_eq!(reparsed.as_ref().ok(), Some(&filter), "printed: {} / {:?}", printed, reparsed);
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics_and_printing_is_stable(input in "\\PC{0,80}") {
+        if let Ok(filter) = parse(&input) {
+            let printed = filter.to_string();
+            proptest::prop_assert_eq!(parse(&printed).ok(), Some(filter));
+        }
     }
 }
