@@ -1,8 +1,12 @@
 //! `scim-bridge`: the SCIM 2.0 provisioning bridge between identity providers and Coder.
 
+mod commands;
 mod config;
+mod logging;
 
 use clap::{Parser, Subcommand};
+
+use commands::{audit::AuditAction, outbox::OutboxAction, token::TokenAction};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +23,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Apply the database migrations.
+    Migrate,
+    /// Bearer tokens for IdPs.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// The queue of resources waiting to be synced to Coder.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+    /// The hash-chained audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Check every setting and the mapping rules, then exit.
     Config {
         #[command(subcommand)]
@@ -32,16 +53,41 @@ enum ConfigAction {
     Check,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Config {
-            action: ConfigAction::Check,
-        } => {
-            let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)?;
-            println!("{settings:#?}");
-            println!("configuration is valid");
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
         }
     }
-    Ok(())
+}
+
+fn run() -> anyhow::Result<bool> {
+    let cli = Cli::parse();
+    let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)?;
+    logging::init(settings.log_format, &settings.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Migrate => commands::migrate::run(&settings).await.map(|_| true),
+            Command::Token { action } => {
+                commands::token::run(&settings, action).await.map(|_| true)
+            }
+            Command::Outbox { action } => {
+                commands::outbox::run(&settings, action).await.map(|_| true)
+            }
+            Command::Audit { action } => commands::audit::run(&settings, action).await,
+            Command::Config {
+                action: ConfigAction::Check,
+            } => {
+                println!("{settings:#?}");
+                println!("configuration is valid");
+                Ok(true)
+            }
+        }
+    })
 }

@@ -1,0 +1,28 @@
+//! One module per subcommand.
+
+pub mod audit;
+pub mod migrate;
+pub mod outbox;
+pub mod token;
+
+use store::{Store, StoreOptions};
+
+use crate::config::Settings;
+
+/// Open the store without running migrations: only `migrate` and `serve` change the schema.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        run_migrations: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(settings.database_url.expose(), options)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+    if !store.migrations_current().await.unwrap_or(false) {
+        store
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+    }
+    Ok(store)
+}

@@ -1,0 +1,290 @@
+//! Boots the real `scim-bridge` binary on 127.0.0.1:0 against a fresh SQLite file or a fresh
+//! PostgreSQL database, and drives it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_scim-bridge");
+
+/// Which database a bridge runs on.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// The databases this machine can run: SQLite always, PostgreSQL when the test script
+    /// found it (`SCIM_BRIDGE_TEST_POSTGRES_URL`).
+    pub fn available() -> Vec<Db> {
+        let mut dbs = vec![Db::Sqlite];
+        if postgres_admin_url().is_some() {
+            dbs.push(Db::Postgres);
+        } else {
+            eprintln!("SCIM_BRIDGE_TEST_POSTGRES_URL is not set: PostgreSQL variants are NOT run");
+        }
+        dbs
+    }
+}
+
+fn postgres_admin_url() -> Option<String> {
+    std::env::var("SCIM_BRIDGE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A fresh database URL: a file in `dir`, or a new PostgreSQL database.
+pub async fn fresh_database(db: &Db, dir: &Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("bridge.db").display()),
+        Db::Postgres => {
+            use sqlx::Connection;
+            let admin = postgres_admin_url().expect("postgres url");
+            let name = format!("scimb_e2e_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to postgres");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .expect("url has a database");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Runs a CLI subcommand to completion and returns its stdout.
+pub fn cli(envs: &[(String, String)], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run scim-bridge")
+}
+
+/// A running bridge process.
+pub struct Bridge {
+    child: Option<Child>,
+    pub base: String,
+    pub token: String,
+    pub envs: Vec<(String, String)>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub http: reqwest::Client,
+}
+
+pub struct BridgeOptions {
+    pub database_url: String,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Bridge {
+    /// Creates an IdP token with the CLI, then starts `serve` and waits until `/healthz` answers.
+    pub async fn start(opts: BridgeOptions) -> Bridge {
+        let mut envs = vec![
+            (
+                "SCIM_BRIDGE_DATABASE_URL".to_string(),
+                opts.database_url.clone(),
+            ),
+            ("SCIM_BRIDGE_LISTEN".to_string(), "127.0.0.1:0".to_string()),
+            ("SCIM_BRIDGE_LOG_FORMAT".to_string(), "json".to_string()),
+            ("SCIM_BRIDGE_RATE_LIMIT".to_string(), "0".to_string()),
+        ];
+        envs.extend(opts.extra_env);
+        let out = cli(&envs, &["token", "create", "--name", "e2e"]);
+        assert!(
+            out.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let token = stdout
+            .lines()
+            .last()
+            .expect("token line")
+            .trim()
+            .to_string();
+        let mut bridge = Bridge {
+            child: None,
+            base: String::new(),
+            token,
+            envs,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::new(),
+        };
+        bridge.spawn().await;
+        bridge
+    }
+
+    /// Starts (or restarts) the server process on a new port.
+    pub async fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = self.logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
+                    }
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the bridge did not report its address; logs:\n{}",
+                    self.logs.lock().expect("logs").join("\n")
+                )
+            });
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/healthz never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().expect("wait")
+    }
+
+    pub fn scim(&self, path: &str) -> String {
+        format!("{}/scim/v2{}", self.base, path)
+    }
+
+    /// A SCIM request with the bridge token; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, self.scim(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        cli(&self.envs, args)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The address from the `listening` log line (JSON or text).
+fn listening_addr(line: &str) -> Option<String> {
+    if !line.contains("listening") {
+        return None;
+    }
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return v
+            .pointer("/fields/addr")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .map(str::to_string)
+}
+
+/// Polls `f` until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn fixture(path: &str) -> Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(path);
+    serde_json::from_str(&std::fs::read_to_string(&root).expect("fixture")).expect("fixture json")
+}
