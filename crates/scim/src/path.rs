@@ -134,7 +134,10 @@ mod tests {
         );
         let p = parsed(&format!("{ENTERPRISE_USER_SCHEMA}:manager.value"));
         assert_eq!(p.attr.urn.as_deref(), Some(ENTERPRISE_USER_SCHEMA));
-        assert_eq!((p.attr.attr.as_str(), p.attr.sub_attr.as_deref()), ("manager", Some("value")));
+        assert_eq!(
+            (p.attr.attr.as_str(), p.attr.sub_attr.as_deref()),
+            ("manager", Some("value"))
+        );
         assert!(!p.is_whole_schema());
         let whole = parsed(ENTERPRISE_USER_SCHEMA);
         assert!(whole.is_whole_schema());
@@ -158,7 +161,11 @@ mod tests {
         ] {
             let e = PatchPath::parse(input).expect_err(input);
             assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{input}");
-            assert!(e.detail.contains(&format!("column {column} ")), "{input}: {}", e.detail);
+            assert!(
+                e.detail.contains(&format!("column {column} ")),
+                "{input}: {}",
+                e.detail
+            );
         }
     }
 }
@@ -172,9 +179,11 @@ mod properties {
     use crate::filter::tests::strategies;
 
     fn patch_path() -> impl Strategy<Value = PatchPath> {
-        (strategies::attr_path(), proptest::option::of(strategies::value_filter())).prop_map(
-            |(attr, filter)| PatchPath { attr, filter },
+        (
+            strategies::attr_path(),
+            proptest::option::of(strategies::value_filter()),
         )
+            .prop_map(|(attr, filter)| PatchPath { attr, filter })
     }
 
     proptest! {

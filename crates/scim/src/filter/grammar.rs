@@ -488,14 +488,18 @@ fn bare_value(token: &str) -> CompValue {
 /// Infinite values (`1e999`) are not numbers.
 fn json_number(token: &str) -> Option<serde_json::Number> {
     let digits = token.strip_prefix('-').unwrap_or(token);
-    let int_len = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let int_len = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     let (int, tail) = digits.split_at(int_len);
     if int.is_empty() || (int.len() > 1 && int.starts_with('0')) {
         return None;
     }
     let tail = match tail.strip_prefix('.') {
         Some(frac) => {
-            let frac_len = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+            let frac_len = frac
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(frac.len());
             if frac_len == 0 {
                 return None;
             }
@@ -519,7 +523,10 @@ fn json_number(token: &str) -> Option<serde_json::Number> {
             return Some(n.into());
         }
     }
-    token.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+    token
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
 }
 
 impl CompareOp {

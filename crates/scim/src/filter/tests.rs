@@ -160,8 +160,14 @@ fn literals() {
     );
     assert_eq!(value(r#"a eq "say \"hi\"\n""#), s("say \"hi\"\n"));
     assert_eq!(value(r#"a eq "é""#), s("é"));
-    assert_eq!(value("a eq 18446744073709551615"), CompValue::Number(u64::MAX.into()));
-    assert_eq!(value("a eq -9223372036854775808"), CompValue::Number(i64::MIN.into()));
+    assert_eq!(
+        value("a eq 18446744073709551615"),
+        CompValue::Number(u64::MAX.into())
+    );
+    assert_eq!(
+        value("a eq -9223372036854775808"),
+        CompValue::Number(i64::MIN.into())
+    );
     // Not JSON numbers, so bare strings.
     for word in ["01", "-", "1.", ".5", "1e", "1e999", "+1", "0x10", "1.5e+"] {
         assert_eq!(value(&format!("a eq {word}")), s(word), "{word}");
@@ -745,8 +751,16 @@ pub(crate) mod strategies {
 
     /// A top-level attribute path, optionally URN-qualified and with a sub-attribute.
     pub fn attr_path() -> impl Strategy<Value = AttrPath> + Clone {
-        (proptest::option::of(urn()), name(), proptest::option::of(name()))
-            .prop_map(|(urn, attr, sub_attr)| AttrPath { urn, attr, sub_attr })
+        (
+            proptest::option::of(urn()),
+            name(),
+            proptest::option::of(name()),
+        )
+            .prop_map(|(urn, attr, sub_attr)| AttrPath {
+                urn,
+                attr,
+                sub_attr,
+            })
     }
 
     fn op() -> impl Strategy<Value = CompareOp> {
@@ -778,7 +792,11 @@ pub(crate) mod strategies {
 
     fn leaf(path: impl Strategy<Value = AttrPath> + Clone) -> impl Strategy<Value = Filter> {
         prop_oneof![
-            (path.clone(), op(), value()).prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
+            (path.clone(), op(), value()).prop_map(|(path, op, value)| Filter::Compare {
+                path,
+                op,
+                value
+            }),
             path.prop_map(Filter::Present),
         ]
     }
@@ -786,8 +804,10 @@ pub(crate) mod strategies {
     fn combine(leaf: impl Strategy<Value = Filter> + 'static) -> impl Strategy<Value = Filter> {
         leaf.prop_recursive(4, 24, 2, |inner| {
             prop_oneof![
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
-                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
                 inner.prop_map(|f| Filter::Not(Box::new(f))),
             ]
         })
@@ -800,9 +820,16 @@ pub(crate) mod strategies {
 
     /// Any filter the grammar can produce.
     pub fn filter() -> impl Strategy<Value = Filter> {
-        let value_path = ((proptest::option::of(urn()), name()), value_filter()).prop_map(|((urn, attr), filter)| {
-            Filter::ValuePath { attr: AttrPath { urn, attr, sub_attr: None }, filter: Box::new(filter) }
-        });
+        let value_path = ((proptest::option::of(urn()), name()), value_filter()).prop_map(
+            |((urn, attr), filter)| Filter::ValuePath {
+                attr: AttrPath {
+                    urn,
+                    attr,
+                    sub_attr: None,
+                },
+                filter: Box::new(filter),
+            },
+        );
         combine(prop_oneof![3 => leaf(attr_path()), 1 => value_path])
     }
 }
@@ -822,6 +849,135 @@ proptest::proptest! {
         if let Ok(filter) = parse(&input) {
             let printed = filter.to_string();
             proptest::prop_assert_eq!(parse(&printed).ok(), Some(filter));
+        }
+    }
+}
+
+// ---- property: SQL pushdown agrees with in-memory evaluation ----
+
+mod pushdown {
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::super::*;
+    use crate::schema::{Registry, ResourceKind};
+
+    const WORDS: [&str; 5] = ["a", "A", "b", "é", "É"];
+    const TIMES: [&str; 3] = [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T02:00:00+02:00",
+        "2024-06-01T00:00:00Z",
+    ];
+
+    /// What a store does with a predicate: exact columns compared as-is, the others lower-cased.
+    fn store_eval(p: &IndexedPredicate, row: &Map<String, Value>) -> bool {
+        let text = |key: &str| {
+            row.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let modified = || {
+            let meta = row
+                .get("meta")
+                .and_then(|m| m.get("lastModified"))
+                .and_then(Value::as_str);
+            meta.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        match p {
+            IndexedPredicate::Eq(column, value) => {
+                let stored = match column {
+                    IndexedColumn::Id => text("id"),
+                    IndexedColumn::ExternalId => text("externalId"),
+                    IndexedColumn::UserName => text("userName"),
+                    IndexedColumn::DisplayName => text("displayName"),
+                    IndexedColumn::LastModified => return false,
+                };
+                if column.case_exact() {
+                    stored == *value
+                } else {
+                    stored.to_lowercase() == value.to_lowercase()
+                }
+            }
+            IndexedPredicate::LastModifiedGt(t) => modified().is_some_and(|m| m > *t),
+            IndexedPredicate::LastModifiedGe(t) => modified().is_some_and(|m| m >= *t),
+            IndexedPredicate::LastModifiedLt(t) => modified().is_some_and(|m| m < *t),
+            IndexedPredicate::LastModifiedLe(t) => modified().is_some_and(|m| m <= *t),
+            IndexedPredicate::And(items) => items.iter().all(|i| store_eval(i, row)),
+            IndexedPredicate::Or(items) => items.iter().any(|i| store_eval(i, row)),
+        }
+    }
+
+    fn row() -> impl Strategy<Value = Map<String, Value>> {
+        let word = || proptest::sample::select(WORDS.to_vec());
+        (
+            word(),
+            word(),
+            word(),
+            word(),
+            proptest::sample::select(TIMES.to_vec()),
+            any::<bool>(),
+        )
+            .prop_map(|(id, external, user, display, time, titled)| {
+                let mut v = json!({
+                    "id": id, "externalId": external, "userName": user, "displayName": display,
+                    "meta": {"lastModified": time}
+                });
+                if titled && let Some(o) = v.as_object_mut() {
+                    o.insert("title".into(), json!("t"));
+                }
+                match v {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                }
+            })
+    }
+
+    fn leaf() -> impl Strategy<Value = String> {
+        let word = proptest::sample::select(WORDS.to_vec());
+        let attr =
+            proptest::sample::select(vec!["id", "externalId", "USERNAME", "displayName", "title"]);
+        let op = proptest::sample::select(vec!["gt", "ge", "lt", "le", "eq"]);
+        prop_oneof![
+            (attr, word).prop_map(|(a, w)| format!("{a} eq \"{w}\"")),
+            (op, proptest::sample::select(TIMES.to_vec()))
+                .prop_map(|(o, t)| format!("meta.lastModified {o} \"{t}\"")),
+            Just("title pr".to_owned()),
+        ]
+    }
+
+    fn filter_text() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(3, 12, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
+                inner.prop_map(|a| format!("not ({a})")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Exact predicates give the same answer as `matches`; inexact ones never lose a match.
+        #[test]
+        fn indexed_predicates_agree_with_matches(
+            text in filter_text(),
+            row in row(),
+            group in any::<bool>(),
+        ) {
+            let kind = if group { ResourceKind::Group } else { ResourceKind::User };
+            let filter = parse(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let Some((predicate, exact)) = indexed(&filter, kind) else { return Ok(()) };
+            let in_memory = matches(&filter, &row, kind, Registry::standard());
+            let in_store = store_eval(&predicate, &row);
+            if exact {
+                prop_assert_eq!(in_store, in_memory, "{} → {:?}", text, predicate);
+            } else {
+                prop_assert!(in_store || !in_memory, "{} → {:?} lost a match", text, predicate);
+            }
         }
     }
 }
