@@ -1,0 +1,161 @@
+//! Injected faults: a bounded number of upcoming Coder API requests misbehave.
+
+use serde::{Deserialize, Serialize};
+
+/// Most requests one fault may affect.
+pub const MAX_FAULT_COUNT: u32 = 1_000;
+/// Longest latency a fault may add, in milliseconds.
+pub const MAX_FAULT_LATENCY_MS: u64 = 10_000;
+
+/// How the affected requests misbehave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer this status (4xx/5xx) with a Coder error body, optionally with `Retry-After`
+    /// (seconds or an HTTP-date, sent verbatim).
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After` header value.
+        #[serde(default)]
+        retry_after: Option<String>,
+    },
+    /// Wait this long, then handle the request normally.
+    Latency {
+        /// Added latency.
+        millis: u64,
+    },
+    /// Close the TCP connection without any HTTP answer.
+    Drop,
+}
+
+/// A fault that applies to the next `count` Coder API requests whose path starts with
+/// `path_prefix` (all paths when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// Only requests whose path starts with this.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// How many requests (1 to [`MAX_FAULT_COUNT`]).
+    pub count: u32,
+}
+
+impl Fault {
+    /// A fault on the next `count` requests.
+    pub fn next(count: u32, kind: FaultKind) -> Fault {
+        Fault {
+            kind,
+            path_prefix: None,
+            count,
+        }
+    }
+
+    /// Restricts the fault to paths starting with `prefix`.
+    pub fn on_paths(self, prefix: &str) -> Fault {
+        Fault {
+            path_prefix: Some(prefix.to_owned()),
+            ..self
+        }
+    }
+
+    /// Checks the bounds: faults must end.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.count == 0 || self.count > MAX_FAULT_COUNT {
+            return Err(format!("count must be 1..={MAX_FAULT_COUNT}"));
+        }
+        match &self.kind {
+            FaultKind::Status { status, .. } if !(400..=599).contains(status) => {
+                Err("status must be 400..=599".into())
+            }
+            FaultKind::Latency { millis } if *millis > MAX_FAULT_LATENCY_MS => {
+                Err(format!("latency must be at most {MAX_FAULT_LATENCY_MS} ms"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn applies_to(&self, path: &str) -> bool {
+        self.path_prefix
+            .as_deref()
+            .is_none_or(|prefix| path.starts_with(prefix))
+    }
+}
+
+/// Takes one use of the first pending fault that matches `path` and `wanted`.
+pub(crate) fn take(
+    faults: &mut Vec<Fault>,
+    path: &str,
+    wanted: impl Fn(&FaultKind) -> bool,
+) -> Option<FaultKind> {
+    let index = faults
+        .iter()
+        .position(|f| f.count > 0 && f.applies_to(path) && wanted(&f.kind))?;
+    let fault = &mut faults[index];
+    fault.count -= 1;
+    let kind = fault.kind.clone();
+    if fault.count == 0 {
+        faults.remove(index);
+    }
+    Some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_bounded_and_consumed() {
+        let mut faults = vec![
+            Fault::next(2, FaultKind::Drop).on_paths("/api/v2/users"),
+            Fault::next(
+                1,
+                FaultKind::Status {
+                    status: 503,
+                    retry_after: None,
+                },
+            ),
+        ];
+        let is_drop = |k: &FaultKind| matches!(k, FaultKind::Drop);
+        assert_eq!(take(&mut faults, "/api/v2/groups/x", is_drop), None);
+        assert_eq!(
+            take(&mut faults, "/api/v2/users/x", is_drop),
+            Some(FaultKind::Drop)
+        );
+        assert_eq!(
+            take(&mut faults, "/api/v2/users", is_drop),
+            Some(FaultKind::Drop)
+        );
+        assert_eq!(take(&mut faults, "/api/v2/users", is_drop), None);
+        assert_eq!(faults.len(), 1);
+        assert!(Fault::next(0, FaultKind::Drop).validate().is_err());
+        assert!(
+            Fault::next(1, FaultKind::Latency { millis: 60_000 })
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Fault::next(
+                1,
+                FaultKind::Status {
+                    status: 200,
+                    retry_after: None
+                }
+            )
+            .validate()
+            .is_err()
+        );
+        let parsed: Fault =
+            serde_json::from_str(r#"{"kind":"status","status":429,"retry_after":"7","count":3}"#)
+                .unwrap();
+        assert_eq!(
+            parsed.kind,
+            FaultKind::Status {
+                status: 429,
+                retry_after: Some("7".into())
+            }
+        );
+    }
+}
