@@ -1,0 +1,1017 @@
+//! PATCH (RFC 7644 §3.5.2): parsing a PatchOp message and applying it to a resource.
+//!
+//! Decisions:
+//! - `schemas` may be missing (lenient: Okta and Entra always send it, other clients sometimes
+//!   do not); when present it must name the PatchOp URN, else 400 `invalidSyntax`.
+//! - An empty `Operations` array is 400 `invalidValue`.
+//! - A `path` naming no attribute of the resource type is 400 `invalidPath`. In a path-less
+//!   value, unknown keys are stored verbatim, like unknown attributes of a POST body.
+//! - `replace` with a `null` value clears the attribute (RFC 7643 §2.5: null is unassigned).
+//! - `password` (writeOnly) is taken out of the request by [`PatchRequest::take_password`] for
+//!   the store to hash; [`apply`] never writes it into the resource.
+//! - `groups` on a User is readOnly and computed, so PATCH ops on it are ignored (Okta sends
+//!   `"groups":[]`).
+
+use serde_json::{Map, Value};
+
+use crate::dialect;
+use crate::error::{ScimError, ScimResult};
+use crate::filter::ast::{AttrPath, CompValue, CompareOp, Filter};
+use crate::filter::eval::matches_element;
+use crate::path::PatchPath;
+use crate::resource::{
+    self, KeyTarget, array_at, attribute_in, check_single_primary, classify_key, coerce,
+    coerce_single, container_mut, is_primary, object_at, password_value, set_or_remove,
+};
+use crate::schema::{
+    AttributeDef, GROUP_SCHEMA, Mutability, Registry, ResolvedAttr, ResourceKind, SchemaDef,
+};
+
+/// A parsed PatchOp message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchRequest {
+    /// The operations, in the order they apply.
+    pub operations: Vec<PatchOp>,
+}
+
+/// One PATCH operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOp {
+    pub op: PatchOpKind,
+    pub path: Option<PatchPath>,
+    /// `None` when the operation had no `value` member; `Some(Null)` for an explicit null.
+    pub value: Option<Value>,
+}
+
+/// The three operations of RFC 7644 §3.5.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatchOpKind {
+    Add,
+    Replace,
+    Remove,
+}
+
+/// How PATCH treats the points where the IdPs and the RFC disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchOptions {
+    /// `replace` on a filtered path that matches nothing adds the value (Entra and its validator
+    /// expect `emails[type eq "work"].value` to create the work email) instead of RFC 7644
+    /// §3.5.2.3's 400 `noTarget`.
+    pub replace_missing_filter_adds: bool,
+}
+
+impl Default for PatchOptions {
+    /// The Entra-compatible behaviour, which no Okta request depends on either way.
+    fn default() -> Self {
+        PatchOptions {
+            replace_missing_filter_adds: true,
+        }
+    }
+}
+
+impl PatchOptions {
+    /// RFC 7644 to the letter.
+    pub fn strict() -> Self {
+        PatchOptions {
+            replace_missing_filter_adds: false,
+        }
+    }
+}
+
+/// Parse a PatchOp message body, reading the IdP dialects on the way: `op` in any case and
+/// `"delete"` for remove, an `operations` key in any case, an empty or missing `path` as none.
+pub fn parse_request(body: &Value) -> ScimResult<PatchRequest> {
+    let Value::Object(message) = body else {
+        return Err(ScimError::invalid_syntax(
+            "a PATCH body must be a PatchOp JSON object",
+        ));
+    };
+    if let Some(schemas) = dialect::get_ignore_case(message, resource::SCHEMAS) {
+        let names_patch_op = schemas.as_array().is_some_and(|urns| {
+            urns.iter().any(|u| {
+                u.as_str()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(dialect::PATCH_OP_SCHEMA))
+            })
+        });
+        if !names_patch_op {
+            return Err(ScimError::invalid_syntax(format!(
+                "'schemas' must contain \"{}\"",
+                dialect::PATCH_OP_SCHEMA
+            )));
+        }
+    }
+    let Some(operations) = dialect::get_ignore_case(message, "Operations") else {
+        return Err(ScimError::invalid_syntax(
+            "a PatchOp body needs an 'Operations' array",
+        ));
+    };
+    let Value::Array(operations) = operations else {
+        return Err(ScimError::invalid_syntax("'Operations' must be an array"));
+    };
+    if operations.is_empty() {
+        return Err(ScimError::invalid_value(
+            "'Operations' is empty: a PATCH needs at least one operation",
+        ));
+    }
+    let operations = operations
+        .iter()
+        .enumerate()
+        .map(|(i, op)| parse_op(i, op))
+        .collect::<ScimResult<_>>()?;
+    Ok(PatchRequest { operations })
+}
+
+fn parse_op(index: usize, op: &Value) -> ScimResult<PatchOp> {
+    let Value::Object(op) = op else {
+        return Err(ScimError::invalid_syntax(format!(
+            "operation {index} is not an object"
+        )));
+    };
+    let name = dialect::get_ignore_case(op, "op")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = dialect::patch_op_name(name).ok_or_else(|| {
+        ScimError::invalid_syntax(format!(
+            "operation {index}: 'op' must be add, replace or remove, not \"{name}\""
+        ))
+    })?;
+    let path = match dialect::get_ignore_case(op, "path") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.trim().is_empty() => None,
+        Some(Value::String(p)) => Some(PatchPath::parse(p.trim())?),
+        Some(_) => {
+            return Err(ScimError::invalid_path(format!(
+                "operation {index}: 'path' must be a string"
+            )));
+        }
+    };
+    let value = dialect::get_ignore_case(op, "value").cloned();
+    if kind != PatchOpKind::Remove && value.is_none() {
+        // RFC 7644 §3.5.2.1/§3.5.2.3: add and replace carry a value.
+        return Err(ScimError::invalid_value(format!(
+            "operation {index}: {name} needs a 'value'"
+        )));
+    }
+    Ok(PatchOp {
+        op: kind,
+        path,
+        value,
+    })
+}
+
+impl PatchRequest {
+    /// Take the writeOnly `password` out of the request (Okta's password sync sends
+    /// `{"op":"replace","value":{"password":"…"}}` or `"path":"password"`), so the store can hash
+    /// it; the request keeps every other operation. Call it for Users before [`apply`]; a
+    /// password left in the request is dropped by [`apply`], never stored. The last password in
+    /// the request wins; removing the password is ignored (a SCIM client cannot unset it).
+    pub fn take_password(&mut self) -> ScimResult<Option<String>> {
+        let mut password = None;
+        let mut error = None;
+        self.operations
+            .retain_mut(|op| match (&op.path, &mut op.value) {
+                (Some(path), value) if is_password_path(path) => {
+                    if op.op != PatchOpKind::Remove {
+                        match password_value(value.take().unwrap_or(Value::Null)) {
+                            Ok(p) => password = p,
+                            Err(e) => error = Some(e),
+                        }
+                    }
+                    false
+                }
+                (None, Some(Value::Object(values))) => {
+                    let key = values
+                        .keys()
+                        .find(|k| k.eq_ignore_ascii_case("password"))
+                        .cloned();
+                    if let Some(taken) = key.and_then(|k| values.shift_remove(&k)) {
+                        match password_value(taken) {
+                            Ok(p) => password = p.or(password.take()),
+                            Err(e) => error = Some(e),
+                        }
+                    }
+                    !values.is_empty()
+                }
+                _ => true,
+            });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(password),
+        }
+    }
+}
+
+fn is_password_path(path: &PatchPath) -> bool {
+    path.filter.is_none()
+        && path.attr.sub_attr.is_none()
+        && path.attr.attr.eq_ignore_ascii_case("password")
+        && path
+            .attr
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(ResourceKind::User.core_schema()))
+}
+
+/// Apply every operation of `request`, in order, to a copy of `resource`; all or none: on an
+/// error nothing is returned and `resource` is untouched.
+///
+/// `resource` is the resource as served, including `id` (Okta's group rename repeats the
+/// group's own `id` in a path-less replace, accepted only when equal).
+pub fn apply(
+    kind: ResourceKind,
+    resource: &Map<String, Value>,
+    request: &PatchRequest,
+    registry: &Registry,
+    opts: &PatchOptions,
+) -> ScimResult<Map<String, Value>> {
+    let mut engine = Engine {
+        kind,
+        registry,
+        opts,
+        doc: resource.clone(),
+    };
+    for op in &request.operations {
+        engine.apply_op(op)?;
+    }
+    resource::refresh_schemas(kind, &mut engine.doc);
+    Ok(engine.doc)
+}
+
+struct Engine<'r> {
+    kind: ResourceKind,
+    registry: &'r Registry,
+    opts: &'r PatchOptions,
+    doc: Map<String, Value>,
+}
+
+/// A resolved PATCH target.
+#[derive(Clone, Copy)]
+struct Target<'r, 'f> {
+    attr: ResolvedAttr<'r>,
+    filter: Option<&'f Filter>,
+}
+
+impl<'r> Engine<'r> {
+    fn apply_op(&mut self, op: &PatchOp) -> ScimResult<()> {
+        let value = op.value.clone().unwrap_or(Value::Null);
+        let Some(path) = &op.path else {
+            return self.apply_pathless(op.op, value);
+        };
+        if path.is_whole_schema() {
+            let schema = path
+                .attr
+                .urn
+                .as_deref()
+                .and_then(|urn| dialect::extension_key(self.kind, urn));
+            let Some(schema) = schema.and_then(|urn| self.registry.schema(urn)) else {
+                return Err(ScimError::invalid_path(format!(
+                    "'{}' is not a schema extension of a {}",
+                    path.attr.urn.as_deref().unwrap_or_default(),
+                    self.kind.name()
+                )));
+            };
+            return self.apply_extension(op.op, schema, value);
+        }
+        if path.filter.is_none()
+            && path.attr.sub_attr.is_none()
+            && path.attr.urn.is_none()
+            && path.attr.attr.eq_ignore_ascii_case(resource::SCHEMAS)
+        {
+            return Ok(()); // computed by the bridge
+        }
+        let Some(attr) = self.registry.resolve(self.kind, &path.attr) else {
+            return Err(ScimError::invalid_path(format!(
+                "'{}' is not an attribute of a {}",
+                display_path(&path.attr),
+                self.kind.name()
+            )));
+        };
+        if path.filter.is_some() && !attr.attr.multi_valued {
+            return Err(ScimError::invalid_path(format!(
+                "'{}' is single-valued; a value filter needs a multi-valued attribute",
+                attr.attr.name
+            )));
+        }
+        self.apply_target(
+            op.op,
+            Target {
+                attr,
+                filter: path.filter.as_ref(),
+            },
+            value,
+        )
+    }
+
+    /// RFC 7644 §3.5.2.1/§3.5.2.3 without a path: `value` is an object of attributes. Keys may be
+    /// nested objects (Okta), dotted `name.givenName` or URN-qualified (Entra, aadOptscim062020).
+    fn apply_pathless(&mut self, op: PatchOpKind, value: Value) -> ScimResult<()> {
+        if op == PatchOpKind::Remove {
+            return Err(ScimError::no_target(
+                "remove needs a 'path' (RFC 7644 §3.5.2.2)",
+            ));
+        }
+        let Value::Object(values) = dialect::unwrap_single_element(value, "value")? else {
+            return Err(ScimError::invalid_value(
+                "an operation without a 'path' needs an object 'value'",
+            ));
+        };
+        for (key, value) in values {
+            match classify_key(self.kind, &key, self.registry) {
+                KeyTarget::Schemas => {}
+                KeyTarget::Extension(schema) => self.apply_extension(op, schema, value)?,
+                KeyTarget::Attribute(attr) => {
+                    self.apply_target(op, Target { attr, filter: None }, value)?
+                }
+                KeyTarget::Unknown => {
+                    if value.is_null() {
+                        self.doc.remove(&key);
+                    } else {
+                        self.doc.insert(key, value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An operation on a whole extension object: its attributes one by one, or remove them all.
+    fn apply_extension(
+        &mut self,
+        op: PatchOpKind,
+        schema: &'r SchemaDef,
+        value: Value,
+    ) -> ScimResult<()> {
+        if op == PatchOpKind::Remove || value.is_null() {
+            if op == PatchOpKind::Remove || op == PatchOpKind::Replace {
+                self.doc.remove(&schema.id);
+            }
+            return Ok(());
+        }
+        let Value::Object(values) = value else {
+            return Err(ScimError::invalid_value(format!(
+                "'{}' must be an object",
+                schema.id
+            )));
+        };
+        for (key, value) in values {
+            match schema.attribute(&key) {
+                Some(attr) => {
+                    let target = Target {
+                        attr: ResolvedAttr {
+                            schema,
+                            attr,
+                            sub: None,
+                        },
+                        filter: None,
+                    };
+                    self.apply_target(op, target, value)?;
+                }
+                None => {
+                    if let Some(ext) = container_mut(&mut self.doc, schema) {
+                        ext.insert(key, value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_target(
+        &mut self,
+        op: PatchOpKind,
+        target: Target<'r, '_>,
+        value: Value,
+    ) -> ScimResult<()> {
+        let attr = target.attr.attr;
+        // RFC 7643 §4.1: `groups` is readOnly and derived from Group membership; ignoring it keeps
+        // Okta's `"groups":[]` harmless.
+        if self.kind == ResourceKind::User && attr.name == "groups" && !target.attr.is_extension() {
+            return Ok(());
+        }
+        // writeOnly (`password`): handed to the store by `take_password`, never stored.
+        if target.attr.leaf().mutability == Mutability::WriteOnly {
+            return Ok(());
+        }
+        if attr.mutability == Mutability::ReadOnly
+            || target
+                .attr
+                .sub
+                .is_some_and(|s| s.mutability == Mutability::ReadOnly)
+        {
+            return self.check_read_only(op, target, value);
+        }
+        match (target.filter, target.attr.sub, attr.multi_valued) {
+            (None, None, true) => self.whole_multi_valued(op, target.attr, value),
+            (None, None, false) => self.whole_single_valued(op, target.attr, value),
+            (None, Some(sub), false) => self.sub_of_complex(op, target.attr, sub, value),
+            (filter, sub, _) => self.elements(op, target.attr, filter, sub, value),
+        }
+    }
+
+    /// RFC 7644 §3.5.2: readOnly targets are 400 `mutability`, except an operation that would
+    /// leave the value as it is (Okta's group rename carries the group's own `id`).
+    fn check_read_only(
+        &self,
+        op: PatchOpKind,
+        target: Target<'r, '_>,
+        value: Value,
+    ) -> ScimResult<()> {
+        let current = self.current(target.attr);
+        let unchanged = match op {
+            PatchOpKind::Remove => current.is_none(),
+            PatchOpKind::Add | PatchOpKind::Replace => {
+                target.filter.is_none() && current == Some(&value)
+            }
+        };
+        if unchanged {
+            return Ok(());
+        }
+        Err(ScimError::mutability(format!(
+            "attribute '{}' is readOnly",
+            label(target.attr)
+        )))
+    }
+
+    fn current(&self, attr: ResolvedAttr<'r>) -> Option<&Value> {
+        let value = attribute_in(&self.doc, attr.schema, &attr.attr.name)?;
+        match attr.sub {
+            None => Some(value),
+            Some(sub) => value.get(&sub.name),
+        }
+    }
+
+    /// The object holding `attr`'s schema's attributes.
+    fn container(&mut self, attr: ResolvedAttr<'r>) -> ScimResult<&mut Map<String, Value>> {
+        container_mut(&mut self.doc, attr.schema).ok_or_else(|| {
+            ScimError::invalid_value(format!("'{}' cannot be stored", attr.schema.id))
+        })
+    }
+
+    fn whole_multi_valued(
+        &mut self,
+        op: PatchOpKind,
+        attr: ResolvedAttr<'r>,
+        value: Value,
+    ) -> ScimResult<()> {
+        let def = attr.attr;
+        let name = def.name.clone();
+        let container = self.container(attr)?;
+        match op {
+            // Entra (without aadOptscim062020) removes one member with `path:"members"` plus a
+            // value list; a naive server would remove them all. With no value, all go (RFC).
+            PatchOpKind::Remove if !value.is_null() => {
+                let Some(Value::Array(gone)) = coerce(def, value, &name)? else {
+                    return Ok(());
+                };
+                if let Some(Value::Array(items)) = container.get_mut(&name) {
+                    items.retain(|item| !gone.iter().any(|g| same_element(def, item, g)));
+                }
+                drop_if_empty(container, &name);
+            }
+            PatchOpKind::Remove => {
+                container.remove(&name);
+            }
+            PatchOpKind::Replace => set_or_remove(container, &name, coerce(def, value, &name)?),
+            // RFC 7644 §3.5.2.1: add appends; a value already present is not added twice, and
+            // re-adding an existing member is a success.
+            PatchOpKind::Add => {
+                let Some(Value::Array(new_items)) = coerce(def, value, &name)? else {
+                    return Ok(());
+                };
+                if let Some(items) = array_at(container, &name) {
+                    for new_item in new_items {
+                        let index = match items
+                            .iter()
+                            .position(|item| same_element(def, item, &new_item))
+                        {
+                            Some(index) => {
+                                merge_into(&mut items[index], new_item);
+                                index
+                            }
+                            None => {
+                                items.push(new_item);
+                                items.len() - 1
+                            }
+                        };
+                        keep_primary(items, index);
+                    }
+                    check_single_primary(items, &name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn whole_single_valued(
+        &mut self,
+        op: PatchOpKind,
+        attr: ResolvedAttr<'r>,
+        value: Value,
+    ) -> ScimResult<()> {
+        let def = attr.attr;
+        let name = def.name.clone();
+        let new = match op {
+            PatchOpKind::Remove => None,
+            PatchOpKind::Add | PatchOpKind::Replace => coerce(def, value, &name)?,
+        };
+        let container = self.container(attr)?;
+        let next = match (container.get(&name), new) {
+            // RFC 7644 §3.5.2.1/§3.5.2.3: on a complex attribute, the given sub-attributes are
+            // merged; the others stay. A different `value` (a new manager) is a new object,
+            // whose stale `$ref`/`displayName` must not survive.
+            (Some(Value::Object(old)), Some(Value::Object(new)))
+                if old.get("value") == new.get("value") || new.get("value").is_none() =>
+            {
+                let mut merged = old.clone();
+                merged.extend(new);
+                Some(Value::Object(merged))
+            }
+            (_, new) => new,
+        };
+        check_immutable(def, &name, container.get(&name), next.as_ref())?;
+        set_or_remove(container, &name, next);
+        Ok(())
+    }
+
+    /// `name.givenName`, `manager.value`: a sub-attribute of a single-valued complex attribute.
+    fn sub_of_complex(
+        &mut self,
+        op: PatchOpKind,
+        attr: ResolvedAttr<'r>,
+        sub: &'r AttributeDef,
+        value: Value,
+    ) -> ScimResult<()> {
+        let name = attr.attr.name.clone();
+        let label = label(attr);
+        let new = match op {
+            PatchOpKind::Remove => None,
+            PatchOpKind::Add | PatchOpKind::Replace => {
+                coerce_single(sub, dialect::unwrap_single_element(value, &label)?, &label)?
+            }
+        };
+        let container = self.container(attr)?;
+        let old = container.get(&name).and_then(|v| v.get(&sub.name));
+        check_immutable(sub, &label, old, new.as_ref())?;
+        if let Some(object) = object_at(container, &name) {
+            set_or_remove(object, &sub.name, new);
+            // Entra's "Remove Manager" may come as `manager.value` = "".
+            if dialect::is_cleared_reference(object) {
+                container.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Elements of a multi-valued attribute: those a value filter selects (`emails[type eq
+    /// "work"]`, `members[value eq "…"]`), or all of them for `emails.value` without a filter.
+    fn elements(
+        &mut self,
+        op: PatchOpKind,
+        attr: ResolvedAttr<'r>,
+        filter: Option<&Filter>,
+        sub: Option<&'r AttributeDef>,
+        value: Value,
+    ) -> ScimResult<()> {
+        let def = attr.attr;
+        let name = def.name.clone();
+        let label = label(attr);
+        let opts_add_missing = self.opts.replace_missing_filter_adds;
+        let new = match op {
+            PatchOpKind::Remove => None,
+            PatchOpKind::Add | PatchOpKind::Replace => {
+                let value = match sub {
+                    Some(_) => dialect::unwrap_single_element(value, &label)?,
+                    None => value,
+                };
+                match sub {
+                    Some(sub) => coerce_single(sub, value, &label)?,
+                    None => coerce_single(def, value, &label)?,
+                }
+            }
+        };
+        let container = self.container(attr)?;
+        let Some(items) = array_at(container, &name) else {
+            return Ok(());
+        };
+        let selected: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| filter.is_none_or(|f| matches_element(f, item, def)))
+            .map(|(i, _)| i)
+            .collect();
+
+        if selected.is_empty() && op != PatchOpKind::Remove {
+            // RFC 7644 §3.5.2.3 says noTarget; Entra expects the value to be added.
+            if op == PatchOpKind::Replace && !opts_add_missing {
+                drop_if_empty(container, &name);
+                return Err(ScimError::no_target(format!(
+                    "no value of '{}' matches the filter",
+                    def.name
+                )));
+            }
+            let Some(new) = new else {
+                drop_if_empty(container, &name);
+                return Ok(());
+            };
+            let mut element = match filter {
+                Some(f) => element_from_filter(f, def).ok_or_else(|| {
+                    ScimError::no_target(format!(
+                        "no value of '{}' matches the filter, and the filter does not describe a value to add",
+                        def.name
+                    ))
+                })?,
+                None => Map::new(),
+            };
+            match (sub, new) {
+                (Some(sub), new) => {
+                    element.insert(sub.name.clone(), new);
+                }
+                (None, Value::Object(fields)) => element.extend(fields),
+                (None, other) => {
+                    element.insert("value".into(), other);
+                }
+            }
+            let element = coerce_single(def, Value::Object(element), &label)?
+                .unwrap_or(Value::Object(Map::new()));
+            items.push(element);
+            let index = items.len() - 1;
+            keep_primary(items, index);
+        } else {
+            for &index in selected.iter().rev() {
+                match (op, sub) {
+                    (PatchOpKind::Remove, None) => {
+                        items.remove(index);
+                    }
+                    (_, Some(sub)) => {
+                        let Value::Object(item) = &mut items[index] else {
+                            continue;
+                        };
+                        check_immutable(sub, &label, item.get(&sub.name), new.as_ref())?;
+                        set_or_remove(item, &sub.name, new.clone());
+                    }
+                    // RFC 7644 §3.5.2.3: matching values are replaced; add merges.
+                    (PatchOpKind::Replace, None) => match &new {
+                        Some(v) => items[index] = v.clone(),
+                        None => {
+                            items.remove(index);
+                        }
+                    },
+                    (PatchOpKind::Add, None) => {
+                        if let Some(v) = &new {
+                            merge_into(&mut items[index], v.clone());
+                        }
+                    }
+                }
+            }
+            if op != PatchOpKind::Remove {
+                if let Some(&index) = selected
+                    .iter()
+                    .find(|&&i| items.get(i).is_some_and(is_primary))
+                {
+                    keep_primary(items, index);
+                }
+                dedupe(def, items);
+            }
+        }
+        check_single_primary(items, &name)?;
+        drop_if_empty(container, &name);
+        Ok(())
+    }
+}
+
+/// RFC 7643 §7 `immutable`: may be set once, when unassigned; changing or removing it is a 400
+/// `mutability`.
+fn check_immutable(
+    def: &AttributeDef,
+    label: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> ScimResult<()> {
+    if def.mutability == Mutability::Immutable && old.is_some() && old != new {
+        return Err(ScimError::mutability(format!(
+            "attribute '{label}' is immutable and already set"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether two values of a multi-valued attribute are the same value: for complex values, the
+/// same `value` (compared per its `caseExact`) and, when both have one, the same `type`.
+fn same_element(def: &AttributeDef, a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    match (a.get("value"), b.get("value")) {
+        (Some(x), Some(y)) => {
+            let case_exact = def.sub_attribute("value").is_some_and(|v| v.case_exact);
+            let same_value = match (x.as_str(), y.as_str()) {
+                (Some(x), Some(y)) if !case_exact => x.eq_ignore_ascii_case(y),
+                _ => x == y,
+            };
+            let same_type = match (
+                a.get("type").and_then(Value::as_str),
+                b.get("type").and_then(Value::as_str),
+            ) {
+                (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                _ => true,
+            };
+            same_value && same_type
+        }
+        _ => a == b,
+    }
+}
+
+/// Fold values a replace made equal (two work emails both set to one address) into the first,
+/// which keeps `primary` if either had it: a multi-valued attribute holds each value once.
+fn dedupe(def: &AttributeDef, items: &mut Vec<Value>) {
+    let mut i = 0;
+    while i < items.len() {
+        let mut j = i + 1;
+        while j < items.len() {
+            if same_element(def, &items[i], &items[j]) {
+                let duplicate = items.remove(j);
+                if is_primary(&duplicate)
+                    && let Value::Object(first) = &mut items[i]
+                {
+                    first.insert("primary".into(), Value::Bool(true));
+                }
+            } else {
+                j += 1;
+            }
+        }
+        i += 1;
+    }
+}
+
+fn merge_into(target: &mut Value, new: Value) {
+    match (target, new) {
+        (Value::Object(target), Value::Object(new)) => target.extend(new),
+        (target, new) => *target = new,
+    }
+}
+
+/// RFC 7643 §2.4: setting `primary` on one value clears it on the others.
+fn keep_primary(items: &mut [Value], chosen: usize) {
+    if !items.get(chosen).is_some_and(is_primary) {
+        return;
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        if i != chosen
+            && is_primary(item)
+            && let Value::Object(item) = item
+        {
+            item.insert("primary".into(), Value::Bool(false));
+        }
+    }
+}
+
+fn drop_if_empty(container: &mut Map<String, Value>, name: &str) {
+    if container
+        .get(name)
+        .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+    {
+        container.remove(name);
+    }
+}
+
+/// The value a filter of `and`-ed equalities describes: `emails[type eq "work"]` with no match
+/// adds `{"type":"work", …}` (Entra).
+fn element_from_filter(filter: &Filter, def: &AttributeDef) -> Option<Map<String, Value>> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value,
+        } if path.urn.is_none() && path.sub_attr.is_none() => {
+            let sub = def.sub_attribute(&path.attr)?;
+            let mut element = Map::new();
+            element.insert(sub.name.clone(), comp_value_json(value));
+            Some(element)
+        }
+        Filter::And(a, b) => {
+            let mut element = element_from_filter(a, def)?;
+            element.extend(element_from_filter(b, def)?);
+            Some(element)
+        }
+        _ => None,
+    }
+}
+
+fn comp_value_json(value: &CompValue) -> Value {
+    match value {
+        CompValue::Null => Value::Null,
+        CompValue::Bool(b) => Value::Bool(*b),
+        CompValue::Number(n) => Value::Number(n.clone()),
+        CompValue::String(s) => Value::String(s.clone()),
+    }
+}
+
+fn label(attr: ResolvedAttr<'_>) -> String {
+    match attr.sub {
+        Some(sub) => format!("{}.{}", attr.attr.name, sub.name),
+        None => attr.attr.name.clone(),
+    }
+}
+
+fn display_path(path: &AttrPath) -> String {
+    let mut out = String::new();
+    if let Some(urn) = &path.urn {
+        out.push_str(urn);
+        out.push(':');
+    }
+    out.push_str(&path.attr);
+    if let Some(sub) = &path.sub_attr {
+        out.push('.');
+        out.push_str(sub);
+    }
+    out
+}
+
+/// One member of a Group as a PATCH names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef {
+    /// The member's `id`.
+    pub value: String,
+    pub display: Option<String>,
+    pub r#type: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// A change to a Group's member rows that needs no member list loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Add these members; ones already present are kept (RFC 7644 §3.5.2.1: no duplicates, and
+    /// re-adding is a success).
+    Add(Vec<MemberRef>),
+    /// Remove these member ids; absent ones are not an error.
+    Remove(Vec<String>),
+    /// Remove every member (`remove` of `members` without filter or value).
+    Clear,
+    /// Replace the whole membership (Okta's full membership push).
+    Replace(Vec<MemberRef>),
+}
+
+/// One step of a Group PATCH, in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupPatchStep {
+    /// Member-row changes.
+    Members(MemberChange),
+    /// Operations on the group's other attributes, for [`apply`] on the group without members.
+    Attributes(PatchRequest),
+}
+
+/// A Group PATCH split into member-row changes and the other operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPatchPlan {
+    pub steps: Vec<GroupPatchStep>,
+}
+
+/// Split a Group PATCH so that adding one member to a 50,000-member group costs the same as to
+/// a 5-member group: member operations become [`MemberChange`]s, everything else stays a
+/// [`PatchRequest`] for [`apply`].
+///
+/// `None` when an operation needs the member list: a member filter other than `value eq "…"`
+/// (possibly `or`-ed), a member sub-attribute path, or member values [`apply`] would reject — the
+/// store then loads the members and uses [`apply`], which also reports the error.
+pub fn plan_group_patch(request: &PatchRequest) -> Option<GroupPatchPlan> {
+    let mut steps: Vec<GroupPatchStep> = Vec::new();
+    for op in &request.operations {
+        for step in plan_op(op)? {
+            match (steps.last_mut(), step) {
+                (Some(GroupPatchStep::Attributes(pending)), GroupPatchStep::Attributes(more)) => {
+                    pending.operations.extend(more.operations);
+                }
+                (_, step) => steps.push(step),
+            }
+        }
+    }
+    Some(GroupPatchPlan { steps })
+}
+
+fn plan_op(op: &PatchOp) -> Option<Vec<GroupPatchStep>> {
+    let attributes = |op: PatchOp| {
+        GroupPatchStep::Attributes(PatchRequest {
+            operations: vec![op],
+        })
+    };
+    let Some(path) = &op.path else {
+        // A path-less value may mix members with other attributes (Okta's AIW-style pushes).
+        let Some(Value::Object(values)) = &op.value else {
+            return Some(vec![attributes(op.clone())]);
+        };
+        let Some(key) = values.keys().find(|k| k.eq_ignore_ascii_case("members")) else {
+            return Some(vec![attributes(op.clone())]);
+        };
+        let mut rest = values.clone();
+        let members = rest.shift_remove(key).unwrap_or(Value::Null);
+        let change = match op.op {
+            PatchOpKind::Add => MemberChange::Add(member_refs(&members)?),
+            PatchOpKind::Replace if members.is_null() => MemberChange::Clear,
+            PatchOpKind::Replace => MemberChange::Replace(member_refs(&members)?),
+            PatchOpKind::Remove => return Some(vec![attributes(op.clone())]),
+        };
+        let mut steps = Vec::new();
+        if !rest.is_empty() {
+            steps.push(attributes(PatchOp {
+                op: op.op,
+                path: None,
+                value: Some(Value::Object(rest)),
+            }));
+        }
+        steps.push(GroupPatchStep::Members(change));
+        return Some(steps);
+    };
+    let is_members = path.attr.attr.eq_ignore_ascii_case("members")
+        && path
+            .attr
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(GROUP_SCHEMA));
+    if !is_members {
+        return Some(vec![attributes(op.clone())]);
+    }
+    if path.attr.sub_attr.is_some() {
+        return None;
+    }
+    let value = op.value.as_ref().filter(|v| !v.is_null());
+    let change = match (&path.filter, op.op) {
+        (Some(filter), PatchOpKind::Remove) => {
+            let mut ids = Vec::new();
+            member_ids_in(filter, &mut ids)?;
+            MemberChange::Remove(ids)
+        }
+        (Some(_), _) => return None,
+        (None, PatchOpKind::Add) => MemberChange::Add(member_refs(value?)?),
+        (None, PatchOpKind::Replace) => match value {
+            Some(v) => MemberChange::Replace(member_refs(v)?),
+            None => MemberChange::Clear,
+        },
+        // Entra's legacy remove lists the members to remove.
+        (None, PatchOpKind::Remove) => match value {
+            Some(v) => MemberChange::Remove(member_refs(v)?.into_iter().map(|m| m.value).collect()),
+            None => MemberChange::Clear,
+        },
+    };
+    Some(vec![GroupPatchStep::Members(change)])
+}
+
+/// `value eq "a"`, `value eq "a" or value eq "b"`.
+fn member_ids_in(filter: &Filter, ids: &mut Vec<String>) -> Option<()> {
+    match filter {
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::String(id),
+        } if path.urn.is_none()
+            && path.sub_attr.is_none()
+            && path.attr.eq_ignore_ascii_case("value") =>
+        {
+            ids.push(id.clone());
+            Some(())
+        }
+        Filter::Or(a, b) => {
+            member_ids_in(a, ids)?;
+            member_ids_in(b, ids)
+        }
+        _ => None,
+    }
+}
+
+/// Members as a PATCH value lists them: an array or a single value, each an object or a bare id
+/// string (the MS Postman collection's `"value":"string id 1"`).
+fn member_refs(value: &Value) -> Option<Vec<MemberRef>> {
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    items
+        .iter()
+        .filter(|item| !item.is_null())
+        .map(member_ref)
+        .collect()
+}
+
+fn member_ref(item: &Value) -> Option<MemberRef> {
+    let text = |object: &Map<String, Value>, key: &str| -> Option<Option<String>> {
+        match dialect::get_ignore_case(object, key) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        }
+    };
+    match item {
+        Value::String(id) if !id.is_empty() => Some(MemberRef {
+            value: id.clone(),
+            display: None,
+            r#type: None,
+            reference: None,
+        }),
+        Value::Object(object) => Some(MemberRef {
+            value: text(object, "value")?.filter(|v| !v.is_empty())?,
+            display: text(object, "display")?,
+            r#type: text(object, "type")?,
+            reference: text(object, "$ref")?,
+        }),
+        _ => None,
+    }
+}

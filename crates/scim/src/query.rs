@@ -1,0 +1,331 @@
+//! List queries: filter, sorting and paging (RFC 7644 §3.4.2, §3.4.3), and the ListResponse.
+//!
+//! Decisions:
+//! - `startIndex` below 1 counts as 1 and a negative `count` as 0 (RFC 7644 §3.4.2.4); a value
+//!   that is not an integer is 400 `invalidValue`; `count` above [`MAX_RESULTS`] is capped (the
+//!   ServiceProviderConfig advertises it as `filter.maxResults`).
+//! - Parameter names are matched ignoring case, `sortOrder` values too.
+//! - Sorting is stable, so pages do not overlap or skip (Okta pages with `startIndex` until it
+//!   reaches `totalResults`); unassigned values sort last in either order.
+
+use std::cmp::Ordering;
+use std::ops::Range;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value, json};
+
+use crate::dialect;
+use crate::error::{ScimError, ScimResult};
+use crate::filter::{self, Filter, ast::AttrPath};
+use crate::path::PatchPath;
+use crate::projection::Projection;
+use crate::resource::{attribute_in, is_primary};
+use crate::schema::{AttrType, Registry, ResourceKind};
+
+/// The most resources one page returns.
+pub const MAX_RESULTS: usize = 1000;
+
+/// The ListResponse message URN.
+pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// The SearchRequest message URN (RFC 7644 §3.4.3).
+pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+/// RFC 7644 §3.4.2.3 `sortOrder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    #[default]
+    Ascending,
+    Descending,
+}
+
+/// A parsed list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort_by: Option<AttrPath>,
+    pub sort_order: SortOrder,
+    /// 1-based.
+    pub start_index: usize,
+    /// `None`: the server's page size.
+    pub count: Option<usize>,
+    pub projection: Projection,
+}
+
+/// The raw parameters, from a query string or a SearchRequest body.
+#[derive(Default)]
+struct RawQuery<'a> {
+    filter: Option<&'a str>,
+    sort_by: Option<&'a str>,
+    sort_order: Option<&'a str>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+    attributes: Option<String>,
+    excluded: Option<String>,
+}
+
+impl ListQuery {
+    /// From query-string parameters (`filter`, `sortBy`, `sortOrder`, `startIndex`, `count`,
+    /// `attributes`, `excludedAttributes`); other parameters are ignored.
+    pub fn from_params(params: &[(String, String)]) -> ScimResult<ListQuery> {
+        let get = |name: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let integer = |name: &str| get(name).map(|v| parse_integer(name, v)).transpose();
+        RawQuery {
+            filter: get("filter"),
+            sort_by: get("sortBy"),
+            sort_order: get("sortOrder"),
+            start_index: integer("startIndex")?,
+            count: integer("count")?,
+            attributes: get("attributes").map(str::to_string),
+            excluded: get("excludedAttributes").map(str::to_string),
+        }
+        .build()
+    }
+
+    /// From a `POST …/.search` body (RFC 7644 §3.4.3). `schemas`, when present, must name the
+    /// SearchRequest URN; `attributes` may be an array or a comma-separated string; numbers may
+    /// be JSON numbers or numeric strings.
+    pub fn from_search_request(body: &Value) -> ScimResult<ListQuery> {
+        let Value::Object(body) = body else {
+            return Err(ScimError::invalid_syntax(
+                "a SearchRequest must be a JSON object",
+            ));
+        };
+        if let Some(schemas) = dialect::get_ignore_case(body, "schemas") {
+            let ok = schemas.as_array().is_some_and(|a| {
+                a.iter().any(|u| {
+                    u.as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))
+                })
+            });
+            if !ok {
+                return Err(ScimError::invalid_syntax(format!(
+                    "'schemas' must contain \"{SEARCH_REQUEST_SCHEMA}\""
+                )));
+            }
+        }
+        let text = |name: &str| -> ScimResult<Option<&str>> {
+            match dialect::get_ignore_case(body, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "'{name}' must be a string"
+                ))),
+            }
+        };
+        let integer = |name: &str| -> ScimResult<Option<i64>> {
+            match dialect::get_ignore_case(body, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                    ScimError::invalid_value(format!("'{name}' must be an integer"))
+                }),
+                Some(Value::String(s)) => parse_integer(name, s).map(Some),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "'{name}' must be an integer"
+                ))),
+            }
+        };
+        let list = |name: &str| -> ScimResult<Option<String>> {
+            match dialect::get_ignore_case(body, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().ok_or_else(|| {
+                            ScimError::invalid_value(format!("'{name}' must list strings"))
+                        })
+                    })
+                    .collect::<ScimResult<Vec<_>>>()
+                    .map(|names| Some(names.join(","))),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "'{name}' must be an array of strings"
+                ))),
+            }
+        };
+        RawQuery {
+            filter: text("filter")?,
+            sort_by: text("sortBy")?,
+            sort_order: text("sortOrder")?,
+            start_index: integer("startIndex")?,
+            count: integer("count")?,
+            attributes: list("attributes")?,
+            excluded: list("excludedAttributes")?,
+        }
+        .build()
+    }
+
+    /// The positions of the page within `total` sorted results.
+    pub fn window(&self, total: usize) -> Range<usize> {
+        let start = self.start_index.saturating_sub(1).min(total);
+        let end = self
+            .count
+            .map_or(total, |c| start.saturating_add(c))
+            .min(total);
+        start..end
+    }
+}
+
+impl RawQuery<'_> {
+    fn build(self) -> ScimResult<ListQuery> {
+        let filter = self
+            .filter
+            .filter(|f| !f.trim().is_empty())
+            .map(filter::parse)
+            .transpose()?;
+        let sort_by = self
+            .sort_by
+            .filter(|s| !s.trim().is_empty())
+            .map(parse_sort_by)
+            .transpose()?;
+        let sort_order = match self.sort_order.map(str::trim) {
+            None | Some("") => SortOrder::Ascending,
+            Some(o) if o.eq_ignore_ascii_case("ascending") => SortOrder::Ascending,
+            Some(o) if o.eq_ignore_ascii_case("descending") => SortOrder::Descending,
+            Some(o) => {
+                return Err(ScimError::invalid_value(format!(
+                    "sortOrder must be \"ascending\" or \"descending\", not \"{o}\""
+                )));
+            }
+        };
+        // RFC 7644 §3.4.2.4: a startIndex below 1 is read as 1, a negative count as 0.
+        let start_index =
+            usize::try_from(self.start_index.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
+        let count = self.count.map(|c| {
+            usize::try_from(c.max(0))
+                .unwrap_or(usize::MAX)
+                .min(MAX_RESULTS)
+        });
+        let projection = Projection::parse(self.attributes.as_deref(), self.excluded.as_deref())?;
+        Ok(ListQuery {
+            filter,
+            sort_by,
+            sort_order,
+            start_index,
+            count,
+            projection,
+        })
+    }
+}
+
+fn parse_integer(name: &str, value: &str) -> ScimResult<i64> {
+    value.trim().parse::<i64>().map_err(|_| {
+        ScimError::invalid_value(format!("'{name}' must be an integer, not \"{value}\""))
+    })
+}
+
+fn parse_sort_by(value: &str) -> ScimResult<AttrPath> {
+    let path = PatchPath::parse(value.trim())
+        .map_err(|e| ScimError::invalid_value(format!("sortBy \"{value}\": {}", e.detail)))?;
+    if path.filter.is_some() {
+        return Err(ScimError::invalid_value(format!(
+            "sortBy \"{value}\" must be an attribute path without a filter"
+        )));
+    }
+    Ok(path.attr)
+}
+
+/// One resource's sort key.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum SortKey {
+    Bool(bool),
+    Number(f64),
+    Time(DateTime<FixedOffset>),
+    Text(String),
+}
+
+/// Sort `items` in place by `sort_by` (RFC 7644 §3.4.2.3): a multi-valued attribute sorts by its
+/// primary value, else its first; strings compare per the attribute's `caseExact`; dateTimes as
+/// instants; unassigned values last in either order; equal keys keep their order (stable).
+pub fn sort_resources(
+    kind: ResourceKind,
+    items: &mut [Map<String, Value>],
+    sort_by: &AttrPath,
+    order: SortOrder,
+    registry: &Registry,
+) {
+    let keys: Vec<Option<SortKey>> = items
+        .iter()
+        .map(|item| sort_key(kind, item, sort_by, registry))
+        .collect();
+    let mut positions: Vec<usize> = (0..items.len()).collect();
+    positions.sort_by(|&a, &b| match (&keys[a], &keys[b]) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            let ordering = x.partial_cmp(y).unwrap_or(Ordering::Equal);
+            match order {
+                SortOrder::Ascending => ordering,
+                SortOrder::Descending => ordering.reverse(),
+            }
+        }
+    });
+    let mut taken: Vec<Option<Map<String, Value>>> =
+        items.iter_mut().map(|m| Some(std::mem::take(m))).collect();
+    for (slot, position) in items.iter_mut().zip(positions) {
+        if let Some(item) = taken[position].take() {
+            *slot = item;
+        }
+    }
+}
+
+fn sort_key(
+    kind: ResourceKind,
+    item: &Map<String, Value>,
+    path: &AttrPath,
+    registry: &Registry,
+) -> Option<SortKey> {
+    let resolved = registry.resolve(kind, path)?;
+    let mut value = attribute_in(item, resolved.schema, &resolved.attr.name)?;
+    if let Value::Array(values) = value {
+        value = values
+            .iter()
+            .find(|v| is_primary(v))
+            .or_else(|| values.first())?;
+    }
+    if resolved.attr.ty == AttrType::Complex {
+        let sub = resolved.sub.map_or("value", |s| s.name.as_str());
+        value = value.get(sub)?;
+    }
+    let leaf = resolved
+        .sub
+        .or_else(|| resolved.attr.sub_attribute("value"))
+        .unwrap_or(resolved.attr);
+    match value {
+        Value::Bool(b) => Some(SortKey::Bool(*b)),
+        Value::Number(n) => n.as_f64().map(SortKey::Number),
+        Value::String(s) if leaf.ty == AttrType::DateTime => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(SortKey::Time)
+            .or_else(|| Some(SortKey::Text(s.clone()))),
+        Value::String(s) if leaf.case_exact => Some(SortKey::Text(s.clone())),
+        Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
+        _ => None,
+    }
+}
+
+/// A ListResponse (RFC 7644 §3.4.2) with integer `totalResults`, `startIndex` and
+/// `itemsPerPage`. `Resources` is present whenever there are resources, and as `[]` when
+/// nothing matched (the shape Okta and Entra document for "no such user"); a page asked with
+/// `count=0` returns only the totals.
+pub fn list_response(total: usize, start_index: usize, resources: Vec<Value>) -> Value {
+    let mut body = json!({
+        "schemas": [LIST_RESPONSE_SCHEMA],
+        "totalResults": total,
+        "startIndex": start_index.max(1),
+        "itemsPerPage": resources.len(),
+    });
+    if (!resources.is_empty() || total == 0)
+        && let Some(object) = body.as_object_mut()
+    {
+        object.insert("Resources".into(), Value::Array(resources));
+    }
+    body
+}

@@ -1,0 +1,291 @@
+//! Projection, list queries, sorting and the ListResponse.
+
+use scim::filter::ast::AttrPath;
+use scim::projection::Projection;
+use scim::query::{self, ListQuery, MAX_RESULTS, SortOrder};
+use scim::{Registry, ResourceKind, ScimType};
+use serde_json::{Map, Value, json};
+
+const EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn user() -> Map<String, Value> {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT],
+        "id": "u1",
+        "externalId": "e1",
+        "userName": "bjensen",
+        "name": {"givenName": "Barbara", "familyName": "Jensen"},
+        "emails": [{"value": "b@work", "type": "work", "primary": true}, {"value": "b@home", "type": "home"}],
+        "active": true,
+        "custom": "kept",
+        EXT: {"employeeNumber": "7", "department": "Tours"},
+        "meta": {"resourceType": "User", "created": "2026-01-01T00:00:00Z"}
+    })
+    .as_object()
+    .cloned()
+    .unwrap()
+}
+
+fn project(attributes: Option<&str>, excluded: Option<&str>) -> Value {
+    let p = Projection::parse(attributes, excluded).unwrap();
+    Value::Object(p.apply(ResourceKind::User, &user(), Registry::standard()))
+}
+
+#[test]
+fn default_projection_returns_all_but_never() {
+    let mut with_password = user();
+    with_password.insert("password".into(), json!("secret"));
+    let p = Projection::default().apply(ResourceKind::User, &with_password, Registry::standard());
+    assert!(p.get("password").is_none());
+    assert_eq!(Value::Object(p), Value::Object(user()));
+}
+
+#[test]
+fn attributes_keep_always_returned_and_named_ones() {
+    insta::assert_json_snapshot!(
+        "attributes_userName_emails",
+        project(Some("userName,emails"), None)
+    );
+    let v = project(
+        Some(
+            "name.givenName, urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        ),
+        None,
+    );
+    assert_eq!(v["name"], json!({"givenName": "Barbara"}));
+    assert_eq!(v[EXT], json!({"department": "Tours"}));
+    assert_eq!(v["id"], "u1");
+    assert!(v.get("userName").is_none() && v.get("meta").is_none() && v.get("custom").is_none());
+}
+
+#[test]
+fn a_value_path_in_attributes_selects_its_attribute() {
+    // The MS Postman collection sends attributes=emails[type eq "work"].
+    let v = project(Some("emails[type eq \"work\"]"), None);
+    assert_eq!(v["emails"].as_array().unwrap().len(), 2);
+    assert!(v.get("userName").is_none());
+}
+
+#[test]
+fn excluded_attributes_drop_what_is_named_but_not_id() {
+    let v = project(
+        None,
+        Some(
+            "emails,name.familyName,id,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        ),
+    );
+    assert!(v.get("emails").is_none());
+    assert_eq!(v["name"], json!({"givenName": "Barbara"}));
+    assert_eq!(v["id"], "u1", "id is returned always");
+    assert!(v.get(EXT).is_none());
+    assert_eq!(v["custom"], "kept");
+}
+
+#[test]
+fn whole_extension_in_attributes() {
+    let v = project(Some(EXT), None);
+    assert_eq!(
+        v[EXT],
+        json!({"employeeNumber": "7", "department": "Tours"})
+    );
+}
+
+#[test]
+fn wants_answers_for_members() {
+    let registry = Registry::standard();
+    let members = AttrPath::simple("members");
+    assert!(!Projection::parse(None, Some("members")).unwrap().wants(
+        ResourceKind::Group,
+        &members,
+        registry
+    ));
+    assert!(Projection::default().wants(ResourceKind::Group, &members, registry));
+    assert!(
+        !Projection::parse(Some("displayName"), None).unwrap().wants(
+            ResourceKind::Group,
+            &members,
+            registry
+        )
+    );
+    assert!(
+        Projection::parse(Some("members.value"), None)
+            .unwrap()
+            .wants(ResourceKind::Group, &members, registry)
+    );
+}
+
+#[test]
+fn an_unparsable_attribute_list_is_invalid_value() {
+    let e = Projection::parse(Some("emails[type eq"), None).unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+}
+
+#[test]
+fn paging_parameters_are_read_leniently() {
+    let q = ListQuery::from_params(&params(&[("startIndex", "0"), ("count", "-5")])).unwrap();
+    assert_eq!((q.start_index, q.count), (1, Some(0)));
+    let q = ListQuery::from_params(&params(&[("STARTINDEX", "101"), ("count", "100000")])).unwrap();
+    assert_eq!((q.start_index, q.count), (101, Some(MAX_RESULTS)));
+    let q = ListQuery::from_params(&params(&[
+        ("sortBy", "name.familyName"),
+        ("sortOrder", "DESCENDING"),
+    ]))
+    .unwrap();
+    assert_eq!(q.sort_order, SortOrder::Descending);
+    assert_eq!(q.sort_by, Some(AttrPath::with_sub("name", "familyName")));
+    let e = ListQuery::from_params(&params(&[("count", "ten")])).unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+    let e = ListQuery::from_params(&params(&[("sortOrder", "up")])).unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+    let e = ListQuery::from_params(&params(&[("filter", "userName eq")])).unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
+    let q = ListQuery::from_params(&params(&[
+        ("filter", "userName eq \"a\""),
+        ("excludedAttributes", "members"),
+    ]))
+    .unwrap();
+    assert!(q.filter.is_some());
+    assert_eq!(q.count, None);
+}
+
+#[test]
+fn search_request_body() {
+    let q = ListQuery::from_search_request(&json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "attributes": ["displayName", "userName"],
+        "filter": "displayName sw \"smith\"",
+        "startIndex": 1, "count": "10", "sortOrder": "ascending"
+    }))
+    .unwrap();
+    assert_eq!((q.start_index, q.count), (1, Some(10)));
+    assert!(q.filter.is_some());
+    let p = q
+        .projection
+        .apply(ResourceKind::User, &user(), Registry::standard());
+    assert!(p.contains_key("userName") && !p.contains_key("emails"));
+    let e = ListQuery::from_search_request(
+        &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}),
+    )
+    .unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidSyntax));
+    assert!(ListQuery::from_search_request(&json!({"count": 1.5})).is_err());
+}
+
+#[test]
+fn window_pages_through_the_results() {
+    let q = ListQuery::from_params(&params(&[("startIndex", "3"), ("count", "2")])).unwrap();
+    assert_eq!(q.window(10), 2..4);
+    assert_eq!(q.window(3), 2..3);
+    assert_eq!(q.window(1), 1..1);
+    let all = ListQuery::from_params(&[]).unwrap();
+    assert_eq!(all.window(5), 0..5);
+}
+
+fn named(name: Option<&str>, email: Option<(&str, bool)>) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some(n) = name {
+        m.insert("userName".into(), json!(n));
+    }
+    if let Some((e, primary)) = email {
+        m.insert(
+            "emails".into(),
+            json!([{"value": "zzz-first"}, {"value": e, "primary": primary}]),
+        );
+    }
+    m
+}
+
+fn sort(items: &mut [Map<String, Value>], path: &AttrPath, order: SortOrder) {
+    query::sort_resources(ResourceKind::User, items, path, order, Registry::standard());
+}
+
+fn user_names(items: &[Map<String, Value>]) -> Vec<Option<&str>> {
+    items
+        .iter()
+        .map(|m| m.get("userName").and_then(Value::as_str))
+        .collect()
+}
+
+#[test]
+fn sorting_ignores_case_puts_missing_last_and_is_stable() {
+    let path = AttrPath::simple("userName");
+    let mut items = vec![
+        named(Some("bob"), None),
+        named(None, None),
+        named(Some("Alice"), None),
+        named(Some("carol"), None),
+    ];
+    sort(&mut items, &path, SortOrder::Ascending);
+    assert_eq!(
+        user_names(&items),
+        vec![Some("Alice"), Some("bob"), Some("carol"), None]
+    );
+    sort(&mut items, &path, SortOrder::Descending);
+    assert_eq!(
+        user_names(&items),
+        vec![Some("carol"), Some("bob"), Some("Alice"), None]
+    );
+
+    // Equal keys keep their order.
+    let mut items: Vec<_> = (0..5)
+        .map(|i| {
+            let mut m = named(Some("same"), None);
+            m.insert("n".into(), json!(i));
+            m
+        })
+        .collect();
+    sort(&mut items, &path, SortOrder::Descending);
+    assert_eq!(
+        items
+            .iter()
+            .map(|m| m["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+}
+
+#[test]
+fn multi_valued_attributes_sort_by_their_primary_value() {
+    let mut items = vec![
+        named(Some("1"), Some(("b@x", true))),
+        named(Some("2"), Some(("a@x", true))),
+        named(Some("3"), None),
+    ];
+    sort(
+        &mut items,
+        &AttrPath::simple("emails"),
+        SortOrder::Ascending,
+    );
+    assert_eq!(user_names(&items), vec![Some("2"), Some("1"), Some("3")]);
+    // Without a primary, the first value ("zzz-first") decides.
+    let mut items = vec![
+        named(Some("1"), Some(("a@x", false))),
+        named(Some("2"), Some(("b@x", true))),
+    ];
+    sort(
+        &mut items,
+        &AttrPath::with_sub("emails", "value"),
+        SortOrder::Ascending,
+    );
+    assert_eq!(user_names(&items), vec![Some("2"), Some("1")]);
+}
+
+#[test]
+fn list_response_shapes() {
+    insta::assert_json_snapshot!("list_response_empty", query::list_response(0, 1, vec![]));
+    insta::assert_json_snapshot!(
+        "list_response_page",
+        query::list_response(3, 2, vec![json!({"id": "u2"})])
+    );
+    let count_zero = query::list_response(42, 1, vec![]);
+    assert_eq!(count_zero["totalResults"], 42);
+    assert_eq!(count_zero["itemsPerPage"], 0);
+    assert!(count_zero.get("Resources").is_none());
+}
