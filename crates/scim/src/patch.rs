@@ -317,7 +317,7 @@ impl<'r> Engine<'r> {
         };
         for (key, value) in values {
             match classify_key(self.kind, &key, self.registry) {
-                KeyTarget::Schemas => {}
+                KeyTarget::Schemas | KeyTarget::Dropped => {}
                 KeyTarget::Extension(schema) => self.apply_extension(op, schema, value)?,
                 KeyTarget::Attribute(attr) => {
                     self.apply_target(op, Target { attr, filter: None }, value)?

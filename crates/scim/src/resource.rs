@@ -93,6 +93,7 @@ pub fn normalize(kind: ResourceKind, body: Value, registry: &Registry) -> ScimRe
                 }
             }
             KeyTarget::Attribute(target) => set_input(&mut attrs, target, value, &mut password)?,
+            KeyTarget::Dropped => {}
             KeyTarget::Unknown => {
                 attrs.insert(key, value);
             }
@@ -161,6 +162,9 @@ pub(crate) enum KeyTarget<'r> {
     /// A schema or common attribute (`id`, `externalId`, `meta`), possibly dotted
     /// (`name.givenName`) or URN-qualified.
     Attribute(ResolvedAttr<'r>),
+    /// `password` where the schemas have none (a Group): RFC 7643 §4.1.1 makes passwords
+    /// writeOnly and never returned, so none is kept in clear as an unknown attribute either.
+    Dropped,
     /// Not an attribute of any schema of this resource type.
     Unknown,
 }
@@ -178,6 +182,7 @@ pub(crate) fn classify_key<'r>(
     }
     match registry.resolve(kind, &dialect::split_attribute_key(kind, key)) {
         Some(target) => KeyTarget::Attribute(target),
+        None if key.eq_ignore_ascii_case("password") => KeyTarget::Dropped,
         None => KeyTarget::Unknown,
     }
 }
@@ -759,6 +764,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g.attrs["schemas"], json!([GROUP_SCHEMA]));
+    }
+
+    #[test]
+    fn a_group_keeps_no_password() {
+        let g = normalize(
+            ResourceKind::Group,
+            json!({"displayName": "G", "Password": "x"}),
+            Registry::standard(),
+        )
+        .unwrap();
+        assert!(!g.attrs.keys().any(|k| k.eq_ignore_ascii_case("password")));
+        assert_eq!(g.password, None);
     }
 
     #[test]
