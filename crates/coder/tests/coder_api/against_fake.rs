@@ -992,3 +992,60 @@ async fn the_observer_sees_route_templates_and_statuses() {
         ]
     );
 }
+
+#[tokio::test]
+async fn listing_all_users_follows_pages() {
+    let (_fake, owner) = start(FakeOptions::default()).await;
+    for i in 0..104 {
+        create(&owner, &format!("user{i:03}")).await;
+    }
+    let all = owner.list_all_users(None).await.unwrap();
+    assert_eq!(all.len(), 105, "104 users and the owner, over two pages");
+    let mut ids: Vec<_> = all.iter().map(|u| u.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 105, "no user twice");
+    let page = owner
+        .list_users(&coder::UserQuery {
+            q: Some("username:user007".into()),
+            limit: Some(10),
+            offset: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.count, page.users[0].username.as_str()),
+        (1, "user007")
+    );
+}
+
+#[tokio::test]
+async fn only_an_owner_bypasses_the_rate_limit() {
+    let (fake, owner) = start(FakeOptions {
+        rate_limit_per_minute: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        owner.identify().await.unwrap().is_owner,
+        "from now on the owner bypasses"
+    );
+    let nora = create(&owner, "nora").await;
+    assert!(
+        owner.find_user_by_username("nora").await.unwrap().is_some(),
+        "same path, not limited"
+    );
+    owner
+        .set_site_roles(nora.id, &["user-admin".into()])
+        .await
+        .unwrap();
+    let as_nora = client(&fake, &fake.create_api_token("nora", "t").unwrap().token);
+    assert!(!as_nora.identify().await.unwrap().is_owner);
+    as_nora.organizations().await.unwrap();
+    let limited = as_nora.organizations().await.unwrap_err();
+    assert_eq!(
+        limited.status(),
+        Some(429),
+        "no bypass header for a non-owner"
+    );
+}
