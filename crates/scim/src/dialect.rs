@@ -116,7 +116,7 @@ pub fn extension_key(kind: ResourceKind, key: &str) -> Option<&'static str> {
 ///
 /// Entra's legacy manager assignment sends `{"op":"Add","path":"manager","value":[{"$ref":…,"value":"<id>"}]}`
 /// and the old Microsoft SCIM library wrapped plain strings the same way (azure-docs#42220).
-pub fn unwrap_single_element(value: Value, attribute: &str) -> ScimResult<Value> {
+pub fn unwrap_single_element(value: Value, attribute: impl std::fmt::Display) -> ScimResult<Value> {
     match value {
         Value::Array(mut items) if items.len() <= 1 => Ok(items.pop().unwrap_or(Value::Null)),
         Value::Array(_) => Err(ScimError::invalid_value(format!(

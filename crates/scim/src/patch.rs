@@ -20,7 +20,7 @@ use crate::filter::ast::{AttrPath, CompValue, CompareOp, Filter};
 use crate::filter::eval::matches_element;
 use crate::path::PatchPath;
 use crate::resource::{
-    self, KeyTarget, array_at, attribute_in, check_single_primary, classify_key, coerce,
+    self, KeyTarget, Label, array_at, attribute_in, check_single_primary, classify_key, coerce,
     coerce_single, container_mut, is_primary, object_at, password_value, set_or_remove,
 };
 use crate::schema::{
@@ -454,31 +454,33 @@ impl<'r> Engine<'r> {
         value: Value,
     ) -> ScimResult<()> {
         let def = attr.attr;
-        let name = def.name.clone();
+        let name = def.name.as_str();
         let container = self.container(attr)?;
         match op {
             // Entra (without aadOptscim062020) removes one member with `path:"members"` plus a
             // value list; a naive server would remove them all. With no value, all go (RFC).
             PatchOpKind::Remove if !value.is_null() => {
-                let Some(Value::Array(gone)) = coerce(def, value, &name)? else {
+                let Some(Value::Array(gone)) = coerce(def, value, Label::of(name))? else {
                     return Ok(());
                 };
-                if let Some(Value::Array(items)) = container.get_mut(&name) {
+                if let Some(Value::Array(items)) = container.get_mut(name) {
                     items.retain(|item| !gone.iter().any(|g| same_element(def, item, g)));
                 }
-                drop_if_empty(container, &name);
+                drop_if_empty(container, name);
             }
             PatchOpKind::Remove => {
-                container.remove(&name);
+                container.remove(name);
             }
-            PatchOpKind::Replace => set_or_remove(container, &name, coerce(def, value, &name)?),
+            PatchOpKind::Replace => {
+                set_or_remove(container, name, coerce(def, value, Label::of(name))?)
+            }
             // RFC 7644 §3.5.2.1: add appends; a value already present is not added twice, and
             // re-adding an existing member is a success.
             PatchOpKind::Add => {
-                let Some(Value::Array(new_items)) = coerce(def, value, &name)? else {
+                let Some(Value::Array(new_items)) = coerce(def, value, Label::of(name))? else {
                     return Ok(());
                 };
-                if let Some(items) = array_at(container, &name) {
+                if let Some(items) = array_at(container, name) {
                     for new_item in new_items {
                         let index = match items
                             .iter()
@@ -495,7 +497,7 @@ impl<'r> Engine<'r> {
                         };
                         keep_primary(items, index);
                     }
-                    check_single_primary(items, &name)?;
+                    check_single_primary(items, Label::of(name))?;
                 }
             }
         }
@@ -509,13 +511,13 @@ impl<'r> Engine<'r> {
         value: Value,
     ) -> ScimResult<()> {
         let def = attr.attr;
-        let name = def.name.clone();
+        let name = def.name.as_str();
         let new = match op {
             PatchOpKind::Remove => None,
-            PatchOpKind::Add | PatchOpKind::Replace => coerce(def, value, &name)?,
+            PatchOpKind::Add | PatchOpKind::Replace => coerce(def, value, Label::of(name))?,
         };
         let container = self.container(attr)?;
-        let next = match (container.get(&name), new) {
+        let next = match (container.get(name), new) {
             // RFC 7644 §3.5.2.1/§3.5.2.3: on a complex attribute, the given sub-attributes are
             // merged; the others stay. A different `value` (a new manager) is a new object,
             // whose stale `$ref`/`displayName` must not survive.
@@ -528,8 +530,8 @@ impl<'r> Engine<'r> {
             }
             (_, new) => new,
         };
-        check_immutable(def, &name, container.get(&name), next.as_ref())?;
-        set_or_remove(container, &name, next);
+        check_immutable(def, name, container.get(name), next.as_ref())?;
+        set_or_remove(container, name, next);
         Ok(())
     }
 
@@ -541,22 +543,22 @@ impl<'r> Engine<'r> {
         sub: &'r AttributeDef,
         value: Value,
     ) -> ScimResult<()> {
-        let name = attr.attr.name.clone();
+        let name = attr.attr.name.as_str();
         let label = label(attr);
         let new = match op {
             PatchOpKind::Remove => None,
             PatchOpKind::Add | PatchOpKind::Replace => {
-                coerce_single(sub, dialect::unwrap_single_element(value, &label)?, &label)?
+                coerce_single(sub, dialect::unwrap_single_element(value, label)?, label)?
             }
         };
         let container = self.container(attr)?;
-        let old = container.get(&name).and_then(|v| v.get(&sub.name));
-        check_immutable(sub, &label, old, new.as_ref())?;
-        if let Some(object) = object_at(container, &name) {
+        let old = container.get(name).and_then(|v| v.get(&sub.name));
+        check_immutable(sub, label, old, new.as_ref())?;
+        if let Some(object) = object_at(container, name) {
             set_or_remove(object, &sub.name, new);
             // Entra's "Remove Manager" may come as `manager.value` = "".
             if dialect::is_cleared_reference(object) {
-                container.remove(&name);
+                container.remove(name);
             }
         }
         Ok(())
@@ -573,24 +575,24 @@ impl<'r> Engine<'r> {
         value: Value,
     ) -> ScimResult<()> {
         let def = attr.attr;
-        let name = def.name.clone();
+        let name = def.name.as_str();
         let label = label(attr);
         let opts_add_missing = self.opts.replace_missing_filter_adds;
         let new = match op {
             PatchOpKind::Remove => None,
             PatchOpKind::Add | PatchOpKind::Replace => {
                 let value = match sub {
-                    Some(_) => dialect::unwrap_single_element(value, &label)?,
+                    Some(_) => dialect::unwrap_single_element(value, label)?,
                     None => value,
                 };
                 match sub {
-                    Some(sub) => coerce_single(sub, value, &label)?,
-                    None => coerce_single(def, value, &label)?,
+                    Some(sub) => coerce_single(sub, value, label)?,
+                    None => coerce_single(def, value, label)?,
                 }
             }
         };
         let container = self.container(attr)?;
-        let Some(items) = array_at(container, &name) else {
+        let Some(items) = array_at(container, name) else {
             return Ok(());
         };
         let selected: Vec<usize> = items
@@ -603,14 +605,14 @@ impl<'r> Engine<'r> {
         if selected.is_empty() && op != PatchOpKind::Remove {
             // RFC 7644 §3.5.2.3 says noTarget; Entra expects the value to be added.
             if op == PatchOpKind::Replace && !opts_add_missing {
-                drop_if_empty(container, &name);
+                drop_if_empty(container, name);
                 return Err(ScimError::no_target(format!(
                     "no value of '{}' matches the filter",
                     def.name
                 )));
             }
             let Some(new) = new else {
-                drop_if_empty(container, &name);
+                drop_if_empty(container, name);
                 return Ok(());
             };
             let mut element = match filter {
@@ -631,7 +633,7 @@ impl<'r> Engine<'r> {
                     element.insert("value".into(), other);
                 }
             }
-            let element = coerce_single(def, Value::Object(element), &label)?
+            let element = coerce_single(def, Value::Object(element), label)?
                 .unwrap_or(Value::Object(Map::new()));
             items.push(element);
             let index = items.len() - 1;
@@ -646,7 +648,7 @@ impl<'r> Engine<'r> {
                         let Value::Object(item) = &mut items[index] else {
                             continue;
                         };
-                        check_immutable(sub, &label, item.get(&sub.name), new.as_ref())?;
+                        check_immutable(sub, label, item.get(&sub.name), new.as_ref())?;
                         set_or_remove(item, &sub.name, new.clone());
                     }
                     // RFC 7644 §3.5.2.3: matching values are replaced; add merges.
@@ -673,8 +675,8 @@ impl<'r> Engine<'r> {
                 dedupe(def, items);
             }
         }
-        check_single_primary(items, &name)?;
-        drop_if_empty(container, &name);
+        check_single_primary(items, Label::of(name))?;
+        drop_if_empty(container, name);
         Ok(())
     }
 }
@@ -683,7 +685,7 @@ impl<'r> Engine<'r> {
 /// `mutability`.
 fn check_immutable(
     def: &AttributeDef,
-    label: &str,
+    label: impl std::fmt::Display,
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> ScimResult<()> {
@@ -806,10 +808,10 @@ fn comp_value_json(value: &CompValue) -> Value {
     }
 }
 
-fn label(attr: ResolvedAttr<'_>) -> String {
-    match attr.sub {
-        Some(sub) => format!("{}.{}", attr.attr.name, sub.name),
-        None => attr.attr.name.clone(),
+fn label(attr: ResolvedAttr<'_>) -> Label<'_> {
+    Label {
+        attr: &attr.attr.name,
+        sub: attr.sub.map(|s| s.name.as_str()),
     }
 }
 
@@ -1013,5 +1015,181 @@ fn member_ref(item: &Value) -> Option<MemberRef> {
             reference: text(object, "$ref")?,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ScimType;
+    use serde_json::json;
+
+    fn body(ops: Value) -> Value {
+        json!({"schemas": [dialect::PATCH_OP_SCHEMA], "Operations": ops})
+    }
+
+    fn run(kind: ResourceKind, resource: Value, ops: Value) -> ScimResult<Map<String, Value>> {
+        let request = parse_request(&body(ops))?;
+        apply(
+            kind,
+            resource.as_object().unwrap(),
+            &request,
+            Registry::standard(),
+            &PatchOptions::default(),
+        )
+    }
+
+    fn error_type(result: ScimResult<impl std::fmt::Debug>) -> Option<ScimType> {
+        result.unwrap_err().scim_type
+    }
+
+    #[test]
+    fn message_dialects() {
+        let r = parse_request(&json!({"operations": [{"OP": "delete", "Path": "title"}]})).unwrap();
+        assert_eq!(r.operations[0].op, PatchOpKind::Remove);
+        assert!(r.operations[0].path.is_some());
+        assert_eq!(
+            error_type(parse_request(
+                &json!({"schemas": ["urn:x"], "Operations": [{"op": "add", "value": {}}]})
+            )),
+            Some(ScimType::InvalidSyntax)
+        );
+        assert_eq!(
+            error_type(parse_request(
+                &json!({"schemas": [dialect::PATCH_OP_SCHEMA]})
+            )),
+            Some(ScimType::InvalidSyntax)
+        );
+        assert_eq!(
+            error_type(parse_request(&body(
+                json!([{"op": "add", "path": "title"}])
+            ))),
+            Some(ScimType::InvalidValue)
+        );
+        assert_eq!(
+            error_type(parse_request(&body(
+                json!([{"op": "move", "path": "title"}])
+            ))),
+            Some(ScimType::InvalidSyntax)
+        );
+        assert_eq!(
+            error_type(parse_request(&body(
+                json!([{"op": "add", "path": "emails[", "value": 1}])
+            ))),
+            Some(ScimType::InvalidPath)
+        );
+    }
+
+    #[test]
+    fn immutable_member_values_cannot_change() {
+        let group = json!({"id": "g", "displayName": "G", "members": [{"value": "u1"}]});
+        let e = run(
+            ResourceKind::Group,
+            group,
+            json!([{"op": "replace", "path": "members[value eq \"u1\"].value", "value": "u2"}]),
+        );
+        assert_eq!(error_type(e), Some(ScimType::Mutability));
+    }
+
+    #[test]
+    fn user_groups_are_ignored_and_read_only_attributes_guarded() {
+        let user = json!({"id": "u", "userName": "a", "meta": {"resourceType": "User"}});
+        let next = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]),
+        )
+        .unwrap();
+        assert!(next.get("groups").is_none());
+        let e = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "replace", "path": "meta.resourceType", "value": "Group"}]),
+        );
+        assert_eq!(error_type(e), Some(ScimType::Mutability));
+        assert_eq!(
+            error_type(run(
+                ResourceKind::User,
+                user.clone(),
+                json!([{"op": "remove", "path": "id"}])
+            )),
+            Some(ScimType::Mutability)
+        );
+        assert_eq!(
+            error_type(run(
+                ResourceKind::User,
+                user,
+                json!([{"op": "remove", "path": "nope"}])
+            )),
+            Some(ScimType::InvalidPath)
+        );
+    }
+
+    #[test]
+    fn extension_objects_by_urn() {
+        let ext = crate::schema::ENTERPRISE_USER_SCHEMA;
+        let user =
+            json!({"id": "u", "userName": "a", ext: {"department": "Eng", "costCenter": "1"}});
+        let next = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "replace", "value": {ext: {"Department": "Ops"}}}]),
+        )
+        .unwrap();
+        assert_eq!(next[ext], json!({"department": "Ops", "costCenter": "1"}));
+        let next = run(
+            ResourceKind::User,
+            user,
+            json!([{"op": "remove", "path": ext}]),
+        )
+        .unwrap();
+        assert!(next.get(ext).is_none());
+        assert_eq!(next["schemas"], json!([crate::schema::USER_SCHEMA]));
+    }
+
+    #[test]
+    fn password_is_taken_from_paths_and_values() {
+        let mut r = parse_request(&body(json!([
+            {"op": "replace", "path": "password", "value": "one"},
+            {"op": "replace", "value": {"password": "two", "active": true}}
+        ])))
+        .unwrap();
+        assert_eq!(r.take_password().unwrap().as_deref(), Some("two"));
+        assert_eq!(r.operations.len(), 1);
+        assert_eq!(r.operations[0].value, Some(json!({"active": true})));
+        let mut bad = parse_request(&body(
+            json!([{"op": "replace", "path": "password", "value": 5}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            error_type(bad.take_password()),
+            Some(ScimType::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn group_plans_fall_back_when_members_must_be_loaded() {
+        let plan = |ops: Value| plan_group_patch(&parse_request(&body(ops)).unwrap());
+        assert!(plan(json!([{"op": "remove", "path": "members[display eq \"x\"]"}])).is_none());
+        assert!(
+            plan(json!([{"op": "replace", "path": "members.display", "value": "x"}])).is_none()
+        );
+        assert!(plan(json!([{"op": "add", "path": "members", "value": [{"value": 5}]}])).is_none());
+        let p = plan(json!([
+            {"op": "remove", "path": "members[value eq \"a\" or value eq \"b\"]"},
+            {"op": "replace", "value": {"displayName": "G2", "members": [{"value": "c"}]}},
+            {"op": "replace", "path": "externalId", "value": "x"}
+        ]))
+        .unwrap();
+        assert_eq!(p.steps.len(), 4);
+        assert_eq!(
+            p.steps[0],
+            GroupPatchStep::Members(MemberChange::Remove(vec!["a".into(), "b".into()]))
+        );
+        assert!(matches!(&p.steps[1], GroupPatchStep::Attributes(r) if r.operations.len() == 1));
+        assert!(
+            matches!(&p.steps[2], GroupPatchStep::Members(MemberChange::Replace(m)) if m[0].value == "c")
+        );
+        assert!(matches!(&p.steps[3], GroupPatchStep::Attributes(_)));
     }
 }

@@ -117,8 +117,8 @@ impl Projection {
 
     /// Whether a response would carry (some of) `path`: the store asks before loading a Group's
     /// members (Entra reads groups with `excludedAttributes=members`).
-    pub fn wants(&self, kind: ResourceKind, path: &AttrPath, registry: &Registry) -> bool {
-        let Some(resolved) = registry.resolve(kind, path) else {
+    pub fn wants(&self, kind: ResourceKind, path: &AttrPath) -> bool {
+        let Some(resolved) = Registry::standard().resolve(kind, path) else {
             return !matches!(self.mode, Mode::Include(_));
         };
         let urn = if resolved.is_extension() {

@@ -206,14 +206,14 @@ fn set_input(
     match target.sub {
         None => {
             if let (Some(value), Some(container)) = (
-                coerce(target.attr, value, &target.attr.name)?,
+                coerce(target.attr, value, Label::of(&target.attr.name))?,
                 container_mut(attrs, target.schema),
             ) {
                 container.insert(target.attr.name.clone(), value);
             }
         }
         Some(sub) => {
-            let label = format!("{}.{}", target.attr.name, sub.name);
+            let label = Label::of(&target.attr.name).sub(&sub.name);
             if target.attr.multi_valued {
                 return Err(ScimError::invalid_value(format!(
                     "'{label}' names a sub-attribute of a multi-valued attribute; send '{}' as an array",
@@ -221,7 +221,7 @@ fn set_input(
                 )));
             }
             if let (Some(value), Some(container)) = (
-                coerce(sub, value, &label)?,
+                coerce(sub, value, label)?,
                 container_mut(attrs, target.schema),
             ) && let Some(object) = object_at(container, &target.attr.name)
             {
@@ -429,13 +429,46 @@ pub(crate) fn attribute_in<'m>(
     container(attrs, schema).and_then(|c| c.get(name))
 }
 
+/// An attribute's name in error details (`emails.value`), formatted only when an error is
+/// reported: coercion runs for every value of every request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Label<'a> {
+    pub attr: &'a str,
+    pub sub: Option<&'a str>,
+}
+
+impl<'a> Label<'a> {
+    pub(crate) fn of(attr: &'a str) -> Self {
+        Label { attr, sub: None }
+    }
+    fn sub(self, sub: &'a str) -> Self {
+        Label {
+            attr: self.attr,
+            sub: Some(sub),
+        }
+    }
+}
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sub {
+            Some(sub) => write!(f, "{}.{sub}", self.attr),
+            None => f.write_str(self.attr),
+        }
+    }
+}
+
 /// Coerce `value` to attribute `def`'s type; `Ok(None)` means "unassigned".
 ///
 /// Multi-valued attributes become arrays (a single value is wrapped; RFC 7643 §2.4), complex
 /// values get canonical sub-attribute names, booleans may be Entra strings, and a complex value
 /// sent as a bare string (Entra's `"manager":"<id>"`, a member `"value":"<id>"`) becomes
 /// `{"value": …}`. `label` names the attribute in error details.
-pub(crate) fn coerce(def: &AttributeDef, value: Value, label: &str) -> ScimResult<Option<Value>> {
+pub(crate) fn coerce(
+    def: &AttributeDef,
+    value: Value,
+    label: Label<'_>,
+) -> ScimResult<Option<Value>> {
     if value.is_null() {
         return Ok(None);
     }
@@ -461,7 +494,7 @@ pub(crate) fn coerce(def: &AttributeDef, value: Value, label: &str) -> ScimResul
 }
 
 /// RFC 7643 §2.4: the primary attribute value `true` MUST appear no more than once.
-pub(crate) fn check_single_primary(items: &[Value], label: &str) -> ScimResult<()> {
+pub(crate) fn check_single_primary(items: &[Value], label: Label<'_>) -> ScimResult<()> {
     let primaries = items.iter().filter(|item| is_primary(item)).count();
     if primaries > 1 {
         return Err(ScimError::invalid_value(format!(
@@ -480,7 +513,7 @@ pub(crate) fn is_primary(item: &Value) -> bool {
 pub(crate) fn coerce_single(
     def: &AttributeDef,
     value: Value,
-    label: &str,
+    label: Label<'_>,
 ) -> ScimResult<Option<Value>> {
     if value.is_null() {
         return Ok(None);
@@ -511,7 +544,7 @@ pub(crate) fn coerce_single(
     }
 }
 
-fn coerce_complex(def: &AttributeDef, value: Value, label: &str) -> ScimResult<Option<Value>> {
+fn coerce_complex(def: &AttributeDef, value: Value, label: Label<'_>) -> ScimResult<Option<Value>> {
     let input = match value {
         Value::Object(object) => object,
         // Entra's manager as a bare string, a member `"value":"<id>"` as a bare string.
@@ -537,8 +570,7 @@ fn coerce_complex(def: &AttributeDef, value: Value, label: &str) -> ScimResult<O
         match def.sub_attribute(&key) {
             Some(sub) if sub.mutability == Mutability::ReadOnly => {}
             Some(sub) => {
-                let sub_label = format!("{label}.{}", sub.name);
-                if let Some(value) = coerce_single(sub, value, &sub_label)? {
+                if let Some(value) = coerce_single(sub, value, label.sub(&sub.name))? {
                     out.insert(sub.name.clone(), value);
                 }
             }

@@ -99,25 +99,22 @@ fn whole_extension_in_attributes() {
 
 #[test]
 fn wants_answers_for_members() {
-    let registry = Registry::standard();
     let members = AttrPath::simple("members");
-    assert!(!Projection::parse(None, Some("members")).unwrap().wants(
-        ResourceKind::Group,
-        &members,
-        registry
-    ));
-    assert!(Projection::default().wants(ResourceKind::Group, &members, registry));
     assert!(
-        !Projection::parse(Some("displayName"), None).unwrap().wants(
-            ResourceKind::Group,
-            &members,
-            registry
-        )
+        !Projection::parse(None, Some("members"))
+            .unwrap()
+            .wants(ResourceKind::Group, &members)
+    );
+    assert!(Projection::default().wants(ResourceKind::Group, &members));
+    assert!(
+        !Projection::parse(Some("displayName"), None)
+            .unwrap()
+            .wants(ResourceKind::Group, &members)
     );
     assert!(
         Projection::parse(Some("members.value"), None)
             .unwrap()
-            .wants(ResourceKind::Group, &members, registry)
+            .wants(ResourceKind::Group, &members)
     );
 }
 
