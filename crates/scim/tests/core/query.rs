@@ -286,3 +286,23 @@ fn list_response_shapes() {
     assert_eq!(count_zero["itemsPerPage"], 0);
     assert!(count_zero.get("Resources").is_none());
 }
+
+#[test]
+fn date_times_sort_as_instants() {
+    let at = |name: &str, created: &str| {
+        let mut m = named(Some(name), None);
+        m.insert("meta".into(), json!({"created": created}));
+        m
+    };
+    // 10:00+02:00 is 08:00Z, before 09:00Z, though it sorts after it as text.
+    let mut items = vec![
+        at("late", "2026-01-01T09:00:00Z"),
+        at("early", "2026-01-01T10:00:00+02:00"),
+    ];
+    sort(
+        &mut items,
+        &AttrPath::with_sub("meta", "created"),
+        SortOrder::Ascending,
+    );
+    assert_eq!(user_names(&items), vec![Some("early"), Some("late")]);
+}
