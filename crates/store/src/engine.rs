@@ -1,0 +1,1972 @@
+//! The store's SQL and transaction logic, written once and compiled for each backend.
+//!
+//! `sqlite.rs` and `postgres.rs` each include this file as a module (`#[path = "engine.rs"]`)
+//! after defining `Db`, `DIALECT` and `MIGRATOR`, so the code below is checked against the
+//! concrete sqlx types of each database. That keeps native column types on both sides without
+//! sqlx's generic-executor bounds, and one copy of every query and rule (the approach of
+//! vaultwarden's `db_run!`). Where the two databases differ, the code reads `DIALECT`.
+
+use super::{DIALECT, Db, MIGRATOR};
+use crate::Shared;
+use crate::audit::{AuditEntry, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport};
+use crate::clock::now_micros;
+use crate::coder_map::{CoderGroup, CoderGroupRow, CoderUser, CoderUserRow, SyncIssue};
+use crate::error::{StoreError, StoreResult};
+use crate::outbox::{
+    Completion, OUTBOX_CHANNEL, OutboxEvent, OutboxFilter, OutboxPriority, OutboxRow, OutboxStats,
+    RetryTarget,
+};
+use crate::resource::{
+    GetOptions, GroupRef, IndexedColumns, ListPage, Member, MemberInput, RESOURCE_COLUMNS,
+    ResourceRow, StoredResource, WriteContext, check_if_match, fold_case, kind_from_str,
+    split_body,
+};
+use crate::token::{self, TokenImport, TokenInfo, TokenVerifier, VerifierEntry};
+use chrono::{DateTime, Duration, Utc};
+use scim::filter::{AttrPath, Filter, IndexedColumn, IndexedPredicate, indexed, matches};
+use scim::patch::{
+    GroupPatchStep, MemberChange, MemberRef, PatchOptions, PatchRequest, apply, plan_group_patch,
+};
+use scim::query::{ListQuery, MAX_RESULTS, SortOrder, sort_resources};
+use scim::resource::active;
+use scim::{Registry, ResourceKind, ScimType};
+use serde_json::{Map, Value, json};
+use sqlx::{Pool, QueryBuilder, Transaction};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+type Conn = <Db as sqlx::Database>::Connection;
+type Tx = Transaction<'static, Db>;
+
+/// Bind parameters per statement when a list of ids is sent in chunks (well under SQLite's
+/// 32,766 and PostgreSQL's 65,535).
+const CHUNK: usize = 500;
+
+/// Candidate rows read per query when a filter is evaluated in memory.
+const SCAN_PAGE: usize = 1000;
+
+/// Audit rows read per query while verifying.
+const VERIFY_PAGE: i64 = 1000;
+
+/// One backend's store: a read pool and a write pool (the same pool on PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct Backend {
+    read: Pool<Db>,
+    write: Pool<Db>,
+    shared: Arc<Shared>,
+}
+
+/// What a committed write queues and records.
+struct WriteRecord<'a> {
+    kind: ResourceKind,
+    id: &'a str,
+    priority: OutboxPriority,
+    /// The store's name for the write, recorded when the context names no operation.
+    verb: &'static str,
+    change: Value,
+}
+
+impl Backend {
+    pub(crate) fn new(read: Pool<Db>, write: Pool<Db>, shared: Arc<Shared>) -> Self {
+        Backend {
+            read,
+            write,
+            shared,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub(crate) fn write_pool(&self) -> &Pool<Db> {
+        &self.write
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        now_micros(self.shared.clock.as_ref())
+    }
+
+    async fn begin_write(&self) -> StoreResult<Tx> {
+        Ok(self.write.begin_with(DIALECT.begin_write).await?)
+    }
+
+    async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(self.read.begin_with(DIALECT.begin_read).await?)
+    }
+
+    /// Commit a transaction that queued outbox work, then wake the worker(s).
+    async fn commit_queued(&self, mut tx: Tx) -> StoreResult<()> {
+        if let Some(sql) = DIALECT.notify {
+            sqlx::query(sql)
+                .bind(OUTBOX_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.shared.outbox_notify.notify_one();
+        Ok(())
+    }
+
+    /// Queue the resource, append the audit record and commit: every SCIM write ends here, so
+    /// the change, its outbox row and its audit row commit together or not at all.
+    async fn commit_write(
+        &self,
+        mut tx: Tx,
+        ctx: &WriteContext,
+        record: WriteRecord<'_>,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        enqueue_in(&mut tx, record.kind, record.id, record.priority, now).await?;
+        let operation = if ctx.operation.is_empty() {
+            format!("{} {}", record.verb, record.kind.name())
+        } else {
+            ctx.operation.clone()
+        };
+        let entry = AuditEntry {
+            request_id: ctx.request_id.clone(),
+            actor: ctx.token_name.clone(),
+            source_addr: ctx.source_addr.clone(),
+            operation,
+            resource_type: Some(record.kind.name().to_string()),
+            resource_id: Some(record.id.to_string()),
+            change: record.change,
+            result: "ok".to_string(),
+        };
+        append_audit_in(&mut tx, &entry, now).await?;
+        self.commit_queued(tx).await
+    }
+
+    // ----- lifecycle -----
+
+    pub(crate) async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(self.write_pool()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn migrations_current(&self) -> StoreResult<bool> {
+        use sqlx::migrate::Migrate;
+        let mut conn = self.read.acquire().await?;
+        let applied = conn.list_applied_migrations().await?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| {
+                applied
+                    .iter()
+                    .any(|a| a.version == m.version && a.checksum == m.checksum)
+            }))
+    }
+
+    // ----- resources -----
+
+    pub(crate) async fn create(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        mut attrs: Map<String, Value>,
+        password_supplied: bool,
+    ) -> StoreResult<StoredResource> {
+        let member_inputs = split_body(kind, &mut attrs)?;
+        let columns = IndexedColumns::of(kind, &attrs)?;
+        let now = self.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.begin_write().await?;
+        ensure_unique(&mut tx, kind, &columns, None).await?;
+        insert_resource(&mut tx, kind, &id, &columns, &attrs, now).await?;
+        let mut change = json!({ "attrs": attrs });
+        if password_supplied {
+            // Recorded as supplied; `audit::redact` replaces the value.
+            change["password"] = Value::Bool(true);
+        }
+        let members = match kind {
+            ResourceKind::Group => {
+                let members =
+                    resolve_members(&mut tx, &id, member_inputs.unwrap_or_default()).await?;
+                insert_members(&mut tx, &id, &members, now).await?;
+                change["members"] = json!({ "added": member_values(&members) });
+                Some(members)
+            }
+            ResourceKind::User => None,
+        };
+        let record = WriteRecord {
+            kind,
+            id: &id,
+            priority: OutboxPriority::Normal,
+            verb: "create",
+            change,
+        };
+        self.commit_write(tx, ctx, record).await?;
+        Ok(StoredResource {
+            kind,
+            id,
+            attrs,
+            version: 1,
+            created: now,
+            last_modified: now,
+            members,
+            groups: (kind == ResourceKind::User).then(Vec::new),
+        })
+    }
+
+    pub(crate) async fn get(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        options: GetOptions,
+    ) -> StoreResult<StoredResource> {
+        let mut tx = self.begin_read().await?;
+        let row = select_resource(&mut tx, kind, id, "")
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        let mut resources = vec![row.into_resource()?];
+        attach_relations(&mut tx, kind, &mut resources, options).await?;
+        tx.commit().await?;
+        resources.pop().ok_or_else(|| not_found(kind, id))
+    }
+
+    /// PUT: `next` computes the new attributes from the current resource inside the write
+    /// transaction (row locked), so the version check and the replacement are one step.
+    pub(crate) async fn replace_with<F>(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        next: F,
+    ) -> StoreResult<StoredResource>
+    where
+        F: FnOnce(&StoredResource) -> Result<(Map<String, Value>, bool), StoreError> + Send,
+    {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?
+            .into_resource()?;
+        check_if_match(if_match, current.version)?;
+        let (mut attrs, password_supplied) = next(&current)?;
+        let member_inputs = split_body(kind, &mut attrs)?;
+        let columns = IndexedColumns::of(kind, &attrs)?;
+        ensure_unique(&mut tx, kind, &columns, Some(id)).await?;
+
+        let mut change = Map::new();
+        if attrs != current.attrs {
+            change.insert("attrs".into(), Value::Object(attrs.clone()));
+        }
+        if password_supplied {
+            change.insert("password".into(), Value::Bool(true));
+        }
+        // A PUT without `members` keeps the membership: RFC 7644 §3.5.1 lets a server keep
+        // omitted attributes, and a rename-only PUT must not empty a 50,000-member group.
+        if let Some(inputs) = member_inputs {
+            let wanted = resolve_members(&mut tx, id, inputs).await?;
+            let (added, removed) = replace_members(&mut tx, id, &wanted, now).await?;
+            if !added.is_empty() || !removed.is_empty() {
+                change.insert(
+                    "members".into(),
+                    json!({ "added": added, "removed": removed }),
+                );
+            }
+        }
+        let mut updated = StoredResource {
+            attrs,
+            ..current.clone()
+        };
+        if change.is_empty() {
+            // Nothing changed (IdPs re-send unchanged objects every cycle): no new version,
+            // nothing to reconcile, nothing to audit.
+            tx.rollback().await?;
+            return Ok(updated);
+        }
+        updated.version = current.version + 1;
+        updated.last_modified = now;
+        update_resource(&mut tx, &updated, &columns).await?;
+        let priority = offboarding_priority(kind, &current.attrs, Some(&updated.attrs));
+        let record = WriteRecord {
+            kind,
+            id,
+            priority,
+            verb: "replace",
+            change: Value::Object(change),
+        };
+        self.commit_write(tx, ctx, record).await?;
+        Ok(updated)
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> StoreResult<()> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, current.version)?;
+        // Groups that list the resource lose a member: they get a new version, and the worker
+        // reconciles them (a suspended-not-deleted Coder user must also leave its Coder groups).
+        let parents: Vec<String> =
+            sqlx::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for parent in &parents {
+            touch_resource(&mut tx, parent, now).await?;
+            enqueue_in(
+                &mut tx,
+                ResourceKind::Group,
+                parent,
+                OutboxPriority::Normal,
+                now,
+            )
+            .await?;
+        }
+        // Membership rows go with the resource (ON DELETE CASCADE, both directions).
+        sqlx::query("DELETE FROM resources WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let priority = offboarding_priority(kind, &Map::new(), None);
+        let change = json!({ "deleted_version": current.version, "removed_from_groups": parents });
+        self.commit_write(
+            tx,
+            ctx,
+            WriteRecord {
+                kind,
+                id,
+                priority,
+                verb: "delete",
+                change,
+            },
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn patch(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        request: &PatchRequest,
+        password_supplied: bool,
+        options: &PatchOptions,
+    ) -> StoreResult<StoredResource> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        // The row lock (or SQLite's single writer) is held from this read to the commit, so
+        // parallel PATCHes to one group apply one after the other on the latest state.
+        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?
+            .into_resource()?;
+        check_if_match(if_match, current.version)?;
+        let mut attrs = current.attrs.clone();
+        let mut members = MembershipDelta::default();
+        let plan = match kind {
+            ResourceKind::Group => plan_group_patch(request),
+            ResourceKind::User => None,
+        };
+        match plan {
+            Some(plan) => {
+                for step in plan.steps {
+                    match step {
+                        GroupPatchStep::Attributes(part) => {
+                            attrs = apply_patch(kind, id, &attrs, &part, options)?;
+                        }
+                        GroupPatchStep::Members(change) => {
+                            members.apply(&mut tx, id, change, now).await?;
+                        }
+                    }
+                }
+            }
+            None if kind == ResourceKind::Group => {
+                // An operation needs the member list (a filter other than `value eq`, a member
+                // sub-attribute): load it, apply in memory, and write back the difference.
+                let loaded = load_members(&mut tx, &[id.to_string()])
+                    .await?
+                    .remove(id)
+                    .unwrap_or_default();
+                let mut doc = attrs.clone();
+                doc.insert(
+                    "members".into(),
+                    Value::Array(loaded.iter().map(Member::to_json).collect()),
+                );
+                let mut next = apply_patch(kind, id, &doc, request, options)?;
+                let inputs = split_body(kind, &mut next)?.unwrap_or_default();
+                members
+                    .apply(&mut tx, id, MemberChange::Replace(member_refs(inputs)), now)
+                    .await?;
+                attrs = next;
+            }
+            None => attrs = apply_patch(kind, id, &attrs, request, options)?,
+        }
+        let columns = IndexedColumns::of(kind, &attrs)?;
+        let mut change = Map::new();
+        if attrs != current.attrs {
+            ensure_unique(&mut tx, kind, &columns, Some(id)).await?;
+            change.insert("attrs".into(), Value::Object(attrs.clone()));
+        }
+        if !members.is_empty() {
+            change.insert(
+                "members".into(),
+                json!({ "added": members.added, "removed": members.removed }),
+            );
+        }
+        let mut updated = StoredResource {
+            attrs,
+            ..current.clone()
+        };
+        if change.is_empty() {
+            // Re-adding present members, removing absent ones, re-sending `active: true`, or a
+            // password alone (never stored): nothing to version, reconcile or audit.
+            tx.rollback().await?;
+            return Ok(updated);
+        }
+        if password_supplied {
+            change.insert("password".into(), Value::Bool(true));
+        }
+        updated.version = current.version + 1;
+        updated.last_modified = now;
+        update_resource(&mut tx, &updated, &columns).await?;
+        let priority = offboarding_priority(kind, &current.attrs, Some(&updated.attrs));
+        let record = WriteRecord {
+            kind,
+            id,
+            priority,
+            verb: "patch",
+            change: Value::Object(change),
+        };
+        self.commit_write(tx, ctx, record).await?;
+        Ok(updated)
+    }
+
+    pub(crate) async fn list(
+        &self,
+        kind: ResourceKind,
+        query: &ListQuery,
+        options: GetOptions,
+    ) -> StoreResult<ListPage> {
+        let (predicate, exact) = match &query.filter {
+            None => (None, true),
+            Some(filter) => match indexed(filter, kind) {
+                Some((predicate, exact)) => (Some(predicate), exact),
+                None => (None, false),
+            },
+        };
+        let offset = query.start_index.max(1) - 1;
+        let count = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
+        let mut tx = self.begin_read().await?;
+        let candidates = count_resources(&mut tx, kind, predicate.as_ref()).await?;
+
+        if exact && query.sort_by.is_none() {
+            // SQL answers the whole query: count and page there.
+            let mut select = resource_query(RESOURCE_COLUMNS, kind, predicate.as_ref());
+            select
+                .push(" ORDER BY created, id LIMIT ")
+                .push_bind(as_i64(count))
+                .push(" OFFSET ")
+                .push_bind(as_i64(offset));
+            let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let mut items = rows
+                .into_iter()
+                .map(ResourceRow::into_resource)
+                .collect::<StoreResult<Vec<_>>>()?;
+            attach_relations(&mut tx, kind, &mut items, options).await?;
+            tx.commit().await?;
+            return Ok(ListPage {
+                total: candidates,
+                items,
+            });
+        }
+
+        if candidates > self.shared.max_filter_candidates {
+            return Err(StoreError::Invalid {
+                scim_type: ScimType::TooMany,
+                detail: format!(
+                    "this filter or sortBy needs {candidates} resources examined (the limit is {}); narrow it with \
+                     an eq filter on userName, displayName, externalId or id, or meta.lastModified gt",
+                    self.shared.max_filter_candidates
+                ),
+            });
+        }
+        // Filters on members/groups need them loaded to be evaluated.
+        let relations_needed = query
+            .filter
+            .as_ref()
+            .is_some_and(|f| mentions(f, "members") || mentions(f, "groups"));
+        let registry = Registry::standard();
+        let mut matched: Vec<(StoredResource, Map<String, Value>)> = Vec::new();
+        let mut after: Option<(DateTime<Utc>, String)> = None;
+        loop {
+            // Keyset pages keep memory bounded by the matches, not the candidates.
+            let mut select = resource_query(RESOURCE_COLUMNS, kind, predicate.as_ref());
+            if let Some((created, id)) = &after {
+                select.push(" AND (created > ").push_bind(*created);
+                select
+                    .push(" OR (created = ")
+                    .push_bind(*created)
+                    .push(" AND id > ")
+                    .push_bind(id.clone())
+                    .push("))");
+            }
+            select
+                .push(" ORDER BY created, id LIMIT ")
+                .push_bind(as_i64(SCAN_PAGE));
+            let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.created, last.id.clone()));
+            let full_page = rows.len() == SCAN_PAGE;
+            let mut page = rows
+                .into_iter()
+                .map(ResourceRow::into_resource)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if relations_needed {
+                attach_relations(&mut tx, kind, &mut page, GetOptions::default()).await?;
+            }
+            for resource in page {
+                let json = match resource.to_scim("") {
+                    Value::Object(json) => json,
+                    _ => Map::new(),
+                };
+                if query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| matches(f, &json, kind, registry))
+                {
+                    matched.push((resource, json));
+                }
+            }
+            if !full_page {
+                break;
+            }
+        }
+        if let Some(sort_by) = &query.sort_by {
+            matched = sort_matched(kind, matched, sort_by, query.sort_order, registry);
+        }
+        let total = matched.len() as u64;
+        let mut items: Vec<StoredResource> = matched
+            .into_iter()
+            .skip(offset)
+            .take(count)
+            .map(|(r, _)| r)
+            .collect();
+        for item in &mut items {
+            // Drop what was loaded only for the filter, so the page has what `options` asked.
+            if !options.members {
+                item.members = None;
+            }
+            if !options.groups {
+                item.groups = None;
+            }
+        }
+        if !relations_needed {
+            attach_relations(&mut tx, kind, &mut items, options).await?;
+        }
+        tx.commit().await?;
+        Ok(ListPage { total, items })
+    }
+
+    // ----- outbox -----
+
+    pub(crate) async fn enqueue(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        priority: OutboxPriority,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        enqueue_in(&mut tx, kind, id, priority, self.now()).await?;
+        self.commit_queued(tx).await
+    }
+
+    pub(crate) async fn outbox_claim(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxEvent>> {
+        let now = self.now();
+        // Due, not dead, and not leased or leased by a worker whose lease ran out (it crashed or
+        // stalled: its claim is taken over). On PostgreSQL, rows another replica is claiming
+        // right now are skipped instead of waited for.
+        let sql = format!(
+            "UPDATE outbox SET leased_by = $1, lease_until = $2 \
+             WHERE id IN (SELECT id FROM outbox \
+                          WHERE dead_at IS NULL AND next_attempt_at <= $3 \
+                            AND (lease_until IS NULL OR lease_until <= $3) \
+                          ORDER BY priority DESC, enqueued_at, id LIMIT $4{}) \
+             RETURNING {OUTBOX_COLUMNS}",
+            DIALECT.skip_locked
+        );
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(&sql)
+            .bind(worker_id)
+            .bind(now + lease)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut events = outbox_events(rows);
+        // RETURNING does not keep the subquery's order.
+        events.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.enqueued_at.cmp(&b.enqueued_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(events)
+    }
+
+    pub(crate) async fn outbox_complete(&self, event: &OutboxEvent) -> StoreResult<Completion> {
+        let mut tx = self.begin_write().await?;
+        let removed = sqlx::query("DELETE FROM outbox WHERE id = $1 AND generation = $2")
+            .bind(event.id)
+            .bind(event.generation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed > 0 {
+            tx.commit().await?;
+            return Ok(Completion::Removed);
+        }
+        // A newer write bumped the generation: release the row so it runs again at once. The
+        // attempt that just succeeded resets the failure count.
+        let released = sqlx::query(
+            "UPDATE outbox SET leased_by = NULL, lease_until = NULL, attempts = 0, last_error = NULL \
+             WHERE id = $1 AND leased_by = $2",
+        )
+        .bind(event.id)
+        .bind(event.leased_by.as_deref())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let still_queued = released > 0 || outbox_row_exists(&mut tx, event.id).await?;
+        self.commit_queued(tx).await?;
+        Ok(if still_queued {
+            Completion::NewerChangePending
+        } else {
+            Completion::Removed
+        })
+    }
+
+    /// Release a claimed row until `at` with `reason`, counting a failed attempt or not.
+    /// Returns false when the lease was no longer this worker's (it expired and was taken
+    /// over), in which case nothing changes.
+    pub(crate) async fn outbox_retry_later(
+        &self,
+        event: &OutboxEvent,
+        reason: &str,
+        at: DateTime<Utc>,
+        count_attempt: bool,
+    ) -> StoreResult<bool> {
+        // If a newer write arrived meanwhile, the failure may not apply to the new state: retry
+        // it now rather than after the backoff.
+        let released = sqlx::query(
+            "UPDATE outbox SET attempts = attempts + $1, last_error = $2, \
+               next_attempt_at = CASE WHEN generation = $3 THEN $4 ELSE $5 END, \
+               leased_by = NULL, lease_until = NULL \
+             WHERE id = $6 AND leased_by = $7",
+        )
+        .bind(i32::from(count_attempt))
+        .bind(reason)
+        .bind(event.generation)
+        .bind(at)
+        .bind(self.now())
+        .bind(event.id)
+        .bind(event.leased_by.as_deref())
+        .execute(&self.write)
+        .await?;
+        Ok(released.rows_affected() > 0)
+    }
+
+    pub(crate) async fn outbox_dead_letter(
+        &self,
+        event: &OutboxEvent,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let dead = sqlx::query(
+            "UPDATE outbox SET dead_at = $1, dead_reason = $2, last_error = $2, leased_by = NULL, lease_until = NULL \
+             WHERE id = $3 AND generation = $4 AND leased_by = $5",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(event.id)
+        .bind(event.generation)
+        .bind(event.leased_by.as_deref())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !dead {
+            // A newer write may succeed where this one could not: give it its chance.
+            sqlx::query(
+                "UPDATE outbox SET leased_by = NULL, lease_until = NULL, last_error = $1, next_attempt_at = $2 \
+                 WHERE id = $3 AND leased_by = $4",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(event.id)
+            .bind(event.leased_by.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(dead)
+    }
+
+    pub(crate) async fn outbox_release_leases(&self, worker_id: &str) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(
+            "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by = $1",
+        )
+        .bind(worker_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        self.commit_queued(tx).await?;
+        Ok(released)
+    }
+
+    pub(crate) async fn outbox_stats(&self) -> StoreResult<OutboxStats> {
+        let (depth, retrying, dead, oldest): (i64, i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN dead_at IS NULL THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN dead_at IS NULL AND attempts > 0 THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0), \
+                    MIN(CASE WHEN dead_at IS NULL THEN enqueued_at END) \
+             FROM outbox",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        let oldest_age = oldest.map(|at| (self.now() - at).max(Duration::zero()));
+        Ok(OutboxStats {
+            depth,
+            oldest_age,
+            retrying,
+            dead,
+        })
+    }
+
+    pub(crate) async fn outbox_list(
+        &self,
+        filter: OutboxFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxEvent>> {
+        let condition = match filter {
+            OutboxFilter::All => "1 = 1",
+            OutboxFilter::Pending => "dead_at IS NULL",
+            OutboxFilter::Retrying => "dead_at IS NULL AND attempts > 0",
+            OutboxFilter::Dead => "dead_at IS NOT NULL",
+        };
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {condition} ORDER BY priority DESC, enqueued_at, id LIMIT $1"
+        );
+        let rows: Vec<OutboxRow> = sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(outbox_events(rows))
+    }
+
+    pub(crate) async fn outbox_retry(&self, target: RetryTarget) -> StoreResult<u64> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let reset = "UPDATE outbox SET dead_at = NULL, dead_reason = NULL, attempts = 0, next_attempt_at = $1, \
+                     leased_by = NULL, lease_until = NULL";
+        let (sql, id) = match target {
+            RetryTarget::One(id) => (format!("{reset} WHERE id = $2"), Some(id)),
+            RetryTarget::AllDead => (format!("{reset} WHERE dead_at IS NOT NULL"), None),
+        };
+        let mut query = sqlx::query(&sql).bind(now);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let count = query.execute(&mut *tx).await?.rows_affected();
+        if count == 0
+            && let RetryTarget::One(id) = target
+        {
+            return Err(StoreError::NotFound(format!("outbox row {id}")));
+        }
+        self.commit_queued(tx).await?;
+        Ok(count)
+    }
+
+    // ----- audit -----
+
+    pub(crate) async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
+        let mut tx = self.begin_write().await?;
+        let row = append_audit_in(&mut tx, entry, self.now()).await?;
+        tx.commit().await?;
+        Ok(row.into_record())
+    }
+
+    pub(crate) async fn audit_export(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let mut query = QueryBuilder::<Db>::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log"));
+        if let Some(since) = since {
+            query.push(" WHERE time >= ").push_bind(since);
+        }
+        query.push(" ORDER BY seq");
+        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.read).await?;
+        Ok(rows.into_iter().map(AuditRow::into_record).collect())
+    }
+
+    pub(crate) async fn audit_verify(&self) -> StoreResult<VerifyReport> {
+        let mut tx = self.begin_read().await?;
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let (mut prev_seq, mut prev_hash, mut checked) = (0i64, GENESIS_HASH.to_string(), 0u64);
+        loop {
+            let page: Vec<AuditRow> = sqlx::query_as(&sql)
+                .bind(prev_seq)
+                .bind(VERIFY_PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = page.last().map(|row| row.seq) else {
+                break;
+            };
+            for row in page {
+                checked += 1;
+                if let Some(reason) = row.chain_break(prev_seq, &prev_hash) {
+                    return Ok(VerifyReport {
+                        checked,
+                        first_broken: Some((row.seq, reason)),
+                    });
+                }
+                prev_seq = row.seq;
+                prev_hash = row.hash;
+            }
+            debug_assert_eq!(prev_seq, last);
+        }
+        // The head is written with every append: a log that ends before it lost its tail.
+        let (head_seq, head_hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let first_broken = (head_seq != prev_seq || head_hash != prev_hash).then(|| {
+            (
+                prev_seq + 1,
+                format!("the log ends at seq {prev_seq} but its head records seq {head_seq}"),
+            )
+        });
+        Ok(VerifyReport {
+            checked,
+            first_broken,
+        })
+    }
+
+    // ----- tokens -----
+
+    pub(crate) async fn token_create(
+        &self,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<String> {
+        token::check_name(name)?;
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        // An expired token keeps its name until revoked; a new token under the name retires it.
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE name = $2 AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let plaintext = token::generate();
+        insert_token(&mut tx, name, &plaintext, expires_at, now).await?;
+        let change = json!({ "expires_at": expires_at });
+        append_audit_in(&mut tx, &token_audit("token.create", name, change), now).await?;
+        tx.commit().await?;
+        Ok(plaintext)
+    }
+
+    pub(crate) async fn token_import(
+        &self,
+        name: &str,
+        plaintext: &str,
+    ) -> StoreResult<TokenImport> {
+        token::check_name(name)?;
+        token::check_imported(plaintext)?;
+        let now = self.now();
+        let digest = hex::encode(token::digest(plaintext));
+        let mut tx = self.begin_write().await?;
+        let existing: Option<(String, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE token_sha256 = $1")
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match existing {
+            Some((existing_name, None)) if existing_name == name => {
+                return Ok(TokenImport::Unchanged);
+            }
+            Some((existing_name, Some(_))) if existing_name == name => {
+                // A stale secret file must not bring a revoked token back.
+                return Err(StoreError::invalid_value(format!(
+                    "token \"{name}\" was revoked; supply a new one"
+                )));
+            }
+            Some(_) => {
+                return Err(StoreError::Uniqueness(
+                    "this token is already registered under another name".into(),
+                ));
+            }
+            None => {}
+        }
+        // The secret file is the source of truth: a different token under the same name
+        // replaces the old one.
+        let rotated = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        insert_token(&mut tx, name, plaintext, None, now).await?;
+        let change = json!({ "rotated": rotated });
+        append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
+        tx.commit().await?;
+        Ok(if rotated {
+            TokenImport::Rotated
+        } else {
+            TokenImport::Created
+        })
+    }
+
+    pub(crate) async fn token_list(&self) -> StoreResult<Vec<TokenInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT name, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub(crate) async fn token_revoke(&self, name: &str) -> StoreResult<()> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no active token named \"{name}\""
+            )));
+        }
+        append_audit_in(&mut tx, &token_audit("token.revoke", name, json!({})), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_mark_used(&self, name: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(name)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_verifier(&self) -> StoreResult<TokenVerifier> {
+        let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT name, token_sha256, expires_at FROM api_tokens WHERE revoked_at IS NULL",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let entries = rows
+            .into_iter()
+            .filter_map(|(name, digest, expires_at)| {
+                let digest = <[u8; 32]>::try_from(hex::decode(digest).ok()?).ok()?;
+                Some(VerifierEntry {
+                    name,
+                    digest,
+                    expires_at,
+                })
+            })
+            .collect();
+        Ok(TokenVerifier::new(entries, self.shared.clock.clone()))
+    }
+
+    // ----- Coder mapping -----
+
+    pub(crate) async fn coder_user_get(&self, scim_id: &str) -> StoreResult<Option<CoderUser>> {
+        let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE scim_id = $1");
+        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+            .bind(scim_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+    }
+
+    pub(crate) async fn coder_user_by_username(
+        &self,
+        username: &str,
+    ) -> StoreResult<Option<CoderUser>> {
+        let sql =
+            format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE coder_username_key = $1");
+        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+            .bind(fold_case(username))
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+    }
+
+    pub(crate) async fn coder_user_list(&self) -> StoreResult<Vec<CoderUser>> {
+        let sql =
+            format!("SELECT {CODER_USER_COLUMNS} FROM coder_users ORDER BY coder_username_key");
+        let rows: Vec<CoderUserRow> = sqlx::query_as(&sql).fetch_all(&self.read).await?;
+        Ok(rows
+            .into_iter()
+            .map(CoderUserRow::into_mapping)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) async fn coder_user_upsert(&self, user: &CoderUser) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO coder_users (scim_id, coder_user_id, coder_username, coder_username_key, login_type, \
+                                      adopted, last_applied, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (scim_id) DO UPDATE SET coder_user_id = excluded.coder_user_id, \
+               coder_username = excluded.coder_username, coder_username_key = excluded.coder_username_key, \
+               login_type = excluded.login_type, adopted = excluded.adopted, \
+               last_applied = excluded.last_applied, updated_at = excluded.updated_at",
+        )
+        .bind(&user.scim_id)
+        .bind(user.coder_user_id.to_string())
+        .bind(&user.coder_username)
+        .bind(fold_case(&user.coder_username))
+        .bind(&user.login_type)
+        .bind(user.adopted)
+        .bind(user.last_applied.to_string())
+        .bind(self.now())
+        .execute(&self.write)
+        .await
+        .map_err(|e| {
+            unique_violation(e, || format!("Coder username \"{}\" is already mapped to another user", user.coder_username))
+        })?;
+        Ok(())
+    }
+
+    pub(crate) async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM coder_users WHERE scim_id = $1")
+            .bind(scim_id)
+            .execute(&self.write)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    pub(crate) async fn coder_group_get(&self, scim_id: &str) -> StoreResult<Option<CoderGroup>> {
+        let sql = format!("SELECT {CODER_GROUP_COLUMNS} FROM coder_groups WHERE scim_id = $1");
+        let row: Option<CoderGroupRow> = sqlx::query_as(&sql)
+            .bind(scim_id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(CoderGroupRow::into_mapping).transpose()?)
+    }
+
+    pub(crate) async fn coder_group_list(&self) -> StoreResult<Vec<CoderGroup>> {
+        let sql = format!("SELECT {CODER_GROUP_COLUMNS} FROM coder_groups ORDER BY coder_name");
+        let rows: Vec<CoderGroupRow> = sqlx::query_as(&sql).fetch_all(&self.read).await?;
+        Ok(rows
+            .into_iter()
+            .map(CoderGroupRow::into_mapping)
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub(crate) async fn coder_group_upsert(&self, group: &CoderGroup) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO coder_groups (scim_id, coder_group_id, organization_id, coder_name, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (scim_id) DO UPDATE SET coder_group_id = excluded.coder_group_id, \
+               organization_id = excluded.organization_id, coder_name = excluded.coder_name, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(&group.scim_id)
+        .bind(group.coder_group_id.to_string())
+        .bind(group.organization_id.to_string())
+        .bind(&group.coder_name)
+        .bind(self.now())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn coder_group_delete(&self, scim_id: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM coder_groups WHERE scim_id = $1")
+            .bind(scim_id)
+            .execute(&self.write)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    pub(crate) async fn sync_issue_record(
+        &self,
+        kind: ResourceKind,
+        resource_id: &str,
+        issue_type: &str,
+        detail: &str,
+    ) -> StoreResult<i64> {
+        // One open issue per (resource, type): recording it again refreshes the detail.
+        Ok(sqlx::query_scalar(
+            "INSERT INTO sync_issues (kind, resource_id, issue_type, detail, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, resource_id, issue_type) WHERE resolved_at IS NULL \
+             DO UPDATE SET detail = excluded.detail RETURNING id",
+        )
+        .bind(kind.name())
+        .bind(resource_id)
+        .bind(issue_type)
+        .bind(detail)
+        .bind(self.now())
+        .fetch_one(&self.write)
+        .await?)
+    }
+
+    pub(crate) async fn sync_issue_resolve(
+        &self,
+        kind: ResourceKind,
+        resource_id: &str,
+        issue_type: &str,
+    ) -> StoreResult<bool> {
+        let resolved = sqlx::query(
+            "UPDATE sync_issues SET resolved_at = $1 \
+             WHERE kind = $2 AND resource_id = $3 AND issue_type = $4 AND resolved_at IS NULL",
+        )
+        .bind(self.now())
+        .bind(kind.name())
+        .bind(resource_id)
+        .bind(issue_type)
+        .execute(&self.write)
+        .await?;
+        Ok(resolved.rows_affected() > 0)
+    }
+
+    pub(crate) async fn sync_issue_list(
+        &self,
+        include_resolved: bool,
+    ) -> StoreResult<Vec<SyncIssue>> {
+        let condition = if include_resolved {
+            ""
+        } else {
+            " WHERE resolved_at IS NULL"
+        };
+        let sql = format!(
+            "SELECT id, kind, resource_id, issue_type, detail, created_at, resolved_at FROM sync_issues{condition} \
+             ORDER BY created_at, id"
+        );
+        Ok(sqlx::query_as(&sql).fetch_all(&self.read).await?)
+    }
+
+    pub(crate) async fn sync_issue_delete(&self, id: i64) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM sync_issues WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+}
+
+const OUTBOX_COLUMNS: &str = "id, kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts, \
+                              last_error, leased_by, lease_until, dead_at, dead_reason";
+const AUDIT_COLUMNS: &str = "seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
+                             change, result, prev_hash, hash";
+const CODER_USER_COLUMNS: &str =
+    "scim_id, coder_user_id, coder_username, login_type, adopted, last_applied, updated_at";
+const CODER_GROUP_COLUMNS: &str =
+    "scim_id, coder_group_id, organization_id, coder_name, updated_at";
+
+fn not_found(kind: ResourceKind, id: &str) -> StoreError {
+    StoreError::NotFound(format!("{} {id} not found", kind.name()))
+}
+
+/// A unique-index violation as the 409 the client should see (the pre-check inside the
+/// transaction catches the common case; this catches a race between PostgreSQL replicas).
+fn unique_violation(error: sqlx::Error, detail: impl FnOnce() -> String) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Uniqueness(detail()),
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Offboarding jumps the queue: a User DELETE (`after` is `None`), or a User whose `active`
+/// goes from true to false (Okta and Entra deprovision by PATCHing `active: false`).
+fn offboarding_priority(
+    kind: ResourceKind,
+    before: &Map<String, Value>,
+    after: Option<&Map<String, Value>>,
+) -> OutboxPriority {
+    match (kind, after) {
+        (ResourceKind::User, None) => OutboxPriority::Offboarding,
+        (ResourceKind::User, Some(after)) if active(before) && !active(after) => {
+            OutboxPriority::Offboarding
+        }
+        _ => OutboxPriority::Normal,
+    }
+}
+
+fn outbox_events(rows: Vec<OutboxRow>) -> Vec<OutboxEvent> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let id = row.id;
+            let event = row.into_event();
+            if event.is_none() {
+                tracing::warn!(
+                    outbox_id = id,
+                    "outbox row names an unknown resource kind; skipped"
+                );
+            }
+            event
+        })
+        .collect()
+}
+
+fn member_values(members: &[Member]) -> Vec<&str> {
+    members.iter().map(|m| m.value.as_str()).collect()
+}
+
+fn token_audit(operation: &str, name: &str, change: Value) -> AuditEntry {
+    AuditEntry {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        actor: None,
+        source_addr: None,
+        operation: operation.to_string(),
+        resource_type: Some("Token".to_string()),
+        resource_id: Some(name.to_string()),
+        change,
+        result: "ok".to_string(),
+    }
+}
+
+// ----- statements used inside transactions -----
+
+async fn select_resource(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    id: &str,
+    lock: &str,
+) -> StoreResult<Option<ResourceRow>> {
+    let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1 AND kind = $2{lock}");
+    Ok(sqlx::query_as(&sql)
+        .bind(id)
+        .bind(kind.name())
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// RFC 7643 §4.1.1 / Entra: a User's userName and a Group's displayName are unique ignoring
+/// case. `except` is the resource being replaced, which may keep its own name.
+async fn ensure_unique(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    columns: &IndexedColumns,
+    except: Option<&str>,
+) -> StoreResult<()> {
+    let (sql, attribute, value, key) = match kind {
+        ResourceKind::User => (
+            "SELECT id FROM resources WHERE kind = 'User' AND user_name_key = $1",
+            "userName",
+            columns.user_name.as_deref(),
+            columns.user_name_key(),
+        ),
+        ResourceKind::Group => (
+            "SELECT id FROM resources WHERE kind = 'Group' AND display_name_key = $1",
+            "displayName",
+            columns.display_name.as_deref(),
+            columns.display_name_key(),
+        ),
+    };
+    let Some(key) = key else { return Ok(()) };
+    let holder: Option<String> = sqlx::query_scalar(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match holder {
+        Some(holder) if Some(holder.as_str()) != except => Err(StoreError::Uniqueness(format!(
+            "a {} with {attribute} \"{}\" already exists",
+            kind.name(),
+            value.unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn uniqueness_detail(kind: ResourceKind, columns: &IndexedColumns) -> String {
+    match kind {
+        ResourceKind::User => format!(
+            "userName \"{}\" is already taken",
+            columns.user_name.as_deref().unwrap_or_default()
+        ),
+        ResourceKind::Group => {
+            format!(
+                "displayName \"{}\" is already taken",
+                columns.display_name.as_deref().unwrap_or_default()
+            )
+        }
+    }
+}
+
+async fn insert_resource(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    id: &str,
+    columns: &IndexedColumns,
+    attrs: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO resources (id, kind, user_name, user_name_key, external_id, display_name, display_name_key, \
+                                active, attrs, version, created, last_modified) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)",
+    )
+    .bind(id)
+    .bind(kind.name())
+    .bind(columns.user_name.as_deref())
+    .bind(columns.user_name_key())
+    .bind(columns.external_id.as_deref())
+    .bind(columns.display_name.as_deref())
+    .bind(columns.display_name_key())
+    .bind(columns.active)
+    .bind(Value::Object(attrs.clone()).to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| unique_violation(e, || uniqueness_detail(kind, columns)))?;
+    Ok(())
+}
+
+/// Write `resource`'s attributes, version and lastModified (the caller has bumped them).
+async fn update_resource(
+    conn: &mut Conn,
+    resource: &StoredResource,
+    columns: &IndexedColumns,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE resources SET user_name = $1, user_name_key = $2, external_id = $3, display_name = $4, \
+                display_name_key = $5, active = $6, attrs = $7, version = $8, last_modified = $9 \
+         WHERE id = $10",
+    )
+    .bind(columns.user_name.as_deref())
+    .bind(columns.user_name_key())
+    .bind(columns.external_id.as_deref())
+    .bind(columns.display_name.as_deref())
+    .bind(columns.display_name_key())
+    .bind(columns.active)
+    .bind(Value::Object(resource.attrs.clone()).to_string())
+    .bind(resource.version)
+    .bind(resource.last_modified)
+    .bind(&resource.id)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| unique_violation(e, || uniqueness_detail(resource.kind, columns)))?;
+    Ok(())
+}
+
+/// A new version for a resource whose membership changed.
+async fn touch_resource(conn: &mut Conn, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query("UPDATE resources SET version = version + 1, last_modified = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Check that every member names an existing User or Group, and learn its kind. Duplicates are
+/// folded (the first `display` wins). An unknown id is a 400 `invalidValue`: a membership row
+/// needs its member, and the IdPs only add members they have provisioned (Entra adds nested
+/// groups by their SCIM id, which exist here).
+async fn resolve_members(
+    conn: &mut Conn,
+    group_id: &str,
+    inputs: Vec<MemberInput>,
+) -> StoreResult<Vec<Member>> {
+    let mut seen = HashSet::new();
+    let inputs: Vec<MemberInput> = inputs
+        .into_iter()
+        .filter(|m| seen.insert(m.value.clone()))
+        .collect();
+    if inputs.iter().any(|m| m.value == group_id) {
+        return Err(StoreError::invalid_value(
+            "a group cannot be a member of itself",
+        ));
+    }
+    let mut kinds: HashMap<String, ResourceKind> = HashMap::with_capacity(inputs.len());
+    for chunk in inputs.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new("SELECT id, kind FROM resources WHERE id IN (");
+        let mut ids = query.separated(", ");
+        for member in chunk {
+            ids.push_bind(member.value.clone());
+        }
+        query.push(")");
+        let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+        kinds.extend(
+            rows.into_iter()
+                .filter_map(|(id, kind)| Some((id, kind_from_str(&kind)?))),
+        );
+    }
+    let missing: Vec<&str> = inputs
+        .iter()
+        .filter(|m| !kinds.contains_key(&m.value))
+        .map(|m| m.value.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let shown = missing
+            .iter()
+            .take(5)
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if missing.len() > 5 {
+            format!(" and {} more", missing.len() - 5)
+        } else {
+            String::new()
+        };
+        return Err(StoreError::invalid_value(format!(
+            "members {shown}{more} are not existing Users or Groups"
+        )));
+    }
+    Ok(inputs
+        .into_iter()
+        .filter_map(|m| {
+            Some(Member {
+                kind: *kinds.get(&m.value)?,
+                value: m.value,
+                display: m.display,
+            })
+        })
+        .collect())
+}
+
+/// Insert membership rows; an existing member is left as it is (adding it again is a no-op,
+/// not a 409). Returns the ids actually added.
+async fn insert_members(
+    conn: &mut Conn,
+    group_id: &str,
+    members: &[Member],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    let mut added = Vec::new();
+    for chunk in members.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO group_members (group_id, member_id, member_type, display, added_at) ",
+        );
+        query.push_values(chunk, |mut row, member| {
+            row.push_bind(group_id.to_string())
+                .push_bind(member.value.clone())
+                .push_bind(member.kind.name())
+                .push_bind(member.display.clone())
+                .push_bind(now);
+        });
+        query.push(" ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id");
+        let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+        added.extend(ids);
+    }
+    Ok(added)
+}
+
+/// Delete the named membership rows; absent ones are ignored (RFC 7644 §3.5.2.2 remove is
+/// idempotent for the IdPs). Returns the ids actually removed.
+async fn delete_members(
+    conn: &mut Conn,
+    group_id: &str,
+    member_ids: &[String],
+) -> StoreResult<Vec<String>> {
+    let mut removed = Vec::new();
+    for chunk in member_ids.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new("DELETE FROM group_members WHERE group_id = ");
+        query
+            .push_bind(group_id.to_string())
+            .push(" AND member_id IN (");
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        query.push(") RETURNING member_id");
+        let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+        removed.extend(ids);
+    }
+    Ok(removed)
+}
+
+async fn member_ids(conn: &mut Conn, group_id: &str) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT member_id FROM group_members WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Make the group's members exactly `wanted`, touching only the rows that differ.
+async fn replace_members(
+    conn: &mut Conn,
+    group_id: &str,
+    wanted: &[Member],
+    now: DateTime<Utc>,
+) -> StoreResult<(Vec<String>, Vec<String>)> {
+    let current: HashSet<String> = member_ids(conn, group_id).await?.into_iter().collect();
+    let wanted_ids: HashSet<&str> = wanted.iter().map(|m| m.value.as_str()).collect();
+    let stale: Vec<String> = current
+        .iter()
+        .filter(|id| !wanted_ids.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let removed = delete_members(conn, group_id, &stale).await?;
+    let fresh: Vec<Member> = wanted
+        .iter()
+        .filter(|m| !current.contains(&m.value))
+        .cloned()
+        .collect();
+    let added = insert_members(conn, group_id, &fresh, now).await?;
+    Ok((added, removed))
+}
+
+/// Load members (Groups) or groups (Users) for `resources`, all of kind `kind`, as `options`
+/// asks; one query per chunk of resources, never one per resource.
+async fn attach_relations(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    resources: &mut [StoredResource],
+    options: GetOptions,
+) -> StoreResult<()> {
+    let wanted = match kind {
+        ResourceKind::Group => options.members,
+        ResourceKind::User => options.groups,
+    };
+    if !wanted || resources.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = resources.iter().map(|r| r.id.clone()).collect();
+    match kind {
+        ResourceKind::Group => {
+            let mut by_group = load_members(conn, &ids).await?;
+            for resource in resources {
+                resource.members = Some(by_group.remove(&resource.id).unwrap_or_default());
+            }
+        }
+        ResourceKind::User => {
+            let mut by_user = load_groups(conn, &ids).await?;
+            for resource in resources {
+                resource.groups = Some(by_user.remove(&resource.id).unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn load_members(
+    conn: &mut Conn,
+    group_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<Member>>> {
+    let mut out: HashMap<String, Vec<Member>> = HashMap::new();
+    for chunk in group_ids.chunks(CHUNK) {
+        // The IdP's `display` if it sent one, else the member's current name.
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT m.group_id, m.member_id, m.member_type, COALESCE(m.display, r.display_name, r.user_name) \
+             FROM group_members m JOIN resources r ON r.id = m.member_id WHERE m.group_id IN (",
+        );
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        query.push(") ORDER BY m.group_id, m.added_at, m.member_id");
+        let rows: Vec<(String, String, String, Option<String>)> =
+            query.build_query_as().fetch_all(&mut *conn).await?;
+        for (group_id, value, member_type, display) in rows {
+            let Some(kind) = kind_from_str(&member_type) else {
+                continue;
+            };
+            out.entry(group_id).or_default().push(Member {
+                value,
+                kind,
+                display,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn load_groups(
+    conn: &mut Conn,
+    user_ids: &[String],
+) -> StoreResult<HashMap<String, Vec<GroupRef>>> {
+    let mut out: HashMap<String, Vec<GroupRef>> = HashMap::new();
+    for chunk in user_ids.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "SELECT m.member_id, m.group_id, r.display_name \
+             FROM group_members m JOIN resources r ON r.id = m.group_id WHERE m.member_id IN (",
+        );
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        query.push(") ORDER BY m.member_id, r.display_name_key, m.group_id");
+        let rows: Vec<(String, String, Option<String>)> =
+            query.build_query_as().fetch_all(&mut *conn).await?;
+        for (user_id, value, display) in rows {
+            out.entry(user_id)
+                .or_default()
+                .push(GroupRef { value, display });
+        }
+    }
+    Ok(out)
+}
+
+/// Queue `kind`/`id` for reconciliation, coalescing into its existing row: the generation is
+/// bumped (so an in-flight claim does not remove it), the higher priority kept, the original
+/// enqueue time kept (FIFO fairness), the row made due now (a row backing off after failures
+/// retries with the new state; its attempt count stays, so a persistent failure keeps backing
+/// off) and a dead-lettered row revived.
+async fn enqueue_in(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    id: &str,
+    priority: OutboxPriority,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox (kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts) \
+         VALUES ($1, $2, $3, 1, $4, $4, 0) \
+         ON CONFLICT (kind, resource_id) DO UPDATE SET \
+           generation = outbox.generation + 1, \
+           priority = CASE WHEN excluded.priority > outbox.priority THEN excluded.priority ELSE outbox.priority END, \
+           next_attempt_at = CASE WHEN outbox.next_attempt_at < excluded.next_attempt_at \
+                                  THEN outbox.next_attempt_at ELSE excluded.next_attempt_at END, \
+           attempts = CASE WHEN outbox.dead_at IS NULL THEN outbox.attempts ELSE 0 END, \
+           dead_at = NULL, dead_reason = NULL",
+    )
+    .bind(kind.name())
+    .bind(id)
+    .bind(priority.as_i32())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn outbox_row_exists(conn: &mut Conn, id: i64) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Append to the audit chain. The head row is read with a row lock (PostgreSQL) or under the
+/// single writer (SQLite), so concurrent appends form one linear chain. Appended last in a
+/// transaction, so the lock is held only until the commit that follows.
+async fn append_audit_in(
+    conn: &mut Conn,
+    entry: &AuditEntry,
+    now: DateTime<Utc>,
+) -> StoreResult<AuditRow> {
+    let sql = format!(
+        "SELECT seq, hash FROM audit_head WHERE id = 1{}",
+        DIALECT.lock_row
+    );
+    let (seq, prev_hash): (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
+    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
+                                change, result, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(row.seq)
+    .bind(row.time)
+    .bind(&row.request_id)
+    .bind(&row.actor)
+    .bind(&row.source_addr)
+    .bind(&row.operation)
+    .bind(&row.resource_type)
+    .bind(&row.resource_id)
+    .bind(&row.change)
+    .bind(&row.result)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(row.seq)
+        .bind(&row.hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(row)
+}
+
+async fn insert_token(
+    conn: &mut Conn,
+    name: &str,
+    plaintext: &str,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO api_tokens (name, token_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(name)
+        .bind(hex::encode(token::digest(plaintext)))
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| unique_violation(e, || format!("a token named \"{name}\" is already active; revoke it first")))?;
+    Ok(())
+}
+
+/// The member ids a PATCH added and removed, in order.
+#[derive(Debug, Default)]
+struct MembershipDelta {
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl MembershipDelta {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// Apply one member change as row inserts and deletes. A member removed and re-added in
+    /// the same request (the validator does this) nets out.
+    async fn apply(
+        &mut self,
+        conn: &mut Conn,
+        group_id: &str,
+        change: MemberChange,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let (added, removed) = match change {
+            MemberChange::Add(refs) => {
+                let members = resolve_members(conn, group_id, member_inputs(refs)).await?;
+                (
+                    insert_members(conn, group_id, &members, now).await?,
+                    Vec::new(),
+                )
+            }
+            MemberChange::Remove(ids) => (Vec::new(), delete_members(conn, group_id, &ids).await?),
+            MemberChange::Clear => (Vec::new(), clear_members(conn, group_id).await?),
+            MemberChange::Replace(refs) => {
+                let members = resolve_members(conn, group_id, member_inputs(refs)).await?;
+                replace_members(conn, group_id, &members, now).await?
+            }
+        };
+        for id in removed {
+            match self.added.iter().position(|a| *a == id) {
+                Some(at) => {
+                    self.added.remove(at);
+                }
+                None => self.removed.push(id),
+            }
+        }
+        for id in added {
+            match self.removed.iter().position(|r| *r == id) {
+                Some(at) => {
+                    self.removed.remove(at);
+                }
+                None => self.added.push(id),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn member_inputs(refs: Vec<MemberRef>) -> Vec<MemberInput> {
+    refs.into_iter()
+        .map(|m| MemberInput {
+            value: m.value,
+            display: m.display,
+        })
+        .collect()
+}
+
+fn member_refs(inputs: Vec<MemberInput>) -> Vec<MemberRef> {
+    inputs
+        .into_iter()
+        .map(|m| MemberRef {
+            value: m.value,
+            display: m.display,
+            r#type: None,
+            reference: None,
+        })
+        .collect()
+}
+
+/// Apply PATCH operations to a resource's attributes with the protocol core. The core sees the
+/// resource as served (with `id`: Okta's rename repeats it); what comes back is stripped to the
+/// stored attributes again.
+fn apply_patch(
+    kind: ResourceKind,
+    id: &str,
+    attrs: &Map<String, Value>,
+    request: &PatchRequest,
+    options: &PatchOptions,
+) -> StoreResult<Map<String, Value>> {
+    let mut doc = Map::with_capacity(attrs.len() + 1);
+    doc.insert("id".into(), Value::String(id.to_string()));
+    doc.extend(attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut next = apply(kind, &doc, request, Registry::standard(), options)?;
+    if kind == ResourceKind::Group {
+        // Members are rows; the caller reads them from the result before stripping.
+        let members = next.shift_remove("members");
+        split_body(kind, &mut next)?;
+        if let Some(members) = members {
+            next.insert("members".into(), members);
+        }
+    } else {
+        split_body(kind, &mut next)?;
+    }
+    Ok(next)
+}
+
+/// Whether `filter` reads the attribute `name` (e.g. `members[value eq "…"]`).
+fn mentions(filter: &Filter, name: &str) -> bool {
+    let is = |path: &AttrPath| path.attr.eq_ignore_ascii_case(name);
+    match filter {
+        Filter::Compare { path, .. } | Filter::Present(path) => is(path),
+        Filter::ValuePath { attr, .. } => is(attr),
+        Filter::And(a, b) | Filter::Or(a, b) => mentions(a, name) || mentions(b, name),
+        Filter::Not(inner) => mentions(inner, name),
+    }
+}
+
+/// Sort matches with the core's `sortBy` rules (stable, so ties keep the (created, id) order).
+fn sort_matched(
+    kind: ResourceKind,
+    matched: Vec<(StoredResource, Map<String, Value>)>,
+    sort_by: &AttrPath,
+    order: SortOrder,
+    registry: &Registry,
+) -> Vec<(StoredResource, Map<String, Value>)> {
+    let (resources, mut docs): (Vec<StoredResource>, Vec<Map<String, Value>>) =
+        matched.into_iter().unzip();
+    // Tag each document with its position so the sorted order can be read back.
+    for (position, doc) in docs.iter_mut().enumerate() {
+        doc.insert(POSITION_KEY.into(), Value::from(position));
+    }
+    sort_resources(kind, &mut docs, sort_by, order, registry);
+    let mut slots: Vec<Option<StoredResource>> = resources.into_iter().map(Some).collect();
+    docs.into_iter()
+        .filter_map(|mut doc| {
+            let position = usize::try_from(doc.shift_remove(POSITION_KEY)?.as_u64()?).ok()?;
+            Some((slots.get_mut(position)?.take()?, doc))
+        })
+        .collect()
+}
+
+/// A key no SCIM attribute can have (attribute names start with a letter, RFC 7643 §2.1).
+const POSITION_KEY: &str = "$position";
+
+fn as_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `SELECT {columns} FROM resources WHERE kind = … [AND predicate]`.
+fn resource_query<'a>(
+    columns: &str,
+    kind: ResourceKind,
+    predicate: Option<&IndexedPredicate>,
+) -> QueryBuilder<'a, Db> {
+    let mut query = QueryBuilder::new(format!("SELECT {columns} FROM resources WHERE kind = "));
+    query.push_bind(kind.name());
+    if let Some(predicate) = predicate {
+        query.push(" AND ");
+        push_predicate(&mut query, predicate);
+    }
+    query
+}
+
+async fn count_resources(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    predicate: Option<&IndexedPredicate>,
+) -> StoreResult<u64> {
+    let count: i64 = resource_query("COUNT(*)", kind, predicate)
+        .build_query_scalar()
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+async fn clear_members(conn: &mut Conn, group_id: &str) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("DELETE FROM group_members WHERE group_id = $1 RETURNING member_id")
+            .bind(group_id)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// Append `predicate` as SQL over the indexed columns.
+fn push_predicate(query: &mut QueryBuilder<'_, Db>, predicate: &IndexedPredicate) {
+    match predicate {
+        IndexedPredicate::Eq(column, value) => {
+            match column {
+                IndexedColumn::Id => query.push("id = ").push_bind(value.clone()),
+                IndexedColumn::ExternalId => query.push("external_id = ").push_bind(value.clone()),
+                IndexedColumn::UserName => {
+                    query.push("user_name_key = ").push_bind(fold_case(value))
+                }
+                IndexedColumn::DisplayName => query
+                    .push("display_name_key = ")
+                    .push_bind(fold_case(value)),
+                IndexedColumn::LastModified => match DateTime::parse_from_rfc3339(value) {
+                    Ok(at) => query.push("last_modified = ").push_bind(at.to_utc()),
+                    // No resource has an unparsable lastModified.
+                    Err(_) => query.push("1 = 0"),
+                },
+            };
+        }
+        IndexedPredicate::LastModifiedGt(at) => {
+            query.push("last_modified > ").push_bind(*at);
+        }
+        IndexedPredicate::LastModifiedGe(at) => {
+            query.push("last_modified >= ").push_bind(*at);
+        }
+        IndexedPredicate::LastModifiedLt(at) => {
+            query.push("last_modified < ").push_bind(*at);
+        }
+        IndexedPredicate::LastModifiedLe(at) => {
+            query.push("last_modified <= ").push_bind(*at);
+        }
+        IndexedPredicate::And(items) | IndexedPredicate::Or(items) => {
+            let (joiner, empty) = if matches!(predicate, IndexedPredicate::And(_)) {
+                (" AND ", "1 = 1")
+            } else {
+                (" OR ", "1 = 0")
+            };
+            if items.is_empty() {
+                query.push(empty);
+                return;
+            }
+            query.push("(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    query.push(joiner);
+                }
+                push_predicate(query, item);
+            }
+            query.push(")");
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! SCIM resources as the store keeps them: canonical JSON attributes plus the columns that
+//! uniqueness, filters and paging use, with Group membership held as rows.
+
+use crate::error::StoreError;
+use chrono::{DateTime, SecondsFormat, Utc};
+use scim::ResourceKind;
+use scim::resource;
+use serde_json::{Map, Value};
+
+/// Who asked for a write; recorded in the audit log with the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteContext {
+    /// The request id (also in the response headers and logs).
+    pub request_id: String,
+    /// The name of the bearer token the request presented.
+    pub token_name: Option<String>,
+    /// The client's address.
+    pub source_addr: Option<String>,
+    /// The operation as the edge names it, e.g. `PATCH /Groups/{id}`. Empty: the store's own
+    /// name for the write (`create User`, …) is recorded instead.
+    pub operation: String,
+}
+
+/// What to load with a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Load a Group's members (`excludedAttributes=members` turns this off, and then no member
+    /// row is read).
+    pub members: bool,
+    /// Compute a User's `groups` from membership rows.
+    pub groups: bool,
+}
+
+impl Default for GetOptions {
+    /// Both on: `members` and `groups` are `returned: default` attributes (RFC 7643 §4.1.2, §4.2).
+    fn default() -> Self {
+        GetOptions {
+            members: true,
+            groups: true,
+        }
+    }
+}
+
+impl GetOptions {
+    /// Neither members nor groups: the cheap form for existence checks and large groups.
+    pub const BARE: GetOptions = GetOptions {
+        members: false,
+        groups: false,
+    };
+
+    /// Load only what a response with `projection` (`attributes` / `excludedAttributes`)
+    /// shows: Entra reads groups with `excludedAttributes=members`, and then no member row is
+    /// read.
+    pub fn for_projection(
+        kind: ResourceKind,
+        projection: &scim::projection::Projection,
+    ) -> GetOptions {
+        let wants = |name: &str| projection.wants(kind, &scim::filter::AttrPath::simple(name));
+        match kind {
+            ResourceKind::Group => GetOptions {
+                members: wants("members"),
+                groups: false,
+            },
+            ResourceKind::User => GetOptions {
+                members: false,
+                groups: wants("groups"),
+            },
+        }
+    }
+}
+
+/// A member of a Group, as stored in a `group_members` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's SCIM id.
+    pub value: String,
+    /// `User` or `Group` (Entra adds nested groups as members).
+    pub kind: ResourceKind,
+    /// The `display` the IdP sent, or else the member's current userName/displayName.
+    pub display: Option<String>,
+}
+
+impl Member {
+    /// The member as a PATCH sees it (`value`, `display`, `type`).
+    pub(crate) fn to_json(&self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("value".into(), Value::String(self.value.clone()));
+        if let Some(display) = &self.display {
+            entry.insert("display".into(), Value::String(display.clone()));
+        }
+        entry.insert("type".into(), Value::String(self.kind.name().to_string()));
+        Value::Object(entry)
+    }
+}
+
+/// A Group a User belongs to (RFC 7643 §4.1.2 `groups`, readOnly, computed from rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub value: String,
+    pub display: Option<String>,
+}
+
+/// A resource read from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub kind: ResourceKind,
+    /// The id the store generated (a UUID).
+    pub id: String,
+    /// Canonical attributes: no `id`, `meta`, `schemas`, `password`, `members` or `groups`.
+    pub attrs: Map<String, Value>,
+    /// Bumped by every change; the ETag is `W/"<version>"`.
+    pub version: i64,
+    pub created: DateTime<Utc>,
+    pub last_modified: DateTime<Utc>,
+    /// A Group's members, when loaded.
+    pub members: Option<Vec<Member>>,
+    /// A User's groups, when computed.
+    pub groups: Option<Vec<GroupRef>>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    /// Resources matching the filter, across all pages (`totalResults`).
+    pub total: u64,
+    /// This page, in order.
+    pub items: Vec<StoredResource>,
+}
+
+impl StoredResource {
+    /// The weak ETag (RFC 7644 §3.14), also `meta.version`.
+    pub fn etag(&self) -> String {
+        etag(self.version)
+    }
+
+    /// The resource as SCIM JSON: `schemas` (the core URN plus each extension present), `id`,
+    /// the attributes, `members`/`groups` when loaded, and `meta`. `base_url` is the SCIM base
+    /// (e.g. `https://scim.example.com/scim/v2`), used for `meta.location` and `$ref`.
+    pub fn to_scim(&self, base_url: &str) -> Value {
+        let base_url = base_url.trim_end_matches('/');
+        let mut schemas = vec![Value::String(self.kind.core_schema().to_string())];
+        for urn in self.kind.extensions() {
+            if self.attrs.keys().any(|k| k.eq_ignore_ascii_case(urn)) {
+                schemas.push(Value::String((*urn).to_string()));
+            }
+        }
+        let mut out = Map::new();
+        out.insert("schemas".into(), Value::Array(schemas));
+        out.insert("id".into(), Value::String(self.id.clone()));
+        for (key, value) in &self.attrs {
+            out.insert(key.clone(), value.clone());
+        }
+        if let Some(members) = &self.members {
+            let members = members
+                .iter()
+                .map(|m| {
+                    reference(
+                        base_url,
+                        m.kind,
+                        &m.value,
+                        m.display.as_deref(),
+                        m.kind.name(),
+                    )
+                })
+                .collect();
+            out.insert("members".into(), Value::Array(members));
+        }
+        if let Some(groups) = &self.groups {
+            // Only direct memberships are computed; RFC 7643 §4.1.2 also allows "indirect".
+            let groups = groups
+                .iter()
+                .map(|g| {
+                    reference(
+                        base_url,
+                        ResourceKind::Group,
+                        &g.value,
+                        g.display.as_deref(),
+                        "direct",
+                    )
+                })
+                .collect();
+            out.insert("groups".into(), Value::Array(groups));
+        }
+        let mut meta = Map::new();
+        meta.insert(
+            "resourceType".into(),
+            Value::String(self.kind.name().to_string()),
+        );
+        meta.insert("created".into(), Value::String(scim_time(self.created)));
+        meta.insert(
+            "lastModified".into(),
+            Value::String(scim_time(self.last_modified)),
+        );
+        meta.insert(
+            "location".into(),
+            Value::String(location(base_url, self.kind, &self.id)),
+        );
+        meta.insert("version".into(), Value::String(self.etag()));
+        out.insert("meta".into(), Value::Object(meta));
+        Value::Object(out)
+    }
+}
+
+/// `{"value", "$ref", "display", "type"}` as in `members` and `groups`.
+fn reference(
+    base_url: &str,
+    kind: ResourceKind,
+    id: &str,
+    display: Option<&str>,
+    ty: &str,
+) -> Value {
+    let mut entry = Map::new();
+    entry.insert("value".into(), Value::String(id.to_string()));
+    entry.insert("$ref".into(), Value::String(location(base_url, kind, id)));
+    if let Some(display) = display {
+        entry.insert("display".into(), Value::String(display.to_string()));
+    }
+    entry.insert("type".into(), Value::String(ty.to_string()));
+    Value::Object(entry)
+}
+
+fn location(base_url: &str, kind: ResourceKind, id: &str) -> String {
+    format!("{base_url}{}/{id}", kind.endpoint())
+}
+
+/// RFC 7643 §2.3.5 dateTime, with millisecond precision as most IdPs print it.
+fn scim_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The weak ETag of `version`.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// RFC 7644 §3.14 / RFC 7232 §3.1: `If-Match` holds `*` or a list of entity tags; it passes when
+/// one of them names the current version. Weak and strong forms are compared alike, since the
+/// store only has weak ETags.
+pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), StoreError> {
+    let Some(header) = if_match else {
+        return Ok(());
+    };
+    let current = format!("\"{version}\"");
+    let matches = header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == current);
+    if matches {
+        Ok(())
+    } else {
+        Err(StoreError::PreconditionFailed {
+            current: etag(version),
+        })
+    }
+}
+
+pub(crate) fn kind_from_str(name: &str) -> Option<ResourceKind> {
+    match name {
+        "User" => Some(ResourceKind::User),
+        "Group" => Some(ResourceKind::Group),
+        _ => None,
+    }
+}
+
+/// The case-folded form uniqueness and `eq` filters compare (userName and displayName are
+/// `caseExact: false`, RFC 7643 §4.1.1).
+pub(crate) fn fold_case(value: &str) -> String {
+    value.to_lowercase()
+}
+
+/// The indexed columns of a resource row, taken from its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexedColumns {
+    pub user_name: Option<String>,
+    pub external_id: Option<String>,
+    pub display_name: Option<String>,
+    pub active: Option<bool>,
+}
+
+impl IndexedColumns {
+    /// Read the columns and check what the store requires: a User has a non-empty `userName`
+    /// (RFC 7643 §4.1.1 "REQUIRED"), a Group a non-empty `displayName` (§4.2).
+    pub fn of(
+        kind: ResourceKind,
+        attrs: &Map<String, Value>,
+    ) -> Result<IndexedColumns, StoreError> {
+        let columns = IndexedColumns {
+            user_name: resource::user_name(attrs).map(str::to_string),
+            external_id: resource::external_id(attrs).map(str::to_string),
+            display_name: resource::display_name(attrs).map(str::to_string),
+            active: (kind == ResourceKind::User).then(|| resource::active(attrs)),
+        };
+        let (required, value) = match kind {
+            ResourceKind::User => ("userName", &columns.user_name),
+            ResourceKind::Group => ("displayName", &columns.display_name),
+        };
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            return Err(StoreError::invalid_value(format!(
+                "{} requires a non-empty {required}",
+                kind.name()
+            )));
+        }
+        Ok(columns)
+    }
+
+    pub fn user_name_key(&self) -> Option<String> {
+        self.user_name.as_deref().map(fold_case)
+    }
+
+    pub fn display_name_key(&self) -> Option<String> {
+        self.display_name.as_deref().map(fold_case)
+    }
+}
+
+/// Remove what the store does not keep in `attrs`: server-owned `id`/`meta`/`schemas`, the
+/// readOnly `groups` (RFC 7643 §4.1.2: computed, ignored on input), `password` (see the crate
+/// docs: never stored) and `members`, which becomes rows. Returns the members when the body
+/// carried a `members` list (`null` counts as absent: Entra sends nulls for "no value").
+pub(crate) fn split_body(
+    kind: ResourceKind,
+    attrs: &mut Map<String, Value>,
+) -> Result<Option<Vec<MemberInput>>, StoreError> {
+    let mut members = None;
+    let keys: Vec<String> = attrs.keys().cloned().collect();
+    for key in keys {
+        let lower = key.to_ascii_lowercase();
+        match lower.as_str() {
+            "id" | "meta" | "schemas" | "password" | "groups" => {
+                attrs.remove(&key);
+            }
+            "members" => {
+                let value = attrs.remove(&key).unwrap_or(Value::Null);
+                if kind == ResourceKind::Group && !value.is_null() {
+                    members = Some(member_inputs(&value)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(members)
+}
+
+/// A member as a client names it, before the store has checked that it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberInput {
+    pub value: String,
+    pub display: Option<String>,
+}
+
+/// Parse a `members` value: an array of `{"value": id, "display"?: …}` objects. A bare id string
+/// is accepted too (seen from legacy Entra connectors).
+pub(crate) fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, StoreError> {
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(id) => Ok(MemberInput {
+                value: id.clone(),
+                display: None,
+            }),
+            Value::Object(map) => {
+                let field = |name: &str| {
+                    map.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .and_then(|(_, v)| v.as_str())
+                };
+                let value = field("value").filter(|v| !v.is_empty()).ok_or_else(|| {
+                    StoreError::invalid_value(
+                        "each member needs a non-empty \"value\" naming a User or Group id",
+                    )
+                })?;
+                Ok(MemberInput {
+                    value: value.to_string(),
+                    display: field("display").map(str::to_string),
+                })
+            }
+            other => Err(StoreError::invalid_value(format!(
+                "a member must be an object with \"value\", not {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// A `resources` row as read.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ResourceRow {
+    pub id: String,
+    pub kind: String,
+    pub attrs: String,
+    pub version: i64,
+    pub created: DateTime<Utc>,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// The columns [`ResourceRow`] reads, for `SELECT`s.
+pub(crate) const RESOURCE_COLUMNS: &str = "id, kind, attrs, version, created, last_modified";
+
+impl ResourceRow {
+    /// The resource, without members or groups.
+    pub fn into_resource(self) -> Result<StoredResource, StoreError> {
+        let decode = |index: &str, source: Box<dyn std::error::Error + Send + Sync>| {
+            StoreError::Database(sqlx::Error::ColumnDecode {
+                index: index.into(),
+                source,
+            })
+        };
+        let kind = kind_from_str(&self.kind)
+            .ok_or_else(|| decode("kind", format!("unknown kind {:?}", self.kind).into()))?;
+        let attrs = serde_json::from_str(&self.attrs).map_err(|e| decode("attrs", Box::new(e)))?;
+        Ok(StoredResource {
+            kind,
+            id: self.id,
+            attrs,
+            version: self.version,
+            created: self.created,
+            last_modified: self.last_modified,
+            members: None,
+            groups: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn if_match_accepts_star_lists_and_both_forms() {
+        assert!(check_if_match(None, 3).is_ok());
+        assert!(check_if_match(Some("*"), 3).is_ok());
+        assert!(check_if_match(Some("W/\"3\""), 3).is_ok());
+        assert!(check_if_match(Some("\"3\""), 3).is_ok());
+        assert!(check_if_match(Some("W/\"1\", W/\"3\""), 3).is_ok());
+        match check_if_match(Some("W/\"2\""), 3) {
+            Err(StoreError::PreconditionFailed { current }) => assert_eq!(current, "W/\"3\""),
+            other => panic!("expected 412, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_body_strips_server_and_write_only_attributes() {
+        let mut attrs = json!({
+            "id": "x", "meta": {}, "schemas": [], "Password": "secret", "groups": [],
+            "displayName": "Eng", "members": [{"value": "u1", "display": "Alice"}, "u2"]
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let members = split_body(ResourceKind::Group, &mut attrs)
+            .unwrap()
+            .unwrap();
+        assert_eq!(attrs.keys().collect::<Vec<_>>(), vec!["displayName"]);
+        assert_eq!(
+            members[0],
+            MemberInput {
+                value: "u1".into(),
+                display: Some("Alice".into())
+            }
+        );
+        assert_eq!(members[1].value, "u2");
+        let mut bad = json!({"members": [{"display": "no value"}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert!(matches!(
+            split_body(ResourceKind::Group, &mut bad),
+            Err(StoreError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn required_attributes_are_checked() {
+        let user = json!({"userName": "  "}).as_object().cloned().unwrap();
+        assert!(IndexedColumns::of(ResourceKind::User, &user).is_err());
+        let group = json!({"displayName": "Eng", "externalId": "e1"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let cols = IndexedColumns::of(ResourceKind::Group, &group).unwrap();
+        assert_eq!(cols.display_name_key().as_deref(), Some("eng"));
+        assert_eq!(cols.external_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn to_scim_lists_extensions_meta_and_refs() {
+        let resource = StoredResource {
+            kind: ResourceKind::User,
+            id: "u1".into(),
+            attrs: json!({
+                "userName": "alice",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}
+            })
+            .as_object()
+            .cloned()
+            .unwrap(),
+            version: 4,
+            created: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc(),
+            last_modified: DateTime::parse_from_rfc3339("2026-01-02T00:00:00.25Z").unwrap().to_utc(),
+            members: None,
+            groups: Some(vec![GroupRef { value: "g1".into(), display: Some("Eng".into()) }]),
+        };
+        let v = resource.to_scim("https://x/scim/v2/");
+        assert_eq!(v["schemas"].as_array().unwrap().len(), 2);
+        assert_eq!(v["id"], "u1");
+        assert_eq!(v["meta"]["location"], "https://x/scim/v2/Users/u1");
+        assert_eq!(v["meta"]["version"], "W/\"4\"");
+        assert_eq!(v["meta"]["lastModified"], "2026-01-02T00:00:00.250Z");
+        assert_eq!(v["groups"][0]["$ref"], "https://x/scim/v2/Groups/g1");
+        assert_eq!(v["groups"][0]["type"], "direct");
+        assert!(v.get("members").is_none());
+    }
+}

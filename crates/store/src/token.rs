@@ -1,0 +1,180 @@
+//! Bearer tokens the IdPs present. Only SHA-256 digests are stored; the plaintext is shown once,
+//! when the token is made.
+
+use crate::clock::Clock;
+use crate::error::StoreError;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+
+/// Every token the bridge issues starts with this, so a leaked one is recognisable (secret
+/// scanners, logs) and the audit redaction can find it.
+pub const TOKEN_PREFIX: &str = "scimb_";
+
+/// Imported tokens (from env or secret files) shorter than this are refused: a bearer token must
+/// not be guessable.
+pub const MIN_IMPORTED_TOKEN_LEN: usize = 32;
+
+/// What the store knows about a token; never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A fresh token: the prefix and 256 random bits in hex.
+pub(crate) fn generate() -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    format!("{TOKEN_PREFIX}{}", hex::encode(secret))
+}
+
+/// The stored form of a token.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What [`crate::Store::token_import`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenImport {
+    /// The token was already active under this name.
+    Unchanged,
+    /// The token was added.
+    Created,
+    /// The token was added and the name's previous token revoked.
+    Rotated,
+}
+
+/// Token names appear in logs, metrics and the audit log: keep them short and plain.
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name.len() > 64 || !plain {
+        return Err(StoreError::invalid_value(
+            "a token name is 1 to 64 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse imported tokens that could be guessed.
+pub(crate) fn check_imported(plaintext: &str) -> Result<(), StoreError> {
+    if plaintext.len() < MIN_IMPORTED_TOKEN_LEN || plaintext.chars().any(char::is_whitespace) {
+        return Err(StoreError::invalid_value(format!(
+            "an imported token must be at least {MIN_IMPORTED_TOKEN_LEN} characters without white space"
+        )));
+    }
+    Ok(())
+}
+
+/// One active token as the verifier holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifierEntry {
+    pub name: String,
+    pub digest: [u8; 32],
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A snapshot of the active tokens that checks a presented bearer token in constant time.
+///
+/// The server caches it and calls [`TokenVerifier::verify`] per request, and rebuilds it with
+/// [`crate::Store::token_verifier`] after a token is made or revoked (or periodically, so other
+/// replicas' changes are picked up).
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    entries: Vec<VerifierEntry>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenVerifier {
+    pub(crate) fn new(entries: Vec<VerifierEntry>, clock: Arc<dyn Clock>) -> Self {
+        TokenVerifier { entries, clock }
+    }
+
+    /// The name of the active, unexpired token `presented` is, or `None`.
+    ///
+    /// The presented token is hashed once and its digest compared with every stored digest
+    /// using `subtle`, without an early exit, so the time taken does not depend on which
+    /// token (if any) matched or on how many leading bytes agree.
+    pub fn verify(&self, presented: &str) -> Option<&str> {
+        let presented = digest(presented);
+        let now = self.clock.now();
+        let mut found = Choice::from(0);
+        let mut index = 0u64;
+        for (i, entry) in self.entries.iter().enumerate() {
+            // Expiry is not secret; folding it into the Choice keeps the loop branch-free anyway.
+            let unexpired = Choice::from(u8::from(entry.expires_at.is_none_or(|at| at > now)));
+            let hit = entry.digest.ct_eq(&presented) & unexpired;
+            index = u64::conditional_select(&index, &(i as u64), hit);
+            found |= hit;
+        }
+        if bool::from(found) {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| self.entries.get(i))
+                .map(|e| e.name.as_str())
+        } else {
+            None
+        }
+    }
+
+    /// How many tokens the snapshot holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no token is active (every request will be refused).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use chrono::Duration;
+
+    #[test]
+    fn generated_tokens_are_prefixed_and_distinct() {
+        let a = generate();
+        let b = generate();
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn verify_finds_the_right_token_and_honours_expiry() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let clock = Arc::new(ManualClock::new(start));
+        let entries = vec![
+            VerifierEntry {
+                name: "okta".into(),
+                digest: digest("t-okta"),
+                expires_at: None,
+            },
+            VerifierEntry {
+                name: "entra".into(),
+                digest: digest("t-entra"),
+                expires_at: Some(start + Duration::hours(1)),
+            },
+        ];
+        let v = TokenVerifier::new(entries, clock.clone());
+        assert_eq!(v.verify("t-okta"), Some("okta"));
+        assert_eq!(v.verify("t-entra"), Some("entra"));
+        assert_eq!(v.verify("t-other"), None);
+        assert_eq!(v.verify(""), None);
+        clock.advance(Duration::hours(1));
+        assert_eq!(v.verify("t-entra"), None);
+        assert_eq!(v.verify("t-okta"), Some("okta"));
+    }
+}

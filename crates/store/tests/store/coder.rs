@@ -1,0 +1,133 @@
+//! The worker's Coder mapping tables and sync issues.
+
+use crate::backend_tests;
+use crate::harness::TestDb;
+use scim::ResourceKind;
+use serde_json::json;
+use store::{Clock, CoderGroup, CoderUser, StoreError};
+use uuid::Uuid;
+
+fn mapping(scim_id: &str, username: &str, db: &TestDb) -> CoderUser {
+    CoderUser {
+        scim_id: scim_id.into(),
+        coder_user_id: Uuid::new_v4(),
+        coder_username: username.into(),
+        login_type: "oidc".into(),
+        adopted: false,
+        last_applied: json!({"status": "active", "roles": ["member"]}),
+        updated_at: db.clock.now(),
+    }
+}
+
+async fn user_mappings(db: &TestDb) {
+    let alice = mapping("s1", "alice-smith", db);
+    db.store.coder_user_upsert(&alice).await.unwrap();
+    assert_eq!(
+        db.store.coder_user_get("s1").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        db.store
+            .coder_user_by_username("Alice-Smith")
+            .await
+            .unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(db.store.coder_user_get("nope").await.unwrap(), None);
+
+    // Coder usernames are unique ignoring case.
+    let clash = db
+        .store
+        .coder_user_upsert(&mapping("s2", "ALICE-SMITH", db))
+        .await
+        .unwrap_err();
+    assert!(matches!(clash, StoreError::Uniqueness(_)), "{clash:?}");
+    db.store
+        .coder_user_upsert(&mapping("s2", "alice-smith-2", db))
+        .await
+        .unwrap();
+
+    let adopted = CoderUser {
+        adopted: true,
+        login_type: "github".into(),
+        ..alice
+    };
+    db.store.coder_user_upsert(&adopted).await.unwrap();
+    let listed = db.store.coder_user_list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0], adopted);
+    assert!(db.store.coder_user_delete("s1").await.unwrap());
+    assert!(!db.store.coder_user_delete("s1").await.unwrap());
+}
+
+async fn group_mappings(db: &TestDb) {
+    let group = CoderGroup {
+        scim_id: "g1".into(),
+        coder_group_id: Uuid::new_v4(),
+        organization_id: Uuid::nil(),
+        coder_name: "engineering".into(),
+        updated_at: db.clock.now(),
+    };
+    db.store.coder_group_upsert(&group).await.unwrap();
+    assert_eq!(
+        db.store.coder_group_get("g1").await.unwrap(),
+        Some(group.clone())
+    );
+    let renamed = CoderGroup {
+        coder_name: "eng".into(),
+        ..group
+    };
+    db.store.coder_group_upsert(&renamed).await.unwrap();
+    assert_eq!(db.store.coder_group_list().await.unwrap(), vec![renamed]);
+    assert!(db.store.coder_group_delete("g1").await.unwrap());
+    assert_eq!(db.store.coder_group_get("g1").await.unwrap(), None);
+}
+
+async fn sync_issues(db: &TestDb) {
+    let id = db
+        .store
+        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "taken")
+        .await
+        .unwrap();
+    let again = db
+        .store
+        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "still taken")
+        .await
+        .unwrap();
+    assert_eq!(id, again, "one open issue per resource and type");
+    db.store
+        .sync_issue_record(ResourceKind::Group, "g1", "idp_sync_overlap", "org sync on")
+        .await
+        .unwrap();
+    let open = db.store.sync_issue_list(false).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].detail, "still taken");
+
+    assert!(
+        db.store
+            .sync_issue_resolve(ResourceKind::User, "s1", "username_conflict")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.store
+            .sync_issue_resolve(ResourceKind::User, "s1", "username_conflict")
+            .await
+            .unwrap()
+    );
+    assert_eq!(db.store.sync_issue_list(false).await.unwrap().len(), 1);
+    // A new occurrence after resolution is a new issue.
+    let reopened = db
+        .store
+        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "again")
+        .await
+        .unwrap();
+    assert_ne!(reopened, id);
+    let all = db.store.sync_issue_list(true).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[0].resolved_at.is_some());
+    assert!(db.store.sync_issue_delete(id).await.unwrap());
+    assert_eq!(db.store.sync_issue_list(true).await.unwrap().len(), 2);
+}
+
+backend_tests!(user_mappings, group_mappings, sync_issues);

@@ -1,0 +1,14 @@
+//! The storage suite. Every test runs against SQLite (a temp file) and against PostgreSQL (a
+//! fresh database per test) when it is reachable; see `harness`.
+
+// Helpers outside #[test] functions may unwrap and panic too: this is test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod audit;
+mod coder;
+mod lifecycle;
+mod outbox;
+mod resources;
+mod tokens;

@@ -1,0 +1,373 @@
+//! The outbox: coalescing, generations, leases, priority, backoff, dead letters and wake-ups.
+
+use crate::backend_tests;
+use crate::harness::{TestDb, create_group, create_user, patch};
+use chrono::Duration;
+use scim::ResourceKind;
+use serde_json::json;
+use std::collections::HashSet;
+use store::{Completion, OutboxFilter, OutboxPriority, RetryTarget, StoreOptions};
+
+const LEASE: i64 = 30;
+
+fn lease() -> Duration {
+    Duration::seconds(LEASE)
+}
+
+async fn writes_to_one_resource_coalesce(db: &TestDb) {
+    let user = create_user(&db.store, "q@example.com").await;
+    let first = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].resource_id.as_str(), first[0].generation),
+        (user.id.as_str(), 1)
+    );
+
+    db.clock.advance(Duration::seconds(5));
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "replace", "path": "displayName", "value": "Q"}]),
+    )
+    .await
+    .unwrap();
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "replace", "path": "nickName", "value": "q"}]),
+    )
+    .await
+    .unwrap();
+    let rows = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "one row per resource");
+    assert_eq!(rows[0].id, first[0].id);
+    assert_eq!(rows[0].generation, 3);
+    assert_eq!(
+        rows[0].enqueued_at, first[0].enqueued_at,
+        "coalescing keeps the enqueue time"
+    );
+    let stats = db.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.depth, stats.retrying, stats.dead), (1, 0, 0));
+    assert_eq!(stats.oldest_age, Some(Duration::seconds(5)));
+}
+
+async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
+    let user = create_user(&db.store, "gen@example.com").await;
+    let claimed = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].leased_by.as_deref(), Some("w1"));
+    // A write lands while the worker reconciles.
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "replace", "path": "title", "value": "CTO"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.store.outbox_complete(&claimed[0]).await.unwrap(),
+        Completion::NewerChangePending
+    );
+    // Released at once, so the newer state is applied without waiting for the lease.
+    let again = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    assert_eq!((again.len(), again[0].generation), (1, 2));
+    assert_eq!(
+        db.store.outbox_complete(&again[0]).await.unwrap(),
+        Completion::Removed
+    );
+    assert_eq!(db.store.outbox_stats().await.unwrap().depth, 0);
+    assert!(
+        db.store
+            .outbox_claim("w1", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn an_expired_lease_is_taken_over(db: &TestDb) {
+    create_user(&db.store, "crash@example.com").await;
+    let by_w1 = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    assert_eq!(by_w1.len(), 1);
+    assert!(
+        db.store
+            .outbox_claim("w2", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased rows are not claimable"
+    );
+    db.clock.advance(lease() + Duration::seconds(1));
+    let by_w2 = db.store.outbox_claim("w2", lease(), 10).await.unwrap();
+    assert_eq!(by_w2.len(), 1, "w1 crashed: its claim is taken over");
+    assert_eq!(by_w2[0].id, by_w1[0].id);
+    // w1 comes back late: its failure report must not disturb w2's lease.
+    db.store
+        .outbox_fail(&by_w1[0], "late", db.clock_now() + Duration::hours(1))
+        .await
+        .unwrap();
+    let row = &db.store.outbox_list(OutboxFilter::All, 10).await.unwrap()[0];
+    assert_eq!((row.leased_by.as_deref(), row.attempts), (Some("w2"), 0));
+    assert_eq!(db.store.outbox_release_leases("w2").await.unwrap(), 1);
+    assert_eq!(
+        db.store
+            .outbox_claim("w3", lease(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn offboarding_jumps_the_queue(db: &TestDb) {
+    let mut users = Vec::new();
+    for i in 0..3 {
+        users.push(create_user(&db.store, &format!("bulk{i}@example.com")).await);
+        db.clock.advance(Duration::seconds(1));
+    }
+    create_group(&db.store, "Bulk", &[]).await;
+    // Leases that expire put rows back in their original order.
+    assert_eq!(
+        db.store.outbox_claim("w", lease(), 10).await.unwrap().len(),
+        4
+    );
+    db.clock.advance(lease() + Duration::seconds(1));
+    // users[1] is deactivated (Okta/Entra deprovisioning) after everything else was queued.
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &users[1].id,
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await
+    .unwrap();
+    let first = db.store.outbox_claim("w", lease(), 1).await.unwrap();
+    assert_eq!(first[0].resource_id, users[1].id);
+    assert_eq!(first[0].priority, OutboxPriority::Offboarding);
+    // The rest in FIFO order.
+    let rest = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert_eq!(rest[0].resource_id, users[0].id);
+    assert_eq!(rest[1].resource_id, users[2].id);
+    // Reactivation later does not lower a pending offboarding.
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &users[1].id,
+        json!([{"op": "replace", "path": "active", "value": true}]),
+    )
+    .await
+    .unwrap();
+    let row = db
+        .store
+        .outbox_list(OutboxFilter::All, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.resource_id == users[1].id)
+        .unwrap();
+    assert_eq!(row.priority, OutboxPriority::Offboarding);
+}
+
+async fn failures_back_off_and_dead_letter(db: &TestDb) {
+    let user = create_user(&db.store, "flaky@example.com").await;
+    let claimed = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    db.store
+        .outbox_fail(
+            &claimed[0],
+            "coder: 503",
+            db.clock_now() + Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .outbox_claim("w", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "backing off"
+    );
+    let stats = db.store.outbox_stats().await.unwrap();
+    assert_eq!((stats.depth, stats.retrying), (1, 1));
+    db.clock.advance(Duration::seconds(61));
+    let retry = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    assert_eq!(
+        (retry[0].attempts, retry[0].last_error.as_deref()),
+        (1, Some("coder: 503"))
+    );
+
+    assert!(
+        db.store
+            .outbox_dead_letter(&retry[0], "coder: 400 invalid username")
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.store
+            .outbox_claim("w", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = db.store.outbox_list(OutboxFilter::Dead, 10).await.unwrap();
+    assert_eq!(
+        dead[0].dead_reason.as_deref(),
+        Some("coder: 400 invalid username")
+    );
+    assert_eq!(db.store.outbox_stats().await.unwrap().dead, 1);
+    assert!(
+        db.store
+            .outbox_list(OutboxFilter::Pending, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An operator retry revives it with a fresh count.
+    assert_eq!(
+        db.store.outbox_retry(RetryTarget::AllDead).await.unwrap(),
+        1
+    );
+    let revived = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    assert_eq!(revived[0].attempts, 0);
+    assert!(
+        db.store
+            .outbox_dead_letter(&revived[0], "again")
+            .await
+            .unwrap()
+    );
+    // So does a new write to the resource.
+    patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "replace", "path": "nickName", "value": "f"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.store.outbox_claim("w", lease(), 10).await.unwrap().len(),
+        1
+    );
+    assert!(matches!(
+        db.store.outbox_retry(RetryTarget::One(999_999)).await,
+        Err(store::StoreError::NotFound(_))
+    ));
+}
+
+async fn two_claimers_share_without_overlap(db: &TestDb) {
+    for i in 0..40 {
+        db.store
+            .enqueue(ResourceKind::User, &format!("u{i}"), OutboxPriority::Normal)
+            .await
+            .unwrap();
+    }
+    // Two replicas (separate pools) claim at the same moment.
+    let other = db.second_store(StoreOptions::default()).await;
+    let (a, b) = tokio::join!(
+        db.store.outbox_claim("a", lease(), 25),
+        other.outbox_claim("b", lease(), 25)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let ids_a: HashSet<i64> = a.iter().map(|e| e.id).collect();
+    let ids_b: HashSet<i64> = b.iter().map(|e| e.id).collect();
+    assert!(ids_a.is_disjoint(&ids_b), "a row was claimed twice");
+    assert_eq!(ids_a.len() + ids_b.len(), 40);
+    assert!(a.iter().all(|e| e.leased_by.as_deref() == Some("a")));
+}
+
+async fn commits_wake_the_worker(db: &TestDb) {
+    let notify = db.store.outbox_notified();
+    let woken = notify.notified();
+    create_user(&db.store, "wake@example.com").await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+        .await
+        .expect("no local wake-up after a commit");
+
+    // Another replica's commit wakes this one (PostgreSQL NOTIFY); on SQLite the wake-ups are
+    // local, which a single embedded replica is all it needs.
+    let mut wakeups = db.store.outbox_wakeups().await.unwrap();
+    let other = db.second_store(StoreOptions::default()).await;
+    if db.is_postgres() {
+        other
+            .enqueue(ResourceKind::User, "from-elsewhere", OutboxPriority::Normal)
+            .await
+            .unwrap();
+    } else {
+        db.store
+            .enqueue(ResourceKind::User, "local", OutboxPriority::Normal)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), wakeups.wait())
+        .await
+        .expect("no wake-up");
+}
+
+async fn deferring_does_not_count_an_attempt(db: &TestDb) {
+    db.store
+        .enqueue(ResourceKind::User, "u1", OutboxPriority::Normal)
+        .await
+        .unwrap();
+    let event = db
+        .store
+        .outbox_claim("w1", lease(), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    // Coder answered 429: come back later, without moving towards the dead-letter queue.
+    let until = db.clock_now() + Duration::seconds(20);
+    assert!(db.store.outbox_defer(&event, "429", until).await.unwrap());
+    assert!(
+        !db.store.outbox_defer(&event, "429", until).await.unwrap(),
+        "the lease is gone"
+    );
+    assert!(
+        db.store
+            .outbox_claim("w1", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    db.clock.advance(Duration::seconds(21));
+    let again = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    assert_eq!(
+        (
+            again.len(),
+            again[0].attempts,
+            again[0].last_error.as_deref()
+        ),
+        (1, 0, Some("429"))
+    );
+    db.store
+        .outbox_fail(&again[0], "500", db.clock_now())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.outbox_claim("w1", lease(), 10).await.unwrap()[0].attempts,
+        1
+    );
+}
+
+impl TestDb {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use store::Clock;
+        self.clock.now()
+    }
+}
+
+backend_tests!(
+    writes_to_one_resource_coalesce,
+    complete_removes_only_the_claimed_generation,
+    an_expired_lease_is_taken_over,
+    offboarding_jumps_the_queue,
+    failures_back_off_and_dead_letter,
+    two_claimers_share_without_overlap,
+    commits_wake_the_worker,
+    deferring_does_not_count_an_attempt,
+);

@@ -1,0 +1,736 @@
+//! Users and Groups: CRUD, uniqueness, ETags, filters, paging, membership rows, concurrency and
+//! atomicity.
+
+use crate::backend_tests;
+use crate::harness::{
+    TestDb, body, create_group, create_user, ctx, list_query, member_ids, patch, user_json,
+};
+use chrono::Duration;
+use scim::patch::{PatchOptions, parse_request};
+use scim::query::SortOrder;
+use scim::{ResourceKind, ScimType};
+use serde_json::json;
+use store::{GetOptions, OutboxFilter, OutboxPriority, StoreError, StoreOptions};
+
+async fn create_then_get_round_trips(db: &TestDb) {
+    let mut json = user_json("alice@example.com");
+    json["password"] = json!("hunter2");
+    json["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] =
+        json!({"employeeNumber": "701984"});
+    let created = db
+        .store
+        .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.etag(), "W/\"1\"");
+    assert!(uuid::Uuid::parse_str(&created.id).is_ok());
+
+    let got = db
+        .store
+        .get(ResourceKind::User, &created.id, GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.attrs, created.attrs);
+    assert_eq!(got.created, crate::harness::start_time());
+    assert_eq!(got.groups, Some(vec![]));
+    let scim = got.to_scim("https://bridge.example/scim/v2");
+    assert_eq!(scim["userName"], "alice@example.com");
+    assert_eq!(
+        scim["meta"]["location"],
+        format!("https://bridge.example/scim/v2/Users/{}", created.id)
+    );
+    assert_eq!(scim["meta"]["version"], "W/\"1\"");
+    assert_eq!(scim["schemas"].as_array().unwrap().len(), 2);
+    assert!(
+        !scim.to_string().contains("hunter2"),
+        "the password must never be returned"
+    );
+    assert!(got.attrs.get("password").is_none());
+}
+
+async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
+    create_user(&db.store, "Bob@Example.com").await;
+    let err = db
+        .store
+        .create(
+            &ctx(),
+            ResourceKind::User,
+            body(ResourceKind::User, user_json("bob@EXAMPLE.COM")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Uniqueness(_)), "{err:?}");
+    assert_eq!(err.to_scim().status, 409);
+    assert_eq!(err.to_scim().scim_type, Some(ScimType::Uniqueness));
+
+    create_group(&db.store, "Engineering", &[]).await;
+    let group = json!({"displayName": "ENGINEERING"});
+    let err = db
+        .store
+        .create(
+            &ctx(),
+            ResourceKind::Group,
+            body(ResourceKind::Group, group),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Uniqueness(_)), "{err:?}");
+
+    // A rename onto a taken name is refused too; renaming to a new case of its own name is not.
+    let carol = create_user(&db.store, "carol@example.com").await;
+    let err = patch(
+        &db.store,
+        ResourceKind::User,
+        &carol.id,
+        json!([{"op": "replace", "path": "userName", "value": "BOB@example.com"}]),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Uniqueness(_)), "{err:?}");
+    let renamed = patch(
+        &db.store,
+        ResourceKind::User,
+        &carol.id,
+        json!([{"op": "replace", "path": "userName", "value": "Carol@example.com"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.attrs["userName"], "Carol@example.com");
+}
+
+async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
+    let user = create_user(&db.store, "dave@example.com").await;
+    let mut next = user_json("dave@example.com");
+    next["displayName"] = json!("Dave");
+    let replaced = db
+        .store
+        .replace(
+            &ctx(),
+            ResourceKind::User,
+            &user.id,
+            Some("W/\"1\""),
+            body(ResourceKind::User, next.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.version, 2);
+    assert_eq!(replaced.attrs["displayName"], "Dave");
+
+    next["displayName"] = json!("David");
+    let stale = db
+        .store
+        .replace(
+            &ctx(),
+            ResourceKind::User,
+            &user.id,
+            Some("W/\"1\""),
+            body(ResourceKind::User, next.clone()),
+        )
+        .await;
+    match stale {
+        Err(StoreError::PreconditionFailed { current }) => assert_eq!(current, "W/\"2\""),
+        other => panic!("expected 412, got {other:?}"),
+    }
+    let request = parse_request(
+        &json!({"Operations": [{"op": "replace", "path": "displayName", "value": "D"}]}),
+    )
+    .unwrap();
+    let stale = db
+        .store
+        .patch(
+            &ctx(),
+            ResourceKind::User,
+            &user.id,
+            Some("W/\"7\""),
+            &request,
+            &PatchOptions::default(),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
+    let stale = db
+        .store
+        .delete(&ctx(), ResourceKind::User, &user.id, Some("W/\"1\""))
+        .await;
+    assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
+    assert_eq!(stale.unwrap_err().to_scim().status, 412);
+
+    let any = db
+        .store
+        .replace(
+            &ctx(),
+            ResourceKind::User,
+            &user.id,
+            Some("*"),
+            body(ResourceKind::User, next),
+        )
+        .await
+        .unwrap();
+    assert_eq!(any.version, 3);
+    let got = db
+        .store
+        .get(ResourceKind::User, &user.id, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.version, got.attrs["displayName"].as_str()),
+        (3, Some("David"))
+    );
+}
+
+async fn unchanged_writes_keep_the_version(db: &TestDb) {
+    let user = create_user(&db.store, "erin@example.com").await;
+    let before = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    // Entra re-sends active:true each cycle; Okta re-PUTs the object it read.
+    let same = patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "Replace", "path": "active", "value": "True"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(same.version, 1);
+    let same = db
+        .store
+        .replace(
+            &ctx(),
+            ResourceKind::User,
+            &user.id,
+            None,
+            body(ResourceKind::User, user_json("erin@example.com")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.version, 1);
+    assert_eq!(
+        db.store.outbox_list(OutboxFilter::All, 10).await.unwrap(),
+        before
+    );
+    assert_eq!(db.store.audit_export(None).await.unwrap().len(), 1);
+}
+
+async fn delete_then_404_twice(db: &TestDb) {
+    let user = create_user(&db.store, "frank@example.com").await;
+    db.store
+        .delete(&ctx(), ResourceKind::User, &user.id, None)
+        .await
+        .unwrap();
+    let get = db
+        .store
+        .get(ResourceKind::User, &user.id, GetOptions::default())
+        .await;
+    assert!(matches!(get, Err(StoreError::NotFound(_))), "{get:?}");
+    let again = db
+        .store
+        .delete(&ctx(), ResourceKind::User, &user.id, None)
+        .await;
+    assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
+    assert_eq!(again.unwrap_err().to_scim().status, 404);
+    // The id of a User is not a Group.
+    let user = create_user(&db.store, "gina@example.com").await;
+    let wrong_kind = db
+        .store
+        .get(ResourceKind::Group, &user.id, GetOptions::default())
+        .await;
+    assert!(matches!(wrong_kind, Err(StoreError::NotFound(_))));
+}
+
+async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
+    let a = create_user(&db.store, "a@example.com").await;
+    let b = create_user(&db.store, "b@example.com").await;
+    let group = create_group(&db.store, "Ops", &[&a.id, &b.id]).await;
+    let user = db
+        .store
+        .get(ResourceKind::User, &a.id, GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(user.groups.unwrap()[0].value, group.id);
+
+    db.store
+        .delete(&ctx(), ResourceKind::User, &a.id, None)
+        .await
+        .unwrap();
+    assert_eq!(member_ids(&db.store, &group.id).await, vec![b.id.clone()]);
+    let group_now = db
+        .store
+        .get(ResourceKind::Group, &group.id, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!(
+        group_now.version, 2,
+        "losing a member is a change of the group"
+    );
+    // The group is queued too: a suspended (not deleted) Coder user must leave its groups.
+    let queued = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    assert!(
+        queued.iter().any(|e| e.kind == ResourceKind::Group
+            && e.resource_id == group.id
+            && e.generation == 2)
+    );
+    let deleted_user = queued.iter().find(|e| e.resource_id == a.id).unwrap();
+    assert_eq!(deleted_user.priority, OutboxPriority::Offboarding);
+}
+
+async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
+    let mut ids = Vec::new();
+    for (i, name) in ["ann", "ben", "cat", "dan"].iter().enumerate() {
+        let mut json = user_json(&format!("{name}@example.com"));
+        json["externalId"] = json!(format!("ext-{i}"));
+        json["title"] = json!(if i % 2 == 0 { "Engineer" } else { "Manager" });
+        ids.push(
+            db.store
+                .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
+                .await
+                .unwrap()
+                .id,
+        );
+        db.clock.advance(Duration::seconds(10));
+    }
+    let total = |filter: &str| {
+        let store = db.store.clone();
+        let query = list_query(Some(filter), 1, None);
+        async move {
+            store
+                .list(ResourceKind::User, &query, GetOptions::default())
+                .await
+                .unwrap()
+        }
+    };
+    // Pushed down: userName ignoring case, externalId exactly, id, meta.lastModified.
+    let page = total("userName eq \"BEN@example.com\"").await;
+    assert_eq!(
+        (page.total, page.items[0].id.as_str()),
+        (1, ids[1].as_str())
+    );
+    assert_eq!(total("externalId eq \"ext-2\"").await.total, 1);
+    assert_eq!(
+        total("externalId eq \"EXT-2\"").await.total,
+        0,
+        "externalId is caseExact"
+    );
+    assert_eq!(total(&format!("id eq \"{}\"", ids[3])).await.total, 1);
+    assert_eq!(
+        total("meta.lastModified gt \"2026-03-01T09:00:15Z\"")
+            .await
+            .total,
+        2
+    );
+    assert_eq!(total("userName eq \"nobody@example.com\"").await.total, 0);
+    // In memory: unindexed attributes, value paths, and an `or` with an unindexed side.
+    assert_eq!(total("title eq \"engineer\"").await.total, 2);
+    assert_eq!(
+        total("emails[type eq \"work\"].value eq \"cat@example.com\"")
+            .await
+            .total,
+        1
+    );
+    assert_eq!(
+        total("userName eq \"ann@example.com\" or title eq \"Manager\"")
+            .await
+            .total,
+        3
+    );
+    assert_eq!(
+        total("userName sw \"a\" and title eq \"Engineer\"")
+            .await
+            .total,
+        1
+    );
+    assert_eq!(
+        total("externalId eq \"ext-1\" and title eq \"Engineer\"")
+            .await
+            .total,
+        0
+    );
+    assert_eq!(total("not (title eq \"Engineer\")").await.total, 2);
+
+    let group = create_group(&db.store, "Team", &[&ids[0]]).await;
+    let query = list_query(Some(&format!("members[value eq \"{}\"]", ids[0])), 1, None);
+    let groups = db
+        .store
+        .list(ResourceKind::Group, &query, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!(groups.total, 1);
+    assert_eq!(groups.items[0].id, group.id);
+    assert_eq!(
+        groups.items[0].members, None,
+        "members were loaded for the filter only"
+    );
+
+    // A second store with a low limit refuses what it would have to scan.
+    let small = db
+        .second_store(StoreOptions {
+            max_filter_candidates: 3,
+            ..StoreOptions::default()
+        })
+        .await;
+    let broad = list_query(Some("title eq \"Engineer\""), 1, None);
+    let err = small
+        .list(ResourceKind::User, &broad, GetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_scim().scim_type, Some(ScimType::TooMany));
+    let narrow = list_query(
+        Some("userName eq \"ann@example.com\" and title eq \"Engineer\""),
+        1,
+        None,
+    );
+    assert_eq!(
+        small
+            .list(ResourceKind::User, &narrow, GetOptions::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
+    // All created at the same instant: the order falls back to id, and must not change.
+    for i in 0..25 {
+        create_user(&db.store, &format!("user{i:02}@example.com")).await;
+    }
+    let all = db
+        .store
+        .list(
+            ResourceKind::User,
+            &list_query(None, 1, None),
+            GetOptions::BARE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.total, 25);
+    let mut paged = Vec::new();
+    for start in [1, 11, 21] {
+        let page = db
+            .store
+            .list(
+                ResourceKind::User,
+                &list_query(None, start, Some(10)),
+                GetOptions::BARE,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 25);
+        paged.extend(page.items.into_iter().map(|r| r.id));
+    }
+    assert_eq!(
+        paged,
+        all.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+    );
+    let empty = db
+        .store
+        .list(
+            ResourceKind::User,
+            &list_query(None, 1, Some(0)),
+            GetOptions::BARE,
+        )
+        .await
+        .unwrap();
+    assert_eq!((empty.total, empty.items.len()), (25, 0));
+    // The same paging through the in-memory path.
+    let filtered = list_query(Some("userName sw \"user1\""), 3, Some(5));
+    let page = db
+        .store
+        .list(ResourceKind::User, &filtered, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (10, 5));
+
+    let mut sorted = list_query(None, 1, Some(3));
+    sorted.sort_by = Some(scim::filter::AttrPath::simple("userName"));
+    sorted.sort_order = SortOrder::Descending;
+    let page = db
+        .store
+        .list(ResourceKind::User, &sorted, GetOptions::BARE)
+        .await
+        .unwrap();
+    let names: Vec<&str> = page
+        .items
+        .iter()
+        .map(|r| r.attrs["userName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "user24@example.com",
+            "user23@example.com",
+            "user22@example.com"
+        ]
+    );
+    assert_eq!(page.total, 25);
+}
+
+async fn membership_is_rows(db: &TestDb) {
+    let users: Vec<String> = {
+        let mut ids = Vec::new();
+        for name in ["m1", "m2", "m3", "m4"] {
+            ids.push(
+                create_user(&db.store, &format!("{name}@example.com"))
+                    .await
+                    .id,
+            );
+        }
+        ids
+    };
+    let mut expected = vec![users[0].clone(), users[1].clone()];
+    let group = create_group(&db.store, "Members", &[&users[0], &users[1]]).await;
+    assert_eq!(member_ids(&db.store, &group.id).await, sorted(&expected));
+
+    // Adding an existing member is a no-op, not a 409 (SimpleIdServer#245).
+    let same = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "add", "path": "members", "value": [{"value": users[0]}]}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(same.version, 1);
+    let added = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "add", "path": "members", "value": [{"value": users[0]}, {"value": users[2], "display": "Third"}]}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.version, 2);
+    expected.push(users[2].clone());
+    assert_eq!(member_ids(&db.store, &group.id).await, sorted(&expected));
+    let group_now = db
+        .store
+        .get(ResourceKind::Group, &group.id, GetOptions::default())
+        .await
+        .unwrap();
+    let third = group_now
+        .members
+        .unwrap()
+        .into_iter()
+        .find(|m| m.value == users[2])
+        .unwrap();
+    assert_eq!(third.display.as_deref(), Some("Third"));
+
+    // Okta: remove by filter; Entra legacy: remove with a value list.
+    patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}]),
+    )
+    .await
+    .unwrap();
+    patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "Remove", "path": "members", "value": [{"value": users[1]}]}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        member_ids(&db.store, &group.id).await,
+        vec![users[2].clone()]
+    );
+
+    // Replace the whole membership (Okta's push), then clear it.
+    patch(&db.store, ResourceKind::Group, &group.id, json!([{"op": "replace", "path": "members", "value": [{"value": users[3]}, {"value": users[0]}]}]))
+        .await
+        .unwrap();
+    assert_eq!(
+        member_ids(&db.store, &group.id).await,
+        sorted(&[users[3].clone(), users[0].clone()])
+    );
+    // A filter other than `value eq` needs the member list: the fallback path.
+    patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "remove", "path": "members[display eq \"m4@example.com\"]"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        member_ids(&db.store, &group.id).await,
+        vec![users[0].clone()]
+    );
+    let cleared = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "remove", "path": "members"}]),
+    )
+    .await
+    .unwrap();
+    assert!(member_ids(&db.store, &group.id).await.is_empty());
+
+    // A User's groups are computed from the rows; a nested group is a member like a user.
+    let inner = create_group(&db.store, "Inner", &[&users[1]]).await;
+    patch(&db.store, ResourceKind::Group, &group.id, json!([{"op": "add", "path": "members", "value": [{"value": inner.id}, {"value": users[1]}]}]))
+        .await
+        .unwrap();
+    let user = db
+        .store
+        .get(ResourceKind::User, &users[1], GetOptions::default())
+        .await
+        .unwrap();
+    let mut groups: Vec<String> = user.groups.unwrap().into_iter().map(|g| g.value).collect();
+    groups.sort();
+    assert_eq!(groups, sorted(&[group.id.clone(), inner.id.clone()]));
+    let bare = db
+        .store
+        .get(ResourceKind::Group, &group.id, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!(
+        bare.members, None,
+        "excludedAttributes=members reads no member row"
+    );
+    assert!(bare.version > cleared.version);
+
+    // Members must exist; a group cannot contain itself.
+    let unknown = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "add", "path": "members", "value": [{"value": "no-such-id"}]}]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.to_scim().scim_type, Some(ScimType::InvalidValue));
+    let itself = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "add", "path": "members", "value": [{"value": group.id}]}]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(itself.to_scim().status, 400);
+}
+
+async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
+    let mut users = Vec::new();
+    for i in 0..200 {
+        users.push(
+            create_user(&db.store, &format!("p{i:03}@example.com"))
+                .await
+                .id,
+        );
+    }
+    let group = create_group(&db.store, "Parallel", &[]).await;
+    let mut tasks = Vec::new();
+    for chunk in users.chunks(25) {
+        let store = db.store.clone();
+        let group_id = group.id.clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for user in chunk {
+                let request = parse_request(&json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]})).unwrap();
+                store.patch(&crate::harness::ctx(), ResourceKind::Group, &group_id, None, &request, &PatchOptions::default()).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(member_ids(&db.store, &group.id).await.len(), 200);
+    let group = db
+        .store
+        .get(ResourceKind::Group, &group.id, GetOptions::BARE)
+        .await
+        .unwrap();
+    assert_eq!(
+        group.version, 201,
+        "every PATCH made exactly one new version"
+    );
+    assert!(
+        db.store
+            .audit_verify()
+            .await
+            .unwrap()
+            .first_broken
+            .is_none()
+    );
+}
+
+async fn a_failed_write_leaves_no_trace(db: &TestDb) {
+    let user = create_user(&db.store, "atomic@example.com").await;
+    let audit_before = db.store.audit_export(None).await.unwrap().len();
+    let outbox_before = db.store.outbox_list(OutboxFilter::All, 100).await.unwrap();
+
+    // A group whose second member does not exist: the group row, the first member row, the
+    // outbox row and the audit row must all be rolled back.
+    let json =
+        json!({"displayName": "Broken", "members": [{"value": user.id}, {"value": "missing"}]});
+    let err = db
+        .store
+        .create(&ctx(), ResourceKind::Group, body(ResourceKind::Group, json))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_scim().scim_type, Some(ScimType::InvalidValue));
+    let dup = db
+        .store
+        .create(
+            &ctx(),
+            ResourceKind::User,
+            body(ResourceKind::User, user_json("ATOMIC@example.com")),
+        )
+        .await;
+    assert!(dup.is_err());
+    let bad_patch = patch(
+        &db.store,
+        ResourceKind::User,
+        &user.id,
+        json!([{"op": "replace", "path": "userName", "value": ""}]),
+    )
+    .await;
+    assert!(bad_patch.is_err());
+
+    let groups = db
+        .store
+        .list(
+            ResourceKind::Group,
+            &list_query(None, 1, None),
+            GetOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(groups.total, 0);
+    assert_eq!(
+        db.store.audit_export(None).await.unwrap().len(),
+        audit_before
+    );
+    assert_eq!(
+        db.store.outbox_list(OutboxFilter::All, 100).await.unwrap(),
+        outbox_before
+    );
+    let user_now = db
+        .store
+        .get(ResourceKind::User, &user.id, GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((user_now.version, user_now.groups), (1, Some(vec![])));
+}
+
+fn sorted(ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids
+}
+
+backend_tests!(
+    create_then_get_round_trips,
+    user_name_and_group_name_are_unique_ignoring_case,
+    if_match_guards_replace_patch_and_delete,
+    unchanged_writes_keep_the_version,
+    delete_then_404_twice,
+    deleting_a_user_removes_its_memberships,
+    filters_run_in_sql_and_in_memory,
+    paging_is_stable_and_sorting_uses_the_core,
+    membership_is_rows,
+    parallel_patches_to_one_group_lose_nothing,
+    a_failed_write_leaves_no_trace,
+);
