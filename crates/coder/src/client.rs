@@ -96,9 +96,10 @@ impl CoderClient {
     /// Builds a client. Authenticates every call (but buildinfo/entitlements, which need none)
     /// with the `Coder-Session-Token` header.
     ///
-    /// TLS uses rustls with the platform's roots; reqwest falls back to the `ring` provider when
-    /// none is installed. A container without any root certificate still builds a client, but
-    /// an `https` Coder URL then fails every call with a certificate error: mount the CA bundle.
+    /// TLS uses rustls with the platform's roots plus [`CoderConfig::ca_file`]; reqwest uses the
+    /// `ring` provider when no process-wide one is installed, so none needs installing. A
+    /// container without any root certificate still builds a client, but every call to an
+    /// `https` URL then fails (retryably, "invalid peer certificate") until a CA bundle is given.
     pub fn new(config: CoderConfig) -> Result<CoderClient, CoderError> {
         if !matches!(config.url.scheme(), "http" | "https") || config.url.cannot_be_a_base() {
             return Err(CoderError::Config(format!(
@@ -111,7 +112,13 @@ impl CoderClient {
         token.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(SESSION_TOKEN_HEADER, token);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &config.ca_file {
+            for certificate in read_ca_bundle(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .default_headers(headers)
             .user_agent(config.user_agent)
             .timeout(config.timeout)
@@ -606,6 +613,22 @@ impl CoderClient {
     }
 }
 
+/// Reads a PEM bundle of CA certificates; an unreadable or empty bundle is a configuration error.
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, CoderError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        CoderError::Config(format!("cannot read CA bundle {}: {e}", path.display()))
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| CoderError::Config(format!("invalid CA bundle {}: {e}", path.display())))?;
+    if certificates.is_empty() {
+        return Err(CoderError::Config(format!(
+            "CA bundle {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certificates)
+}
+
 /// The wait Coder asks for: `Retry-After`, else the rate limiter's `X-RateLimit-Reset` (Unix
 /// seconds when the window ends).
 fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
@@ -782,6 +805,27 @@ mod tests {
             CoderClient::new(config),
             Err(CoderError::Config(_))
         ));
+    }
+
+    #[test]
+    fn https_clients_build_and_ca_bundles_are_checked() {
+        let url = Url::parse("https://coder.example.com").unwrap();
+        assert!(
+            CoderClient::new(CoderConfig::new(url.clone(), crate::SessionToken::new("t"))).is_ok()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for ca_file in [empty, dir.path().join("absent.pem")] {
+            let config = CoderConfig {
+                ca_file: Some(ca_file),
+                ..CoderConfig::new(url.clone(), crate::SessionToken::new("t"))
+            };
+            assert!(matches!(
+                CoderClient::new(config),
+                Err(CoderError::Config(_))
+            ));
+        }
     }
 
     #[test]

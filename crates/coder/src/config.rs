@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
@@ -50,6 +50,8 @@ pub struct CoderConfig {
     pub rate_limit_per_second: Option<NonZeroU32>,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// Extra PEM CA bundle to trust besides the platform's roots (a container may have none).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CoderConfig {
@@ -64,6 +66,7 @@ impl CoderConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             rate_limit_per_second: None,
             user_agent: concat!("scim-bridge/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ca_file: None,
         }
     }
 

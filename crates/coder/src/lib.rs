@@ -7,6 +7,8 @@
 //!
 //! Coder behaviour this client relies on is listed in `shared/coder-api/BEHAVIOUR.md`.
 
+#![warn(missing_docs)]
+
 mod client;
 mod config;
 mod error;

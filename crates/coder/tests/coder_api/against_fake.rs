@@ -1049,3 +1049,34 @@ async fn only_an_owner_bypasses_the_rate_limit() {
         "no bypass header for a non-owner"
     );
 }
+
+#[tokio::test]
+async fn everyone_is_derived_and_read_only() {
+    let (fake, owner) = premium().await;
+    let org = fake.default_organization_id();
+    let olga = owner
+        .create_user(&CreateUserRequest {
+            user_status: Some(UserStatus::Active),
+            ..new_user("olga", "olga@example.com", LoginType::Password)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        olga.status,
+        UserStatus::Active,
+        "an explicit status is kept"
+    );
+    let everyone = owner.group(org).await.unwrap();
+    assert_eq!(everyone.name, "Everyone");
+    assert!(
+        everyone.members.iter().any(|m| m.id == olga.id),
+        "org members are Everyone's members"
+    );
+    let add = PatchGroupRequest {
+        add_users: vec![olga.id],
+        ..Default::default()
+    };
+    assert_eq!(permanent_status(owner.patch_group(org, &add).await), 400);
+    assert_eq!(permanent_status(owner.delete_group(org).await), 400);
+    assert!(owner.group_by_name(org, "everyone").await.is_ok());
+}
