@@ -17,6 +17,8 @@
 //! workspaces, tokens, licence, IdP sync, OIDC logins and bounded [`Fault`]s, including
 //! dropped connections, which a TCP front in front of actix-web produces.
 
+#![warn(missing_docs)]
+
 mod api;
 mod control;
 mod faults;
