@@ -23,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the SCIM API (under /scim/v2), /healthz, /readyz and /metrics, and run the outbox worker.
+    Serve,
     /// Apply the database migrations.
     Migrate,
     /// Bearer tokens for IdPs.
@@ -73,6 +75,7 @@ fn run() -> anyhow::Result<bool> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Serve => commands::serve::run(&settings).await.map(|_| true),
             Command::Migrate => commands::migrate::run(&settings).await.map(|_| true),
             Command::Token { action } => {
                 commands::token::run(&settings, action).await.map(|_| true)

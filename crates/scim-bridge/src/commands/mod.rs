@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod migrate;
 pub mod outbox;
+pub mod serve;
 pub mod token;
 
 use store::{Store, StoreOptions};

@@ -1,0 +1,139 @@
+//! `scim-bridge serve`: the SCIM API, health, metrics and the outbox worker in one process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use store::{Store, StoreOptions};
+
+use crate::config::{JwtKey, Settings};
+
+/// Open the store and bring its schema up to date (migrations run at start-up).
+pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.database_url.expose(), StoreOptions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+    Ok(store)
+}
+
+/// Import the `name=token` lines of the IdP tokens file (hashed; idempotent).
+pub async fn import_idp_tokens(store: &Store, path: &Path) -> anyhow::Result<usize> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "SCIM_BRIDGE_IDP_TOKENS_FILE: cannot read {}: {e}",
+            path.display()
+        )
+    })?;
+    let mut imported = 0;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, token)) = line.split_once('=') else {
+            anyhow::bail!(
+                "SCIM_BRIDGE_IDP_TOKENS_FILE: line {} is not name=token",
+                n + 1
+            );
+        };
+        store
+            .token_import(name.trim(), token.trim())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "SCIM_BRIDGE_IDP_TOKENS_FILE: line {} ({}): {e}",
+                    n + 1,
+                    name.trim()
+                )
+            })?;
+        imported += 1;
+    }
+    Ok(imported)
+}
+
+/// The HTTP service's settings, from the validated settings.
+pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig> {
+    let jwt = match &settings.jwt {
+        None => None,
+        Some(j) => Some(server::JwtConfig {
+            issuer: j.issuer.clone(),
+            audience: j.audience.clone(),
+            key: match &j.key {
+                JwtKey::Hs256(secret) => server::JwtKey::Hs256(secret.expose().as_bytes().to_vec()),
+                JwtKey::Rs256Pem(path) => server::JwtKey::Rs256Pem(
+                    std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_JWT_RS256_KEY_FILE: {e}"))?,
+                ),
+                JwtKey::Jwks(path) => server::JwtKey::Jwks(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_JWT_JWKS_FILE: {e}"))?,
+                ),
+            },
+        }),
+    };
+    Ok(server::ServerConfig {
+        listen: settings.listen,
+        base_url: settings.base_url.clone(),
+        rate_limit_per_second: settings.rate_limit_per_second,
+        rate_limit_burst: settings.rate_limit_burst,
+        max_body_bytes: settings.max_body_bytes,
+        bulk_max_operations: settings.bulk_max_operations,
+        bulk_max_payload_bytes: settings.bulk_max_payload_bytes,
+        jwt,
+        ..server::ServerConfig::default()
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let store = open_and_migrate(settings).await?;
+    if let Some(path) = &settings.idp_tokens_file {
+        let n = import_idp_tokens(&store, path).await?;
+        tracing::info!(count = n, "imported IdP tokens");
+    }
+    let metrics = server::Metrics::new();
+    let deps = server::ServerDeps::new(store.clone());
+    let deps = server::ServerDeps {
+        metrics: metrics.clone(),
+        ..deps
+    };
+    let bound = server::bind(server_config(settings)?, deps)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "SCIM_BRIDGE_LISTEN: cannot serve on {}: {e}",
+                settings.listen
+            )
+        })?;
+    let addr = bound.local_addr();
+    tracing::info!(addr = %addr, backend = store.backend_name(), "listening; SCIM base URL http://{addr}/scim/v2");
+    let handle = bound.handle();
+    let server = tokio::spawn(bound.run());
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    handle.stop(true).await;
+    let _ = tokio::time::timeout(Duration::from_secs(35), server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
