@@ -228,11 +228,16 @@ impl CoderClient {
             .find(|u| u.username.eq_ignore_ascii_case(username)))
     }
 
-    /// Whether the user `id` still exists (is listed). `GET /users/{id}` also answers for
-    /// deleted users, so deletion is confirmed by listing.
-    pub async fn user_is_listed(&self, id: Uuid, username: &str) -> Result<bool, CoderError> {
+    /// Whether the user `id` exists and is not deleted. `GET /users/{id}` also answers for
+    /// deleted users, so deletion is confirmed by listing (by the username read from it).
+    pub async fn user_is_listed(&self, id: Uuid) -> Result<bool, CoderError> {
+        let user = match self.user(id).await {
+            Ok(user) => user,
+            Err(error) if error.is_not_found() => return Ok(false),
+            Err(error) => return Err(error),
+        };
         Ok(self
-            .find_user_by_username(username)
+            .find_user_by_username(&user.username)
             .await?
             .is_some_and(|u| u.id == id))
     }
