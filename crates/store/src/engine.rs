@@ -66,6 +66,17 @@ struct WriteRecord<'a> {
     change: Value,
 }
 
+/// A PUT or PATCH result waiting to be committed.
+struct Update {
+    current: StoredResource,
+    attrs: Map<String, Value>,
+    columns: IndexedColumns,
+    /// What the audit record shows; empty when nothing changed.
+    change: Map<String, Value>,
+    password_supplied: bool,
+    verb: &'static str,
+}
+
 impl Backend {
     pub(crate) fn new(read: Pool<Db>, write: Pool<Db>, shared: Arc<Shared>) -> Self {
         Backend {
@@ -135,6 +146,51 @@ impl Backend {
         };
         append_audit_in(&mut tx, &entry, now).await?;
         self.commit_queued(tx).await
+    }
+
+    /// Finish a PUT or PATCH. When nothing changed (IdPs re-send unchanged objects every
+    /// cycle; re-adding present members; a password alone, which is never stored) roll back:
+    /// no new version, nothing to reconcile, nothing to audit. Otherwise write the new version
+    /// and commit it with its outbox and audit rows.
+    async fn commit_update(
+        &self,
+        mut tx: Tx,
+        ctx: &WriteContext,
+        update: Update,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StoredResource> {
+        let Update {
+            current,
+            attrs,
+            columns,
+            mut change,
+            password_supplied,
+            verb,
+        } = update;
+        let mut updated = StoredResource {
+            attrs,
+            ..current.clone()
+        };
+        if change.is_empty() {
+            tx.rollback().await?;
+            return Ok(updated);
+        }
+        if password_supplied {
+            change.insert("password".into(), Value::Bool(true));
+        }
+        updated.version = current.version + 1;
+        updated.last_modified = now;
+        update_resource(&mut tx, &updated, &columns).await?;
+        let priority = offboarding_priority(current.kind, &current.attrs, Some(&updated.attrs));
+        let record = WriteRecord {
+            kind: current.kind,
+            id: &current.id,
+            priority,
+            verb,
+            change: Value::Object(change),
+        };
+        self.commit_write(tx, ctx, record).await?;
+        Ok(updated)
     }
 
     // ----- lifecycle -----
@@ -259,9 +315,6 @@ impl Backend {
         if attrs != current.attrs {
             change.insert("attrs".into(), Value::Object(attrs.clone()));
         }
-        if password_supplied {
-            change.insert("password".into(), Value::Bool(true));
-        }
         // A PUT without `members` keeps the membership: RFC 7644 §3.5.1 lets a server keep
         // omitted attributes, and a rename-only PUT must not empty a 50,000-member group.
         if let Some(inputs) = member_inputs {
@@ -274,29 +327,15 @@ impl Backend {
                 );
             }
         }
-        let mut updated = StoredResource {
+        let update = Update {
+            current,
             attrs,
-            ..current.clone()
-        };
-        if change.is_empty() {
-            // Nothing changed (IdPs re-send unchanged objects every cycle): no new version,
-            // nothing to reconcile, nothing to audit.
-            tx.rollback().await?;
-            return Ok(updated);
-        }
-        updated.version = current.version + 1;
-        updated.last_modified = now;
-        update_resource(&mut tx, &updated, &columns).await?;
-        let priority = offboarding_priority(kind, &current.attrs, Some(&updated.attrs));
-        let record = WriteRecord {
-            kind,
-            id,
-            priority,
+            columns,
+            change,
+            password_supplied,
             verb: "replace",
-            change: Value::Object(change),
         };
-        self.commit_write(tx, ctx, record).await?;
-        Ok(updated)
+        self.commit_update(tx, ctx, update, now).await
     }
 
     pub(crate) async fn delete(
@@ -423,32 +462,15 @@ impl Backend {
                 json!({ "added": members.added, "removed": members.removed }),
             );
         }
-        let mut updated = StoredResource {
+        let update = Update {
+            current,
             attrs,
-            ..current.clone()
-        };
-        if change.is_empty() {
-            // Re-adding present members, removing absent ones, re-sending `active: true`, or a
-            // password alone (never stored): nothing to version, reconcile or audit.
-            tx.rollback().await?;
-            return Ok(updated);
-        }
-        if password_supplied {
-            change.insert("password".into(), Value::Bool(true));
-        }
-        updated.version = current.version + 1;
-        updated.last_modified = now;
-        update_resource(&mut tx, &updated, &columns).await?;
-        let priority = offboarding_priority(kind, &current.attrs, Some(&updated.attrs));
-        let record = WriteRecord {
-            kind,
-            id,
-            priority,
+            columns,
+            change,
+            password_supplied,
             verb: "patch",
-            change: Value::Object(change),
         };
-        self.commit_write(tx, ctx, record).await?;
-        Ok(updated)
+        self.commit_update(tx, ctx, update, now).await
     }
 
     pub(crate) async fn list(
