@@ -2,3 +2,244 @@
 //! PostgreSQL (and the Coder fake) and drives it over HTTP and its CLI.
 
 mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Bridge, BridgeOptions, Db, eventually, fresh_database};
+
+async fn start(db: &Db, dir: &std::path::Path, extra_env: Vec<(String, String)>) -> Bridge {
+    let database_url = fresh_database(db, dir).await;
+    Bridge::start(BridgeOptions {
+        database_url,
+        extra_env,
+    })
+    .await
+}
+
+fn user(name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": true, "value": name, "type": "work"}],
+        "active": true
+    })
+}
+
+/// Create, find, deactivate, delete: the IdP's everyday traffic, and the audit chain it leaves.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_lifecycle_through_the_real_binary() {
+    for db in Db::available() {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = start(&db, dir.path(), vec![]).await;
+
+        let (status, created) = bridge
+            .call("POST", "/Users", Some(&user("alice@example.com")))
+            .await;
+        assert_eq!(status, 201, "{db:?}: {created}");
+        let id = created["id"].as_str().unwrap().to_string();
+
+        let (status, list) = bridge
+            .call(
+                "GET",
+                "/Users?filter=userName%20eq%20%22ALICE%40example.com%22",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            list["totalResults"], 1,
+            "{db:?}: userName matches ignoring case"
+        );
+
+        let (status, dup) = bridge
+            .call("POST", "/Users", Some(&user("Alice@Example.com")))
+            .await;
+        assert_eq!(status, 409, "{db:?}");
+        assert_eq!(dup["scimType"], "uniqueness");
+
+        let deactivate = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+        let (status, patched) = bridge
+            .call("PATCH", &format!("/Users/{id}"), Some(&deactivate))
+            .await;
+        assert!(status == 200 || status == 204, "{db:?}: {status} {patched}");
+        let (status, got) = bridge.call("GET", &format!("/Users/{id}"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(got["active"], false, "a deactivated user stays readable");
+
+        assert_eq!(
+            bridge.call("DELETE", &format!("/Users/{id}"), None).await.0,
+            204
+        );
+        assert_eq!(
+            bridge.call("GET", &format!("/Users/{id}"), None).await.0,
+            404
+        );
+        assert_eq!(
+            bridge.call("DELETE", &format!("/Users/{id}"), None).await.0,
+            404
+        );
+
+        let out = bridge.cli(&["audit", "verify"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{db:?}: {text}");
+        assert!(text.contains("intact"), "{text}");
+        let out = bridge.cli(&["audit", "export"]);
+        let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ops: Vec<&str> = records
+            .iter()
+            .filter_map(|r| r["resource_id"].as_str())
+            .filter(|r| *r == id)
+            .collect();
+        assert!(
+            ops.len() >= 3,
+            "{db:?}: create, patch and delete of the user are audited: {records:?}"
+        );
+        assert!(
+            records.iter().all(|r| r["actor"] == "e2e"
+                || r["resource_type"] == "Token"
+                || r["actor"].is_null())
+        );
+
+        let out = bridge.cli(&["outbox", "status"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("depth:"),
+            "outbox status prints the depth"
+        );
+    }
+}
+
+/// A revoked token stops working within seconds, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = start(&Db::Sqlite, dir.path(), vec![]).await;
+    assert_eq!(
+        bridge
+            .call("GET", "/Users?startIndex=1&count=2", None)
+            .await
+            .0,
+        200
+    );
+    let out = bridge.cli(&["token", "revoke", "e2e"]);
+    assert!(out.status.success());
+    let refused = eventually(Duration::from_secs(15), || async {
+        let (status, body) = bridge.call("GET", "/Users", None).await;
+        (status == 401).then_some(body)
+    })
+    .await
+    .expect("revoked token refused within 15 s");
+    assert_eq!(refused["status"], "401");
+}
+
+/// SIGTERM finishes in-flight work and exits cleanly; the data survives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_and_restart_keep_data() {
+    for db in Db::available() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bridge = start(&db, dir.path(), vec![]).await;
+        let (status, created) = bridge
+            .call("POST", "/Users", Some(&user("bob@example.com")))
+            .await;
+        assert_eq!(status, 201);
+        let status = bridge.terminate();
+        assert!(status.success(), "{db:?}: exit status {status:?}");
+        bridge.spawn().await;
+        let (status, got) = bridge
+            .call(
+                "GET",
+                &format!("/Users/{}", created["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{db:?}");
+        assert_eq!(got["userName"], "bob@example.com");
+    }
+}
+
+/// Secrets given by environment or file never reach the logs, even at debug level.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp_token = "scimb_file_supplied_token_0123456789abcdef0123456789";
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("entra={idp_token}\n")).unwrap();
+    let jwt_secret = "jwt-shared-secret-that-must-not-leak";
+    let bridge = start(
+        &Db::Sqlite,
+        dir.path(),
+        vec![
+            (
+                "SCIM_BRIDGE_IDP_TOKENS_FILE".into(),
+                tokens.display().to_string(),
+            ),
+            (
+                "SCIM_BRIDGE_JWT_ISSUER".into(),
+                "https://sts.windows.net/tenant/".into(),
+            ),
+            (
+                "SCIM_BRIDGE_JWT_AUDIENCE".into(),
+                "8adf8e6e-67b2-4cf2-a259-e3dc5476c621".into(),
+            ),
+            ("SCIM_BRIDGE_JWT_HS256_SECRET".into(), jwt_secret.into()),
+            ("SCIM_BRIDGE_LOG_LEVEL".into(), "debug".into()),
+        ],
+    )
+    .await;
+    // The file-supplied token works, and requests of every kind are logged.
+    let resp = bridge
+        .http
+        .post(bridge.scim("/Users"))
+        .bearer_auth(idp_token)
+        .header("content-type", "application/scim+json")
+        .body(json!({"userName": "carol@example.com", "password": "hunter2-password"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let _ = bridge
+        .http
+        .get(bridge.scim("/Users"))
+        .bearer_auth("wrong-token-value-xyz")
+        .send()
+        .await;
+    let _ = bridge
+        .call(
+            "GET",
+            "/Users?filter=userName%20eq%20%22carol%40example.com%22",
+            None,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = bridge.log_text();
+    assert!(logs.contains("listening"), "logs were captured");
+    for secret in [
+        idp_token,
+        jwt_secret,
+        bridge.token.as_str(),
+        "hunter2-password",
+        "wrong-token-value-xyz",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+    let out = bridge.cli(&["config", "check"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        !printed.contains(jwt_secret),
+        "config check redacts secrets"
+    );
+    let audit = String::from_utf8_lossy(&bridge.cli(&["audit", "export"]).stdout).to_string();
+    assert!(
+        !audit.contains("hunter2-password"),
+        "passwords never reach the audit trail"
+    );
+}
