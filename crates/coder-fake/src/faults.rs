@@ -20,6 +20,12 @@ pub enum FaultKind {
         #[serde(default)]
         retry_after: Option<String>,
     },
+    /// Handle the request (its change takes effect), then answer this status instead of the
+    /// real answer: a create that succeeded but reported 500.
+    StatusAfterEffect {
+        /// HTTP status.
+        status: u16,
+    },
     /// Wait this long, then handle the request normally.
     Latency {
         /// Added latency.
@@ -67,7 +73,9 @@ impl Fault {
             return Err(format!("count must be 1..={MAX_FAULT_COUNT}"));
         }
         match &self.kind {
-            FaultKind::Status { status, .. } if !(400..=599).contains(status) => {
+            FaultKind::Status { status, .. } | FaultKind::StatusAfterEffect { status }
+                if !(400..=599).contains(status) =>
+            {
                 Err("status must be 400..=599".into())
             }
             FaultKind::Latency { millis } if *millis > MAX_FAULT_LATENCY_MS => {

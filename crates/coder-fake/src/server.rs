@@ -49,7 +49,7 @@ pub(crate) async fn coder_api(
         let mut world = lock(&shared.world);
         faults::take(&mut world.faults, &path, |k| !matches!(k, FaultKind::Drop))
     };
-    match fault {
+    match fault.clone() {
         Some(FaultKind::Latency { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await
         }
@@ -68,7 +68,7 @@ pub(crate) async fn coder_api(
             }
             return logged(&shared, &method, template, response);
         }
-        Some(FaultKind::Drop) | None => {}
+        Some(FaultKind::Drop | FaultKind::StatusAfterEffect { .. }) | None => {}
     }
 
     let declared = request
@@ -154,6 +154,17 @@ pub(crate) async fn coder_api(
         }
         Err(error) => error_response(&error, rate.as_ref()),
     };
+    if let Some(FaultKind::StatusAfterEffect { status }) = fault {
+        // The change happened; the caller only learns that something failed (Coder's 500 after
+        // a race, or a proxy losing the answer).
+        let error = ApiError::new(status, "Injected fault after the change was made.");
+        return log_in(
+            &mut world,
+            &method,
+            template,
+            error_response(&error, rate.as_ref()),
+        );
+    }
     log_in(&mut world, &method, template, response)
 }
 

@@ -1095,3 +1095,25 @@ async fn everyone_is_derived_and_read_only() {
     assert_eq!(permanent_status(owner.delete_group(org).await), 400);
     assert!(owner.group_by_name(org, "everyone").await.is_ok());
 }
+
+#[tokio::test]
+async fn a_create_that_worked_but_answered_500_is_found_by_lookup() {
+    let (fake, owner) = start(FakeOptions::default()).await;
+    let fault =
+        Fault::next(1, FaultKind::StatusAfterEffect { status: 500 }).on_paths("/api/v2/users");
+    fake.inject(fault).unwrap();
+    let request = new_user("pat", "pat@example.com", LoginType::Oidc);
+    let err = owner.create_user(&request).await.unwrap_err();
+    assert_eq!((err.is_retryable(), err.status()), (true, Some(500)));
+    assert!(
+        owner.create_user(&request).await.unwrap_err().is_conflict(),
+        "the first try took effect"
+    );
+    assert!(
+        owner
+            .find_user_by_email("pat@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
