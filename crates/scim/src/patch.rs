@@ -10,7 +10,14 @@
 //! - `password` (writeOnly) is taken out of the request by [`PatchRequest::take_password`] for
 //!   the store to hash; [`apply`] never writes it into the resource.
 //! - `groups` on a User is readOnly and computed, so PATCH ops on it are ignored (Okta sends
-//!   `"groups":[]`).
+//!   `"groups":[]`). Other readOnly targets are 400 `mutability` unless the operation leaves
+//!   the value as it is (Okta's group rename repeats the group's `id`).
+//! - Multi-valued attributes: `add` never duplicates a value (same `value`, and same `type` when
+//!   both have one) but merges into it; setting `primary` on one value clears it on the others;
+//!   a replace that makes two values equal folds them into one.
+//! - `replace`/`add` on a single-valued complex attribute merges sub-attributes (RFC 7644
+//!   §3.5.2.3), except when the new `value` differs: a new manager is a new object, so the old
+//!   manager's `$ref`/`displayName` do not survive.
 
 use serde_json::{Map, Value};
 
