@@ -203,7 +203,8 @@ impl CoderClient {
             let page = self.list_users(&query).await?;
             let last = page.users.len() < USERS_PAGE_SIZE as usize;
             users.extend(page.users);
-            if last {
+            // `count` bounds the loop even if a server ignored `offset`.
+            if last || users.len() as u64 >= page.count {
                 return Ok(users);
             }
         }
@@ -279,9 +280,8 @@ impl CoderClient {
 
     /// `DELETE /api/v2/users/{user}`: soft delete; 417 while the user owns a workspace.
     pub async fn delete_user(&self, id: Uuid) -> Result<(), CoderError> {
-        self.execute::<()>(&routes::DELETE_USER, &[&id.to_string()], &[], None)
+        self.call_for_effect(&routes::DELETE_USER, &[&id.to_string()])
             .await
-            .map(drop)
     }
 
     /// `GET /api/v2/users/{user}/roles`: site roles and organization roles.
@@ -351,14 +351,11 @@ impl CoderClient {
         user: Uuid,
     ) -> Result<(), CoderError> {
         let params = [organization.to_string(), user.to_string()];
-        self.execute::<()>(
+        self.call_for_effect(
             &routes::REMOVE_ORGANIZATION_MEMBER,
             &[&params[0], &params[1]],
-            &[],
-            None,
         )
         .await
-        .map(drop)
     }
 
     /// `PUT /api/v2/organizations/{organization}/members/{user}/roles`: replaces the member's
@@ -448,14 +445,8 @@ impl CoderClient {
 
     /// `DELETE /api/v2/users/{user}/keys/{keyid}`.
     pub async fn delete_api_key(&self, user: Uuid, key_id: &str) -> Result<(), CoderError> {
-        self.execute::<()>(
-            &routes::DELETE_API_KEY,
-            &[&user.to_string(), key_id],
-            &[],
-            None,
-        )
-        .await
-        .map(drop)
+        self.call_for_effect(&routes::DELETE_API_KEY, &[&user.to_string(), key_id])
+            .await
     }
 
     /// `GET /api/v2/workspaces?q=owner:<username>`.
@@ -519,6 +510,15 @@ impl CoderClient {
     }
 
     // ----- transport -----
+
+    /// A call whose answer body the bridge does not need (204, or a bare 200).
+    async fn call_for_effect(
+        &self,
+        route: &'static Route,
+        params: &[&str],
+    ) -> Result<(), CoderError> {
+        self.execute::<()>(route, params, &[], None).await.map(drop)
+    }
 
     async fn fetch<T: DeserializeOwned>(
         &self,
