@@ -1,1 +1,133 @@
-//! placeholder
+//! The SCIM 2.0 HTTP service of scim-bridge (actix-web): the IdP's view of the bridge.
+//!
+//! It answers from the store and never calls Coder in a request; the worker converges Coder
+//! from the outbox rows every write leaves. Endpoints live under `/scim/v2` (RFC 7644 §3),
+//! plus `/healthz`, `/readyz` and `/metrics` at the root.
+//!
+//! Shape: an edge middleware ([`edge`](crate)) gives every request an id, authenticates it,
+//! applies the per-token rate limit and records metrics; thin handlers (one action per file
+//! under `handlers/`) extract, call one function of `service/`, and map the result; every error
+//! becomes a SCIM error response in `error.rs`.
+//!
+//! Decisions:
+//! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
+//!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
+//!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.
+//! - A Group PATCH answers 204 unless the request asks for attributes (`attributes` or
+//!   `excludedAttributes`): RFC 7644 §3.5.2 allows it and Entra asks for it, since a body
+//!   listing every member of a large group costs more than the change. A User PATCH answers
+//!   200 with the User.
+//! - The base URL in `Location` and `meta.location` is the configured one, else the request's
+//!   scheme and `Host` plus `/scim/v2`.
+
+mod auth;
+mod body;
+mod config;
+mod edge;
+mod error;
+mod handlers;
+mod metrics;
+mod rate_limit;
+mod readiness;
+mod request;
+mod response;
+mod service;
+mod state;
+
+pub use auth::JwtConfigError;
+pub use config::{JwtConfig, JwtKey, ServerConfig};
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use readiness::{CoderNotConfigured, CoderReadiness, ReadinessProbe};
+pub use response::SCIM_CONTENT_TYPE;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{NormalizePath, TrailingSlash, from_fn};
+use actix_web::{App, HttpServer, web};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The SCIM base path (RFC 7644 §3.13 suggests a versioned path).
+pub const SCIM_BASE_PATH: &str = "/scim/v2";
+
+/// What the service needs from the rest of the bridge.
+#[derive(Clone)]
+pub struct ServerDeps {
+    /// The system of record.
+    pub store: store::Store,
+    /// The metrics registry (shared with the worker).
+    pub metrics: Metrics,
+    /// Coder's side of `/readyz`.
+    pub readiness: Arc<dyn ReadinessProbe>,
+}
+
+impl ServerDeps {
+    /// Dependencies with fresh metrics and no Coder configured.
+    pub fn new(store: store::Store) -> ServerDeps {
+        ServerDeps {
+            store,
+            metrics: Metrics::new(),
+            readiness: Arc::new(CoderNotConfigured),
+        }
+    }
+}
+
+/// A server bound to its address, not yet running.
+pub struct BoundServer {
+    server: Server,
+    local_addr: SocketAddr,
+}
+
+impl BoundServer {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop the server; `stop(true)` finishes in-flight requests first (up to
+    /// `ServerConfig::shutdown_timeout`).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serve until stopped.
+    pub async fn run(self) -> io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Bind the SCIM service to `config.listen`. Invalid JWT settings are an `InvalidInput` error.
+pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundServer> {
+    let jwt = config
+        .jwt
+        .as_ref()
+        .map(auth::JwtValidator::new)
+        .transpose()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let listen = config.listen;
+    let workers = config.workers.max(1);
+    let shutdown = config.shutdown_timeout.as_secs();
+    let state = web::Data::new(state::AppState::new(config, deps, jwt));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(handlers::routes)
+            .wrap(from_fn(edge::edge))
+            // MS Postman hits `/Users/?filter=`; the trailing slash is the same resource.
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown)
+    .bind(listen)?;
+    let local_addr = server.addrs().first().copied().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "the server bound no address",
+        )
+    })?;
+    Ok(BoundServer {
+        server: server.run(),
+        local_addr,
+    })
+}

@@ -1,0 +1,178 @@
+//! Who is calling: `Authorization: Bearer <token>` holding a bridge token (checked in constant
+//! time against the store's digests) or, when configured, a valid JWT.
+
+mod jwt;
+
+pub use jwt::{JwtConfigError, JwtValidator};
+
+use crate::error::{ApiError, ApiResult};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use store::{Store, TokenVerifier};
+
+/// A refresh after a miss waits at least this long since the last one, so a stream of bad
+/// tokens cannot turn into a stream of database reads, while a token made a moment ago works
+/// on its first use.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `last_used_at` is written at most this often per token (the store asks for about once a
+/// minute: it is a write).
+const MARK_USED_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The authenticated caller. `name` is the token name (`jwt:<sub>` for a JWT), used for the
+/// audit log, the rate limit and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+}
+
+/// Checks bearer credentials. Shared by every worker thread.
+pub struct Authenticator {
+    store: Store,
+    ttl: Duration,
+    snapshot: RwLock<Option<Snapshot>>,
+    refreshing: tokio::sync::Mutex<()>,
+    last_marked: Mutex<HashMap<String, Instant>>,
+    jwt: Option<JwtValidator>,
+}
+
+struct Snapshot {
+    verifier: Arc<TokenVerifier>,
+    taken: Instant,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, ttl: Duration, jwt: Option<JwtValidator>) -> Authenticator {
+        Authenticator {
+            store,
+            ttl,
+            snapshot: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            last_marked: Mutex::new(HashMap::new()),
+            jwt,
+        }
+    }
+
+    /// Authenticate an `Authorization` header value. Anything but a valid credential is 401.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Principal> {
+        let token = bearer_token(authorization)?;
+        if let Some(name) = self.verify_bridge_token(token).await? {
+            self.mark_used(&name);
+            return Ok(Principal { name });
+        }
+        // A JWT is three base64url parts; a bridge token never contains a dot.
+        if let Some(jwt) = &self.jwt
+            && token.split('.').count() == 3
+            && let Some(sub) = jwt.validate(token)
+        {
+            return Ok(Principal {
+                name: format!("jwt:{sub}"),
+            });
+        }
+        Err(ApiError::Unauthorized("the bearer token is not valid"))
+    }
+
+    async fn verify_bridge_token(&self, token: &str) -> ApiResult<Option<String>> {
+        let (verifier, age) = match self.current() {
+            Some((verifier, age)) if age < self.ttl => (verifier, age),
+            _ => (self.refresh(self.ttl).await?, Duration::ZERO),
+        };
+        if let Some(name) = verifier.verify(token) {
+            return Ok(Some(name.to_string()));
+        }
+        if age < MIN_REFRESH_INTERVAL {
+            return Ok(None);
+        }
+        // A miss on an older snapshot: the token may have been made since.
+        let verifier = self.refresh(MIN_REFRESH_INTERVAL).await?;
+        Ok(verifier.verify(token).map(str::to_string))
+    }
+
+    fn current(&self) -> Option<(Arc<TokenVerifier>, Duration)> {
+        let guard = self.snapshot.read().ok()?;
+        guard
+            .as_ref()
+            .map(|s| (s.verifier.clone(), s.taken.elapsed()))
+    }
+
+    /// Reload the active tokens unless another request did so less than `fresh_enough` ago
+    /// (one reload serves every request waiting on it).
+    async fn refresh(&self, fresh_enough: Duration) -> ApiResult<Arc<TokenVerifier>> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        if let Some((verifier, age)) = self.current()
+            && age < fresh_enough
+        {
+            return Ok(verifier);
+        }
+        let verifier = Arc::new(self.store.token_verifier().await?);
+        if let Ok(mut guard) = self.snapshot.write() {
+            *guard = Some(Snapshot {
+                verifier: verifier.clone(),
+                taken: Instant::now(),
+            });
+        }
+        Ok(verifier)
+    }
+
+    /// Record the token's use in the background, at most once a minute per token.
+    fn mark_used(&self, name: &str) {
+        let due = match self.last_marked.lock() {
+            Ok(mut marks) => {
+                let due = marks
+                    .get(name)
+                    .is_none_or(|at| at.elapsed() >= MARK_USED_INTERVAL);
+                if due {
+                    marks.insert(name.to_string(), Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if due {
+            let store = self.store.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.token_mark_used(&name).await {
+                    tracing::warn!(token = %name, error = %e, "could not record the token's last use");
+                }
+            });
+        }
+    }
+}
+
+/// RFC 6750 §2.1: `Bearer <token>`; the scheme is matched in any case (RFC 7235 §2.1), since
+/// some clients send `bearer`.
+fn bearer_token(authorization: Option<&str>) -> ApiResult<&str> {
+    let header = authorization.ok_or(ApiError::Unauthorized(
+        "an Authorization: Bearer token is required",
+    ))?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must be \"Bearer <token>\"",
+        ));
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_required() {
+        assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer_token(Some("bearer  abc ")).unwrap(), "abc");
+        assert_eq!(bearer_token(Some("BEARER abc")).unwrap(), "abc");
+        assert!(bearer_token(None).is_err());
+        assert!(bearer_token(Some("Bearer")).is_err());
+        assert!(bearer_token(Some("Bearer   ")).is_err());
+        assert!(bearer_token(Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l")).is_err());
+        assert!(bearer_token(Some("Bearerabc")).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! What the binary tells the service: where to listen, the public base URL, limits and the
+//! optional JWT validation. The names and defaults follow `docs/CONFIGURATION.md`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use url::Url;
+
+/// Settings of the SCIM HTTP service.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address to bind (`SCIM_BRIDGE_LISTEN`).
+    pub listen: SocketAddr,
+    /// The public SCIM base URL (`…/scim/v2`) used in `meta.location`, `Location` and `$ref`;
+    /// `None`: built from the request's scheme and `Host`.
+    pub base_url: Option<Url>,
+    /// Requests per second per token; `0` turns the limit off.
+    pub rate_limit_per_second: u32,
+    /// Burst size per token.
+    pub rate_limit_burst: u32,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `/Bulk` operation count limit, advertised in `/ServiceProviderConfig`.
+    pub bulk_max_operations: usize,
+    /// `/Bulk` body size limit, advertised in `/ServiceProviderConfig`.
+    pub bulk_max_payload_bytes: usize,
+    /// JWT bearer validation, for IdPs that use OAuth.
+    pub jwt: Option<JwtConfig>,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// How long a snapshot of the active bearer tokens is trusted: a revoked token stops
+    /// working within this time (also across replicas).
+    pub token_cache_ttl: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_url: None,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            max_body_bytes: 1024 * 1024,
+            bulk_max_operations: 1000,
+            bulk_max_payload_bytes: 1024 * 1024,
+            jwt: None,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            token_cache_ttl: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// JWT bearer validation: a token passes when it is signed by `key` and carries this `iss`,
+/// this `aud`, a `sub` and an unexpired `exp`.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// The verification key.
+    pub key: JwtKey,
+}
+
+/// Where JWT signatures are checked against.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// An HS256 shared secret.
+    Hs256(Vec<u8>),
+    /// An RS256 public key in PEM.
+    Rs256Pem(Vec<u8>),
+    /// A JWKS document (JSON); RS256 keys are selected by the token's `kid`.
+    Jwks(String),
+}
+
+impl fmt::Debug for JwtKey {
+    // The secret must never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtKey::Hs256(_) => f.write_str("Hs256(<redacted>)"),
+            JwtKey::Rs256Pem(_) => f.write_str("Rs256Pem(..)"),
+            JwtKey::Jwks(_) => f.write_str("Jwks(..)"),
+        }
+    }
+}

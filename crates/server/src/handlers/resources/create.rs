@@ -1,0 +1,40 @@
+//! `POST /Users`, `POST /Groups` (RFC 7644 §3.3): 201 with `Location`, `ETag` and the resource,
+//! after the write (resource, outbox row, audit record) has committed. A taken `userName` or
+//! Group `displayName` (ignoring case) is 409 `uniqueness`.
+
+use crate::body::read_request_json;
+use crate::error::ApiResult;
+use crate::request::{RequestContext, base_url, projection, query_params};
+use crate::response::resource;
+use crate::service::resources;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use scim::ResourceKind;
+
+pub async fn create(
+    kind: ResourceKind,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: RequestContext,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let projection = projection(&query_params(&req))?;
+    let body = read_request_json(&req, payload, &state).await?;
+    let created = resources::create(
+        &state,
+        &ctx.write(format!("POST {}", kind.endpoint())),
+        kind,
+        body,
+    )
+    .await?;
+    let base = base_url(&req, &state);
+    let location = resources::location(&base, kind, &created.id);
+    let body = resources::render(&state, &created, &base, &projection);
+    Ok(resource(
+        StatusCode::CREATED,
+        &body,
+        &created.etag(),
+        Some(&location),
+    ))
+}

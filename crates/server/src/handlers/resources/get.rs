@@ -1,0 +1,35 @@
+//! `GET /Users/{id}`, `GET /Groups/{id}` (RFC 7644 §3.4.1). A deactivated User stays readable
+//! (`active: false`) until it is DELETEd. `If-None-Match` naming the current version is 304
+//! (RFC 7644 §3.14).
+
+use crate::error::ApiResult;
+use crate::request::{base_url, path_id, projection, query_params};
+use crate::response::{if_none_match_hits, resource};
+use crate::service::resources;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ETAG, IF_NONE_MATCH};
+use actix_web::{HttpRequest, HttpResponse, web};
+use scim::ResourceKind;
+
+pub async fn get(
+    kind: ResourceKind,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let projection = projection(&query_params(&req))?;
+    let found = resources::get(&state, kind, &path_id(&req), &projection).await?;
+    let etag = found.etag();
+    let unchanged = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| if_none_match_hits(h, &etag));
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((ETAG, etag))
+            .finish());
+    }
+    let body = resources::render(&state, &found, &base_url(&req, &state), &projection);
+    Ok(resource(StatusCode::OK, &body, &etag, None))
+}

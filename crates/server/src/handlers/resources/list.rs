@@ -1,0 +1,43 @@
+//! `GET /Users`, `GET /Groups` (RFC 7644 §3.4.2): filter, sort, page and project. A filter that
+//! matches nothing is 200 with an empty ListResponse — Okta's "Test Connector" and Entra's
+//! random-GUID probe rely on it.
+
+use crate::error::ApiResult;
+use crate::request::{base_url, query_params};
+use crate::response::scim_json;
+use crate::service::resources;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use scim::ResourceKind;
+use scim::query::{ListQuery, list_response};
+
+pub async fn list(
+    kind: ResourceKind,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let query = ListQuery::from_params(&query_params(&req))?;
+    let (total, page) = resources::list(&state, kind, &query).await?;
+    Ok(list_body(&state, &req, &query, total, &page))
+}
+
+/// The ListResponse of a page, each resource projected.
+pub fn list_body(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &ListQuery,
+    total: u64,
+    page: &[store::StoredResource],
+) -> HttpResponse {
+    let base = base_url(req, state);
+    let items = page
+        .iter()
+        .map(|r| resources::render(state, r, &base, &query.projection))
+        .collect();
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    scim_json(
+        StatusCode::OK,
+        &list_response(total, query.start_index, items),
+    )
+}

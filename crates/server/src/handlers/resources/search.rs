@@ -1,0 +1,44 @@
+//! `POST /Users/.search`, `POST /Groups/.search` and `POST /.search` (RFC 7644 §3.4.3): a list
+//! whose parameters come in a SearchRequest body, keeping filters with personal data out of
+//! URLs and logs. At the root, Users and Groups are searched together and each resource
+//! carries its `schemas` to tell them apart.
+
+use super::list::list_body;
+use crate::body::read_request_json;
+use crate::error::ApiResult;
+use crate::service::resources;
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use scim::ResourceKind;
+use scim::query::ListQuery;
+
+pub async fn search(
+    kind: ResourceKind,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let query = search_request(&req, payload, &state).await?;
+    let (total, page) = resources::list(&state, kind, &query).await?;
+    Ok(list_body(&state, &req, &query, total, &page))
+}
+
+pub async fn all(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let query = search_request(&req, payload, &state).await?;
+    let (total, page) = resources::list_all(&state, &query).await?;
+    Ok(list_body(&state, &req, &query, total, &page))
+}
+
+/// The list parameters of a SearchRequest body.
+async fn search_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> ApiResult<ListQuery> {
+    let body = read_request_json(req, payload, state).await?;
+    Ok(ListQuery::from_search_request(&body)?)
+}

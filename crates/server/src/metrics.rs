@@ -1,0 +1,308 @@
+//! The bridge's Prometheus metrics (`GET /metrics`), with the families `docs/CONFIGURATION.md`
+//! lists. The HTTP ones are recorded by this crate; the others are recorded by the worker and
+//! the binary through the methods here.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    endpoint: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CoderLabels {
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latencies: 0.5 ms to about 8 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Offboarding: 0.1 s to about 1.8 h (Coder may be down for a while).
+fn offboarding_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 17))
+}
+
+struct Families {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<EndpointLabels>,
+    outbox_depth: Gauge,
+    outbox_oldest_age: Gauge<f64, AtomicU64>,
+    outbox_retries: Counter,
+    outbox_dead_letters: Gauge,
+    coder_requests: Family<CoderLabels, Counter>,
+    coder_duration: HistogramFamily<RouteLabels>,
+    coder_auth_ok: Gauge,
+    drift_found: Family<KindLabels, Counter>,
+    offboarding: Histogram,
+    login_type_mismatches: Gauge,
+}
+
+/// The metric registry and its families. Cheap to clone; every clone records into the same
+/// registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Families>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry holding every `scim_bridge_*` family.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "scim_bridge_http_requests",
+            "SCIM requests",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<EndpointLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "scim_bridge_http_request_duration_seconds",
+            "SCIM request latency",
+            http_duration.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "scim_bridge_outbox_depth",
+            "Outbox rows waiting (not dead)",
+            outbox_depth.clone(),
+        );
+        let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "scim_bridge_outbox_oldest_age_seconds",
+            "Age of the oldest waiting outbox row",
+            outbox_oldest_age.clone(),
+        );
+        let outbox_retries = Counter::default();
+        registry.register(
+            "scim_bridge_outbox_retries",
+            "Failed attempts that were rescheduled",
+            outbox_retries.clone(),
+        );
+        let outbox_dead_letters = Gauge::default();
+        registry.register(
+            "scim_bridge_outbox_dead_letters",
+            "Dead-lettered outbox rows",
+            outbox_dead_letters.clone(),
+        );
+        let coder_requests = Family::<CoderLabels, Counter>::default();
+        registry.register(
+            "scim_bridge_coder_requests",
+            "Calls to Coder",
+            coder_requests.clone(),
+        );
+        let coder_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "scim_bridge_coder_request_duration_seconds",
+            "Coder call latency",
+            coder_duration.clone(),
+        );
+        let coder_auth_ok = Gauge::default();
+        registry.register(
+            "scim_bridge_coder_auth_ok",
+            "1 while Coder accepts the bridge's token, 0 when it answers 401/403",
+            coder_auth_ok.clone(),
+        );
+        let drift_found = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "scim_bridge_drift_found",
+            "Differences found by drift repair",
+            drift_found.clone(),
+        );
+        let offboarding = offboarding_histogram();
+        registry.register(
+            "scim_bridge_offboarding_duration_seconds",
+            "From the SCIM deactivation being stored to Coder acknowledging the suspension",
+            offboarding.clone(),
+        );
+        let login_type_mismatches = Gauge::default();
+        registry.register(
+            "scim_bridge_login_type_mismatches",
+            "Managed users whose Coder login_type differs from the policy",
+            login_type_mismatches.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Families {
+                registry,
+                http_requests,
+                http_duration,
+                outbox_depth,
+                outbox_oldest_age,
+                outbox_retries,
+                outbox_dead_letters,
+                coder_requests,
+                coder_duration,
+                coder_auth_ok,
+                drift_found,
+                offboarding,
+                login_type_mismatches,
+            }),
+        }
+    }
+
+    /// The registry, for callers that encode it themselves.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+
+    /// One SCIM request: `endpoint` is the route pattern (`/scim/v2/Users/{id}`), never the raw
+    /// path, so the label set stays small.
+    pub fn record_http(&self, endpoint: &str, method: &str, status: u16, seconds: f64) {
+        let m = &self.inner;
+        m.http_requests
+            .get_or_create(&HttpLabels {
+                endpoint: endpoint.into(),
+                method: method.into(),
+                status: status.to_string(),
+            })
+            .inc();
+        m.http_duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.into(),
+                method: method.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// The outbox gauges from the store's statistics.
+    pub fn set_outbox(&self, stats: &store::OutboxStats) {
+        let m = &self.inner;
+        m.outbox_depth.set(stats.depth);
+        m.outbox_dead_letters.set(stats.dead);
+        let age = stats
+            .oldest_age
+            .map_or(0.0, |age| age.num_milliseconds() as f64 / 1000.0);
+        m.outbox_oldest_age.set(age.max(0.0));
+    }
+
+    /// A failed outbox attempt that was rescheduled.
+    pub fn inc_outbox_retries(&self) {
+        self.inner.outbox_retries.inc();
+    }
+
+    /// One call to Coder: `route` is the route template, `status` the HTTP status or an error
+    /// class (`timeout`, `connect`).
+    pub fn record_coder_request(&self, route: &str, status: &str, seconds: f64) {
+        let m = &self.inner;
+        m.coder_requests
+            .get_or_create(&CoderLabels {
+                route: route.into(),
+                status: status.into(),
+            })
+            .inc();
+        m.coder_duration
+            .get_or_create(&RouteLabels {
+                route: route.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// Whether Coder accepts the bridge's token.
+    pub fn set_coder_auth_ok(&self, ok: bool) {
+        self.inner.coder_auth_ok.set(i64::from(ok));
+    }
+
+    /// Drift repair found a difference of `kind`.
+    pub fn inc_drift_found(&self, kind: &str) {
+        self.inner
+            .drift_found
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// A deactivation reached Coder `seconds` after it was stored.
+    pub fn observe_offboarding(&self, seconds: f64) {
+        self.inner.offboarding.observe(seconds);
+    }
+
+    /// Managed users whose Coder login type differs from the policy.
+    pub fn set_login_type_mismatches(&self, count: i64) {
+        self.inner.login_type_mismatches.set(count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_family_is_rendered() {
+        let metrics = Metrics::new();
+        metrics.record_http("/scim/v2/Users", "GET", 200, 0.002);
+        metrics.record_coder_request("/api/v2/users", "200", 0.05);
+        metrics.inc_drift_found("user");
+        metrics.set_coder_auth_ok(true);
+        let text = metrics.render();
+        for family in [
+            "scim_bridge_http_requests_total",
+            "scim_bridge_http_request_duration_seconds",
+            "scim_bridge_outbox_depth",
+            "scim_bridge_outbox_oldest_age_seconds",
+            "scim_bridge_outbox_retries_total",
+            "scim_bridge_outbox_dead_letters",
+            "scim_bridge_coder_requests_total",
+            "scim_bridge_coder_request_duration_seconds",
+            "scim_bridge_coder_auth_ok",
+            "scim_bridge_drift_found_total",
+            "scim_bridge_offboarding_duration_seconds",
+            "scim_bridge_login_type_mismatches",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+        assert!(text.contains(r#"scim_bridge_http_requests_total{endpoint="/scim/v2/Users",method="GET",status="200"} 1"#));
+        assert!(text.contains("scim_bridge_coder_auth_ok 1"));
+    }
+}

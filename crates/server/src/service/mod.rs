@@ -1,0 +1,5 @@
+//! What the handlers call: one function per action, free of HTTP.
+
+pub mod bulk;
+pub mod discovery;
+pub mod resources;

@@ -1,0 +1,150 @@
+//! Users and Groups: the one function per action the handlers (and `/Bulk`) call. Input is
+//! canonicalised by the protocol core; every write is one store transaction (resource, outbox
+//! row, audit record) that has committed when the function returns.
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+use scim::ResourceKind;
+use scim::projection::Projection;
+use scim::query::{ListQuery, MAX_RESULTS};
+use scim::resource::{ResourceBody, normalize, replace as apply_put};
+use serde_json::{Map, Value};
+use store::{GetOptions, StoredResource, WriteContext};
+
+/// POST (RFC 7644 §3.3).
+pub async fn create(
+    state: &AppState,
+    ctx: &WriteContext,
+    kind: ResourceKind,
+    body: Value,
+) -> ApiResult<StoredResource> {
+    let body = normalize(kind, body, state.registry)?;
+    Ok(state.store.create(ctx, kind, body).await?)
+}
+
+/// GET by id (RFC 7644 §3.4.1), loading members/groups only when the projection shows them.
+pub async fn get(
+    state: &AppState,
+    kind: ResourceKind,
+    id: &str,
+    projection: &Projection,
+) -> ApiResult<StoredResource> {
+    Ok(state
+        .store
+        .get(kind, id, GetOptions::for_projection(kind, projection))
+        .await?)
+}
+
+/// PUT (RFC 7644 §3.5.1): readWrite attributes replaced, readOnly kept, immutable checked, all
+/// against the row as locked in the write transaction.
+pub async fn replace(
+    state: &AppState,
+    ctx: &WriteContext,
+    kind: ResourceKind,
+    id: &str,
+    if_match: Option<&str>,
+    body: Value,
+) -> ApiResult<StoredResource> {
+    let body = normalize(kind, body, state.registry)?;
+    let registry = state.registry;
+    let next = move |current: &StoredResource| {
+        let password = body.password.clone();
+        let attrs = apply_put(kind, &current.attrs, body, registry)?;
+        Ok(ResourceBody { attrs, password })
+    };
+    Ok(state
+        .store
+        .replace_with(ctx, kind, id, if_match, next)
+        .await?)
+}
+
+/// PATCH (RFC 7644 §3.5.2), applied under the row lock so parallel PATCHes never lose an update.
+pub async fn patch(
+    state: &AppState,
+    ctx: &WriteContext,
+    kind: ResourceKind,
+    id: &str,
+    if_match: Option<&str>,
+    body: &Value,
+) -> ApiResult<StoredResource> {
+    let request = scim::patch::parse_request(body)?;
+    Ok(state
+        .store
+        .patch(ctx, kind, id, if_match, &request, &state.patch_options)
+        .await?)
+}
+
+/// DELETE (RFC 7644 §3.6).
+pub async fn delete(
+    state: &AppState,
+    ctx: &WriteContext,
+    kind: ResourceKind,
+    id: &str,
+    if_match: Option<&str>,
+) -> ApiResult<()> {
+    Ok(state.store.delete(ctx, kind, id, if_match).await?)
+}
+
+/// One page of a listing (RFC 7644 §3.4.2): `(totalResults, page)`.
+pub async fn list(
+    state: &AppState,
+    kind: ResourceKind,
+    query: &ListQuery,
+) -> ApiResult<(u64, Vec<StoredResource>)> {
+    if let Some(filter) = &query.filter {
+        scim::filter::validate(filter, kind, state.registry)?;
+    }
+    let page = state
+        .store
+        .list(
+            kind,
+            query,
+            GetOptions::for_projection(kind, &query.projection),
+        )
+        .await?;
+    Ok((page.total, page.items))
+}
+
+/// A search at the root (RFC 7644 §3.4.3 `POST /.search`): Users then Groups, paged as one
+/// sequence. `sortBy` orders within each resource type.
+pub async fn list_all(
+    state: &AppState,
+    query: &ListQuery,
+) -> ApiResult<(u64, Vec<StoredResource>)> {
+    let mut skip = query.start_index.max(1) - 1;
+    let mut wanted = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
+    let mut total = 0;
+    let mut items = Vec::new();
+    for kind in [ResourceKind::User, ResourceKind::Group] {
+        let part = ListQuery {
+            start_index: skip + 1,
+            count: Some(wanted),
+            ..query.clone()
+        };
+        let (kind_total, page) = list(state, kind, &part).await?;
+        total += kind_total;
+        skip = skip.saturating_sub(usize::try_from(kind_total).unwrap_or(usize::MAX));
+        wanted = wanted.saturating_sub(page.len());
+        items.extend(page);
+    }
+    Ok((total, items))
+}
+
+/// The resource as the response shows it (RFC 7644 §3.9 projection).
+pub fn render(
+    state: &AppState,
+    resource: &StoredResource,
+    base_url: &str,
+    projection: &Projection,
+) -> Value {
+    let full = match resource.to_scim(base_url) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Value::Object(projection.apply(resource.kind, &full, state.registry))
+}
+
+/// `meta.location` of a resource.
+pub fn location(base_url: &str, kind: ResourceKind, id: &str) -> String {
+    format!("{}{}/{id}", base_url.trim_end_matches('/'), kind.endpoint())
+}

@@ -1,0 +1,39 @@
+//! What every handler shares.
+
+use crate::ServerDeps;
+use crate::auth::{Authenticator, JwtValidator};
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::rate_limit::TokenRateLimiter;
+use crate::readiness::ReadinessProbe;
+use scim::Registry;
+use scim::patch::PatchOptions;
+use std::sync::Arc;
+use store::Store;
+
+pub struct AppState {
+    pub store: Store,
+    pub registry: &'static Registry,
+    pub config: ServerConfig,
+    pub auth: Authenticator,
+    pub limiter: TokenRateLimiter,
+    pub metrics: Metrics,
+    pub readiness: Arc<dyn ReadinessProbe>,
+    /// The Entra-compatible PATCH behaviour (see `scim::patch::PatchOptions`).
+    pub patch_options: PatchOptions,
+}
+
+impl AppState {
+    pub fn new(config: ServerConfig, deps: ServerDeps, jwt: Option<JwtValidator>) -> AppState {
+        AppState {
+            auth: Authenticator::new(deps.store.clone(), config.token_cache_ttl, jwt),
+            limiter: TokenRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+            store: deps.store,
+            registry: Registry::standard(),
+            config,
+            metrics: deps.metrics,
+            readiness: deps.readiness,
+            patch_options: PatchOptions::default(),
+        }
+    }
+}

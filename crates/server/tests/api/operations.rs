@@ -1,0 +1,139 @@
+//! `/healthz`, `/readyz` (with the Coder probe) and `/metrics`, and a graceful stop.
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestServer};
+use futures::future::BoxFuture;
+use server::{CoderReadiness, ReadinessProbe};
+use std::sync::Arc;
+
+on_both_backends!(
+    health_and_readiness,
+    metrics_are_exposed,
+    graceful_stop_finishes_and_refuses
+);
+
+/// Coder answering 401: the worker is paused and the bridge is not ready.
+struct CoderRefusesToken;
+
+impl ReadinessProbe for CoderRefusesToken {
+    fn coder(&self) -> BoxFuture<'_, CoderReadiness> {
+        Box::pin(async {
+            CoderReadiness {
+                ready: false,
+                detail: "Coder answered 401 to the bridge's token".into(),
+                warnings: vec!["the Coder token expires in 2 days".into()],
+            }
+        })
+    }
+}
+
+async fn health_and_readiness(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let health = srv
+        .send(srv.client.get(format!("{}/healthz", srv.root)))
+        .await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    let ready = srv
+        .send(srv.client.get(format!("{}/readyz", srv.root)))
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.body["status"], "ready");
+    assert_eq!(ready.body["checks"]["database"]["ok"], true);
+    assert_eq!(ready.body["checks"]["migrations"]["ok"], true);
+    let backend_name = if backend == Backend::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    assert_eq!(ready.body["checks"]["database"]["backend"], backend_name);
+    assert!(
+        ready.body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Coder"),
+        "no Coder configured is a warning"
+    );
+    drop(srv);
+
+    let Some(srv) =
+        TestServer::start_with(backend, |_| {}, Some(Arc::new(CoderRefusesToken))).await
+    else {
+        return;
+    };
+    let not_ready = srv
+        .send(srv.client.get(format!("{}/readyz", srv.root)))
+        .await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.text);
+    assert_eq!(not_ready.body["status"], "not ready");
+    assert_eq!(not_ready.body["checks"]["coder"]["ok"], false);
+    assert_eq!(
+        not_ready.body["warnings"][0],
+        "the Coder token expires in 2 days"
+    );
+    // Liveness does not depend on Coder.
+    assert_eq!(
+        srv.send(srv.client.get(format!("{}/healthz", srv.root)))
+            .await
+            .status,
+        200
+    );
+}
+
+async fn metrics_are_exposed(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let id = srv.create_user("metrics@example.com").await;
+    srv.get(&format!("/Users/{id}")).await;
+    srv.get("/Users/no-such-user").await;
+    let metrics = srv
+        .send(srv.client.get(format!("{}/metrics", srv.root)))
+        .await;
+    assert_eq!(metrics.status, 200);
+    let text = &metrics.text;
+    assert!(
+        text.contains(r#"scim_bridge_http_requests_total{endpoint="/scim/v2/Users",method="POST",status="201"} 1"#),
+        "{text}"
+    );
+    // Route patterns, never raw ids, label the requests.
+    assert!(
+        text.contains(r#"endpoint="/scim/v2/Users/{id}",method="GET",status="404""#),
+        "{text}"
+    );
+    assert!(!text.contains(&id), "no resource id in a label");
+    assert!(
+        text.contains("scim_bridge_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    // The POST queued one outbox row (no worker runs here).
+    assert!(text.contains("scim_bridge_outbox_depth 1"), "{text}");
+    // Families the worker records are declared even before their first sample.
+    for family in [
+        "scim_bridge_coder_requests counter",
+        "scim_bridge_coder_auth_ok gauge",
+        "scim_bridge_offboarding_duration_seconds histogram",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family}")),
+            "{family} in {text}"
+        );
+    }
+}
+
+async fn graceful_stop_finishes_and_refuses(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    assert_eq!(srv.get("/Users").await.status, 200);
+    srv.handle.stop(true).await;
+    let after = srv
+        .client
+        .get(srv.url("/Users"))
+        .bearer_auth(&srv.token)
+        .send()
+        .await;
+    assert!(after.is_err(), "a stopped server accepts no connection");
+}

@@ -1,0 +1,336 @@
+//! Boots the real service on 127.0.0.1:0 over a fresh SQLite file or a fresh PostgreSQL
+//! database, and talks to it with reqwest over real HTTP.
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use server::{ReadinessProbe, ServerConfig, ServerDeps};
+use sqlx::Connection;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::{Store, StoreOptions};
+
+/// The PostgreSQL server the suite uses when it is reachable.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generate `sqlite` and `postgres` tests from `async fn $name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+enum Database {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+/// A running server with one bearer token.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
+    /// `http://127.0.0.1:PORT/scim/v2`
+    pub base: String,
+    pub addr: SocketAddr,
+    pub token: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+    database: Database,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Assert a SCIM error response (RFC 7644 §3.12) with this status and `scimType`.
+    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some(server::SCIM_CONTENT_TYPE),
+            "errors are application/scim+json too"
+        );
+        assert_eq!(
+            self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{}",
+            self.text
+        );
+        assert_eq!(
+            self.body["status"],
+            status.to_string(),
+            "status is a string: {}",
+            self.text
+        );
+        assert_eq!(self.body["scimType"].as_str(), scim_type, "{}", self.text);
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "a detail is given: {}",
+            self.text
+        );
+    }
+}
+
+impl TestServer {
+    /// A server with the default test settings; `None` when PostgreSQL was asked for and is not
+    /// reachable (and not required).
+    pub async fn start(backend: Backend) -> Option<TestServer> {
+        TestServer::start_with(backend, |_| {}, None).await
+    }
+
+    /// A server with adjusted settings and, optionally, a readiness probe.
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut ServerConfig),
+        readiness: Option<Arc<dyn ReadinessProbe>>,
+    ) -> Option<TestServer> {
+        let (url, database) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("api.db").display());
+                (url, Database::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let (url, admin_url, name) = fresh_postgres_database().await?;
+                (url, Database::Postgres { admin_url, name })
+            }
+        };
+        let store = Store::connect(&url, StoreOptions::default())
+            .await
+            .expect("store");
+        let token = store.token_create("okta", None).await.expect("token");
+        let mut config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rate_limit_per_second: 0,
+            workers: 2,
+            shutdown_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        configure(&mut config);
+        let mut deps = ServerDeps::new(store.clone());
+        if let Some(probe) = readiness {
+            deps.readiness = probe;
+        }
+        let bound = server::bind(config, deps).await.expect("bind");
+        let addr = bound.local_addr();
+        let handle = bound.handle();
+        tokio::spawn(bound.run());
+        let root = format!("http://{addr}");
+        Some(TestServer {
+            base: format!("{root}/scim/v2"),
+            root,
+            addr,
+            token,
+            store,
+            client: reqwest::Client::new(),
+            handle,
+            database,
+        })
+    }
+
+    /// The URL of `path`: relative to the SCIM base when it starts with `/`, else as given.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// A request carrying the bearer token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
+        let response = builder.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut builder = self.request(method, path);
+        if let Some(body) = body {
+            builder = builder
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        self.send(builder).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Create a User and return its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let reply = self.post("/Users", &crate::user_body(user_name)).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Create a Group and return its id.
+    pub async fn create_group(&self, display_name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": display_name,
+            "members": members,
+        });
+        let reply = self.post("/Groups", &body).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Replace every volatile value (ids, timestamps, versions, the base URL) so the JSON an
+    /// IdP sees can be snapshotted.
+    pub fn redact(&self, value: &Value, ids: &[(&str, &str)]) -> Value {
+        let mut text = value.to_string().replace(&self.base, "{base}");
+        for (id, label) in ids {
+            text = text.replace(id, &format!("[{label}]"));
+        }
+        let mut value: Value = serde_json::from_str(&text).expect("json");
+        redact_meta(&mut value);
+        value
+    }
+}
+
+fn redact_meta(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                match key.as_str() {
+                    "created" | "lastModified" if inner.is_string() => {
+                        *inner = Value::String("[time]".into())
+                    }
+                    "version" if inner.is_string() => *inner = Value::String("[version]".into()),
+                    _ => redact_meta(inner),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_meta),
+        _ => {}
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        let database = std::mem::replace(
+            &mut self.database,
+            Database::Sqlite(tempfile::tempdir().expect("dir")),
+        );
+        // Drop runs inside the test's runtime: stop and clean up from a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                handle.stop(false).await;
+                if let Database::Postgres { admin_url, name } = database
+                    && let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await
+                {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A new, empty database on the test PostgreSQL server: `(url, admin_url, name)`. `None` when
+/// the server is not reachable and `SCIM_BRIDGE_TEST_POSTGRES_URL` is not set; when it is set
+/// (CI, `scripts/test`) PostgreSQL is required.
+async fn fresh_postgres_database() -> Option<(String, String, String)> {
+    let required = std::env::var("SCIM_BRIDGE_TEST_POSTGRES_URL").ok();
+    let admin_url = required
+        .clone()
+        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+    let connect = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sqlx::PgConnection::connect(&admin_url),
+    )
+    .await;
+    let mut conn = match connect {
+        Ok(Ok(conn)) => conn,
+        failure => {
+            assert!(
+                required.is_none(),
+                "SCIM_BRIDGE_TEST_POSTGRES_URL is set but PostgreSQL is not reachable: {failure:?}"
+            );
+            eprintln!(
+                "PostgreSQL is not reachable at {admin_url}: skipping the PostgreSQL variant"
+            );
+            return None;
+        }
+    };
+    let name = format!("scim_server_{}", uuid::Uuid::new_v4().simple());
+    // template0: template1 may be in use by a parallel test, which CREATE DATABASE refuses.
+    sqlx::query(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("postgres url");
+    url.set_path(&format!("/{name}"));
+    Some((url.to_string(), admin_url, name))
+}
