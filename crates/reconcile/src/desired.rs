@@ -1,0 +1,326 @@
+//! The desired Coder state of a SCIM resource under the policy: pure functions of the stored
+//! resource, the groups it belongs to and the mapping rules.
+
+use crate::naming::{self, GROUP_DISPLAY_NAME_MAX, USER_NAME_MAX};
+use crate::policy::{LoginType, OverrideSelector, Policy, UsernameSource, group_matches};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A SCIM group as the rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupIdentity {
+    /// The SCIM id.
+    pub id: String,
+    pub display_name: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl GroupIdentity {
+    /// From a stored Group's attributes.
+    pub fn from_attrs(id: &str, attrs: &Map<String, Value>) -> GroupIdentity {
+        GroupIdentity {
+            id: id.to_owned(),
+            display_name: scim::resource::display_name(attrs).map(str::to_owned),
+            external_id: scim::resource::external_id(attrs).map(str::to_owned),
+        }
+    }
+
+    fn is_named(&self, rule: &str) -> bool {
+        group_matches(
+            rule,
+            self.display_name.as_deref(),
+            self.external_id.as_deref(),
+        )
+    }
+}
+
+/// The roles a user should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredRoles {
+    /// Site roles (`member` implied, never listed).
+    pub site: BTreeSet<String>,
+    /// Organization roles by the organization key of the rules (`default`, a name or an id).
+    /// Every organization some rule mentions is present, possibly empty: leaving a group must
+    /// remove the roles it gave.
+    pub org: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The roles of a member of `groups`: the union over the matching rules plus the baseline.
+pub fn desired_roles(policy: &Policy, groups: &[GroupIdentity]) -> DesiredRoles {
+    let mut roles = DesiredRoles {
+        site: policy.roles.baseline_site_roles.iter().cloned().collect(),
+        org: BTreeMap::new(),
+    };
+    for rule in &policy.roles.rules {
+        let applies = groups.iter().any(|g| g.is_named(&rule.group));
+        for (org, names) in &rule.org_roles {
+            let entry = roles.org.entry(org.clone()).or_default();
+            if applies {
+                entry.extend(names.iter().cloned());
+            }
+        }
+        if applies {
+            roles.site.extend(rule.site_roles.iter().cloned());
+        }
+    }
+    roles
+}
+
+/// The login type for a user with `email` in `groups`: the first matching override, else the
+/// default.
+pub fn desired_login_type(policy: &Policy, email: &str, groups: &[GroupIdentity]) -> LoginType {
+    let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    policy
+        .users
+        .login_type_overrides
+        .iter()
+        .find(|o| match &o.selector {
+            OverrideSelector::EmailDomain(d) => domain.as_deref() == Some(d.as_str()),
+            OverrideSelector::Group(name) => groups.iter().any(|g| g.is_named(name)),
+        })
+        .map_or(policy.users.login_type, |o| o.login_type)
+}
+
+/// A SCIM User as it should be in Coder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredUser {
+    pub scim_id: String,
+    /// The username before any collision suffix.
+    pub username_base: String,
+    pub email: String,
+    /// Display name, trimmed and at most 128 characters; may be empty.
+    pub name: String,
+    pub active: bool,
+    pub login_type: LoginType,
+    pub roles: DesiredRoles,
+    /// The SCIM groups of the user that some rule mentions (their ids, sorted): recorded with
+    /// the mapping so a group's membership change finds the users whose roles it changed.
+    pub rule_groups: Vec<String>,
+}
+
+/// Why a SCIM User cannot become a Coder user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotProvisionable(pub String);
+
+/// The desired Coder user for a stored SCIM User in `groups` (its direct groups; only needed
+/// when [`Policy::uses_groups`]).
+pub fn desired_user(
+    policy: &Policy,
+    scim_id: &str,
+    attrs: &Map<String, Value>,
+    groups: &[GroupIdentity],
+) -> Result<DesiredUser, NotProvisionable> {
+    let user_name = scim::resource::user_name(attrs).unwrap_or_default();
+    // Coder needs an email; Okta and Entra usually send the UPN/login as userName.
+    let email = scim::resource::primary_email(attrs)
+        .filter(|e| looks_like_email(e))
+        .or(Some(user_name).filter(|u| looks_like_email(u)))
+        .map(|e| e.trim().to_owned())
+        .ok_or_else(|| {
+            NotProvisionable("the user has neither an email nor an email-shaped userName".into())
+        })?;
+    let source = match policy.users.username_from {
+        UsernameSource::UserName if !user_name.trim().is_empty() => user_name,
+        _ => email.as_str(),
+    };
+    let name = scim::resource::name_formatted(attrs)
+        .map(|n| naming::bounded_display(&n, USER_NAME_MAX))
+        .unwrap_or_default();
+    let rule_groups = {
+        let mut ids: Vec<String> = groups
+            .iter()
+            .filter(|g| policy.mentions_group(g.display_name.as_deref(), g.external_id.as_deref()))
+            .map(|g| g.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    Ok(DesiredUser {
+        scim_id: scim_id.to_owned(),
+        username_base: naming::username_base(source),
+        login_type: desired_login_type(policy, &email, groups),
+        email,
+        name,
+        active: scim::resource::active(attrs),
+        roles: desired_roles(policy, groups),
+        rule_groups,
+    })
+}
+
+fn looks_like_email(value: &str) -> bool {
+    let value = value.trim();
+    value.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !value.contains(char::is_whitespace)
+}
+
+/// A SCIM Group as it should be in Coder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGroup {
+    pub scim_id: String,
+    /// The Coder group name (slug of the displayName).
+    pub name: String,
+    /// Trimmed, at most 64 characters.
+    pub display_name: String,
+    /// SCIM ids of the member Users (nested Groups are not members in Coder).
+    pub member_user_ids: BTreeSet<String>,
+}
+
+/// The desired Coder group for a stored SCIM Group with its `members` loaded.
+pub fn desired_group(
+    scim_id: &str,
+    attrs: &Map<String, Value>,
+    members: &[store::Member],
+) -> DesiredGroup {
+    let display = scim::resource::display_name(attrs).unwrap_or(scim_id);
+    DesiredGroup {
+        scim_id: scim_id.to_owned(),
+        name: naming::group_name(display),
+        display_name: naming::bounded_display(display, GROUP_DISPLAY_NAME_MAX),
+        member_user_ids: members
+            .iter()
+            .filter(|m| m.kind == scim::ResourceKind::User)
+            .map(|m| m.value.clone())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        Policy::from_toml(
+            &include_str!("../tests/fixtures/policy.toml")
+                .parse()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn attrs(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    fn group(id: &str, name: &str) -> GroupIdentity {
+        GroupIdentity {
+            id: id.into(),
+            display_name: Some(name.into()),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn user_from_okta_shaped_resource() {
+        let a = attrs(json!({
+            "userName": "alice.smith@corp.com",
+            "name": {"givenName": "Alice", "familyName": "Smith"},
+            "emails": [{"value": "alice@corp.com", "primary": true}],
+            "active": true
+        }));
+        let user = desired_user(&policy(), "u1", &a, &[]).unwrap();
+        assert_eq!(user.username_base, "alice-smith");
+        assert_eq!(user.email, "alice@corp.com");
+        assert_eq!(user.name, "Alice Smith");
+        assert!(user.active);
+        assert_eq!(user.login_type, LoginType::Oidc);
+        assert!(user.roles.site.is_empty());
+        assert_eq!(user.roles.org["default"], BTreeSet::new());
+    }
+
+    #[test]
+    fn email_falls_back_to_user_name_and_username_can_come_from_email() {
+        let a =
+            attrs(json!({"userName": "bob@corp.com", "displayName": "  Bob  ", "active": "False"}));
+        let mut p = policy();
+        let user = desired_user(&p, "u2", &a, &[]).unwrap();
+        assert_eq!(user.email, "bob@corp.com");
+        assert_eq!(user.name, "Bob");
+        assert!(!user.active, "Entra's string boolean");
+        p.users.username_from = UsernameSource::Email;
+        let a = attrs(json!({"userName": "E12345", "emails": [{"value": "carol.d@corp.com"}]}));
+        assert_eq!(
+            desired_user(&p, "u3", &a, &[]).unwrap().username_base,
+            "carol-d"
+        );
+        let a = attrs(json!({"userName": "E12345"}));
+        assert!(desired_user(&p, "u4", &a, &[]).is_err());
+    }
+
+    #[test]
+    fn login_type_overrides_first_match_wins() {
+        let p = policy();
+        assert_eq!(
+            desired_login_type(&p, "x@Contractors.Example.com", &[]),
+            LoginType::Github
+        );
+        assert_eq!(
+            desired_login_type(&p, "x@corp.com", &[group("g", "GitHub-Users")]),
+            LoginType::Github
+        );
+        assert_eq!(
+            desired_login_type(&p, "x@corp.com", &[group("g", "devs")]),
+            LoginType::Oidc
+        );
+    }
+
+    #[test]
+    fn roles_are_the_union_over_groups_plus_baseline() {
+        let mut p = policy();
+        p.roles.baseline_site_roles = vec!["auditor".into()];
+        let groups = [
+            group("a", "coder-admins"),
+            group("b", "coder-template-admins"),
+            group("c", "platform-agents"),
+        ];
+        let roles = desired_roles(&p, &groups);
+        assert_eq!(
+            roles.site,
+            BTreeSet::from(["auditor".into(), "owner".into(), "template-admin".into()])
+        );
+        assert_eq!(
+            roles.org["default"],
+            BTreeSet::from(["agents-access".into()])
+        );
+        let by_external_id = [GroupIdentity {
+            id: "z".into(),
+            display_name: Some("Admins".into()),
+            external_id: Some("coder-auditors".into()),
+        }];
+        assert_eq!(
+            desired_roles(&p, &by_external_id).site,
+            BTreeSet::from(["auditor".into()])
+        );
+        let user = desired_user(&p, "u", &attrs(json!({"userName": "a@b.c"})), &groups).unwrap();
+        assert_eq!(
+            user.rule_groups,
+            vec!["a".to_string(), "b".into(), "c".into()]
+        );
+    }
+
+    #[test]
+    fn group_names_and_user_members() {
+        let members = vec![
+            store::Member {
+                value: "u1".into(),
+                kind: scim::ResourceKind::User,
+                display: None,
+            },
+            store::Member {
+                value: "g9".into(),
+                kind: scim::ResourceKind::Group,
+                display: None,
+            },
+        ];
+        let g = desired_group(
+            "g1",
+            &attrs(json!({"displayName": " Platform Team "})),
+            &members,
+        );
+        assert_eq!(g.name, "platform-team");
+        assert_eq!(g.display_name, "Platform Team");
+        assert_eq!(g.member_user_ids, BTreeSet::from(["u1".to_string()]));
+    }
+}

@@ -1,0 +1,443 @@
+//! Drift repair (issue 4 §9): compare the desired state of every SCIM resource with Coder's,
+//! in bulk (a few list calls instead of one reconcile per resource), print the plan or queue
+//! the resources that differ. The worker runs it every `drift_interval`; `scim-bridge reconcile
+//! [--dry-run]` runs it on demand.
+//!
+//! The plan covers users (existence, status, name, username, site roles, login_type,
+//! organization) and groups (existence, name, members). Organization roles are not compared
+//! here (that needs a call per user); they are re-applied whenever a user is reconciled.
+
+use crate::desired::{GroupIdentity, desired_group, desired_user};
+use crate::diff::{DriftKind, membership_diff, user_diff};
+use crate::error::ReconcileResult;
+use crate::policy::UserDeletePolicy;
+use crate::reconciler::Reconciler;
+use crate::users::LastApplied;
+use coder::types::{User, UserStatus};
+use scim::ResourceKind;
+use scim::projection::Projection;
+use scim::query::{ListQuery, MAX_RESULTS, SortOrder};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use store::{GetOptions, OutboxPriority, Store, StoredResource};
+use uuid::Uuid;
+
+/// One difference found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftItem {
+    pub kind: DriftKind,
+    pub resource: ResourceKind,
+    /// The SCIM id.
+    pub id: String,
+    /// What differs, for the printed plan.
+    pub detail: String,
+    /// Offboarding fixes (a user to suspend again) jump the queue.
+    pub priority: OutboxPriority,
+}
+
+/// What drift repair found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftPlan {
+    pub items: Vec<DriftItem>,
+    pub users_checked: u64,
+    pub groups_checked: u64,
+}
+
+impl DriftPlan {
+    /// How many differences of each kind.
+    pub fn counts(&self) -> BTreeMap<DriftKind, u64> {
+        let mut counts = BTreeMap::new();
+        for item in &self.items {
+            *counts.entry(item.kind).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Whether Coder matches the desired state.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl fmt::Display for DriftPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "checked {} users and {} groups: {} difference(s)",
+            self.users_checked,
+            self.groups_checked,
+            self.items.len()
+        )?;
+        for item in &self.items {
+            writeln!(
+                f,
+                "  {:<18} {} {}: {}",
+                item.kind.as_str(),
+                item.resource.name(),
+                item.id,
+                item.detail
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where drift repair is, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftProgress {
+    /// Coder's users and groups were read.
+    CoderRead {
+        users: u64,
+    },
+    UsersChecked {
+        checked: u64,
+        total: u64,
+    },
+    GroupsChecked {
+        checked: u64,
+        total: u64,
+    },
+}
+
+/// Page through every stored resource of `kind`.
+async fn for_each_resource(
+    store: &Store,
+    kind: ResourceKind,
+    options: GetOptions,
+    mut visit: impl FnMut(StoredResource, u64),
+) -> ReconcileResult<u64> {
+    let mut start = 1;
+    loop {
+        let query = ListQuery {
+            filter: None,
+            sort_by: None,
+            sort_order: SortOrder::Ascending,
+            start_index: start,
+            count: Some(MAX_RESULTS),
+            projection: Projection::default(),
+        };
+        let page = store.list(kind, &query, options).await?;
+        let n = page.items.len();
+        for item in page.items {
+            visit(item, page.total);
+        }
+        start += n;
+        if n == 0 || start > usize::try_from(page.total).unwrap_or(usize::MAX) {
+            return Ok(page.total);
+        }
+    }
+}
+
+/// Compare the desired state with Coder's. Calls `progress` as it goes.
+pub async fn plan(
+    reconciler: &Reconciler,
+    progress: &mut (dyn FnMut(DriftProgress) + Send),
+) -> ReconcileResult<DriftPlan> {
+    let store = reconciler.store();
+    let client = reconciler.client();
+    let policy = reconciler.policy();
+    let mut plan = DriftPlan::default();
+
+    let coder_users: HashMap<Uuid, User> = client
+        .list_all_users(None)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    progress(DriftProgress::CoderRead {
+        users: coder_users.len() as u64,
+    });
+    let identity = client.identify().await?;
+    let organization = reconciler.home_organization().await?;
+    let mappings: HashMap<String, store::CoderUser> = store
+        .coder_user_list()
+        .await?
+        .into_iter()
+        .map(|m| (m.scim_id.clone(), m))
+        .collect();
+    let managed: HashSet<Uuid> = mappings.values().map(|m| m.coder_user_id).collect();
+
+    let mut groups: HashMap<String, (GroupIdentity, StoredResource)> = HashMap::new();
+    for_each_resource(
+        store,
+        ResourceKind::Group,
+        GetOptions {
+            members: true,
+            groups: false,
+        },
+        |g, _| {
+            groups.insert(
+                g.id.clone(),
+                (GroupIdentity::from_attrs(&g.id, &g.attrs), g),
+            );
+        },
+    )
+    .await?;
+
+    let mut users = Vec::new();
+    for_each_resource(
+        store,
+        ResourceKind::User,
+        GetOptions {
+            members: false,
+            groups: policy.uses_groups(),
+        },
+        |u, _| users.push(u),
+    )
+    .await?;
+    let total_users = users.len() as u64;
+    let mut seen = HashSet::new();
+    for user in users {
+        plan.users_checked += 1;
+        seen.insert(user.id.clone());
+        let identities: Vec<GroupIdentity> = user
+            .groups
+            .iter()
+            .flatten()
+            .filter_map(|g| groups.get(&g.value).map(|(i, _)| i.clone()))
+            .collect();
+        let Ok(desired) = desired_user(policy, &user.id, &user.attrs, &identities) else {
+            continue;
+        };
+        let push = |plan: &mut DriftPlan, kind, detail: String, priority| {
+            plan.items.push(DriftItem {
+                kind,
+                resource: ResourceKind::User,
+                id: user.id.clone(),
+                detail,
+                priority,
+            });
+        };
+        let actual = mappings
+            .get(&user.id)
+            .and_then(|m| coder_users.get(&m.coder_user_id).map(|a| (m, a)));
+        match actual {
+            None => push(
+                &mut plan,
+                DriftKind::UserMissing,
+                format!("no Coder user for {}", desired.email),
+                OutboxPriority::Normal,
+            ),
+            Some((mapping, actual)) => {
+                let renamed = LastApplied::of(mapping).username_base != desired.username_base;
+                let username = if renamed {
+                    desired.username_base.clone()
+                } else {
+                    mapping.coder_username.clone()
+                };
+                let diff = user_diff(
+                    &desired,
+                    &username,
+                    actual,
+                    organization,
+                    actual.id != identity.user.id,
+                );
+                let priority = if diff.suspend {
+                    OutboxPriority::Offboarding
+                } else {
+                    OutboxPriority::Normal
+                };
+                for kind in diff.kinds() {
+                    let detail = match kind {
+                        DriftKind::UserStatus => format!(
+                            "Coder user {} is {:?}; SCIM active = {}",
+                            actual.username, actual.status, desired.active
+                        ),
+                        DriftKind::UserProfile => format!(
+                            "Coder has {:?}/{:?}; want {:?}/{:?}",
+                            actual.username, actual.name, username, desired.name
+                        ),
+                        DriftKind::UserRoles => format!(
+                            "Coder site roles {:?}; want {:?}",
+                            crate::diff::site_roles_of(actual),
+                            desired.roles.site
+                        ),
+                        DriftKind::LoginType => format!(
+                            "Coder login_type {:?}; policy {}",
+                            actual.login_type, desired.login_type
+                        ),
+                        DriftKind::UserOrganization => {
+                            format!("{} is not in the organization", actual.username)
+                        }
+                        _ => String::new(),
+                    };
+                    push(&mut plan, kind, detail, priority);
+                }
+            }
+        }
+        if plan.users_checked % 1000 == 0 {
+            progress(DriftProgress::UsersChecked {
+                checked: plan.users_checked,
+                total: total_users,
+            });
+        }
+    }
+    progress(DriftProgress::UsersChecked {
+        checked: plan.users_checked,
+        total: total_users,
+    });
+
+    // Mapped users whose SCIM User is gone but who still have access in Coder.
+    for mapping in mappings.values().filter(|m| !seen.contains(&m.scim_id)) {
+        let Some(actual) = coder_users.get(&mapping.coder_user_id) else {
+            continue;
+        };
+        let undone = match policy.users.delete_policy {
+            UserDeletePolicy::Suspend => actual.status != UserStatus::Suspended,
+            UserDeletePolicy::Delete => true,
+        };
+        if undone && actual.id != identity.user.id {
+            plan.items.push(DriftItem {
+                kind: DriftKind::UserNotRemoved,
+                resource: ResourceKind::User,
+                id: mapping.scim_id.clone(),
+                detail: format!(
+                    "SCIM user deleted; Coder user {} is {:?}",
+                    actual.username, actual.status
+                ),
+                priority: OutboxPriority::Offboarding,
+            });
+        }
+    }
+
+    if reconciler.mirroring_groups().await? {
+        plan_groups(
+            reconciler,
+            &mut plan,
+            &groups,
+            &mappings,
+            &managed,
+            organization,
+            progress,
+        )
+        .await?;
+    }
+    for (kind, count) in plan.counts() {
+        reconciler.observer.drift_found(kind, count);
+    }
+    Ok(plan)
+}
+
+async fn plan_groups(
+    reconciler: &Reconciler,
+    plan: &mut DriftPlan,
+    groups: &HashMap<String, (GroupIdentity, StoredResource)>,
+    mappings: &HashMap<String, store::CoderUser>,
+    managed: &HashSet<Uuid>,
+    organization: Uuid,
+    progress: &mut (dyn FnMut(DriftProgress) + Send),
+) -> ReconcileResult<()> {
+    let coder_groups: HashMap<Uuid, coder::types::Group> = reconciler
+        .client()
+        .groups(organization)
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g))
+        .collect();
+    let group_mappings: HashMap<String, store::CoderGroup> = reconciler
+        .store()
+        .coder_group_list()
+        .await?
+        .into_iter()
+        .map(|m| (m.scim_id.clone(), m))
+        .collect();
+    let total = groups.len() as u64;
+    for (id, (_, resource)) in groups {
+        plan.groups_checked += 1;
+        let desired = desired_group(
+            id,
+            &resource.attrs,
+            resource.members.as_deref().unwrap_or_default(),
+        );
+        let mut push = |kind, detail: String| {
+            plan.items.push(DriftItem {
+                kind,
+                resource: ResourceKind::Group,
+                id: id.clone(),
+                detail,
+                priority: OutboxPriority::Normal,
+            });
+        };
+        let Some(actual) = group_mappings
+            .get(id)
+            .and_then(|m| coder_groups.get(&m.coder_group_id))
+        else {
+            push(
+                DriftKind::GroupMissing,
+                format!("no Coder group {}", desired.name),
+            );
+            continue;
+        };
+        let (name, display) = crate::diff::group_rename(&desired, actual);
+        if name.is_some() || display.is_some() {
+            push(
+                DriftKind::GroupName,
+                format!(
+                    "Coder has {:?}/{:?}; want {:?}/{:?}",
+                    actual.name, actual.display_name, desired.name, desired.display_name
+                ),
+            );
+        }
+        let wanted: BTreeSet<Uuid> = desired
+            .member_user_ids
+            .iter()
+            .filter_map(|u| mappings.get(u).map(|m| m.coder_user_id))
+            .collect();
+        let current: BTreeSet<Uuid> = actual.members.iter().map(|m| m.id).collect();
+        let diff = membership_diff(&wanted, &current, |u| managed.contains(u));
+        if !diff.is_empty() {
+            push(
+                DriftKind::GroupMembers,
+                format!(
+                    "{} to add, {} to remove in {}",
+                    diff.add.len(),
+                    diff.remove.len(),
+                    actual.name
+                ),
+            );
+        }
+    }
+    progress(DriftProgress::GroupsChecked {
+        checked: plan.groups_checked,
+        total,
+    });
+    if reconciler.policy().groups.delete_policy == crate::policy::GroupDeletePolicy::Delete {
+        for mapping in group_mappings
+            .values()
+            .filter(|m| !groups.contains_key(&m.scim_id))
+        {
+            if coder_groups.contains_key(&mapping.coder_group_id) {
+                plan.items.push(DriftItem {
+                    kind: DriftKind::GroupNotRemoved,
+                    resource: ResourceKind::Group,
+                    id: mapping.scim_id.clone(),
+                    detail: format!(
+                        "SCIM group deleted; Coder group {} remains",
+                        mapping.coder_name
+                    ),
+                    priority: OutboxPriority::Normal,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queue every resource the plan names (once each, at the highest priority any of its items
+/// has). Returns how many were queued.
+pub async fn enqueue(store: &Store, plan: &DriftPlan) -> ReconcileResult<u64> {
+    let mut resources: BTreeMap<(String, String), (ResourceKind, OutboxPriority)> = BTreeMap::new();
+    for item in &plan.items {
+        let entry = resources
+            .entry((item.resource.name().to_owned(), item.id.clone()))
+            .or_insert((item.resource, item.priority));
+        entry.1 = entry.1.max(item.priority);
+    }
+    // Offboarding first, so a user to suspend again is not queued behind bulk fixes.
+    let mut ordered: Vec<_> = resources.into_iter().collect();
+    ordered.sort_by_key(|(_, (_, priority))| std::cmp::Reverse(*priority));
+    for ((_, id), (kind, priority)) in &ordered {
+        store.enqueue(*kind, id, *priority).await?;
+    }
+    Ok(ordered.len() as u64)
+}

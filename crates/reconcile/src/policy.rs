@@ -1,0 +1,629 @@
+//! The mapping rules: how SCIM Users and Groups become Coder users, groups and roles. Read from
+//! the `[users]`, `[offboarding]`, `[groups]` and `[roles]` tables of the TOML configuration
+//! (`docs/CONFIGURATION.md`), with the documented defaults, and validated once at start-up so a
+//! mistake is reported with the key that holds it instead of surfacing as Coder 400s.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Site roles Coder lets an owner grant (`member` is implied).
+pub const SITE_ROLES: &[&str] = &["owner", "template-admin", "user-admin", "auditor"];
+
+/// Roles that look like site roles but are organization roles in Coder.
+// Coder moved `agents-access` to the organization scope in April 2026; as a site role it
+// answers 400.
+const ORG_ONLY_ROLES: &[&str] = &["agents-access"];
+
+/// A mistake in the mapping rules, naming the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PolicyError {
+    /// The TOML key, e.g. `roles.rules[2].site_roles`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        PolicyError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a Coder user signs in. Chosen at creation; Coder has no endpoint to change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginType {
+    Oidc,
+    Github,
+    Password,
+    None,
+}
+
+impl LoginType {
+    /// The Coder client's value.
+    pub fn to_coder(self) -> coder::types::LoginType {
+        match self {
+            LoginType::Oidc => coder::types::LoginType::Oidc,
+            LoginType::Github => coder::types::LoginType::Github,
+            LoginType::Password => coder::types::LoginType::Password,
+            LoginType::None => coder::types::LoginType::None,
+        }
+    }
+
+    /// The name Coder uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginType::Oidc => "oidc",
+            LoginType::Github => "github",
+            LoginType::Password => "password",
+            LoginType::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for LoginType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SCIM attribute a Coder username is derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum UsernameSource {
+    /// `userName` (its local part when it is an email address).
+    #[default]
+    #[serde(rename = "userName")]
+    UserName,
+    /// The local part of the user's email.
+    #[serde(rename = "email")]
+    Email,
+}
+
+/// What a SCIM User DELETE does to the Coder user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserDeletePolicy {
+    /// Suspend the user (keeps workspaces and history).
+    #[default]
+    Suspend,
+    /// Delete the user; falls back to suspending when Coder answers 417 (workspaces exist).
+    Delete,
+}
+
+/// What a SCIM Group DELETE does to the Coder group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupDeletePolicy {
+    #[default]
+    Delete,
+    /// Leave the Coder group as it is and stop managing it.
+    Keep,
+}
+
+/// The organization new users join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganizationRef {
+    /// The organization with `is_default: true`.
+    Default,
+    /// An organization by name or id.
+    Named(String),
+}
+
+impl OrganizationRef {
+    fn parse(text: &str) -> OrganizationRef {
+        if text.eq_ignore_ascii_case("default") {
+            OrganizationRef::Default
+        } else {
+            OrganizationRef::Named(text.to_owned())
+        }
+    }
+}
+
+/// Which users a login type override applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideSelector {
+    /// Users whose email is in this domain (lower case, no `@`).
+    EmailDomain(String),
+    /// Members of the SCIM group with this displayName (ignoring case) or externalId.
+    Group(String),
+}
+
+/// A login type for some users instead of the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginTypeOverride {
+    pub selector: OverrideSelector,
+    pub login_type: LoginType,
+}
+
+/// `[users]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPolicy {
+    pub login_type: LoginType,
+    pub username_from: UsernameSource,
+    pub delete_policy: UserDeletePolicy,
+    pub recreate_on_login_type_mismatch: bool,
+    pub organization: OrganizationRef,
+    /// First match wins, in file order.
+    pub login_type_overrides: Vec<LoginTypeOverride>,
+}
+
+/// `[offboarding]`: what follows the suspension of a deactivated user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffboardingPolicy {
+    pub delete_api_tokens: bool,
+    pub stop_workspaces: bool,
+}
+
+/// `[groups]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// Mirror SCIM groups to Coder groups (needs Premium's `template_rbac`).
+    pub mirror: bool,
+    pub delete_policy: GroupDeletePolicy,
+}
+
+/// One `[[roles.rules]]` entry: members of `group` get these roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRule {
+    /// SCIM group displayName (ignoring case) or externalId.
+    pub group: String,
+    pub site_roles: Vec<String>,
+    /// Organization roles by organization name/id, or `default`.
+    pub org_roles: BTreeMap<String, Vec<String>>,
+}
+
+/// `[roles]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RolePolicy {
+    /// Site roles every managed user gets.
+    pub baseline_site_roles: Vec<String>,
+    pub rules: Vec<RoleRule>,
+}
+
+/// The validated mapping rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub users: UserPolicy,
+    pub offboarding: OffboardingPolicy,
+    pub groups: GroupPolicy,
+    pub roles: RolePolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            users: UserPolicy {
+                login_type: LoginType::Oidc,
+                username_from: UsernameSource::UserName,
+                delete_policy: UserDeletePolicy::Suspend,
+                recreate_on_login_type_mismatch: false,
+                organization: OrganizationRef::Default,
+                login_type_overrides: Vec::new(),
+            },
+            offboarding: OffboardingPolicy {
+                delete_api_tokens: true,
+                stop_workspaces: true,
+            },
+            groups: GroupPolicy {
+                mirror: true,
+                delete_policy: GroupDeletePolicy::Delete,
+            },
+            roles: RolePolicy::default(),
+        }
+    }
+}
+
+// ----- the TOML shapes, as written -----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    login_type: Option<LoginType>,
+    username_from: Option<UsernameSource>,
+    delete_policy: Option<UserDeletePolicy>,
+    recreate_on_login_type_mismatch: Option<bool>,
+    organization: Option<String>,
+    #[serde(default)]
+    login_type_overrides: Vec<OverrideFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideFile {
+    email_domain: Option<String>,
+    group: Option<String>,
+    login_type: LoginType,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffboardingFile {
+    delete_api_tokens: Option<bool>,
+    stop_workspaces: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupsFile {
+    mirror: Option<bool>,
+    delete_policy: Option<GroupDeletePolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesFile {
+    #[serde(default)]
+    baseline_site_roles: Vec<String>,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    group: String,
+    #[serde(default)]
+    site_roles: Vec<String>,
+    #[serde(default)]
+    org_roles: BTreeMap<String, Vec<String>>,
+}
+
+/// Deserialise the table `key` of `table`, or its default when absent; errors name the table.
+fn section<T: for<'de> Deserialize<'de> + Default>(
+    table: &toml::Table,
+    key: &str,
+) -> Result<T, PolicyError> {
+    match table.get(key) {
+        None => Ok(T::default()),
+        Some(toml::Value::Table(_)) => {
+            let value = table
+                .get(key)
+                .cloned()
+                .unwrap_or(toml::Value::Table(toml::Table::new()));
+            value
+                .try_into()
+                .map_err(|e: toml::de::Error| PolicyError::new(key, e.message().to_owned()))
+        }
+        Some(_) => Err(PolicyError::new(key, "must be a table")),
+    }
+}
+
+impl Policy {
+    /// Read and validate the `[users]`, `[offboarding]`, `[groups]` and `[roles]` tables of
+    /// `table` (other keys are process settings and are not looked at). Absent tables and keys
+    /// take the documented defaults; unknown keys inside them are errors.
+    pub fn from_toml(table: &toml::Table) -> Result<Policy, PolicyError> {
+        let users: UsersFile = section(table, "users")?;
+        let offboarding: OffboardingFile = section(table, "offboarding")?;
+        let groups: GroupsFile = section(table, "groups")?;
+        let roles: RolesFile = section(table, "roles")?;
+        let defaults = Policy::default();
+
+        let organization = match users.organization {
+            None => OrganizationRef::Default,
+            Some(name) if name.trim().is_empty() => {
+                return Err(PolicyError::new(
+                    "users.organization",
+                    "must name an organization or be \"default\"",
+                ));
+            }
+            Some(name) => OrganizationRef::parse(name.trim()),
+        };
+        let login_type = users.login_type.unwrap_or(defaults.users.login_type);
+        check_login_type("users.login_type", login_type)?;
+        let mut login_type_overrides = Vec::new();
+        for (i, entry) in users.login_type_overrides.into_iter().enumerate() {
+            let key = format!("users.login_type_overrides[{i}]");
+            check_login_type(&format!("{key}.login_type"), entry.login_type)?;
+            let selector = match (entry.email_domain, entry.group) {
+                (Some(domain), None) => {
+                    let domain = domain.trim().trim_start_matches('@').to_ascii_lowercase();
+                    if domain.is_empty()
+                        || domain.contains('@')
+                        || domain.contains(char::is_whitespace)
+                    {
+                        return Err(PolicyError::new(
+                            format!("{key}.email_domain"),
+                            "must be a domain such as \"contractors.example.com\"",
+                        ));
+                    }
+                    OverrideSelector::EmailDomain(domain)
+                }
+                (None, Some(group)) if !group.trim().is_empty() => {
+                    OverrideSelector::Group(group.trim().to_owned())
+                }
+                (None, Some(_)) => {
+                    return Err(PolicyError::new(
+                        format!("{key}.group"),
+                        "must not be empty",
+                    ));
+                }
+                _ => {
+                    return Err(PolicyError::new(
+                        key,
+                        "needs exactly one of email_domain or group",
+                    ));
+                }
+            };
+            login_type_overrides.push(LoginTypeOverride {
+                selector,
+                login_type: entry.login_type,
+            });
+        }
+
+        let baseline_site_roles =
+            check_site_roles("roles.baseline_site_roles", roles.baseline_site_roles)?;
+        let mut rules = Vec::new();
+        for (i, rule) in roles.rules.into_iter().enumerate() {
+            let key = format!("roles.rules[{i}]");
+            let group = rule.group.trim().to_owned();
+            if group.is_empty() {
+                return Err(PolicyError::new(
+                    format!("{key}.group"),
+                    "must name a SCIM group",
+                ));
+            }
+            let site_roles = check_site_roles(&format!("{key}.site_roles"), rule.site_roles)?;
+            let mut org_roles = BTreeMap::new();
+            for (org, names) in rule.org_roles {
+                let org_key = format!("{key}.org_roles.{org}");
+                if org.trim().is_empty() {
+                    return Err(PolicyError::new(
+                        org_key,
+                        "the organization name must not be empty",
+                    ));
+                }
+                let mut checked = Vec::new();
+                for name in names {
+                    let name = name.trim().to_owned();
+                    if name.is_empty() {
+                        return Err(PolicyError::new(&org_key, "role names must not be empty"));
+                    }
+                    if SITE_ROLES.contains(&name.as_str()) {
+                        return Err(PolicyError::new(
+                            &org_key,
+                            format!("{name:?} is a site role: put it in site_roles"),
+                        ));
+                    }
+                    if !checked.contains(&name) {
+                        checked.push(name);
+                    }
+                }
+                org_roles.insert(org.trim().to_owned(), checked);
+            }
+            if site_roles.is_empty() && org_roles.values().all(Vec::is_empty) {
+                return Err(PolicyError::new(
+                    key,
+                    "grants no role: give site_roles or org_roles",
+                ));
+            }
+            rules.push(RoleRule {
+                group,
+                site_roles,
+                org_roles,
+            });
+        }
+
+        Ok(Policy {
+            users: UserPolicy {
+                login_type,
+                username_from: users.username_from.unwrap_or_default(),
+                delete_policy: users.delete_policy.unwrap_or_default(),
+                recreate_on_login_type_mismatch: users
+                    .recreate_on_login_type_mismatch
+                    .unwrap_or(defaults.users.recreate_on_login_type_mismatch),
+                organization,
+                login_type_overrides,
+            },
+            offboarding: OffboardingPolicy {
+                delete_api_tokens: offboarding
+                    .delete_api_tokens
+                    .unwrap_or(defaults.offboarding.delete_api_tokens),
+                stop_workspaces: offboarding
+                    .stop_workspaces
+                    .unwrap_or(defaults.offboarding.stop_workspaces),
+            },
+            groups: GroupPolicy {
+                mirror: groups.mirror.unwrap_or(defaults.groups.mirror),
+                delete_policy: groups.delete_policy.unwrap_or_default(),
+            },
+            roles: RolePolicy {
+                baseline_site_roles,
+                rules,
+            },
+        })
+    }
+
+    /// Whether any rule (role or login type) looks at a user's group memberships: only then
+    /// does a user's reconcile read its groups, and a group's membership change re-queue users.
+    pub fn uses_groups(&self) -> bool {
+        !self.roles.rules.is_empty()
+            || self
+                .users
+                .login_type_overrides
+                .iter()
+                .any(|o| matches!(o.selector, OverrideSelector::Group(_)))
+    }
+
+    /// Whether a rule names the group with this displayName or externalId.
+    pub fn mentions_group(&self, display_name: Option<&str>, external_id: Option<&str>) -> bool {
+        let names = |name: &str| group_matches(name, display_name, external_id);
+        self.roles.rules.iter().any(|r| names(&r.group))
+            || self
+                .users
+                .login_type_overrides
+                .iter()
+                .any(|o| match &o.selector {
+                    OverrideSelector::Group(g) => names(g),
+                    OverrideSelector::EmailDomain(_) => false,
+                })
+    }
+}
+
+/// A rule's `group` names a SCIM group by displayName (ignoring case, as SCIM compares it) or
+/// by externalId (exactly: it is the IdP's identifier).
+pub(crate) fn group_matches(
+    rule: &str,
+    display_name: Option<&str>,
+    external_id: Option<&str>,
+) -> bool {
+    display_name.is_some_and(|d| d.trim().eq_ignore_ascii_case(rule))
+        || external_id.is_some_and(|e| e == rule)
+}
+
+fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError> {
+    // Coder refuses `none` for anyone but service accounts.
+    if login_type == LoginType::None {
+        return Err(PolicyError::new(
+            key,
+            "\"none\" is only for Coder service accounts; use oidc, github or password",
+        ));
+    }
+    Ok(())
+}
+
+fn check_site_roles(key: &str, roles: Vec<String>) -> Result<Vec<String>, PolicyError> {
+    let mut checked = Vec::new();
+    for role in roles {
+        let role = role.trim().to_owned();
+        if ORG_ONLY_ROLES.contains(&role.as_str()) {
+            return Err(PolicyError::new(
+                key,
+                format!(
+                    "{role:?} is an organization role in Coder: put it in org_roles, e.g. org_roles = {{ default = [\"{role}\"] }}"
+                ),
+            ));
+        }
+        if role == "member" {
+            return Err(PolicyError::new(
+                key,
+                "\"member\" is implied for every user; leave it out",
+            ));
+        }
+        if !SITE_ROLES.contains(&role.as_str()) {
+            return Err(PolicyError::new(
+                key,
+                format!(
+                    "unknown site role {role:?}; expected one of {}",
+                    SITE_ROLES.join(", ")
+                ),
+            ));
+        }
+        if !checked.contains(&role) {
+            checked.push(role);
+        }
+    }
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_toml(&text.parse::<toml::Table>().unwrap())
+    }
+
+    #[test]
+    fn empty_file_takes_the_documented_defaults() {
+        let policy = parse("").unwrap();
+        assert_eq!(policy, Policy::default());
+        assert_eq!(policy.users.login_type, LoginType::Oidc);
+        assert_eq!(policy.users.delete_policy, UserDeletePolicy::Suspend);
+        assert!(policy.offboarding.delete_api_tokens && policy.offboarding.stop_workspaces);
+        assert!(policy.groups.mirror);
+        assert_eq!(policy.groups.delete_policy, GroupDeletePolicy::Delete);
+        assert!(!policy.uses_groups());
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let policy = parse(include_str!("../tests/fixtures/policy.toml")).unwrap();
+        assert_eq!(policy.users.username_from, UsernameSource::UserName);
+        assert_eq!(policy.users.login_type_overrides.len(), 2);
+        assert_eq!(
+            policy.users.login_type_overrides[0].selector,
+            OverrideSelector::EmailDomain("contractors.example.com".into())
+        );
+        assert_eq!(
+            policy.users.login_type_overrides[1].login_type,
+            LoginType::Github
+        );
+        assert_eq!(policy.roles.rules.len(), 4);
+        assert_eq!(
+            policy.roles.rules[3].org_roles["default"],
+            vec!["agents-access".to_string()]
+        );
+        assert!(policy.uses_groups());
+        assert!(policy.mentions_group(Some("Coder-Admins"), None));
+        assert!(policy.mentions_group(None, Some("github-users")));
+        assert!(!policy.mentions_group(Some("devs"), Some("x")));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[users]\nlogin_typ = \"oidc\"", "users"),
+            ("[users]\nlogin_type = \"saml\"", "users"),
+            ("[users]\nlogin_type = \"none\"", "users.login_type"),
+            ("[users]\norganization = \"  \"", "users.organization"),
+            (
+                "[[users.login_type_overrides]]\nlogin_type = \"github\"",
+                "users.login_type_overrides[0]",
+            ),
+            (
+                "[[users.login_type_overrides]]\nemail_domain = \"a@b\"\nlogin_type = \"github\"",
+                "users.login_type_overrides[0].email_domain",
+            ),
+            (
+                "[roles]\nbaseline_site_roles = [\"admin\"]",
+                "roles.baseline_site_roles",
+            ),
+            (
+                "[[roles.rules]]\ngroup = \"x\"\nsite_roles = [\"agents-access\"]",
+                "roles.rules[0].site_roles",
+            ),
+            ("[[roles.rules]]\ngroup = \"x\"", "roles.rules[0]"),
+            (
+                "[[roles.rules]]\ngroup = \"\"\nsite_roles = [\"owner\"]",
+                "roles.rules[0].group",
+            ),
+            (
+                "[[roles.rules]]\ngroup = \"x\"\norg_roles = { default = [\"owner\"] }",
+                "roles.rules[0].org_roles.default",
+            ),
+            ("[groups]\ndelete_policy = \"archive\"", "groups"),
+            ("offboarding = 3", "offboarding"),
+        ];
+        for (text, key) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.key, key, "{text}: {error}");
+        }
+        let error =
+            parse("[[roles.rules]]\ngroup = \"x\"\nsite_roles = [\"agents-access\"]").unwrap_err();
+        assert!(error.message.contains("org_roles"), "{error}");
+        assert!(
+            parse("[users]\nlogin_typ = \"oidc\"")
+                .unwrap_err()
+                .message
+                .contains("login_typ")
+        );
+    }
+
+    #[test]
+    fn other_settings_are_not_looked_at() {
+        let policy = parse(
+            "listen = \"0.0.0.0:1\"\n[worker]\nconcurrency = 2\n[users]\norganization = \"Eng\"",
+        )
+        .unwrap();
+        assert_eq!(
+            policy.users.organization,
+            OrganizationRef::Named("Eng".into())
+        );
+    }
+}

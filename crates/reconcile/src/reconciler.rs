@@ -1,0 +1,289 @@
+//! The level-triggered core: [`Reconciler::reconcile_user`] and [`Reconciler::reconcile_group`]
+//! read the desired state from the store and the actual state from Coder and apply the
+//! difference, so a retry, a duplicate outbox row or a crash half-way is harmless.
+//!
+//! Every reconcile that changes Coder appends one audit record listing the calls made and
+//! their outcomes (reads are not listed: they change nothing).
+
+use crate::capabilities::resolve_organization;
+use crate::error::{ReconcileError, ReconcileResult};
+use crate::observer::SyncObserver;
+use crate::policy::{OrganizationRef, Policy};
+use crate::status::StatusHandle;
+use chrono::{DateTime, Utc};
+use coder::types::Organization;
+use coder::{CoderClient, CoderError};
+use scim::ResourceKind;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use store::{AuditEntry, Clock, Store};
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+/// The audit actor of the worker's records.
+pub const AUDIT_ACTOR: &str = "worker";
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// The Coder calls that change something, with their outcome (`ok` or the error).
+    pub calls: Vec<Value>,
+    /// Things an operator should know (adoption, a pending email, a delete that fell back).
+    pub notes: Vec<String>,
+    /// When Coder acknowledged a suspension of the user, if this reconcile suspended it.
+    pub suspended_at: Option<DateTime<Utc>>,
+    /// When the SCIM resource last changed (its `meta.lastModified`), if it exists.
+    pub resource_changed_at: Option<DateTime<Utc>>,
+}
+
+/// One reconcile in progress: collects the report and writes its audit record.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub report: Report,
+}
+
+impl Run {
+    pub fn new(kind: ResourceKind, id: &str) -> Run {
+        Run {
+            kind,
+            id: id.to_owned(),
+            report: Report::default(),
+        }
+    }
+
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.report.notes.push(note.into());
+    }
+}
+
+const PREMIUM_UNKNOWN: u8 = 0;
+const PREMIUM_NO: u8 = 1;
+const PREMIUM_YES: u8 = 2;
+
+/// Applies the policy to one resource at a time. Shared by the worker's tasks, drift repair and
+/// `scim-bridge reconcile`.
+#[derive(Debug)]
+pub struct Reconciler {
+    pub(crate) store: Store,
+    pub(crate) client: CoderClient,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Arc<dyn SyncObserver>,
+    pub(crate) status: StatusHandle,
+    organizations: RwLock<Vec<Organization>>,
+    groups_licensed: AtomicU8,
+}
+
+impl Reconciler {
+    /// A reconciler applying `policy` from `store` to the Coder behind `client`.
+    pub fn new(
+        store: Store,
+        client: CoderClient,
+        policy: Arc<Policy>,
+        clock: Arc<dyn Clock>,
+        observer: Arc<dyn SyncObserver>,
+    ) -> Reconciler {
+        Reconciler {
+            store,
+            client,
+            policy,
+            clock,
+            observer,
+            status: StatusHandle::default(),
+            organizations: RwLock::new(Vec::new()),
+            groups_licensed: AtomicU8::new(PREMIUM_UNKNOWN),
+        }
+    }
+
+    /// The shared status this reconciler (and its worker) updates.
+    pub fn status(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// The store it reads the desired state from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The Coder client it applies changes with.
+    pub fn client(&self) -> &CoderClient {
+        &self.client
+    }
+
+    /// The mapping rules.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Run the capability and conflict check and record it in the status (also remembers
+    /// whether groups are licensed).
+    pub async fn check_capabilities(
+        &self,
+    ) -> Result<crate::capabilities::CapabilityReport, CoderError> {
+        let result = crate::capabilities::check(&self.client, &self.policy).await;
+        match &result {
+            Ok(report) => {
+                self.set_groups_licensed(report.groups_licensed);
+                let report = report.clone();
+                self.status.update(|s| {
+                    s.coder_reachable = Some(true);
+                    s.coder_authorised = Some(true);
+                    s.capabilities = Some(report);
+                });
+            }
+            Err(e) => self.note_coder_failure(e),
+        }
+        result
+    }
+
+    /// Record in the status what a failed call says about Coder's reachability and our token.
+    pub(crate) fn note_coder_failure(&self, error: &CoderError) {
+        self.status.update(|s| match error {
+            CoderError::Auth { .. } => {
+                s.coder_reachable = Some(true);
+                s.coder_authorised = Some(false);
+            }
+            CoderError::Retryable { status: None, .. } => s.coder_reachable = Some(false),
+            _ => {}
+        });
+    }
+
+    pub(crate) fn set_groups_licensed(&self, licensed: bool) {
+        self.groups_licensed.store(
+            if licensed { PREMIUM_YES } else { PREMIUM_NO },
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether SCIM groups are mirrored to Coder: `groups.mirror` and Premium's groups.
+    pub(crate) async fn mirroring_groups(&self) -> ReconcileResult<bool> {
+        if !self.policy.groups.mirror {
+            return Ok(false);
+        }
+        match self.groups_licensed.load(Ordering::Relaxed) {
+            PREMIUM_YES => Ok(true),
+            PREMIUM_NO => Ok(false),
+            _ => {
+                let licensed = self
+                    .client
+                    .entitlements()
+                    .await?
+                    .allows(crate::capabilities::FEATURE_GROUPS);
+                self.set_groups_licensed(licensed);
+                Ok(licensed)
+            }
+        }
+    }
+
+    /// The id of the organization `key` names, from a cached list refreshed on a miss.
+    pub(crate) async fn organization_id(&self, key: &OrganizationRef) -> ReconcileResult<Uuid> {
+        if let Some(org) = resolve_organization(&self.organizations.read().await, key) {
+            return Ok(org.id);
+        }
+        let fresh = self.client.organizations().await?;
+        let found = resolve_organization(&fresh, key).map(|o| o.id);
+        *self.organizations.write().await = fresh;
+        found.ok_or_else(|| {
+            ReconcileError::Unappliable(format!("organization {key:?} does not exist in Coder"))
+        })
+    }
+
+    /// The organization new users join.
+    pub(crate) async fn home_organization(&self) -> ReconcileResult<Uuid> {
+        self.organization_id(&self.policy.users.organization).await
+    }
+
+    /// Make a Coder call that changes something, recording it and its outcome in the run.
+    pub(crate) async fn call<T>(
+        &self,
+        run: &mut Run,
+        operation: &'static str,
+        target: Value,
+        call: impl Future<Output = Result<T, CoderError>>,
+    ) -> Result<T, CoderError> {
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        run.report
+            .calls
+            .push(json!({ "call": operation, "target": target, "outcome": outcome }));
+        result
+    }
+
+    /// Append the run's audit record when it changed Coder, noted something or failed.
+    pub(crate) async fn finish(
+        &self,
+        run: &Run,
+        result: &ReconcileResult<()>,
+    ) -> ReconcileResult<()> {
+        if let Err(e) = result {
+            if let ReconcileError::Coder(coder) = e {
+                self.note_coder_failure(coder);
+            }
+        } else {
+            self.status.update(|s| {
+                s.coder_reachable = Some(true);
+                s.coder_authorised = Some(true);
+            });
+        }
+        if run.report.calls.is_empty() && run.report.notes.is_empty() && result.is_ok() {
+            return Ok(());
+        }
+        let entry = AuditEntry {
+            request_id: format!("reconcile-{}", Uuid::new_v4()),
+            actor: Some(AUDIT_ACTOR.to_owned()),
+            source_addr: None,
+            operation: format!("reconcile {}", run.kind.name()),
+            resource_type: Some(run.kind.name().to_owned()),
+            resource_id: Some(run.id.clone()),
+            change: json!({ "coder_calls": run.report.calls, "notes": run.report.notes }),
+            result: match result {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            },
+        };
+        self.store.append_audit(&entry).await?;
+        Ok(())
+    }
+
+    /// Record an open issue for the run's resource (for `scim-bridge status`) and note it in the
+    /// run's audit record.
+    pub(crate) async fn flag(
+        &self,
+        run: &mut Run,
+        issue_type: &str,
+        detail: String,
+    ) -> ReconcileResult<()> {
+        self.store
+            .sync_issue_record(run.kind, &run.id, issue_type, &detail)
+            .await?;
+        run.note(detail);
+        Ok(())
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+impl Reconciler {
+    /// The stored resource, or `None` when it does not exist (deleted by the IdP).
+    pub(crate) async fn stored(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        options: store::GetOptions,
+    ) -> ReconcileResult<Option<store::StoredResource>> {
+        match self.store.get(kind, id, options).await {
+            Ok(resource) => Ok(Some(resource)),
+            Err(store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,852 @@
+//! Reconciling one SCIM User with its Coder user (issue 4 §4–§5, §7).
+
+use crate::desired::{DesiredUser, GroupIdentity, desired_user};
+use crate::diff::{org_role_changes, user_diff};
+use crate::error::{ReconcileError, ReconcileResult};
+use crate::naming::username_candidate;
+use crate::policy::{OrganizationRef, UserDeletePolicy};
+use crate::reconciler::{Reconciler, Report, Run};
+use coder::CoderError;
+use coder::types::{
+    CreateUserRequest, PatchGroupRequest, UpdateUserProfileRequest, User, WorkspaceStatus,
+};
+use scim::ResourceKind;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use store::{CoderUser, GetOptions};
+use uuid::Uuid;
+
+/// Most collision suffixes tried for one username (`alice-smith-2` … `alice-smith-50`).
+const MAX_USERNAME_SUFFIX: u32 = 50;
+
+/// Open-issue keywords (`sync_issues.issue_type`).
+pub const ISSUE_LOGIN_TYPE_MISMATCH: &str = "login_type_mismatch";
+pub const ISSUE_EMAIL_PENDING: &str = "email_pending";
+pub const ISSUE_NOT_PROVISIONABLE: &str = "not_provisionable";
+pub const ISSUE_DELETE_BLOCKED: &str = "delete_blocked_by_workspaces";
+pub const ISSUE_EMAIL_CONFLICT: &str = "email_conflict";
+pub const ISSUE_USERNAME_CONFLICT: &str = "username_conflict";
+pub const ISSUE_COULD_NOT_SUSPEND: &str = "could_not_suspend";
+
+/// What the bridge last applied to a Coder user, kept in the mapping's `last_applied`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct LastApplied {
+    /// The username base the mapping's username was derived from: a changed base is a rename.
+    pub username_base: String,
+    pub email: String,
+    pub name: String,
+    pub active: bool,
+    pub site_roles: Vec<String>,
+    /// The rule-relevant SCIM groups the user was in (see [`DesiredUser::rule_groups`]).
+    pub rule_groups: Vec<String>,
+    /// The open login_type mismatch, as reported (so it is audited once).
+    pub flagged_login_type: Option<String>,
+}
+
+impl LastApplied {
+    pub fn of(mapping: &CoderUser) -> LastApplied {
+        serde_json::from_value(mapping.last_applied.clone()).unwrap_or_default()
+    }
+
+    fn from_desired(desired: &DesiredUser) -> LastApplied {
+        LastApplied {
+            username_base: desired.username_base.clone(),
+            email: desired.email.clone(),
+            name: desired.name.clone(),
+            active: desired.active,
+            site_roles: desired.roles.site.iter().cloned().collect(),
+            rule_groups: desired.rule_groups.clone(),
+            flagged_login_type: None,
+        }
+    }
+}
+
+fn login_type_name(login_type: coder::types::LoginType) -> String {
+    serde_json::to_value(login_type)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl Reconciler {
+    /// Bring the Coder user of SCIM User `scim_id` to the desired state: create or adopt it,
+    /// update it, suspend or activate it, or apply the delete policy when the SCIM User is gone.
+    pub async fn reconcile_user(&self, scim_id: &str) -> ReconcileResult<Report> {
+        let mut run = Run::new(ResourceKind::User, scim_id);
+        let result = self.user(scim_id, &mut run).await;
+        self.finish(&run, &result).await?;
+        result.map(|()| run.report)
+    }
+
+    async fn user(&self, scim_id: &str, run: &mut Run) -> ReconcileResult<()> {
+        let options = GetOptions {
+            members: false,
+            groups: true,
+        };
+        let resource = self.stored(ResourceKind::User, scim_id, options).await?;
+        let mapping = self.store.coder_user_get(scim_id).await?;
+        let Some(resource) = resource else {
+            return match mapping {
+                Some(mapping) => self.remove_user(mapping, run).await,
+                None => Ok(()),
+            };
+        };
+        run.report.resource_changed_at = Some(resource.last_modified);
+        let group_ids: Vec<String> = resource
+            .groups
+            .iter()
+            .flatten()
+            .map(|g| g.value.clone())
+            .collect();
+        let groups = self.group_identities(&group_ids).await?;
+        let desired = match desired_user(&self.policy, scim_id, &resource.attrs, &groups) {
+            Ok(desired) => desired,
+            Err(problem) => {
+                self.store
+                    .sync_issue_record(
+                        ResourceKind::User,
+                        scim_id,
+                        ISSUE_NOT_PROVISIONABLE,
+                        &problem.0,
+                    )
+                    .await?;
+                run.note(format!("not provisioned in Coder: {}", problem.0));
+                return Ok(());
+            }
+        };
+        self.store
+            .sync_issue_resolve(ResourceKind::User, scim_id, ISSUE_NOT_PROVISIONABLE)
+            .await?;
+        let organization = self.home_organization().await?;
+        let existing = match mapping {
+            Some(mapping) => match self.find_mapped(&mapping).await? {
+                Some(actual) => Some((mapping, actual)),
+                None => {
+                    run.note(format!(
+                        "Coder user {} ({}) no longer exists; provisioning it again",
+                        mapping.coder_username, mapping.coder_user_id
+                    ));
+                    self.store.coder_user_delete(scim_id).await?;
+                    None
+                }
+            },
+            None => None,
+        };
+        let (mapping, actual) = match existing {
+            Some(found) => found,
+            None => {
+                let (mapping, actual, created) =
+                    self.provision(&desired, organization, run).await?;
+                if created {
+                    self.join_mirrored_groups(&group_ids, actual.id, run)
+                        .await?;
+                }
+                (mapping, actual)
+            }
+        };
+        self.converge(&desired, mapping, actual, organization, &group_ids, run)
+            .await
+    }
+
+    /// The SCIM groups with these ids, as the rules see them; empty when no rule looks at groups.
+    async fn group_identities(&self, ids: &[String]) -> ReconcileResult<Vec<GroupIdentity>> {
+        if !self.policy.uses_groups() {
+            return Ok(Vec::new());
+        }
+        let mut groups = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(group) = self
+                .stored(ResourceKind::Group, id, GetOptions::BARE)
+                .await?
+            {
+                groups.push(GroupIdentity::from_attrs(id, &group.attrs));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The Coder user a mapping points at, if it still exists. Coder answers `GET /users/{id}`
+    /// for deleted users too, so existence is confirmed by listing (BEHAVIOUR.md).
+    pub(crate) async fn find_mapped(&self, mapping: &CoderUser) -> ReconcileResult<Option<User>> {
+        if let Some(user) = self
+            .client
+            .find_user_by_username(&mapping.coder_username)
+            .await?
+            && user.id == mapping.coder_user_id
+        {
+            return Ok(Some(user));
+        }
+        // Renamed outside the bridge, or deleted: read it by id, then confirm under its name.
+        let by_id = match self.client.user(mapping.coder_user_id).await {
+            Ok(user) => user,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if by_id.username.eq_ignore_ascii_case(&mapping.coder_username) {
+            return Ok(None);
+        }
+        Ok(self
+            .client
+            .find_user_by_username(&by_id.username)
+            .await?
+            .filter(|u| u.id == mapping.coder_user_id))
+    }
+
+    /// Create the Coder user, or adopt the one that already has its email. Returns the mapping,
+    /// the Coder user and whether it was created.
+    async fn provision(
+        &self,
+        desired: &DesiredUser,
+        organization: Uuid,
+        run: &mut Run,
+    ) -> ReconcileResult<(CoderUser, User, bool)> {
+        if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
+            let mapping = self.adopt(desired, &existing, run).await?;
+            return Ok((mapping, existing, false));
+        }
+        for n in 1..=MAX_USERNAME_SUFFIX {
+            let username = username_candidate(&desired.username_base, n);
+            if self.mapped_to_another(&username, &desired.scim_id).await? {
+                continue;
+            }
+            let request = CreateUserRequest {
+                email: desired.email.clone(),
+                username: username.clone(),
+                name: desired.name.clone(),
+                login_type: desired.login_type.to_coder(),
+                organization_ids: vec![organization],
+                user_status: None,
+            };
+            let target = json!({ "username": username, "email": desired.email, "login_type": desired.login_type.as_str() });
+            match self
+                .call(
+                    run,
+                    "create_user",
+                    target,
+                    self.client.create_user(&request),
+                )
+                .await
+            {
+                Ok(user) => {
+                    let mapping = self.save_new_mapping(desired, &user, false).await?;
+                    return Ok((mapping, user, true));
+                }
+                // 409: the username or the email is taken. The email was free a moment ago;
+                // if it is taken now, someone created the user meanwhile: adopt it.
+                Err(e) if e.is_conflict() => {
+                    if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
+                        let mapping = self.adopt(desired, &existing, run).await?;
+                        return Ok((mapping, existing, false));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store
+            .sync_issue_record(
+                ResourceKind::User,
+                &desired.scim_id,
+                ISSUE_USERNAME_CONFLICT,
+                &format!(
+                    "no free Coder username from {:?} up to suffix -{MAX_USERNAME_SUFFIX}",
+                    desired.username_base
+                ),
+            )
+            .await?;
+        Err(ReconcileError::Unappliable(format!(
+            "no free Coder username for {:?}",
+            desired.username_base
+        )))
+    }
+
+    /// Whether the bridge already gave `username` to another SCIM user.
+    async fn mapped_to_another(&self, username: &str, scim_id: &str) -> ReconcileResult<bool> {
+        let mapping = self.store.coder_user_by_username(username).await?;
+        Ok(mapping.is_some_and(|m| m.scim_id != scim_id))
+    }
+
+    /// Take over the Coder user that already has the desired email.
+    async fn adopt(
+        &self,
+        desired: &DesiredUser,
+        existing: &User,
+        run: &mut Run,
+    ) -> ReconcileResult<CoderUser> {
+        if let Some(other) = self
+            .store
+            .coder_user_by_username(&existing.username)
+            .await?
+            && other.scim_id != desired.scim_id
+        {
+            let other_exists = self
+                .stored(ResourceKind::User, &other.scim_id, GetOptions::BARE)
+                .await?
+                .is_some();
+            if other_exists {
+                let detail = format!(
+                    "Coder user {} has email {} but is already mapped to SCIM user {}",
+                    existing.username, desired.email, other.scim_id
+                );
+                self.store
+                    .sync_issue_record(
+                        ResourceKind::User,
+                        &desired.scim_id,
+                        ISSUE_EMAIL_CONFLICT,
+                        &detail,
+                    )
+                    .await?;
+                return Err(ReconcileError::Unappliable(detail));
+            }
+            // The IdP deleted and re-created the person: the old mapping is stale.
+            self.store.coder_user_delete(&other.scim_id).await?;
+        }
+        self.store
+            .sync_issue_resolve(ResourceKind::User, &desired.scim_id, ISSUE_EMAIL_CONFLICT)
+            .await?;
+        run.note(format!(
+            "adopted existing Coder user {} ({}) with email {}",
+            existing.username, existing.id, existing.email
+        ));
+        self.save_new_mapping(desired, existing, true).await
+    }
+
+    async fn save_new_mapping(
+        &self,
+        desired: &DesiredUser,
+        user: &User,
+        adopted: bool,
+    ) -> ReconcileResult<CoderUser> {
+        let mut applied = LastApplied::from_desired(desired);
+        // Nothing but the name is known to be applied yet; converge() records the rest.
+        applied.site_roles = Vec::new();
+        let mapping = CoderUser {
+            scim_id: desired.scim_id.clone(),
+            coder_user_id: user.id,
+            coder_username: user.username.clone(),
+            login_type: login_type_name(user.login_type),
+            adopted,
+            last_applied: serde_json::to_value(&applied).unwrap_or_default(),
+            updated_at: self.now(),
+        };
+        self.store.coder_user_upsert(&mapping).await?;
+        Ok(mapping)
+    }
+
+    /// A new Coder user joins the mirrored Coder groups of its SCIM groups. (A group reconciled
+    /// before the user existed skipped it; the group's mapping is saved before its members are
+    /// read, and this user's mapping before this, so one of the two always adds it.)
+    async fn join_mirrored_groups(
+        &self,
+        group_ids: &[String],
+        user: Uuid,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        if group_ids.is_empty() || !self.mirroring_groups().await? {
+            return Ok(());
+        }
+        for group_id in group_ids {
+            let Some(group) = self.store.coder_group_get(group_id).await? else {
+                continue;
+            };
+            let patch = PatchGroupRequest {
+                add_users: vec![user],
+                ..PatchGroupRequest::default()
+            };
+            let target = json!({ "group": group.coder_name, "add_users": [user] });
+            match self
+                .call(
+                    run,
+                    "patch_group",
+                    target,
+                    self.client.patch_group(group.coder_group_id, &patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Already added by the group's own reconcile, or the group is gone: the group's
+                // reconcile owns the final state.
+                Err(CoderError::Permanent {
+                    status: 400 | 404, ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The username the user should have: the mapped one, unless the SCIM source changed (a
+    /// rename), then the first free candidate from the new base.
+    async fn wanted_username(
+        &self,
+        desired: &DesiredUser,
+        mapping: &CoderUser,
+        actual: &User,
+    ) -> ReconcileResult<String> {
+        let applied = LastApplied::of(mapping);
+        if applied.username_base == desired.username_base || applied.username_base.is_empty() {
+            return Ok(mapping.coder_username.clone());
+        }
+        for n in 1..=MAX_USERNAME_SUFFIX {
+            let candidate = username_candidate(&desired.username_base, n);
+            if candidate.eq_ignore_ascii_case(&actual.username) {
+                return Ok(candidate);
+            }
+            if self.mapped_to_another(&candidate, &desired.scim_id).await? {
+                continue;
+            }
+            if self
+                .client
+                .find_user_by_username(&candidate)
+                .await?
+                .is_some_and(|u| u.id != actual.id)
+            {
+                continue;
+            }
+            return Ok(candidate);
+        }
+        Ok(mapping.coder_username.clone())
+    }
+
+    /// Apply the difference between `desired` and the existing Coder user.
+    async fn converge(
+        &self,
+        desired: &DesiredUser,
+        mut mapping: CoderUser,
+        mut actual: User,
+        organization: Uuid,
+        group_ids: &[String],
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        let before = mapping.clone();
+        let identity = self.client.identify().await?;
+        let is_self = actual.id == identity.user.id;
+        let username = self.wanted_username(desired, &mapping, &actual).await?;
+        let mut diff = user_diff(desired, &username, &actual, organization, !is_self);
+
+        let mut flagged_login_type = None;
+        if let Some((have, want)) = diff.login_type_mismatch {
+            if self.policy.users.recreate_on_login_type_mismatch
+                && !is_self
+                && self.owns_no_workspace(&actual).await?
+            {
+                let (new_mapping, new_actual) =
+                    self.recreate(desired, &actual, organization, run).await?;
+                self.join_mirrored_groups(group_ids, new_actual.id, run)
+                    .await?;
+                mapping = new_mapping;
+                actual = new_actual;
+                diff = user_diff(desired, &username, &actual, organization, !is_self);
+            } else {
+                let fix = if self.policy.users.recreate_on_login_type_mismatch {
+                    "the user owns workspaces: delete or transfer them, and the bridge then deletes and recreates the user".to_owned()
+                } else {
+                    format!(
+                        "delete the Coder user (after removing its workspaces) and let the bridge recreate it, set users.recreate_on_login_type_mismatch = true, or change the policy to {}",
+                        login_type_name(have)
+                    )
+                };
+                let detail = format!(
+                    "Coder user {} has login_type {} but the policy wants {want}, and Coder cannot change it. Fix: {fix}",
+                    actual.username,
+                    login_type_name(have),
+                );
+                self.store
+                    .sync_issue_record(
+                        ResourceKind::User,
+                        &desired.scim_id,
+                        ISSUE_LOGIN_TYPE_MISMATCH,
+                        &detail,
+                    )
+                    .await?;
+                // Audited when first found, not at every reconcile.
+                if LastApplied::of(&mapping).flagged_login_type.as_deref() != Some(detail.as_str())
+                {
+                    run.note(detail.clone());
+                }
+                flagged_login_type = Some(detail);
+            }
+        }
+        if flagged_login_type.is_none() {
+            self.store
+                .sync_issue_resolve(
+                    ResourceKind::User,
+                    &desired.scim_id,
+                    ISSUE_LOGIN_TYPE_MISMATCH,
+                )
+                .await?;
+        }
+
+        // Offboarding: suspension first, it blocks every key of the user at once.
+        if diff.suspend {
+            self.suspend(&actual, &desired.scim_id, run).await?;
+        }
+        if !desired.active {
+            self.offboard_extras(&actual, run).await?;
+        }
+
+        if diff.join_organization {
+            self.join_organization(organization, actual.id, run).await?;
+        }
+        if let Some((username, name)) = diff.profile.clone() {
+            let request = UpdateUserProfileRequest {
+                username: username.clone(),
+                name: name.clone(),
+            };
+            let target = json!({ "user": actual.id, "username": username, "name": name });
+            match self
+                .call(
+                    run,
+                    "update_profile",
+                    target,
+                    self.client.update_profile(actual.id, &request),
+                )
+                .await
+            {
+                Ok(user) => {
+                    mapping.coder_username = user.username.clone();
+                    self.store
+                        .sync_issue_resolve(
+                            ResourceKind::User,
+                            &desired.scim_id,
+                            ISSUE_USERNAME_CONFLICT,
+                        )
+                        .await?;
+                }
+                Err(e) if e.is_conflict() => {
+                    let detail = format!(
+                        "cannot rename Coder user {} to {username}: the username is taken",
+                        actual.username
+                    );
+                    self.flag(run, ISSUE_USERNAME_CONFLICT, detail).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match &diff.email_pending {
+            Some(email) => {
+                if LastApplied::of(&mapping).email != *email {
+                    run.note(format!(
+                        "email change to {email} recorded; Coder applies it from the OIDC claims at the user's next login (no API can change it)"
+                    ));
+                }
+                let detail = format!(
+                    "Coder has {}; the IdP says {email}; applied at the user's next OIDC login",
+                    actual.email
+                );
+                self.store
+                    .sync_issue_record(
+                        ResourceKind::User,
+                        &desired.scim_id,
+                        ISSUE_EMAIL_PENDING,
+                        &detail,
+                    )
+                    .await?;
+            }
+            None => {
+                self.store
+                    .sync_issue_resolve(ResourceKind::User, &desired.scim_id, ISSUE_EMAIL_PENDING)
+                    .await?;
+            }
+        }
+        if let Some(roles) = &diff.site_roles {
+            let target = json!({ "user": actual.id, "roles": roles });
+            self.call(
+                run,
+                "set_site_roles",
+                target,
+                self.client.set_site_roles(actual.id, roles),
+            )
+            .await?;
+        }
+        if !is_self {
+            self.converge_org_roles(desired, actual.id, run).await?;
+        }
+        if diff.activate {
+            self.call(
+                run,
+                "activate_user",
+                json!({ "user": actual.id }),
+                self.client.activate_user(actual.id),
+            )
+            .await?;
+        }
+
+        let mut applied = LastApplied::from_desired(desired);
+        applied.flagged_login_type = flagged_login_type;
+        mapping.last_applied = serde_json::to_value(applied).unwrap_or_default();
+        mapping.login_type = login_type_name(actual.login_type);
+        if mapping != before {
+            mapping.updated_at = self.now();
+            self.store.coder_user_upsert(&mapping).await?;
+        }
+        Ok(())
+    }
+
+    /// Delete a Coder user and confirm it by listing: `GET /users/{id}` still answers for a
+    /// deleted user (BEHAVIOUR.md).
+    async fn delete_confirmed(
+        &self,
+        actual: &User,
+        reason: &str,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        let target = json!({ "user": actual.id, "username": actual.username, "reason": reason });
+        self.call(
+            run,
+            "delete_user",
+            target,
+            self.client.delete_user(actual.id),
+        )
+        .await?;
+        if self.client.user_is_listed(actual.id).await? {
+            return Err(ReconcileError::Waiting(format!(
+                "Coder still lists deleted user {}",
+                actual.username
+            )));
+        }
+        Ok(())
+    }
+
+    async fn owns_no_workspace(&self, user: &User) -> ReconcileResult<bool> {
+        let workspaces = self.client.workspaces_owned_by(&user.username).await?;
+        Ok(workspaces
+            .iter()
+            .all(|w| w.latest_build.status == WorkspaceStatus::Deleted))
+    }
+
+    /// Delete a Coder user with the wrong login type and create it again with the right one.
+    async fn recreate(
+        &self,
+        desired: &DesiredUser,
+        actual: &User,
+        organization: Uuid,
+        run: &mut Run,
+    ) -> ReconcileResult<(CoderUser, User)> {
+        self.delete_confirmed(actual, "login_type mismatch", run)
+            .await?;
+        self.store.coder_user_delete(&desired.scim_id).await?;
+        let (mapping, user, _) = self.provision(desired, organization, run).await?;
+        run.note(format!(
+            "recreated Coder user {} with login_type {} (was {}, id {} → {})",
+            user.username,
+            desired.login_type,
+            login_type_name(actual.login_type),
+            actual.id,
+            user.id
+        ));
+        self.store
+            .sync_issue_resolve(
+                ResourceKind::User,
+                &desired.scim_id,
+                ISSUE_LOGIN_TYPE_MISMATCH,
+            )
+            .await?;
+        Ok((mapping, user))
+    }
+
+    /// Suspend the user and note when Coder acknowledged it (offboarding latency).
+    async fn suspend(&self, actual: &User, scim_id: &str, run: &mut Run) -> ReconcileResult<()> {
+        match self
+            .call(
+                run,
+                "suspend_user",
+                json!({ "user": actual.id }),
+                self.client.suspend_user(actual.id),
+            )
+            .await
+        {
+            Ok(_) => {
+                run.report.suspended_at = Some(self.now());
+                self.store
+                    .sync_issue_resolve(ResourceKind::User, scim_id, ISSUE_COULD_NOT_SUSPEND)
+                    .await?;
+                Ok(())
+            }
+            // Coder refuses to suspend an owner or the bridge itself: nothing a retry fixes.
+            Err(CoderError::Permanent {
+                status: 400,
+                message,
+                ..
+            }) => {
+                let detail = format!("Coder refused to suspend {}: {message}", actual.username);
+                self.flag(run, ISSUE_COULD_NOT_SUSPEND, detail).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After suspending: delete the user's listable API tokens and stop running workspaces, as
+    /// configured. Coder also stops a suspended user's workspaces; asking again is harmless.
+    async fn offboard_extras(&self, actual: &User, run: &mut Run) -> ReconcileResult<()> {
+        if self.policy.offboarding.delete_api_tokens {
+            for key in self.client.api_tokens(actual.id).await? {
+                let target =
+                    json!({ "user": actual.id, "key": key.id, "token_name": key.token_name });
+                match self
+                    .call(
+                        run,
+                        "delete_api_key",
+                        target,
+                        self.client.delete_api_key(actual.id, &key.id),
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if self.policy.offboarding.stop_workspaces {
+            for workspace in self.client.workspaces_owned_by(&actual.username).await? {
+                if !matches!(
+                    workspace.latest_build.status,
+                    WorkspaceStatus::Running | WorkspaceStatus::Starting
+                ) {
+                    continue;
+                }
+                let target = json!({ "workspace": workspace.id, "name": workspace.name });
+                match self
+                    .call(
+                        run,
+                        "stop_workspace",
+                        target,
+                        self.client.stop_workspace(workspace.id),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    // 409: a build is running; Coder stops a suspended user's workspaces anyway.
+                    Err(e) if e.is_conflict() => run.note(format!(
+                        "workspace {} was busy; Coder stops it",
+                        workspace.name
+                    )),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn join_organization(
+        &self,
+        organization: Uuid,
+        user: Uuid,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        let target = json!({ "organization": organization, "user": user });
+        match self
+            .call(
+                run,
+                "add_organization_member",
+                target,
+                self.client.add_organization_member(organization, user),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already a member: what we wanted.
+            Err(CoderError::Permanent {
+                status: 400 | 409,
+                ref message,
+                ..
+            }) if message.to_ascii_lowercase().contains("already") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Put the organization roles the rules give, in every organization a rule manages.
+    async fn converge_org_roles(
+        &self,
+        desired: &DesiredUser,
+        user: Uuid,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        if desired.roles.org.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
+        for (key, roles) in &desired.roles.org {
+            let key = if key.eq_ignore_ascii_case("default") {
+                OrganizationRef::Default
+            } else {
+                OrganizationRef::Named(key.clone())
+            };
+            let id = self.organization_id(&key).await?;
+            wanted.entry(id).or_default().extend(roles.iter().cloned());
+        }
+        let actual = self.client.user_roles(user).await?.organization_roles;
+        for (organization, roles) in org_role_changes(&wanted, &actual) {
+            if !actual.contains_key(&organization) {
+                self.join_organization(organization, user, run).await?;
+            }
+            let target = json!({ "organization": organization, "user": user, "roles": roles });
+            self.call(
+                run,
+                "set_organization_member_roles",
+                target,
+                self.client
+                    .set_organization_member_roles(organization, user, &roles),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The SCIM User is gone: apply `users.delete_policy` to its Coder user.
+    async fn remove_user(&self, mapping: CoderUser, run: &mut Run) -> ReconcileResult<()> {
+        let Some(actual) = self.find_mapped(&mapping).await? else {
+            self.store.coder_user_delete(&mapping.scim_id).await?;
+            run.note(format!(
+                "Coder user {} was already gone; mapping removed",
+                mapping.coder_username
+            ));
+            return Ok(());
+        };
+        let identity = self.client.identify().await?;
+        if actual.id == identity.user.id {
+            run.note("the SCIM user maps to the bridge's own Coder user; left as it is");
+            return Ok(());
+        }
+        if self.policy.users.delete_policy == UserDeletePolicy::Delete {
+            match self
+                .delete_confirmed(&actual, "SCIM user deleted", run)
+                .await
+            {
+                Ok(()) => {
+                    self.store.coder_user_delete(&mapping.scim_id).await?;
+                    for issue in [
+                        ISSUE_DELETE_BLOCKED,
+                        ISSUE_LOGIN_TYPE_MISMATCH,
+                        ISSUE_EMAIL_PENDING,
+                    ] {
+                        self.store
+                            .sync_issue_resolve(ResourceKind::User, &mapping.scim_id, issue)
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                // 417: the user owns workspaces. Suspend instead, and say so.
+                Err(ReconcileError::Coder(CoderError::Permanent {
+                    status: 417,
+                    message,
+                    ..
+                })) => {
+                    let detail = format!(
+                        "Coder user {} owns workspaces, so it was suspended instead of deleted ({message}); delete its workspaces and the next drift repair deletes it",
+                        actual.username
+                    );
+                    self.flag(run, ISSUE_DELETE_BLOCKED, detail).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if actual.status != coder::types::UserStatus::Suspended {
+            self.suspend(&actual, &mapping.scim_id, run).await?;
+        }
+        self.offboard_extras(&actual, run).await
+    }
+}

@@ -1,0 +1,111 @@
+//! Group → role sync (issue 4 §7).
+
+use crate::harness::{Env, TestDb};
+use crate::sync_tests;
+use coder_fake::IdpSyncOptions;
+use scim::ResourceKind;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+sync_tests!(
+    roles_are_the_union_over_groups_and_leave_with_the_group,
+    roles_apply_without_premium_too
+);
+
+const RULES: &str = r#"
+    [roles]
+    baseline_site_roles = ["auditor"]
+    [[roles.rules]]
+    group = "coder-admins"
+    site_roles = ["owner"]
+    [[roles.rules]]
+    group = "tmpl-ext-id"
+    site_roles = ["template-admin"]
+    [[roles.rules]]
+    group = "platform-agents"
+    org_roles = { default = ["agents-access"] }
+"#;
+
+fn set(roles: &[&str]) -> BTreeSet<String> {
+    roles.iter().map(|r| (*r).to_owned()).collect()
+}
+
+async fn roles_are_the_union_over_groups_and_leave_with_the_group(db: TestDb) {
+    let env = Env::start(db, true, RULES).await;
+    let user = env.create_user("pia@corp.com", json!({})).await;
+    let other = env.create_user("quinn@corp.com", json!({})).await;
+    let admins = env.create_group("Coder-Admins", &[&user.id]).await;
+    let templates = env.create_group("Template people", &[&user.id]).await;
+    env.patch(
+        ResourceKind::Group,
+        &templates.id,
+        json!([{ "op": "replace", "path": "externalId", "value": "tmpl-ext-id" }]),
+    )
+    .await;
+    env.create_group("platform-agents", &[&user.id]).await;
+    env.drain().await;
+
+    let org = env.fake.default_organization_id();
+    let coder_user = env.coder_user(&user.id).await;
+    assert_eq!(
+        coder_user.roles,
+        set(&["auditor", "owner", "template-admin"])
+    );
+    assert_eq!(
+        coder_user.organizations[&org],
+        set(&["agents-access"]),
+        "agents-access is an organization role"
+    );
+    assert_eq!(
+        env.coder_user(&other.id).await.roles,
+        set(&["auditor"]),
+        "baseline only"
+    );
+
+    // Leaving a group takes its roles away; the group's change re-queues the member.
+    env.patch(
+        ResourceKind::Group,
+        &admins.id,
+        json!([{ "op": "remove", "path": "members" }]),
+    )
+    .await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&user.id).await.roles,
+        set(&["auditor", "template-admin"])
+    );
+
+    // Joining does the opposite.
+    env.patch(
+        ResourceKind::Group,
+        &admins.id,
+        json!([{ "op": "add", "path": "members", "value": [{ "value": other.id }] }]),
+    )
+    .await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&other.id).await.roles,
+        set(&["auditor", "owner"])
+    );
+
+    // A deleted rule group takes its roles away too.
+    env.delete(ResourceKind::Group, &admins.id).await;
+    env.drain().await;
+    assert_eq!(env.coder_user(&other.id).await.roles, set(&["auditor"]));
+}
+
+async fn roles_apply_without_premium_too(db: TestDb) {
+    let env = Env::start(db, false, RULES).await;
+    env.fake.set_idp_sync(IdpSyncOptions::default());
+    let user = env.create_user("rex@corp.com", json!({})).await;
+    env.create_group("coder-admins", &[&user.id]).await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&user.id).await.roles,
+        set(&["auditor", "owner"])
+    );
+    assert!(
+        env.coder().groups.is_empty(),
+        "groups are not mirrored without Premium"
+    );
+}

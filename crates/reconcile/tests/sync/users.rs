@@ -1,0 +1,505 @@
+//! Users (issue 4 §4) and instant offboarding (§5).
+
+use crate::harness::{Env, TestDb, calls};
+use crate::sync_tests;
+use coder::types::LoginType;
+use coder_fake::{LoginType as FakeLoginType, UserStatus, WorkspaceStatus};
+use reconcile::{
+    ISSUE_DELETE_BLOCKED, ISSUE_EMAIL_PENDING, ISSUE_LOGIN_TYPE_MISMATCH, ISSUE_NOT_PROVISIONABLE,
+};
+use scim::ResourceKind;
+use serde_json::json;
+
+sync_tests!(
+    creates_the_user_with_a_valid_username_name_email_and_organization,
+    username_collisions_get_a_suffix,
+    a_user_with_the_same_email_is_adopted,
+    login_type_comes_from_the_policy_and_its_overrides,
+    a_login_type_mismatch_is_flagged_with_the_fix,
+    a_login_type_mismatch_is_fixed_by_recreating_when_allowed,
+    renames_and_name_changes_go_through_the_profile,
+    an_email_change_is_recorded_as_pending,
+    deactivation_suspends_first_then_removes_tokens_and_stops_workspaces,
+    delete_suspends_by_default,
+    delete_policy_delete_removes_the_user_or_falls_back_to_suspend,
+    a_user_deleted_by_hand_in_coder_is_provisioned_again,
+    a_user_without_an_email_is_reported_not_provisioned,
+    reconciling_twice_changes_nothing,
+);
+
+async fn creates_the_user_with_a_valid_username_name_email_and_organization(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let alice = env
+        .create_user(
+            "alice.smith@corp.com",
+            json!({ "displayName": "  Alice Smith  " }),
+        )
+        .await;
+    env.drain().await;
+
+    let user = env.coder_user(&alice.id).await;
+    assert_eq!(user.username, "alice-smith");
+    assert_eq!(user.email, "alice.smith@corp.com");
+    assert_eq!(user.name, "Alice Smith");
+    assert_eq!(user.login_type, FakeLoginType::Oidc);
+    assert_ne!(user.status, UserStatus::Suspended);
+    assert!(
+        user.organizations
+            .contains_key(&env.fake.default_organization_id())
+    );
+    let mapping = env.mapping(&alice.id).await;
+    assert_eq!(
+        (
+            mapping.coder_username.as_str(),
+            mapping.adopted,
+            mapping.login_type.as_str()
+        ),
+        ("alice-smith", false, "oidc")
+    );
+
+    let audit = env.worker_audit(&alice.id).await;
+    assert_eq!(
+        audit.len(),
+        1,
+        "one record per reconcile that changed Coder"
+    );
+    assert_eq!(audit[0].change["coder_calls"][0]["call"], "create_user");
+    assert_eq!(audit[0].change["coder_calls"][0]["outcome"], "ok");
+    assert_eq!(audit[0].result, "ok");
+}
+
+async fn username_collisions_get_a_suffix(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    // Taken in Coder by a user the bridge does not manage…
+    env.hand_made_user("alice-smith", "someone@else.com", LoginType::Password)
+        .await;
+    let first = env.create_user("alice.smith@corp.com", json!({})).await;
+    // …and in the mapping by another SCIM user.
+    let second = env.create_user("alice.smith@other.com", json!({})).await;
+    let long = env
+        .create_user(&format!("{}@corp.com", "x".repeat(40)), json!({}))
+        .await;
+    let long_twin = env
+        .create_user(&format!("{}@other.com", "x".repeat(40)), json!({}))
+        .await;
+    env.drain().await;
+
+    assert_eq!(env.coder_user(&first.id).await.username, "alice-smith-2");
+    assert_eq!(env.coder_user(&second.id).await.username, "alice-smith-3");
+    assert_eq!(env.coder_user(&long.id).await.username, "x".repeat(32));
+    assert_eq!(
+        env.coder_user(&long_twin.id).await.username,
+        format!("{}-2", "x".repeat(30))
+    );
+    let state = env.coder();
+    assert_eq!(
+        state.user("alice-smith").unwrap().email,
+        "someone@else.com",
+        "the unmanaged user is untouched"
+    );
+}
+
+async fn a_user_with_the_same_email_is_adopted(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let existing = env
+        .hand_made_user("bobby", "Bob@Corp.com", LoginType::Oidc)
+        .await;
+    let bob = env
+        .create_user("bob@corp.com", json!({ "displayName": "Bob" }))
+        .await;
+    let before = env.coder().calls.len();
+    env.drain().await;
+
+    let mapping = env.mapping(&bob.id).await;
+    assert!(mapping.adopted);
+    assert_eq!(mapping.coder_user_id, existing.id);
+    assert_eq!(
+        mapping.coder_username, "bobby",
+        "an adopted user keeps its username"
+    );
+    assert!(
+        env.coder().calls[before..]
+            .iter()
+            .all(|c| c.method != "POST"),
+        "no duplicate user"
+    );
+    let audit = env.worker_audit(&bob.id).await;
+    assert!(
+        audit.iter().any(|r| r.change["notes"]
+            .to_string()
+            .contains("adopted existing Coder user bobby")),
+        "{audit:?}"
+    );
+}
+
+async fn login_type_comes_from_the_policy_and_its_overrides(db: TestDb) {
+    let rules = r#"
+        [[users.login_type_overrides]]
+        email_domain = "contractors.example.com"
+        login_type = "github"
+        [[users.login_type_overrides]]
+        group = "password-people"
+        login_type = "password"
+    "#;
+    let env = Env::start(db, false, rules).await;
+    let staff = env.create_user("staff@corp.com", json!({})).await;
+    let contractor = env
+        .create_user("c@contractors.example.com", json!({}))
+        .await;
+    let member = env.create_user("p@corp.com", json!({})).await;
+    env.create_group("Password-People", &[&member.id]).await;
+    env.drain().await;
+
+    assert_eq!(
+        env.coder_user(&staff.id).await.login_type,
+        FakeLoginType::Oidc
+    );
+    assert_eq!(
+        env.coder_user(&contractor.id).await.login_type,
+        FakeLoginType::Github
+    );
+    assert_eq!(
+        env.coder_user(&member.id).await.login_type,
+        FakeLoginType::Password
+    );
+}
+
+async fn a_login_type_mismatch_is_flagged_with_the_fix(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    env.hand_made_user("carol", "carol@corp.com", LoginType::Password)
+        .await;
+    let carol = env.create_user("carol@corp.com", json!({})).await;
+    env.drain().await;
+
+    let issues = env.issues(ISSUE_LOGIN_TYPE_MISMATCH).await;
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].resource_id, carol.id);
+    assert!(
+        issues[0].detail.contains("login_type password") && issues[0].detail.contains("Fix:"),
+        "{}",
+        issues[0].detail
+    );
+    assert_eq!(
+        env.coder_user(&carol.id).await.login_type,
+        FakeLoginType::Password,
+        "not recreated by default"
+    );
+
+    // Audited once, not at every reconcile.
+    env.store()
+        .enqueue(ResourceKind::User, &carol.id, store::OutboxPriority::Normal)
+        .await
+        .unwrap();
+    env.drain().await;
+    let notes: Vec<_> = env
+        .worker_audit(&carol.id)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.change["notes"]
+                .to_string()
+                .contains("login_type password")
+        })
+        .collect();
+    assert_eq!(notes.len(), 1);
+}
+
+async fn a_login_type_mismatch_is_fixed_by_recreating_when_allowed(db: TestDb) {
+    let env = Env::start(db, false, "[users]\nrecreate_on_login_type_mismatch = true").await;
+    let old_dave = env
+        .hand_made_user("dave", "dave@corp.com", LoginType::Github)
+        .await
+        .id;
+    env.hand_made_user("erin", "erin@corp.com", LoginType::Github)
+        .await;
+    env.fake.create_workspace("erin", "dev", false).unwrap();
+    let dave = env.create_user("dave@corp.com", json!({})).await;
+    let erin = env.create_user("erin@corp.com", json!({})).await;
+    env.drain().await;
+
+    let new_dave = env.coder_user(&dave.id).await;
+    assert_eq!(new_dave.login_type, FakeLoginType::Oidc);
+    assert_ne!(new_dave.id, old_dave, "recreated with a new id");
+    assert!(env.coder().user_by_id(old_dave).unwrap().deleted);
+    assert_eq!(
+        env.mapping(&dave.id).await.coder_user_id,
+        new_dave.id,
+        "the mapping follows"
+    );
+    // Erin owns a workspace: flagged instead.
+    assert_eq!(
+        env.coder_user(&erin.id).await.login_type,
+        FakeLoginType::Github
+    );
+    let issues = env.issues(ISSUE_LOGIN_TYPE_MISMATCH).await;
+    assert_eq!(
+        issues
+            .iter()
+            .map(|i| i.resource_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![erin.id.as_str()]
+    );
+}
+
+async fn renames_and_name_changes_go_through_the_profile(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env
+        .create_user("frank@corp.com", json!({ "displayName": "Frank" }))
+        .await;
+    env.drain().await;
+    let id = env.coder_user(&user.id).await.id;
+
+    env.patch(
+        ResourceKind::User,
+        &user.id,
+        json!([
+            { "op": "replace", "path": "userName", "value": "frank.jones@corp.com" },
+            { "op": "replace", "path": "displayName", "value": "Frank Jones" }
+        ]),
+    )
+    .await;
+    env.drain().await;
+    let renamed = env.coder_user(&user.id).await;
+    assert_eq!(
+        (renamed.id, renamed.username.as_str(), renamed.name.as_str()),
+        (id, "frank-jones", "Frank Jones")
+    );
+    assert_eq!(env.mapping(&user.id).await.coder_username, "frank-jones");
+    assert_eq!(
+        calls(&env.coder(), "PUT", "/api/v2/users/{user}/profile", 200),
+        1
+    );
+
+    // Renamed by hand in Coder: put back.
+    env.owner
+        .update_profile(
+            id,
+            &coder::types::UpdateUserProfileRequest {
+                username: "hand-made".into(),
+                name: "X".into(),
+            },
+        )
+        .await
+        .unwrap();
+    env.store()
+        .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
+        .await
+        .unwrap();
+    env.drain().await;
+    let restored = env.coder_user(&user.id).await;
+    assert_eq!(
+        (restored.username.as_str(), restored.name.as_str()),
+        ("frank-jones", "Frank Jones")
+    );
+}
+
+async fn an_email_change_is_recorded_as_pending(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("gina@corp.com", json!({})).await;
+    env.drain().await;
+    env.patch(
+        ResourceKind::User,
+        &user.id,
+        json!([{ "op": "replace", "path": "emails", "value": [{ "value": "gina.new@corp.com", "primary": true }] }]),
+    )
+    .await;
+    env.drain().await;
+
+    assert_eq!(
+        env.coder_user(&user.id).await.email,
+        "gina@corp.com",
+        "Coder has no endpoint for it"
+    );
+    let issues = env.issues(ISSUE_EMAIL_PENDING).await;
+    assert_eq!(issues.len(), 1);
+    assert!(
+        issues[0].detail.contains("gina.new@corp.com")
+            && issues[0].detail.contains("next OIDC login")
+    );
+    let audit = env.worker_audit(&user.id).await;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.change["notes"].to_string().contains("next login")),
+        "{audit:?}"
+    );
+}
+
+async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("hank@corp.com", json!({})).await;
+    env.drain().await;
+    let username = env.coder_user(&user.id).await.username;
+    env.fake.create_api_token(&username, "ci").unwrap();
+    env.fake.create_api_token(&username, "laptop").unwrap();
+    env.fake.create_workspace(&username, "dev", true).unwrap();
+
+    env.set_active(&user.id, false).await;
+    let queued = env
+        .store()
+        .outbox_list(store::OutboxFilter::Pending, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued[0].priority,
+        store::OutboxPriority::Offboarding,
+        "deactivation jumps the queue"
+    );
+    let event = env
+        .store()
+        .outbox_claim("t", chrono::Duration::seconds(30), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let report = env
+        .reconciler
+        .reconcile_user(&event.resource_id)
+        .await
+        .unwrap();
+    env.store().outbox_complete(&event).await.unwrap();
+    assert!(
+        report.suspended_at.is_some(),
+        "the report carries the suspension time for the latency metric"
+    );
+
+    let state = env.coder();
+    let coder_user = state.user(&username).unwrap();
+    assert_eq!(coder_user.status, UserStatus::Suspended);
+    assert!(
+        state.keys.iter().all(|k| k.user_id != coder_user.id),
+        "listable tokens deleted"
+    );
+    assert!(
+        state
+            .workspaces
+            .iter()
+            .all(|w| w.status != WorkspaceStatus::Running)
+    );
+    let calls: Vec<_> = report
+        .calls
+        .iter()
+        .map(|c| c["call"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(calls[0], "suspend_user", "suspension first: {calls:?}");
+    assert_eq!(calls.iter().filter(|c| *c == "delete_api_key").count(), 2);
+
+    env.set_active(&user.id, true).await;
+    env.drain().await;
+    assert_eq!(env.coder_user(&user.id).await.status, UserStatus::Active);
+}
+
+async fn delete_suspends_by_default(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("ivan@corp.com", json!({})).await;
+    env.drain().await;
+    let id = env.coder_user(&user.id).await.id;
+    env.delete(ResourceKind::User, &user.id).await;
+    env.drain().await;
+    let state = env.coder();
+    let coder_user = state.user_by_id(id).unwrap();
+    assert_eq!(
+        (coder_user.status, coder_user.deleted),
+        (UserStatus::Suspended, false)
+    );
+    assert!(
+        env.store()
+            .coder_user_get(&user.id)
+            .await
+            .unwrap()
+            .is_some(),
+        "still managed"
+    );
+}
+
+async fn delete_policy_delete_removes_the_user_or_falls_back_to_suspend(db: TestDb) {
+    let env = Env::start(db, false, "[users]\ndelete_policy = \"delete\"").await;
+    let plain = env.create_user("judy@corp.com", json!({})).await;
+    let busy = env.create_user("kurt@corp.com", json!({})).await;
+    env.drain().await;
+    let plain_id = env.coder_user(&plain.id).await.id;
+    let busy_user = env.coder_user(&busy.id).await;
+    env.fake
+        .create_workspace(&busy_user.username, "dev", false)
+        .unwrap();
+
+    env.delete(ResourceKind::User, &plain.id).await;
+    env.delete(ResourceKind::User, &busy.id).await;
+    env.drain().await;
+
+    let state = env.coder();
+    assert!(state.user_by_id(plain_id).unwrap().deleted);
+    assert!(
+        env.store()
+            .coder_user_get(&plain.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "mapping removed after a confirmed delete"
+    );
+    let busy_now = state.user_by_id(busy_user.id).unwrap();
+    assert_eq!(
+        (busy_now.deleted, busy_now.status),
+        (false, UserStatus::Suspended),
+        "417 falls back to suspend"
+    );
+    let issues = env.issues(ISSUE_DELETE_BLOCKED).await;
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].resource_id, busy.id);
+}
+
+async fn a_user_deleted_by_hand_in_coder_is_provisioned_again(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("lena@corp.com", json!({})).await;
+    env.drain().await;
+    let old = env.coder_user(&user.id).await.id;
+    env.owner.delete_user(old).await.unwrap();
+    env.store()
+        .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
+        .await
+        .unwrap();
+    env.drain().await;
+    let again = env.coder_user(&user.id).await;
+    assert_ne!(again.id, old);
+    assert_eq!(again.username, "lena");
+}
+
+async fn a_user_without_an_email_is_reported_not_provisioned(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("E12345", json!({ "emails": [] })).await;
+    env.drain().await;
+    assert!(
+        env.store()
+            .coder_user_get(&user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(env.issues(ISSUE_NOT_PROVISIONABLE).await.len(), 1);
+}
+
+async fn reconciling_twice_changes_nothing(db: TestDb) {
+    let env = Env::start(
+        db,
+        false,
+        "[[roles.rules]]\ngroup = \"admins\"\nsite_roles = [\"auditor\"]",
+    )
+    .await;
+    let user = env.create_user("mia@corp.com", json!({})).await;
+    env.create_group("admins", &[&user.id]).await;
+    env.drain().await;
+    let before = env.coder().calls.len();
+    let audit_before = env.worker_audit(&user.id).await.len();
+    let report = env.reconciler.reconcile_user(&user.id).await.unwrap();
+    assert!(
+        report.calls.is_empty(),
+        "level-triggered: a duplicate is harmless: {:?}",
+        report.calls
+    );
+    let state = env.coder();
+    assert!(
+        state.calls[before..].iter().all(|c| c.method == "GET"),
+        "only reads: {:?}",
+        &state.calls[before..]
+    );
+    assert_eq!(env.worker_audit(&user.id).await.len(), audit_before);
+}

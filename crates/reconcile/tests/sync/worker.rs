@@ -1,0 +1,404 @@
+//! The worker: wake-ups, priority, outages, 429 storms, dead letters, leases, an auth pause,
+//! shutdown, and replicas sharing the queue (issue 4 §3, §5, §10).
+
+use crate::harness::{Env, TestDb, calls, worker_config};
+use crate::sync_tests;
+use chrono::Duration as ChronoDuration;
+use coder_fake::{Fault, FaultKind, UserStatus};
+use reconcile::{Worker, WorkerConfig};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{OutboxFilter, StoreOptions};
+use tokio::sync::oneshot;
+
+sync_tests!(
+    the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue,
+    coder_down_for_minutes_loses_nothing_and_duplicates_nothing,
+    a_429_storm_is_honoured_without_dead_letters,
+    rows_are_dead_lettered_after_max_attempts,
+    a_crashed_workers_lease_is_taken_over,
+    an_auth_failure_pauses_without_spending_attempts,
+    shutdown_releases_leases,
+    two_workers_share_the_queue_without_double_applying,
+);
+
+/// A running worker and the means to stop it.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn(worker: Worker) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Move the manual clock forward in steps until `done`, so backoffs end without sleeping.
+async fn advance_until(
+    env: &Env,
+    step: ChronoDuration,
+    what: &str,
+    done: impl Fn(&coder_fake::FakeState) -> bool,
+) {
+    for _ in 0..600 {
+        if done(&env.coder()) {
+            return;
+        }
+        env.db.clock.advance(step);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("never reached: {what}");
+}
+
+async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let leaver = env.create_user("leaver@corp.com", json!({})).await;
+    env.drain().await;
+    for n in 0..30 {
+        env.create_user(&format!("bulk{n}@corp.com"), json!({}))
+            .await;
+    }
+    env.set_active(&leaver.id, false).await;
+    let before = env.coder().calls.len();
+    let running = spawn(env.worker(WorkerConfig {
+        concurrency: 1,
+        ..worker_config("w1")
+    }));
+    env.wait_for("the backlog", |s| s.users.len() == 32).await;
+    let state = env.coder();
+    let first_write = state.calls[before..]
+        .iter()
+        .find(|c| c.method != "GET")
+        .unwrap();
+    assert_eq!(
+        first_write.route, "/api/v2/users/{user}/status/suspend",
+        "offboarding first"
+    );
+    assert_eq!(state.user("leaver").unwrap().status, UserStatus::Suspended);
+
+    // A new row wakes the worker at once (the 25 ms poll would also find it; the notify path
+    // is what the offboarding latency bench measures).
+    let late = env.create_user("late@corp.com", json!({})).await;
+    env.wait_for("the late user", |s| s.user("late").is_some())
+        .await;
+    running.stop().await;
+    assert!(
+        env.store()
+            .outbox_list(OutboxFilter::All, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        env.observer.recorded().offboarding.len(),
+        1,
+        "offboarding latency recorded"
+    );
+    assert!(
+        env.store()
+            .coder_user_get(&late.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let running = spawn(env.worker(worker_config("w1")));
+    // Coder is down: every request dropped or answered 503.
+    env.fake.inject(Fault::next(1000, FaultKind::Drop)).unwrap();
+    env.fake
+        .inject(Fault::next(
+            1000,
+            FaultKind::Status {
+                status: 503,
+                retry_after: None,
+            },
+        ))
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        // SCIM writes still commit while Coder is down.
+        ids.push(
+            env.create_user(&format!("down{n}@corp.com"), json!({}))
+                .await
+                .id,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let retrying = env.store().outbox_stats().await.unwrap();
+    assert_eq!(retrying.depth, 10);
+    // Minutes pass (ManualClock); the outage ends.
+    env.db.clock.advance(ChronoDuration::minutes(5));
+    env.fake.clear_faults();
+    advance_until(
+        &env,
+        ChronoDuration::seconds(30),
+        "all users after recovery",
+        |s| s.users.len() == 11,
+    )
+    .await;
+    env.wait_for_empty_outbox().await;
+    running.stop().await;
+    let state = env.coder();
+    assert_eq!(
+        calls(&state, "POST", "/api/v2/users", 201),
+        10,
+        "each user created exactly once"
+    );
+    assert_eq!(state.users.iter().filter(|u| !u.deleted).count(), 11);
+    for id in &ids {
+        env.coder_user(id).await;
+    }
+    let stats = env.store().outbox_stats().await.unwrap();
+    assert_eq!((stats.depth, stats.dead), (0, 0));
+    assert!(env.observer.recorded().retries > 0);
+}
+
+async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    env.fake
+        .inject(
+            Fault::next(
+                12,
+                FaultKind::Status {
+                    status: 429,
+                    retry_after: Some("1".into()),
+                },
+            )
+            .on_paths("/api/v2/users"),
+        )
+        .unwrap();
+    for n in 0..8 {
+        env.create_user(&format!("storm{n}@corp.com"), json!({}))
+            .await;
+    }
+    let started = std::time::Instant::now();
+    let running = spawn(env.worker(WorkerConfig {
+        max_attempts: 2,
+        ..worker_config("w1")
+    }));
+    advance_until(
+        &env,
+        ChronoDuration::seconds(2),
+        "all users despite the storm",
+        |s| s.users.len() == 9,
+    )
+    .await;
+    running.stop().await;
+    let state = env.coder();
+    assert_eq!(state.calls.iter().filter(|c| c.status == 429).count(), 12);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was waited for"
+    );
+    let stats = env.store().outbox_stats().await.unwrap();
+    assert_eq!(
+        stats.dead, 0,
+        "429s spend no attempts, even with max_attempts = 2"
+    );
+    assert_eq!(env.observer.recorded().dead_letters, 0);
+}
+
+async fn rows_are_dead_lettered_after_max_attempts(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    env.fake
+        .inject(
+            Fault::next(
+                1000,
+                FaultKind::Status {
+                    status: 500,
+                    retry_after: None,
+                },
+            )
+            .on_paths("/api/v2/users"),
+        )
+        .unwrap();
+    let user = env.create_user("doomed@corp.com", json!({})).await;
+    let running = spawn(env.worker(WorkerConfig {
+        max_attempts: 3,
+        ..worker_config("w1")
+    }));
+    for _ in 0..300 {
+        if env.store().outbox_stats().await.unwrap().dead == 1 {
+            break;
+        }
+        env.db.clock.advance(ChronoDuration::seconds(10));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    running.stop().await;
+    let dead = env
+        .store()
+        .outbox_list(OutboxFilter::Dead, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].resource_id, user.id);
+    let reason = dead[0].dead_reason.clone().unwrap();
+    assert!(
+        reason.contains("after 3 attempts") && reason.contains("500"),
+        "{reason}"
+    );
+    let recorded = env.observer.recorded();
+    assert_eq!((recorded.dead_letters, recorded.retries), (1, 2));
+    // The reconcile's failure is in the audit trail too.
+    let audit = env.worker_audit(&user.id).await;
+    assert_eq!(audit.len(), 3);
+    assert!(audit.iter().all(|r| r.result.contains("500")));
+}
+
+async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    env.create_user("orphan@corp.com", json!({})).await;
+    // A worker claims the row and dies without completing it.
+    let claimed = env
+        .store()
+        .outbox_claim("crashed", ChronoDuration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let running = spawn(env.worker(worker_config("w2")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(env.coder().user("orphan").is_none(), "the lease holds");
+    env.db.clock.advance(ChronoDuration::seconds(31));
+    env.wait_for("the takeover", |s| s.user("orphan").is_some())
+        .await;
+    running.stop().await;
+}
+
+async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let running = spawn(env.worker(worker_config("w1")));
+    env.wait_for("the start-up check", |s| {
+        s.calls.iter().any(|c| c.route == "/api/v2/organizations")
+    })
+    .await;
+    env.fake
+        .inject(Fault::next(
+            6,
+            FaultKind::Status {
+                status: 401,
+                retry_after: None,
+            },
+        ))
+        .unwrap();
+    env.create_user("patient@corp.com", json!({})).await;
+    env.wait_for("the resumed worker", |s| s.user("patient").is_some())
+        .await;
+    running.stop().await;
+    let recorded = env.observer.recorded();
+    assert_eq!(recorded.retries, 0, "an auth failure spends no retry");
+    assert_eq!(recorded.coder_auth_ok, Some(true), "resumed");
+    let audit = env.store().audit_export(None).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.result.contains("401")),
+        "the refused attempt is audited"
+    );
+    assert!(!env.reconciler.status().snapshot().paused);
+    assert!(
+        calls(&env.coder(), "GET", "/api/v2/users", 401)
+            + calls(&env.coder(), "GET", "/api/v2/organizations", 401)
+            > 0
+    );
+}
+
+async fn shutdown_releases_leases(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    env.fake
+        .inject(Fault::next(50, FaultKind::Latency { millis: 300 }))
+        .unwrap();
+    for n in 0..6 {
+        env.create_user(&format!("slow{n}@corp.com"), json!({}))
+            .await;
+    }
+    let running = spawn(env.worker(WorkerConfig {
+        shutdown_grace: Duration::from_millis(50),
+        ..worker_config("w1")
+    }));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    running.stop().await;
+    let rows = env
+        .store()
+        .outbox_list(OutboxFilter::All, 10)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.leased_by.is_none()), "{rows:?}");
+}
+
+async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
+    if !db.is_postgres() {
+        // SQLite is one replica by design; the test is about SKIP LOCKED.
+        return;
+    }
+    let second = store::Store::connect(
+        &db.url,
+        StoreOptions {
+            clock: db.clock.clone(),
+            run_migrations: false,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let env = Env::start(db, true, "").await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(
+            env.create_user(&format!("shared{n}@corp.com"), json!({}))
+                .await
+                .id,
+        );
+    }
+    let other = Arc::new(reconcile::Reconciler::new(
+        second,
+        crate::harness::client_for(&env.fake),
+        Arc::new(reconcile::Policy::default()),
+        env.db.clock.clone(),
+        Arc::new(reconcile::NoObserver),
+    ));
+    let a = spawn(env.worker(worker_config("replica-a")));
+    let b = spawn(Worker::from_reconciler(other, worker_config("replica-b")));
+    env.wait_for("all users", |s| s.users.len() == 41).await;
+    env.wait_for_empty_outbox().await;
+    a.stop().await;
+    b.stop().await;
+    let state = env.coder();
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 201), 40);
+    assert_eq!(
+        calls(&state, "POST", "/api/v2/users", 409),
+        0,
+        "no resource was applied twice"
+    );
+    for id in &ids {
+        env.coder_user(id).await;
+    }
+    let audit = env.store().audit_export(None).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|r| r.operation == "reconcile User")
+            .count(),
+        40,
+        "one reconcile per user"
+    );
+}
