@@ -421,7 +421,14 @@ impl Backend {
                 for step in plan.steps {
                     match step {
                         GroupPatchStep::Attributes(part) => {
-                            attrs = apply_patch(kind, id, &attrs, &part, options)?;
+                            let (next, stray) = apply_patch(kind, id, &attrs, &part, options)?;
+                            // The plan keeps member operations out of `part`; should the core
+                            // still return a member list, it is applied, never stored as JSON.
+                            if let Some(inputs) = stray {
+                                let change = MemberChange::Replace(member_refs(inputs));
+                                members.apply(&mut tx, id, change, now).await?;
+                            }
+                            attrs = next;
                         }
                         GroupPatchStep::Members(change) => {
                             members.apply(&mut tx, id, change, now).await?;
@@ -429,26 +436,28 @@ impl Backend {
                     }
                 }
             }
-            None if kind == ResourceKind::Group => {
-                // An operation needs the member list (a filter other than `value eq`, a member
-                // sub-attribute): load it, apply in memory, and write back the difference.
-                let loaded = load_members(&mut tx, &[id.to_string()])
-                    .await?
-                    .remove(id)
-                    .unwrap_or_default();
+            None => {
+                // A User, or a Group operation that needs the member list (a filter other than
+                // `value eq`, a member sub-attribute): load the members, apply in memory, and
+                // write back the difference.
                 let mut doc = attrs.clone();
-                doc.insert(
-                    "members".into(),
-                    Value::Array(loaded.iter().map(Member::to_json).collect()),
-                );
-                let mut next = apply_patch(kind, id, &doc, request, options)?;
-                let inputs = split_body(kind, &mut next)?.unwrap_or_default();
-                members
-                    .apply(&mut tx, id, MemberChange::Replace(member_refs(inputs)), now)
-                    .await?;
+                if kind == ResourceKind::Group {
+                    let loaded = load_members(&mut tx, &[id.to_string()])
+                        .await?
+                        .remove(id)
+                        .unwrap_or_default();
+                    doc.insert(
+                        "members".into(),
+                        Value::Array(loaded.iter().map(Member::to_json).collect()),
+                    );
+                }
+                let (next, inputs) = apply_patch(kind, id, &doc, request, options)?;
+                if kind == ResourceKind::Group {
+                    let change = MemberChange::Replace(member_refs(inputs.unwrap_or_default()));
+                    members.apply(&mut tx, id, change, now).await?;
+                }
                 attrs = next;
             }
-            None => attrs = apply_patch(kind, id, &attrs, request, options)?,
         }
         let columns = IndexedColumns::of(kind, &attrs)?;
         let mut change = Map::new();
@@ -1835,30 +1844,24 @@ fn member_refs(inputs: Vec<MemberInput>) -> Vec<MemberRef> {
 }
 
 /// Apply PATCH operations to a resource's attributes with the protocol core. The core sees the
-/// resource as served (with `id`: Okta's rename repeats it); what comes back is stripped to the
-/// stored attributes again.
+/// resource as served (with `id`: Okta's rename repeats it); what comes back is split into the
+/// stored attributes and, for a Group, the member list it holds (if any).
+/// Attributes after a PATCH, and the member list they held (Groups, when present).
+type PatchedAttributes = (Map<String, Value>, Option<Vec<MemberInput>>);
+
 fn apply_patch(
     kind: ResourceKind,
     id: &str,
     attrs: &Map<String, Value>,
     request: &PatchRequest,
     options: &PatchOptions,
-) -> StoreResult<Map<String, Value>> {
+) -> StoreResult<PatchedAttributes> {
     let mut doc = Map::with_capacity(attrs.len() + 1);
     doc.insert("id".into(), Value::String(id.to_string()));
     doc.extend(attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut next = apply(kind, &doc, request, Registry::standard(), options)?;
-    if kind == ResourceKind::Group {
-        // Members are rows; the caller reads them from the result before stripping.
-        let members = next.shift_remove("members");
-        split_body(kind, &mut next)?;
-        if let Some(members) = members {
-            next.insert("members".into(), members);
-        }
-    } else {
-        split_body(kind, &mut next)?;
-    }
-    Ok(next)
+    let members = split_body(kind, &mut next)?;
+    Ok((next, members))
 }
 
 /// Whether `filter` reads the attribute `name` (e.g. `members[value eq "…"]`).
