@@ -243,3 +243,49 @@ async fn secrets_never_reach_the_logs() {
         "passwords never reach the audit trail"
     );
 }
+
+/// `scim-bridge demo` replays the Okta-style push and shows Coder converged: the group's members
+/// hold `template-admin`, bob is renamed, carol is suspended, and the audit chain is intact.
+#[test]
+fn demo_converges_coder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(support::BIN)
+        .args(["demo", "--once"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCIM_BRIDGE_LISTEN", "127.0.0.1:0")
+        .env("SCIM_BRIDGE_LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("ERR "),
+        "every replayed request succeeded:\n{text}"
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    assert!(line("alice ").contains("template-admin"), "{text}");
+    assert!(
+        line("robert-jones ").contains("template-admin"),
+        "the rename reached Coder:\n{text}"
+    );
+    assert!(
+        line("carol ").contains("suspended"),
+        "the deactivation reached Coder:\n{text}"
+    );
+    assert!(!line("carol ").contains("template-admin"));
+    assert!(
+        line("group coder-template-admins").contains("alice")
+            && line("group coder-template-admins").contains("robert-jones")
+    );
+    assert!(text.contains("intact"), "{text}");
+}

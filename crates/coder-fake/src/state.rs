@@ -197,6 +197,10 @@ pub struct IdpSyncOptions {
     /// OIDC users = 400.
     #[serde(default)]
     pub site_role_sync: bool,
+    /// Coder's own SCIM endpoint is configured (`CODER_SCIM_AUTH_HEADER`): the `scim`
+    /// entitlement is then enabled, not merely licensed.
+    #[serde(default)]
+    pub coder_scim: bool,
 }
 
 /// A snapshot of the whole fake deployment, for assertions.

@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod logging;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,16 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Compare the stored state with Coder and queue the fixes (drift repair).
+    Reconcile {
+        /// Print the plan without queueing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Coder capabilities and conflicts, the outbox, and open sync issues (exit 1 when something needs a person).
+    Status,
+    /// Try it in one command: SQLite and a Coder fake in process, an Okta-style push, then keep serving.
+    Demo(commands::demo::DemoArgs),
     /// Check every setting and the mapping rules, then exit.
     Config {
         #[command(subcommand)]
@@ -84,9 +95,15 @@ fn run() -> anyhow::Result<bool> {
                 commands::outbox::run(&settings, action).await.map(|_| true)
             }
             Command::Audit { action } => commands::audit::run(&settings, action).await,
+            Command::Reconcile { dry_run } => commands::reconcile::run(&settings, dry_run)
+                .await
+                .map(|_| true),
+            Command::Status => commands::status::run(&settings).await,
+            Command::Demo(args) => commands::demo::run(&settings, args).await,
             Command::Config {
                 action: ConfigAction::Check,
             } => {
+                sync::policy(&settings)?;
                 println!("{settings:#?}");
                 println!("configuration is valid");
                 Ok(true)

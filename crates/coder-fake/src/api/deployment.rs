@@ -50,7 +50,11 @@ pub(super) fn entitlements(world: &mut World, _call: &Call<'_>) -> Outcome {
         .map(|f| {
             (
                 *f,
-                json!({ "enabled": world.premium, "entitlement": entitlement }),
+                // Coder enables `scim` only when its SCIM endpoint is configured.
+                json!({
+                    "enabled": world.premium && (*f != "scim" || world.idp_sync.coder_scim),
+                    "entitlement": entitlement,
+                }),
             )
         })
         .collect();

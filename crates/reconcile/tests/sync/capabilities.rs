@@ -17,7 +17,11 @@ async fn premium_owner_deployment_is_reported(db: TestDb) {
     assert_eq!(report.identity, "admin");
     assert!(report.is_owner && report.groups_licensed && report.groups_mirrored);
     assert!(!report.organization_sync && report.group_sync_organizations.is_empty());
-    // The fake's Premium licence switches Coder's own SCIM on: warned.
+    // Licensed is not enabled: Coder's own SCIM is off until its endpoint is configured.
+    assert!(!report.coder_scim_enabled);
+    assert!(!report.warnings.iter().any(|w| w.contains("Coder's own SCIM")));
+    env.fake.set_idp_sync(IdpSyncOptions { coder_scim: true, ..IdpSyncOptions::default() });
+    let report = env.reconciler.check_capabilities().await.unwrap();
     assert!(report.coder_scim_enabled);
     assert!(
         report

@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod demo;
 pub mod migrate;
 pub mod outbox;
+pub mod reconcile;
 pub mod serve;
+pub mod status;
 pub mod token;
 
 use store::{Store, StoreOptions};

@@ -107,17 +107,40 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let policy = crate::sync::policy(settings)?;
+    drop(policy);
     let store = open_and_migrate(settings).await?;
     if let Some(path) = &settings.idp_tokens_file {
         let n = import_idp_tokens(&store, path).await?;
         tracing::info!(count = n, "imported IdP tokens");
     }
     let metrics = server::Metrics::new();
-    let deps = server::ServerDeps::new(store.clone());
-    let deps = server::ServerDeps {
-        metrics: metrics.clone(),
-        ..deps
-    };
+    let mut deps = server::ServerDeps::new(store.clone());
+    deps.metrics = metrics.clone();
+
+    // The worker, when Coder is configured and this replica runs one.
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut worker_task = None;
+    if settings.coder.is_some() {
+        let reconciler = crate::sync::reconciler(settings, &store, Some(&metrics))?;
+        deps.readiness = std::sync::Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
+        if settings.worker.enabled {
+            let worker = crate::sync::worker(settings, reconciler);
+            worker_task = Some(tokio::spawn(async move {
+                let shutdown = async {
+                    let _ = worker_stopped.await;
+                };
+                if let Err(e) = worker.run(shutdown).await {
+                    tracing::error!(error = %e, "the outbox worker stopped");
+                }
+            }));
+        } else {
+            tracing::info!("SCIM_BRIDGE_WORKER is off: this replica serves SCIM only");
+        }
+    } else {
+        tracing::warn!("no Coder URL is set: SCIM changes are stored and queued but not synced");
+    }
+
     let bound = server::bind(server_config(settings)?, deps)
         .await
         .map_err(|e| {
@@ -131,9 +154,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let handle = bound.handle();
     let server = tokio::spawn(bound.run());
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests and releasing outbox leases");
+    let _ = stop_worker.send(());
     handle.stop(true).await;
     let _ = tokio::time::timeout(Duration::from_secs(35), server).await;
+    if let Some(task) = worker_task {
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,256 @@
+//! `scim-bridge demo`: the whole product on one machine in one command. Embedded SQLite and the
+//! Coder fake run in this process on loopback; an Okta-style push (users, a group mapped to
+//! `template-admin`, a rename and a deactivation) is replayed over HTTP; then the bridge prints
+//! what Coder now holds and the audit trail, and keeps serving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use store::{Store, StoreOptions, SystemClock};
+
+use crate::config::Settings;
+
+/// The push the demo replays (the file's request shapes follow Okta's SCIM 2.0 reference).
+const PUSH: &str = include_str!("../../../../fixtures/demo/okta-push.json");
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Exit after printing the result instead of serving (for scripts and tests).
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
+    let push: Value = serde_json::from_str(PUSH)?;
+    let dir = std::env::temp_dir().join(format!("scim-bridge-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let database_url = format!("sqlite://{}", dir.join("demo.db").display());
+
+    // Coder, faked faithfully (Premium, so groups are mirrored), on loopback.
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
+        premium: true,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the Coder fake: {e}"))?;
+
+    let store = Store::connect(&database_url, StoreOptions::default()).await?;
+    let token = store.token_create("demo", None).await?;
+    let rules: toml::Table = push["rules"].as_str().unwrap_or_default().parse()?;
+    let policy =
+        reconcile::Policy::from_toml(&rules).map_err(|e| anyhow::anyhow!("demo rules: {e}"))?;
+
+    let metrics = server::Metrics::new();
+    let coder_url: url::Url = fake.base_url().parse()?;
+    let client = coder::CoderClient::new(coder::CoderConfig::new(
+        coder_url,
+        coder::SessionToken::new(fake.owner_token()),
+    ))?
+    .with_observer(Arc::new(crate::sync::MetricsObserver(metrics.clone())));
+    let reconciler = Arc::new(reconcile::Reconciler::new(
+        store.clone(),
+        client,
+        Arc::new(policy),
+        Arc::new(SystemClock),
+        Arc::new(crate::sync::MetricsObserver(metrics.clone())),
+    ));
+    let worker =
+        reconcile::Worker::from_reconciler(reconciler.clone(), reconcile::WorkerConfig::default());
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker_task = tokio::spawn(worker.run(async {
+        let _ = worker_stopped.await;
+    }));
+
+    let mut deps = server::ServerDeps::new(store.clone());
+    deps.metrics = metrics;
+    deps.readiness = Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
+    let mut config = super::serve::server_config(settings)?;
+    config.rate_limit_per_second = 0;
+    let bound = match server::bind(config.clone(), deps.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            // The default port may be taken on a developer machine: any free port will do.
+            eprintln!("{} is taken ({e}); using a free port", config.listen);
+            config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            server::bind(config, deps).await?
+        }
+    };
+    let addr = bound.local_addr();
+    let handle = bound.handle();
+    let server_task = tokio::spawn(bound.run());
+    let base = format!("http://{addr}/scim/v2");
+
+    println!("scim-bridge demo");
+    println!("  SCIM base URL:  {base}");
+    println!("  Coder (fake):   {}", fake.base_url());
+    println!("  database:       {database_url}");
+    println!();
+    println!(
+        "Replaying an Okta-style push ({} requests):",
+        push["steps"].as_array().map_or(0, Vec::len)
+    );
+    let ok = replay(&push, &base, &token).await?;
+
+    // Wait for the worker to converge Coder (bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = store.outbox_stats().await?;
+        if stats.depth == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    print_coder(&fake.state());
+    print_audit(&store).await?;
+
+    if !args.once {
+        println!();
+        println!("The bridge keeps serving. Token: {token}");
+        println!("Try:");
+        println!(
+            "  curl -s -H 'Authorization: Bearer {token}' '{base}/Users?filter=userName%20eq%20%22alice%40example.com%22'"
+        );
+        println!(
+            "  curl -s -H 'Authorization: Bearer {token}' '{base}/Groups?excludedAttributes=members'"
+        );
+        println!(
+            "  curl -s -X PATCH -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n      '{base}/Users/<id>' -d '{{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{{\"op\":\"replace\",\"value\":{{\"active\":false}}}}]}}'"
+        );
+        println!(
+            "  curl -s {}/__fake/state     # what Coder holds",
+            fake.base_url()
+        );
+        println!("  curl -s http://{addr}/metrics");
+        println!("Press Ctrl-C to stop.");
+        super::serve::shutdown_signal().await;
+    }
+    let _ = stop_worker.send(());
+    handle.stop(true).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker_task).await;
+    fake.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ok)
+}
+
+/// Send each step, substituting `{id:NAME}` with ids captured from earlier answers.
+async fn replay(push: &Value, base: &str, token: &str) -> anyhow::Result<bool> {
+    let http = reqwest::Client::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let substitute = |text: &str, ids: &HashMap<String, String>| {
+        ids.iter().fold(text.to_string(), |acc, (name, id)| {
+            acc.replace(&format!("{{id:{name}}}"), id)
+        })
+    };
+    let mut all_ok = true;
+    for step in push["steps"].as_array().into_iter().flatten() {
+        let method =
+            reqwest::Method::from_bytes(step["method"].as_str().unwrap_or("GET").as_bytes())?;
+        let path = substitute(step["path"].as_str().unwrap_or("/"), &ids);
+        let mut req = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = step.get("body") {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(substitute(&body.to_string(), &ids));
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let expected = step["expect"].as_u64().unwrap_or(200) as u16;
+        // PATCH may answer 204 instead of 200 (RFC 7644 §3.5.2).
+        let ok = status == expected || (expected == 200 && status == 204);
+        all_ok &= ok;
+        println!(
+            "  {} {:<6} {:<60} {}",
+            if ok { "ok " } else { "ERR" },
+            method,
+            shorten(&path, 60),
+            step["note"].as_str().unwrap_or("")
+        );
+        if !ok {
+            println!("      expected {expected}, got {status}: {text}");
+        }
+        if let (Some(name), Ok(body)) = (
+            step["capture"].as_str(),
+            serde_json::from_str::<Value>(&text),
+        ) && let Some(id) = body["id"].as_str()
+        {
+            ids.insert(name.to_string(), id.to_string());
+        }
+    }
+    Ok(all_ok)
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+fn print_coder(state: &coder_fake::FakeState) {
+    println!();
+    println!("What Coder now holds:");
+    println!(
+        "  {:<16} {:<28} {:<16} {:<7} {:<10} ROLES",
+        "USERNAME", "EMAIL", "NAME", "LOGIN", "STATUS"
+    );
+    for u in state.users.iter().filter(|u| !u.deleted) {
+        let roles: Vec<&str> = u.roles.iter().map(String::as_str).collect();
+        println!(
+            "  {:<16} {:<28} {:<16} {:<7} {:<10} {}",
+            u.username,
+            u.email,
+            u.name,
+            format!("{:?}", u.login_type).to_lowercase(),
+            format!("{:?}", u.status).to_lowercase(),
+            if roles.is_empty() {
+                "member".to_string()
+            } else {
+                roles.join(",")
+            }
+        );
+    }
+    for g in &state.groups {
+        let members: Vec<String> = g
+            .members
+            .iter()
+            .filter_map(|id| state.user_by_id(*id))
+            .map(|u| u.username.clone())
+            .collect();
+        println!("  group {:<28} members: {}", g.name, members.join(", "));
+    }
+}
+
+async fn print_audit(store: &Store) -> anyhow::Result<()> {
+    println!();
+    println!("Audit trail (hash-chained; `scim-bridge audit verify` checks it):");
+    for r in store.audit_export(None).await? {
+        println!(
+            "  #{:<3} {} {:<14} {:<26} {:<6} {:<36} {}",
+            r.seq,
+            r.time.format("%H:%M:%S%.3f"),
+            r.actor.as_deref().unwrap_or("-"),
+            shorten(&r.operation, 26),
+            r.resource_type.as_deref().unwrap_or("-"),
+            r.resource_id.as_deref().unwrap_or("-"),
+            r.result
+        );
+    }
+    let report = store.audit_verify().await?;
+    println!(
+        "  chain: {} record(s), {}",
+        report.checked,
+        if report.first_broken.is_none() {
+            "intact"
+        } else {
+            "BROKEN"
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Wiring of the sync side: the Coder client, the mapping policy, the reconciler, and the
+//! adapters that turn their measurements into Prometheus metrics and `/readyz` answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use reconcile::{DriftKind, Policy, Reconciler, StatusHandle, SyncObserver, Worker, WorkerConfig};
+use store::{Store, SystemClock};
+
+use crate::config::{CoderSettings, Settings};
+
+/// Metrics for Coder calls and the worker, recorded into the server's registry.
+#[derive(Clone, Debug)]
+pub struct MetricsObserver(pub server::Metrics);
+
+impl coder::CallObserver for MetricsObserver {
+    fn observe(&self, call: &coder::CallRecord) {
+        let status = call
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "error".into());
+        self.0
+            .record_coder_request(call.route.path, &status, call.latency.as_secs_f64());
+    }
+}
+
+impl SyncObserver for MetricsObserver {
+    fn outbox(&self, stats: &store::OutboxStats) {
+        self.0.set_outbox(stats);
+    }
+    fn retry_scheduled(&self) {
+        self.0.inc_outbox_retries();
+    }
+    fn drift_found(&self, kind: DriftKind, count: u64) {
+        for _ in 0..count {
+            self.0.inc_drift_found(&kind.to_string());
+        }
+    }
+    fn offboarded(&self, latency: Duration) {
+        self.0.observe_offboarding(latency.as_secs_f64());
+    }
+    fn coder_auth(&self, ok: bool) {
+        self.0.set_coder_auth_ok(ok);
+    }
+    fn login_type_mismatches(&self, count: u64) {
+        self.0
+            .set_login_type_mismatches(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+/// `/readyz`'s Coder half, answered from the worker's status (no Coder call per probe).
+pub struct WorkerReadiness(pub StatusHandle);
+
+impl server::ReadinessProbe for WorkerReadiness {
+    fn coder(&self) -> BoxFuture<'_, server::CoderReadiness> {
+        Box::pin(async move {
+            let s = self.0.snapshot();
+            let detail = match (s.coder_reachable, s.coder_authorised, s.paused) {
+                (_, _, true) => format!("paused: {}", s.pause_reason.clone().unwrap_or_default()),
+                (Some(false), _, _) => "Coder is not reachable".to_string(),
+                (_, Some(false), _) => "Coder refuses the bridge's token".to_string(),
+                (None, _, _) => "Coder not checked yet".to_string(),
+                _ => "Coder reachable and authorised".to_string(),
+            };
+            server::CoderReadiness {
+                ready: s.is_ready(),
+                detail,
+                warnings: s.warnings(),
+            }
+        })
+    }
+}
+
+/// The mapping rules from the settings' TOML sections.
+pub fn policy(settings: &Settings) -> anyhow::Result<Policy> {
+    Policy::from_toml(&settings.rules).map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CONFIG: {e}"))
+}
+
+/// A Coder client for the configured deployment.
+pub fn coder_client(
+    coder: &CoderSettings,
+    metrics: Option<&server::Metrics>,
+) -> anyhow::Result<coder::CoderClient> {
+    let mut config = coder::CoderConfig::new(
+        coder.url.clone(),
+        coder::SessionToken::new(coder.token.expose()),
+    );
+    config.rate_limit_per_second = std::num::NonZeroU32::new(coder.rate_limit);
+    let client = coder::CoderClient::new(config)
+        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CODER_URL: {e}"))?;
+    Ok(match metrics {
+        Some(m) => client.with_observer(Arc::new(MetricsObserver(m.clone()))),
+        None => client,
+    })
+}
+
+/// The reconciler over `store`, or an error naming the missing Coder settings.
+pub fn reconciler(
+    settings: &Settings,
+    store: &Store,
+    metrics: Option<&server::Metrics>,
+) -> anyhow::Result<Arc<Reconciler>> {
+    let Some(coder) = &settings.coder else {
+        anyhow::bail!(
+            "SCIM_BRIDGE_CODER_URL: no Coder deployment is configured (set SCIM_BRIDGE_CODER_URL and SCIM_BRIDGE_CODER_TOKEN)"
+        );
+    };
+    let client = coder_client(coder, metrics)?;
+    let observer: Arc<dyn SyncObserver> = match metrics {
+        Some(m) => Arc::new(MetricsObserver(m.clone())),
+        None => Arc::new(reconcile::NoObserver),
+    };
+    Ok(Arc::new(Reconciler::new(
+        store.clone(),
+        client,
+        Arc::new(policy(settings)?),
+        Arc::new(SystemClock),
+        observer,
+    )))
+}
+
+/// The outbox worker as configured.
+pub fn worker(settings: &Settings, reconciler: Arc<Reconciler>) -> Worker {
+    let config = WorkerConfig {
+        concurrency: settings.worker.concurrency as usize,
+        max_attempts: settings.worker.max_attempts,
+        drift_interval: (!settings.worker.drift_interval.is_zero())
+            .then_some(settings.worker.drift_interval),
+        ..WorkerConfig::default()
+    };
+    Worker::from_reconciler(reconciler, config)
+}
