@@ -115,8 +115,18 @@ impl Backend {
                 .await?;
         }
         tx.commit().await?;
+        self.durable().await?;
         self.shared.outbox_notify.notify_one();
         Ok(())
+    }
+
+    /// Wait until the commits made so far are on disk (SQLite group commit; PostgreSQL's
+    /// commit is already durable).
+    async fn durable(&self) -> StoreResult<()> {
+        match &self.shared.wal_sync {
+            Some(sync) => sync.wait_durable().await,
+            None => Ok(()),
+        }
     }
 
     /// Queue the resource, append the audit record and commit: every SCIM write ends here, so
@@ -841,6 +851,7 @@ impl Backend {
         let mut tx = self.begin_write().await?;
         let row = append_audit_in(&mut tx, entry, self.now()).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(row.into_record())
     }
 
@@ -926,6 +937,7 @@ impl Backend {
         let change = json!({ "expires_at": expires_at });
         append_audit_in(&mut tx, &token_audit("token.create", name, change), now).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(plaintext)
     }
 
@@ -976,6 +988,7 @@ impl Backend {
         let change = json!({ "rotated": rotated });
         append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(if rotated {
             TokenImport::Rotated
         } else {
@@ -1009,6 +1022,7 @@ impl Backend {
         }
         append_audit_in(&mut tx, &token_audit("token.revoke", name, json!({})), now).await?;
         tx.commit().await?;
+        self.durable().await?;
         Ok(())
     }
 

@@ -30,6 +30,7 @@ mod audit;
 mod clock;
 mod coder_map;
 mod dialect;
+mod durability;
 mod error;
 mod outbox;
 mod postgres;
@@ -104,6 +105,8 @@ pub(crate) struct Shared {
     /// Fired after every commit that queued outbox work.
     pub outbox_notify: Arc<Notify>,
     pub max_filter_candidates: u64,
+    /// SQLite's group commit; PostgreSQL commits durably by itself.
+    pub wal_sync: Option<durability::WalSync>,
 }
 
 /// The store: SQLite or PostgreSQL, chosen by [`Store::connect`]. Cheap to clone (pools and
@@ -133,6 +136,7 @@ impl Store {
             clock: options.clock.clone(),
             outbox_notify: Arc::new(Notify::new()),
             max_filter_candidates: options.max_filter_candidates,
+            wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),
         });
         let store = if url.starts_with("sqlite:") {
             Store::Sqlite(

@@ -54,13 +54,24 @@ pub(crate) async fn connect(
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(busy_timeout)
         .foreign_keys(true);
+    // The writer does not fsync per commit: writes wait for a shared WAL fsync before they
+    // are acknowledged (group commit, see durability.rs), which is as durable as FULL.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
-        .connect_with(options.clone())
+        .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
         .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         .connect_with(options.read_only(true))
         .await?;
     Ok(engine::Backend::new(read, write, shared))
+}
+
+/// The database file a `sqlite:` URL names (None for other URLs).
+pub(crate) fn database_file(url: &str) -> StoreResult<Option<std::path::PathBuf>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_path_buf()))
 }
