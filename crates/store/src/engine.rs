@@ -507,6 +507,27 @@ impl Backend {
         };
         let offset = query.start_index.max(1) - 1;
         let count = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
+        if let Some(predicate) = predicate
+            .as_ref()
+            .filter(|p| exact && query.sort_by.is_none() && is_unique_key(kind, p))
+        {
+            // The IdPs' hot path (`userName eq`, `displayName eq`, `id eq`): at most one row, so
+            // no count query and no transaction, just the row and its relations.
+            let mut conn = self.read.acquire().await?;
+            let mut select = resource_query(RESOURCE_COLUMNS, kind, Some(predicate));
+            select.push(" LIMIT 2");
+            let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *conn).await?;
+            let total = rows.len() as u64;
+            let mut items = if offset == 0 && count > 0 {
+                rows.into_iter()
+                    .map(ResourceRow::into_resource)
+                    .collect::<StoreResult<Vec<_>>>()?
+            } else {
+                Vec::new()
+            };
+            attach_relations(&mut conn, kind, &mut items, options).await?;
+            return Ok(ListPage { total, items });
+        }
         let mut tx = self.begin_read().await?;
         let candidates = count_resources(&mut tx, kind, predicate.as_ref()).await?;
 
@@ -1592,6 +1613,16 @@ async fn replace_members(
 
 /// Load members (Groups) or groups (Users) for `resources`, all of kind `kind`, as `options`
 /// asks; one query per chunk of resources, never one per resource.
+/// Whether `predicate` is an equality on a column unique per resource type.
+fn is_unique_key(kind: ResourceKind, predicate: &IndexedPredicate) -> bool {
+    match (kind, predicate) {
+        (_, IndexedPredicate::Eq(IndexedColumn::Id, _)) => true,
+        (ResourceKind::User, IndexedPredicate::Eq(IndexedColumn::UserName, _)) => true,
+        (ResourceKind::Group, IndexedPredicate::Eq(IndexedColumn::DisplayName, _)) => true,
+        _ => false,
+    }
+}
+
 async fn attach_relations(
     conn: &mut Conn,
     kind: ResourceKind,

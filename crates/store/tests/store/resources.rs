@@ -721,7 +721,64 @@ fn sorted(ids: &[String]) -> Vec<String> {
     ids
 }
 
+/// The unique-key fast path (`userName eq`, `id eq`, Group `displayName eq`) answers like the
+/// general path: case-insensitive userName, `count=0` and `startIndex` past the match give the
+/// total without items, and a user's groups come along.
+async fn unique_key_filters_page_like_any_other(db: &TestDb) {
+    let user = create_user(&db.store, "Erin@Example.com").await;
+    let group = create_group(&db.store, "Erins", &[&user.id]).await;
+    let list = |filter: String, start: usize, count: Option<usize>| {
+        let store = db.store.clone();
+        async move {
+            store
+                .list(
+                    ResourceKind::User,
+                    &list_query(Some(&filter), start, count),
+                    GetOptions::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let page = list("userName eq \"erin@example.COM\"".into(), 1, None).await;
+    assert_eq!((page.total, page.items.len()), (1, 1));
+    assert_eq!(page.items[0].id, user.id);
+    let groups = page.items[0]
+        .groups
+        .as_ref()
+        .expect("groups loaded by default");
+    assert_eq!(groups.len(), 1);
+    let page = list("userName eq \"erin@example.com\"".into(), 1, Some(0)).await;
+    assert_eq!(
+        (page.total, page.items.len()),
+        (1, 0),
+        "count=0 gives only the total"
+    );
+    let page = list("userName eq \"erin@example.com\"".into(), 2, None).await;
+    assert_eq!(
+        (page.total, page.items.len()),
+        (1, 0),
+        "startIndex past the only match"
+    );
+    let page = list(format!("id eq \"{}\"", user.id), 1, None).await;
+    assert_eq!(page.total, 1);
+    let page = list("userName eq \"nobody@example.com\"".into(), 1, None).await;
+    assert_eq!((page.total, page.items.len()), (0, 0));
+    let groups_page = db
+        .store
+        .list(
+            ResourceKind::Group,
+            &list_query(Some("displayName eq \"ERINS\""), 1, None),
+            GetOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(groups_page.total, 1);
+    assert_eq!(groups_page.items[0].id, group.id);
+}
+
 backend_tests!(
+    unique_key_filters_page_like_any_other,
     create_then_get_round_trips,
     user_name_and_group_name_are_unique_ignoring_case,
     if_match_guards_replace_patch_and_delete,
