@@ -312,9 +312,11 @@ mod tests {
             (a, vec!["organization-member".to_string()]),
             (b, vec!["organization-admin".to_string()]),
         ]);
+        let changes: BTreeMap<Uuid, Vec<String>> =
+            org_role_changes(&desired, &actual).into_iter().collect();
         assert_eq!(
-            org_role_changes(&desired, &actual),
-            vec![(a, vec!["agents-access".into()]), (b, vec![])]
+            changes,
+            BTreeMap::from([(a, vec!["agents-access".to_string()]), (b, vec![])])
         );
         let settled = BTreeMap::from([(a, vec!["agents-access".to_string()]), (b, vec![])]);
         assert!(org_role_changes(&desired, &settled).is_empty());

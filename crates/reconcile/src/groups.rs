@@ -177,13 +177,7 @@ impl Reconciler {
                             .await?;
                     }
                     if name.is_some() {
-                        self.store
-                            .sync_issue_resolve(
-                                ResourceKind::Group,
-                                &desired.scim_id,
-                                ISSUE_GROUP_NAME_CONFLICT,
-                            )
-                            .await?;
+                        self.resolve(run, ISSUE_GROUP_NAME_CONFLICT).await?;
                     }
                     return Ok(());
                 }
@@ -330,13 +324,7 @@ impl Reconciler {
             ));
         }
         self.store.coder_group_delete(&mapping.scim_id).await?;
-        self.store
-            .sync_issue_resolve(
-                ResourceKind::Group,
-                &mapping.scim_id,
-                ISSUE_GROUP_NAME_CONFLICT,
-            )
-            .await?;
+        self.resolve(run, ISSUE_GROUP_NAME_CONFLICT).await?;
         Ok(())
     }
 }

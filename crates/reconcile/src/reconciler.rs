@@ -44,6 +44,9 @@ pub(crate) struct Run {
     pub kind: ResourceKind,
     pub id: String,
     pub report: Report,
+    /// The resource's open issue types, read once when first needed: resolving an issue that
+    /// is not open would cost a write per reconcile.
+    open_issues: Option<Vec<String>>,
 }
 
 impl Run {
@@ -52,6 +55,7 @@ impl Run {
             kind,
             id: id.to_owned(),
             report: Report::default(),
+            open_issues: None,
         }
     }
 
@@ -260,10 +264,48 @@ impl Reconciler {
         issue_type: &str,
         detail: String,
     ) -> ReconcileResult<()> {
-        self.store
-            .sync_issue_record(run.kind, &run.id, issue_type, &detail)
-            .await?;
+        self.record_issue(run, issue_type, &detail).await?;
         run.note(detail);
+        Ok(())
+    }
+
+    /// Open (or refresh) the run's resource's `issue_type` issue.
+    pub(crate) async fn record_issue(
+        &self,
+        run: &mut Run,
+        issue_type: &str,
+        detail: &str,
+    ) -> ReconcileResult<()> {
+        self.store
+            .sync_issue_record(run.kind, &run.id, issue_type, detail)
+            .await?;
+        if let Some(open) = &mut run.open_issues
+            && !open.iter().any(|t| t == issue_type)
+        {
+            open.push(issue_type.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Mark the run's resource's `issue_type` issue resolved, if one is open.
+    pub(crate) async fn resolve(&self, run: &mut Run, issue_type: &str) -> ReconcileResult<()> {
+        if run.open_issues.is_none() {
+            let open = self.store.sync_issue_list(false).await?;
+            run.open_issues = Some(
+                open.into_iter()
+                    .filter(|i| i.kind == run.kind.name() && i.resource_id == run.id)
+                    .map(|i| i.issue_type)
+                    .collect(),
+            );
+        }
+        if let Some(open) = &mut run.open_issues
+            && let Some(at) = open.iter().position(|t| t == issue_type)
+        {
+            open.remove(at);
+            self.store
+                .sync_issue_resolve(run.kind, &run.id, issue_type)
+                .await?;
+        }
         Ok(())
     }
 

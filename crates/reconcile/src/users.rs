@@ -104,21 +104,13 @@ impl Reconciler {
         let desired = match desired_user(&self.policy, scim_id, &resource.attrs, &groups) {
             Ok(desired) => desired,
             Err(problem) => {
-                self.store
-                    .sync_issue_record(
-                        ResourceKind::User,
-                        scim_id,
-                        ISSUE_NOT_PROVISIONABLE,
-                        &problem.0,
-                    )
+                self.record_issue(run, ISSUE_NOT_PROVISIONABLE, &problem.0)
                     .await?;
                 run.note(format!("not provisioned in Coder: {}", problem.0));
                 return Ok(());
             }
         };
-        self.store
-            .sync_issue_resolve(ResourceKind::User, scim_id, ISSUE_NOT_PROVISIONABLE)
-            .await?;
+        self.resolve(run, ISSUE_NOT_PROVISIONABLE).await?;
         let organization = self.home_organization().await?;
         let existing = match mapping {
             Some(mapping) => match self.find_mapped(&mapping).await? {
@@ -244,17 +236,15 @@ impl Reconciler {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store
-            .sync_issue_record(
-                ResourceKind::User,
-                &desired.scim_id,
-                ISSUE_USERNAME_CONFLICT,
-                &format!(
-                    "no free Coder username from {:?} up to suffix -{MAX_USERNAME_SUFFIX}",
-                    desired.username_base
-                ),
-            )
-            .await?;
+        self.record_issue(
+            run,
+            ISSUE_USERNAME_CONFLICT,
+            &format!(
+                "no free Coder username from {:?} up to suffix -{MAX_USERNAME_SUFFIX}",
+                desired.username_base
+            ),
+        )
+        .await?;
         Err(ReconcileError::Unappliable(format!(
             "no free Coder username for {:?}",
             desired.username_base
@@ -289,22 +279,14 @@ impl Reconciler {
                     "Coder user {} has email {} but is already mapped to SCIM user {}",
                     existing.username, desired.email, other.scim_id
                 );
-                self.store
-                    .sync_issue_record(
-                        ResourceKind::User,
-                        &desired.scim_id,
-                        ISSUE_EMAIL_CONFLICT,
-                        &detail,
-                    )
+                self.record_issue(run, ISSUE_EMAIL_CONFLICT, &detail)
                     .await?;
                 return Err(ReconcileError::Unappliable(detail));
             }
             // The IdP deleted and re-created the person: the old mapping is stale.
             self.store.coder_user_delete(&other.scim_id).await?;
         }
-        self.store
-            .sync_issue_resolve(ResourceKind::User, &desired.scim_id, ISSUE_EMAIL_CONFLICT)
-            .await?;
+        self.resolve(run, ISSUE_EMAIL_CONFLICT).await?;
         run.note(format!(
             "adopted existing Coder user {} ({}) with email {}",
             existing.username, existing.id, existing.email
@@ -318,9 +300,9 @@ impl Reconciler {
         user: &User,
         adopted: bool,
     ) -> ReconcileResult<CoderUser> {
-        let mut applied = LastApplied::from_desired(desired);
-        // Nothing but the name is known to be applied yet; converge() records the rest.
-        applied.site_roles = Vec::new();
+        // What converge() is about to apply; it compares with Coder's actual state, not with
+        // this record, so a crash in between is harmless.
+        let applied = LastApplied::from_desired(desired);
         let mapping = CoderUser {
             scim_id: desired.scim_id.clone(),
             coder_user_id: user.id,
@@ -452,13 +434,7 @@ impl Reconciler {
                     actual.username,
                     login_type_name(have),
                 );
-                self.store
-                    .sync_issue_record(
-                        ResourceKind::User,
-                        &desired.scim_id,
-                        ISSUE_LOGIN_TYPE_MISMATCH,
-                        &detail,
-                    )
+                self.record_issue(run, ISSUE_LOGIN_TYPE_MISMATCH, &detail)
                     .await?;
                 // Audited when first found, not at every reconcile.
                 if LastApplied::of(&mapping).flagged_login_type.as_deref() != Some(detail.as_str())
@@ -469,18 +445,12 @@ impl Reconciler {
             }
         }
         if flagged_login_type.is_none() {
-            self.store
-                .sync_issue_resolve(
-                    ResourceKind::User,
-                    &desired.scim_id,
-                    ISSUE_LOGIN_TYPE_MISMATCH,
-                )
-                .await?;
+            self.resolve(run, ISSUE_LOGIN_TYPE_MISMATCH).await?;
         }
 
         // Offboarding: suspension first, it blocks every key of the user at once.
         if diff.suspend {
-            self.suspend(&actual, &desired.scim_id, run).await?;
+            self.suspend(&actual, run).await?;
         }
         if !desired.active {
             self.offboard_extras(&actual, run).await?;
@@ -506,13 +476,7 @@ impl Reconciler {
             {
                 Ok(user) => {
                     mapping.coder_username = user.username.clone();
-                    self.store
-                        .sync_issue_resolve(
-                            ResourceKind::User,
-                            &desired.scim_id,
-                            ISSUE_USERNAME_CONFLICT,
-                        )
-                        .await?;
+                    self.resolve(run, ISSUE_USERNAME_CONFLICT).await?;
                 }
                 Err(e) if e.is_conflict() => {
                     let detail = format!(
@@ -535,19 +499,10 @@ impl Reconciler {
                     "Coder has {}; the IdP says {email}; applied at the user's next OIDC login",
                     actual.email
                 );
-                self.store
-                    .sync_issue_record(
-                        ResourceKind::User,
-                        &desired.scim_id,
-                        ISSUE_EMAIL_PENDING,
-                        &detail,
-                    )
-                    .await?;
+                self.record_issue(run, ISSUE_EMAIL_PENDING, &detail).await?;
             }
             None => {
-                self.store
-                    .sync_issue_resolve(ResourceKind::User, &desired.scim_id, ISSUE_EMAIL_PENDING)
-                    .await?;
+                self.resolve(run, ISSUE_EMAIL_PENDING).await?;
             }
         }
         if let Some(roles) = &diff.site_roles {
@@ -636,18 +591,12 @@ impl Reconciler {
             actual.id,
             user.id
         ));
-        self.store
-            .sync_issue_resolve(
-                ResourceKind::User,
-                &desired.scim_id,
-                ISSUE_LOGIN_TYPE_MISMATCH,
-            )
-            .await?;
+        self.resolve(run, ISSUE_LOGIN_TYPE_MISMATCH).await?;
         Ok((mapping, user))
     }
 
     /// Suspend the user and note when Coder acknowledged it (offboarding latency).
-    async fn suspend(&self, actual: &User, scim_id: &str, run: &mut Run) -> ReconcileResult<()> {
+    async fn suspend(&self, actual: &User, run: &mut Run) -> ReconcileResult<()> {
         match self
             .call(
                 run,
@@ -659,9 +608,7 @@ impl Reconciler {
         {
             Ok(_) => {
                 run.report.suspended_at = Some(self.now());
-                self.store
-                    .sync_issue_resolve(ResourceKind::User, scim_id, ISSUE_COULD_NOT_SUSPEND)
-                    .await?;
+                self.resolve(run, ISSUE_COULD_NOT_SUSPEND).await?;
                 Ok(())
             }
             // Coder refuses to suspend an owner or the bridge itself: nothing a retry fixes.
@@ -823,9 +770,7 @@ impl Reconciler {
                         ISSUE_LOGIN_TYPE_MISMATCH,
                         ISSUE_EMAIL_PENDING,
                     ] {
-                        self.store
-                            .sync_issue_resolve(ResourceKind::User, &mapping.scim_id, issue)
-                            .await?;
+                        self.resolve(run, issue).await?;
                     }
                     return Ok(());
                 }
@@ -845,7 +790,7 @@ impl Reconciler {
             }
         }
         if actual.status != coder::types::UserStatus::Suspended {
-            self.suspend(&actual, &mapping.scim_id, run).await?;
+            self.suspend(&actual, run).await?;
         }
         self.offboard_extras(&actual, run).await
     }

@@ -19,8 +19,16 @@ async fn premium_owner_deployment_is_reported(db: TestDb) {
     assert!(!report.organization_sync && report.group_sync_organizations.is_empty());
     // Licensed is not enabled: Coder's own SCIM is off until its endpoint is configured.
     assert!(!report.coder_scim_enabled);
-    assert!(!report.warnings.iter().any(|w| w.contains("Coder's own SCIM")));
-    env.fake.set_idp_sync(IdpSyncOptions { coder_scim: true, ..IdpSyncOptions::default() });
+    assert!(
+        !report
+            .warnings
+            .iter()
+            .any(|w| w.contains("Coder's own SCIM"))
+    );
+    env.fake.set_idp_sync(IdpSyncOptions {
+        coder_scim: true,
+        ..IdpSyncOptions::default()
+    });
     let report = env.reconciler.check_capabilities().await.unwrap();
     assert!(report.coder_scim_enabled);
     assert!(
