@@ -1,6 +1,9 @@
 //! The end-to-end suite: boots the real `scim-bridge` binary on 127.0.0.1:0 against SQLite and
 //! PostgreSQL (and the Coder fake) and drives it over HTTP and its CLI.
 
+// A test binary: a failed expectation is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

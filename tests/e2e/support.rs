@@ -2,7 +2,7 @@
 //! PostgreSQL database, and drives it over HTTP.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -280,11 +280,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub fn fixture(path: &str) -> Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(path);
-    serde_json::from_str(&std::fs::read_to_string(&root).expect("fixture")).expect("fixture json")
 }

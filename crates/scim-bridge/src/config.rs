@@ -242,8 +242,6 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`) as written.
     pub rules: toml::Table,
-    /// The TOML file the settings came from, if any.
-    pub config_file: Option<PathBuf>,
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -537,15 +535,9 @@ impl Settings {
             coder,
             worker,
             rules,
-            config_file: args.config.clone(),
         };
         settings.validate().map_err(validation_error)?;
         Ok(settings)
-    }
-
-    /// Whether the store is SQLite (one replica only).
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.expose().starts_with("sqlite:")
     }
 }
 

@@ -62,12 +62,20 @@ pub struct ScimError {
 impl ScimError {
     /// An error carrying a `scimType`; the status follows from the keyword.
     pub fn typed(scim_type: ScimType, detail: impl Into<String>) -> Self {
-        ScimError { status: scim_type.status(), scim_type: Some(scim_type), detail: detail.into() }
+        ScimError {
+            status: scim_type.status(),
+            scim_type: Some(scim_type),
+            detail: detail.into(),
+        }
     }
 
     /// An error with a status and no `scimType` (401, 404, 412, 413, 429, 501, …).
     pub fn status(status: u16, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type: None, detail: detail.into() }
+        ScimError {
+            status,
+            scim_type: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn invalid_filter(detail: impl Into<String>) -> Self {

@@ -1615,12 +1615,18 @@ async fn replace_members(
 /// asks; one query per chunk of resources, never one per resource.
 /// Whether `predicate` is an equality on a column unique per resource type.
 fn is_unique_key(kind: ResourceKind, predicate: &IndexedPredicate) -> bool {
-    match (kind, predicate) {
-        (_, IndexedPredicate::Eq(IndexedColumn::Id, _)) => true,
-        (ResourceKind::User, IndexedPredicate::Eq(IndexedColumn::UserName, _)) => true,
-        (ResourceKind::Group, IndexedPredicate::Eq(IndexedColumn::DisplayName, _)) => true,
-        _ => false,
-    }
+    matches!(
+        (kind, predicate),
+        (_, IndexedPredicate::Eq(IndexedColumn::Id, _))
+            | (
+                ResourceKind::User,
+                IndexedPredicate::Eq(IndexedColumn::UserName, _)
+            )
+            | (
+                ResourceKind::Group,
+                IndexedPredicate::Eq(IndexedColumn::DisplayName, _)
+            )
+    )
 }
 
 async fn attach_relations(

@@ -56,12 +56,15 @@ pub(crate) async fn connect(
         .foreign_keys(true);
     // The writer does not fsync per commit: writes wait for a shared WAL fsync before they
     // are acknowledged (group commit, see durability.rs), which is as durable as FULL.
+    // A local file's connections do not go stale: skip the ping sqlx sends on every acquire.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(options.clone().synchronous(SqliteSynchronous::Normal))
         .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
+        .test_before_acquire(false)
         .connect_with(options.read_only(true))
         .await?;
     Ok(engine::Backend::new(read, write, shared))
