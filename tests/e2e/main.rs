@@ -292,3 +292,104 @@ fn demo_converges_coder() {
     );
     assert!(text.contains("intact"), "{text}");
 }
+
+/// The real binary killed with SIGKILL while the worker drains, then restarted: every SCIM user
+/// ends up in Coder exactly once, and the outbox empties. Coder (the fake) is slowed so the kill
+/// lands mid-drain.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
+    use coder_fake::{CoderFake, FakeOptions, Fault, FaultKind};
+    const USERS: usize = 40;
+    for db in Db::available() {
+        let fake = CoderFake::start(FakeOptions {
+            premium: true,
+            rate_limit_per_minute: None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut bridge = start(
+            &db,
+            dir.path(),
+            vec![
+                ("SCIM_BRIDGE_CODER_URL".into(), fake.base_url().to_string()),
+                (
+                    "SCIM_BRIDGE_CODER_TOKEN".into(),
+                    fake.owner_token().to_string(),
+                ),
+                ("SCIM_BRIDGE_CODER_RATE_LIMIT".into(), "1000".into()),
+                ("SCIM_BRIDGE_WORKER_CONCURRENCY".into(), "2".into()),
+                // PostgreSQL replicas take over a dead worker's rows when its lease runs out.
+                ("SCIM_BRIDGE_OUTBOX_LEASE".into(), "4s".into()),
+            ],
+        )
+        .await;
+        // Every Coder call now takes 40 ms: draining USERS users takes seconds.
+        fake.inject(Fault::next(1000, FaultKind::Latency { millis: 40 }))
+            .unwrap();
+        for i in 0..USERS {
+            let (status, body) = bridge
+                .call(
+                    "POST",
+                    "/Users",
+                    Some(&user(&format!("kill{i}@example.com"))),
+                )
+                .await;
+            assert_eq!(
+                status, 201,
+                "{db:?}: SCIM answers while Coder is slow: {body}"
+            );
+        }
+        let managed = |fake: &coder_fake::FakeHandle| {
+            fake.state()
+                .users
+                .iter()
+                .filter(|u| !u.deleted && u.email.starts_with("kill"))
+                .count()
+        };
+        let some = eventually(Duration::from_secs(60), || async {
+            (managed(&fake) >= 3).then_some(())
+        })
+        .await;
+        assert!(some.is_some(), "{db:?}: the worker started draining");
+        bridge.kill();
+        let at_kill = managed(&fake);
+        assert!(
+            at_kill < USERS,
+            "{db:?}: killed mid-drain ({at_kill} of {USERS} in Coder)"
+        );
+
+        fake.clear_faults();
+        bridge.spawn().await;
+        let done = eventually(Duration::from_secs(90), || async {
+            (managed(&fake) == USERS).then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "{db:?}: only {} of {USERS} users reached Coder after the restart",
+            managed(&fake)
+        );
+        let state = fake.state();
+        for i in 0..USERS {
+            let email = format!("kill{i}@example.com");
+            let copies = state
+                .users
+                .iter()
+                .filter(|u| !u.deleted && u.email == email)
+                .count();
+            assert_eq!(copies, 1, "{db:?}: {email} exists exactly once in Coder");
+        }
+        let drained = eventually(Duration::from_secs(30), || async {
+            let out = bridge.cli(&["outbox", "status"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("depth:      0")
+                .then_some(())
+        })
+        .await;
+        assert!(drained.is_some(), "{db:?}: the outbox empties");
+        drop(bridge);
+        fake.stop().await;
+    }
+}

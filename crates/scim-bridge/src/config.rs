@@ -114,6 +114,9 @@ pub struct SettingsArgs {
     pub max_attempts: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_DRIFT_INTERVAL", global = true)]
     pub drift_interval: Option<String>,
+    /// How long a worker's claim on an outbox row lasts before another replica may take it over.
+    #[arg(long, env = "SCIM_BRIDGE_OUTBOX_LEASE", global = true)]
+    pub outbox_lease: Option<String>,
 }
 
 /// The TOML file. Unknown keys are refused so a typo is reported, not ignored.
@@ -180,6 +183,7 @@ struct FileWorker {
     concurrency: Option<u64>,
     max_attempts: Option<u64>,
     drift_interval: Option<String>,
+    lease: Option<String>,
 }
 
 /// How the bridge authenticates JWT bearer tokens (for IdPs that use OAuth).
@@ -216,6 +220,8 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// Zero turns periodic drift repair off.
     pub drift_interval: Duration,
+    /// How long a claim on an outbox row lasts (a reconcile is cut off at three quarters of it).
+    pub lease: Duration,
 }
 
 /// Every setting, validated.
@@ -464,7 +470,20 @@ impl Settings {
                     .or(file.worker.drift_interval.as_deref())
                     .unwrap_or("15m"),
             )?,
+            lease: parse_duration(
+                "SCIM_BRIDGE_OUTBOX_LEASE",
+                args.outbox_lease
+                    .as_deref()
+                    .or(file.worker.lease.as_deref())
+                    .unwrap_or("2m"),
+            )?,
         };
+        if worker.lease < Duration::from_secs(2) {
+            return Err(bad(
+                "SCIM_BRIDGE_OUTBOX_LEASE",
+                "must be at least 2s: a reconcile has to fit in three quarters of it",
+            ));
+        }
 
         if let Some(path) = &args.idp_tokens_file
             && !path.is_file()

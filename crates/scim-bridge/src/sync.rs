@@ -125,6 +125,7 @@ pub fn worker(settings: &Settings, reconciler: Arc<Reconciler>) -> Worker {
     let config = WorkerConfig {
         concurrency: settings.worker.concurrency as usize,
         max_attempts: settings.worker.max_attempts,
+        lease: settings.worker.lease,
         drift_interval: (!settings.worker.drift_interval.is_zero())
             .then_some(settings.worker.drift_interval),
         ..WorkerConfig::default()

@@ -125,6 +125,16 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let reconciler = crate::sync::reconciler(settings, &store, Some(&metrics))?;
         deps.readiness = std::sync::Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
         if settings.worker.enabled {
+            if store.backend_name() == "sqlite" {
+                // One process serves an SQLite store: leases left behind are a crashed run's.
+                let released = store.outbox_release_all_leases().await?;
+                if released > 0 {
+                    tracing::warn!(
+                        released,
+                        "released outbox leases left by a previous run that did not stop cleanly"
+                    );
+                }
+            }
             let worker = crate::sync::worker(settings, reconciler);
             worker_task = Some(tokio::spawn(async move {
                 let shutdown = async {
