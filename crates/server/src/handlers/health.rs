@@ -12,9 +12,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// What `/readyz` may be asked.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReadyzQuery {
+    /// `optional`: Coder's state is reported but does not fail the check. Kubernetes uses this
+    /// for its readiness probe: SCIM writes are stored and queued while Coder is down, so a
+    /// Coder outage must not take the bridge out of its Service.
+    coder: Option<String>,
+}
+
 /// Readiness: the database answers, its migrations are current, and Coder is reachable and
 /// accepts the bridge's token (as the worker's probe reports). 503 when any is not.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) -> HttpResponse {
+    let coder_required = !query
+        .coder
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("optional"));
     let database = state.store.ping().await;
     let migrations = match &database {
         Ok(()) => state
@@ -27,7 +40,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let coder = state.readiness.coder().await;
     let database_ok = database.is_ok();
     let migrations_ok = matches!(migrations, Ok(true));
-    let ready = database_ok && migrations_ok && coder.ready;
+    let ready = database_ok && migrations_ok && (coder.ready || !coder_required);
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
@@ -44,7 +57,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                     Err(e) => Some(e),
                 },
             },
-            "coder": {"ok": coder.ready, "detail": coder.detail},
+            "coder": {"ok": coder.ready, "required": coder_required, "detail": coder.detail},
         },
         "warnings": coder.warnings,
     });

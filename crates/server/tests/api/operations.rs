@@ -73,6 +73,20 @@ async fn health_and_readiness(backend: Backend) {
         not_ready.body["warnings"][0],
         "the Coder token expires in 2 days"
     );
+    // Kubernetes' readiness probe keeps the bridge in its Service while Coder is down: SCIM
+    // writes are stored and queued meanwhile.
+    let local = srv
+        .send(
+            srv.client
+                .get(format!("{}/readyz?coder=optional", srv.root)),
+        )
+        .await;
+    assert_eq!(local.status, 200, "{}", local.text);
+    assert_eq!(
+        local.body["checks"]["coder"]["ok"], false,
+        "Coder's state is still reported"
+    );
+    assert_eq!(local.body["checks"]["coder"]["required"], false);
     // Liveness does not depend on Coder.
     assert_eq!(
         srv.send(srv.client.get(format!("{}/healthz", srv.root)))
