@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Serve the SCIM API (under /scim/v2), /healthz, /readyz and /metrics, and run the outbox worker.
     Serve,
-    /// Apply the database migrations.
-    Migrate,
+    /// Apply the database migrations; with --copy-from, then copy an SQLite store into PostgreSQL.
+    Migrate(commands::migrate::MigrateArgs),
     /// Bearer tokens for IdPs.
     Token {
         #[command(subcommand)]
@@ -87,7 +87,7 @@ fn run() -> anyhow::Result<bool> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve => commands::serve::run(&settings).await.map(|_| true),
-            Command::Migrate => commands::migrate::run(&settings).await.map(|_| true),
+            Command::Migrate(args) => commands::migrate::run(&settings, &args).await.map(|_| true),
             Command::Token { action } => {
                 commands::token::run(&settings, action).await.map(|_| true)
             }

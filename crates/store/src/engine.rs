@@ -94,6 +94,13 @@ impl Backend {
         &self.write
     }
 
+    /// The read pool (on SQLite, separate from the one writer): `copy.rs` reads a live source
+    /// through it.
+    #[allow(dead_code, reason = "PostgreSQL is only ever a copy's target")]
+    pub(crate) fn read_pool(&self) -> &Pool<Db> {
+        &self.read
+    }
+
     fn now(&self) -> DateTime<Utc> {
         now_micros(self.shared.clock.as_ref())
     }

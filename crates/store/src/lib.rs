@@ -29,6 +29,7 @@
 mod audit;
 mod clock;
 mod coder_map;
+mod copy;
 mod dialect;
 mod durability;
 mod error;
@@ -41,6 +42,7 @@ mod token;
 pub use audit::{AuditEntry, AuditRecord, GENESIS_HASH, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coder_map::{CoderGroup, CoderUser, SyncIssue};
+pub use copy::CopyReport;
 pub use error::{StoreError, StoreResult};
 pub use outbox::{
     Completion, OUTBOX_CHANNEL, OutboxEvent, OutboxFilter, OutboxPriority, OutboxStats,
@@ -176,6 +178,25 @@ impl Store {
     /// Whether every embedded migration has been applied unchanged.
     pub async fn migrations_current(&self) -> StoreResult<bool> {
         on_backend!(self, b => b.migrations_current().await)
+    }
+
+    /// Copy `source` (SQLite) into this store (PostgreSQL), which must be migrated and empty:
+    /// every table row for row (ids, versions, timestamps, JSON text, token digests, outbox
+    /// rows), the audit chain's tip, and the id sequences moved past the copied ids. One
+    /// PostgreSQL transaction, all or nothing; the source is read as one snapshot. 400
+    /// `invalidValue` when the target already holds data, for any other pair of backends, or
+    /// when a schema is not this version's.
+    pub async fn copy_from(&self, source: &Store) -> StoreResult<CopyReport> {
+        match (source, self) {
+            (Store::Sqlite(from), Store::Postgres(into)) => {
+                copy::sqlite_into_postgres(from, into).await
+            }
+            _ => Err(StoreError::invalid_value(format!(
+                "a store is copied from SQLite into PostgreSQL only, not from {} into {}",
+                source.backend_name(),
+                self.backend_name()
+            ))),
+        }
     }
 
     // ----- resources -----

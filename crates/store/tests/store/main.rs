@@ -8,6 +8,7 @@ mod harness;
 
 mod audit;
 mod coder;
+mod copy;
 mod lifecycle;
 mod outbox;
 mod resources;
