@@ -810,6 +810,18 @@ impl Backend {
         Ok(released)
     }
 
+    pub(crate) async fn outbox_release_all_leases(&self) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let released = sqlx::query(
+            "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by IS NOT NULL",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        self.commit_queued(tx).await?;
+        Ok(released)
+    }
+
     pub(crate) async fn outbox_stats(&self) -> StoreResult<OutboxStats> {
         let (depth, retrying, dead, oldest): (i64, i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
             "SELECT COALESCE(SUM(CASE WHEN dead_at IS NULL THEN 1 ELSE 0 END), 0), \

@@ -373,6 +373,13 @@ impl Store {
         on_backend!(self, b => b.outbox_release_leases(worker_id).await)
     }
 
+    /// Release every lease, whoever holds it. Only for a store one process serves (SQLite: a
+    /// lease found at start-up was left by this replica's previous, crashed run), so its rows
+    /// are retried at once instead of after the lease runs out.
+    pub async fn outbox_release_all_leases(&self) -> StoreResult<u64> {
+        on_backend!(self, b => b.outbox_release_all_leases().await)
+    }
+
     /// Depth, oldest age, retrying and dead counts.
     pub async fn outbox_stats(&self) -> StoreResult<OutboxStats> {
         on_backend!(self, b => b.outbox_stats().await)
