@@ -393,3 +393,53 @@ async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
         fake.stop().await;
     }
 }
+
+/// Moving from SQLite to PostgreSQL: `migrate --copy-from` carries users, tokens and the audit
+/// chain over, and the bridge serves them from PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_from_sqlite_to_postgres() {
+    if !Db::available().iter().any(|d| matches!(d, Db::Postgres)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut bridge = start(&Db::Sqlite, dir.path(), vec![]).await;
+    let (status, created) = bridge
+        .call("POST", "/Users", Some(&user("moving@example.com")))
+        .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(bridge.terminate().success());
+    let sqlite_url = bridge
+        .envs
+        .iter()
+        .find(|(k, _)| k == "SCIM_BRIDGE_DATABASE_URL")
+        .unwrap()
+        .1
+        .clone();
+
+    let pg_url = fresh_database(&Db::Postgres, dir.path()).await;
+    for (k, v) in bridge.envs.iter_mut() {
+        if k == "SCIM_BRIDGE_DATABASE_URL" {
+            *v = pg_url.clone();
+        }
+    }
+    let out = bridge.cli(&["migrate", "--copy-from", &sqlite_url]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = bridge.cli(&["migrate", "--copy-from", &sqlite_url]);
+    assert!(
+        !again.status.success(),
+        "a second copy into a filled database is refused"
+    );
+
+    bridge.spawn().await;
+    let (status, got) = bridge.call("GET", &format!("/Users/{id}"), None).await;
+    assert_eq!(status, 200, "the user and the IdP's token moved: {got}");
+    assert_eq!(got["userName"], "moving@example.com");
+    let verify = bridge.cli(&["audit", "verify"]);
+    assert!(verify.status.success() && String::from_utf8_lossy(&verify.stdout).contains("intact"));
+}
