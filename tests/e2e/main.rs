@@ -114,6 +114,24 @@ async fn user_lifecycle_through_the_real_binary() {
             String::from_utf8_lossy(&out.stdout).contains("depth:"),
             "outbox status prints the depth"
         );
+
+        // JSON logs name the request and the token for every change, at the default level.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let logs = bridge.log_text();
+        let served: Vec<Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.pointer("/fields/message") == Some(&json!("request served")))
+            .collect();
+        assert!(
+            served
+                .iter()
+                .any(|v| v.pointer("/span/token") == Some(&json!("e2e"))
+                    && v.pointer("/span/request_id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|r| !r.is_empty())),
+            "{db:?}: a request log line with request_id and token name:\n{logs}"
+        );
     }
 }
 

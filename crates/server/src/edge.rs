@@ -73,7 +73,13 @@ pub async fn edge(
                 .metrics
                 .record_http(&endpoint, &method, status, seconds);
         }
-        tracing::debug!(status, elapsed_ms = seconds * 1000.0, "request served");
+        // Changes are logged by default (with the span's request id and token name); reads,
+        // the bulk of IdP traffic, only at debug.
+        if method == "GET" || method == "HEAD" {
+            tracing::debug!(status, elapsed_ms = seconds * 1000.0, "request served");
+        } else {
+            tracing::info!(status, elapsed_ms = seconds * 1000.0, "request served");
+        }
         Ok(response)
     }
     .instrument(span)
