@@ -250,7 +250,8 @@ impl Backend {
         let now = self.now();
         let id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.begin_write().await?;
-        ensure_unique(&mut tx, kind, &columns, None).await?;
+        // No uniqueness pre-check: the unique index on the name key rejects a taken name, and
+        // every statement the single writer runs costs every other write its time.
         insert_resource(&mut tx, kind, &id, &columns, &attrs, now).await?;
         let mut change = json!({ "attrs": attrs });
         if password_supplied {
@@ -1370,17 +1371,13 @@ async fn ensure_unique(
     columns: &IndexedColumns,
     except: Option<&str>,
 ) -> StoreResult<()> {
-    let (sql, attribute, value, key) = match kind {
+    let (sql, key) = match kind {
         ResourceKind::User => (
             "SELECT id FROM resources WHERE kind = 'User' AND user_name_key = $1",
-            "userName",
-            columns.user_name.as_deref(),
             columns.user_name_key(),
         ),
         ResourceKind::Group => (
             "SELECT id FROM resources WHERE kind = 'Group' AND display_name_key = $1",
-            "displayName",
-            columns.display_name.as_deref(),
             columns.display_name_key(),
         ),
     };
@@ -1390,28 +1387,25 @@ async fn ensure_unique(
         .fetch_optional(&mut *conn)
         .await?;
     match holder {
-        Some(holder) if Some(holder.as_str()) != except => Err(StoreError::Uniqueness(format!(
-            "a {} with {attribute} \"{}\" already exists",
-            kind.name(),
-            value.unwrap_or_default()
-        ))),
+        Some(holder) if Some(holder.as_str()) != except => {
+            Err(StoreError::Uniqueness(uniqueness_detail(kind, columns)))
+        }
         _ => Ok(()),
     }
 }
 
+/// The 409 `detail` for a taken userName or displayName, whether the pre-check or the unique
+/// index found it.
 fn uniqueness_detail(kind: ResourceKind, columns: &IndexedColumns) -> String {
-    match kind {
-        ResourceKind::User => format!(
-            "userName \"{}\" is already taken",
-            columns.user_name.as_deref().unwrap_or_default()
-        ),
-        ResourceKind::Group => {
-            format!(
-                "displayName \"{}\" is already taken",
-                columns.display_name.as_deref().unwrap_or_default()
-            )
-        }
-    }
+    let (attribute, value) = match kind {
+        ResourceKind::User => ("userName", columns.user_name.as_deref()),
+        ResourceKind::Group => ("displayName", columns.display_name.as_deref()),
+    };
+    format!(
+        "a {} with {attribute} \"{}\" already exists",
+        kind.name(),
+        value.unwrap_or_default()
+    )
 }
 
 async fn insert_resource(
