@@ -555,14 +555,15 @@ impl CoderClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        // An owner's token bypasses Coder's rate limit, so pacing it would only slow the sync
+        // down (docs/CONFIGURATION.md: SCIM_BRIDGE_CODER_RATE_LIMIT is for non-owner tokens).
         if self
             .identity
             .get()
             .is_some_and(|identity| identity.is_owner)
         {
             request = request.header(BYPASS_RATE_LIMIT_HEADER, "true");
-        }
-        if let Some(limiter) = &self.limiter {
+        } else if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
         let started = Instant::now();

@@ -971,6 +971,29 @@ async fn outbound_pacing_is_shared_by_clones() {
     );
 }
 
+#[tokio::test]
+async fn an_owner_token_is_not_paced() {
+    let (fake, _) = start(FakeOptions {
+        rate_limit_per_minute: None,
+        ..Default::default()
+    })
+    .await;
+    let mut paced = config(&fake, fake.owner_token());
+    paced.rate_limit_per_second = NonZeroU32::new(1);
+    let client = CoderClient::new(paced).unwrap();
+    assert!(client.identify().await.unwrap().is_owner);
+    let started = Instant::now();
+    // Paced at 1/s these would take at least 9 s; an owner bypasses Coder's limit instead.
+    for _ in 0..10 {
+        client.build_info().await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(String, Option<u16>)>>);
 
