@@ -777,8 +777,45 @@ async fn unique_key_filters_page_like_any_other(db: &TestDb) {
     assert_eq!(groups_page.items[0].id, group.id);
 }
 
+/// The unique-key lookup reads a User and its groups in one statement: the groups (values,
+/// displays, order) are those a GET by id shows, for a User in several groups and in none.
+async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
+    let user = create_user(&db.store, "fay@example.com").await;
+    let loner = create_user(&db.store, "gus@example.com").await;
+    for name in ["Zeta", "alpha", "Mid"] {
+        create_group(&db.store, name, &[&user.id]).await;
+    }
+    for (who, groups_expected) in [(&user, 3), (&loner, 0)] {
+        let filter = format!(
+            "userName eq \"{}\"",
+            who.attrs["userName"].as_str().unwrap()
+        );
+        let page = db
+            .store
+            .list(
+                ResourceKind::User,
+                &list_query(Some(&filter), 1, None),
+                GetOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((page.total, page.items.len()), (1, 1));
+        let got = db
+            .store
+            .get(ResourceKind::User, &who.id, GetOptions::default())
+            .await
+            .unwrap();
+        let listed = page.items[0].groups.clone().expect("groups loaded");
+        assert_eq!(listed.len(), groups_expected);
+        assert_eq!(Some(listed), got.groups);
+        assert_eq!(page.items[0].attrs, got.attrs);
+        assert_eq!(page.items[0].version, got.version);
+    }
+}
+
 backend_tests!(
     unique_key_filters_page_like_any_other,
+    unique_key_lookup_shows_the_groups_a_get_shows,
     create_then_get_round_trips,
     user_name_and_group_name_are_unique_ignoring_case,
     if_match_guards_replace_patch_and_delete,
