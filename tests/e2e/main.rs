@@ -191,6 +191,17 @@ async fn secrets_never_reach_the_logs() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("entra={idp_token}\n")).unwrap();
     let jwt_secret = "jwt-shared-secret-that-must-not-leak";
+    // A full run: the worker talks to Coder with its owner token, read from a file.
+    let coder_token = "coder-owner-session-token-that-must-not-leak";
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
+        premium: true,
+        owner_token: Some(coder_token.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let coder_token_file = dir.path().join("coder-token");
+    std::fs::write(&coder_token_file, format!("{coder_token}\n")).unwrap();
     let bridge = start(
         &Db::Sqlite,
         dir.path(),
@@ -209,6 +220,11 @@ async fn secrets_never_reach_the_logs() {
             ),
             ("SCIM_BRIDGE_JWT_HS256_SECRET".into(), jwt_secret.into()),
             ("SCIM_BRIDGE_LOG_LEVEL".into(), "debug".into()),
+            ("SCIM_BRIDGE_CODER_URL".into(), fake.base_url().to_string()),
+            (
+                "SCIM_BRIDGE_CODER_TOKEN_FILE".into(),
+                coder_token_file.display().to_string(),
+            ),
         ],
     )
     .await;
@@ -236,6 +252,12 @@ async fn secrets_never_reach_the_logs() {
             None,
         )
         .await;
+    // The worker has used the Coder token by the time carol exists in Coder.
+    let synced = eventually(Duration::from_secs(30), || async {
+        fake.state().user("carol").map(|_| ())
+    })
+    .await;
+    assert!(synced.is_some(), "the worker synced carol to Coder");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logs = bridge.log_text();
     assert!(logs.contains("listening"), "logs were captured");
@@ -245,6 +267,7 @@ async fn secrets_never_reach_the_logs() {
         bridge.token.as_str(),
         "hunter2-password",
         "wrong-token-value-xyz",
+        coder_token,
     ] {
         assert!(
             !logs.contains(secret),
@@ -255,7 +278,7 @@ async fn secrets_never_reach_the_logs() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
     assert!(
-        !printed.contains(jwt_secret),
+        !printed.contains(jwt_secret) && !printed.contains(coder_token),
         "config check redacts secrets"
     );
     let audit = String::from_utf8_lossy(&bridge.cli(&["audit", "export"]).stdout).to_string();
