@@ -27,6 +27,10 @@ use store::{Clock, OutboxEvent, Store};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+/// The longest a resource waiting on another one (see [`ReconcileError::Waiting`]) waits
+/// before it is looked at again.
+const WAITING_RECHECK: Duration = Duration::from_secs(5);
+
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
@@ -320,6 +324,23 @@ impl Worker {
                     .config
                     .backoff
                     .delay_after(attempt, Some(wait), &mut *self.rng);
+                let until =
+                    self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                store
+                    .outbox_defer(&event, &e.to_string(), until)
+                    .await
+                    .map(drop)
+            }
+            Err(e @ ReconcileError::Waiting(_)) => {
+                // Waiting on another resource (a group member whose Coder user is still queued)
+                // is not a failure: spend no attempt, and look again soon rather than after a
+                // growing backoff, so a group follows its members within seconds.
+                let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+                let delay = self
+                    .config
+                    .backoff
+                    .delay_after(attempt, None, &mut *self.rng)
+                    .min(WAITING_RECHECK);
                 let until =
                     self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 store

@@ -17,6 +17,7 @@ sync_tests!(
     coder_down_for_minutes_loses_nothing_and_duplicates_nothing,
     a_429_storm_is_honoured_without_dead_letters,
     rows_are_dead_lettered_after_max_attempts,
+    a_group_whose_member_fails_first_still_converges,
     a_crashed_workers_lease_is_taken_over,
     an_auth_failure_pauses_without_spending_attempts,
     shutdown_releases_leases,
@@ -265,6 +266,58 @@ async fn rows_are_dead_lettered_after_max_attempts(db: TestDb) {
     let audit = env.worker_audit(&user.id).await;
     assert_eq!(audit.len(), 3);
     assert!(audit.iter().all(|r| r.result.contains("500")));
+}
+
+/// A group whose member's Coder user fails to be created three times first (the group waits for
+/// it meanwhile) still ends up with the member, and nothing is dead-lettered.
+async fn a_group_whose_member_fails_first_still_converges(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let user = env.create_user("late@corp.com", json!({})).await;
+    let group = env.create_group("waiting-team", &[&user.id]).await;
+    env.fake
+        .inject(
+            Fault::next(
+                3,
+                FaultKind::Status {
+                    status: 500,
+                    retry_after: None,
+                },
+            )
+            .on_paths("/api/v2/users"),
+        )
+        .unwrap();
+    let running = spawn(env.worker(WorkerConfig {
+        max_attempts: 4,
+        ..worker_config("w1")
+    }));
+    advance_until(
+        &env,
+        ChronoDuration::seconds(10),
+        "the member in the Coder group",
+        |s| {
+            s.groups.iter().any(|g| {
+                g.name == "waiting-team"
+                    && s.user("late").is_some_and(|u| g.members.contains(&u.id))
+            })
+        },
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(
+        env.store().outbox_stats().await.unwrap().dead,
+        0,
+        "nothing dead-lettered"
+    );
+    let left = env
+        .store()
+        .outbox_list(OutboxFilter::All, 10)
+        .await
+        .unwrap();
+    assert!(
+        left.iter()
+            .all(|e| e.resource_id != group.id || e.attempts == 0),
+        "{left:?}"
+    );
 }
 
 async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
