@@ -14,4 +14,7 @@ pub(crate) struct Dialect {
     pub skip_locked: &'static str,
     /// Run inside a transaction that queued outbox work; `$1` is the channel.
     pub notify: Option<&'static str>,
+    /// Write transactions send queued statements as one multi-statement query
+    /// (`write_tx.rs`): SQLite, where each statement is a hand-off to another thread.
+    pub batch: bool,
 }

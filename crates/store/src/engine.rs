@@ -35,6 +35,12 @@ use sqlx::{Pool, QueryBuilder, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+// The same source is compiled for each backend, like this file.
+#[allow(clippy::duplicate_mod)]
+#[path = "write_tx.rs"]
+mod write_tx;
+use write_tx::{Stmt, WriteTx};
+
 type Conn = <Db as sqlx::Database>::Connection;
 type Tx = Transaction<'static, Db>;
 
@@ -109,6 +115,11 @@ impl Backend {
         Ok(self.write.begin_with(DIALECT.begin_write).await?)
     }
 
+    /// A write transaction for the SCIM resource paths (see `write_tx.rs`).
+    async fn begin_batch(&self) -> StoreResult<WriteTx> {
+        WriteTx::begin(&self.write).await
+    }
+
     async fn begin_read(&self) -> StoreResult<Tx> {
         Ok(self.read.begin_with(DIALECT.begin_read).await?)
     }
@@ -120,6 +131,17 @@ impl Backend {
                 .bind(OUTBOX_CHANNEL)
                 .execute(&mut *tx)
                 .await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        self.shared.outbox_notify.notify_one();
+        Ok(())
+    }
+
+    /// `commit_queued` for a batched write transaction.
+    async fn commit_batch(&self, mut tx: WriteTx) -> StoreResult<()> {
+        if let Some(sql) = DIALECT.notify {
+            tx.defer(Stmt::new(sql).text(OUTBOX_CHANNEL)).await?;
         }
         tx.commit().await?;
         self.durable().await?;
@@ -140,12 +162,13 @@ impl Backend {
     /// the change, its outbox row and its audit row commit together or not at all.
     async fn commit_write(
         &self,
-        mut tx: Tx,
+        mut tx: WriteTx,
         ctx: &WriteContext,
         record: WriteRecord<'_>,
     ) -> StoreResult<()> {
         let now = self.now();
-        enqueue_in(&mut tx, record.kind, record.id, record.priority, now).await?;
+        tx.defer(enqueue_stmt(record.kind, record.id, record.priority, now))
+            .await?;
         let operation = if ctx.operation.is_empty() {
             format!("{} {}", record.verb, record.kind.name())
         } else {
@@ -161,8 +184,8 @@ impl Backend {
             change: record.change,
             result: "ok".to_string(),
         };
-        append_audit_in(&mut tx, &entry, now).await?;
-        self.commit_queued(tx).await
+        append_audit_batched(&mut tx, &entry, now).await?;
+        self.commit_batch(tx).await
     }
 
     /// Finish a PUT or PATCH. When nothing changed (IdPs re-send unchanged objects every
@@ -171,7 +194,7 @@ impl Backend {
     /// and commit it with its outbox and audit rows.
     async fn commit_update(
         &self,
-        mut tx: Tx,
+        mut tx: WriteTx,
         ctx: &WriteContext,
         update: Update,
         now: DateTime<Utc>,
@@ -197,7 +220,12 @@ impl Backend {
         }
         updated.version = current.version + 1;
         updated.last_modified = now;
-        update_resource(&mut tx, &updated, &columns).await?;
+        if updated.attrs == current.attrs {
+            // Only the membership changed: a new version, without rewriting the attributes.
+            tx.defer(touch_stmt(&updated.id, now)).await?;
+        } else {
+            tx.defer(update_stmt(&updated, &columns)).await?;
+        }
         let priority = offboarding_priority(current.kind, &current.attrs, Some(&updated.attrs));
         let record = WriteRecord {
             kind: current.kind,
@@ -249,10 +277,11 @@ impl Backend {
         let columns = IndexedColumns::of(kind, &attrs)?;
         let now = self.now();
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         // No uniqueness pre-check: the unique index on the name key rejects a taken name, and
         // every statement the single writer runs costs every other write its time.
-        insert_resource(&mut tx, kind, &id, &columns, &attrs, now).await?;
+        tx.defer(insert_stmt(kind, &id, &columns, &attrs, now))
+            .await?;
         let mut change = json!({ "attrs": attrs });
         if password_supplied {
             // Recorded as supplied; `audit::redact` replaces the value.
@@ -260,9 +289,9 @@ impl Backend {
         }
         let members = match kind {
             ResourceKind::Group => {
-                let members =
-                    resolve_members(&mut tx, &id, member_inputs.unwrap_or_default()).await?;
-                insert_members(&mut tx, &id, &members, now).await?;
+                let conn = tx.conn().await?;
+                let members = resolve_members(conn, &id, member_inputs.unwrap_or_default()).await?;
+                insert_members(conn, &id, &members, now).await?;
                 change["members"] = json!({ "added": member_values(&members) });
                 Some(members)
             }
@@ -318,8 +347,9 @@ impl Backend {
         F: FnOnce(&StoredResource) -> Result<(Map<String, Value>, bool), StoreError> + Send,
     {
         let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+        let mut tx = self.begin_batch().await?;
+        let current = tx
+            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
             .await?
             .ok_or_else(|| not_found(kind, id))?
             .into_resource()?;
@@ -327,7 +357,7 @@ impl Backend {
         let (mut attrs, password_supplied) = next(&current)?;
         let member_inputs = split_body(kind, &mut attrs)?;
         let columns = IndexedColumns::of(kind, &attrs)?;
-        ensure_unique(&mut tx, kind, &columns, Some(id)).await?;
+        ensure_unique(tx.conn().await?, kind, &columns, Some(id)).await?;
 
         let mut change = Map::new();
         if attrs != current.attrs {
@@ -336,8 +366,9 @@ impl Backend {
         // A PUT without `members` keeps the membership: RFC 7644 §3.5.1 lets a server keep
         // omitted attributes, and a rename-only PUT must not empty a 50,000-member group.
         if let Some(inputs) = member_inputs {
-            let wanted = resolve_members(&mut tx, id, inputs).await?;
-            let (added, removed) = replace_members(&mut tx, id, &wanted, now).await?;
+            let conn = tx.conn().await?;
+            let wanted = resolve_members(conn, id, inputs).await?;
+            let (added, removed) = replace_members(conn, id, &wanted, now).await?;
             if !added.is_empty() || !removed.is_empty() {
                 change.insert(
                     "members".into(),
@@ -364,8 +395,9 @@ impl Backend {
         if_match: Option<&str>,
     ) -> StoreResult<()> {
         let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+        let mut tx = self.begin_batch().await?;
+        let current = tx
+            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, current.version)?;
@@ -374,23 +406,20 @@ impl Backend {
         let parents: Vec<String> =
             sqlx::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
                 .bind(id)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn().await?)
                 .await?;
         for parent in &parents {
-            touch_resource(&mut tx, parent, now).await?;
-            enqueue_in(
-                &mut tx,
+            tx.defer(touch_stmt(parent, now)).await?;
+            tx.defer(enqueue_stmt(
                 ResourceKind::Group,
                 parent,
                 OutboxPriority::Normal,
                 now,
-            )
+            ))
             .await?;
         }
         // Membership rows go with the resource (ON DELETE CASCADE, both directions).
-        sqlx::query("DELETE FROM resources WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+        tx.defer(Stmt::new("DELETE FROM resources WHERE id = $1").text(id))
             .await?;
         let priority = offboarding_priority(kind, &Map::new(), None);
         let change = json!({ "deleted_version": current.version, "removed_from_groups": parents });
@@ -420,10 +449,11 @@ impl Backend {
         options: &PatchOptions,
     ) -> StoreResult<StoredResource> {
         let now = self.now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         // The row lock (or SQLite's single writer) is held from this read to the commit, so
         // parallel PATCHes to one group apply one after the other on the latest state.
-        let current = select_resource(&mut tx, kind, id, DIALECT.lock_row)
+        let current = tx
+            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
             .await?
             .ok_or_else(|| not_found(kind, id))?
             .into_resource()?;
@@ -444,12 +474,12 @@ impl Backend {
                             // still return a member list, it is applied, never stored as JSON.
                             if let Some(inputs) = stray {
                                 let change = MemberChange::Replace(member_refs(inputs));
-                                members.apply(&mut tx, id, change, now).await?;
+                                members.apply(tx.conn().await?, id, change, now).await?;
                             }
                             attrs = next;
                         }
                         GroupPatchStep::Members(change) => {
-                            members.apply(&mut tx, id, change, now).await?;
+                            members.apply(tx.conn().await?, id, change, now).await?;
                         }
                     }
                 }
@@ -460,7 +490,7 @@ impl Backend {
                 // write back the difference.
                 let mut doc = attrs.clone();
                 if kind == ResourceKind::Group {
-                    let loaded = load_members(&mut tx, &[id.to_string()])
+                    let loaded = load_members(tx.conn().await?, &[id.to_string()])
                         .await?
                         .remove(id)
                         .unwrap_or_default();
@@ -472,7 +502,7 @@ impl Backend {
                 let (next, inputs) = apply_patch(kind, id, &doc, request, options)?;
                 if kind == ResourceKind::Group {
                     let change = MemberChange::Replace(member_refs(inputs.unwrap_or_default()));
-                    members.apply(&mut tx, id, change, now).await?;
+                    members.apply(tx.conn().await?, id, change, now).await?;
                 }
                 attrs = next;
             }
@@ -480,7 +510,7 @@ impl Backend {
         let columns = IndexedColumns::of(kind, &attrs)?;
         let mut change = Map::new();
         if attrs != current.attrs {
-            ensure_unique(&mut tx, kind, &columns, Some(id)).await?;
+            ensure_unique(tx.conn().await?, kind, &columns, Some(id)).await?;
             change.insert("attrs".into(), Value::Object(attrs.clone()));
         }
         if !members.is_empty() {
@@ -522,6 +552,18 @@ impl Backend {
             // The IdPs' hot path (`userName eq`, `displayName eq`, `id eq`): at most one row, so
             // no count query and no transaction, just the row and its relations.
             let mut conn = self.read.acquire().await?;
+            if kind == ResourceKind::User && options.groups {
+                // One statement for the user and its groups: each statement is a round trip
+                // to the connection's thread, the larger part of a lookup's cost.
+                let found = user_with_groups(&mut conn, predicate).await?;
+                let total = found.len() as u64;
+                let items = if offset == 0 && count > 0 {
+                    found
+                } else {
+                    Vec::new()
+                };
+                return Ok(ListPage { total, items });
+            }
             let mut select = resource_query(RESOURCE_COLUMNS, kind, Some(predicate));
             select.push(" LIMIT 2");
             let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *conn).await?;
@@ -1349,18 +1391,25 @@ fn token_audit(operation: &str, name: &str, change: Value) -> AuditEntry {
 
 // ----- statements used inside transactions -----
 
+fn select_stmt(kind: ResourceKind, id: &str, lock: &str) -> Stmt {
+    Stmt::new(format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1 AND kind = {}{lock}",
+        kind_literal(kind)
+    ))
+    .text(id)
+}
+
 async fn select_resource(
     conn: &mut Conn,
     kind: ResourceKind,
     id: &str,
     lock: &str,
 ) -> StoreResult<Option<ResourceRow>> {
-    let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1 AND kind = $2{lock}");
-    Ok(sqlx::query_as(&sql)
-        .bind(id)
-        .bind(kind.name())
-        .fetch_optional(&mut *conn)
-        .await?)
+    Ok(select_stmt(kind, id, lock)
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// RFC 7643 §4.1.1 / Entra: a User's userName and a Group's displayName are unique ignoring
@@ -1408,70 +1457,62 @@ fn uniqueness_detail(kind: ResourceKind, columns: &IndexedColumns) -> String {
     )
 }
 
-async fn insert_resource(
-    conn: &mut Conn,
+fn insert_stmt(
     kind: ResourceKind,
     id: &str,
     columns: &IndexedColumns,
     attrs: &Map<String, Value>,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
+) -> Stmt {
+    Stmt::new(
         "INSERT INTO resources (id, kind, user_name, user_name_key, external_id, display_name, display_name_key, \
                                 active, attrs, version, created, last_modified) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)",
     )
-    .bind(id)
-    .bind(kind.name())
-    .bind(columns.user_name.as_deref())
-    .bind(columns.user_name_key())
-    .bind(columns.external_id.as_deref())
-    .bind(columns.display_name.as_deref())
-    .bind(columns.display_name_key())
-    .bind(columns.active)
-    .bind(Value::Object(attrs.clone()).to_string())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| unique_violation(e, || uniqueness_detail(kind, columns)))?;
-    Ok(())
+    .text(id)
+    .text(kind.name())
+    .columns(columns)
+    .text(Value::Object(attrs.clone()).to_string())
+    .time(now)
+    .unique(uniqueness_detail(kind, columns))
 }
 
 /// Write `resource`'s attributes, version and lastModified (the caller has bumped them).
-async fn update_resource(
-    conn: &mut Conn,
-    resource: &StoredResource,
-    columns: &IndexedColumns,
-) -> StoreResult<()> {
-    sqlx::query(
+fn update_stmt(resource: &StoredResource, columns: &IndexedColumns) -> Stmt {
+    Stmt::new(
         "UPDATE resources SET user_name = $1, user_name_key = $2, external_id = $3, display_name = $4, \
                 display_name_key = $5, active = $6, attrs = $7, version = $8, last_modified = $9 \
          WHERE id = $10",
     )
-    .bind(columns.user_name.as_deref())
-    .bind(columns.user_name_key())
-    .bind(columns.external_id.as_deref())
-    .bind(columns.display_name.as_deref())
-    .bind(columns.display_name_key())
-    .bind(columns.active)
-    .bind(Value::Object(resource.attrs.clone()).to_string())
-    .bind(resource.version)
-    .bind(resource.last_modified)
-    .bind(&resource.id)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| unique_violation(e, || uniqueness_detail(resource.kind, columns)))?;
-    Ok(())
+    .columns(columns)
+    .text(Value::Object(resource.attrs.clone()).to_string())
+    .int(resource.version)
+    .time(resource.last_modified)
+    .text(resource.id.clone())
+    .unique(uniqueness_detail(resource.kind, columns))
+}
+
+trait IndexedArgs {
+    /// Bind the six indexed columns, in table order from `user_name` to `active`.
+    fn columns(self, columns: &IndexedColumns) -> Self;
+}
+
+impl IndexedArgs for Stmt {
+    fn columns(self, columns: &IndexedColumns) -> Stmt {
+        self.opt_text(columns.user_name.clone())
+            .opt_text(columns.user_name_key())
+            .opt_text(columns.external_id.clone())
+            .opt_text(columns.display_name.clone())
+            .opt_text(columns.display_name_key())
+            .opt_bool(columns.active)
+    }
 }
 
 /// A new version for a resource whose membership changed.
-async fn touch_resource(conn: &mut Conn, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query("UPDATE resources SET version = version + 1, last_modified = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+fn touch_stmt(id: &str, now: DateTime<Utc>) -> Stmt {
+    Stmt::new("UPDATE resources SET version = version + 1, last_modified = $1 WHERE id = $2")
+        .time(now)
+        .text(id)
 }
 
 /// Check that every member names an existing User or Group, and learn its kind. Duplicates are
@@ -1673,6 +1714,57 @@ async fn attach_relations(
     Ok(())
 }
 
+/// The (at most two) users a unique-key predicate selects, with their groups, in one statement.
+async fn user_with_groups(
+    conn: &mut Conn,
+    predicate: &IndexedPredicate,
+) -> StoreResult<Vec<StoredResource>> {
+    let mut query = QueryBuilder::<Db>::new(format!(
+        "SELECT u.id, u.kind, u.attrs, u.version, u.created, u.last_modified, m.group_id, g.display_name \
+         FROM (SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = {} AND ",
+        kind_literal(ResourceKind::User)
+    ));
+    push_predicate(&mut query, predicate);
+    query.push(
+        " LIMIT 2) u LEFT JOIN group_members m ON m.member_id = u.id \
+         LEFT JOIN resources g ON g.id = m.group_id \
+         ORDER BY u.id, g.display_name_key, m.group_id",
+    );
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let mut users: Vec<StoredResource> = Vec::new();
+    for (id, kind, attrs, version, created, last_modified, group_id, display) in rows {
+        if users.last().is_none_or(|u| u.id != id) {
+            let row = ResourceRow {
+                id,
+                kind,
+                attrs,
+                version,
+                created,
+                last_modified,
+            };
+            let mut user = row.into_resource()?;
+            user.groups = Some(Vec::new());
+            users.push(user);
+        }
+        if let (Some(value), Some(user)) = (group_id, users.last_mut()) {
+            user.groups
+                .get_or_insert_with(Vec::new)
+                .push(GroupRef { value, display });
+        }
+    }
+    Ok(users)
+}
+
 async fn load_members(
     conn: &mut Conn,
     group_ids: &[String],
@@ -1736,14 +1828,13 @@ async fn load_groups(
 /// enqueue time kept (FIFO fairness), the row made due now (a row backing off after failures
 /// retries with the new state; its attempt count stays, so a persistent failure keeps backing
 /// off) and a dead-lettered row revived.
-async fn enqueue_in(
-    conn: &mut Conn,
+fn enqueue_stmt(
     kind: ResourceKind,
     id: &str,
     priority: OutboxPriority,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
+) -> Stmt {
+    Stmt::new(
         "INSERT INTO outbox (kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts) \
          VALUES ($1, $2, $3, 1, $4, $4, 0) \
          ON CONFLICT (kind, resource_id) DO UPDATE SET \
@@ -1754,12 +1845,20 @@ async fn enqueue_in(
            attempts = CASE WHEN outbox.dead_at IS NULL THEN outbox.attempts ELSE 0 END, \
            dead_at = NULL, dead_reason = NULL",
     )
-    .bind(kind.name())
-    .bind(id)
-    .bind(priority.as_i32())
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    .text(kind.name())
+    .text(id)
+    .int(i64::from(priority.as_i32()))
+    .time(now)
+}
+
+async fn enqueue_in(
+    conn: &mut Conn,
+    kind: ResourceKind,
+    id: &str,
+    priority: OutboxPriority,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    enqueue_stmt(kind, id, priority, now).execute(conn).await?;
     Ok(())
 }
 
@@ -1779,37 +1878,67 @@ async fn append_audit_in(
     entry: &AuditEntry,
     now: DateTime<Utc>,
 ) -> StoreResult<AuditRow> {
-    let sql = format!(
+    let (seq, prev_hash): (i64, String) = audit_head_stmt()
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
+    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
+    for stmt in audit_append_stmts(&row) {
+        stmt.execute(&mut *conn).await?;
+    }
+    Ok(row)
+}
+
+/// `append_audit_in` inside a batched write: the head is read with the statements queued
+/// before it, and the record is written with the COMMIT.
+async fn append_audit_batched(
+    tx: &mut WriteTx,
+    entry: &AuditEntry,
+    now: DateTime<Utc>,
+) -> StoreResult<AuditRow> {
+    let (seq, prev_hash): (i64, String) = tx
+        .fetch_optional(audit_head_stmt())
+        .await?
+        .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
+    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
+    for stmt in audit_append_stmts(&row) {
+        tx.defer(stmt).await?;
+    }
+    Ok(row)
+}
+
+fn audit_head_stmt() -> Stmt {
+    Stmt::new(format!(
         "SELECT seq, hash FROM audit_head WHERE id = 1{}",
         DIALECT.lock_row
-    );
-    let (seq, prev_hash): (i64, String) = sqlx::query_as(&sql).fetch_one(&mut *conn).await?;
-    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
-                                change, result, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(row.seq)
-    .bind(row.time)
-    .bind(&row.request_id)
-    .bind(&row.actor)
-    .bind(&row.source_addr)
-    .bind(&row.operation)
-    .bind(&row.resource_type)
-    .bind(&row.resource_id)
-    .bind(&row.change)
-    .bind(&row.result)
-    .bind(&row.prev_hash)
-    .bind(&row.hash)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(row.seq)
-        .bind(&row.hash)
-        .execute(&mut *conn)
-        .await?;
-    Ok(row)
+    ))
+}
+
+fn audit_append_stmts(row: &AuditRow) -> [Stmt; 2] {
+    [
+        Stmt::new(
+            "INSERT INTO audit_log (seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
+                                    change, result, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .int(row.seq)
+        .time(row.time)
+        .text(row.request_id.clone())
+        .opt_text(row.actor.clone())
+        .opt_text(row.source_addr.clone())
+        .text(row.operation.clone())
+        .opt_text(row.resource_type.clone())
+        .opt_text(row.resource_id.clone())
+        .text(row.change.clone())
+        .text(row.result.clone())
+        .text(row.prev_hash.clone())
+        .text(row.hash.clone()),
+        Stmt::new("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .int(row.seq)
+            .text(row.hash.clone()),
+    ]
 }
 
 async fn insert_token(
@@ -1976,13 +2105,25 @@ fn resource_query<'a>(
     kind: ResourceKind,
     predicate: Option<&IndexedPredicate>,
 ) -> QueryBuilder<'a, Db> {
-    let mut query = QueryBuilder::new(format!("SELECT {columns} FROM resources WHERE kind = "));
-    query.push_bind(kind.name());
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {columns} FROM resources WHERE kind = {}",
+        kind_literal(kind)
+    ));
     if let Some(predicate) = predicate {
         query.push(" AND ");
         push_predicate(&mut query, predicate);
     }
     query
+}
+
+/// The resource kind as a SQL literal. Never a bound parameter: the unique name indexes are
+/// partial (`WHERE kind = 'User'`), and SQLite re-prepares a statement on every execution when
+/// a bound value decides whether such an index applies.
+fn kind_literal(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "'User'",
+        ResourceKind::Group => "'Group'",
+    }
 }
 
 async fn count_resources(

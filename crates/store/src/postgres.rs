@@ -23,6 +23,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
     lock_row: " FOR NO KEY UPDATE",
     skip_locked: " FOR UPDATE SKIP LOCKED",
     notify: Some("SELECT pg_notify($1, '')"),
+    batch: false,
 };
 
 // The same engine source is compiled for each backend on purpose (see engine.rs).

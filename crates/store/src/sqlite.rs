@@ -25,6 +25,7 @@ pub(crate) const DIALECT: Dialect = Dialect {
     lock_row: "",
     skip_locked: "",
     notify: None,
+    batch: true,
 };
 
 // The same engine source is compiled for each backend on purpose (see engine.rs).

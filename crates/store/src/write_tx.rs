@@ -1,0 +1,371 @@
+//! The write transaction of the SCIM resource paths, which sends its statements in as few
+//! round trips as it can.
+//!
+//! On SQLite every statement is a hand-off to the connection's own thread and back, and the
+//! single writer holds the database's write lock for the sum of those hand-offs: a POST's seven
+//! statements cost the IdP more in thread switches than in SQLite. So statements whose result
+//! is not needed yet are queued (`defer`) and sent together with the next statement whose
+//! rows are needed (`fetch`) or with the COMMIT, as one multi-statement query: `BEGIN
+//! IMMEDIATE`, the resource, the outbox row and the audit head go in one hand-off and the audit
+//! row and the COMMIT in a second. On PostgreSQL (`DIALECT.batch` is false) each statement is
+//! sent as it comes, as before.
+//!
+//! sqlx's SQLite driver runs every statement of a query string, binding `$N` by absolute
+//! position (0.8; upstream has marked multi-statement queries as deprecated, see
+//! launchbadge/sqlx#3108, so an upgrade must keep the store suites green on SQLite).
+//!
+//! Not a `sqlx::Transaction`: BEGIN is itself deferred. If the transaction is dropped after
+//! BEGIN was sent and before it ended (a cancelled request), the connection is closed rather
+//! than returned to the pool, which rolls the transaction back.
+
+use super::{DIALECT, Db};
+use crate::error::{StoreError, StoreResult};
+use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::{FromRow, Pool};
+use std::borrow::Cow;
+
+type Row = <Db as sqlx::Database>::Row;
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// A bound value.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(i64),
+    Bool(Option<bool>),
+    Time(DateTime<Utc>),
+}
+
+/// One statement with its arguments (written with `$1`, `$2`, … of its own).
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+    /// The 409 detail to report if this statement hits a unique index.
+    unique: Option<String>,
+}
+
+impl Stmt {
+    pub(crate) fn new(sql: impl Into<Cow<'static, str>>) -> Stmt {
+        Stmt {
+            sql: sql.into(),
+            args: Vec::new(),
+            unique: None,
+        }
+    }
+
+    pub(crate) fn text(mut self, value: impl Into<String>) -> Stmt {
+        self.args.push(Arg::Text(Some(value.into())));
+        self
+    }
+
+    pub(crate) fn opt_text(mut self, value: Option<impl Into<String>>) -> Stmt {
+        self.args.push(Arg::Text(value.map(Into::into)));
+        self
+    }
+
+    pub(crate) fn int(mut self, value: i64) -> Stmt {
+        self.args.push(Arg::Int(value));
+        self
+    }
+
+    pub(crate) fn opt_bool(mut self, value: Option<bool>) -> Stmt {
+        self.args.push(Arg::Bool(value));
+        self
+    }
+
+    pub(crate) fn time(mut self, value: DateTime<Utc>) -> Stmt {
+        self.args.push(Arg::Time(value));
+        self
+    }
+
+    /// A unique-index violation of this statement is a 409 with `detail`.
+    pub(crate) fn unique(mut self, detail: String) -> Stmt {
+        self.unique = Some(detail);
+        self
+    }
+
+    /// Run alone on `conn`.
+    pub(crate) async fn execute(self, conn: &mut Conn) -> StoreResult<u64> {
+        let unique = self.unique.clone();
+        let query = bind(sqlx::query(&self.sql), &self.args);
+        match query.execute(&mut *conn).await {
+            Ok(done) => Ok(done.rows_affected()),
+            Err(e) => Err(map_error(e, unique)),
+        }
+    }
+
+    /// Run alone on `conn` and read its rows.
+    pub(crate) async fn fetch_all<T>(self, conn: &mut Conn) -> StoreResult<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, Row> + Send + Unpin,
+    {
+        let unique = self.unique.clone();
+        let query = bind_as(sqlx::query_as::<_, T>(&self.sql), &self.args);
+        query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_error(e, unique))
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+type QueryAs<'q, T> = sqlx::query::QueryAs<'q, Db, T, <Db as sqlx::Database>::Arguments<'q>>;
+
+// `Query` and `QueryAs` share `bind` by name only, not by trait.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.as_deref()),
+                Arg::Int(v) => query.bind(*v),
+                Arg::Bool(v) => query.bind(*v),
+                Arg::Time(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+fn bind<'q>(query: Query<'q>, args: &'q [Arg]) -> Query<'q> {
+    bind_args!(query, args)
+}
+
+fn bind_as<'q, T>(query: QueryAs<'q, T>, args: &'q [Arg]) -> QueryAs<'q, T> {
+    bind_args!(query, args)
+}
+
+fn map_error(error: sqlx::Error, unique: Option<String>) -> StoreError {
+    match (&error, unique) {
+        (sqlx::Error::Database(db), Some(detail)) if db.is_unique_violation() => {
+            StoreError::Uniqueness(detail)
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+/// `sql` with every `$N` outside quotes renumbered to `$(N + offset)`.
+fn renumber(sql: &str, offset: usize, out: &mut String) {
+    let mut chars = sql.char_indices().peekable();
+    let mut quoted = false;
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        match c {
+            '\'' => quoted = !quoted,
+            '$' if !quoted => {
+                let mut n = 0usize;
+                let mut digits = false;
+                while let Some(&(_, d)) = chars.peek() {
+                    let Some(v) = d.to_digit(10) else { break };
+                    n = n * 10 + v as usize;
+                    digits = true;
+                    chars.next();
+                }
+                if digits {
+                    out.push_str(&(n + offset).to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Several statements as one query string with one argument list.
+fn join(stmts: &[Stmt]) -> (String, Vec<Arg>, Option<String>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    let mut unique = None;
+    for stmt in stmts {
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        renumber(&stmt.sql, args.len(), &mut sql);
+        args.extend(stmt.args.iter().cloned());
+        if stmt.unique.is_some() {
+            unique.clone_from(&stmt.unique);
+        }
+    }
+    (sql, args, unique)
+}
+
+/// A write transaction on the write pool; see the module documentation.
+pub(crate) struct WriteTx {
+    conn: PoolConnection<Db>,
+    pending: Vec<Stmt>,
+    /// BEGIN has been sent (or may have been): the connection is inside a transaction until
+    /// COMMIT or ROLLBACK succeeds.
+    begun: bool,
+    finished: bool,
+}
+
+impl WriteTx {
+    pub(crate) async fn begin(pool: &Pool<Db>) -> StoreResult<WriteTx> {
+        let conn = pool.acquire().await?;
+        Ok(WriteTx {
+            conn,
+            pending: vec![Stmt::new(DIALECT.begin_write)],
+            begun: false,
+            finished: false,
+        })
+    }
+
+    /// Queue a statement whose result is not needed (run now on PostgreSQL).
+    pub(crate) async fn defer(&mut self, stmt: Stmt) -> StoreResult<()> {
+        self.pending.push(stmt);
+        if !DIALECT.batch {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Run the queued statements and `stmt`; return `stmt`'s rows.
+    pub(crate) async fn fetch_all<T>(&mut self, stmt: Stmt) -> StoreResult<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, Row> + Send + Unpin,
+    {
+        let result = if DIALECT.batch {
+            // Queued statements are writes without RETURNING: every row is `stmt`'s.
+            self.pending.push(stmt);
+            let stmts = std::mem::take(&mut self.pending);
+            self.begun = true;
+            let (sql, args, unique) = join(&stmts);
+            bind_as(sqlx::query_as::<_, T>(&sql), &args)
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(|e| map_error(e, unique))
+        } else {
+            self.flush().await?;
+            self.begun = true;
+            stmt.fetch_all(&mut self.conn).await
+        };
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.abort(e).await),
+        }
+    }
+
+    pub(crate) async fn fetch_optional<T>(&mut self, stmt: Stmt) -> StoreResult<Option<T>>
+    where
+        T: for<'r> FromRow<'r, Row> + Send + Unpin,
+    {
+        Ok(self.fetch_all(stmt).await?.into_iter().next())
+    }
+
+    /// The connection, with everything queued run first, for statements written directly
+    /// against sqlx.
+    pub(crate) async fn conn(&mut self) -> StoreResult<&mut Conn> {
+        self.flush().await?;
+        Ok(&mut self.conn)
+    }
+
+    /// Run what is queued.
+    async fn flush(&mut self) -> StoreResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let stmts = std::mem::take(&mut self.pending);
+        self.begun = true;
+        let result = if DIALECT.batch {
+            let (sql, args, unique) = join(&stmts);
+            bind(sqlx::query(&sql), &args)
+                .execute(&mut *self.conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| map_error(e, unique))
+        } else {
+            let mut result = Ok(());
+            for stmt in stmts {
+                if let Err(e) = stmt.execute(&mut self.conn).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            result
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.abort(e).await),
+        }
+    }
+
+    /// After a failed statement: roll back now, so the connection goes back to the pool
+    /// clean, and return the error.
+    async fn abort(&mut self, error: StoreError) -> StoreError {
+        self.pending.clear();
+        if sqlx::query("ROLLBACK")
+            .execute(&mut *self.conn)
+            .await
+            .is_ok()
+        {
+            self.finished = true;
+        }
+        error
+    }
+
+    /// Run what is queued, then COMMIT.
+    pub(crate) async fn commit(mut self) -> StoreResult<()> {
+        self.pending.push(Stmt::new("COMMIT"));
+        self.flush().await?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Drop what is queued and roll back (nothing is sent if BEGIN never was).
+    pub(crate) async fn rollback(mut self) -> StoreResult<()> {
+        self.pending.clear();
+        if self.begun {
+            sqlx::query("ROLLBACK").execute(&mut *self.conn).await?;
+        }
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.begun && !self.finished {
+            // Closing the connection rolls the open transaction back; returning it to the
+            // pool would hand the next writer a transaction (and on SQLite the write lock).
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        let mut out = String::new();
+        renumber(
+            "UPDATE t SET a = $1, b = '$2' WHERE c = $2 AND d = $10",
+            3,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "UPDATE t SET a = $4, b = '$2' WHERE c = $5 AND d = $13"
+        );
+    }
+
+    #[test]
+    fn joined_statements_number_their_arguments_in_sequence() {
+        let stmts = [
+            Stmt::new("BEGIN IMMEDIATE"),
+            Stmt::new("INSERT INTO a VALUES ($1, $2)").text("x").int(1),
+            Stmt::new("UPDATE b SET c = $1")
+                .unique("taken".into())
+                .int(2),
+        ];
+        let (sql, args, unique) = join(&stmts);
+        assert_eq!(
+            sql,
+            "BEGIN IMMEDIATE;\nINSERT INTO a VALUES ($1, $2);\nUPDATE b SET c = $3"
+        );
+        assert_eq!(args.len(), 3);
+        assert_eq!(unique.as_deref(), Some("taken"));
+    }
+}
