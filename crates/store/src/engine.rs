@@ -38,7 +38,7 @@ use std::sync::Arc;
 // The same source is compiled for each backend, like this file.
 #[allow(clippy::duplicate_mod)]
 #[path = "write_tx.rs"]
-mod write_tx;
+pub(crate) mod write_tx;
 use write_tx::{Stmt, WriteTx};
 
 type Conn = <Db as sqlx::Database>::Connection;
@@ -349,7 +349,7 @@ impl Backend {
         let now = self.now();
         let mut tx = self.begin_batch().await?;
         let current = tx
-            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
+            .select_for_write(kind, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?
             .into_resource()?;
@@ -357,7 +357,7 @@ impl Backend {
         let (mut attrs, password_supplied) = next(&current)?;
         let member_inputs = split_body(kind, &mut attrs)?;
         let columns = IndexedColumns::of(kind, &attrs)?;
-        ensure_unique(tx.conn().await?, kind, &columns, Some(id)).await?;
+        // No uniqueness pre-check: the UPDATE's unique index answers a taken name with a 409.
 
         let mut change = Map::new();
         if attrs != current.attrs {
@@ -397,7 +397,7 @@ impl Backend {
         let now = self.now();
         let mut tx = self.begin_batch().await?;
         let current = tx
-            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
+            .select_for_write(kind, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, current.version)?;
@@ -453,7 +453,7 @@ impl Backend {
         // The row lock (or SQLite's single writer) is held from this read to the commit, so
         // parallel PATCHes to one group apply one after the other on the latest state.
         let current = tx
-            .fetch_optional::<ResourceRow>(select_stmt(kind, id, DIALECT.lock_row))
+            .select_for_write(kind, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?
             .into_resource()?;
@@ -510,7 +510,6 @@ impl Backend {
         let columns = IndexedColumns::of(kind, &attrs)?;
         let mut change = Map::new();
         if attrs != current.attrs {
-            ensure_unique(tx.conn().await?, kind, &columns, Some(id)).await?;
             change.insert("attrs".into(), Value::Object(attrs.clone()));
         }
         if !members.is_empty() {
@@ -1412,39 +1411,7 @@ async fn select_resource(
         .next())
 }
 
-/// RFC 7643 §4.1.1 / Entra: a User's userName and a Group's displayName are unique ignoring
-/// case. `except` is the resource being replaced, which may keep its own name.
-async fn ensure_unique(
-    conn: &mut Conn,
-    kind: ResourceKind,
-    columns: &IndexedColumns,
-    except: Option<&str>,
-) -> StoreResult<()> {
-    let (sql, key) = match kind {
-        ResourceKind::User => (
-            "SELECT id FROM resources WHERE kind = 'User' AND user_name_key = $1",
-            columns.user_name_key(),
-        ),
-        ResourceKind::Group => (
-            "SELECT id FROM resources WHERE kind = 'Group' AND display_name_key = $1",
-            columns.display_name_key(),
-        ),
-    };
-    let Some(key) = key else { return Ok(()) };
-    let holder: Option<String> = sqlx::query_scalar(sql)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match holder {
-        Some(holder) if Some(holder.as_str()) != except => {
-            Err(StoreError::Uniqueness(uniqueness_detail(kind, columns)))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The 409 `detail` for a taken userName or displayName, whether the pre-check or the unique
-/// index found it.
+/// The 409 `detail` for a taken userName or displayName (the unique index finds it).
 fn uniqueness_detail(kind: ResourceKind, columns: &IndexedColumns) -> String {
     let (attribute, value) = match kind {
         ResourceKind::User => ("userName", columns.user_name.as_deref()),
@@ -1606,6 +1573,52 @@ async fn insert_members(
         added.extend(ids);
     }
     Ok(added)
+}
+
+/// Add members with one statement per chunk, each member's kind found by a join: an existing
+/// resource is inserted unless it is a member already, an unknown id is left out. Returns the
+/// ids added and how many distinct ids were asked for.
+async fn add_members(
+    conn: &mut Conn,
+    group_id: &str,
+    inputs: &[MemberInput],
+    now: DateTime<Utc>,
+) -> StoreResult<(Vec<String>, usize)> {
+    let mut seen = HashSet::new();
+    let inputs: Vec<&MemberInput> = inputs.iter().filter(|m| seen.insert(&m.value)).collect();
+    if inputs.iter().any(|m| m.value == group_id) {
+        return Err(StoreError::invalid_value(
+            "a group cannot be a member of itself",
+        ));
+    }
+    let mut added = Vec::new();
+    for chunk in inputs.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO group_members (group_id, member_id, member_type, display, added_at) SELECT ",
+        );
+        query
+            .push_bind(group_id.to_string())
+            .push(", r.id, r.kind, v.column2, ")
+            .push_bind(now)
+            .push(" FROM (VALUES ");
+        let mut values = query.separated(", ");
+        for member in chunk {
+            values
+                .push("(")
+                .push_bind_unseparated(member.value.clone())
+                .push_unseparated(", ")
+                .push_bind_unseparated(member.display.clone())
+                .push_unseparated(")");
+        }
+        // `WHERE true` keeps SQLite from reading the upsert's ON as the join's.
+        query.push(
+            ") AS v JOIN resources r ON r.id = v.column1 WHERE true \
+             ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id",
+        );
+        let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
+        added.extend(ids);
+    }
+    Ok((added, inputs.len()))
 }
 
 /// Delete the named membership rows; absent ones are ignored (RFC 7644 §3.5.2.2 remove is
@@ -1898,15 +1911,43 @@ async fn append_audit_batched(
     entry: &AuditEntry,
     now: DateTime<Utc>,
 ) -> StoreResult<AuditRow> {
-    let (seq, prev_hash): (i64, String) = tx
-        .fetch_optional(audit_head_stmt())
-        .await?
-        .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
+    let (seq, prev_hash): (i64, String) = match tx.audit_head.take() {
+        Some(head) => head,
+        None => tx
+            .fetch_optional(audit_head_stmt())
+            .await?
+            .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?,
+    };
     let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
     for stmt in audit_append_stmts(&row) {
         tx.defer(stmt).await?;
     }
     Ok(row)
+}
+
+impl WriteTx {
+    /// Read the resource a write changes, locking its row (PostgreSQL). On SQLite the write
+    /// lock is held from `BEGIN IMMEDIATE` to the commit, so the audit chain's tip cannot move
+    /// in between: it is read in the same round trip, and the commit extends it.
+    async fn select_for_write(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> StoreResult<Option<ResourceRow>> {
+        if DIALECT.batch {
+            let (head, rows) = self
+                .fetch_one_then_all::<(i64, String), ResourceRow>(
+                    audit_head_stmt(),
+                    select_stmt(kind, id, DIALECT.lock_row),
+                )
+                .await?;
+            self.audit_head = Some(head);
+            Ok(rows.into_iter().next())
+        } else {
+            self.fetch_optional(select_stmt(kind, id, DIALECT.lock_row))
+                .await
+        }
+    }
 }
 
 fn audit_head_stmt() -> Stmt {
@@ -1982,11 +2023,13 @@ impl MembershipDelta {
     ) -> StoreResult<()> {
         let (added, removed) = match change {
             MemberChange::Add(refs) => {
-                let members = resolve_members(conn, group_id, member_inputs(refs)).await?;
-                (
-                    insert_members(conn, group_id, &members, now).await?,
-                    Vec::new(),
-                )
+                let inputs = member_inputs(refs);
+                let (added, asked) = add_members(conn, group_id, &inputs, now).await?;
+                if added.len() < asked {
+                    // Present already, or unknown: only the latter is an error.
+                    resolve_members(conn, group_id, inputs).await?;
+                }
+                (added, Vec::new())
             }
             MemberChange::Remove(ids) => (Vec::new(), delete_members(conn, group_id, &ids).await?),
             MemberChange::Clear => (Vec::new(), clear_members(conn, group_id).await?),

@@ -79,3 +79,94 @@ pub(crate) fn database_file(url: &str) -> StoreResult<Option<std::path::PathBuf>
     let options = SqliteConnectOptions::from_str(url)?;
     Ok(Some(options.get_filename().to_path_buf()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::engine::write_tx::{Stmt, WriteTx};
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    async fn one_writer(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool
+    }
+
+    fn insert(x: i64) -> Stmt {
+        Stmt::new("INSERT INTO t (x) VALUES ($1)").int(x)
+    }
+
+    /// A transaction that inserts `x` and commits.
+    async fn commit_insert(pool: &sqlx::SqlitePool, x: i64) {
+        let mut tx = WriteTx::begin(pool).await.unwrap();
+        tx.defer(insert(x)).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn count(pool: &sqlx::SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_midway_rolls_back_and_frees_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = one_writer(&dir).await;
+        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        tx.defer(insert(1)).await.unwrap();
+        // Sends BEGIN and the insert: the connection is now inside a transaction.
+        let seen: Vec<(i64,)> = tx.fetch_all(Stmt::new("SELECT x FROM t")).await.unwrap();
+        assert_eq!(seen, vec![(1,)]);
+        drop(tx);
+        // The next writer gets a connection outside any transaction, and the insert is gone.
+        commit_insert(&pool, 2).await;
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_rolls_back_its_batch_and_maps_uniqueness() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = one_writer(&dir).await;
+        commit_insert(&pool, 7).await;
+        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        tx.defer(insert(8)).await.unwrap();
+        tx.defer(insert(7).unique("seven is taken".into()))
+            .await
+            .unwrap();
+        let err = tx.commit().await.unwrap_err();
+        assert!(
+            matches!(&err, crate::StoreError::Uniqueness(d) if d == "seven is taken"),
+            "{err:?}"
+        );
+        // Nothing of the failed batch stayed, and the writer is usable.
+        assert_eq!(count(&pool).await, 1);
+        commit_insert(&pool, 9).await;
+        assert_eq!(count(&pool).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_rollback_before_anything_was_sent_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = one_writer(&dir).await;
+        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        tx.defer(insert(1)).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(count(&pool).await, 0);
+    }
+}

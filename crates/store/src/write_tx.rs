@@ -190,6 +190,23 @@ fn join(stmts: &[Stmt]) -> (String, Vec<Arg>, Option<String>) {
     (sql, args, unique)
 }
 
+/// The first row as `A`, the rest as `B`.
+fn split_rows<A, B>(rows: &[Row]) -> StoreResult<(A, Vec<B>)>
+where
+    A: for<'r> FromRow<'r, Row>,
+    B: for<'r> FromRow<'r, Row>,
+{
+    let (first, rest) = rows
+        .split_first()
+        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+    let first = A::from_row(first)?;
+    let rest = rest
+        .iter()
+        .map(B::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((first, rest))
+}
+
 /// A write transaction on the write pool; see the module documentation.
 pub(crate) struct WriteTx {
     conn: PoolConnection<Db>,
@@ -198,6 +215,8 @@ pub(crate) struct WriteTx {
     /// COMMIT or ROLLBACK succeeds.
     begun: bool,
     finished: bool,
+    /// The audit chain's tip, when it was read early (see `Backend::select_for_write`).
+    pub(crate) audit_head: Option<(i64, String)>,
 }
 
 impl WriteTx {
@@ -208,6 +227,7 @@ impl WriteTx {
             pending: vec![Stmt::new(DIALECT.begin_write)],
             begun: false,
             finished: false,
+            audit_head: None,
         })
     }
 
@@ -239,6 +259,50 @@ impl WriteTx {
             self.flush().await?;
             self.begun = true;
             stmt.fetch_all(&mut self.conn).await
+        };
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(self.abort(e).await),
+        }
+    }
+
+    /// Run the queued statements, `first` (which must return exactly one row) and `second`, in
+    /// one round trip where the backend allows; return `first`'s row and `second`'s rows.
+    pub(crate) async fn fetch_one_then_all<A, B>(
+        &mut self,
+        first: Stmt,
+        second: Stmt,
+    ) -> StoreResult<(A, Vec<B>)>
+    where
+        A: for<'r> FromRow<'r, Row> + Send + Unpin,
+        B: for<'r> FromRow<'r, Row> + Send + Unpin,
+    {
+        let result = if DIALECT.batch {
+            self.pending.push(first);
+            self.pending.push(second);
+            let stmts = std::mem::take(&mut self.pending);
+            self.begun = true;
+            let (sql, args, unique) = join(&stmts);
+            match bind(sqlx::query(&sql), &args)
+                .fetch_all(&mut *self.conn)
+                .await
+            {
+                Ok(rows) => split_rows(&rows),
+                Err(e) => Err(map_error(e, unique)),
+            }
+        } else {
+            self.flush().await?;
+            self.begun = true;
+            match first.fetch_all::<A>(&mut self.conn).await {
+                Ok(mut one) if one.len() == 1 => {
+                    match second.fetch_all::<B>(&mut self.conn).await {
+                        Ok(rest) => Ok((one.remove(0), rest)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(_) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+                Err(e) => Err(e),
+            }
         };
         match result {
             Ok(rows) => Ok(rows),
