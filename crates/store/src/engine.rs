@@ -39,7 +39,7 @@ use std::sync::Arc;
 #[allow(clippy::duplicate_mod)]
 #[path = "write_tx.rs"]
 pub(crate) mod write_tx;
-use write_tx::{Stmt, WriteTx};
+use write_tx::{Stmt, WriteTx, audit_tip_was_stale};
 
 type Conn = <Db as sqlx::Database>::Connection;
 type Tx = Transaction<'static, Db>;
@@ -117,7 +117,8 @@ impl Backend {
 
     /// A write transaction for the SCIM resource paths (see `write_tx.rs`).
     async fn begin_batch(&self) -> StoreResult<WriteTx> {
-        WriteTx::begin(&self.write).await
+        let tip = DIALECT.batch.then_some(&self.shared.audit_tip);
+        WriteTx::begin(&self.write, tip).await
     }
 
     async fn begin_read(&self) -> StoreResult<Tx> {
@@ -184,8 +185,19 @@ impl Backend {
             change: record.change,
             result: "ok".to_string(),
         };
-        append_audit_batched(&mut tx, &entry, now).await?;
+        if tx.audit_head.is_none() {
+            // SQLite: the tip this process's last write left, checked by the commit itself
+            // (a stale one makes the record's seq collide; `create` then retries).
+            tx.audit_head = tx.cached_tip();
+        }
+        let row = append_audit_batched(&mut tx, &entry, now).await?;
+        tx.set_next_tip((row.seq, row.hash));
         self.commit_batch(tx).await
+    }
+
+    /// An audit append outside the resource paths: the cached tip no longer holds.
+    async fn forget_audit_tip(&self) {
+        *self.shared.audit_tip.lock().await = None;
     }
 
     /// Finish a PUT or PATCH. When nothing changed (IdPs re-send unchanged objects every
@@ -270,13 +282,33 @@ impl Backend {
         &self,
         ctx: &WriteContext,
         kind: ResourceKind,
+        attrs: Map<String, Value>,
+        password_supplied: bool,
+    ) -> StoreResult<StoredResource> {
+        match self
+            .create_once(ctx, kind, attrs.clone(), password_supplied)
+            .await
+        {
+            // Another process extended the audit chain since this one's last write; the failed
+            // attempt rolled back and forgot the tip, so the retry reads it.
+            Err(e) if audit_tip_was_stale(&e) => {
+                self.create_once(ctx, kind, attrs, password_supplied).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_once(
+        &self,
+        ctx: &WriteContext,
+        kind: ResourceKind,
         mut attrs: Map<String, Value>,
         password_supplied: bool,
     ) -> StoreResult<StoredResource> {
         let member_inputs = split_body(kind, &mut attrs)?;
         let columns = IndexedColumns::of(kind, &attrs)?;
         let now = self.now();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.begin_batch().await?;
         // No uniqueness pre-check: the unique index on the name key rejects a taken name, and
         // every statement the single writer runs costs every other write its time.
@@ -931,6 +963,7 @@ impl Backend {
 
     pub(crate) async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
         let mut tx = self.begin_write().await?;
+        self.forget_audit_tip().await;
         let row = append_audit_in(&mut tx, entry, self.now()).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1017,6 +1050,7 @@ impl Backend {
         let plaintext = token::generate();
         insert_token(&mut tx, name, &plaintext, expires_at, now).await?;
         let change = json!({ "expires_at": expires_at });
+        self.forget_audit_tip().await;
         append_audit_in(&mut tx, &token_audit("token.create", name, change), now).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1068,6 +1102,7 @@ impl Backend {
             > 0;
         insert_token(&mut tx, name, plaintext, None, now).await?;
         let change = json!({ "rotated": rotated });
+        self.forget_audit_tip().await;
         append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1102,6 +1137,7 @@ impl Backend {
                 "no active token named \"{name}\""
             )));
         }
+        self.forget_audit_tip().await;
         append_audit_in(&mut tx, &token_audit("token.revoke", name, json!({})), now).await?;
         tx.commit().await?;
         self.durable().await?;

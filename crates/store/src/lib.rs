@@ -109,6 +109,9 @@ pub(crate) struct Shared {
     pub max_filter_candidates: u64,
     /// SQLite's group commit; PostgreSQL commits durably by itself.
     pub wal_sync: Option<durability::WalSync>,
+    /// The audit chain's tip after this process's last resource write (SQLite), taken with the
+    /// writer: a POST extends it without reading it first. `None` when unknown.
+    pub audit_tip: Arc<tokio::sync::Mutex<Option<(i64, String)>>>,
 }
 
 /// The store: SQLite or PostgreSQL, chosen by [`Store::connect`]. Cheap to clone (pools and
@@ -139,6 +142,7 @@ impl Store {
             outbox_notify: Arc::new(Notify::new()),
             max_filter_candidates: options.max_filter_candidates,
             wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),
+            audit_tip: Arc::default(),
         });
         let store = if url.starts_with("sqlite:") {
             Store::Sqlite(

@@ -108,7 +108,7 @@ mod tests {
 
     /// A transaction that inserts `x` and commits.
     async fn commit_insert(pool: &sqlx::SqlitePool, x: i64) {
-        let mut tx = WriteTx::begin(pool).await.unwrap();
+        let mut tx = WriteTx::begin(pool, None).await.unwrap();
         tx.defer(insert(x)).await.unwrap();
         tx.commit().await.unwrap();
     }
@@ -124,7 +124,7 @@ mod tests {
     async fn a_transaction_dropped_midway_rolls_back_and_frees_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let pool = one_writer(&dir).await;
-        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
         tx.defer(insert(1)).await.unwrap();
         // Sends BEGIN and the insert: the connection is now inside a transaction.
         let seen: Vec<(i64,)> = tx.fetch_all(Stmt::new("SELECT x FROM t")).await.unwrap();
@@ -144,7 +144,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = one_writer(&dir).await;
         commit_insert(&pool, 7).await;
-        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
         tx.defer(insert(8)).await.unwrap();
         tx.defer(insert(7).unique("seven is taken".into()))
             .await
@@ -164,7 +164,7 @@ mod tests {
     async fn a_rollback_before_anything_was_sent_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let pool = one_writer(&dir).await;
-        let mut tx = WriteTx::begin(&pool).await.unwrap();
+        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
         tx.defer(insert(1)).await.unwrap();
         tx.rollback().await.unwrap();
         assert_eq!(count(&pool).await, 0);

@@ -24,6 +24,11 @@ use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::{FromRow, Pool};
 use std::borrow::Cow;
+use std::sync::Arc;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// The audit chain's tip, as `(seq, hash)`.
+pub(crate) type AuditTip = Option<(i64, String)>;
 
 type Row = <Db as sqlx::Database>::Row;
 type Conn = <Db as sqlx::Database>::Connection;
@@ -139,11 +144,23 @@ fn bind_as<'q, T>(query: QueryAs<'q, T>, args: &'q [Arg]) -> QueryAs<'q, T> {
 
 fn map_error(error: sqlx::Error, unique: Option<String>) -> StoreError {
     match (&error, unique) {
-        (sqlx::Error::Database(db), Some(detail)) if db.is_unique_violation() => {
+        (sqlx::Error::Database(db), Some(detail))
+            if db.is_unique_violation() && !is_audit_conflict(db.as_ref()) =>
+        {
             StoreError::Uniqueness(detail)
         }
         _ => StoreError::Database(error),
     }
+}
+
+/// An audit record whose `seq` is taken: the cached tip was stale (another process appended).
+fn is_audit_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.is_unique_violation() && db.message().contains("audit_log")
+}
+
+/// Whether `error` is [`is_audit_conflict`].
+pub(crate) fn audit_tip_was_stale(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(sqlx::Error::Database(db)) if is_audit_conflict(db.as_ref()))
 }
 
 /// `sql` with every `$N` outside quotes renumbered to `$(N + offset)`.
@@ -215,19 +232,35 @@ pub(crate) struct WriteTx {
     /// COMMIT or ROLLBACK succeeds.
     begun: bool,
     finished: bool,
-    /// The audit chain's tip, when it was read early (see `Backend::select_for_write`).
+    /// The audit chain's tip, when it was read early (see `Backend::select_for_write`) or
+    /// taken from the cache.
     pub(crate) audit_head: Option<(i64, String)>,
+    /// On SQLite, the cached tip, held from after the connection is acquired to the end.
+    tip: Option<OwnedMutexGuard<AuditTip>>,
+    /// The tip this transaction's COMMIT makes.
+    next_tip: AuditTip,
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(pool: &Pool<Db>) -> StoreResult<WriteTx> {
+    /// `tip` is the cache of the audit chain's tip (SQLite only): locked after the connection,
+    /// so writers take both in the same order.
+    pub(crate) async fn begin(
+        pool: &Pool<Db>,
+        tip: Option<&Arc<Mutex<AuditTip>>>,
+    ) -> StoreResult<WriteTx> {
         let conn = pool.acquire().await?;
+        let tip = match tip {
+            Some(tip) => Some(tip.clone().lock_owned().await),
+            None => None,
+        };
         Ok(WriteTx {
             conn,
             pending: vec![Stmt::new(DIALECT.begin_write)],
             begun: false,
             finished: false,
             audit_head: None,
+            tip,
+            next_tip: None,
         })
     }
 
@@ -317,6 +350,16 @@ impl WriteTx {
         Ok(self.fetch_all(stmt).await?.into_iter().next())
     }
 
+    /// The cached audit tip, if there is one.
+    pub(crate) fn cached_tip(&self) -> AuditTip {
+        self.tip.as_ref().and_then(|tip| (**tip).clone())
+    }
+
+    /// What the cached tip becomes if this transaction commits.
+    pub(crate) fn set_next_tip(&mut self, tip: (i64, String)) {
+        self.next_tip = Some(tip);
+    }
+
     /// The connection, with everything queued run first, for statements written directly
     /// against sqlx.
     pub(crate) async fn conn(&mut self) -> StoreResult<&mut Conn> {
@@ -358,6 +401,7 @@ impl WriteTx {
     /// clean, and return the error.
     async fn abort(&mut self, error: StoreError) -> StoreError {
         self.pending.clear();
+        self.forget_tip();
         if sqlx::query("ROLLBACK")
             .execute(&mut *self.conn)
             .await
@@ -373,6 +417,9 @@ impl WriteTx {
         self.pending.push(Stmt::new("COMMIT"));
         self.flush().await?;
         self.finished = true;
+        if let (Some(tip), Some(next)) = (self.tip.as_mut(), self.next_tip.take()) {
+            **tip = Some(next);
+        }
         Ok(())
     }
 
@@ -387,9 +434,18 @@ impl WriteTx {
     }
 }
 
+impl WriteTx {
+    fn forget_tip(&mut self) {
+        if let Some(tip) = self.tip.as_mut() {
+            **tip = None;
+        }
+    }
+}
+
 impl Drop for WriteTx {
     fn drop(&mut self) {
         if self.begun && !self.finished {
+            self.forget_tip();
             // Closing the connection rolls the open transaction back; returning it to the
             // pool would hand the next writer a transaction (and on SQLite the write lock).
             self.conn.close_on_drop();

@@ -5,7 +5,7 @@ use crate::harness::{TestDb, body, create_user, ctx, patch, user_json};
 use chrono::Duration;
 use scim::ResourceKind;
 use serde_json::json;
-use store::{AuditEntry, GENESIS_HASH};
+use store::{AuditEntry, GENESIS_HASH, StoreOptions};
 
 fn worker_entry(n: usize) -> AuditEntry {
     AuditEntry {
@@ -144,7 +144,26 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     assert!(reason.contains("head"), "{reason}");
 }
 
+/// Another process (a CLI `token create`, a second replica) extends the chain between two
+/// writes of this one: the second write still lands, and the chain stays one line.
+async fn appends_from_another_store_keep_one_chain(db: &TestDb) {
+    let other = db.second_store(StoreOptions::default()).await;
+    for n in 0..3 {
+        create_user(&db.store, &format!("before{n}@example.com")).await;
+        other.append_audit(&worker_entry(n)).await.unwrap();
+        create_user(&db.store, &format!("after{n}@example.com")).await;
+        other
+            .token_create("t".repeat(n + 1).as_str(), None)
+            .await
+            .unwrap();
+    }
+    create_user(&db.store, "last@example.com").await;
+    let report = db.store.audit_verify().await.unwrap();
+    assert_eq!((report.checked, report.first_broken), (13, None));
+}
+
 backend_tests!(
+    appends_from_another_store_keep_one_chain,
     writes_form_a_verified_chain,
     concurrent_appends_keep_one_chain,
     the_log_is_append_only_and_tampering_is_detected,
