@@ -281,9 +281,7 @@ impl WriteTx {
         let result = if DIALECT.batch {
             // Queued statements are writes without RETURNING: every row is `stmt`'s.
             self.pending.push(stmt);
-            let stmts = std::mem::take(&mut self.pending);
-            self.begun = true;
-            let (sql, args, unique) = join(&stmts);
+            let (sql, args, unique) = self.take_batch();
             bind_as(sqlx::query_as::<_, T>(&sql), &args)
                 .fetch_all(&mut *self.conn)
                 .await
@@ -313,9 +311,7 @@ impl WriteTx {
         let result = if DIALECT.batch {
             self.pending.push(first);
             self.pending.push(second);
-            let stmts = std::mem::take(&mut self.pending);
-            self.begun = true;
-            let (sql, args, unique) = join(&stmts);
+            let (sql, args, unique) = self.take_batch();
             match bind(sqlx::query(&sql), &args)
                 .fetch_all(&mut *self.conn)
                 .await
@@ -367,23 +363,29 @@ impl WriteTx {
         Ok(&mut self.conn)
     }
 
+    /// The queued statements as one query. From here on the connection may be inside a
+    /// transaction.
+    fn take_batch(&mut self) -> (String, Vec<Arg>, Option<String>) {
+        self.begun = true;
+        join(&std::mem::take(&mut self.pending))
+    }
+
     /// Run what is queued.
     async fn flush(&mut self) -> StoreResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let stmts = std::mem::take(&mut self.pending);
-        self.begun = true;
         let result = if DIALECT.batch {
-            let (sql, args, unique) = join(&stmts);
+            let (sql, args, unique) = self.take_batch();
             bind(sqlx::query(&sql), &args)
                 .execute(&mut *self.conn)
                 .await
                 .map(|_| ())
                 .map_err(|e| map_error(e, unique))
         } else {
+            self.begun = true;
             let mut result = Ok(());
-            for stmt in stmts {
+            for stmt in std::mem::take(&mut self.pending) {
                 if let Err(e) = stmt.execute(&mut self.conn).await {
                     result = Err(e);
                     break;
