@@ -134,9 +134,7 @@ impl Backend {
                 .await?;
         }
         tx.commit().await?;
-        self.durable().await?;
-        self.shared.outbox_notify.notify_one();
-        Ok(())
+        self.queued_committed().await
     }
 
     /// `commit_queued` for a batched write transaction.
@@ -145,6 +143,12 @@ impl Backend {
             tx.defer(Stmt::new(sql).text(OUTBOX_CHANNEL)).await?;
         }
         tx.commit().await?;
+        self.queued_committed().await
+    }
+
+    /// After a commit that queued outbox work: answer only once it is durable, then wake the
+    /// worker(s).
+    async fn queued_committed(&self) -> StoreResult<()> {
         self.durable().await?;
         self.shared.outbox_notify.notify_one();
         Ok(())
