@@ -10,6 +10,7 @@ use super::{DIALECT, Db, MIGRATOR};
 use crate::Shared;
 use crate::audit::{AuditEntry, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport};
 use crate::clock::now_micros;
+use crate::coalesce;
 use crate::coder_map::{CoderGroup, CoderGroupRow, CoderUser, CoderUserRow, SyncIssue};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::{
@@ -60,6 +61,11 @@ pub struct Backend {
     read: Pool<Db>,
     write: Pool<Db>,
     shared: Arc<Shared>,
+    /// Read connections kept by the `userName eq` lookup runners between batches, outside
+    /// the pool: sqlx 0.8 pings every connection it takes back into a pool, which on SQLite is
+    /// a second round trip to the connection's thread per lookup (as costly as the lookup).
+    /// At most one per runner.
+    lookup_conns: Arc<std::sync::Mutex<Vec<Conn>>>,
 }
 
 /// What a committed write queues and records.
@@ -89,6 +95,7 @@ impl Backend {
             read,
             write,
             shared,
+            lookup_conns: Arc::default(),
         }
     }
 
@@ -565,6 +572,70 @@ impl Backend {
         self.commit_update(tx, ctx, update, now).await
     }
 
+    /// The user with this folded userName, with its groups, read in a batch with the other
+    /// lookups in flight (see coalesce.rs).
+    async fn user_by_name(
+        &self,
+        predicate: &IndexedPredicate,
+        key: String,
+    ) -> StoreResult<Vec<StoredResource>> {
+        let (reply, start) = self.shared.user_lookups.enqueue(key);
+        if let Some(batch) = start {
+            let store = self.clone();
+            tokio::spawn(async move { store.run_user_lookups(batch).await });
+        }
+        match reply.await {
+            Ok(Some(found)) => Ok(found),
+            // The batch failed (or its runner was stopped): read alone, for this caller's own
+            // answer or error.
+            _ => {
+                let mut conn = self.read.acquire().await?;
+                user_with_groups(&mut conn, predicate).await
+            }
+        }
+    }
+
+    /// Answer batches of `userName eq` lookups until none is queued, on a kept connection.
+    async fn run_user_lookups(
+        &self,
+        mut batch: Vec<coalesce::Waiter<String, Vec<StoredResource>>>,
+    ) {
+        let mut conn = self.lookup_conns.lock().ok().and_then(|mut c| c.pop());
+        loop {
+            let keys: Vec<&str> = batch.iter().map(|w| w.key.as_str()).collect();
+            if conn.is_none() {
+                // Detached: the pool may open another in its place, and never pings this one.
+                conn = self.read.acquire().await.ok().map(|c| c.detach());
+            }
+            let found = match conn.as_mut() {
+                Some(c) => match users_with_groups_by_name(c, &keys).await {
+                    Ok(found) => Some(found),
+                    Err(e) => {
+                        tracing::warn!(error = %e, keys = keys.len(), "a batch of userName lookups failed; each reads alone");
+                        // It may be broken: closed, not kept.
+                        conn = None;
+                        None
+                    }
+                },
+                None => None,
+            };
+            for waiter in batch {
+                let answer = found
+                    .as_ref()
+                    .map(|users| users.get(&waiter.key).cloned().unwrap_or_default());
+                // The caller may have gone away; the others still get theirs.
+                let _ = waiter.reply.send(answer);
+            }
+            match self.shared.user_lookups.next_batch() {
+                Some(next) => batch = next,
+                None => break,
+            }
+        }
+        if let (Some(conn), Ok(mut stash)) = (conn, self.lookup_conns.lock()) {
+            stash.push(conn);
+        }
+    }
+
     pub(crate) async fn list(
         &self,
         kind: ResourceKind,
@@ -586,11 +657,16 @@ impl Backend {
         {
             // The IdPs' hot path (`userName eq`, `displayName eq`, `id eq`): at most one row, so
             // no count query and no transaction, just the row and its relations.
-            let mut conn = self.read.acquire().await?;
             if kind == ResourceKind::User && options.groups {
                 // One statement for the user and its groups: each statement is a round trip
-                // to the connection's thread, the larger part of a lookup's cost.
-                let found = user_with_groups(&mut conn, predicate).await?;
+                // to the connection's thread, the larger part of a lookup's cost. `userName eq`
+                // lookups in flight together share one (coalesce.rs).
+                let found = match predicate {
+                    IndexedPredicate::Eq(IndexedColumn::UserName, name) => {
+                        self.user_by_name(predicate, fold_case(name)).await?
+                    }
+                    _ => user_with_groups(&mut *self.read.acquire().await?, predicate).await?,
+                };
                 let total = found.len() as u64;
                 let items = if offset == 0 && count > 0 {
                     found
@@ -599,6 +675,7 @@ impl Backend {
                 };
                 return Ok(ListPage { total, items });
             }
+            let mut conn = self.read.acquire().await?;
             let mut select = resource_query(RESOURCE_COLUMNS, kind, Some(predicate));
             select.push(" LIMIT 2");
             let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *conn).await?;
@@ -1767,61 +1844,124 @@ async fn attach_relations(
     Ok(())
 }
 
+/// A user's row joined with one of its groups (none: `NULL`s).
+#[derive(sqlx::FromRow)]
+struct UserGroupRow {
+    #[sqlx(flatten)]
+    user: ResourceRow,
+    group_id: Option<String>,
+    display_name: Option<String>,
+}
+
+/// `SELECT` the columns of a [`UserGroupRow`] for the users `u` and groups `g`.
+fn select_user_groups(first: &str) -> QueryBuilder<'static, Db> {
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT {first}"));
+    for column in RESOURCE_COLUMNS.split(", ") {
+        query.push(format_args!("u.{column}, "));
+    }
+    query.push("m.group_id, g.display_name FROM ");
+    query
+}
+
+/// The join from the users `u` to their groups.
+const JOIN_GROUPS: &str =
+    " LEFT JOIN group_members m ON m.member_id = u.id LEFT JOIN resources g ON g.id = m.group_id";
+
+/// Fold one row into `users`: a new user, or another group of one already there (looked up by
+/// id, since a hash join, on PostgreSQL, need not keep a user's rows together).
+fn gather_user_row(users: &mut Vec<StoredResource>, row: UserGroupRow) -> StoreResult<()> {
+    let at = match users.iter().position(|u| u.id == row.user.id) {
+        Some(at) => at,
+        None => {
+            let mut user = row.user.into_resource()?;
+            user.groups = Some(Vec::new());
+            users.push(user);
+            users.len() - 1
+        }
+    };
+    if let Some(value) = row.group_id {
+        users[at]
+            .groups
+            .get_or_insert_with(Vec::new)
+            .push(GroupRef {
+                value,
+                display: row.display_name,
+            });
+    }
+    Ok(())
+}
+
 /// The (at most two) users a unique-key predicate selects, with their groups, in one statement.
 async fn user_with_groups(
     conn: &mut Conn,
     predicate: &IndexedPredicate,
 ) -> StoreResult<Vec<StoredResource>> {
-    let mut query = QueryBuilder::<Db>::new(format!(
-        "SELECT u.id, u.kind, u.attrs, u.version, u.created, u.last_modified, m.group_id, g.display_name \
-         FROM (SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = {} AND ",
+    let mut query = select_user_groups("");
+    query.push(format_args!(
+        "(SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = {} AND ",
         kind_literal(ResourceKind::User)
     ));
     push_predicate(&mut query, predicate);
-    query.push(
-        " LIMIT 2) u LEFT JOIN group_members m ON m.member_id = u.id \
-         LEFT JOIN resources g ON g.id = m.group_id",
-    );
-    type Row = (
-        String,
-        String,
-        String,
-        i64,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Option<String>,
-        Option<String>,
-    );
-    let rows: Vec<Row> = query.build_query_as().fetch_all(&mut *conn).await?;
+    query.push(" LIMIT 2) u").push(JOIN_GROUPS);
+    let rows: Vec<UserGroupRow> = query.build_query_as().fetch_all(&mut *conn).await?;
     let mut users: Vec<StoredResource> = Vec::new();
-    for (id, kind, attrs, version, created, last_modified, group_id, display) in rows {
-        if users.last().is_none_or(|u| u.id != id) {
-            let row = ResourceRow {
-                id,
-                kind,
-                attrs,
-                version,
-                created,
-                last_modified,
-            };
-            let mut user = row.into_resource()?;
-            user.groups = Some(Vec::new());
-            users.push(user);
-        }
-        if let (Some(value), Some(user)) = (group_id, users.last_mut()) {
-            user.groups
-                .get_or_insert_with(Vec::new)
-                .push(GroupRef { value, display });
-        }
+    for row in rows {
+        gather_user_row(&mut users, row)?;
     }
-    // Sorted here rather than by the statement, which would build a temporary b-tree for a
-    // handful of rows: the order `load_groups` gives (name ignoring case, then id).
     for user in &mut users {
-        if let Some(groups) = user.groups.as_mut() {
-            groups.sort_by_cached_key(|g| (g.display.as_deref().map(fold_case), g.value.clone()));
-        }
+        sort_groups(user);
     }
     Ok(users)
+}
+
+/// Sorted here rather than by the statement, which would build a temporary b-tree for a
+/// handful of rows: the order `load_groups` gives (name ignoring case, then id).
+fn sort_groups(user: &mut StoredResource) {
+    if let Some(groups) = user.groups.as_mut() {
+        groups.sort_by_cached_key(|g| (g.display.as_deref().map(fold_case), g.value.clone()));
+    }
+}
+
+/// The users with these folded userNames, with their groups, in one statement: by key.
+async fn users_with_groups_by_name(
+    conn: &mut Conn,
+    keys: &[&str],
+) -> StoreResult<HashMap<String, Vec<StoredResource>>> {
+    #[derive(sqlx::FromRow)]
+    struct Keyed {
+        user_name_key: String,
+        #[sqlx(flatten)]
+        row: UserGroupRow,
+    }
+    // A join from the keys, not `user_name_key IN (…)`: without statistics SQLite plans an
+    // IN of four or more keys as a scan of every user.
+    let mut query = select_user_groups("u.user_name_key, ");
+    query.push("(VALUES ");
+    let mut distinct: Vec<&str> = keys.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let mut bound = query.separated(", ");
+    for i in 0..coalesce::padded_len(distinct.len()) {
+        // Padding binds NULL, which matches no user.
+        bound.push("(");
+        bound.push_bind_unseparated(distinct.get(i).map(|key| key.to_string()));
+        bound.push_unseparated(")");
+    }
+    query
+        .push(format_args!(
+            ") k JOIN resources u ON u.kind = {} AND u.user_name_key = k.column1",
+            kind_literal(ResourceKind::User)
+        ))
+        .push(JOIN_GROUPS);
+    let rows: Vec<Keyed> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let mut by_key: HashMap<String, Vec<StoredResource>> = HashMap::new();
+    for Keyed { user_name_key, row } in rows {
+        gather_user_row(by_key.entry(user_name_key).or_default(), row)?;
+    }
+    for user in by_key.values_mut().flatten() {
+        sort_groups(user);
+    }
+    Ok(by_key)
 }
 
 async fn load_members(

@@ -28,6 +28,7 @@
 
 mod audit;
 mod clock;
+mod coalesce;
 mod coder_map;
 mod copy;
 mod dialect;
@@ -112,6 +113,9 @@ pub(crate) struct Shared {
     /// The audit chain's tip after this process's last resource write (SQLite), taken with the
     /// writer: a POST extends it without reading it first. `None` when unknown.
     pub audit_tip: Arc<tokio::sync::Mutex<Option<(i64, String)>>>,
+    /// `userName eq` lookups waiting to share a statement (see coalesce.rs), keyed by the
+    /// folded userName.
+    pub user_lookups: coalesce::Coalescer<String, Vec<StoredResource>>,
 }
 
 /// The store: SQLite or PostgreSQL, chosen by [`Store::connect`]. Cheap to clone (pools and
@@ -143,6 +147,7 @@ impl Store {
             max_filter_candidates: options.max_filter_candidates,
             wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),
             audit_tip: Arc::default(),
+            user_lookups: coalesce::Coalescer::default(),
         });
         let store = if url.starts_with("sqlite:") {
             Store::Sqlite(

@@ -813,8 +813,87 @@ async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
     }
 }
 
+/// Concurrent `userName eq` lookups share statements (coalesce.rs): each still gets exactly
+/// its own user with its own groups, or nothing, whatever else is in the same batch, and a
+/// user created while lookups are running is found by the next lookup for it.
+async fn concurrent_user_name_lookups_each_get_their_own_answer(db: &TestDb) {
+    let mut users = Vec::new();
+    for i in 0..24 {
+        users.push(create_user(&db.store, &format!("Lookup{i}@example.com")).await);
+    }
+    for g in 0..3 {
+        let members: Vec<&str> = users
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == g)
+            .map(|(_, u)| u.id.as_str())
+            .collect();
+        create_group(&db.store, &format!("lookup-group-{g}"), &members).await;
+    }
+    let lookup = |name: String| {
+        let store = db.store.clone();
+        async move {
+            let filter = format!("userName eq \"{name}\"");
+            store
+                .list(
+                    ResourceKind::User,
+                    &list_query(Some(&filter), 1, None),
+                    GetOptions::default(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let mut asked = Vec::new();
+    let mut tasks = Vec::new();
+    for round in 0..8 {
+        for i in 0..30 {
+            // Mixed case, repeats, and names nobody has.
+            let name = if round % 2 == 0 {
+                format!("lookup{i}@EXAMPLE.com")
+            } else {
+                format!("LOOKUP{i}@example.com")
+            };
+            asked.push(i);
+            tasks.push(tokio::spawn(lookup(name)));
+        }
+    }
+    for (i, task) in asked.into_iter().zip(tasks) {
+        let page = task.await.unwrap();
+        let Some(user) = users.get(i) else {
+            assert_eq!((page.total, page.items.len()), (0, 0), "lookup{i} exists");
+            continue;
+        };
+        assert_eq!((page.total, page.items.len()), (1, 1), "lookup{i}");
+        assert_eq!(page.items[0].id, user.id, "lookup{i} got another user");
+        let groups = page.items[0].groups.clone().expect("groups loaded");
+        let expected = format!("lookup-group-{}", i % 3);
+        assert_eq!(
+            groups.iter().map(|g| g.display.clone()).collect::<Vec<_>>(),
+            [Some(expected)],
+            "lookup{i}"
+        );
+    }
+
+    // Read-your-writes under load: a created user is found right away while other lookups
+    // keep the batches busy.
+    let busy: Vec<_> = (0..64)
+        .map(|i| tokio::spawn(lookup(format!("lookup{}@example.com", i % 24))))
+        .collect();
+    for i in 0..10 {
+        let name = format!("fresh{i}@example.com");
+        let created = create_user(&db.store, &name).await;
+        let page = lookup(name).await;
+        assert_eq!(page.items.first().map(|u| &u.id), Some(&created.id));
+    }
+    for task in busy {
+        assert_eq!(task.await.unwrap().total, 1);
+    }
+}
+
 backend_tests!(
     unique_key_filters_page_like_any_other,
+    concurrent_user_name_lookups_each_get_their_own_answer,
     unique_key_lookup_shows_the_groups_a_get_shows,
     create_then_get_round_trips,
     user_name_and_group_name_are_unique_ignoring_case,
