@@ -40,7 +40,7 @@ use std::sync::Arc;
 #[allow(clippy::duplicate_mod)]
 #[path = "write_tx.rs"]
 pub(crate) mod write_tx;
-use write_tx::{Stmt, WriteTx, audit_tip_was_stale};
+use write_tx::{Stmt, WriteTx, Writer, WriterLot, audit_tip_was_stale};
 
 type Conn = <Db as sqlx::Database>::Connection;
 type Tx = Transaction<'static, Db>;
@@ -66,6 +66,9 @@ pub struct Backend {
     /// a second round trip to the connection's thread per lookup (as costly as the lookup).
     /// At most one per runner.
     lookup_conns: Arc<std::sync::Mutex<Vec<Conn>>>,
+    /// Where the SQLite writer waits between writes; every use of `write` goes through it
+    /// (see write_tx.rs).
+    writer_lot: WriterLot,
 }
 
 /// What a committed write queues and records.
@@ -96,6 +99,7 @@ impl Backend {
             write,
             shared,
             lookup_conns: Arc::default(),
+            writer_lot: WriterLot::default(),
         }
     }
 
@@ -119,13 +123,20 @@ impl Backend {
     }
 
     async fn begin_write(&self) -> StoreResult<Tx> {
+        // The lot's connection goes back to the pool for this transaction to take.
+        let _hold = self.writer_lot.hold().await;
         Ok(self.write.begin_with(DIALECT.begin_write).await?)
+    }
+
+    /// The writer connection, for a single statement.
+    async fn writer(&self) -> StoreResult<Writer> {
+        self.writer_lot.take(&self.write).await
     }
 
     /// A write transaction for the SCIM resource paths (see `write_tx.rs`).
     async fn begin_batch(&self) -> StoreResult<WriteTx> {
         let tip = DIALECT.batch.then_some(&self.shared.audit_tip);
-        WriteTx::begin(&self.write, tip).await
+        WriteTx::begin(&self.write, &self.writer_lot, tip).await
     }
 
     async fn begin_read(&self) -> StoreResult<Tx> {
@@ -264,6 +275,7 @@ impl Backend {
     // ----- lifecycle -----
 
     pub(crate) async fn migrate(&self) -> StoreResult<()> {
+        let _hold = self.writer_lot.hold().await;
         MIGRATOR.run(self.write_pool()).await?;
         Ok(())
     }
@@ -910,7 +922,7 @@ impl Backend {
         .bind(self.now())
         .bind(event.id)
         .bind(event.leased_by.as_deref())
-        .execute(&self.write)
+        .execute(self.writer().await?.get()?)
         .await?;
         Ok(released.rows_affected() > 0)
     }
@@ -1231,7 +1243,7 @@ impl Backend {
         )
         .bind(self.now())
         .bind(name)
-        .execute(&self.write)
+        .execute(self.writer().await?.get()?)
         .await?;
         Ok(())
     }
@@ -1308,7 +1320,7 @@ impl Backend {
         .bind(user.adopted)
         .bind(user.last_applied.to_string())
         .bind(self.now())
-        .execute(&self.write)
+        .execute(self.writer().await?.get()?)
         .await
         .map_err(|e| {
             unique_violation(e, || format!("Coder username \"{}\" is already mapped to another user", user.coder_username))
@@ -1319,7 +1331,7 @@ impl Backend {
     pub(crate) async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {
         let deleted = sqlx::query("DELETE FROM coder_users WHERE scim_id = $1")
             .bind(scim_id)
-            .execute(&self.write)
+            .execute(self.writer().await?.get()?)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -1355,7 +1367,7 @@ impl Backend {
         .bind(group.organization_id.to_string())
         .bind(&group.coder_name)
         .bind(self.now())
-        .execute(&self.write)
+        .execute(self.writer().await?.get()?)
         .await?;
         Ok(())
     }
@@ -1363,7 +1375,7 @@ impl Backend {
     pub(crate) async fn coder_group_delete(&self, scim_id: &str) -> StoreResult<bool> {
         let deleted = sqlx::query("DELETE FROM coder_groups WHERE scim_id = $1")
             .bind(scim_id)
-            .execute(&self.write)
+            .execute(self.writer().await?.get()?)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }
@@ -1386,7 +1398,7 @@ impl Backend {
         .bind(issue_type)
         .bind(detail)
         .bind(self.now())
-        .fetch_one(&self.write)
+        .fetch_one(self.writer().await?.get()?)
         .await?)
     }
 
@@ -1404,7 +1416,7 @@ impl Backend {
         .bind(kind.name())
         .bind(resource_id)
         .bind(issue_type)
-        .execute(&self.write)
+        .execute(self.writer().await?.get()?)
         .await?;
         Ok(resolved.rows_affected() > 0)
     }
@@ -1428,7 +1440,7 @@ impl Backend {
     pub(crate) async fn sync_issue_delete(&self, id: i64) -> StoreResult<bool> {
         let deleted = sqlx::query("DELETE FROM sync_issues WHERE id = $1")
             .bind(id)
-            .execute(&self.write)
+            .execute(self.writer().await?.get()?)
             .await?;
         Ok(deleted.rows_affected() > 0)
     }

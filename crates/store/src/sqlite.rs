@@ -82,11 +82,17 @@ pub(crate) fn database_file(url: &str) -> StoreResult<Option<std::path::PathBuf>
 
 #[cfg(test)]
 mod tests {
-    use super::engine::write_tx::{Stmt, WriteTx};
+    use super::engine::write_tx::{Stmt, WriteTx, WriterLot};
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::sqlite::SqlitePoolOptions;
 
-    async fn one_writer(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
+    /// A one-connection write pool, as `connect` makes, and its lot.
+    struct Writer {
+        pool: sqlx::SqlitePool,
+        lot: WriterLot,
+    }
+
+    async fn one_writer(dir: &tempfile::TempDir) -> Writer {
         let options = SqliteConnectOptions::new()
             .filename(dir.path().join("w.db"))
             .create_if_missing(true);
@@ -99,52 +105,59 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        pool
+        Writer {
+            pool,
+            lot: WriterLot::default(),
+        }
+    }
+
+    impl Writer {
+        async fn begin(&self) -> WriteTx {
+            WriteTx::begin(&self.pool, &self.lot, None).await.unwrap()
+        }
+
+        /// A transaction that inserts `x` and commits.
+        async fn commit_insert(&self, x: i64) {
+            let mut tx = self.begin().await;
+            tx.defer(insert(x)).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        /// The rows, read through the pool as `Backend::begin_write` does: under a hold.
+        async fn rows(&self) -> Vec<i64> {
+            let _hold = self.lot.hold().await;
+            sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap()
+        }
     }
 
     fn insert(x: i64) -> Stmt {
         Stmt::new("INSERT INTO t (x) VALUES ($1)").int(x)
     }
 
-    /// A transaction that inserts `x` and commits.
-    async fn commit_insert(pool: &sqlx::SqlitePool, x: i64) {
-        let mut tx = WriteTx::begin(pool, None).await.unwrap();
-        tx.defer(insert(x)).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-
-    async fn count(pool: &sqlx::SqlitePool) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(pool)
-            .await
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn a_transaction_dropped_midway_rolls_back_and_frees_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_writer(&dir).await;
-        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
+        let w = one_writer(&dir).await;
+        let mut tx = w.begin().await;
         tx.defer(insert(1)).await.unwrap();
         // Sends BEGIN and the insert: the connection is now inside a transaction.
         let seen: Vec<(i64,)> = tx.fetch_all(Stmt::new("SELECT x FROM t")).await.unwrap();
         assert_eq!(seen, vec![(1,)]);
         drop(tx);
         // The next writer gets a connection outside any transaction, and the insert is gone.
-        commit_insert(&pool, 2).await;
-        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        assert_eq!(rows, vec![2]);
+        w.commit_insert(2).await;
+        assert_eq!(w.rows().await, vec![2]);
     }
 
     #[tokio::test]
     async fn a_failing_statement_rolls_back_its_batch_and_maps_uniqueness() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_writer(&dir).await;
-        commit_insert(&pool, 7).await;
-        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
+        let w = one_writer(&dir).await;
+        w.commit_insert(7).await;
+        let mut tx = w.begin().await;
         tx.defer(insert(8)).await.unwrap();
         tx.defer(insert(7).unique("seven is taken".into()))
             .await
@@ -155,18 +168,41 @@ mod tests {
             "{err:?}"
         );
         // Nothing of the failed batch stayed, and the writer is usable.
-        assert_eq!(count(&pool).await, 1);
-        commit_insert(&pool, 9).await;
-        assert_eq!(count(&pool).await, 2);
+        assert_eq!(w.rows().await, vec![7]);
+        w.commit_insert(9).await;
+        assert_eq!(w.rows().await, vec![7, 9]);
     }
 
     #[tokio::test]
     async fn a_rollback_before_anything_was_sent_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = one_writer(&dir).await;
-        let mut tx = WriteTx::begin(&pool, None).await.unwrap();
+        let w = one_writer(&dir).await;
+        let mut tx = w.begin().await;
         tx.defer(insert(1)).await.unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(count(&pool).await, 0);
+        assert_eq!(w.rows().await, Vec::<i64>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_passes_from_writer_to_writer_outside_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = std::sync::Arc::new(one_writer(&dir).await);
+        w.commit_insert(0).await;
+        // Kept by the lot, not idle in the pool.
+        assert_eq!((w.pool.size(), w.pool.num_idle()), (1, 0));
+        let tasks: Vec<_> = (1..=40)
+            .map(|x| {
+                let w = w.clone();
+                tokio::spawn(async move { w.commit_insert(x).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!((w.pool.size(), w.pool.num_idle()), (1, 0));
+        // A hold gives it back to the pool, and the lot takes it again after.
+        assert_eq!(w.rows().await, (0..=40).collect::<Vec<_>>());
+        w.commit_insert(41).await;
+        assert_eq!(w.rows().await.len(), 42);
     }
 }

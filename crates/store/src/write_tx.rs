@@ -17,6 +17,12 @@
 //! Not a `sqlx::Transaction`: BEGIN is itself deferred. If the transaction is dropped after
 //! BEGIN was sent and before it ended (a cancelled request), the connection is closed rather
 //! than returned to the pool, which rolls the transaction back.
+//!
+//! On SQLite the writer's connection is kept in the [`WriterLot`] between transactions, not
+//! returned to the pool: sqlx 0.8 pings a connection on every return to its pool, one more
+//! hand-off that would hold the single writer, and the lot's queue hands the connection
+//! straight to the next writer in line. Every other taker of the writer goes through the lot
+//! too ([`WriterLot::take`], [`WriterLot::hold`]).
 
 use super::{DIALECT, Db};
 use crate::error::{StoreError, StoreResult};
@@ -224,9 +230,87 @@ where
     Ok((first, rest))
 }
 
+/// The SQLite writer between write transactions (see the module documentation). On
+/// PostgreSQL, whose write pool has many connections, it only passes the pool through.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WriterLot {
+    /// The writer's connection, kept here once a taker has had it. Takers queue on the lock
+    /// in order, so a finished writer hands the connection straight to the next one.
+    slot: Arc<Mutex<Option<PoolConnection<Db>>>>,
+}
+
+/// Keeps the writer's other takers out while a caller uses the write pool directly.
+pub(crate) struct Hold {
+    _slot: Option<OwnedMutexGuard<Option<PoolConnection<Db>>>>,
+}
+
+impl WriterLot {
+    /// For a caller that uses the pool directly (`Pool::begin_with`, migrations): the kept
+    /// connection goes back to the pool, and no taker gets the writer until the `Hold` is
+    /// dropped. A taker after that waits on the pool until the caller has returned it.
+    pub(crate) async fn hold(&self) -> Hold {
+        if !DIALECT.batch {
+            return Hold { _slot: None };
+        }
+        let mut slot = self.slot.clone().lock_owned().await;
+        drop(slot.take());
+        Hold { _slot: Some(slot) }
+    }
+
+    /// The writer: next in line for the kept connection, or the pool's.
+    pub(crate) async fn take(&self, pool: &Pool<Db>) -> StoreResult<Writer> {
+        if !DIALECT.batch {
+            return Ok(Writer {
+                conn: Some(pool.acquire().await?),
+                slot: None,
+            });
+        }
+        let mut slot = self.slot.clone().lock_owned().await;
+        let conn = match slot.take() {
+            Some(conn) => conn,
+            None => pool.acquire().await?,
+        };
+        Ok(Writer {
+            conn: Some(conn),
+            slot: Some(slot),
+        })
+    }
+}
+
+/// The writer's connection, held: dropped, it goes back to the lot for the next taker.
+pub(crate) struct Writer {
+    conn: Option<PoolConnection<Db>>,
+    slot: Option<OwnedMutexGuard<Option<PoolConnection<Db>>>>,
+}
+
+impl Writer {
+    pub(crate) fn get(&mut self) -> StoreResult<&mut Conn> {
+        match self.conn.as_mut() {
+            Some(conn) => Ok(conn),
+            None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+        }
+    }
+
+    /// Close the connection instead of keeping it (it is inside a transaction that did not
+    /// end): the pool opens a fresh one for the next taker.
+    fn discard(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let (Some(conn), Some(slot)) = (self.conn.take(), self.slot.as_mut()) {
+            **slot = Some(conn);
+        }
+    }
+}
+
 /// A write transaction on the write pool; see the module documentation.
 pub(crate) struct WriteTx {
-    conn: PoolConnection<Db>,
+    conn: Writer,
     pending: Vec<Stmt>,
     /// BEGIN has been sent (or may have been): the connection is inside a transaction until
     /// COMMIT or ROLLBACK succeeds.
@@ -246,9 +330,10 @@ impl WriteTx {
     /// so writers take both in the same order.
     pub(crate) async fn begin(
         pool: &Pool<Db>,
+        lot: &WriterLot,
         tip: Option<&Arc<Mutex<AuditTip>>>,
     ) -> StoreResult<WriteTx> {
-        let conn = pool.acquire().await?;
+        let conn = lot.take(pool).await?;
         let tip = match tip {
             Some(tip) => Some(tip.clone().lock_owned().await),
             None => None,
@@ -283,13 +368,13 @@ impl WriteTx {
             self.pending.push(stmt);
             let (sql, args, unique) = self.take_batch();
             bind_as(sqlx::query_as::<_, T>(&sql), &args)
-                .fetch_all(&mut *self.conn)
+                .fetch_all(self.conn.get()?)
                 .await
                 .map_err(|e| map_error(e, unique))
         } else {
             self.flush().await?;
             self.begun = true;
-            stmt.fetch_all(&mut self.conn).await
+            stmt.fetch_all(self.conn.get()?).await
         };
         match result {
             Ok(rows) => Ok(rows),
@@ -313,7 +398,7 @@ impl WriteTx {
             self.pending.push(second);
             let (sql, args, unique) = self.take_batch();
             match bind(sqlx::query(&sql), &args)
-                .fetch_all(&mut *self.conn)
+                .fetch_all(self.conn.get()?)
                 .await
             {
                 Ok(rows) => split_rows(&rows),
@@ -322,9 +407,9 @@ impl WriteTx {
         } else {
             self.flush().await?;
             self.begun = true;
-            match first.fetch_all::<A>(&mut self.conn).await {
+            match first.fetch_all::<A>(self.conn.get()?).await {
                 Ok(mut one) if one.len() == 1 => {
-                    match second.fetch_all::<B>(&mut self.conn).await {
+                    match second.fetch_all::<B>(self.conn.get()?).await {
                         Ok(rest) => Ok((one.remove(0), rest)),
                         Err(e) => Err(e),
                     }
@@ -360,7 +445,7 @@ impl WriteTx {
     /// against sqlx.
     pub(crate) async fn conn(&mut self) -> StoreResult<&mut Conn> {
         self.flush().await?;
-        Ok(&mut self.conn)
+        self.conn.get()
     }
 
     /// The queued statements as one query. From here on the connection may be inside a
@@ -378,7 +463,7 @@ impl WriteTx {
         let result = if DIALECT.batch {
             let (sql, args, unique) = self.take_batch();
             bind(sqlx::query(&sql), &args)
-                .execute(&mut *self.conn)
+                .execute(self.conn.get()?)
                 .await
                 .map(|_| ())
                 .map_err(|e| map_error(e, unique))
@@ -386,7 +471,7 @@ impl WriteTx {
             self.begun = true;
             let mut result = Ok(());
             for stmt in std::mem::take(&mut self.pending) {
-                if let Err(e) = stmt.execute(&mut self.conn).await {
+                if let Err(e) = stmt.execute(self.conn.get()?).await {
                     result = Err(e);
                     break;
                 }
@@ -399,15 +484,13 @@ impl WriteTx {
         }
     }
 
-    /// After a failed statement: roll back now, so the connection goes back to the pool
-    /// clean, and return the error.
+    /// After a failed statement: roll back now, so the connection is parked (or goes back to
+    /// the pool) clean, and return the error.
     async fn abort(&mut self, error: StoreError) -> StoreError {
         self.pending.clear();
         self.forget_tip();
-        if sqlx::query("ROLLBACK")
-            .execute(&mut *self.conn)
-            .await
-            .is_ok()
+        if let Ok(conn) = self.conn.get()
+            && sqlx::query("ROLLBACK").execute(conn).await.is_ok()
         {
             self.finished = true;
         }
@@ -429,7 +512,7 @@ impl WriteTx {
     pub(crate) async fn rollback(mut self) -> StoreResult<()> {
         self.pending.clear();
         if self.begun {
-            sqlx::query("ROLLBACK").execute(&mut *self.conn).await?;
+            sqlx::query("ROLLBACK").execute(self.conn.get()?).await?;
         }
         self.finished = true;
         Ok(())
@@ -450,7 +533,7 @@ impl Drop for WriteTx {
             self.forget_tip();
             // Closing the connection rolls the open transaction back; returning it to the
             // pool would hand the next writer a transaction (and on SQLite the write lock).
-            self.conn.close_on_drop();
+            self.conn.discard();
         }
     }
 }
