@@ -26,7 +26,8 @@ use crate::token::{self, TokenImport, TokenInfo, TokenVerifier, VerifierEntry};
 use chrono::{DateTime, Duration, Utc};
 use scim::filter::{AttrPath, Filter, IndexedColumn, IndexedPredicate, indexed, matches};
 use scim::patch::{
-    GroupPatchStep, MemberChange, MemberRef, PatchOptions, PatchRequest, apply, plan_group_patch,
+    GroupPatchPlan, GroupPatchStep, MemberChange, MemberRef, PatchOptions, PatchRequest, apply,
+    plan_group_patch,
 };
 use scim::query::{ListQuery, MAX_RESULTS, SortOrder, sort_resources};
 use scim::resource::active;
@@ -504,24 +505,32 @@ impl Backend {
         options: &PatchOptions,
     ) -> StoreResult<StoredResource> {
         let now = self.now();
-        let mut tx = self.begin_batch().await?;
-        // The row lock (or SQLite's single writer) is held from this read to the commit, so
-        // parallel PATCHes to one group apply one after the other on the latest state.
-        let current = tx
-            .select_for_write(kind, id)
-            .await?
-            .ok_or_else(|| not_found(kind, id))?
-            .into_resource()?;
-        check_if_match(if_match, current.version)?;
-        let mut attrs = current.attrs.clone();
-        let mut members = MembershipDelta::default();
         let plan = match kind {
             ResourceKind::Group => plan_group_patch(request),
             ResourceKind::User => None,
         };
+        let (early, early_inputs) = plan
+            .as_ref()
+            .and_then(|plan| early_add(id, plan, now))
+            .unzip();
+        let mut tx = self.begin_batch().await?;
+        // The row lock (or SQLite's single writer) is held from this read to the commit, so
+        // parallel PATCHes to one group apply one after the other on the latest state.
+        let (row, early_added) = tx.select_for_write_then(kind, id, early).await?;
+        let current = row.ok_or_else(|| not_found(kind, id))?.into_resource()?;
+        check_if_match(if_match, current.version)?;
+        let mut attrs = current.attrs.clone();
+        let mut members = MembershipDelta::default();
+        // The first step, when it was sent with the read.
+        let mut done = 0;
+        if let (Some(added), Some((inputs, asked))) = (early_added, early_inputs) {
+            check_added(tx.conn().await?, id, inputs, added.len(), asked).await?;
+            members.merge(added, Vec::new());
+            done = 1;
+        }
         match plan {
             Some(plan) => {
-                for step in plan.steps {
+                for step in plan.steps.into_iter().skip(done) {
                     match step {
                         GroupPatchStep::Attributes(part) => {
                             let (next, stray) = apply_patch(kind, id, &attrs, &part, options)?;
@@ -1713,6 +1722,22 @@ async fn add_members(
     inputs: &[MemberInput],
     now: DateTime<Utc>,
 ) -> StoreResult<(Vec<String>, usize)> {
+    let inputs = distinct_members(group_id, inputs)?;
+    let mut added = Vec::new();
+    for chunk in inputs.chunks(CHUNK) {
+        let ids: Vec<(String,)> = add_members_stmt(group_id, chunk, now)
+            .fetch_all(&mut *conn)
+            .await?;
+        added.extend(ids.into_iter().map(|(id,)| id));
+    }
+    Ok((added, inputs.len()))
+}
+
+/// Distinct member inputs, or an error if the group is among them.
+fn distinct_members<'a>(
+    group_id: &str,
+    inputs: &'a [MemberInput],
+) -> StoreResult<Vec<&'a MemberInput>> {
     let mut seen = HashSet::new();
     let inputs: Vec<&MemberInput> = inputs.iter().filter(|m| seen.insert(&m.value)).collect();
     if inputs.iter().any(|m| m.value == group_id) {
@@ -1720,34 +1745,37 @@ async fn add_members(
             "a group cannot be a member of itself",
         ));
     }
-    let mut added = Vec::new();
-    for chunk in inputs.chunks(CHUNK) {
-        let mut query = QueryBuilder::<Db>::new(
-            "INSERT INTO group_members (group_id, member_id, member_type, display, added_at) SELECT ",
-        );
-        query
-            .push_bind(group_id.to_string())
-            .push(", r.id, r.kind, v.column2, ")
-            .push_bind(now)
-            .push(" FROM (VALUES ");
-        let mut values = query.separated(", ");
-        for member in chunk {
-            values
-                .push("(")
-                .push_bind_unseparated(member.value.clone())
-                .push_unseparated(", ")
-                .push_bind_unseparated(member.display.clone())
-                .push_unseparated(")");
+    Ok(inputs)
+}
+
+/// Insert the members that exist as resources and are not members yet, each with its kind
+/// found by a join, if the group exists; returns the ids inserted.
+fn add_members_stmt(group_id: &str, members: &[&MemberInput], now: DateTime<Utc>) -> Stmt {
+    let mut sql = String::from(
+        "INSERT INTO group_members (group_id, member_id, member_type, display, added_at) \
+         SELECT $1, r.id, r.kind, v.column2, $2 FROM (VALUES ",
+    );
+    let mut stmt = Vec::with_capacity(members.len());
+    for (i, member) in members.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
         }
-        // `WHERE true` keeps SQLite from reading the upsert's ON as the join's.
-        query.push(
-            ") AS v JOIN resources r ON r.id = v.column1 WHERE true \
-             ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id",
-        );
-        let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *conn).await?;
-        added.extend(ids);
+        sql.push_str(&format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i));
+        stmt.push(*member);
     }
-    Ok((added, inputs.len()))
+    // `WHERE …` also keeps SQLite from reading the upsert's ON as the join's.
+    sql.push_str(
+        ") AS v JOIN resources r ON r.id = v.column1 \
+         WHERE EXISTS (SELECT 1 FROM resources g WHERE g.id = $1 AND g.kind = 'Group') \
+         ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id",
+    );
+    let mut out = Stmt::new(sql).text(group_id).time(now);
+    for member in stmt {
+        out = out
+            .text(member.value.clone())
+            .opt_text(member.display.clone());
+    }
+    out
 }
 
 /// Delete the named membership rows; absent ones are ignored (RFC 7644 §3.5.2.2 remove is
@@ -2132,18 +2160,36 @@ impl WriteTx {
         kind: ResourceKind,
         id: &str,
     ) -> StoreResult<Option<ResourceRow>> {
+        Ok(self.select_for_write_then(kind, id, None).await?.0)
+    }
+
+    /// `select_for_write`, and on SQLite `members` (a member-row statement that returns the
+    /// ids it changed) in the same round trip: a PATCH that adds a member then needs no
+    /// round trip of its own while it holds the writer. `members` must change nothing when
+    /// the resource does not exist; whatever it did is rolled back with the transaction
+    /// when the read turns the write down. On PostgreSQL it is not run: the caller runs it.
+    async fn select_for_write_then(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+        members: Option<Stmt>,
+    ) -> StoreResult<(Option<ResourceRow>, Option<Vec<String>>)> {
         if DIALECT.batch {
-            let (head, rows) = self
+            let ran = members.is_some();
+            let (head, rows, ids) = self
                 .fetch_one_then_all::<(i64, String), ResourceRow>(
                     audit_head_stmt(),
                     select_stmt(kind, id, DIALECT.lock_row),
+                    members,
                 )
                 .await?;
             self.audit_head = Some(head);
-            Ok(rows.into_iter().next())
+            Ok((rows.into_iter().next(), ran.then_some(ids)))
         } else {
-            self.fetch_optional(select_stmt(kind, id, DIALECT.lock_row))
-                .await
+            let row = self
+                .fetch_optional(select_stmt(kind, id, DIALECT.lock_row))
+                .await?;
+            Ok((row, None))
         }
     }
 }
@@ -2223,10 +2269,7 @@ impl MembershipDelta {
             MemberChange::Add(refs) => {
                 let inputs = member_inputs(refs);
                 let (added, asked) = add_members(conn, group_id, &inputs, now).await?;
-                if added.len() < asked {
-                    // Present already, or unknown: only the latter is an error.
-                    resolve_members(conn, group_id, inputs).await?;
-                }
+                check_added(conn, group_id, inputs, added.len(), asked).await?;
                 (added, Vec::new())
             }
             MemberChange::Remove(ids) => (Vec::new(), delete_members(conn, group_id, &ids).await?),
@@ -2236,6 +2279,12 @@ impl MembershipDelta {
                 replace_members(conn, group_id, &members, now).await?
             }
         };
+        self.merge(added, removed);
+        Ok(())
+    }
+
+    /// Record rows added and removed by one change.
+    fn merge(&mut self, added: Vec<String>, removed: Vec<String>) {
         for id in removed {
             match self.added.iter().position(|a| *a == id) {
                 Some(at) => {
@@ -2252,8 +2301,44 @@ impl MembershipDelta {
                 None => self.added.push(id),
             }
         }
-        Ok(())
     }
+}
+
+/// After an add of `asked` distinct members inserted `added`: the others must be members
+/// already, not unknown ids (only the latter is an error).
+async fn check_added(
+    conn: &mut Conn,
+    group_id: &str,
+    inputs: Vec<MemberInput>,
+    added: usize,
+    asked: usize,
+) -> StoreResult<()> {
+    if added < asked {
+        resolve_members(conn, group_id, inputs).await?;
+    }
+    Ok(())
+}
+
+/// When a Group PATCH begins by adding members (one statement's worth, to a group that is not
+/// among them), the statement that adds them, to send with the read (see
+/// `select_for_write_then`), with the inputs and how many distinct ones there are.
+fn early_add(
+    group_id: &str,
+    plan: &GroupPatchPlan,
+    now: DateTime<Utc>,
+) -> Option<(Stmt, (Vec<MemberInput>, usize))> {
+    let Some(GroupPatchStep::Members(MemberChange::Add(refs))) = plan.steps.first() else {
+        return None;
+    };
+    if !DIALECT.batch || refs.len() > CHUNK {
+        return None;
+    }
+    let inputs = member_inputs(refs.clone());
+    // A group among its own members is reported by the usual path, after the read.
+    let distinct = distinct_members(group_id, &inputs).ok()?;
+    let stmt = add_members_stmt(group_id, &distinct, now);
+    let asked = distinct.len();
+    Some((stmt, (inputs, asked)))
 }
 
 fn member_inputs(refs: Vec<MemberRef>) -> Vec<MemberInput> {

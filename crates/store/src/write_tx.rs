@@ -28,7 +28,7 @@ use super::{DIALECT, Db};
 use crate::error::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
-use sqlx::{FromRow, Pool};
+use sqlx::{FromRow, Pool, Row as _};
 use std::borrow::Cow;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -213,8 +213,8 @@ fn join(stmts: &[Stmt]) -> (String, Vec<Arg>, Option<String>) {
     (sql, args, unique)
 }
 
-/// The first row as `A`, the rest as `B`.
-fn split_rows<A, B>(rows: &[Row]) -> StoreResult<(A, Vec<B>)>
+/// The first row as `A`; of the rest, one-column rows are `ids` and the others `B`.
+fn split_rows<A, B>(rows: &[Row]) -> StoreResult<(A, Vec<B>, Vec<String>)>
 where
     A: for<'r> FromRow<'r, Row>,
     B: for<'r> FromRow<'r, Row>,
@@ -223,11 +223,16 @@ where
         .split_first()
         .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
     let first = A::from_row(first)?;
-    let rest = rest
-        .iter()
-        .map(B::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((first, rest))
+    let mut all = Vec::new();
+    let mut ids = Vec::new();
+    for row in rest {
+        if row.len() == 1 {
+            ids.push(row.try_get(0)?);
+        } else {
+            all.push(B::from_row(row)?);
+        }
+    }
+    Ok((first, all, ids))
 }
 
 /// The SQLite writer between write transactions (see the module documentation). On
@@ -382,13 +387,16 @@ impl WriteTx {
         }
     }
 
-    /// Run the queued statements, `first` (which must return exactly one row) and `second`, in
-    /// one round trip where the backend allows; return `first`'s row and `second`'s rows.
+    /// Run the queued statements, `first` (which must return exactly one row), `second` and
+    /// `ids` in one round trip where the backend allows; return `first`'s row, `second`'s rows
+    /// and `ids`' rows. `ids` returns one text column, which is how its rows are told from
+    /// `second`'s: `second` must return more than one column.
     pub(crate) async fn fetch_one_then_all<A, B>(
         &mut self,
         first: Stmt,
         second: Stmt,
-    ) -> StoreResult<(A, Vec<B>)>
+        ids: Option<Stmt>,
+    ) -> StoreResult<(A, Vec<B>, Vec<String>)>
     where
         A: for<'r> FromRow<'r, Row> + Send + Unpin,
         B: for<'r> FromRow<'r, Row> + Send + Unpin,
@@ -396,6 +404,7 @@ impl WriteTx {
         let result = if DIALECT.batch {
             self.pending.push(first);
             self.pending.push(second);
+            self.pending.extend(ids);
             let (sql, args, unique) = self.take_batch();
             match bind(sqlx::query(&sql), &args)
                 .fetch_all(self.conn.get()?)
@@ -407,12 +416,26 @@ impl WriteTx {
         } else {
             self.flush().await?;
             self.begun = true;
-            match first.fetch_all::<A>(self.conn.get()?).await {
+            let conn = self.conn.get()?;
+            match first.fetch_all::<A>(&mut *conn).await {
                 Ok(mut one) if one.len() == 1 => {
-                    match second.fetch_all::<B>(self.conn.get()?).await {
-                        Ok(rest) => Ok((one.remove(0), rest)),
+                    let rest = match second.fetch_all::<B>(&mut *conn).await {
+                        Ok(all) => match ids {
+                            Some(stmt) => stmt
+                                .fetch_all::<(String,)>(conn)
+                                .await
+                                .map(|ids| (all, ids)),
+                            None => Ok((all, Vec::new())),
+                        },
                         Err(e) => Err(e),
-                    }
+                    };
+                    rest.map(|(all, ids)| {
+                        (
+                            one.remove(0),
+                            all,
+                            ids.into_iter().map(|(id,)| id).collect(),
+                        )
+                    })
                 }
                 Ok(_) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
                 Err(e) => Err(e),

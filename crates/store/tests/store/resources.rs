@@ -715,6 +715,91 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
     assert_eq!((user_now.version, user_now.groups), (1, Some(vec![])));
 }
 
+/// A member add is sent with the read of the group (SQLite): every way the read can turn the
+/// PATCH down must leave the membership, the version and the audit chain as they were.
+async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
+    let first = create_user(&db.store, "early1@example.com").await.id;
+    let second = create_user(&db.store, "early2@example.com").await.id;
+    let group = create_group(&db.store, "Early", &[&first]).await;
+    let audit_before = db.store.audit_export(None).await.unwrap().len();
+    let add = |id: &str| json!([{"op": "add", "path": "members", "value": [{"value": id}]}]);
+
+    let request = parse_request(&json!({"Operations": add(&second)})).unwrap();
+    let stale = db
+        .store
+        .patch(
+            &ctx(),
+            ResourceKind::Group,
+            &group.id,
+            Some("W/\"9\""),
+            &request,
+            &PatchOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::PreconditionFailed { .. })),
+        "{stale:?}"
+    );
+
+    let missing = patch(
+        &db.store,
+        ResourceKind::Group,
+        "no-such-group",
+        add(&second),
+    )
+    .await;
+    assert_eq!(missing.unwrap_err().to_scim().status, 404);
+    // A User's id is not a group: nothing may be added under it.
+    let user_as_group = patch(&db.store, ResourceKind::Group, &first, add(&second)).await;
+    assert_eq!(user_as_group.unwrap_err().to_scim().status, 404);
+    let second_now = db
+        .store
+        .get(ResourceKind::User, &second, GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        second_now.groups,
+        Some(vec![]),
+        "no membership row under the user"
+    );
+
+    // One known and one unknown member: the known one is not added either.
+    let partly = patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([{"op": "add", "path": "members", "value": [{"value": second}, {"value": "no-such-user"}]}]),
+    )
+    .await;
+    assert_eq!(
+        partly.unwrap_err().to_scim().scim_type,
+        Some(ScimType::InvalidValue)
+    );
+
+    assert_eq!(member_ids(&db.store, &group.id).await, vec![first.clone()]);
+    assert_eq!(
+        db.store.audit_export(None).await.unwrap().len(),
+        audit_before
+    );
+    // The writer is clean afterwards: the same add now goes through, as one new version.
+    let added = patch(&db.store, ResourceKind::Group, &group.id, add(&second))
+        .await
+        .unwrap();
+    assert_eq!(added.version, group.version + 1);
+    assert_eq!(
+        member_ids(&db.store, &group.id).await,
+        sorted(&[first, second])
+    );
+    assert!(
+        db.store
+            .audit_verify()
+            .await
+            .unwrap()
+            .first_broken
+            .is_none()
+    );
+}
+
 fn sorted(ids: &[String]) -> Vec<String> {
     let mut ids = ids.to_vec();
     ids.sort();
@@ -906,4 +991,5 @@ backend_tests!(
     membership_is_rows,
     parallel_patches_to_one_group_lose_nothing,
     a_failed_write_leaves_no_trace,
+    a_member_add_turned_down_adds_nothing,
 );
