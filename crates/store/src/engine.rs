@@ -33,7 +33,7 @@ use scim::query::{ListQuery, MAX_RESULTS, SortOrder, sort_resources};
 use scim::resource::active;
 use scim::{Registry, ResourceKind, ScimType};
 use serde_json::{Map, Value, json};
-use sqlx::{Pool, QueryBuilder, Transaction};
+use sqlx::{FromRow, Pool, QueryBuilder, Row as _, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -44,6 +44,7 @@ pub(crate) mod write_tx;
 use write_tx::{Stmt, WriteTx, Writer, WriterLot, audit_tip_was_stale};
 
 type Conn = <Db as sqlx::Database>::Connection;
+type DbRow = <Db as sqlx::Database>::Row;
 type Tx = Transaction<'static, Db>;
 
 /// Bind parameters per statement when a list of ids is sent in chunks (well under SQLite's
@@ -191,23 +192,15 @@ impl Backend {
         record: WriteRecord<'_>,
     ) -> StoreResult<()> {
         let now = self.now();
-        tx.defer(enqueue_stmt(record.kind, record.id, record.priority, now))
-            .await?;
-        let operation = if ctx.operation.is_empty() {
-            format!("{} {}", record.verb, record.kind.name())
-        } else {
-            ctx.operation.clone()
-        };
-        let entry = AuditEntry {
-            request_id: ctx.request_id.clone(),
-            actor: ctx.token_name.clone(),
-            source_addr: ctx.source_addr.clone(),
-            operation,
-            resource_type: Some(record.kind.name().to_string()),
-            resource_id: Some(record.id.to_string()),
-            change: record.change,
-            result: "ok".to_string(),
-        };
+        tx.defer(enqueue_stmt(
+            record.kind,
+            record.id,
+            record.priority,
+            now,
+            Guard::Always,
+        ))
+        .await?;
+        let entry = audit_entry(ctx, record);
         if tx.audit_head.is_none() {
             // SQLite: the tip this process's last write left, checked by the commit itself
             // (a stale one makes the record's seq collide; `create` then retries).
@@ -216,6 +209,59 @@ impl Backend {
         let row = append_audit_batched(&mut tx, &entry, now).await?;
         tx.set_next_tip((row.seq, row.hash));
         self.commit_batch(tx).await
+    }
+
+    /// Add one member to a group in one round trip (SQLite): the member row, the group's new
+    /// version, the outbox row, the audit row and the COMMIT go together, each statement after
+    /// the member insert running only if the one before changed a row. This is what the IdPs
+    /// send most (Entra and Okta add members one PATCH at a time) and it holds the single
+    /// writer for one hand-off instead of two.
+    ///
+    /// `None` when it does not apply or changed nothing (a member already there, an unknown
+    /// member or group, no cached audit tip, or any error): the caller then runs the general
+    /// path, which gives those cases their answers.
+    async fn add_one_member(
+        &self,
+        ctx: &WriteContext,
+        id: &str,
+        member: &MemberInput,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StoredResource>> {
+        if !DIALECT.batch || member.value == id {
+            return Ok(None);
+        }
+        let mut tx = self.begin_batch().await?;
+        let Some((seq, prev_hash)) = tx.cached_tip() else {
+            return Ok(None);
+        };
+        let entry = audit_entry(
+            ctx,
+            WriteRecord {
+                kind: ResourceKind::Group,
+                id,
+                priority: OutboxPriority::Normal,
+                verb: "patch",
+                change: json!({"members": {"added": [member.value], "removed": []}}),
+            },
+        );
+        let audit = AuditRow::chained(&entry, seq + 1, now, prev_hash);
+        tx.set_next_tip((audit.seq, audit.hash.clone()));
+        for stmt in add_one_member_stmts(id, member, &audit, now) {
+            tx.defer(stmt).await?;
+        }
+        // Only the group's row has more than one column; it comes back only if the member
+        // was added, and the audit row was then appended after it.
+        let group = |rows: &[DbRow]| rows.iter().find(|r| r.len() > 1).map(ResourceRow::from_row);
+        let Ok(rows) = tx.commit_returning(|rows| group(rows).is_some()).await else {
+            // Rolled back (a stale audit tip, say): the general path tries again.
+            return Ok(None);
+        };
+        let Some(row) = group(&rows) else {
+            return Ok(None);
+        };
+        let updated = row?.into_resource()?;
+        self.queued_committed().await?;
+        Ok(Some(updated))
     }
 
     /// An audit append outside the resource paths: the cached tip no longer holds.
@@ -471,6 +517,7 @@ impl Backend {
                 parent,
                 OutboxPriority::Normal,
                 now,
+                Guard::Always,
             ))
             .await?;
         }
@@ -509,6 +556,11 @@ impl Backend {
             ResourceKind::Group => plan_group_patch(request),
             ResourceKind::User => None,
         };
+        if let (Some(member), None) = (plan.as_ref().and_then(one_member_added), if_match)
+            && let Some(updated) = self.add_one_member(ctx, id, &member, now).await?
+        {
+            return Ok(updated);
+        }
         let (early, early_inputs) = plan
             .as_ref()
             .and_then(|plan| early_add(id, plan, now))
@@ -2072,10 +2124,16 @@ fn enqueue_stmt(
     id: &str,
     priority: OutboxPriority,
     now: DateTime<Utc>,
+    guard: Guard,
 ) -> Stmt {
-    Stmt::new(
+    let source = match guard {
+        Guard::Always => "VALUES ($1, $2, $3, 1, $4, $4, 0)",
+        // `WHERE` also keeps SQLite from reading the upsert's ON CONFLICT as part of the SELECT.
+        Guard::AfterChange => "SELECT $1, $2, $3, 1, $4, $4, 0 WHERE changes() = 1",
+    };
+    Stmt::new(format!(
         "INSERT INTO outbox (kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts) \
-         VALUES ($1, $2, $3, 1, $4, $4, 0) \
+         {source} \
          ON CONFLICT (kind, resource_id) DO UPDATE SET \
            generation = outbox.generation + 1, \
            priority = CASE WHEN excluded.priority > outbox.priority THEN excluded.priority ELSE outbox.priority END, \
@@ -2083,7 +2141,7 @@ fn enqueue_stmt(
                                   THEN outbox.next_attempt_at ELSE excluded.next_attempt_at END, \
            attempts = CASE WHEN outbox.dead_at IS NULL THEN outbox.attempts ELSE 0 END, \
            dead_at = NULL, dead_reason = NULL",
-    )
+    ))
     .text(kind.name())
     .text(id)
     .int(i64::from(priority.as_i32()))
@@ -2097,7 +2155,9 @@ async fn enqueue_in(
     priority: OutboxPriority,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    enqueue_stmt(kind, id, priority, now).execute(conn).await?;
+    enqueue_stmt(kind, id, priority, now, Guard::Always)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -2124,7 +2184,7 @@ async fn append_audit_in(
         .next()
         .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
     let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
-    for stmt in audit_append_stmts(&row) {
+    for stmt in audit_append_stmts(&row, Guard::Always) {
         stmt.execute(&mut *conn).await?;
     }
     Ok(row)
@@ -2145,7 +2205,7 @@ async fn append_audit_batched(
             .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?,
     };
     let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
-    for stmt in audit_append_stmts(&row) {
+    for stmt in audit_append_stmts(&row, Guard::Always) {
         tx.defer(stmt).await?;
     }
     Ok(row)
@@ -2194,6 +2254,60 @@ impl WriteTx {
     }
 }
 
+/// The audit entry of a SCIM write.
+fn audit_entry(ctx: &WriteContext, record: WriteRecord<'_>) -> AuditEntry {
+    let operation = if ctx.operation.is_empty() {
+        format!("{} {}", record.verb, record.kind.name())
+    } else {
+        ctx.operation.clone()
+    };
+    AuditEntry {
+        request_id: ctx.request_id.clone(),
+        actor: ctx.token_name.clone(),
+        source_addr: ctx.source_addr.clone(),
+        operation,
+        resource_type: Some(record.kind.name().to_string()),
+        resource_id: Some(record.id.to_string()),
+        change: record.change,
+        result: "ok".to_string(),
+    }
+}
+
+/// Whether a statement always runs, or only when the statement before it changed a row
+/// (SQLite's `changes()`; see `Backend::add_one_member`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Guard {
+    Always,
+    AfterChange,
+}
+
+/// `Backend::add_one_member`'s statements, in the order their guards rely on.
+fn add_one_member_stmts(
+    group_id: &str,
+    member: &MemberInput,
+    audit: &AuditRow,
+    now: DateTime<Utc>,
+) -> Vec<Stmt> {
+    let mut stmts = vec![
+        add_members_stmt(group_id, &[member], now),
+        Stmt::new(format!(
+            "UPDATE resources SET version = version + 1, last_modified = $1 \
+             WHERE id = $2 AND changes() = 1 RETURNING {RESOURCE_COLUMNS}"
+        ))
+        .time(now)
+        .text(group_id),
+        enqueue_stmt(
+            ResourceKind::Group,
+            group_id,
+            OutboxPriority::Normal,
+            now,
+            Guard::AfterChange,
+        ),
+    ];
+    stmts.extend(audit_append_stmts(audit, Guard::AfterChange));
+    stmts
+}
+
 fn audit_head_stmt() -> Stmt {
     Stmt::new(format!(
         "SELECT seq, hash FROM audit_head WHERE id = 1{}",
@@ -2201,13 +2315,22 @@ fn audit_head_stmt() -> Stmt {
     ))
 }
 
-fn audit_append_stmts(row: &AuditRow) -> [Stmt; 2] {
+fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
+    let (source, and) = match guard {
+        Guard::Always => (
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "",
+        ),
+        Guard::AfterChange => (
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE changes() = 1",
+            " AND changes() = 1",
+        ),
+    };
     [
-        Stmt::new(
+        Stmt::new(format!(
             "INSERT INTO audit_log (seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
-                                    change, result, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
+                                    change, result, prev_hash, hash) {source}"
+        ))
         .int(row.seq)
         .time(row.time)
         .text(row.request_id.clone())
@@ -2220,9 +2343,11 @@ fn audit_append_stmts(row: &AuditRow) -> [Stmt; 2] {
         .text(row.result.clone())
         .text(row.prev_hash.clone())
         .text(row.hash.clone()),
-        Stmt::new("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .int(row.seq)
-            .text(row.hash.clone()),
+        Stmt::new(format!(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1{and}"
+        ))
+        .int(row.seq)
+        .text(row.hash.clone()),
     ]
 }
 
@@ -2317,6 +2442,20 @@ async fn check_added(
         resolve_members(conn, group_id, inputs).await?;
     }
     Ok(())
+}
+
+/// The member a Group PATCH adds when that is all it does.
+fn one_member_added(plan: &GroupPatchPlan) -> Option<MemberInput> {
+    match plan.steps.as_slice() {
+        [GroupPatchStep::Members(MemberChange::Add(refs))] => match refs.as_slice() {
+            [one] => Some(MemberInput {
+                value: one.value.clone(),
+                display: one.display.clone(),
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// When a Group PATCH begins by adding members (one statement's worth, to a group that is not

@@ -531,6 +531,32 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Run what is queued and COMMIT in one round trip (SQLite), returning the rows the
+    /// statements returned. The cached audit tip becomes this transaction's only if
+    /// `extended` finds in the rows that the statements appended the audit row (they may be
+    /// written to change nothing, see `Backend::add_one_member`).
+    pub(crate) async fn commit_returning(
+        mut self,
+        extended: impl FnOnce(&[Row]) -> bool,
+    ) -> StoreResult<Vec<Row>> {
+        self.pending.push(Stmt::new("COMMIT"));
+        let (sql, args, unique) = self.take_batch();
+        let result = bind(sqlx::query(&sql), &args)
+            .fetch_all(self.conn.get()?)
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.abort(map_error(e, unique)).await),
+        };
+        self.finished = true;
+        if let (Some(tip), Some(next)) = (self.tip.as_mut(), self.next_tip.take())
+            && extended(&rows)
+        {
+            **tip = Some(next);
+        }
+        Ok(rows)
+    }
+
     /// Drop what is queued and roll back (nothing is sent if BEGIN never was).
     pub(crate) async fn rollback(mut self) -> StoreResult<()> {
         self.pending.clear();
