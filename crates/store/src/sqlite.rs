@@ -141,6 +141,13 @@ mod tests {
     async fn a_transaction_dropped_midway_rolls_back_and_frees_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let w = one_writer(&dir).await;
+        // A temporary table lives only as long as its connection.
+        let mut writer = w.lot.take(&w.pool).await.unwrap();
+        sqlx::query("CREATE TEMP TABLE kept (x)")
+            .execute(writer.get().unwrap())
+            .await
+            .unwrap();
+        drop(writer);
         let mut tx = w.begin().await;
         tx.defer(insert(1)).await.unwrap();
         // Sends BEGIN and the insert: the connection is now inside a transaction.
@@ -150,6 +157,13 @@ mod tests {
         // The next writer gets a connection outside any transaction, and the insert is gone.
         w.commit_insert(2).await;
         assert_eq!(w.rows().await, vec![2]);
+        // It was rolled back on its connection, which the lot kept: not closed and reopened.
+        let mut writer = w.lot.take(&w.pool).await.unwrap();
+        let kept: Vec<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM temp.kept")
+            .fetch_all(writer.get().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(kept, vec![(0,)]);
     }
 
     #[tokio::test]

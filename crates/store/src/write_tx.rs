@@ -268,6 +268,7 @@ impl WriterLot {
             return Ok(Writer {
                 conn: Some(pool.acquire().await?),
                 slot: None,
+                open: false,
             });
         }
         let mut slot = self.slot.clone().lock_owned().await;
@@ -278,6 +279,7 @@ impl WriterLot {
         Ok(Writer {
             conn: Some(conn),
             slot: Some(slot),
+            open: false,
         })
     }
 }
@@ -286,6 +288,8 @@ impl WriterLot {
 pub(crate) struct Writer {
     conn: Option<PoolConnection<Db>>,
     slot: Option<OwnedMutexGuard<Option<PoolConnection<Db>>>>,
+    /// Inside a transaction that did not end: closed on drop, never kept or pooled.
+    open: bool,
 }
 
 impl Writer {
@@ -296,17 +300,35 @@ impl Writer {
         }
     }
 
-    /// Close the connection instead of keeping it (it is inside a transaction that did not
-    /// end): the pool opens a fresh one for the next taker.
-    fn discard(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            conn.close_on_drop();
+    /// Roll back the transaction the connection was left in (a request cancelled, or an
+    /// error returned, midway), in a task of its own, and keep the connection after; the next
+    /// writer waits for that in the lot's queue. Without a runtime to run it on, or if the
+    /// ROLLBACK fails, the connection is closed instead, which rolls the transaction back too.
+    fn ended(&mut self, ended: bool) {
+        self.open = !ended;
+    }
+
+    fn roll_back_later(mut self) {
+        self.open = true;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let ended = match self.get() {
+                    Ok(conn) => sqlx::query("ROLLBACK").execute(conn).await.is_ok(),
+                    Err(_) => false,
+                };
+                self.ended(ended);
+            });
         }
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        if self.open
+            && let Some(mut conn) = self.conn.take()
+        {
+            conn.close_on_drop();
+        }
         if let (Some(conn), Some(slot)) = (self.conn.take(), self.slot.as_mut()) {
             **slot = Some(conn);
         }
@@ -580,9 +602,17 @@ impl Drop for WriteTx {
     fn drop(&mut self) {
         if self.begun && !self.finished {
             self.forget_tip();
-            // Closing the connection rolls the open transaction back; returning it to the
-            // pool would hand the next writer a transaction (and on SQLite the write lock).
-            self.conn.discard();
+            // Returning the connection as it is would hand the next writer a transaction (and
+            // on SQLite the write lock).
+            let writer = std::mem::replace(
+                &mut self.conn,
+                Writer {
+                    conn: None,
+                    slot: None,
+                    open: false,
+                },
+            );
+            writer.roll_back_later();
         }
     }
 }
