@@ -230,10 +230,7 @@ impl Backend {
         if !DIALECT.batch || member.value == id {
             return Ok(None);
         }
-        let mut tx = self.begin_batch().await?;
-        let Some((seq, prev_hash)) = tx.cached_tip() else {
-            return Ok(None);
-        };
+        // Everything but the audit row is built before the writer is taken.
         let entry = audit_entry(
             ctx,
             WriteRecord {
@@ -244,9 +241,17 @@ impl Backend {
                 change: json!({"members": {"added": [member.value], "removed": []}}),
             },
         );
+        let stmts = add_one_member_stmts(id, member, now);
+        let mut tx = self.begin_batch().await?;
+        let Some((seq, prev_hash)) = tx.cached_tip() else {
+            return Ok(None);
+        };
         let audit = AuditRow::chained(&entry, seq + 1, now, prev_hash);
         tx.set_next_tip((audit.seq, audit.hash.clone()));
-        for stmt in add_one_member_stmts(id, member, &audit, now) {
+        for stmt in stmts
+            .into_iter()
+            .chain(audit_append_stmts(&audit, Guard::AfterChange))
+        {
             tx.defer(stmt).await?;
         }
         // Only the group's row has more than one column; it comes back only if the member
@@ -2281,14 +2286,10 @@ enum Guard {
     AfterChange,
 }
 
-/// `Backend::add_one_member`'s statements, in the order their guards rely on.
-fn add_one_member_stmts(
-    group_id: &str,
-    member: &MemberInput,
-    audit: &AuditRow,
-    now: DateTime<Utc>,
-) -> Vec<Stmt> {
-    let mut stmts = vec![
+/// `Backend::add_one_member`'s statements before its audit row, in the order their guards rely
+/// on; the audit row's (`Guard::AfterChange`) follow them.
+fn add_one_member_stmts(group_id: &str, member: &MemberInput, now: DateTime<Utc>) -> [Stmt; 3] {
+    [
         add_members_stmt(group_id, &[member], now),
         Stmt::new(format!(
             "UPDATE resources SET version = version + 1, last_modified = $1 \
@@ -2303,9 +2304,7 @@ fn add_one_member_stmts(
             now,
             Guard::AfterChange,
         ),
-    ];
-    stmts.extend(audit_append_stmts(audit, Guard::AfterChange));
-    stmts
+    ]
 }
 
 fn audit_head_stmt() -> Stmt {

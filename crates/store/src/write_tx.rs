@@ -15,8 +15,9 @@
 //! launchbadge/sqlx#3108, so an upgrade must keep the store suites green on SQLite).
 //!
 //! Not a `sqlx::Transaction`: BEGIN is itself deferred. If the transaction is dropped after
-//! BEGIN was sent and before it ended (a cancelled request), the connection is closed rather
-//! than returned to the pool, which rolls the transaction back.
+//! BEGIN was sent and before it ended (a cancelled request, an error returned midway), its
+//! connection is rolled back in a task of its own before the next writer gets it, or closed
+//! if that cannot be done (see `Writer::roll_back_later`).
 //!
 //! On SQLite the writer's connection is kept in the [`WriterLot`] between transactions, not
 //! returned to the pool: sqlx 0.8 pings a connection on every return to its pool, one more
@@ -265,26 +266,19 @@ impl WriterLot {
     /// The writer: next in line for the kept connection, or the pool's.
     pub(crate) async fn take(&self, pool: &Pool<Db>) -> StoreResult<Writer> {
         if !DIALECT.batch {
-            return Ok(Writer {
-                conn: Some(pool.acquire().await?),
-                slot: None,
-                open: false,
-            });
+            return Ok(Writer::new(pool.acquire().await?, None));
         }
         let mut slot = self.slot.clone().lock_owned().await;
         let conn = match slot.take() {
             Some(conn) => conn,
             None => pool.acquire().await?,
         };
-        Ok(Writer {
-            conn: Some(conn),
-            slot: Some(slot),
-            open: false,
-        })
+        Ok(Writer::new(conn, Some(slot)))
     }
 }
 
 /// The writer's connection, held: dropped, it goes back to the lot for the next taker.
+#[derive(Default)]
 pub(crate) struct Writer {
     conn: Option<PoolConnection<Db>>,
     slot: Option<OwnedMutexGuard<Option<PoolConnection<Db>>>>,
@@ -293,6 +287,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    fn new(
+        conn: PoolConnection<Db>,
+        slot: Option<OwnedMutexGuard<Option<PoolConnection<Db>>>>,
+    ) -> Writer {
+        Writer {
+            conn: Some(conn),
+            slot,
+            open: false,
+        }
+    }
+
     pub(crate) fn get(&mut self) -> StoreResult<&mut Conn> {
         match self.conn.as_mut() {
             Some(conn) => Ok(conn),
@@ -300,14 +305,14 @@ impl Writer {
         }
     }
 
-    /// Roll back the transaction the connection was left in (a request cancelled, or an
-    /// error returned, midway), in a task of its own, and keep the connection after; the next
-    /// writer waits for that in the lot's queue. Without a runtime to run it on, or if the
-    /// ROLLBACK fails, the connection is closed instead, which rolls the transaction back too.
     fn ended(&mut self, ended: bool) {
         self.open = !ended;
     }
 
+    /// Roll back the transaction the connection was left in (a request cancelled, or an
+    /// error returned, midway), in a task of its own, and keep the connection after; the next
+    /// writer waits for that in the lot's queue. Without a runtime to run it on, or if the
+    /// ROLLBACK fails, the connection is closed instead, which rolls the transaction back too.
     fn roll_back_later(mut self) {
         self.open = true;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -439,29 +444,23 @@ impl WriteTx {
             self.flush().await?;
             self.begun = true;
             let conn = self.conn.get()?;
-            match first.fetch_all::<A>(&mut *conn).await {
-                Ok(mut one) if one.len() == 1 => {
-                    let rest = match second.fetch_all::<B>(&mut *conn).await {
-                        Ok(all) => match ids {
-                            Some(stmt) => stmt
-                                .fetch_all::<(String,)>(conn)
-                                .await
-                                .map(|ids| (all, ids)),
-                            None => Ok((all, Vec::new())),
-                        },
-                        Err(e) => Err(e),
-                    };
-                    rest.map(|(all, ids)| {
-                        (
-                            one.remove(0),
-                            all,
-                            ids.into_iter().map(|(id,)| id).collect(),
-                        )
-                    })
+            async {
+                let mut one = first.fetch_all::<A>(&mut *conn).await?;
+                if one.len() != 1 {
+                    return Err(StoreError::Database(sqlx::Error::RowNotFound));
                 }
-                Ok(_) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
-                Err(e) => Err(e),
+                let all = second.fetch_all::<B>(&mut *conn).await?;
+                let ids: Vec<(String,)> = match ids {
+                    Some(stmt) => stmt.fetch_all(conn).await?,
+                    None => Vec::new(),
+                };
+                Ok((
+                    one.remove(0),
+                    all,
+                    ids.into_iter().map(|(id,)| id).collect(),
+                ))
             }
+            .await
         };
         match result {
             Ok(rows) => Ok(rows),
@@ -529,7 +528,7 @@ impl WriteTx {
         }
     }
 
-    /// After a failed statement: roll back now, so the connection is parked (or goes back to
+    /// After a failed statement: roll back now, so the connection goes back to the lot (or
     /// the pool) clean, and return the error.
     async fn abort(&mut self, error: StoreError) -> StoreError {
         self.pending.clear();
@@ -604,15 +603,7 @@ impl Drop for WriteTx {
             self.forget_tip();
             // Returning the connection as it is would hand the next writer a transaction (and
             // on SQLite the write lock).
-            let writer = std::mem::replace(
-                &mut self.conn,
-                Writer {
-                    conn: None,
-                    slot: None,
-                    open: false,
-                },
-            );
-            writer.roll_back_later();
+            std::mem::take(&mut self.conn).roll_back_later();
         }
     }
 }
