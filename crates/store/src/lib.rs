@@ -37,6 +37,7 @@ mod error;
 mod outbox;
 mod postgres;
 mod resource;
+mod scope;
 mod sqlite;
 mod token;
 
@@ -51,6 +52,7 @@ pub use outbox::{
 };
 pub use postgres::PgStore;
 pub use resource::{GetOptions, GroupRef, ListPage, Member, StoredResource, WriteContext, etag};
+pub use scope::{Scope, Scopes, UnknownScope};
 pub use sqlite::SqliteStore;
 pub use token::{MIN_IMPORTED_TOKEN_LEN, TOKEN_PREFIX, TokenImport, TokenInfo, TokenVerifier};
 

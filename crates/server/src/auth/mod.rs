@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use store::{Store, TokenVerifier};
+use store::{Scopes, Store, TokenVerifier};
 
 /// A refresh after a miss waits at least this long since the last one, so a stream of bad
 /// tokens cannot turn into a stream of database reads, while a token made a moment ago works
@@ -21,10 +21,11 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const MARK_USED_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The authenticated caller. `name` is the token name (`jwt:<sub>` for a JWT), used for the
-/// audit log, the rate limit and logs.
+/// audit log, the rate limit and logs; `scopes` is what the credential may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
+    pub scopes: Scopes,
 }
 
 /// Checks bearer credentials. Shared by every worker thread.
@@ -59,7 +60,10 @@ impl Authenticator {
         let token = bearer_token(authorization)?;
         if let Some(name) = self.verify_bridge_token(token).await? {
             self.mark_used(&name);
-            return Ok(Principal { name });
+            return Ok(Principal {
+                name,
+                scopes: Scopes::ALL,
+            });
         }
         // A JWT is three base64url parts; a bridge token never contains a dot.
         if let Some(jwt) = &self.jwt
@@ -68,6 +72,7 @@ impl Authenticator {
         {
             return Ok(Principal {
                 name: format!("jwt:{sub}"),
+                scopes: Scopes::ALL,
             });
         }
         Err(ApiError::Unauthorized("the bearer token is not valid"))
