@@ -158,6 +158,83 @@ async fn revoked_token_is_refused() {
     assert_eq!(refused["status"], "401");
 }
 
+/// `token create --scopes` stores what the token may do; `token list` shows it and the source;
+/// an unknown scope is refused with a message naming it.
+#[test]
+fn token_scopes_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = vec![(
+        "SCIM_BRIDGE_DATABASE_URL".to_string(),
+        format!("sqlite://{}", dir.path().join("bridge.db").display()),
+    )];
+    let run = |args: &[&str]| {
+        let out = support::cli(&envs, args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&[
+        "token",
+        "create",
+        "--name",
+        "reader",
+        "--scopes",
+        "scim:read",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("with scopes scim:read;"), "{stdout}");
+    let (ok, _, stderr) = run(&["token", "create", "--name", "both"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "token",
+        "create",
+        "--name",
+        "spaced",
+        "--scopes",
+        "scim:write scim:read",
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(&[
+        "token",
+        "create",
+        "--name",
+        "admin",
+        "--scopes",
+        "scim:admin",
+    ]);
+    assert!(!ok, "an unknown scope must be refused: {stdout}");
+    assert!(
+        stderr.contains("unknown scope \"scim:admin\"") && stderr.contains("scim:read"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&["token", "list"]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..3], ["NAME", "SCOPES", "SOURCE"], "{stdout}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned();
+    assert_eq!(
+        row("reader").unwrap()[1..3],
+        ["scim:read", "cli"],
+        "{stdout}"
+    );
+    assert_eq!(
+        row("both").unwrap()[1..4],
+        ["scim:read", "scim:write", "cli"],
+        "{stdout}"
+    );
+    assert_eq!(
+        row("spaced").unwrap()[1..4],
+        ["scim:read", "scim:write", "cli"],
+        "{stdout}"
+    );
+    assert!(row("admin").is_none(), "{stdout}");
+}
+
 /// SIGTERM finishes in-flight work and exits cleanly; the data survives a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_and_restart_keep_data() {

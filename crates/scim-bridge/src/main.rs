@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod logging;
 mod sync;
+mod tokens_file;
 
 use clap::{Parser, Subcommand};
 

@@ -45,7 +45,7 @@ struct Table {
     serial_id: bool,
 }
 
-/// Every table of `migrations/*/0001_initial.sql` except `audit_head` (one row, updated in
+/// Every table of `migrations/*/` except `audit_head` (one row, updated in
 /// place), parents before the rows that reference them.
 const TABLES: [Table; 8] = [
     Table {
@@ -124,6 +124,8 @@ const TABLES: [Table; 8] = [
             ("id", BigInt),
             ("name", Text),
             ("token_sha256", Text),
+            ("scopes", Text),
+            ("source", Text),
             ("created_at", Time),
             ("expires_at", Time),
             ("revoked_at", Time),

@@ -22,7 +22,8 @@ use crate::resource::{
     ResourceRow, StoredResource, WriteContext, check_if_match, fold_case, kind_from_str,
     split_body,
 };
-use crate::token::{self, TokenImport, TokenInfo, TokenVerifier, VerifierEntry};
+use crate::scope::Scopes;
+use crate::token::{self, TokenImport, TokenInfo, TokenSource, TokenVerifier, VerifierEntry};
 use chrono::{DateTime, Duration, Utc};
 use scim::filter::{AttrPath, Filter, IndexedColumn, IndexedPredicate, indexed, matches};
 use scim::patch::{
@@ -1193,8 +1194,10 @@ impl Backend {
         &self,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        scopes: Scopes,
     ) -> StoreResult<String> {
         token::check_name(name)?;
+        token::check_scopes(scopes)?;
         let now = self.now();
         let mut tx = self.begin_write().await?;
         // An expired token keeps its name until revoked; a new token under the name retires it.
@@ -1207,8 +1210,15 @@ impl Backend {
         .execute(&mut *tx)
         .await?;
         let plaintext = token::generate();
-        insert_token(&mut tx, name, &plaintext, expires_at, now).await?;
-        let change = json!({ "expires_at": expires_at });
+        let new = NewToken {
+            name,
+            plaintext: &plaintext,
+            scopes,
+            source: TokenSource::Cli,
+            expires_at,
+        };
+        insert_token(&mut tx, &new, now).await?;
+        let change = json!({ "expires_at": expires_at, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
         append_audit_in(&mut tx, &token_audit("token.create", name, change), now).await?;
         tx.commit().await?;
@@ -1220,22 +1230,39 @@ impl Backend {
         &self,
         name: &str,
         plaintext: &str,
+        scopes: Scopes,
     ) -> StoreResult<TokenImport> {
         token::check_name(name)?;
         token::check_imported(plaintext)?;
+        token::check_scopes(scopes)?;
         let now = self.now();
         let digest = hex::encode(token::digest(plaintext));
         let mut tx = self.begin_write().await?;
-        let existing: Option<(String, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE token_sha256 = $1")
-                .bind(&digest)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let existing: Option<(String, Option<DateTime<Utc>>, String)> = sqlx::query_as(
+            "SELECT name, revoked_at, scopes FROM api_tokens WHERE token_sha256 = $1",
+        )
+        .bind(&digest)
+        .fetch_optional(&mut *tx)
+        .await?;
         match existing {
-            Some((existing_name, None)) if existing_name == name => {
-                return Ok(TokenImport::Unchanged);
+            Some((existing_name, None, stored)) if existing_name == name => {
+                if token::stored_scopes(name, &stored) == scopes {
+                    return Ok(TokenImport::Unchanged);
+                }
+                // The file is the source of truth for scopes too.
+                sqlx::query("UPDATE api_tokens SET scopes = $1 WHERE token_sha256 = $2")
+                    .bind(scopes.to_string())
+                    .bind(&digest)
+                    .execute(&mut *tx)
+                    .await?;
+                let change = json!({ "scopes": scopes.to_string() });
+                self.forget_audit_tip().await;
+                append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
+                tx.commit().await?;
+                self.durable().await?;
+                return Ok(TokenImport::Rescoped);
             }
-            Some((existing_name, Some(_))) if existing_name == name => {
+            Some((existing_name, Some(_), _)) if existing_name == name => {
                 // A stale secret file must not bring a revoked token back.
                 return Err(StoreError::invalid_value(format!(
                     "token \"{name}\" was revoked; supply a new one"
@@ -1259,8 +1286,15 @@ impl Backend {
         .await?
         .rows_affected()
             > 0;
-        insert_token(&mut tx, name, plaintext, None, now).await?;
-        let change = json!({ "rotated": rotated });
+        let new = NewToken {
+            name,
+            plaintext,
+            scopes,
+            source: TokenSource::File,
+            expires_at: None,
+        };
+        insert_token(&mut tx, &new, now).await?;
+        let change = json!({ "rotated": rotated, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
         append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
         tx.commit().await?;
@@ -1273,11 +1307,37 @@ impl Backend {
     }
 
     pub(crate) async fn token_list(&self) -> StoreResult<Vec<TokenInfo>> {
-        Ok(sqlx::query_as(
-            "SELECT name, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY created_at, id",
+        type Row = (
+            String,
+            String,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT name, scopes, source, created_at, expires_at, revoked_at, last_used_at \
+             FROM api_tokens ORDER BY created_at, id",
         )
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, scopes, source, created_at, expires_at, revoked_at, last_used_at)| {
+                    TokenInfo {
+                        scopes: token::stored_scopes(&name, &scopes),
+                        source: TokenSource::from_stored(&source),
+                        name,
+                        created_at,
+                        expires_at,
+                        revoked_at,
+                        last_used_at,
+                    }
+                },
+            )
+            .collect())
     }
 
     pub(crate) async fn token_revoke(&self, name: &str) -> StoreResult<()> {
@@ -1315,16 +1375,17 @@ impl Backend {
     }
 
     pub(crate) async fn token_verifier(&self) -> StoreResult<TokenVerifier> {
-        let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT name, token_sha256, expires_at FROM api_tokens WHERE revoked_at IS NULL",
+        let rows: Vec<(String, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT name, scopes, token_sha256, expires_at FROM api_tokens WHERE revoked_at IS NULL",
         )
         .fetch_all(&self.read)
         .await?;
         let entries = rows
             .into_iter()
-            .filter_map(|(name, digest, expires_at)| {
+            .filter_map(|(name, scopes, digest, expires_at)| {
                 let digest = <[u8; 32]>::try_from(hex::decode(digest).ok()?).ok()?;
                 Some(VerifierEntry {
+                    scopes: token::stored_scopes(&name, &scopes),
                     name,
                     digest,
                     expires_at,
@@ -2350,21 +2411,34 @@ fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
     ]
 }
 
-async fn insert_token(
-    conn: &mut Conn,
-    name: &str,
-    plaintext: &str,
+/// A token about to be stored.
+struct NewToken<'a> {
+    name: &'a str,
+    plaintext: &'a str,
+    scopes: Scopes,
+    source: TokenSource,
     expires_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO api_tokens (name, token_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(name)
-        .bind(hex::encode(token::digest(plaintext)))
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| unique_violation(e, || format!("a token named \"{name}\" is already active; revoke it first")))?;
+}
+
+async fn insert_token(conn: &mut Conn, new: &NewToken<'_>, now: DateTime<Utc>) -> StoreResult<()> {
+    let name = new.name;
+    sqlx::query(
+        "INSERT INTO api_tokens (name, token_sha256, scopes, source, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(name)
+    .bind(hex::encode(token::digest(new.plaintext)))
+    .bind(new.scopes.to_string())
+    .bind(new.source.as_str())
+    .bind(now)
+    .bind(new.expires_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        unique_violation(e, || {
+            format!("a token named \"{name}\" is already active; revoke it first")
+        })
+    })?;
     Ok(())
 }
 

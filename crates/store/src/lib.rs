@@ -54,7 +54,10 @@ pub use postgres::PgStore;
 pub use resource::{GetOptions, GroupRef, ListPage, Member, StoredResource, WriteContext, etag};
 pub use scope::{Scope, Scopes, UnknownScope};
 pub use sqlite::SqliteStore;
-pub use token::{MIN_IMPORTED_TOKEN_LEN, TOKEN_PREFIX, TokenImport, TokenInfo, TokenVerifier};
+pub use token::{
+    MIN_IMPORTED_TOKEN_LEN, TOKEN_PREFIX, TokenImport, TokenInfo, TokenSource, TokenVerifier,
+    VerifiedToken,
+};
 
 use chrono::{DateTime, Duration, Utc};
 use scim::ResourceKind;
@@ -449,20 +452,28 @@ impl Store {
 
     // ----- tokens -----
 
-    /// Make a bearer token named `name` and return it; only its SHA-256 is kept. Several tokens
-    /// may be active (rotation), but not two with the same name (409).
+    /// Make a bearer token named `name` holding `scopes` (source [`TokenSource::Cli`]) and
+    /// return it; only its SHA-256 is kept. Several tokens may be active (rotation), but not two
+    /// with the same name (409). An empty scope set is refused.
     pub async fn token_create(
         &self,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        scopes: Scopes,
     ) -> StoreResult<String> {
-        on_backend!(self, b => b.token_create(name, expires_at).await)
+        on_backend!(self, b => b.token_create(name, expires_at, scopes).await)
     }
 
-    /// Register a token supplied from the environment or a secret file; idempotent. A different
-    /// token under an existing name replaces it; a revoked token is refused.
-    pub async fn token_import(&self, name: &str, plaintext: &str) -> StoreResult<TokenImport> {
-        on_backend!(self, b => b.token_import(name, plaintext).await)
+    /// Register a token supplied from the IdP tokens file (source [`TokenSource::File`]);
+    /// idempotent. A different token under an existing name replaces it, other scopes for the
+    /// same token replace its scopes; a revoked token is refused.
+    pub async fn token_import(
+        &self,
+        name: &str,
+        plaintext: &str,
+        scopes: Scopes,
+    ) -> StoreResult<TokenImport> {
+        on_backend!(self, b => b.token_import(name, plaintext, scopes).await)
     }
 
     /// All tokens ever made, oldest first, without their secrets.

@@ -3,6 +3,7 @@
 
 use crate::clock::Clock;
 use crate::error::StoreError;
+use crate::scope::Scopes;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -17,10 +18,48 @@ pub const TOKEN_PREFIX: &str = "scimb_";
 /// not be guessable.
 pub const MIN_IMPORTED_TOKEN_LEN: usize = 32;
 
+/// How a token came to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// Made by `scim-bridge token create`; only `token revoke` ends it.
+    Cli,
+    /// Imported from `SCIM_BRIDGE_IDP_TOKENS_FILE`; revoked when its name leaves the file.
+    File,
+}
+
+impl TokenSource {
+    /// The name stored in `api_tokens.source` and shown by `token list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Cli => "cli",
+            TokenSource::File => "file",
+        }
+    }
+
+    /// The stored name back; the column's CHECK admits only these two.
+    pub(crate) fn from_stored(stored: &str) -> TokenSource {
+        if stored == "file" {
+            TokenSource::File
+        } else {
+            TokenSource::Cli
+        }
+    }
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the store knows about a token; never the token itself.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub name: String,
+    /// What the token may do.
+    pub scopes: Scopes,
+    /// How it came to exist.
+    pub source: TokenSource,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -48,6 +87,8 @@ pub enum TokenImport {
     Created,
     /// The token was added and the name's previous token revoked.
     Rotated,
+    /// The token was already active under this name; its scopes were changed.
+    Rescoped,
 }
 
 /// Token names appear in logs, metrics and the audit log: keep them short and plain.
@@ -73,12 +114,40 @@ pub(crate) fn check_imported(plaintext: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A token's scopes as stored. A value this version cannot read grants nothing (fail closed).
+pub(crate) fn stored_scopes(name: &str, stored: &str) -> Scopes {
+    stored.parse().unwrap_or_else(|e| {
+        tracing::warn!(token = %name, error = %e, "the token's stored scopes are not readable; it grants nothing");
+        Scopes::NONE
+    })
+}
+
+/// A token needs a scope to be of any use; an empty set is a mistake on the command line.
+pub(crate) fn check_scopes(scopes: Scopes) -> Result<(), StoreError> {
+    if scopes.is_empty() {
+        return Err(StoreError::invalid_value(
+            "a token needs at least one scope (scim:read, scim:write)",
+        ));
+    }
+    Ok(())
+}
+
 /// One active token as the verifier holds it.
 #[derive(Debug, Clone)]
 pub(crate) struct VerifierEntry {
     pub name: String,
+    pub scopes: Scopes,
     pub digest: [u8; 32],
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The token a presented bearer token matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken<'a> {
+    /// The token's name (audit actor, rate-limit key).
+    pub name: &'a str,
+    /// What it may do.
+    pub scopes: Scopes,
 }
 
 /// A snapshot of the active tokens that checks a presented bearer token in constant time.
@@ -98,11 +167,16 @@ impl TokenVerifier {
     }
 
     /// The name of the active, unexpired token `presented` is, or `None`.
+    pub fn verify(&self, presented: &str) -> Option<&str> {
+        self.check(presented).map(|token| token.name)
+    }
+
+    /// The name and scopes of the active, unexpired token `presented` is, or `None`.
     ///
     /// The presented token is hashed once and its digest compared with every stored digest
     /// using `subtle`, without an early exit, so the time taken does not depend on which
     /// token (if any) matched or on how many leading bytes agree.
-    pub fn verify(&self, presented: &str) -> Option<&str> {
+    pub fn check(&self, presented: &str) -> Option<VerifiedToken<'_>> {
         let presented = digest(presented);
         let now = self.clock.now();
         let mut found = Choice::from(0);
@@ -118,7 +192,10 @@ impl TokenVerifier {
             usize::try_from(index)
                 .ok()
                 .and_then(|i| self.entries.get(i))
-                .map(|e| e.name.as_str())
+                .map(|e| VerifiedToken {
+                    name: &e.name,
+                    scopes: e.scopes,
+                })
         } else {
             None
         }
@@ -159,11 +236,13 @@ mod tests {
         let entries = vec![
             VerifierEntry {
                 name: "okta".into(),
+                scopes: Scopes::ALL,
                 digest: digest("t-okta"),
                 expires_at: None,
             },
             VerifierEntry {
                 name: "entra".into(),
+                scopes: Scopes::READ,
                 digest: digest("t-entra"),
                 expires_at: Some(start + Duration::hours(1)),
             },
@@ -171,6 +250,14 @@ mod tests {
         let v = TokenVerifier::new(entries, clock.clone());
         assert_eq!(v.verify("t-okta"), Some("okta"));
         assert_eq!(v.verify("t-entra"), Some("entra"));
+        assert_eq!(
+            v.check("t-entra"),
+            Some(VerifiedToken {
+                name: "entra",
+                scopes: Scopes::READ
+            })
+        );
+        assert_eq!(v.check("t-okta").map(|t| t.scopes), Some(Scopes::ALL));
         assert_eq!(v.verify("t-other"), None);
         assert_eq!(v.verify(""), None);
         clock.advance(Duration::hours(1));

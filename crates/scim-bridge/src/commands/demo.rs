@@ -37,7 +37,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     .map_err(|e| anyhow::anyhow!("starting the Coder fake: {e}"))?;
 
     let store = Store::connect(&database_url, StoreOptions::default()).await?;
-    let token = store.token_create("demo", None).await?;
+    let token = store.token_create("demo", None, store::Scopes::ALL).await?;
     let rules: toml::Table = push["rules"].as_str().unwrap_or_default().parse()?;
     let policy =
         reconcile::Policy::from_toml(&rules).map_err(|e| anyhow::anyhow!("demo rules: {e}"))?;

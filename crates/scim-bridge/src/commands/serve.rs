@@ -1,6 +1,5 @@
 //! `scim-bridge serve`: the SCIM API, health, metrics and the outbox worker in one process.
 
-use std::path::Path;
 use std::time::Duration;
 
 use store::{Store, StoreOptions};
@@ -13,41 +12,6 @@ pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
         .await
         .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
     Ok(store)
-}
-
-/// Import the `name=token` lines of the IdP tokens file (hashed; idempotent).
-pub async fn import_idp_tokens(store: &Store, path: &Path) -> anyhow::Result<usize> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!(
-            "SCIM_BRIDGE_IDP_TOKENS_FILE: cannot read {}: {e}",
-            path.display()
-        )
-    })?;
-    let mut imported = 0;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((name, token)) = line.split_once('=') else {
-            anyhow::bail!(
-                "SCIM_BRIDGE_IDP_TOKENS_FILE: line {} is not name=token",
-                n + 1
-            );
-        };
-        store
-            .token_import(name.trim(), token.trim())
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "SCIM_BRIDGE_IDP_TOKENS_FILE: line {} ({}): {e}",
-                    n + 1,
-                    name.trim()
-                )
-            })?;
-        imported += 1;
-    }
-    Ok(imported)
 }
 
 /// The HTTP service's settings, from the validated settings.
@@ -111,7 +75,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     drop(policy);
     let store = open_and_migrate(settings).await?;
     if let Some(path) = &settings.idp_tokens_file {
-        let n = import_idp_tokens(&store, path).await?;
+        let n = crate::tokens_file::import(&store, path).await?;
         tracing::info!(count = n, "imported IdP tokens");
     }
     let metrics = server::Metrics::new();

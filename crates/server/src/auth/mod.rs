@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use store::{Scopes, Store, TokenVerifier};
+use store::{Scopes, Store, TokenVerifier, VerifiedToken};
 
 /// A refresh after a miss waits at least this long since the last one, so a stream of bad
 /// tokens cannot turn into a stream of database reads, while a token made a moment ago works
@@ -58,12 +58,9 @@ impl Authenticator {
     /// Authenticate an `Authorization` header value. Anything but a valid credential is 401.
     pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Principal> {
         let token = bearer_token(authorization)?;
-        if let Some(name) = self.verify_bridge_token(token).await? {
-            self.mark_used(&name);
-            return Ok(Principal {
-                name,
-                scopes: Scopes::ALL,
-            });
+        if let Some(principal) = self.verify_bridge_token(token).await? {
+            self.mark_used(&principal.name);
+            return Ok(principal);
         }
         // A JWT is three base64url parts; a bridge token never contains a dot.
         if let Some(jwt) = &self.jwt
@@ -78,20 +75,20 @@ impl Authenticator {
         Err(ApiError::Unauthorized("the bearer token is not valid"))
     }
 
-    async fn verify_bridge_token(&self, token: &str) -> ApiResult<Option<String>> {
+    async fn verify_bridge_token(&self, token: &str) -> ApiResult<Option<Principal>> {
         let (verifier, age) = match self.current() {
             Some((verifier, age)) if age < self.ttl => (verifier, age),
             _ => (self.refresh(self.ttl).await?, Duration::ZERO),
         };
-        if let Some(name) = verifier.verify(token) {
-            return Ok(Some(name.to_string()));
+        if let Some(found) = verifier.check(token) {
+            return Ok(Some(principal(found)));
         }
         if age < MIN_REFRESH_INTERVAL {
             return Ok(None);
         }
         // A miss on an older snapshot: the token may have been made since.
         let verifier = self.refresh(MIN_REFRESH_INTERVAL).await?;
-        Ok(verifier.verify(token).map(str::to_string))
+        Ok(verifier.check(token).map(principal))
     }
 
     fn current(&self) -> Option<(Arc<TokenVerifier>, Duration)> {
@@ -146,6 +143,14 @@ impl Authenticator {
     }
 }
 
+/// The caller a bridge token identifies: its name and the scopes stored with it.
+fn principal(token: VerifiedToken<'_>) -> Principal {
+    Principal {
+        name: token.name.to_string(),
+        scopes: token.scopes,
+    }
+}
+
 /// RFC 6750 §2.1: `Bearer <token>`; the scheme is matched in any case (RFC 7235 §2.1), since
 /// some clients send `bearer`.
 fn bearer_token(authorization: Option<&str>) -> ApiResult<&str> {
@@ -179,5 +184,40 @@ mod tests {
         assert!(bearer_token(Some("Bearer   ")).is_err());
         assert!(bearer_token(Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l")).is_err());
         assert!(bearer_token(Some("Bearerabc")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_bridge_token_authenticates_with_the_scopes_stored_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        let store = Store::connect(&url, store::StoreOptions::default())
+            .await
+            .unwrap();
+        let reader = store
+            .token_create("reader", None, Scopes::READ)
+            .await
+            .unwrap();
+        let writer = store
+            .token_create("writer", None, Scopes::ALL)
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store, Duration::from_secs(1), None);
+        let principal = auth
+            .authenticate(Some(&format!("Bearer {reader}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            principal,
+            Principal {
+                name: "reader".into(),
+                scopes: Scopes::READ
+            }
+        );
+        let principal = auth
+            .authenticate(Some(&format!("Bearer {writer}")))
+            .await
+            .unwrap();
+        assert_eq!(principal.scopes, Scopes::ALL);
+        assert!(auth.authenticate(Some("Bearer scimb_nope")).await.is_err());
     }
 }

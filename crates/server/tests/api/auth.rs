@@ -102,7 +102,11 @@ async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
     else {
         return;
     };
-    let entra = srv.store.token_create("entra", None).await.unwrap();
+    let entra = srv
+        .store
+        .token_create("entra", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     let with = |token: &str| {
         srv.client
             .get(srv.url("/Users"))
@@ -296,7 +300,11 @@ async fn rate_limit_per_token(backend: Backend) {
         .unwrap();
     assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
     // Another token has its own quota.
-    let entra = srv.store.token_create("entra", None).await.unwrap();
+    let entra = srv
+        .store
+        .token_create("entra", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     let other = srv
         .send(srv.client.get(srv.url("/Users")).bearer_auth(&entra))
         .await;

@@ -131,7 +131,10 @@ impl TestServer {
         let store = Store::connect(&url, StoreOptions::default())
             .await
             .expect("store");
-        let token = store.token_create("okta", None).await.expect("token");
+        let token = store
+            .token_create("okta", None, store::Scopes::ALL)
+            .await
+            .expect("token");
         let mut config = ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             rate_limit_per_second: 0,

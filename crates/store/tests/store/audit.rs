@@ -153,7 +153,7 @@ async fn appends_from_another_store_keep_one_chain(db: &TestDb) {
         other.append_audit(&worker_entry(n)).await.unwrap();
         create_user(&db.store, &format!("after{n}@example.com")).await;
         other
-            .token_create("t".repeat(n + 1).as_str(), None)
+            .token_create("t".repeat(n + 1).as_str(), None, store::Scopes::ALL)
             .await
             .unwrap();
     }

@@ -62,9 +62,17 @@ async fn source_and_target() -> Option<(TestDb, TestDb)> {
 async fn lived_in(db: &TestDb) -> (String, String) {
     // Odd sub-second steps: timestamps carry microseconds.
     let tick = || db.clock.advance(Duration::microseconds(1_234_567));
-    let okta = db.store.token_create("okta", None).await.unwrap();
+    let okta = db
+        .store
+        .token_create("okta", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     tick();
-    let old = db.store.token_create("entra", None).await.unwrap();
+    let old = db
+        .store
+        .token_create("entra", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     tick();
     db.store.token_revoke("entra").await.unwrap();
     db.store.token_mark_used("okta").await.unwrap();
@@ -254,7 +262,11 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     let max_outbox = before.outbox.iter().map(|row| row.id).max().unwrap();
     let max_issue = before.sync_issues.iter().map(|i| i.id).max().unwrap();
     let dave = create_user(&target.store, "dave@example.com").await;
-    let new_token = target.store.token_create("okta-2", None).await.unwrap();
+    let new_token = target
+        .store
+        .token_create("okta-2", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     let issue = target
         .store
         .sync_issue_record(ResourceKind::User, &dave.id, "username_conflict", "x")
@@ -322,7 +334,11 @@ async fn a_target_holding_only_a_token_is_refused() {
         return;
     };
     lived_in(&source).await;
-    target.store.token_create("early", None).await.unwrap();
+    target
+        .store
+        .token_create("early", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     let before = snapshot(&target.store).await;
     let refused = target.store.copy_from(&source.store).await.unwrap_err();
     assert!(

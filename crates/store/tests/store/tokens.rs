@@ -3,11 +3,19 @@
 use crate::backend_tests;
 use crate::harness::TestDb;
 use chrono::Duration;
-use store::{Clock, StoreError, TOKEN_PREFIX, TokenImport};
+use store::{Clock, Scopes, StoreError, TOKEN_PREFIX, TokenImport, TokenSource, VerifiedToken};
 
 async fn tokens_verify_until_revoked(db: &TestDb) {
-    let okta = db.store.token_create("okta", None).await.unwrap();
-    let entra = db.store.token_create("entra", None).await.unwrap();
+    let okta = db
+        .store
+        .token_create("okta", None, store::Scopes::ALL)
+        .await
+        .unwrap();
+    let entra = db
+        .store
+        .token_create("entra", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     assert!(okta.starts_with(TOKEN_PREFIX));
     assert_ne!(okta, entra);
     let verifier = db.store.token_verifier().await.unwrap();
@@ -16,10 +24,16 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
     assert_eq!(verifier.verify(&format!("{okta}x")), None);
     assert_eq!(verifier.verify(""), None);
 
-    let dup = db.store.token_create("okta", None).await.unwrap_err();
+    let dup = db
+        .store
+        .token_create("okta", None, store::Scopes::ALL)
+        .await
+        .unwrap_err();
     assert!(matches!(dup, StoreError::Uniqueness(_)), "{dup:?}");
     assert!(matches!(
-        db.store.token_create("bad name!", None).await,
+        db.store
+            .token_create("bad name!", None, store::Scopes::ALL)
+            .await,
         Err(StoreError::Invalid { .. })
     ));
 
@@ -32,7 +46,11 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
         Err(StoreError::NotFound(_))
     ));
     // The name is free again once revoked (rotation).
-    let okta2 = db.store.token_create("okta", None).await.unwrap();
+    let okta2 = db
+        .store
+        .token_create("okta", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     assert_eq!(
         db.store.token_verifier().await.unwrap().verify(&okta2),
         Some("okta")
@@ -66,7 +84,11 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
 async fn tokens_expire(db: &TestDb) {
     let token = db
         .store
-        .token_create("short", Some(db.clock.now() + Duration::hours(1)))
+        .token_create(
+            "short",
+            Some(db.clock.now() + Duration::hours(1)),
+            store::Scopes::ALL,
+        )
         .await
         .unwrap();
     let verifier = db.store.token_verifier().await.unwrap();
@@ -78,7 +100,11 @@ async fn tokens_expire(db: &TestDb) {
         "the cached verifier honours expiry by itself"
     );
     // An expired token's name can be reused without revoking it first.
-    let fresh = db.store.token_create("short", None).await.unwrap();
+    let fresh = db
+        .store
+        .token_create("short", None, store::Scopes::ALL)
+        .await
+        .unwrap();
     let verifier = db.store.token_verifier().await.unwrap();
     assert_eq!(
         (verifier.verify(&fresh), verifier.verify(&token)),
@@ -89,16 +115,25 @@ async fn tokens_expire(db: &TestDb) {
 async fn imported_tokens_are_idempotent(db: &TestDb) {
     let secret = "entra-secret-0123456789abcdefghijklmnop";
     assert_eq!(
-        db.store.token_import("entra", secret).await.unwrap(),
+        db.store
+            .token_import("entra", secret, store::Scopes::ALL)
+            .await
+            .unwrap(),
         TokenImport::Created
     );
     assert_eq!(
-        db.store.token_import("entra", secret).await.unwrap(),
+        db.store
+            .token_import("entra", secret, store::Scopes::ALL)
+            .await
+            .unwrap(),
         TokenImport::Unchanged
     );
     let rotated = "entra-secret-rotated-0123456789abcdefghij";
     assert_eq!(
-        db.store.token_import("entra", rotated).await.unwrap(),
+        db.store
+            .token_import("entra", rotated, store::Scopes::ALL)
+            .await
+            .unwrap(),
         TokenImport::Rotated
     );
     let verifier = db.store.token_verifier().await.unwrap();
@@ -108,15 +143,21 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
     );
     // A stale secret file cannot resurrect a revoked token, nor can one token have two names.
     assert!(matches!(
-        db.store.token_import("entra", secret).await,
+        db.store
+            .token_import("entra", secret, store::Scopes::ALL)
+            .await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
-        db.store.token_import("other", rotated).await,
+        db.store
+            .token_import("other", rotated, store::Scopes::ALL)
+            .await,
         Err(StoreError::Uniqueness(_))
     ));
     assert!(matches!(
-        db.store.token_import("weak", "short").await,
+        db.store
+            .token_import("weak", "short", store::Scopes::ALL)
+            .await,
         Err(StoreError::Invalid { .. })
     ));
 }
@@ -129,7 +170,7 @@ async fn every_token_among_many_is_found(db: &TestDb) {
         tokens.push((
             format!("idp-{i}"),
             db.store
-                .token_create(&format!("idp-{i}"), None)
+                .token_create(&format!("idp-{i}"), None, store::Scopes::ALL)
                 .await
                 .unwrap(),
         ));
@@ -145,7 +186,147 @@ async fn every_token_among_many_is_found(db: &TestDb) {
     );
 }
 
+async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
+    let reader = db
+        .store
+        .token_create("reader", None, Scopes::READ)
+        .await
+        .unwrap();
+    let writer = db
+        .store
+        .token_create("writer", None, Scopes::ALL)
+        .await
+        .unwrap();
+    let imported = "okta-file-token-0123456789abcdefghijklmn";
+    assert_eq!(
+        db.store
+            .token_import("okta", imported, Scopes::READ)
+            .await
+            .unwrap(),
+        TokenImport::Created
+    );
+    let verifier = db.store.token_verifier().await.unwrap();
+    assert_eq!(
+        verifier.check(&reader),
+        Some(VerifiedToken {
+            name: "reader",
+            scopes: Scopes::READ
+        })
+    );
+    assert_eq!(verifier.check(&writer).map(|t| t.scopes), Some(Scopes::ALL));
+    assert_eq!(
+        verifier.check(imported).map(|t| t.scopes),
+        Some(Scopes::READ)
+    );
+    assert_eq!(verifier.check("scimb_not-a-token"), None);
+
+    let listed: Vec<_> = db
+        .store
+        .token_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.scopes, t.source))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("reader".to_string(), Scopes::READ, TokenSource::Cli),
+            ("writer".to_string(), Scopes::ALL, TokenSource::Cli),
+            ("okta".to_string(), Scopes::READ, TokenSource::File),
+        ]
+    );
+
+    // The file is the source of truth for an imported token's scopes.
+    assert_eq!(
+        db.store
+            .token_import("okta", imported, Scopes::ALL)
+            .await
+            .unwrap(),
+        TokenImport::Rescoped
+    );
+    assert_eq!(
+        db.store
+            .token_verifier()
+            .await
+            .unwrap()
+            .check(imported)
+            .map(|t| t.scopes),
+        Some(Scopes::ALL)
+    );
+    assert_eq!(
+        db.store
+            .token_import("okta", imported, Scopes::ALL)
+            .await
+            .unwrap(),
+        TokenImport::Unchanged
+    );
+
+    // A token that may do nothing is a mistake, whichever way it comes.
+    assert!(matches!(
+        db.store.token_create("nothing", None, Scopes::NONE).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        db.store
+            .token_import(
+                "nothing",
+                "nothing-file-token-0123456789abcdefghij",
+                Scopes::NONE
+            )
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+
+    let records = db.store.audit_export(None).await.unwrap();
+    let scopes: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.operation.as_str(),
+                r.change["scopes"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        scopes,
+        vec![
+            ("token.create", "scim:read"),
+            ("token.create", "scim:read scim:write"),
+            ("token.import", "scim:read"),
+            ("token.import", "scim:read scim:write"),
+        ]
+    );
+}
+
+async fn tokens_from_before_scopes_keep_full_access(db: &TestDb) {
+    // A row written by a version without scopes or source, as the migration finds it.
+    let digest = "3f".repeat(32);
+    db.raw_execute(&format!(
+        "INSERT INTO api_tokens (name, token_sha256, created_at) \
+         VALUES ('legacy', '{digest}', '2026-01-01T00:00:00+00:00')"
+    ))
+    .await
+    .unwrap();
+    let listed = db.store.token_list().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.name.as_str(), t.scopes, t.source))
+            .collect::<Vec<_>>(),
+        vec![("legacy", Scopes::ALL, TokenSource::Cli)]
+    );
+    // The column admits only the sources the bridge knows.
+    assert!(
+        db.raw_execute("UPDATE api_tokens SET source = 'env'")
+            .await
+            .is_err()
+    );
+}
+
 backend_tests!(
+    tokens_keep_their_scopes_and_source,
+    tokens_from_before_scopes_keep_full_access,
     tokens_verify_until_revoked,
     tokens_expire,
     imported_tokens_are_idempotent,
