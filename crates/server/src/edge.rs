@@ -1,7 +1,8 @@
-//! The middleware every request passes: request id, tracing span, authentication, the per-token
-//! rate limit, and the HTTP metrics.
+//! The middleware: [`edge`], which every request passes (request id, tracing span, the client's
+//! address, HTTP metrics), and [`authenticate`], which wraps the protected scope (credential,
+//! per-token rate limit).
 
-use crate::SCIM_BASE_PATH;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::request::RequestContext;
 use crate::state::AppState;
@@ -9,13 +10,17 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError, web};
+use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
+use scim::ScimError;
 use std::time::Instant;
 use tracing::Instrument;
 
 /// The request id header, taken from the client (or a proxy) and returned.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The outermost middleware: request id, span, the client's address, metrics and the request
+/// log. It decides nothing about access: that is the job of [`authenticate`], attached where
+/// protected routes are registered.
 pub async fn edge(
     req: ServiceRequest,
     next: Next<BoxBody>,
@@ -38,26 +43,11 @@ pub async fn edge(
     );
     let state = req.app_data::<web::Data<AppState>>().cloned();
     async move {
-        let mut ctx = RequestContext {
+        req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
-            principal: None,
-            peer: req.peer_addr().map(|a| a.ip().to_string()),
-        };
-        let mut response = match (&state, needs_token(req.path())) {
-            (Some(state), true) => match admit(state, &req).await {
-                Ok(principal) => {
-                    tracing::Span::current().record("token", principal.name.as_str());
-                    ctx.principal = Some(principal);
-                    req.extensions_mut().insert(ctx);
-                    next.call(req).await?
-                }
-                Err(e) => req.into_response(e.error_response()),
-            },
-            _ => {
-                req.extensions_mut().insert(ctx);
-                next.call(req).await?
-            }
-        };
+            client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        });
+        let mut response = next.call(req).await?;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
@@ -86,8 +76,29 @@ pub async fn edge(
     .await
 }
 
+/// The middleware of the protected scope: a request passes only with a valid credential and
+/// within its token's rate limit, and carries its [`Principal`] on to the handler's
+/// [`Caller`](crate::caller::Caller). Anything else is answered here.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        let missing = ScimError::status(500, "the service state is missing");
+        return Ok(req.into_response(ApiError::Scim(missing).error_response()));
+    };
+    match admit(&state, req.request()).await {
+        Ok(principal) => {
+            tracing::Span::current().record("token", principal.name.as_str());
+            req.extensions_mut().insert(principal);
+            next.call(req).await
+        }
+        Err(e) => Ok(req.into_response(e.error_response())),
+    }
+}
+
 /// Authenticate, then take one request from the caller's rate limit.
-async fn admit(state: &AppState, req: &ServiceRequest) -> Result<crate::auth::Principal, ApiError> {
+pub async fn admit(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
@@ -95,25 +106,6 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<crate::auth::Pr
     let principal = state.auth.authenticate(header).await?;
     state.limiter.check(&principal.name)?;
     Ok(principal)
-}
-
-/// Everything under the SCIM base needs a token except discovery (RFC 7644 §4: the service
-/// provider configuration endpoints may be served without authentication). Paths outside the
-/// base are `/healthz`, `/readyz`, `/metrics` and 404s.
-fn needs_token(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix(SCIM_BASE_PATH) else {
-        return false;
-    };
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return false;
-    }
-    let public = ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"];
-    !public.iter().any(|p| {
-        rest == *p
-            || rest
-                .strip_prefix(p)
-                .is_some_and(|tail| tail.starts_with('/'))
-    })
 }
 
 /// A request id worth echoing: short, visible ASCII (it goes into headers, logs and the audit).
@@ -124,32 +116,6 @@ fn valid_request_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discovery_and_health_are_public_the_rest_needs_a_token() {
-        for public in [
-            "/scim/v2/ServiceProviderConfig",
-            "/scim/v2/ResourceTypes",
-            "/scim/v2/ResourceTypes/User",
-            "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/scim/v2x/Users",
-        ] {
-            assert!(!needs_token(public), "{public}");
-        }
-        for private in [
-            "/scim/v2",
-            "/scim/v2/Users",
-            "/scim/v2/Groups/1",
-            "/scim/v2/Bulk",
-            "/scim/v2/SchemasX",
-            "/scim/v2/Me",
-        ] {
-            assert!(needs_token(private), "{private}");
-        }
-    }
 
     #[test]
     fn request_ids_are_bounded_visible_ascii() {

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use scim::ScimError;
-use store::StoreError;
+use store::{Scope, StoreError};
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,9 @@ pub enum ApiError {
     /// No valid bearer token or JWT. 401 with `WWW-Authenticate: Bearer`.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// The credential is valid but lacks the scope the request needs. 403.
+    #[error("forbidden: the credential lacks {0}")]
+    Forbidden(Scope),
     /// The token's rate limit is spent. 429 with `Retry-After`.
     #[error("rate limit exceeded; retry after {retry_after_secs} s")]
     RateLimited {
@@ -45,6 +48,12 @@ impl ApiError {
             ApiError::Scim(e) => e.clone(),
             ApiError::Store(e) => e.to_scim(),
             ApiError::Unauthorized(detail) => ScimError::status(401, *detail),
+            // RFC 7644 §3.12: 403, "operation is not permitted based on the supplied
+            // authorization".
+            ApiError::Forbidden(scope) => ScimError::status(
+                403,
+                format!("this credential does not hold the {scope} scope this request needs"),
+            ),
             ApiError::RateLimited { retry_after_secs } => ScimError::status(
                 429,
                 format!("too many requests for this token; retry after {retry_after_secs} seconds"),
@@ -77,7 +86,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::Scim(_) | ApiError::Store(_) => {}
+            ApiError::Scim(_) | ApiError::Store(_) | ApiError::Forbidden(_) => {}
         }
         response
     }

@@ -4,12 +4,18 @@
 //! from the outbox rows every write leaves. Endpoints live under `/scim/v2` (RFC 7644 §3),
 //! plus `/healthz`, `/readyz` and `/metrics` at the root.
 //!
-//! Shape: an edge middleware ([`edge`](crate)) gives every request an id, authenticates it,
-//! applies the per-token rate limit and records metrics; thin handlers (one action per file
-//! under `handlers/`) extract, call one function of `service/`, and map the result; every error
-//! becomes a SCIM error response in `error.rs`.
+//! Shape: an edge middleware gives every request an id and records metrics; everything under
+//! `/scim/v2` but discovery is registered in one scope wrapped by the authentication middleware
+//! (credential, per-token rate limit), which attaches the caller. Thin handlers (one action per
+//! file under `handlers/`) extract a typed `Caller` (`Reader`, `Writer`: 401 without a verified
+//! credential, 403 without the scope), call one function of `service/`, and map the result; the
+//! service's reads need a caller that may read and its writes an authorization only a `Writer`
+//! can make. Every error becomes a SCIM error response in `error.rs`.
 //!
 //! Decisions:
+//! - Access follows the route actix chose, never a comparison of path strings: a path that is
+//!   percent-encoded, dotted, doubled or of another case reaches the same handler as its routed
+//!   form, or no handler (401 under the SCIM base, 404 elsewhere).
 //! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
 //!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
 //!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.
@@ -22,6 +28,7 @@
 
 mod auth;
 mod body;
+mod caller;
 mod config;
 mod edge;
 mod error;
@@ -37,6 +44,7 @@ mod state;
 pub use auth::JwtConfigError;
 pub use config::{JwtConfig, JwtKey, ServerConfig};
 pub use error::ApiError;
+pub use handlers::Route;
 pub use metrics::Metrics;
 pub use readiness::{CoderNotConfigured, CoderReadiness, ReadinessProbe};
 pub use response::SCIM_CONTENT_TYPE;
@@ -97,6 +105,14 @@ impl BoundServer {
     }
 }
 
+/// Every path the service routes, with whether it answers without a credential: what a test
+/// walks to prove that nothing but discovery and the operations endpoints is public.
+pub fn routes() -> Vec<Route> {
+    let mut table = handlers::RouteTable::default();
+    let _ = App::new().configure(|cfg| handlers::routes(cfg, handlers::Endpoints::All, &mut table));
+    table.into_routes()
+}
+
 /// Bind the SCIM service to `config.listen`. Invalid JWT settings are an `InvalidInput` error.
 pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundServer> {
     let jwt = config
@@ -112,7 +128,13 @@ pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundSer
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(handlers::routes)
+            .configure(|cfg| {
+                handlers::routes(
+                    cfg,
+                    handlers::Endpoints::All,
+                    &mut handlers::RouteTable::default(),
+                )
+            })
             .wrap(from_fn(edge::edge))
             // MS Postman hits `/Users/?filter=`; the trailing slash is the same resource.
             .wrap(NormalizePath::new(TrailingSlash::Trim))

@@ -1,52 +1,23 @@
-//! What a handler knows about its request beyond the HTTP message: the request id, the caller
-//! and the peer (set by the edge middleware), query parameters, preconditions and the base URL.
+//! What a handler knows about its request beyond the HTTP message: the request id and the
+//! client's address (set by the edge middleware), query parameters, preconditions and the base
+//! URL.
 
 use crate::SCIM_BASE_PATH;
-use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
-use actix_web::dev::Payload;
+use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderMap, IF_MATCH};
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use scim::ScimError;
 use scim::projection::Projection;
-use std::future::{Ready, ready};
-use store::WriteContext;
 
-/// The request's identity, for the audit log and the logs.
+/// The request's identity for the audit log and the logs, set by the edge middleware on every
+/// request. Handlers get it only inside a [`Caller`](crate::caller::Caller).
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     /// `X-Request-Id` as sent, or generated.
     pub request_id: String,
-    /// The authenticated caller; `None` on public endpoints.
-    pub principal: Option<Principal>,
-    /// The client's IP address.
-    pub peer: Option<String>,
-}
-
-impl RequestContext {
-    /// The store's write context for `operation` (e.g. `PATCH /Groups/{id}`).
-    pub fn write(&self, operation: impl Into<String>) -> WriteContext {
-        WriteContext {
-            request_id: self.request_id.clone(),
-            token_name: self.principal.as_ref().map(|p| p.name.clone()),
-            source_addr: self.peer.clone(),
-            operation: operation.into(),
-        }
-    }
-}
-
-impl FromRequest for RequestContext {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(req
-            .extensions()
-            .get::<RequestContext>()
-            .cloned()
-            .unwrap_or_default()))
-    }
+    /// The client's IP address: the peer, or the client a trusted proxy names.
+    pub client_addr: Option<String>,
 }
 
 /// The query parameters, decoded. Entra's `?aadOptscim062020` (a name without a value) is just

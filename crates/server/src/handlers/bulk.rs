@@ -3,8 +3,9 @@
 //! answer is a BulkResponse with a status per operation.
 
 use crate::body::read_json;
+use crate::caller::{Authenticated, Caller};
 use crate::error::ApiResult;
-use crate::request::{RequestContext, base_url};
+use crate::request::base_url;
 use crate::response::scim_json;
 use crate::service::bulk;
 use crate::state::AppState;
@@ -14,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 pub async fn bulk(
     req: HttpRequest,
     payload: web::Payload,
-    ctx: RequestContext,
+    caller: Caller<Authenticated>,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let body = read_json(
@@ -25,6 +26,6 @@ pub async fn bulk(
     )
     .await?;
     let request = bulk::parse(&body, state.config.bulk_max_operations)?;
-    let response = bulk::execute(&state, &ctx, &base_url(&req, &state), request).await;
+    let response = bulk::execute(&state, &caller, &base_url(&req, &state), request).await;
     Ok(scim_json(StatusCode::OK, &response))
 }

@@ -9,9 +9,11 @@
 //!   when nothing else can — a cycle, a self-reference — or refers to an unknown or failed
 //!   `bulkId`, fails with 409.
 //! - `failOnErrors: N` stops after the N-th error; the response lists the operations that ran.
+//! - Every operation is a write: a credential without `scim:write` gets a 403 for each one
+//!   (the request itself is 200 with the BulkResponse, as for any other per-operation error).
 
+use crate::caller::{Authenticated, Caller, Write, Writer};
 use crate::error::ApiError;
-use crate::request::RequestContext;
 use crate::service::resources;
 use crate::state::AppState;
 use scim::dialect::get_ignore_case;
@@ -210,11 +212,12 @@ fn parse_parsed(
 /// Run the operations and build the BulkResponse.
 pub async fn execute(
     state: &AppState,
-    ctx: &RequestContext,
+    caller: &Caller<Authenticated>,
     base_url: &str,
     request: BulkRequest,
 ) -> Value {
     let ops = &request.operations;
+    let writer = caller.require::<Write>().map_err(|e| e.to_scim());
     let defined: HashSet<&str> = ops
         .iter()
         .filter(|op| matches!(&op.parsed, Ok(p) if p.method == Method::Post))
@@ -239,9 +242,9 @@ pub async fn execute(
                 break 'passes;
             }
             let op = &ops[index];
-            let outcome = match &op.parsed {
-                Err(e) => Err(e.clone()),
-                Ok(parsed) => {
+            let outcome = match (&op.parsed, &writer) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e.clone()),
+                (Ok(parsed), Ok(writer)) => {
                     let mut refs = Vec::new();
                     collect_references(&parsed.data, &mut refs);
                     if let Some(id) = parsed
@@ -254,7 +257,7 @@ pub async fn execute(
                     let unresolved: Vec<&String> =
                         refs.iter().filter(|r| !resolved.contains_key(*r)).collect();
                     if unresolved.is_empty() {
-                        run(state, ctx, parsed, &resolved).await
+                        run(state, writer, parsed, &resolved).await
                     } else if let Some(bad) = unresolved
                         .iter()
                         .find(|r| !defined.contains(r.as_str()) || failed.contains(r.as_str()))
@@ -319,7 +322,7 @@ pub async fn execute(
 /// Run one operation whose references are all resolved: `(status, id, version)`.
 async fn run(
     state: &AppState,
-    ctx: &RequestContext,
+    writer: &Writer,
     op: &Parsed,
     resolved: &HashMap<String, String>,
 ) -> Result<(u16, String, Option<String>), ScimError> {
@@ -329,7 +332,7 @@ async fn run(
         Some(id) => format!("{}/{id}", op.kind.endpoint()),
         None => op.kind.endpoint().to_string(),
     };
-    let write = ctx.write(format!("bulk {} {path}", op.method.name()));
+    let write = writer.write(format!("bulk {} {path}", op.method.name()));
     let if_match = op.version.as_deref();
     let result = match (op.method, id) {
         (Method::Post, _) => resources::create(state, &write, op.kind, data)

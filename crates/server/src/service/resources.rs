@@ -1,7 +1,11 @@
 //! Users and Groups: the one function per action the handlers (and `/Bulk`) call. Input is
 //! canonicalised by the protocol core; every write is one store transaction (resource, outbox
 //! row, audit record) that has committed when the function returns.
+//!
+//! Reads take the caller that may read; writes take an [`AuthorizedWrite`], which only a caller
+//! holding `scim:write` can make: no path into the store skips the check.
 
+use crate::caller::{AuthorizedWrite, Caller, MayRead};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use scim::ResourceKind;
@@ -9,22 +13,23 @@ use scim::projection::Projection;
 use scim::query::{ListQuery, MAX_RESULTS};
 use scim::resource::{ResourceBody, normalize, replace as apply_put};
 use serde_json::{Map, Value};
-use store::{GetOptions, StoredResource, WriteContext};
+use store::{GetOptions, StoredResource};
 
 /// POST (RFC 7644 §3.3).
 pub async fn create(
     state: &AppState,
-    ctx: &WriteContext,
+    write: &AuthorizedWrite,
     kind: ResourceKind,
     body: Value,
 ) -> ApiResult<StoredResource> {
     let body = normalize(kind, body, state.registry)?;
-    Ok(state.store.create(ctx, kind, body).await?)
+    Ok(state.store.create(write.context(), kind, body).await?)
 }
 
 /// GET by id (RFC 7644 §3.4.1), loading members/groups only when the projection shows them.
 pub async fn get(
     state: &AppState,
+    _reader: &Caller<impl MayRead>,
     kind: ResourceKind,
     id: &str,
     projection: &Projection,
@@ -39,7 +44,7 @@ pub async fn get(
 /// against the row as locked in the write transaction.
 pub async fn replace(
     state: &AppState,
-    ctx: &WriteContext,
+    write: &AuthorizedWrite,
     kind: ResourceKind,
     id: &str,
     if_match: Option<&str>,
@@ -54,14 +59,14 @@ pub async fn replace(
     };
     Ok(state
         .store
-        .replace_with(ctx, kind, id, if_match, next)
+        .replace_with(write.context(), kind, id, if_match, next)
         .await?)
 }
 
 /// PATCH (RFC 7644 §3.5.2), applied under the row lock so parallel PATCHes never lose an update.
 pub async fn patch(
     state: &AppState,
-    ctx: &WriteContext,
+    write: &AuthorizedWrite,
     kind: ResourceKind,
     id: &str,
     if_match: Option<&str>,
@@ -70,24 +75,35 @@ pub async fn patch(
     let request = scim::patch::parse_request(body)?;
     Ok(state
         .store
-        .patch(ctx, kind, id, if_match, &request, &state.patch_options)
+        .patch(
+            write.context(),
+            kind,
+            id,
+            if_match,
+            &request,
+            &state.patch_options,
+        )
         .await?)
 }
 
 /// DELETE (RFC 7644 §3.6).
 pub async fn delete(
     state: &AppState,
-    ctx: &WriteContext,
+    write: &AuthorizedWrite,
     kind: ResourceKind,
     id: &str,
     if_match: Option<&str>,
 ) -> ApiResult<()> {
-    Ok(state.store.delete(ctx, kind, id, if_match).await?)
+    Ok(state
+        .store
+        .delete(write.context(), kind, id, if_match)
+        .await?)
 }
 
 /// One page of a listing (RFC 7644 §3.4.2): `(totalResults, page)`.
 pub async fn list(
     state: &AppState,
+    _reader: &Caller<impl MayRead>,
     kind: ResourceKind,
     query: &ListQuery,
 ) -> ApiResult<(u64, Vec<StoredResource>)> {
@@ -109,6 +125,7 @@ pub async fn list(
 /// sequence. `sortBy` orders within each resource type.
 pub async fn list_all(
     state: &AppState,
+    reader: &Caller<impl MayRead>,
     query: &ListQuery,
 ) -> ApiResult<(u64, Vec<StoredResource>)> {
     let mut skip = query.start_index.max(1) - 1;
@@ -121,7 +138,7 @@ pub async fn list_all(
             count: Some(wanted),
             ..query.clone()
         };
-        let (kind_total, page) = list(state, kind, &part).await?;
+        let (kind_total, page) = list(state, reader, kind, &part).await?;
         total += kind_total;
         skip = skip.saturating_sub(usize::try_from(kind_total).unwrap_or(usize::MAX));
         wanted = wanted.saturating_sub(page.len());

@@ -15,6 +15,7 @@ mod groups;
 mod limits;
 mod operations;
 mod search;
+mod security;
 mod users;
 
 use serde_json::{Value, json};

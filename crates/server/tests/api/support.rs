@@ -52,6 +52,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub token: String,
     pub store: Store,
+    /// The server's metrics registry, read in place.
+    pub metrics: server::Metrics,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
     database: Database,
@@ -147,6 +149,7 @@ impl TestServer {
         if let Some(probe) = readiness {
             deps.readiness = probe;
         }
+        let metrics = deps.metrics.clone();
         let bound = server::bind(config, deps).await.expect("bind");
         let addr = bound.local_addr();
         let handle = bound.handle();
@@ -158,6 +161,7 @@ impl TestServer {
             addr,
             token,
             store,
+            metrics,
             client: reqwest::Client::new(),
             handle,
             database,

@@ -3,8 +3,9 @@
 //! Group `displayName` (ignoring case) is 409 `uniqueness`.
 
 use crate::body::read_request_json;
+use crate::caller::Writer;
 use crate::error::ApiResult;
-use crate::request::{RequestContext, base_url, projection, query_params};
+use crate::request::{base_url, projection, query_params};
 use crate::response::resource;
 use crate::service::resources;
 use crate::state::AppState;
@@ -16,14 +17,14 @@ pub async fn create(
     kind: ResourceKind,
     req: HttpRequest,
     payload: web::Payload,
-    ctx: RequestContext,
+    writer: Writer,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let projection = projection(&query_params(&req))?;
     let body = read_request_json(&req, payload, &state).await?;
     let created = resources::create(
         &state,
-        &ctx.write(format!("POST {}", kind.endpoint())),
+        &writer.write(format!("POST {}", kind.endpoint())),
         kind,
         body,
     )

@@ -1,8 +1,9 @@
 //! `DELETE /Users/{id}`, `DELETE /Groups/{id}` (RFC 7644 §3.6): 204, then 404 for the resource,
 //! a second DELETE included. `If-Match` naming another version is 412.
 
+use crate::caller::Writer;
 use crate::error::ApiResult;
-use crate::request::{RequestContext, if_match, path_id};
+use crate::request::{if_match, path_id};
 use crate::service::resources;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -11,11 +12,11 @@ use scim::ResourceKind;
 pub async fn delete(
     kind: ResourceKind,
     req: HttpRequest,
-    ctx: RequestContext,
+    writer: Writer,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let precondition = if_match(req.headers())?;
-    let write = ctx.write(format!("DELETE {}/{{id}}", kind.endpoint()));
+    let write = writer.write(format!("DELETE {}/{{id}}", kind.endpoint()));
     resources::delete(
         &state,
         &write,

@@ -2,6 +2,7 @@
 //! (`active: false`) until it is DELETEd. `If-None-Match` naming the current version is 304
 //! (RFC 7644 §3.14).
 
+use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, path_id, projection, query_params};
 use crate::response::{if_none_match_hits, resource};
@@ -15,10 +16,11 @@ use scim::ResourceKind;
 pub async fn get(
     kind: ResourceKind,
     req: HttpRequest,
+    reader: Reader,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let projection = projection(&query_params(&req))?;
-    let found = resources::get(&state, kind, &path_id(&req), &projection).await?;
+    let found = resources::get(&state, &reader, kind, &path_id(&req), &projection).await?;
     let etag = found.etag();
     let unchanged = req
         .headers()

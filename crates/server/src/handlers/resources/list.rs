@@ -2,6 +2,7 @@
 //! matches nothing is 200 with an empty ListResponse — Okta's "Test Connector" and Entra's
 //! random-GUID probe rely on it.
 
+use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, query_params};
 use crate::response::scim_json;
@@ -15,10 +16,11 @@ use scim::query::{ListQuery, list_response};
 pub async fn list(
     kind: ResourceKind,
     req: HttpRequest,
+    reader: Reader,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::from_params(&query_params(&req))?;
-    let (total, page) = resources::list(&state, kind, &query).await?;
+    let (total, page) = resources::list(&state, &reader, kind, &query).await?;
     Ok(list_body(&state, &req, &query, total, &page))
 }
 

@@ -8,15 +8,16 @@ mod patch;
 mod replace;
 pub mod search;
 
+use super::RouteTable;
 use super::fallback::method_not_allowed;
 use crate::body::read_request_json;
+use crate::caller::{AuthorizedWrite, Reader, Writer};
 use crate::error::ApiResult;
-use crate::request::{RequestContext, if_match, path_id, query_params};
+use crate::request::{if_match, path_id, query_params};
 use crate::state::AppState;
 use actix_web::{HttpRequest, web};
 use scim::ResourceKind;
 use serde_json::Value;
-use store::WriteContext;
 
 /// What a PUT or PATCH of one resource carries.
 pub struct Change {
@@ -24,8 +25,8 @@ pub struct Change {
     pub if_match: Option<String>,
     pub id: String,
     pub body: Value,
-    /// The audit context, with the operation named `VERB /Users/{id}`.
-    pub write: WriteContext,
+    /// The write, with the operation named `VERB /Users/{id}`.
+    pub write: AuthorizedWrite,
 }
 
 impl Change {
@@ -34,13 +35,13 @@ impl Change {
         kind: ResourceKind,
         req: &HttpRequest,
         payload: web::Payload,
-        ctx: &RequestContext,
+        writer: &Writer,
         state: &AppState,
     ) -> ApiResult<Change> {
         let params = query_params(req);
         let if_match = if_match(req.headers())?;
         let body = read_request_json(req, payload, state).await?;
-        let write = ctx.write(format!("{verb} {}/{{id}}", kind.endpoint()));
+        let write = writer.write(format!("{verb} {}/{{id}}", kind.endpoint()));
         Ok(Change {
             params,
             if_match,
@@ -53,60 +54,66 @@ impl Change {
 
 /// The routes of one resource type. `/.search` is registered before `/{id}` so it is not read
 /// as an id.
-pub fn routes(cfg: &mut web::ServiceConfig, kind: ResourceKind) {
+pub fn routes(cfg: &mut web::ServiceConfig, kind: ResourceKind, table: &mut RouteTable) {
     let endpoint = kind.endpoint();
     cfg.service(
-        web::resource(endpoint)
-            .route(
-                web::get().to(move |req: HttpRequest, state: web::Data<AppState>| {
-                    list::list(kind, req, state)
-                }),
-            )
+        table
+            .protected(endpoint)
+            .route(web::get().to(
+                move |req: HttpRequest, reader: Reader, state: web::Data<AppState>| {
+                    list::list(kind, req, reader, state)
+                },
+            ))
             .route(web::post().to(
                 move |req: HttpRequest,
                       payload: web::Payload,
-                      ctx: RequestContext,
+                      writer: Writer,
                       state: web::Data<AppState>| {
-                    create::create(kind, req, payload, ctx, state)
+                    create::create(kind, req, payload, writer, state)
                 },
             ))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource(format!("{endpoint}/.search"))
+        table
+            .protected(&format!("{endpoint}/.search"))
             .route(web::post().to(
-                move |req: HttpRequest, payload: web::Payload, state: web::Data<AppState>| {
-                    search::search(kind, req, payload, state)
+                move |req: HttpRequest,
+                      payload: web::Payload,
+                      reader: Reader,
+                      state: web::Data<AppState>| {
+                    search::search(kind, req, payload, reader, state)
                 },
             ))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
-        web::resource(format!("{endpoint}/{{id}}"))
-            .route(
-                web::get().to(move |req: HttpRequest, state: web::Data<AppState>| {
-                    get::get(kind, req, state)
-                }),
-            )
+        table
+            .protected(&format!("{endpoint}/{{id}}"))
+            .route(web::get().to(
+                move |req: HttpRequest, reader: Reader, state: web::Data<AppState>| {
+                    get::get(kind, req, reader, state)
+                },
+            ))
             .route(web::put().to(
                 move |req: HttpRequest,
                       payload: web::Payload,
-                      ctx: RequestContext,
+                      writer: Writer,
                       state: web::Data<AppState>| {
-                    replace::replace(kind, req, payload, ctx, state)
+                    replace::replace(kind, req, payload, writer, state)
                 },
             ))
             .route(web::patch().to(
                 move |req: HttpRequest,
                       payload: web::Payload,
-                      ctx: RequestContext,
+                      writer: Writer,
                       state: web::Data<AppState>| {
-                    patch::patch(kind, req, payload, ctx, state)
+                    patch::patch(kind, req, payload, writer, state)
                 },
             ))
             .route(web::delete().to(
-                move |req: HttpRequest, ctx: RequestContext, state: web::Data<AppState>| {
-                    delete::delete(kind, req, ctx, state)
+                move |req: HttpRequest, writer: Writer, state: web::Data<AppState>| {
+                    delete::delete(kind, req, writer, state)
                 },
             ))
             .default_service(web::to(method_not_allowed)),

@@ -6,8 +6,9 @@
 //! large group costs more than the change), and RFC 7644 §3.5.2 allows it.
 
 use super::Change;
+use crate::caller::Writer;
 use crate::error::ApiResult;
-use crate::request::{RequestContext, asks_for_attributes, base_url, projection};
+use crate::request::{asks_for_attributes, base_url, projection};
 use crate::response::resource;
 use crate::service::resources;
 use crate::state::AppState;
@@ -21,10 +22,10 @@ pub async fn patch(
     kind: ResourceKind,
     req: HttpRequest,
     payload: web::Payload,
-    ctx: RequestContext,
+    writer: Writer,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let change = Change::read("PATCH", kind, &req, payload, &ctx, &state).await?;
+    let change = Change::read("PATCH", kind, &req, payload, &writer, &state).await?;
     let if_match = change.if_match.as_deref();
     let updated = resources::patch(
         &state,
@@ -41,7 +42,7 @@ pub async fn patch(
             .insert_header((ETAG, updated.etag()))
             .finish());
     }
-    respond_with_current(&state, &req, &params, updated).await
+    respond_with_current(&state, &writer, &req, &params, updated).await
 }
 
 /// 200 with the written resource as the request's projection shows it. The write's result
@@ -49,12 +50,14 @@ pub async fn patch(
 /// them.
 pub async fn respond_with_current(
     state: &AppState,
+    writer: &Writer,
     req: &HttpRequest,
     params: &[(String, String)],
     written: StoredResource,
 ) -> ApiResult<HttpResponse> {
     let projection = projection(params)?;
-    let current = match resources::get(state, written.kind, &written.id, &projection).await {
+    let current = match resources::get(state, writer, written.kind, &written.id, &projection).await
+    {
         // Another write may have landed since; show the newest state with its own version.
         Ok(current) => current,
         Err(_) => written,

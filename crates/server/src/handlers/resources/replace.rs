@@ -4,8 +4,8 @@
 
 use super::Change;
 use super::patch::respond_with_current;
+use crate::caller::Writer;
 use crate::error::ApiResult;
-use crate::request::RequestContext;
 use crate::service::resources;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,10 +15,10 @@ pub async fn replace(
     kind: ResourceKind,
     req: HttpRequest,
     payload: web::Payload,
-    ctx: RequestContext,
+    writer: Writer,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let change = Change::read("PUT", kind, &req, payload, &ctx, &state).await?;
+    let change = Change::read("PUT", kind, &req, payload, &writer, &state).await?;
     let if_match = change.if_match.as_deref();
     let updated = resources::replace(
         &state,
@@ -29,5 +29,5 @@ pub async fn replace(
         change.body,
     )
     .await?;
-    respond_with_current(&state, &req, &change.params, updated).await
+    respond_with_current(&state, &writer, &req, &change.params, updated).await
 }

@@ -5,6 +5,7 @@
 
 use super::list::list_body;
 use crate::body::read_request_json;
+use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::service::resources;
 use crate::state::AppState;
@@ -16,20 +17,22 @@ pub async fn search(
     kind: ResourceKind,
     req: HttpRequest,
     payload: web::Payload,
+    reader: Reader,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = search_request(&req, payload, &state).await?;
-    let (total, page) = resources::list(&state, kind, &query).await?;
+    let (total, page) = resources::list(&state, &reader, kind, &query).await?;
     Ok(list_body(&state, &req, &query, total, &page))
 }
 
 pub async fn all(
     req: HttpRequest,
     payload: web::Payload,
+    reader: Reader,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = search_request(&req, payload, &state).await?;
-    let (total, page) = resources::list_all(&state, &query).await?;
+    let (total, page) = resources::list_all(&state, &reader, &query).await?;
     Ok(list_body(&state, &req, &query, total, &page))
 }
 

@@ -1,0 +1,542 @@
+//! The trust boundary, attacked over real HTTP: no spelling of a path (percent-encoding, dot
+//! segments, doubled slashes, case) reaches a protected handler without a credential, every
+//! registered route but discovery and the operations endpoints refuses an anonymous caller, and
+//! the route a path reaches agrees with whether it needs a token.
+//!
+//! Requests are written as raw request lines on a TCP socket: HTTP clients normalise paths
+//! (reqwest resolves dot segments), which would hide exactly what is under test.
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestServer};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+on_both_backends!(
+    encoded_and_dotted_paths_need_a_token,
+    every_registered_route_but_discovery_refuses_anonymous_callers,
+    route_and_token_requirement_agree_for_generated_paths
+);
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// One raw HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Send `method target` exactly as given (no normalisation), with `headers` and a body, on a
+/// connection of its own, and read the answer.
+pub fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> RawReply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/scim+json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    // The server may close before reading a body it refused; what was answered is kept.
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status for {method} {target}: {text:?}"));
+    RawReply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// [`raw_request`] off the async runtime's threads.
+async fn raw(
+    srv: &TestServer,
+    method: &str,
+    target: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> RawReply {
+    let addr = srv.addr;
+    let (method, target) = (method.to_string(), target.to_string());
+    let auth = token.map(|t| format!("Bearer {t}"));
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        raw_request(addr, &method, &target, &headers, body.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+/// What the store holds: every resource's id and version, and the audit trail's length.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StoreState {
+    resources: Vec<(String, String)>,
+    audit_records: usize,
+}
+
+pub async fn store_state(srv: &TestServer) -> StoreState {
+    let query = scim::query::ListQuery::from_params(&[]).unwrap();
+    let mut resources = Vec::new();
+    for kind in [scim::ResourceKind::User, scim::ResourceKind::Group] {
+        let page = srv
+            .store
+            .list(kind, &query, store::GetOptions::BARE)
+            .await
+            .unwrap();
+        assert_eq!(page.total as usize, page.items.len(), "one page holds all");
+        resources.extend(page.items.iter().map(|r| (r.id.clone(), r.etag())));
+    }
+    resources.sort();
+    StoreState {
+        resources,
+        audit_records: srv.store.audit_export(None).await.unwrap().len(),
+    }
+}
+
+/// The request counters by `(endpoint, method, status)`.
+fn request_counts(metrics: &server::Metrics) -> BTreeMap<String, u64> {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("scim_bridge_http_requests_total{"))
+        .filter_map(|l| {
+            let (labels, count) = l.rsplit_once(' ')?;
+            Some((labels.to_string(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The route pattern the edge recorded for the one request sent between two counts.
+fn endpoint_between(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k).copied().unwrap_or(0) < **v)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(changed.len(), 1, "one request was counted: {changed:?}");
+    let labels = changed[0];
+    let start = labels.find("endpoint=\"").unwrap() + "endpoint=\"".len();
+    let end = start + labels[start..].find('"').unwrap();
+    labels[start..end].to_string()
+}
+
+/// A body that would change something if it reached a handler.
+fn write_body(method: &str, path: &str) -> Option<String> {
+    let body = match method {
+        "POST" if path.contains("Bulk") => json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [{"method": "POST", "path": "/Users", "bulkId": "b1",
+                            "data": crate::user_body("bulk-intruder@example.com")}],
+        }),
+        "POST" if path.contains("Groups") => json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "intruders",
+        }),
+        "POST" | "PUT" => crate::user_body("intruder@example.com"),
+        "PATCH" => crate::patch_op(json!([
+            {"op": "replace", "path": "displayName", "value": "Owned"},
+        ])),
+        _ => return None,
+    };
+    Some(body.to_string())
+}
+
+async fn encoded_and_dotted_paths_need_a_token(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let user = srv.create_user("alice@example.com").await;
+    let group = srv.create_group("engineering", &[&user]).await;
+    let before = store_state(&srv).await;
+
+    let mut paths: Vec<String> = [
+        "/%73cim/v2/Users",
+        "/sc%69m/v2/Groups",
+        "/scim/%762/Bulk",
+        "/scim/v2/%55sers",
+        "/scim/v2/%2e%2e/v2/Users",
+        "//scim/v2/Users",
+        "/scim/v2/./Users",
+        "/SCIM/v2/Users",
+        "/scim/v2/Users%2F..%2F",
+        "/scim/v2/Users/",
+        "/scim/v2//Users",
+        "/%73%63%69%6d/%76%32/.search",
+        "/scim/v2/Schemas/../Users",
+        "/scim/v2/Schemas%2F..%2FUsers",
+        "/scim/v2/Users/.search",
+        "/scim/v2",
+        "/scim/v2/Me",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    // The same spellings aimed at one existing resource, where PUT, PATCH and DELETE would bite.
+    for prefix in [
+        "/%73cim/v2/Users",
+        "/scim/v2/%55sers",
+        "//scim/v2/Users",
+        "/scim/v2/./Users",
+        "/scim/v2/%2e%2e/v2/Users",
+    ] {
+        paths.push(format!("{prefix}/{user}"));
+    }
+    paths.push(format!("/sc%69m/v2/Groups/{group}"));
+    paths.push(format!("/scim/v2/Gr%6fups/{group}/"));
+
+    for path in &paths {
+        for method in METHODS {
+            let reply = raw(&srv, method, path, None, write_body(method, path)).await;
+            assert!(
+                [400, 401, 404].contains(&reply.status),
+                "{method} {path} without a token answered {}: {}",
+                reply.status,
+                reply.body
+            );
+            if reply.status == 401 {
+                assert!(
+                    reply
+                        .head
+                        .to_ascii_lowercase()
+                        .contains("www-authenticate: bearer"),
+                    "{method} {path}: {}",
+                    reply.head
+                );
+            }
+        }
+    }
+    assert_eq!(
+        store_state(&srv).await,
+        before,
+        "no anonymous request changed the store or the audit trail"
+    );
+
+    // Spellings actix routes like their decoded form are served like it, with a token.
+    for path in ["/%73cim/v2/Users", "/scim/v2/%55sers", "//scim/v2/Users"] {
+        let reply = raw(&srv, "GET", path, Some(&srv.token), None).await;
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["totalResults"], 1, "GET {path}");
+    }
+    let reply = raw(
+        &srv,
+        "GET",
+        &format!("/sc%69m/v2/Groups/{group}"),
+        Some(&srv.token),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// A concrete path for a route pattern.
+fn concrete(pattern: &str, user_id: &str) -> String {
+    pattern
+        .replace("/ResourceTypes/{id}", "/ResourceTypes/User")
+        .replace(
+            "/Schemas/{id}",
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+        )
+        .replace("{id}", user_id)
+        .replace("{tail:.*}", "anything")
+}
+
+async fn every_registered_route_but_discovery_refuses_anonymous_callers(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let user = srv.create_user("walker@example.com").await;
+    let routes = server::routes();
+    let public: Vec<&str> = routes
+        .iter()
+        .filter(|r| r.public)
+        .map(|r| r.pattern.as_str())
+        .collect();
+    assert_eq!(
+        public,
+        [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/scim/v2/ServiceProviderConfig",
+            "/scim/v2/ResourceTypes",
+            "/scim/v2/ResourceTypes/{id}",
+            "/scim/v2/Schemas",
+            "/scim/v2/Schemas/{id}",
+        ],
+        "only discovery and the operations endpoints are public"
+    );
+    assert!(
+        routes.iter().filter(|r| !r.public).count() >= 10,
+        "the protected routes are registered: {routes:?}"
+    );
+    let before = store_state(&srv).await;
+    for route in &routes {
+        let path = concrete(&route.pattern, &user);
+        for method in METHODS {
+            let reply = raw(&srv, method, &path, None, write_body(method, &path)).await;
+            if route.public {
+                assert_ne!(reply.status, 401, "{method} {path} is public");
+                if method == "GET" {
+                    assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+                }
+            } else {
+                assert_eq!(
+                    reply.status, 401,
+                    "{method} {path} without a token: {}",
+                    reply.body
+                );
+            }
+        }
+    }
+    assert_eq!(store_state(&srv).await, before);
+
+    // With a token, each protected route's GET reaches that route (not a fallback).
+    for route in routes.iter().filter(|r| !r.public) {
+        let path = concrete(&route.pattern, &user);
+        let counts = request_counts(&srv.metrics);
+        let reply = raw(&srv, "GET", &path, Some(&srv.token), None).await;
+        assert_ne!(reply.status, 401, "GET {path} with a token");
+        assert_eq!(
+            endpoint_between(&counts, &request_counts(&srv.metrics)),
+            route.pattern,
+            "GET {path}"
+        );
+    }
+}
+
+/// Path segments an attacker (or a sloppy client) might write.
+const SEGMENTS: &[&str] = &[
+    "scim",
+    "SCIM",
+    "%73cim",
+    "sc%69m",
+    "%73%63%69%6D",
+    "v2",
+    "%762",
+    "V2",
+    "v%32",
+    "Users",
+    "%55sers",
+    "users",
+    "Groups",
+    "Gr%6fups",
+    "Bulk",
+    "Me",
+    ".search",
+    "Schemas",
+    "ResourceTypes",
+    "ServiceProviderConfig",
+    "Serv%69ceProviderConfig",
+    "healthz",
+    "readyz",
+    "metrics",
+    "%68ealthz",
+    "User",
+    "x1",
+    ".",
+    "..",
+    "%2e",
+    "%2e%2e",
+    ".%2E",
+    "%2F",
+    "%2f..%2f",
+    "Users%2F..%2F",
+    "%25",
+    "a%2Bb",
+    "",
+];
+
+/// A path: mostly the SCIM base in some spelling followed by segments, sometimes anything.
+fn path_strategy() -> impl Strategy<Value = String> {
+    let segment = proptest::sample::select(SEGMENTS);
+    let separator = prop_oneof![4 => Just("/"), 1 => Just("//")];
+    let base = (
+        proptest::sample::select(&SEGMENTS[..5]),
+        proptest::sample::select(&SEGMENTS[5..9]),
+    )
+        .prop_map(|(s, v)| vec![s, v]);
+    let start = prop_oneof![3 => base, 1 => Just(Vec::new())];
+    (
+        start,
+        proptest::collection::vec((separator.clone(), segment), 0..4),
+        separator,
+        any::<bool>(),
+        proptest::option::of(Just("?attributes=id")),
+    )
+        .prop_map(|(start, rest, first, trailing, query)| {
+            let mut path = String::new();
+            for s in start {
+                path.push_str(first);
+                path.push_str(s);
+            }
+            for (sep, s) in rest {
+                path.push_str(sep);
+                path.push_str(s);
+            }
+            if path.is_empty() || trailing {
+                path.push('/');
+            }
+            path.push_str(query.unwrap_or(""));
+            path
+        })
+}
+
+/// The path as actix routes it: percent-decoded except `/`, `%` and `+`, doubled slashes
+/// merged, trailing slashes trimmed (`NormalizePath`).
+fn routed_form(target: &str) -> String {
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
+    let mut merged = path.trim_end_matches('/').to_string();
+    while merged.contains("//") {
+        merged = merged.replace("//", "/");
+    }
+    if merged.is_empty() {
+        merged.push('/');
+    }
+    let bytes = merged.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&merged[i + 1..i + 3], 16)
+            && !matches!(byte, b'/' | b'%' | b'+')
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let mut routed = String::from_utf8(out).unwrap();
+    if let Some(query) = query {
+        routed.push('?');
+        routed.push_str(query);
+    }
+    routed
+}
+
+async fn route_and_token_requirement_agree_for_generated_paths(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    srv.create_user("bystander@example.com").await;
+    let before = store_state(&srv).await;
+    let public: Vec<String> = server::routes()
+        .into_iter()
+        .filter(|r| r.public)
+        .map(|r| r.pattern)
+        .collect();
+    let protected: Vec<String> = server::routes()
+        .into_iter()
+        .filter(|r| !r.public)
+        .map(|r| r.pattern)
+        .collect();
+    let (addr, token, metrics) = (srv.addr, srv.token.clone(), srv.metrics.clone());
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(128);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let strategy = (path_strategy(), proptest::sample::select(&METHODS[..]));
+        runner.run(&strategy, |(path, method)| {
+            // Bodies that fail validation: a handler reached would answer, never write.
+            let body = matches!(method, "POST" | "PUT" | "PATCH").then_some("{}");
+            let send = |target: &str, token: Option<&str>| {
+                let auth = token.map(|t| format!("Bearer {t}"));
+                let headers: Vec<(&str, &str)> = auth
+                    .as_deref()
+                    .map(|a| vec![("Authorization", a)])
+                    .unwrap_or_default();
+                let counts = request_counts(&metrics);
+                let reply = raw_request(addr, method, target, &headers, body);
+                (reply, endpoint_between(&counts, &request_counts(&metrics)))
+            };
+            let (anonymous, anonymous_route) = send(&path, None);
+            let (authenticated, route) = send(&path, Some(&token));
+            let context = format!(
+                "{method} {path}: anonymous {} at {anonymous_route}, with a token {} at {route}",
+                anonymous.status, authenticated.status
+            );
+            // 501 is `/Me`'s answer; any other 5xx would be a bug.
+            let sound = |status: u16| status < 500 || status == 501;
+            prop_assert!(
+                sound(anonymous.status) && sound(authenticated.status),
+                "{context}"
+            );
+            prop_assert_ne!(authenticated.status, 401, "{}", context);
+            if public.contains(&route) {
+                // No token needed: the same route and answer either way.
+                prop_assert_eq!(&anonymous_route, &route, "{}", context);
+                prop_assert_eq!(anonymous.status, authenticated.status, "{}", context);
+            } else {
+                // A token needed (a protected route, or a path that is nothing): never served.
+                prop_assert!([400, 401, 404].contains(&anonymous.status), "{}", context);
+                if protected.contains(&route) {
+                    prop_assert_eq!(anonymous.status, 401, "{}", context);
+                }
+            }
+            // Routed exactly like its decoded form.
+            let decoded = routed_form(&path);
+            if decoded != path {
+                let (_, decoded_route) = send(&decoded, Some(&token));
+                prop_assert_eq!(&decoded_route, &route, "{} (decoded {})", context, decoded);
+            }
+            Ok::<(), TestCaseError>(())
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    assert_eq!(store_state(&srv).await, before, "nothing was written");
+}
+
+#[test]
+fn the_routed_form_decodes_all_but_slash_percent_and_plus() {
+    assert_eq!(routed_form("/%73cim/v2/%55sers"), "/scim/v2/Users");
+    assert_eq!(routed_form("//scim//v2/Users/"), "/scim/v2/Users");
+    assert_eq!(
+        routed_form("/scim/v2/Users%2F..%2F"),
+        "/scim/v2/Users%2F..%2F"
+    );
+    assert_eq!(routed_form("/scim/%2e%2e/a%2Bb%25"), "/scim/../a%2Bb%25");
+    assert_eq!(routed_form("/?attributes=id"), "/?attributes=id");
+}
