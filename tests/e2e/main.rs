@@ -235,6 +235,90 @@ fn token_scopes_through_the_cli() {
     assert!(row("admin").is_none(), "{stdout}");
 }
 
+/// The tokens file is the source of truth for the tokens it brought: a line removed from it is
+/// refused after the next start, the revocation is audited, and a `token create` token is left
+/// alone. A weak token in the file stops the start with an error naming its line, not the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_file_lines_removed_are_revoked_and_weak_ones_refused() {
+    for db in Db::available() {
+        let dir = tempfile::tempdir().unwrap();
+        let okta = "4be1f07c9d2a85e3b6c1f940a7d2e58c";
+        let entra = "Zq7vN2xK9pLm4RtW8yBc3HfJ6sDg1QaE";
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, format!("okta={okta}\nentra={entra} scim:read\n")).unwrap();
+        let mut bridge = start(
+            &db,
+            dir.path(),
+            vec![(
+                "SCIM_BRIDGE_IDP_TOKENS_FILE".into(),
+                tokens.display().to_string(),
+            )],
+        )
+        .await;
+        let status_with = |bridge: &support::Bridge, token: &str| {
+            let request = bridge.http.get(bridge.scim("/Users")).bearer_auth(token);
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status_with(&bridge, okta).await, 200, "{db:?}");
+        assert_eq!(status_with(&bridge, entra).await, 200, "{db:?}");
+        let listed = bridge.cli(&["token", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.lines().any(|l| l
+                .split_whitespace()
+                .take(3)
+                .eq(["entra", "scim:read", "file"])),
+            "{db:?}: {listed}"
+        );
+
+        // "entra" leaves the file.
+        std::fs::write(&tokens, format!("okta={okta}\n")).unwrap();
+        assert!(bridge.terminate().success());
+        bridge.spawn().await;
+        assert_eq!(status_with(&bridge, entra).await, 401, "{db:?}");
+        assert_eq!(status_with(&bridge, okta).await, 200, "{db:?}");
+        assert_eq!(
+            status_with(&bridge, &bridge.token.clone()).await,
+            200,
+            "{db:?}: the token made with `token create` is not the file's to revoke"
+        );
+        let export = bridge.cli(&["audit", "export"]);
+        let revocations: Vec<Value> = String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["operation"] == "token.revoke")
+            .collect();
+        assert_eq!(revocations.len(), 1, "{db:?}: {revocations:?}");
+        assert_eq!(revocations[0]["actor"], "tokens-file");
+        assert_eq!(revocations[0]["resource_id"], "entra");
+
+        // A weak line stops the next start and changes nothing.
+        let weak = "Password1Password1Password1Password1";
+        std::fs::write(
+            &tokens,
+            format!("okta={okta}\n# a comment\nlegacy={weak}\n"),
+        )
+        .unwrap();
+        assert!(bridge.terminate().success());
+        let out = bridge.cli(&["serve"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{db:?}: serve started with a weak token"
+        );
+        assert!(
+            stderr.contains("SCIM_BRIDGE_IDP_TOKENS_FILE: line 3 (legacy)")
+                && stderr.contains("too weak")
+                && stderr.contains("openssl rand -hex 32"),
+            "{db:?}: {stderr}"
+        );
+        assert!(!stderr.contains(weak), "{db:?}: the error shows the token");
+        let listed = bridge.cli(&["token", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(!listed.contains("legacy"), "{db:?}: {listed}");
+    }
+}
+
 /// SIGTERM finishes in-flight work and exits cleanly; the data survives a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_and_restart_keep_data() {
@@ -264,7 +348,7 @@ async fn graceful_stop_and_restart_keep_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let idp_token = "scimb_file_supplied_token_0123456789abcdef0123456789";
+    let idp_token = "scimb_file_supplied_token_5f0c9e2a7d41b863f2e9a0c4";
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("entra={idp_token}\n")).unwrap();
     let jwt_secret = "jwt-shared-secret-that-must-not-leak";

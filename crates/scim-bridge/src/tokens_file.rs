@@ -1,6 +1,11 @@
 //! `SCIM_BRIDGE_IDP_TOKENS_FILE`: IdP bearer tokens supplied as a file (a Kubernetes Secret),
 //! one `name=token` line each, optionally followed by the token's scopes
 //! (`okta=<token> scim:read`). Tokens are imported hashed at start-up.
+//!
+//! The file is the source of truth for the tokens it brought: a name removed from it is revoked
+//! at the next start (audited, actor `tokens-file`); tokens made with `token create` are never
+//! touched. Every token must pass [`store::check_imported_token`] (at least 128 bits of
+//! entropy, no low-variety patterns) before anything is changed.
 
 use std::path::Path;
 
@@ -59,18 +64,41 @@ fn parse(text: &str) -> anyhow::Result<Vec<TokenLine>> {
     Ok(lines)
 }
 
-/// Import the file's tokens (hashed; idempotent); returns how many lines it holds.
-pub async fn import(store: &Store, path: &Path) -> anyhow::Result<usize> {
+/// What [`sync`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokensFileReport {
+    /// Token lines in the file.
+    pub lines: usize,
+    /// Names imported earlier and no longer in the file, now revoked.
+    pub revoked: Vec<String>,
+}
+
+/// Bring the store in line with the file: check every token's strength, revoke the file's
+/// tokens whose names left it, then import its lines (hashed; idempotent). An error names the
+/// line and the token's name, never the token.
+pub async fn sync(store: &Store, path: &Path) -> anyhow::Result<TokensFileReport> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{SETTING}: cannot read {}: {e}", path.display()))?;
     let lines = parse(&text)?;
+    let at = |l: &TokenLine, e: store::StoreError| {
+        anyhow::anyhow!("{SETTING}: line {} ({}): {e}", l.line, l.name)
+    };
+    // A weak line stops the start before any token is revoked or imported.
+    for l in &lines {
+        store::check_imported_token(&l.token).map_err(|e| at(l, e))?;
+    }
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    let revoked = store.token_revoke_removed_from_file(&names).await?;
     for l in &lines {
         store
             .token_import(&l.name, &l.token, l.scopes)
             .await
-            .map_err(|e| anyhow::anyhow!("{SETTING}: line {} ({}): {e}", l.line, l.name))?;
+            .map_err(|e| at(l, e))?;
     }
-    Ok(lines.len())
+    Ok(TokensFileReport {
+        lines: lines.len(),
+        revoked,
+    })
 }
 
 #[cfg(test)]

@@ -1233,36 +1233,47 @@ impl Backend {
         scopes: Scopes,
     ) -> StoreResult<TokenImport> {
         token::check_name(name)?;
-        token::check_imported(plaintext)?;
+        token::check_imported_token(plaintext)?;
         token::check_scopes(scopes)?;
         let now = self.now();
         let digest = hex::encode(token::digest(plaintext));
         let mut tx = self.begin_write().await?;
-        let existing: Option<(String, Option<DateTime<Utc>>, String)> = sqlx::query_as(
-            "SELECT name, revoked_at, scopes FROM api_tokens WHERE token_sha256 = $1",
+        let existing: Option<(String, Option<DateTime<Utc>>, String, String)> = sqlx::query_as(
+            "SELECT name, revoked_at, scopes, source FROM api_tokens WHERE token_sha256 = $1",
         )
         .bind(&digest)
         .fetch_optional(&mut *tx)
         .await?;
         match existing {
-            Some((existing_name, None, stored)) if existing_name == name => {
-                if token::stored_scopes(name, &stored) == scopes {
+            Some((existing_name, None, stored, source)) if existing_name == name => {
+                let rescoped = token::stored_scopes(name, &stored) != scopes;
+                // A token the file names is the file's, even one made before sources were
+                // recorded: removing its line revokes it.
+                let adopted = TokenSource::from_stored(&source) != TokenSource::File;
+                if !rescoped && !adopted {
                     return Ok(TokenImport::Unchanged);
                 }
-                // The file is the source of truth for scopes too.
-                sqlx::query("UPDATE api_tokens SET scopes = $1 WHERE token_sha256 = $2")
-                    .bind(scopes.to_string())
-                    .bind(&digest)
-                    .execute(&mut *tx)
-                    .await?;
-                let change = json!({ "scopes": scopes.to_string() });
+                sqlx::query(
+                    "UPDATE api_tokens SET scopes = $1, source = $2 WHERE token_sha256 = $3",
+                )
+                .bind(scopes.to_string())
+                .bind(TokenSource::File.as_str())
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+                let change =
+                    json!({ "scopes": scopes.to_string(), "source": TokenSource::File.as_str() });
                 self.forget_audit_tip().await;
                 append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
                 tx.commit().await?;
                 self.durable().await?;
-                return Ok(TokenImport::Rescoped);
+                return Ok(if rescoped {
+                    TokenImport::Rescoped
+                } else {
+                    TokenImport::Unchanged
+                });
             }
-            Some((existing_name, Some(_), _)) if existing_name == name => {
+            Some((existing_name, Some(_), _, _)) if existing_name == name => {
                 // A stale secret file must not bring a revoked token back.
                 return Err(StoreError::invalid_value(format!(
                     "token \"{name}\" was revoked; supply a new one"
@@ -1274,6 +1285,20 @@ impl Backend {
                 ));
             }
             None => {}
+        }
+        // A token made with `token create` is the operator's: the file never replaces it.
+        let cli_owned: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM api_tokens WHERE name = $1 AND revoked_at IS NULL AND source = $2",
+        )
+        .bind(name)
+        .bind(TokenSource::Cli.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if cli_owned.is_some() {
+            return Err(StoreError::Uniqueness(format!(
+                "an active token named \"{name}\" was made with `token create`; the tokens file \
+                 does not replace it: revoke it first or use another name"
+            )));
         }
         // The secret file is the source of truth: a different token under the same name
         // replaces the old one.
@@ -1361,6 +1386,50 @@ impl Backend {
         tx.commit().await?;
         self.durable().await?;
         Ok(())
+    }
+
+    pub(crate) async fn token_revoke_removed_from_file(
+        &self,
+        names_in_file: &[&str],
+    ) -> StoreResult<Vec<String>> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let active: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM api_tokens WHERE source = $1 AND revoked_at IS NULL ORDER BY name",
+        )
+        .bind(TokenSource::File.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let removed: Vec<String> = active
+            .into_iter()
+            .map(|(name,)| name)
+            .filter(|name| !names_in_file.contains(&name.as_str()))
+            .collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        self.forget_audit_tip().await;
+        for name in &removed {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 \
+                 WHERE name = $2 AND source = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(name)
+            .bind(TokenSource::File.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let mut entry = token_audit(
+                "token.revoke",
+                name,
+                json!({ "reason": "removed from the tokens file" }),
+            );
+            entry.actor = Some(TOKENS_FILE_ACTOR.to_string());
+            append_audit_in(&mut tx, &entry, now).await?;
+        }
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(removed)
     }
 
     pub(crate) async fn token_mark_used(&self, name: &str) -> StoreResult<()> {
@@ -1630,6 +1699,9 @@ fn outbox_events(rows: Vec<OutboxRow>) -> Vec<OutboxEvent> {
 fn member_values(members: &[Member]) -> Vec<&str> {
     members.iter().map(|m| m.value.as_str()).collect()
 }
+
+/// The audit actor of what the IdP tokens file does at start-up.
+const TOKENS_FILE_ACTOR: &str = "tokens-file";
 
 fn token_audit(operation: &str, name: &str, change: Value) -> AuditEntry {
     AuditEntry {

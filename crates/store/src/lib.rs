@@ -55,8 +55,8 @@ pub use resource::{GetOptions, GroupRef, ListPage, Member, StoredResource, Write
 pub use scope::{Scope, Scopes, UnknownScope};
 pub use sqlite::SqliteStore;
 pub use token::{
-    MIN_IMPORTED_TOKEN_LEN, TOKEN_PREFIX, TokenImport, TokenInfo, TokenSource, TokenVerifier,
-    VerifiedToken,
+    MIN_IMPORTED_TOKEN_BITS, TOKEN_PREFIX, TokenImport, TokenInfo, TokenSource, TokenVerifier,
+    VerifiedToken, check_imported_token,
 };
 
 use chrono::{DateTime, Duration, Utc};
@@ -484,6 +484,16 @@ impl Store {
     /// Revoke the active token named `name` (404 if none).
     pub async fn token_revoke(&self, name: &str) -> StoreResult<()> {
         on_backend!(self, b => b.token_revoke(name).await)
+    }
+
+    /// Revoke every active token imported from the tokens file whose name is not in
+    /// `names_in_file`, each with an audit record (actor `tokens-file`), in one transaction;
+    /// returns the names revoked. Tokens made with `token create` are never touched.
+    pub async fn token_revoke_removed_from_file(
+        &self,
+        names_in_file: &[&str],
+    ) -> StoreResult<Vec<String>> {
+        on_backend!(self, b => b.token_revoke_removed_from_file(names_in_file).await)
     }
 
     /// Record that `name` was used. A write per call: the server should call it at most about

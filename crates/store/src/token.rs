@@ -14,9 +14,18 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 /// scanners, logs) and the audit redaction can find it.
 pub const TOKEN_PREFIX: &str = "scimb_";
 
-/// Imported tokens (from env or secret files) shorter than this are refused: a bearer token must
-/// not be guessable.
-pub const MIN_IMPORTED_TOKEN_LEN: usize = 32;
+/// Imported tokens (from the IdP tokens file) must carry at least this much entropy, as
+/// estimated by [`check_imported_token`]: a bearer token must not be guessable.
+pub const MIN_IMPORTED_TOKEN_BITS: u32 = 128;
+
+/// Runs of this many identical (`aaaaaaaa`) or consecutive (`01234567`) characters mark a token
+/// as made by hand. A random token of any common alphabet holds one with a probability below
+/// one in a million.
+const MAX_PATTERN_RUN: usize = 8;
+
+/// Fewer distinct characters than this is too little variety (`passwordpassword…`). Random
+/// hex of 32 characters has fewer with a probability below one in a million.
+const MIN_DISTINCT_CHARS: usize = 8;
 
 /// How a token came to exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,14 +113,114 @@ pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Refuse imported tokens that could be guessed.
-pub(crate) fn check_imported(plaintext: &str) -> Result<(), StoreError> {
-    if plaintext.len() < MIN_IMPORTED_TOKEN_LEN || plaintext.chars().any(char::is_whitespace) {
-        return Err(StoreError::invalid_value(format!(
-            "an imported token must be at least {MIN_IMPORTED_TOKEN_LEN} characters without white space"
+/// Refuse an imported token that could be guessed, with a message that names the weakness and
+/// never contains the token.
+///
+/// The estimate is deliberately simple and errs towards refusing hand-made tokens: the length
+/// (after the bridge's own `scimb_` prefix) times log2 of the size of the character classes used
+/// (16 for hex; else 26 for each letter case, 10 for digits, 32 for ASCII punctuation and 64
+/// beyond ASCII) must reach [`MIN_IMPORTED_TOKEN_BITS`], and the token must not show low
+/// variety: few distinct characters, long runs of one character or of consecutive characters, or
+/// a shorter string repeated. A generated token (`openssl rand -hex 32`) passes.
+pub fn check_imported_token(plaintext: &str) -> Result<(), StoreError> {
+    let weak = |why: String| {
+        StoreError::invalid_value(format!(
+            "the token is too weak ({why}); an imported token needs at least \
+             {MIN_IMPORTED_TOKEN_BITS} bits of entropy: generate one with `openssl rand -hex 32`"
+        ))
+    };
+    if plaintext.chars().any(char::is_whitespace) {
+        return Err(StoreError::invalid_value(
+            "an imported token must not contain white space",
+        ));
+    }
+    let body: Vec<char> = plaintext
+        .strip_prefix(TOKEN_PREFIX)
+        .unwrap_or(plaintext)
+        .chars()
+        .collect();
+    let bits = estimated_bits(&body);
+    if bits < f64::from(MIN_IMPORTED_TOKEN_BITS) {
+        return Err(weak(format!(
+            "about {} bits in {} characters",
+            bits.floor(),
+            body.len()
         )));
     }
+    let distinct = body.iter().collect::<std::collections::HashSet<_>>().len();
+    if distinct < MIN_DISTINCT_CHARS {
+        return Err(weak(format!("only {distinct} distinct characters")));
+    }
+    if let Some(what) = pattern_run(&body) {
+        return Err(weak(format!(
+            "{MAX_PATTERN_RUN} or more {what} characters in a row"
+        )));
+    }
+    if let Some(period) = repeated_unit(&body) {
+        return Err(weak(format!("a string of {period} characters repeated")));
+    }
     Ok(())
+}
+
+/// Length × log2(size of the character classes the token draws from).
+fn estimated_bits(chars: &[char]) -> f64 {
+    let has = |f: fn(&char) -> bool| chars.iter().any(f);
+    let (lower, upper) = (has(char::is_ascii_lowercase), has(char::is_ascii_uppercase));
+    let hex = chars.iter().all(char::is_ascii_hexdigit) && !(lower && upper);
+    let alphabet: u32 = if hex {
+        16
+    } else {
+        [
+            (lower, 26),
+            (upper, 26),
+            (has(char::is_ascii_digit), 10),
+            (has(char::is_ascii_punctuation), 32),
+            (has(|c| !c.is_ascii()), 64),
+        ]
+        .iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, size)| size)
+        .sum()
+    };
+    if alphabet < 2 {
+        return 0.0;
+    }
+    chars.len() as f64 * f64::from(alphabet).log2()
+}
+
+/// A run of [`MAX_PATTERN_RUN`] identical or consecutive (ascending or descending) characters.
+fn pattern_run(chars: &[char]) -> Option<&'static str> {
+    let step = |a: char, b: char| i64::from(u32::from(b)) - i64::from(u32::from(a));
+    for (what, wanted) in [("identical", &[0][..]), ("consecutive", &[1, -1][..])] {
+        for &d in wanted {
+            let mut run = 1;
+            for pair in chars.windows(2) {
+                run = if step(pair[0], pair[1]) == d {
+                    run + 1
+                } else {
+                    1
+                };
+                if run >= MAX_PATTERN_RUN {
+                    return Some(what);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The length of a shorter string the token mostly (nine tenths) repeats, if any. Units up to
+/// 64 characters are checked: a longer unit already carries enough entropy on its own.
+fn repeated_unit(chars: &[char]) -> Option<usize> {
+    (1..=(chars.len() / 2).min(64)).find(|&period| {
+        let compared = chars.len() - period;
+        let same = chars
+            .iter()
+            .zip(&chars[period..])
+            .filter(|(a, b)| a == b)
+            .count();
+        same * 10 >= compared * 9
+    })
 }
 
 /// A token's scopes as stored. A value this version cannot read grants nothing (fail closed).
@@ -225,6 +334,50 @@ mod tests {
         assert!(a.starts_with(TOKEN_PREFIX));
         assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn generated_and_well_made_tokens_pass_the_strength_check() {
+        for _ in 0..200 {
+            check_imported_token(&generate()).unwrap();
+        }
+        for token in [
+            // openssl rand -hex 16 / -hex 32 / -base64 24 / -base64 32
+            "9f86d081884c7d659a2feaa0c55ad015",
+            "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+            "q1zVb7Kx0e3mRk+5T/2yWcN8pLfA9hJu",
+            "n0xB1pVw4h6T+q2sZgKd8YcL3mRf7JaQe5Uo9WtXy1E=",
+            // A passphrase-style token of words and separators.
+            "ember-Quartz-57-lantern-Velvet-orbit-93-Thistle",
+        ] {
+            check_imported_token(token).unwrap_or_else(|e| panic!("{token}: {e}"));
+        }
+    }
+
+    #[test]
+    fn short_and_low_variety_tokens_are_refused_without_showing_them() {
+        let cases = [
+            ("0123abcd0123abcd0123abcd0123abc", "bits"), // 31 hex: 124 bits
+            ("Short-Token-1", "bits"),                   // 13 characters
+            ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "distinct"),
+            ("passwordpasswordpasswordpasswordpassword", "distinct"),
+            ("xK9#mQ2$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "identical"),
+            ("abcdefghijklmnopqrstuvwxyz0123456789ABCDEF", "consecutive"),
+            ("zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONM", "consecutive"),
+            ("Abc123!?Abc123!?Abc123!?Abc123!?Abc123!?", "repeated"),
+            // The bridge's own prefix carries no entropy: 31 hex characters after it.
+            ("scimb_9f86d081884c7d659a2feaa0c55ad01", "bits"),
+        ];
+        for (token, weakness) in cases {
+            let message = check_imported_token(token).unwrap_err().to_string();
+            assert!(message.contains(weakness), "{token}: {message}");
+            assert!(message.contains("openssl rand -hex 32"), "{message}");
+            assert!(
+                !message.contains(token),
+                "the message shows the token: {message}"
+            );
+        }
+        assert!(check_imported_token("white space token 0123456789abcdef0123456789").is_err());
     }
 
     #[test]

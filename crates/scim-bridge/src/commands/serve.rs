@@ -75,8 +75,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     drop(policy);
     let store = open_and_migrate(settings).await?;
     if let Some(path) = &settings.idp_tokens_file {
-        let n = crate::tokens_file::import(&store, path).await?;
-        tracing::info!(count = n, "imported IdP tokens");
+        let report = crate::tokens_file::sync(&store, path).await?;
+        for name in &report.revoked {
+            tracing::warn!(token = %name, "revoked: the token's name is no longer in SCIM_BRIDGE_IDP_TOKENS_FILE");
+        }
+        tracing::info!(count = report.lines, "imported IdP tokens");
     }
     let metrics = server::Metrics::new();
     let mut deps = server::ServerDeps::new(store.clone());

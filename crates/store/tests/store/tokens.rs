@@ -113,7 +113,7 @@ async fn tokens_expire(db: &TestDb) {
 }
 
 async fn imported_tokens_are_idempotent(db: &TestDb) {
-    let secret = "entra-secret-0123456789abcdefghijklmnop";
+    let secret = "entra-secret-7c1e94b2f05d3a68e2b7c41f9d0a";
     assert_eq!(
         db.store
             .token_import("entra", secret, store::Scopes::ALL)
@@ -128,7 +128,7 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
             .unwrap(),
         TokenImport::Unchanged
     );
-    let rotated = "entra-secret-rotated-0123456789abcdefghij";
+    let rotated = "entra-secret-rotated-3f9a0d62c8e17b54a9f2";
     assert_eq!(
         db.store
             .token_import("entra", rotated, store::Scopes::ALL)
@@ -197,7 +197,7 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
         .token_create("writer", None, Scopes::ALL)
         .await
         .unwrap();
-    let imported = "okta-file-token-0123456789abcdefghijklmn";
+    let imported = "okta-file-token-d4e81b7f2c09a3657e1d";
     assert_eq!(
         db.store
             .token_import("okta", imported, Scopes::READ)
@@ -271,7 +271,7 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
         db.store
             .token_import(
                 "nothing",
-                "nothing-file-token-0123456789abcdefghij",
+                "nothing-file-token-8b2f6e0a4d91c37f5e2a",
                 Scopes::NONE
             )
             .await,
@@ -324,7 +324,143 @@ async fn tokens_from_before_scopes_keep_full_access(db: &TestDb) {
     );
 }
 
+/// Strong tokens as the tokens file would hold them.
+const OKTA_FILE_TOKEN: &str = "9c4f1e7a2b8d05e3c6f9a1d4b7e20c5f";
+const ENTRA_FILE_TOKEN: &str = "e2b7d40f9a13c6e85b1f7d2a0c9e4b36";
+
+async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
+    db.store
+        .token_import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
+        .await
+        .unwrap();
+    db.store
+        .token_import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
+        .await
+        .unwrap();
+    let operator = db
+        .store
+        .token_create("operator", None, Scopes::ALL)
+        .await
+        .unwrap();
+    // Nothing to do while every file token is still named.
+    assert!(
+        db.store
+            .token_revoke_removed_from_file(&["okta", "entra"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // "entra" leaves the file; "operator" was never in it and stays.
+    assert_eq!(
+        db.store
+            .token_revoke_removed_from_file(&["okta"])
+            .await
+            .unwrap(),
+        vec!["entra".to_string()]
+    );
+    let verifier = db.store.token_verifier().await.unwrap();
+    assert_eq!(verifier.verify(ENTRA_FILE_TOKEN), None);
+    assert_eq!(verifier.verify(OKTA_FILE_TOKEN), Some("okta"));
+    assert_eq!(verifier.verify(&operator), Some("operator"));
+    // An empty file revokes every file token and still no `token create` token.
+    assert_eq!(
+        db.store.token_revoke_removed_from_file(&[]).await.unwrap(),
+        vec!["okta".to_string()]
+    );
+    let verifier = db.store.token_verifier().await.unwrap();
+    assert_eq!(verifier.verify(OKTA_FILE_TOKEN), None);
+    assert_eq!(verifier.verify(&operator), Some("operator"));
+    // A revoked line put back cannot revive its token.
+    assert!(matches!(
+        db.store
+            .token_import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
+            .await,
+        Err(StoreError::Invalid { .. })
+    ));
+
+    let records = db.store.audit_export(None).await.unwrap();
+    let revocations: Vec<(Option<&str>, Option<&str>, &str)> = records
+        .iter()
+        .filter(|r| r.operation == "token.revoke")
+        .map(|r| {
+            (
+                r.actor.as_deref(),
+                r.resource_id.as_deref(),
+                r.change["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        revocations,
+        vec![
+            (
+                Some("tokens-file"),
+                Some("entra"),
+                "removed from the tokens file"
+            ),
+            (
+                Some("tokens-file"),
+                Some("okta"),
+                "removed from the tokens file"
+            ),
+        ]
+    );
+    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+}
+
+async fn the_file_never_replaces_a_token_made_with_the_cli(db: &TestDb) {
+    let cli = db
+        .store
+        .token_create("okta", None, Scopes::ALL)
+        .await
+        .unwrap();
+    let refused = db
+        .store
+        .token_import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Uniqueness(_)), "{refused:?}");
+    assert!(refused.to_string().contains("token create"), "{refused}");
+    assert_eq!(
+        db.store.token_verifier().await.unwrap().verify(&cli),
+        Some("okta")
+    );
+    // A token the file names exactly becomes the file's (tokens imported before sources were
+    // recorded show `cli`): removing its line then revokes it.
+    db.store
+        .token_import("okta", &cli, Scopes::ALL)
+        .await
+        .unwrap();
+    let listed = db.store.token_list().await.unwrap();
+    assert_eq!(listed[0].source, TokenSource::File);
+    assert_eq!(
+        db.store.token_revoke_removed_from_file(&[]).await.unwrap(),
+        vec!["okta".to_string()]
+    );
+}
+
+async fn weak_imported_tokens_are_refused(db: &TestDb) {
+    for weak in [
+        "0123456789abcdef0123456789abcdef",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "passwordpasswordpasswordpassword",
+        "deadbeef",
+    ] {
+        let e = db
+            .store
+            .token_import("weak", weak, Scopes::ALL)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Invalid { .. }), "{weak}: {e:?}");
+        assert!(!e.to_string().contains(weak), "{e}");
+    }
+    assert!(db.store.token_list().await.unwrap().is_empty());
+}
+
 backend_tests!(
+    names_removed_from_the_file_are_revoked_and_audited,
+    the_file_never_replaces_a_token_made_with_the_cli,
+    weak_imported_tokens_are_refused,
     tokens_keep_their_scopes_and_source,
     tokens_from_before_scopes_keep_full_access,
     tokens_verify_until_revoked,
