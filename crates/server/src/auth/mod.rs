@@ -107,11 +107,14 @@ impl Authenticator {
         {
             return Ok(verifier);
         }
+        // Stamped before the read: a revocation committed while the read runs is then seen
+        // no later than `ttl` after it.
+        let taken = Instant::now();
         let verifier = Arc::new(self.store.token_verifier().await?);
         if let Ok(mut guard) = self.snapshot.write() {
             *guard = Some(Snapshot {
                 verifier: verifier.clone(),
-                taken: Instant::now(),
+                taken,
             });
         }
         Ok(verifier)

@@ -9,6 +9,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod bulk;
+mod credentials;
 mod discovery;
 mod fixtures;
 mod groups;

@@ -54,6 +54,8 @@ pub struct TestServer {
     pub store: Store,
     /// The server's metrics registry, read in place.
     pub metrics: server::Metrics,
+    /// The store's URL, for another replica or store handle on the same database.
+    pub database_url: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
     database: Database,
@@ -162,6 +164,7 @@ impl TestServer {
             token,
             store,
             metrics,
+            database_url: url,
             client: reqwest::Client::new(),
             handle,
             database,
