@@ -91,6 +91,12 @@ pub struct SettingsArgs {
     pub jwt_rs256_key_file: Option<PathBuf>,
     #[arg(long, env = "SCIM_BRIDGE_JWT_JWKS_FILE", global = true)]
     pub jwt_jwks_file: Option<PathBuf>,
+    /// Comma-separated client ids (`azp`, `appid` or `client_id`) whose JWTs are accepted.
+    #[arg(long, env = "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS", global = true)]
+    pub jwt_allowed_clients: Option<String>,
+    /// Scopes of a JWT that carries no `scp` or `scope` claim.
+    #[arg(long, env = "SCIM_BRIDGE_JWT_DEFAULT_SCOPES", global = true)]
+    pub jwt_default_scopes: Option<String>,
     /// Requests per second per token (0 turns the limit off).
     #[arg(long, env = "SCIM_BRIDGE_RATE_LIMIT", global = true)]
     pub rate_limit: Option<String>,
@@ -153,6 +159,8 @@ struct FileJwt {
     audience: Option<String>,
     rs256_key_file: Option<PathBuf>,
     jwks_file: Option<PathBuf>,
+    allowed_clients: Option<Vec<String>>,
+    default_scopes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +200,9 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub key: JwtKey,
+    /// Empty: any client.
+    pub allowed_clients: Vec<String>,
+    pub default_scopes: store::Scopes,
 }
 
 /// The key a JWT is checked against.
@@ -417,7 +428,15 @@ impl Settings {
         let hs_secret = secret_from(env, "SCIM_BRIDGE_JWT_HS256_SECRET")?;
         let rs_key = args.jwt_rs256_key_file.clone().or(file.jwt.rs256_key_file);
         let jwks = args.jwt_jwks_file.clone().or(file.jwt.jwks_file);
-        let jwt = jwt_settings(jwt_issuer, jwt_audience, hs_secret, rs_key, jwks)?;
+        let mut jwt = jwt_settings(jwt_issuer, jwt_audience, hs_secret, rs_key, jwks)?;
+        jwt_policy(
+            &mut jwt,
+            args.jwt_allowed_clients.as_deref(),
+            file.jwt.allowed_clients,
+            args.jwt_default_scopes
+                .as_deref()
+                .or(file.jwt.default_scopes.as_deref()),
+        )?;
 
         let coder_token = secret_from(env, "SCIM_BRIDGE_CODER_TOKEN")?;
         let coder = match (args.coder_url.clone().or(file.coder.url), coder_token) {
@@ -612,9 +631,54 @@ fn jwt_settings(
                 issuer,
                 audience,
                 key,
+                allowed_clients: Vec::new(),
+                default_scopes: store::Scopes::ALL,
             }))
         }
     }
+}
+
+/// The client allowlist (flag/env as a comma-separated list, else the file's array) and the
+/// default scopes; both need JWT validation to be configured.
+fn jwt_policy(
+    jwt: &mut Option<JwtSettings>,
+    clients_flag: Option<&str>,
+    clients_file: Option<Vec<String>>,
+    default_scopes: Option<&str>,
+) -> Result<(), ConfigError> {
+    const CLIENTS: &str = "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS";
+    const SCOPES: &str = "SCIM_BRIDGE_JWT_DEFAULT_SCOPES";
+    let clients: Option<Vec<String>> = match clients_flag {
+        Some(raw) => Some(raw.split(',').map(|c| c.trim().to_string()).collect()),
+        None => clients_file,
+    };
+    let Some(jwt) = jwt else {
+        for (setting, given) in [
+            (CLIENTS, clients.is_some()),
+            (SCOPES, default_scopes.is_some()),
+        ] {
+            if given {
+                return Err(bad(
+                    setting,
+                    "needs JWT validation (SCIM_BRIDGE_JWT_ISSUER, …)",
+                ));
+            }
+        }
+        return Ok(());
+    };
+    if let Some(clients) = clients {
+        if clients.is_empty() || clients.iter().any(String::is_empty) {
+            return Err(bad(CLIENTS, "a client id is empty"));
+        }
+        jwt.allowed_clients = clients;
+    }
+    if let Some(raw) = default_scopes {
+        // An empty set is allowed: such tokens then need an `scp` or `scope` claim.
+        jwt.default_scopes = raw
+            .parse()
+            .map_err(|e: store::UnknownScope| bad(SCOPES, e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn check_readable(setting: &str, path: &Path) -> Result<(), ConfigError> {
@@ -810,5 +874,59 @@ mod tests {
         assert!(Settings::load(&args, &env(&[])).is_err());
         let s = Settings::load(&args, &env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")])).unwrap();
         assert!(matches!(s.jwt.unwrap().key, JwtKey::Hs256(_)));
+    }
+
+    #[test]
+    fn jwt_clients_and_default_scopes() {
+        let secret = env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")]);
+        let args = SettingsArgs {
+            jwt_issuer: Some("https://sts.windows.net/t/".into()),
+            jwt_audience: Some("aud".into()),
+            jwt_allowed_clients: Some("app-1, app-2".into()),
+            jwt_default_scopes: Some("scim:read".into()),
+            ..Default::default()
+        };
+        let jwt = Settings::load(&args, &secret).unwrap().jwt.unwrap();
+        assert_eq!(jwt.allowed_clients, ["app-1", "app-2"]);
+        assert_eq!(jwt.default_scopes, store::Scopes::READ);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "[jwt]\nissuer = \"i\"\naudience = \"a\"\nallowed_clients = [\"app-3\"]\ndefault_scopes = \"\"\n",
+        )
+        .unwrap();
+        let file = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let jwt = Settings::load(&file, &secret).unwrap().jwt.unwrap();
+        assert_eq!(jwt.allowed_clients, ["app-3"]);
+        assert_eq!(jwt.default_scopes, store::Scopes::NONE);
+
+        let unknown = SettingsArgs {
+            jwt_default_scopes: Some("scim:admin".into()),
+            ..args.clone()
+        };
+        let e = Settings::load(&unknown, &secret).unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_JWT_DEFAULT_SCOPES");
+        assert!(e.problem.contains("scim:admin"), "{}", e.problem);
+        let empty_client = SettingsArgs {
+            jwt_allowed_clients: Some("app-1,".into()),
+            ..args.clone()
+        };
+        assert_eq!(
+            Settings::load(&empty_client, &secret).unwrap_err().setting,
+            "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS"
+        );
+        let without_jwt = SettingsArgs {
+            jwt_allowed_clients: Some("app-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::load(&without_jwt, &env(&[])).unwrap_err().setting,
+            "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS"
+        );
     }
 }

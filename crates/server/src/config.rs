@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+use store::Scopes;
 use url::Url;
 
 /// Settings of the SCIM HTTP service.
@@ -55,8 +57,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// JWT bearer validation: a token passes when it is signed by `key` and carries this `iss`,
-/// this `aud`, a `sub` and an unexpired `exp`.
+/// JWT bearer validation: a token passes when it is signed by `key` with the key's own
+/// algorithm and carries this `iss`, this `aud`, a `sub`, an unexpired `exp`, a reached `nbf`
+/// (when present) and, with an allowlist, an allowed client.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// Required `iss`.
@@ -65,6 +68,26 @@ pub struct JwtConfig {
     pub audience: String,
     /// The verification key.
     pub key: JwtKey,
+    /// Clients (`azp`, `appid` or `client_id`) whose tokens are accepted; empty accepts any.
+    pub allowed_clients: Vec<String>,
+    /// The scopes of a token without an `scp` or `scope` claim.
+    pub default_scopes: Scopes,
+    /// How often a JWKS file is looked at for new content.
+    pub jwks_recheck: Duration,
+}
+
+impl JwtConfig {
+    /// Any client, both scopes by default, the JWKS file re-checked every 5 s.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>, key: JwtKey) -> Self {
+        JwtConfig {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            key,
+            allowed_clients: Vec::new(),
+            default_scopes: Scopes::ALL,
+            jwks_recheck: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Where JWT signatures are checked against.
@@ -74,8 +97,11 @@ pub enum JwtKey {
     Hs256(Vec<u8>),
     /// An RS256 public key in PEM.
     Rs256Pem(Vec<u8>),
-    /// A JWKS document (JSON); RS256 keys are selected by the token's `kid`.
+    /// A JWKS document (JSON); keys are selected by the token's `kid` and verify with their
+    /// own `alg`.
     Jwks(String),
+    /// A JWKS file, re-read when its content changes (keys rotate without a restart).
+    JwksFile(PathBuf),
 }
 
 impl fmt::Debug for JwtKey {
@@ -85,6 +111,7 @@ impl fmt::Debug for JwtKey {
             JwtKey::Hs256(_) => f.write_str("Hs256(<redacted>)"),
             JwtKey::Rs256Pem(_) => f.write_str("Rs256Pem(..)"),
             JwtKey::Jwks(_) => f.write_str("Jwks(..)"),
+            JwtKey::JwksFile(path) => write!(f, "JwksFile({})", path.display()),
         }
     }
 }

@@ -18,21 +18,21 @@ pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
 pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig> {
     let jwt = match &settings.jwt {
         None => None,
-        Some(j) => Some(server::JwtConfig {
-            issuer: j.issuer.clone(),
-            audience: j.audience.clone(),
-            key: match &j.key {
+        Some(j) => {
+            let key = match &j.key {
                 JwtKey::Hs256(secret) => server::JwtKey::Hs256(secret.expose().as_bytes().to_vec()),
                 JwtKey::Rs256Pem(path) => server::JwtKey::Rs256Pem(
                     std::fs::read(path)
                         .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_JWT_RS256_KEY_FILE: {e}"))?,
                 ),
-                JwtKey::Jwks(path) => server::JwtKey::Jwks(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_JWT_JWKS_FILE: {e}"))?,
-                ),
-            },
-        }),
+                // Read by the server, which re-reads it when it changes.
+                JwtKey::Jwks(path) => server::JwtKey::JwksFile(path.clone()),
+            };
+            let mut config = server::JwtConfig::new(j.issuer.clone(), j.audience.clone(), key);
+            config.allowed_clients = j.allowed_clients.clone();
+            config.default_scopes = j.default_scopes;
+            Some(config)
+        }
     };
     Ok(server::ServerConfig {
         listen: settings.listen,
@@ -121,10 +121,15 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let bound = server::bind(server_config(settings)?, deps)
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
-                "SCIM_BRIDGE_LISTEN: cannot serve on {}: {e}",
-                settings.listen
-            )
+            // `bind` reports unusable JWT settings (e.g. the JWKS file) as invalid input.
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                anyhow::anyhow!("{e}")
+            } else {
+                anyhow::anyhow!(
+                    "SCIM_BRIDGE_LISTEN: cannot serve on {}: {e}",
+                    settings.listen
+                )
+            }
         })?;
     let addr = bound.local_addr();
     tracing::info!(addr = %addr, backend = store.backend_name(), "listening; SCIM base URL http://{addr}/scim/v2");
@@ -140,4 +145,38 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Environment, SettingsArgs};
+
+    struct NoEnv;
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn jwt_settings_reach_the_server_and_the_jwks_file_stays_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, "{\"keys\": []}").unwrap();
+        let args = SettingsArgs {
+            jwt_issuer: Some("https://login.microsoftonline.com/t/v2.0".into()),
+            jwt_audience: Some("api://scim-bridge".into()),
+            jwt_jwks_file: Some(jwks.clone()),
+            jwt_allowed_clients: Some("entra-app".into()),
+            jwt_default_scopes: Some("scim:read".into()),
+            ..Default::default()
+        };
+        let settings = Settings::load(&args, &NoEnv).unwrap();
+        let jwt = server_config(&settings).unwrap().jwt.unwrap();
+        assert_eq!(jwt.allowed_clients, ["entra-app"]);
+        assert_eq!(jwt.default_scopes, store::Scopes::READ);
+        // The server re-reads the file when it changes, so it gets the path, not the content.
+        assert!(matches!(jwt.key, server::JwtKey::JwksFile(ref p) if *p == jwks));
+    }
 }

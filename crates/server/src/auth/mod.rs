@@ -65,11 +65,11 @@ impl Authenticator {
         // A JWT is three base64url parts; a bridge token never contains a dot.
         if let Some(jwt) = &self.jwt
             && token.split('.').count() == 3
-            && let Some(sub) = jwt.validate(token)
+            && let Some(caller) = jwt.validate(token)
         {
             return Ok(Principal {
-                name: format!("jwt:{sub}"),
-                scopes: Scopes::ALL,
+                name: format!("jwt:{}", caller.sub),
+                scopes: caller.scopes,
             });
         }
         Err(ApiError::Unauthorized("the bearer token is not valid"))

@@ -143,11 +143,7 @@ async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
 }
 
 async fn jwt_bearers(backend: Backend) {
-    let jwt = |key: JwtKey| JwtConfig {
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        key,
-    };
+    let jwt = |key: JwtKey| JwtConfig::new(ISSUER, AUDIENCE, key);
 
     // HS256.
     let Some(srv) = TestServer::start_with(

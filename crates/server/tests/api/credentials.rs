@@ -2,11 +2,92 @@
 //! and JWTs are held to their client, their `nbf`, their key's own algorithm and a JWKS file
 //! that rotates without a restart.
 
+use crate::on_both_backends;
 use crate::support::{Backend, TestServer};
-use server::{ServerConfig, ServerDeps};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use server::{JwtConfig, JwtKey, ServerConfig, ServerDeps};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use store::{Scopes, Store, StoreOptions};
+
+on_both_backends!(jwt_scopes_decide_what_a_caller_may_do);
+
+const ISSUER: &str = "https://login.microsoftonline.com/tenant/v2.0";
+const AUDIENCE: &str = "api://scim-bridge";
+const HS256_SECRET: &[u8] = b"an hs256 secret of at least thirty-two bytes";
+
+fn key_file(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/api/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Claims valid for five minutes, plus `extra`.
+fn claims(extra: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "provisioning", "iat": now, "exp": now + 300});
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    claims
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    encode(&header, claims, key).unwrap()
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        None,
+        claims,
+        &EncodingKey::from_secret(HS256_SECRET),
+    )
+}
+
+fn rs256(kid: Option<&str>, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&key_file("rsa-private.pem")).unwrap();
+    sign(Algorithm::RS256, kid, claims, &key)
+}
+
+fn es256(kid: Option<&str>, claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(&key_file("ec-private.pem")).unwrap();
+    sign(Algorithm::ES256, kid, claims, &key)
+}
+
+/// `token` with its header replaced by `{"alg":"none",…}` and no signature (RFC 7519 §6.1).
+fn unsigned(token: &str, none_header: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    format!("{none_header}.{payload}.")
+}
+
+/// `{"alg":"none","typ":"JWT"}`, with `kid` `bridge-test-1`, and spelled `None`.
+const NONE_HEADERS: [&str; 3] = [
+    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
+    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwia2lkIjoiYnJpZGdlLXRlc3QtMSJ9",
+    "eyJhbGciOiJOb25lIiwidHlwIjoiSldUIn0",
+];
+
+/// A server that accepts JWTs as `configure` says.
+async fn jwt_server(backend: Backend, jwt: JwtConfig) -> Option<TestServer> {
+    TestServer::start_with(backend, move |c| c.jwt = Some(jwt), None).await
+}
+
+impl TestServer {
+    /// The status of `GET /Users` with the bearer `token`.
+    async fn users_status(&self, token: &str) -> u16 {
+        self.send(self.client.get(self.url("/Users")).bearer_auth(token))
+            .await
+            .status
+    }
+}
 
 /// A second replica: its own store handle and server on the database of `srv`.
 struct Replica {
@@ -109,4 +190,273 @@ async fn a_revoked_token_is_refused_by_every_replica_within_a_second() {
     assert_eq!(status(&srv.client, urls[0], &srv.token).await, 200);
     assert_eq!(status(&srv.client, urls[1], &srv.token).await, 200);
     replica.handle.stop(false).await;
+}
+
+/// The client allowlist: a token must name an allowed client in `azp`, `appid` or `client_id`,
+/// and every client claim it carries must be allowed. `nbf` in the future is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwts_from_other_clients_or_before_nbf_are_refused() {
+    let mut config = JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Hs256(HS256_SECRET.to_vec()));
+    config.allowed_clients = vec!["okta-app".into(), "entra-app".into()];
+    let srv = jwt_server(Backend::Sqlite, config).await.unwrap();
+    for accepted in [
+        json!({"azp": "okta-app"}),
+        json!({"appid": "entra-app"}),
+        json!({"client_id": "okta-app"}),
+        json!({"azp": "entra-app", "appid": "entra-app"}),
+    ] {
+        let status = srv.users_status(&hs256(&claims(accepted.clone()))).await;
+        assert_eq!(status, 200, "{accepted}");
+    }
+    for refused in [
+        json!({}),
+        json!({"azp": "evil-app"}),
+        json!({"appid": "evil-app"}),
+        json!({"client_id": "OKTA-APP"}),
+        json!({"azp": "okta-app", "appid": "evil-app"}),
+        json!({"azp": ""}),
+    ] {
+        let reply = srv
+            .send(
+                srv.client
+                    .get(srv.url("/Users"))
+                    .bearer_auth(hs256(&claims(refused.clone()))),
+            )
+            .await;
+        assert_eq!(reply.status, 401, "{refused}: {}", reply.text);
+    }
+
+    // nbf: refused until it is reached (60 s leeway, as for exp).
+    let now = chrono::Utc::now().timestamp();
+    let early = claims(json!({"azp": "okta-app", "nbf": now + 600}));
+    assert_eq!(srv.users_status(&hs256(&early)).await, 401);
+    let within_leeway = claims(json!({"azp": "okta-app", "nbf": now + 30}));
+    assert_eq!(srv.users_status(&hs256(&within_leeway)).await, 200);
+    let reached = claims(json!({"azp": "okta-app", "nbf": now - 60}));
+    assert_eq!(srv.users_status(&hs256(&reached)).await, 200);
+    let malformed = claims(json!({"azp": "okta-app", "nbf": "soon"}));
+    assert_eq!(srv.users_status(&hs256(&malformed)).await, 401);
+}
+
+/// Each JWKS key verifies with its own algorithm only: an ES256 key takes ES256 tokens, and no
+/// token can choose another algorithm for it: RS256, HS256 "signed" with the public key
+/// (algorithm confusion) and `alg: none` are all refused, against every kind of key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_keys_honour_their_own_algorithm() {
+    let ec_jwks = String::from_utf8(key_file("jwks-ec.json")).unwrap();
+    let ec = jwt_server(
+        Backend::Sqlite,
+        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(ec_jwks.clone())),
+    )
+    .await
+    .unwrap();
+    let good = claims(json!({}));
+    assert_eq!(
+        ec.users_status(&es256(Some("bridge-test-ec"), &good)).await,
+        200
+    );
+    // The only key of a set also takes a token without kid, still with its own algorithm.
+    assert_eq!(ec.users_status(&es256(None, &good)).await, 200);
+    assert_eq!(ec.users_status(&es256(Some("other"), &good)).await, 401);
+    // RS256 against an ES256-only key.
+    assert_eq!(
+        ec.users_status(&rs256(Some("bridge-test-ec"), &good)).await,
+        401
+    );
+    assert_eq!(ec.users_status(&rs256(None, &good)).await, 401);
+    // HS256 keyed with the public key, as PEM and as the JWKS text an attacker can fetch.
+    for public in [key_file("ec-public.pem"), ec_jwks.clone().into_bytes()] {
+        let forged = sign(
+            Algorithm::HS256,
+            Some("bridge-test-ec"),
+            &good,
+            &EncodingKey::from_secret(&public),
+        );
+        assert_eq!(ec.users_status(&forged).await, 401);
+    }
+    // A key whose JWK has no alg: ES256 follows from kty EC and crv P-256.
+    let mut no_alg: Value = serde_json::from_str(&ec_jwks).unwrap();
+    no_alg["keys"][0].as_object_mut().unwrap().remove("alg");
+    let implied = jwt_server(
+        Backend::Sqlite,
+        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(no_alg.to_string())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        implied
+            .users_status(&es256(Some("bridge-test-ec"), &good))
+            .await,
+        200
+    );
+    assert_eq!(
+        implied
+            .users_status(&rs256(Some("bridge-test-ec"), &good))
+            .await,
+        401
+    );
+
+    // The RSA set (RS256 keys) and the single PEM key refuse the same forgeries.
+    let rsa_jwks = String::from_utf8(key_file("jwks.json")).unwrap();
+    let rsa = jwt_server(
+        Backend::Sqlite,
+        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(rsa_jwks.clone())),
+    )
+    .await
+    .unwrap();
+    let pem = jwt_server(
+        Backend::Sqlite,
+        JwtConfig::new(
+            ISSUER,
+            AUDIENCE,
+            JwtKey::Rs256Pem(key_file("rsa-public.pem")),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rsa.users_status(&rs256(Some("bridge-test-1"), &good)).await,
+        200
+    );
+    assert_eq!(pem.users_status(&rs256(None, &good)).await, 200);
+    for srv in [&rsa, &pem] {
+        for public in [key_file("rsa-public.pem"), rsa_jwks.clone().into_bytes()] {
+            let forged = sign(
+                Algorithm::HS256,
+                Some("bridge-test-1"),
+                &good,
+                &EncodingKey::from_secret(&public),
+            );
+            assert_eq!(srv.users_status(&forged).await, 401);
+        }
+        assert_eq!(
+            srv.users_status(&es256(Some("bridge-test-1"), &good)).await,
+            401
+        );
+    }
+
+    // alg: none, against every kind of key (and the HS256 secret).
+    let hs = jwt_server(
+        Backend::Sqlite,
+        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Hs256(HS256_SECRET.to_vec())),
+    )
+    .await
+    .unwrap();
+    for (srv, valid) in [
+        (&ec, es256(Some("bridge-test-ec"), &good)),
+        (&rsa, rs256(Some("bridge-test-1"), &good)),
+        (&pem, rs256(None, &good)),
+        (&hs, hs256(&good)),
+    ] {
+        assert_eq!(srv.users_status(&valid).await, 200);
+        for header in NONE_HEADERS {
+            let none = unsigned(&valid, header);
+            assert_eq!(srv.users_status(&none).await, 401, "{none}");
+            // …and with the valid signature left on.
+            let kept = format!("{none}{}", valid.rsplit('.').next().unwrap());
+            assert_eq!(srv.users_status(&kept).await, 401, "{kept}");
+        }
+    }
+}
+
+/// The JWKS file is re-read when it changes: after it is replaced by a set holding only the
+/// EC key, the old RSA key stops working and the new key works, without a restart. A broken
+/// file keeps the keys loaded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_jwks_file_rotates_keys_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, key_file("jwks.json")).unwrap();
+    let mut config = JwtConfig::new(ISSUER, AUDIENCE, JwtKey::JwksFile(path.clone()));
+    config.jwks_recheck = Duration::from_millis(100);
+    let srv = jwt_server(Backend::Sqlite, config).await.unwrap();
+    let good = claims(json!({}));
+    let old = rs256(Some("bridge-test-1"), &good);
+    let new = es256(Some("bridge-test-ec"), &good);
+    assert_eq!(srv.users_status(&old).await, 200);
+    assert_eq!(srv.users_status(&new).await, 401);
+
+    // Replace the file the way a Secret or ConfigMap update does: a new file renamed over it.
+    let staged = dir.path().join("jwks.json.new");
+    std::fs::write(&staged, key_file("jwks-ec.json")).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (old_status, new_status) = (srv.users_status(&old).await, srv.users_status(&new).await);
+        if (old_status, new_status) == (401, 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "5 s after the JWKS file changed: old key {old_status}, new key {new_status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A broken file does not lock every JWT out; the last good keys stay.
+    std::fs::write(&path, "{\"keys\": [{\"kty\": \"RSA\"").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(srv.users_status(&new).await, 200);
+        assert_eq!(srv.users_status(&old).await, 401);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+}
+
+/// A JWT's scopes come from `scp` (Entra) or `scope` (RFC 9068), names other than the bridge's
+/// ignored, else the configured default: a read-only JWT reads but gets 403 on a write, and
+/// the store is unchanged.
+async fn jwt_scopes_decide_what_a_caller_may_do(backend: Backend) {
+    let mut config = JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Hs256(HS256_SECRET.to_vec()));
+    config.default_scopes = Scopes::READ;
+    let Some(srv) = jwt_server(backend, config).await else {
+        return;
+    };
+    let create = |token: String| {
+        srv.client
+            .post(srv.url("/Users"))
+            .bearer_auth(token)
+            .header("content-type", "application/scim+json")
+            .body(crate::user_body("jwt-scope@example.com").to_string())
+    };
+    let audited = srv.store.audit_export(None).await.unwrap().len();
+    for read_only in [
+        json!({"scp": "scim:read User.Read"}),
+        json!({"scope": "openid scim:read"}),
+        json!({"scp": ["scim:read"]}),
+        json!({"scp": "scim:admin"}),
+        json!({}),
+    ] {
+        let token = hs256(&claims(read_only.clone()));
+        assert_eq!(
+            srv.users_status(&token).await,
+            if read_only["scp"] == "scim:admin" {
+                403
+            } else {
+                200
+            },
+            "{read_only}"
+        );
+        let reply = srv.send(create(token)).await;
+        reply.assert_error(403, None);
+    }
+    assert_eq!(srv.get("/Users").await.body["totalResults"], 0);
+    assert_eq!(
+        srv.store.audit_export(None).await.unwrap().len(),
+        audited,
+        "a refused write leaves no audit record"
+    );
+
+    for writer in [
+        json!({"scp": "scim:read scim:write"}),
+        json!({"scope": "scim:write scim:read"}),
+    ] {
+        let reply = srv.send(create(hs256(&claims(writer.clone())))).await;
+        assert!(
+            matches!(reply.status, 201 | 409),
+            "{writer}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(srv.get("/Users").await.body["totalResults"], 1);
 }
