@@ -19,7 +19,9 @@ use std::time::Duration;
 on_both_backends!(
     encoded_and_dotted_paths_need_a_token,
     every_registered_route_but_discovery_refuses_anonymous_callers,
-    route_and_token_requirement_agree_for_generated_paths
+    route_and_token_requirement_agree_for_generated_paths,
+    a_read_only_token_reads_and_cannot_write,
+    a_write_only_token_writes_and_cannot_read
 );
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -255,6 +257,188 @@ async fn encoded_and_dotted_paths_need_a_token(backend: Backend) {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// A request with `token`.
+async fn call_with(
+    srv: &TestServer,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> crate::support::Reply {
+    let mut builder = srv
+        .client
+        .request(method.parse().unwrap(), srv.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        builder = builder
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+    }
+    srv.send(builder).await
+}
+
+async fn a_read_only_token_reads_and_cannot_write(backend: Backend) {
+    // Every request re-reads the tokens, so one made after start-up is known at once.
+    let Some(srv) =
+        TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO, None).await
+    else {
+        return;
+    };
+    let user = srv.create_user("alice@example.com").await;
+    let group = srv.create_group("engineering", &[&user]).await;
+    let reader = srv
+        .store
+        .token_create("auditor", None, store::Scopes::READ)
+        .await
+        .unwrap();
+    let before = store_state(&srv).await;
+
+    // Reads, a root or per-type search (POST, but a read) included.
+    for (method, path, body) in [
+        ("GET", "/Users".to_string(), None),
+        ("GET", format!("/Users/{user}"), None),
+        ("GET", format!("/Groups/{group}"), None),
+        (
+            "POST",
+            "/.search".to_string(),
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+        ),
+        (
+            "POST",
+            "/Groups/.search".to_string(),
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+        ),
+    ] {
+        let reply = call_with(&srv, &reader, method, &path, body).await;
+        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text);
+    }
+
+    // Every write is 403, a SCIM error naming the missing scope.
+    let patch = crate::patch_op(json!([{"op": "replace", "path": "displayName", "value": "x"}]));
+    let writes = [
+        (
+            "POST",
+            "/Users".to_string(),
+            Some(crate::user_body("bob@example.com")),
+        ),
+        (
+            "PUT",
+            format!("/Users/{user}"),
+            Some(crate::user_body("alice@example.com")),
+        ),
+        ("PATCH", format!("/Users/{user}"), Some(patch.clone())),
+        ("DELETE", format!("/Users/{user}"), None),
+        (
+            "POST",
+            "/Groups".to_string(),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g2"}),
+            ),
+        ),
+        (
+            "PUT",
+            format!("/Groups/{group}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "g3"}),
+            ),
+        ),
+        ("PATCH", format!("/Groups/{group}"), Some(patch)),
+        ("DELETE", format!("/Groups/{group}"), None),
+    ];
+    for (method, path, body) in writes {
+        let reply = call_with(&srv, &reader, method, &path, body).await;
+        reply.assert_error(403, None);
+        assert!(
+            reply.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("scim:write"),
+            "{method} {path}: {}",
+            reply.text
+        );
+    }
+
+    // Inside /Bulk, each write operation is refused on its own.
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u", "data": crate::user_body("carol@example.com")},
+            {"method": "POST", "path": "/Groups", "bulkId": "g", "data": {"displayName": "g4", "members": [{"value": "bulkId:u"}]}},
+            {"method": "PUT", "path": format!("/Users/{user}"), "data": crate::user_body("alice@example.com")},
+            {"method": "PATCH", "path": format!("/Groups/{group}"), "data": crate::patch_op(json!([{"op": "remove", "path": "members"}]))},
+            {"method": "DELETE", "path": format!("/Users/{user}")},
+        ],
+    });
+    let reply = call_with(&srv, &reader, "POST", "/Bulk", Some(bulk)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let operations = reply.body["Operations"].as_array().unwrap();
+    assert_eq!(operations.len(), 5, "{}", reply.text);
+    for op in operations {
+        assert_eq!(op["status"], "403", "{op}");
+        assert_eq!(op["response"]["status"], "403", "{op}");
+        assert!(
+            op["response"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("scim:write"),
+            "{op}"
+        );
+    }
+
+    assert_eq!(
+        store_state(&srv).await,
+        before,
+        "the read-only token changed nothing"
+    );
+    // The full token still writes.
+    assert_eq!(srv.delete(&format!("/Users/{user}")).await.status, 204);
+}
+
+async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
+    let Some(srv) =
+        TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO, None).await
+    else {
+        return;
+    };
+    let writer = srv
+        .store
+        .token_create(
+            "loader",
+            None,
+            store::Scopes::NONE.with(store::Scope::Write),
+        )
+        .await
+        .unwrap();
+    let created = call_with(
+        &srv,
+        &writer,
+        "POST",
+        "/Users",
+        Some(crate::user_body("dave@example.com")),
+    )
+    .await;
+    assert_eq!(
+        created.status, 201,
+        "a write answers with what it wrote: {}",
+        created.text
+    );
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let audit = srv.store.audit_export(None).await.unwrap();
+    assert_eq!(audit.last().unwrap().actor.as_deref(), Some("loader"));
+    for path in ["/Users".to_string(), format!("/Users/{id}")] {
+        let reply = call_with(&srv, &writer, "GET", &path, None).await;
+        reply.assert_error(403, None);
+        assert!(
+            reply.body["detail"].as_str().unwrap().contains("scim:read"),
+            "{}",
+            reply.text
+        );
+    }
+    call_with(&srv, &writer, "POST", "/.search", Some(json!({})))
+        .await
+        .assert_error(403, None);
 }
 
 /// A concrete path for a route pattern.
