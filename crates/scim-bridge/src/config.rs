@@ -102,6 +102,15 @@ pub struct SettingsArgs {
     pub rate_limit: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_RATE_LIMIT_BURST", global = true)]
     pub rate_limit_burst: Option<String>,
+    /// Failed authentications per second per client address (0 turns the limit off).
+    #[arg(long, env = "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT", global = true)]
+    pub auth_failure_rate_limit: Option<String>,
+    #[arg(long, env = "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT_BURST", global = true)]
+    pub auth_failure_rate_limit_burst: Option<String>,
+    /// Proxies (IPs or CIDR blocks, comma-separated) whose Forwarded / X-Forwarded-* headers
+    /// are believed.
+    #[arg(long, env = "SCIM_BRIDGE_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_MAX_BODY_BYTES", global = true)]
     pub max_body_bytes: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_BULK_MAX_OPERATIONS", global = true)]
@@ -135,6 +144,7 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     max_body_bytes: Option<u64>,
+    trusted_proxies: Option<FileList>,
     #[serde(default)]
     jwt: FileJwt,
     #[serde(default)]
@@ -168,6 +178,25 @@ struct FileJwt {
 struct FileRateLimit {
     per_second: Option<u64>,
     burst: Option<u64>,
+    auth_failures_per_second: Option<u64>,
+    auth_failure_burst: Option<u64>,
+}
+
+/// A list in the TOML file, written as an array or as one comma-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl FileList {
+    fn joined(self) -> String {
+        match self {
+            FileList::One(s) => s,
+            FileList::Many(items) => items.join(","),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +277,10 @@ pub struct Settings {
     pub rate_limit_per_second: u32,
     #[validate(range(min = 1))]
     pub rate_limit_burst: u32,
+    pub auth_failure_rate_limit_per_second: u32,
+    #[validate(range(min = 1))]
+    pub auth_failure_rate_limit_burst: u32,
+    pub trusted_proxies: server::TrustedProxies,
     #[validate(range(min = 1024))]
     pub max_body_bytes: usize,
     #[validate(range(min = 1, max = 100000))]
@@ -265,6 +298,7 @@ pub struct Settings {
 fn setting_name(field: &str) -> &'static str {
     match field {
         "rate_limit_burst" => "SCIM_BRIDGE_RATE_LIMIT_BURST",
+        "auth_failure_rate_limit_burst" => "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT_BURST",
         "max_body_bytes" => "SCIM_BRIDGE_MAX_BODY_BYTES",
         "bulk_max_operations" => "SCIM_BRIDGE_BULK_MAX_OPERATIONS",
         "bulk_max_payload_bytes" => "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES",
@@ -513,6 +547,17 @@ impl Settings {
             ));
         }
 
+        let trusted_proxies = match args
+            .trusted_proxies
+            .clone()
+            .or(file.trusted_proxies.map(FileList::joined))
+        {
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| bad("SCIM_BRIDGE_TRUSTED_PROXIES", format!("{e}")))?,
+            None => server::TrustedProxies::none(),
+        };
+
         let mut rules = toml::Table::new();
         for (key, value) in [
             ("users", file.users),
@@ -552,6 +597,19 @@ impl Settings {
                 file.rate_limit.burst,
                 200,
             )?,
+            auth_failure_rate_limit_per_second: number(
+                "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT",
+                &args.auth_failure_rate_limit,
+                file.rate_limit.auth_failures_per_second,
+                5,
+            )?,
+            auth_failure_rate_limit_burst: number(
+                "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT_BURST",
+                &args.auth_failure_rate_limit_burst,
+                file.rate_limit.auth_failure_burst,
+                20,
+            )?,
+            trusted_proxies,
             max_body_bytes: number(
                 "SCIM_BRIDGE_MAX_BODY_BYTES",
                 &args.max_body_bytes,
@@ -818,6 +876,71 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "SCIM_BRIDGE_DRIFT_INTERVAL");
+    }
+
+    #[test]
+    fn edge_settings_come_from_flags_or_the_file_and_errors_name_them() {
+        let defaults = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        assert_eq!(defaults.auth_failure_rate_limit_per_second, 5);
+        assert_eq!(defaults.auth_failure_rate_limit_burst, 20);
+        assert!(defaults.trusted_proxies.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n[rate_limit]\nauth_failures_per_second = 2\nauth_failure_burst = 4\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::load(&args, &env(&[])).unwrap();
+        assert_eq!(s.auth_failure_rate_limit_per_second, 2);
+        assert_eq!(s.auth_failure_rate_limit_burst, 4);
+        assert!(s.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(s.trusted_proxies.contains("192.168.1.7".parse().unwrap()));
+        assert!(!s.trusted_proxies.contains("192.168.1.8".parse().unwrap()));
+
+        let s = Settings::load(
+            &SettingsArgs {
+                trusted_proxies: Some("10.0.0.1, fd00::/8".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap();
+        assert!(s.trusted_proxies.contains("fd00::1".parse().unwrap()));
+
+        let e = Settings::load(
+            &SettingsArgs {
+                trusted_proxies: Some("10.0.0.0/8,proxy.internal".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_TRUSTED_PROXIES");
+        assert!(e.problem.contains("proxy.internal"), "{}", e.problem);
+        let e = Settings::load(
+            &SettingsArgs {
+                auth_failure_rate_limit_burst: Some("0".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT_BURST");
+        let e = Settings::load(
+            &SettingsArgs {
+                auth_failure_rate_limit: Some("many".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT");
     }
 
     #[test]

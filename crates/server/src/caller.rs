@@ -95,7 +95,7 @@ impl Caller<Write> {
         AuthorizedWrite(WriteContext {
             request_id: self.request.request_id.clone(),
             token_name: Some(self.principal.name.clone()),
-            source_addr: self.request.client_addr.clone(),
+            source_addr: self.request.client_addr.map(|ip| ip.to_string()),
             operation: operation.into(),
         })
     }
@@ -150,7 +150,7 @@ mod tests {
     fn a_caller_is_admitted_only_with_the_scope_its_access_requires() {
         let request = RequestContext {
             request_id: "r1".into(),
-            client_addr: Some("192.0.2.7".into()),
+            client_addr: Some("192.0.2.7".parse().unwrap()),
         };
         let reader = Caller::<Read>::admit(principal(Scopes::READ), request.clone()).unwrap();
         assert!(matches!(

@@ -1,6 +1,7 @@
 //! What the binary tells the service: where to listen, the public base URL, limits and the
 //! optional JWT validation. The names and defaults follow `docs/CONFIGURATION.md`.
 
+use crate::client::TrustedProxies;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,12 +15,19 @@ pub struct ServerConfig {
     /// The address to bind (`SCIM_BRIDGE_LISTEN`).
     pub listen: SocketAddr,
     /// The public SCIM base URL (`…/scim/v2`) used in `meta.location`, `Location` and `$ref`;
-    /// `None`: built from the request's scheme and `Host`.
+    /// `None`: `http://` and the socket's own address, or what a trusted proxy forwards.
     pub base_url: Option<Url>,
+    /// Peers whose `Forwarded` / `X-Forwarded-*` headers are believed
+    /// (`SCIM_BRIDGE_TRUSTED_PROXIES`); from anyone else they are ignored.
+    pub trusted_proxies: TrustedProxies,
     /// Requests per second per token; `0` turns the limit off.
     pub rate_limit_per_second: u32,
     /// Burst size per token.
     pub rate_limit_burst: u32,
+    /// Failed authentications per second per client address; `0` turns the limit off.
+    pub auth_failure_rate_limit_per_second: u32,
+    /// Burst of failed authentications per client address.
+    pub auth_failure_rate_limit_burst: u32,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `/Bulk` operation count limit, advertised in `/ServiceProviderConfig`.
@@ -44,8 +52,11 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             base_url: None,
+            trusted_proxies: TrustedProxies::none(),
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            auth_failure_rate_limit_per_second: 5,
+            auth_failure_rate_limit_burst: 20,
             max_body_bytes: 1024 * 1024,
             bulk_max_operations: 1000,
             bulk_max_payload_bytes: 1024 * 1024,

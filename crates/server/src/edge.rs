@@ -3,6 +3,7 @@
 //! per-token rate limit).
 
 use crate::auth::Principal;
+use crate::client;
 use crate::error::ApiError;
 use crate::request::RequestContext;
 use crate::state::AppState;
@@ -12,6 +13,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use scim::ScimError;
+use std::net::IpAddr;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -42,10 +44,13 @@ pub async fn edge(
         status = tracing::field::Empty,
     );
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client_addr = state
+        .as_ref()
+        .and_then(|s| client::client_ip(req.request(), &s.config.trusted_proxies));
     async move {
         req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
-            client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+            client_addr,
         });
         let mut response = next.call(req).await?;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -87,7 +92,11 @@ pub async fn authenticate(
         let missing = ScimError::status(500, "the service state is missing");
         return Ok(req.into_response(ApiError::Scim(missing).error_response()));
     };
-    match admit(&state, req.request()).await {
+    let client_addr = req
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(|ctx| ctx.client_addr);
+    match admit(&state, req.request(), client_addr).await {
         Ok(principal) => {
             tracing::Span::current().record("token", principal.name.as_str());
             req.extensions_mut().insert(principal);
@@ -97,13 +106,31 @@ pub async fn authenticate(
     }
 }
 
-/// Authenticate, then take one request from the caller's rate limit.
-pub async fn admit(state: &AppState, req: &HttpRequest) -> Result<Principal, ApiError> {
+/// Authenticate, then take one request from the caller's rate limit. A failure counts against
+/// the client's address, and an address over its failure limit is refused before any work a
+/// stream of bad credentials could multiply (a token reload, a signature check).
+pub async fn admit(
+    state: &AppState,
+    req: &HttpRequest,
+    client_addr: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(header).await?;
+    let failures = &state.auth_failures;
+    let principal = match state
+        .auth
+        .authenticate(header, &|| failures.check(client_addr))
+        .await
+    {
+        Ok(principal) => principal,
+        Err(refused @ ApiError::Unauthorized(_)) => {
+            failures.record_failure(client_addr)?;
+            return Err(refused);
+        }
+        Err(e) => return Err(e),
+    };
     state.limiter.check(&principal.name)?;
     Ok(principal)
 }

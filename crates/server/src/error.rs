@@ -29,6 +29,12 @@ pub enum ApiError {
         /// Whole seconds until a request will be accepted again (at least 1).
         retry_after_secs: u64,
     },
+    /// The client's address failed authentication too often. 429 with `Retry-After`.
+    #[error("too many failed authentications; retry after {retry_after_secs} s")]
+    AuthFailuresLimited {
+        /// Whole seconds until a credential will be checked again (at least 1).
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -58,6 +64,12 @@ impl ApiError {
                 429,
                 format!("too many requests for this token; retry after {retry_after_secs} seconds"),
             ),
+            ApiError::AuthFailuresLimited { retry_after_secs } => ScimError::status(
+                429,
+                format!(
+                    "too many failed authentications from this address; retry after {retry_after_secs} seconds"
+                ),
+            ),
         }
     }
 }
@@ -83,7 +95,8 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Bearer realm=\"scim-bridge\""),
                 );
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::AuthFailuresLimited { retry_after_secs } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Scim(_) | ApiError::Store(_) | ApiError::Forbidden(_) => {}

@@ -16,6 +16,9 @@
 //! - Access follows the route actix chose, never a comparison of path strings: a path that is
 //!   percent-encoded, dotted, doubled or of another case reaches the same handler as its routed
 //!   form, or no handler (401 under the SCIM base, 404 elsewhere).
+//! - Failed authentication is limited per client address, apart from the per-token limit: an
+//!   address over its allowance gets 429 before its credential costs a token reload or a
+//!   signature check, while a bridge token the service already holds still passes from it.
 //! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
 //!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
 //!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.
@@ -23,12 +26,16 @@
 //!   `excludedAttributes`): RFC 7644 §3.5.2 allows it and Entra asks for it, since a body
 //!   listing every member of a large group costs more than the change. A User PATCH answers
 //!   200 with the User.
-//! - The base URL in `Location` and `meta.location` is the configured one, else the request's
-//!   scheme and `Host` plus `/scim/v2`.
+//! - The base URL in `Location` and `meta.location` is the configured one, else `http://` and
+//!   the socket's own address plus `/scim/v2`. `Forwarded` / `X-Forwarded-*` count only from a
+//!   peer in `ServerConfig::trusted_proxies` (then they also name the client's address for the
+//!   audit and the failed-authentication limit); `Host` and forwarding headers from anyone
+//!   else move nothing.
 
 mod auth;
 mod body;
 mod caller;
+mod client;
 mod config;
 mod edge;
 mod error;
@@ -42,6 +49,7 @@ mod service;
 mod state;
 
 pub use auth::JwtConfigError;
+pub use client::{InvalidProxy, TrustedProxies};
 pub use config::{JwtConfig, JwtKey, ServerConfig};
 pub use error::ApiError;
 pub use handlers::Route;
@@ -138,6 +146,15 @@ pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundSer
             .wrap(from_fn(edge::edge))
             // MS Postman hits `/Users/?filter=`; the trailing slash is the same resource.
             .wrap(NormalizePath::new(TrailingSlash::Trim))
+    })
+    // The socket's own address is the base URL's authority when no base URL is configured and
+    // no trusted proxy names one.
+    .on_connect(|connection, data| {
+        if let Some(socket) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Ok(local) = socket.local_addr()
+        {
+            data.insert(client::LocalAddr(local));
+        }
     })
     .workers(workers)
     .shutdown_timeout(shutdown)

@@ -9,6 +9,7 @@ use actix_web::HttpRequest;
 use actix_web::http::header::{HeaderMap, IF_MATCH};
 use scim::ScimError;
 use scim::projection::Projection;
+use std::net::IpAddr;
 
 /// The request's identity for the audit log and the logs, set by the edge middleware on every
 /// request. Handlers get it only inside a [`Caller`](crate::caller::Caller).
@@ -17,7 +18,7 @@ pub struct RequestContext {
     /// `X-Request-Id` as sent, or generated.
     pub request_id: String,
     /// The client's IP address: the peer, or the client a trusted proxy names.
-    pub client_addr: Option<String>,
+    pub client_addr: Option<IpAddr>,
 }
 
 /// The query parameters, decoded. Entra's `?aadOptscim062020` (a name without a value) is just
@@ -76,10 +77,10 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<String>> {
 pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
     match &state.config.base_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}{SCIM_BASE_PATH}", info.scheme(), info.host())
-        }
+        None => format!(
+            "{}{SCIM_BASE_PATH}",
+            crate::client::origin(req, &state.config.trusted_proxies)
+        ),
     }
 }
 

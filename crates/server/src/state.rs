@@ -4,7 +4,7 @@ use crate::ServerDeps;
 use crate::auth::{Authenticator, JwtValidator};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::rate_limit::TokenRateLimiter;
+use crate::rate_limit::{AuthFailureLimiter, TokenRateLimiter};
 use crate::readiness::ReadinessProbe;
 use scim::Registry;
 use scim::patch::PatchOptions;
@@ -17,6 +17,7 @@ pub struct AppState {
     pub config: ServerConfig,
     pub auth: Authenticator,
     pub limiter: TokenRateLimiter,
+    pub auth_failures: AuthFailureLimiter,
     pub metrics: Metrics,
     pub readiness: Arc<dyn ReadinessProbe>,
     /// The Entra-compatible PATCH behaviour (see `scim::patch::PatchOptions`).
@@ -28,6 +29,10 @@ impl AppState {
         AppState {
             auth: Authenticator::new(deps.store.clone(), config.token_cache_ttl, jwt),
             limiter: TokenRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+            auth_failures: AuthFailureLimiter::new(
+                config.auth_failure_rate_limit_per_second,
+                config.auth_failure_rate_limit_burst,
+            ),
             store: deps.store,
             registry: Registry::standard(),
             config,

@@ -56,26 +56,38 @@ impl Authenticator {
     }
 
     /// Authenticate an `Authorization` header value. Anything but a valid credential is 401.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Principal> {
+    /// `before_costly` runs before work a stream of bad credentials could multiply (a reload of
+    /// the tokens after a miss, a JWT signature check); its error is returned as it is.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        before_costly: &dyn Fn() -> ApiResult<()>,
+    ) -> ApiResult<Principal> {
         let token = bearer_token(authorization)?;
-        if let Some(principal) = self.verify_bridge_token(token).await? {
+        if let Some(principal) = self.verify_bridge_token(token, before_costly).await? {
             self.mark_used(&principal.name);
             return Ok(principal);
         }
         // A JWT is three base64url parts; a bridge token never contains a dot.
         if let Some(jwt) = &self.jwt
             && token.split('.').count() == 3
-            && let Some(caller) = jwt.validate(token)
         {
-            return Ok(Principal {
-                name: format!("jwt:{}", caller.sub),
-                scopes: caller.scopes,
-            });
+            before_costly()?;
+            if let Some(caller) = jwt.validate(token) {
+                return Ok(Principal {
+                    name: format!("jwt:{}", caller.sub),
+                    scopes: caller.scopes,
+                });
+            }
         }
         Err(ApiError::Unauthorized("the bearer token is not valid"))
     }
 
-    async fn verify_bridge_token(&self, token: &str) -> ApiResult<Option<Principal>> {
+    async fn verify_bridge_token(
+        &self,
+        token: &str,
+        before_costly: &dyn Fn() -> ApiResult<()>,
+    ) -> ApiResult<Option<Principal>> {
         let (verifier, age) = match self.current() {
             Some((verifier, age)) if age < self.ttl => (verifier, age),
             _ => (self.refresh(self.ttl).await?, Duration::ZERO),
@@ -87,6 +99,7 @@ impl Authenticator {
             return Ok(None);
         }
         // A miss on an older snapshot: the token may have been made since.
+        before_costly()?;
         let verifier = self.refresh(MIN_REFRESH_INTERVAL).await?;
         Ok(verifier.check(token).map(principal))
     }
@@ -206,7 +219,7 @@ mod tests {
             .unwrap();
         let auth = Authenticator::new(store, Duration::from_secs(1), None);
         let principal = auth
-            .authenticate(Some(&format!("Bearer {reader}")))
+            .authenticate(Some(&format!("Bearer {reader}")), &|| Ok(()))
             .await
             .unwrap();
         assert_eq!(
@@ -217,10 +230,53 @@ mod tests {
             }
         );
         let principal = auth
-            .authenticate(Some(&format!("Bearer {writer}")))
+            .authenticate(Some(&format!("Bearer {writer}")), &|| Ok(()))
             .await
             .unwrap();
         assert_eq!(principal.scopes, Scopes::ALL);
-        assert!(auth.authenticate(Some("Bearer scimb_nope")).await.is_err());
+        assert!(
+            auth.authenticate(Some("Bearer scimb_nope"), &|| Ok(()))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_still_passes_a_known_token_and_gets_no_costly_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        let store = Store::connect(&url, store::StoreOptions::default())
+            .await
+            .unwrap();
+        let token = store.token_create("okta", None, Scopes::ALL).await.unwrap();
+        let jwt = JwtValidator::new(&crate::config::JwtConfig::new(
+            "https://issuer.example/",
+            "bridge",
+            crate::config::JwtKey::Hs256(b"an hs256 secret of at least thirty-two bytes".to_vec()),
+        ))
+        .unwrap();
+        let auth = Authenticator::new(store, Duration::from_secs(60), Some(jwt));
+        let refused = || {
+            Err(ApiError::AuthFailuresLimited {
+                retry_after_secs: 7,
+            })
+        };
+        let known = auth
+            .authenticate(Some(&format!("Bearer {token}")), &refused)
+            .await
+            .unwrap();
+        assert_eq!(known.name, "okta");
+        // A JWT-shaped credential would cost a signature check: refused before it.
+        assert!(matches!(
+            auth.authenticate(Some("Bearer a.b.c"), &refused).await,
+            Err(ApiError::AuthFailuresLimited {
+                retry_after_secs: 7
+            })
+        ));
+        // A miss on a fresh snapshot costs nothing: a plain 401.
+        assert!(matches!(
+            auth.authenticate(Some("Bearer scimb_nope"), &refused).await,
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 }

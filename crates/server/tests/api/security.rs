@@ -21,7 +21,9 @@ on_both_backends!(
     every_registered_route_but_discovery_refuses_anonymous_callers,
     route_and_token_requirement_agree_for_generated_paths,
     a_read_only_token_reads_and_cannot_write,
-    a_write_only_token_writes_and_cannot_read
+    a_write_only_token_writes_and_cannot_read,
+    a_flood_of_bad_tokens_is_limited_per_address_while_real_traffic_flows,
+    forwarding_headers_count_only_from_trusted_proxies
 );
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -171,8 +173,14 @@ fn write_body(method: &str, path: &str) -> Option<String> {
     Some(body.to_string())
 }
 
+/// Many anonymous requests from one address: the failed-authentication limit (tested on its
+/// own below) is off, so every answer is the route's own.
+fn without_failure_limit(config: &mut server::ServerConfig) {
+    config.auth_failure_rate_limit_per_second = 0;
+}
+
 async fn encoded_and_dotted_paths_need_a_token(backend: Backend) {
-    let Some(srv) = TestServer::start(backend).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
         return;
     };
     let user = srv.create_user("alice@example.com").await;
@@ -441,6 +449,185 @@ async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
         .assert_error(403, None);
 }
 
+async fn a_flood_of_bad_tokens_is_limited_per_address_while_real_traffic_flows(backend: Backend) {
+    let Some(srv) = TestServer::start_with(
+        backend,
+        |c| {
+            c.auth_failure_rate_limit_per_second = 1;
+            c.auth_failure_rate_limit_burst = 5;
+            c.rate_limit_per_second = 0;
+        },
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    srv.create_user("alice@example.com").await;
+    let before = store_state(&srv).await;
+    let users = srv.url("/Users");
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for i in 0..30 {
+        let forged = srv
+            .send(
+                srv.client
+                    .post(&users)
+                    .bearer_auth(format!("scimb_forged-{i}"))
+                    .header("content-type", "application/scim+json")
+                    .body(crate::user_body(&format!("x{i}@example.com")).to_string()),
+            )
+            .await;
+        statuses.push(forged.status);
+        if forged.status == 429 {
+            limited = Some(forged);
+        }
+        // The IdP, from the same address, between the attacker's requests: served.
+        let real = srv.get("/Users").await;
+        assert_eq!(real.status, 200, "request {i}: {}", real.text);
+    }
+    assert_eq!(
+        statuses[..5],
+        [401; 5],
+        "the burst is answered: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 20,
+        "the flood is refused: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    limited.expect("a 429").assert_retry_after(1..=5);
+    // No credential at all is a failure too.
+    srv.send(srv.client.get(&users))
+        .await
+        .assert_error(429, None);
+    // Another address has its own allowance (all of 127/8 is loopback).
+    let elsewhere = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    srv.send(elsewhere.get(&users).bearer_auth("scimb_forged-x"))
+        .await
+        .assert_error(401, None);
+    assert_eq!(store_state(&srv).await, before, "the flood wrote nothing");
+}
+
+/// A burst of 3 failures answered 401, then 429 (one more may pass if a second went by).
+fn assert_burst_then_refused(statuses: &[u16]) {
+    assert_eq!(statuses[..3], [401; 3], "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+}
+
+async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
+    let limits = |c: &mut server::ServerConfig| {
+        c.auth_failure_rate_limit_per_second = 1;
+        c.auth_failure_rate_limit_burst = 3;
+    };
+    let forged_origin = [
+        ("host", "evil.example"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9;host=evil.example;proto=https"),
+    ];
+    let create = |srv: &TestServer, user: &str, headers: &[(&'static str, &'static str)]| {
+        let mut builder = srv
+            .request(reqwest::Method::POST, "/Users")
+            .header("content-type", "application/scim+json")
+            .body(crate::user_body(user).to_string());
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+    };
+    let bad_token_from = |srv: &TestServer, client: &'static str| {
+        srv.client
+            .get(srv.url("/Users"))
+            .bearer_auth("scimb_forged")
+            .header("x-forwarded-for", client)
+    };
+
+    // An untrusted peer: the headers move nothing.
+    let Some(srv) = TestServer::start_with(backend, limits, None).await else {
+        return;
+    };
+    let created = srv
+        .send(create(&srv, "a@example.com", &forged_origin))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap();
+    let expected = format!("{}/Users/{id}", srv.base);
+    assert!(srv.base.starts_with("http://127.0.0.1:"), "{}", srv.base);
+    assert_eq!(created.header("location"), Some(expected.as_str()));
+    assert_eq!(created.body["meta"]["location"], expected);
+    let audit = srv.store.audit_export(None).await.unwrap();
+    assert_eq!(
+        audit.last().unwrap().source_addr.as_deref(),
+        Some("127.0.0.1")
+    );
+    // Nor can a new X-Forwarded-For on each bad token buy a fresh allowance.
+    let clients = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+        "198.51.100.5",
+        "198.51.100.6",
+    ];
+    let mut statuses = Vec::new();
+    for client in clients {
+        statuses.push(srv.send(bad_token_from(&srv, client)).await.status);
+    }
+    assert_burst_then_refused(&statuses);
+    drop(srv);
+
+    // Behind a trusted proxy: its headers name the origin and the client.
+    let Some(srv) = TestServer::start_with(
+        backend,
+        |c| {
+            limits(c);
+            c.trusted_proxies = "127.0.0.1".parse().unwrap();
+        },
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let proxied = [
+        ("x-forwarded-host", "scim.example.com"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    let created = srv.send(create(&srv, "b@example.com", &proxied)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap();
+    let expected = format!("https://scim.example.com/scim/v2/Users/{id}");
+    assert_eq!(created.header("location"), Some(expected.as_str()));
+    assert_eq!(created.body["meta"]["location"], expected);
+    let audit = srv.store.audit_export(None).await.unwrap();
+    assert_eq!(
+        audit.last().unwrap().source_addr.as_deref(),
+        Some("203.0.113.9")
+    );
+    // The failure limit keys on the client the proxy names.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(srv.send(bad_token_from(&srv, "198.51.100.1")).await.status);
+    }
+    assert_burst_then_refused(&statuses);
+    srv.send(bad_token_from(&srv, "198.51.100.2"))
+        .await
+        .assert_error(401, None);
+}
+
 /// A concrete path for a route pattern.
 fn concrete(pattern: &str, user_id: &str) -> String {
     pattern
@@ -454,7 +641,7 @@ fn concrete(pattern: &str, user_id: &str) -> String {
 }
 
 async fn every_registered_route_but_discovery_refuses_anonymous_callers(backend: Backend) {
-    let Some(srv) = TestServer::start(backend).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
         return;
     };
     let user = srv.create_user("walker@example.com").await;
@@ -632,7 +819,7 @@ fn routed_form(target: &str) -> String {
 }
 
 async fn route_and_token_requirement_agree_for_generated_paths(backend: Backend) {
-    let Some(srv) = TestServer::start(backend).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
         return;
     };
     srv.create_user("bystander@example.com").await;

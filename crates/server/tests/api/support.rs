@@ -76,6 +76,17 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Assert a 429 SCIM error whose `Retry-After` is whole seconds within `seconds`.
+    pub fn assert_retry_after(&self, seconds: std::ops::RangeInclusive<u64>) {
+        self.assert_error(429, None);
+        let retry_after: u64 = self
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("whole seconds");
+        assert!(seconds.contains(&retry_after), "Retry-After {retry_after}");
+    }
+
     /// Assert a SCIM error response (RFC 7644 §3.12) with this status and `scimType`.
     pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
         assert_eq!(
