@@ -898,28 +898,41 @@ impl Backend {
         worker_id: &str,
         lease: Duration,
         limit: u32,
+        one_priority_from: Option<OutboxPriority>,
     ) -> StoreResult<Vec<OutboxEvent>> {
         let now = self.now();
         // Due, not dead, and not leased or leased by a worker whose lease ran out (it crashed or
         // stalled: its claim is taken over). On PostgreSQL, rows another replica is claiming
         // right now are skipped instead of waited for.
+        let due = "dead_at IS NULL AND next_attempt_at <= $3 \
+                   AND (lease_until IS NULL OR lease_until <= $3)";
+        // Only the highest priority that has a due row, and not below the floor, so a batch
+        // never mixes offboarding with bulk work.
+        let one_priority = if one_priority_from.is_some() {
+            format!(
+                "AND priority >= $5 AND priority = (SELECT priority FROM outbox WHERE {due} \
+                                                    ORDER BY priority DESC LIMIT 1)"
+            )
+        } else {
+            String::new()
+        };
         let sql = format!(
             "UPDATE outbox SET leased_by = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM outbox \
-                          WHERE dead_at IS NULL AND next_attempt_at <= $3 \
-                            AND (lease_until IS NULL OR lease_until <= $3) \
+             WHERE id IN (SELECT id FROM outbox WHERE {due} {one_priority} \
                           ORDER BY priority DESC, enqueued_at, id LIMIT $4{}) \
              RETURNING {OUTBOX_COLUMNS}",
             DIALECT.skip_locked
         );
         let mut tx = self.begin_write().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(worker_id)
             .bind(now + lease)
             .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
+            .bind(i64::from(limit));
+        if let Some(floor) = one_priority_from {
+            query = query.bind(floor.as_i32());
+        }
+        let rows: Vec<OutboxRow> = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut events = outbox_events(rows);
         // RETURNING does not keep the subquery's order.
@@ -992,6 +1005,23 @@ impl Backend {
         .execute(self.writer().await?.get()?)
         .await?;
         Ok(released.rows_affected() > 0)
+    }
+
+    /// Every waiting row (not dead, not leased) becomes due now, its attempts kept.
+    pub(crate) async fn outbox_due_now(&self) -> StoreResult<u64> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        let count = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 \
+             WHERE dead_at IS NULL AND next_attempt_at > $1 \
+               AND (lease_until IS NULL OR lease_until <= $1)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        self.commit_queued(tx).await?;
+        Ok(count)
     }
 
     pub(crate) async fn outbox_dead_letter(

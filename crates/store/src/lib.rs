@@ -339,7 +339,26 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> StoreResult<Vec<OutboxEvent>> {
-        on_backend!(self, b => b.outbox_claim(worker_id, lease, limit).await)
+        on_backend!(self, b => b.outbox_claim(worker_id, lease, limit, None).await)
+    }
+
+    /// As [`Store::outbox_claim`], but every row claimed has one priority: the highest that has
+    /// a due row (offboarding rows are claimed, alone, before any other), and nothing when that
+    /// is below `at_least` (the worker claims only offboarding rows while one is in flight).
+    pub async fn outbox_claim_priority(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: u32,
+        at_least: OutboxPriority,
+    ) -> StoreResult<Vec<OutboxEvent>> {
+        on_backend!(self, b => b.outbox_claim(worker_id, lease, limit, Some(at_least)).await)
+    }
+
+    /// Make every waiting row due now, keeping its attempt count: Coder is back after an
+    /// outage, so what waited for it should not wait out a backoff. Returns how many.
+    pub async fn outbox_due_now(&self) -> StoreResult<u64> {
+        on_backend!(self, b => b.outbox_due_now().await)
     }
 
     /// The worker applied the state it read: remove the row, unless a write came in after the

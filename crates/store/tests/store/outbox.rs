@@ -260,12 +260,7 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
 }
 
 async fn two_claimers_share_without_overlap(db: &TestDb) {
-    for i in 0..40 {
-        db.store
-            .enqueue(ResourceKind::User, &format!("u{i}"), OutboxPriority::Normal)
-            .await
-            .unwrap();
-    }
+    enqueue_users(db, "u", 40, OutboxPriority::Normal).await;
     // Two replicas (separate pools) claim at the same moment.
     let other = db.second_store(StoreOptions::default()).await;
     let (a, b) = tokio::join!(
@@ -354,6 +349,85 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
     );
 }
 
+async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
+    enqueue_users(db, "bulk", 3, OutboxPriority::Normal).await;
+    enqueue_users(db, "leaver", 2, OutboxPriority::Offboarding).await;
+    // Room for everything, yet the batch holds the offboarding rows alone.
+    let first = db
+        .store
+        .outbox_claim_priority("w", lease(), 10, OutboxPriority::Normal)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = first.iter().map(|e| e.resource_id.as_str()).collect();
+    assert_eq!(ids, ["leaver0", "leaver1"]);
+    // While they are in flight the worker asks for offboarding only: there is none left.
+    assert!(
+        db.store
+            .outbox_claim_priority("w", lease(), 10, OutboxPriority::Offboarding)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rest = db
+        .store
+        .outbox_claim_priority("w", lease(), 10, OutboxPriority::Normal)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(rest.iter().all(|e| e.priority == OutboxPriority::Normal));
+}
+
+async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
+    enqueue_users(db, "u", 3, OutboxPriority::Normal).await;
+    let claimed = db.store.outbox_claim("w", lease(), 2).await.unwrap();
+    let later = db.clock_now() + Duration::minutes(5);
+    db.store
+        .outbox_fail(&claimed[0], "500", later)
+        .await
+        .unwrap();
+    db.store
+        .outbox_defer(&claimed[1], "waiting", later)
+        .await
+        .unwrap();
+    let dead = db.store.outbox_claim("w", lease(), 1).await.unwrap();
+    db.store.outbox_dead_letter(&dead[0], "400").await.unwrap();
+    assert!(
+        db.store
+            .outbox_claim("w", lease(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.store.outbox_due_now().await.unwrap(), 2);
+    let due = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    let mut attempts: Vec<(String, i32)> = due
+        .iter()
+        .map(|e| (e.resource_id.clone(), e.attempts))
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, [("u0".to_owned(), 1), ("u1".to_owned(), 0)]);
+    assert_eq!(
+        db.store.outbox_stats().await.unwrap().dead,
+        1,
+        "dead rows stay dead"
+    );
+    assert_eq!(
+        db.store.outbox_due_now().await.unwrap(),
+        0,
+        "leased rows are left alone"
+    );
+}
+
+/// Queue users `{prefix}0` … `{prefix}{count-1}` as a drift repair would.
+async fn enqueue_users(db: &TestDb, prefix: &str, count: usize, priority: OutboxPriority) {
+    for i in 0..count {
+        db.store
+            .enqueue(ResourceKind::User, &format!("{prefix}{i}"), priority)
+            .await
+            .unwrap();
+    }
+}
+
 impl TestDb {
     fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         use store::Clock;
@@ -370,4 +444,6 @@ backend_tests!(
     two_claimers_share_without_overlap,
     commits_wake_the_worker,
     deferring_does_not_count_an_attempt,
+    a_claim_takes_one_priority_at_a_time,
+    due_now_ends_every_wait_but_keeps_attempts,
 );
