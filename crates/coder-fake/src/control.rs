@@ -6,7 +6,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::FakeError;
-use crate::faults::Fault;
+use crate::faults::{ActiveOutage, Fault, Outage};
 use crate::server::{Shared, control_error};
 use crate::state::{FakeApiKey, FakeWorkspace, IdpSyncOptions, World, lock};
 
@@ -57,6 +57,15 @@ pub(crate) fn create_token(
 pub(crate) fn inject(world: &mut World, fault: Fault) -> Result<(), FakeError> {
     fault.validate().map_err(FakeError::Control)?;
     world.faults.push(fault);
+    Ok(())
+}
+
+pub(crate) fn start_outage(world: &mut World, outage: Outage) -> Result<(), FakeError> {
+    outage.validate().map_err(FakeError::Control)?;
+    world.outage = Some(ActiveOutage {
+        kind: outage.kind,
+        until: std::time::Instant::now() + std::time::Duration::from_millis(outage.millis),
+    });
     Ok(())
 }
 
@@ -135,6 +144,15 @@ async fn delete_faults(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+async fn put_outage(shared: web::Data<Shared>, body: web::Json<Outage>) -> HttpResponse {
+    answer(start_outage(&mut lock(&shared.world), body.into_inner()))
+}
+
+async fn delete_outage(shared: web::Data<Shared>) -> HttpResponse {
+    lock(&shared.world).outage = None;
+    HttpResponse::NoContent().finish()
+}
+
 #[derive(Deserialize)]
 struct Premium {
     premium: bool,
@@ -189,6 +207,8 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
             .route("/tokens", web::post().to(post_token))
             .route("/faults", web::post().to(post_fault))
             .route("/faults", web::delete().to(delete_faults))
+            .route("/outage", web::put().to(put_outage))
+            .route("/outage", web::delete().to(delete_outage))
             .route("/premium", web::put().to(put_premium))
             .route("/idp-sync", web::put().to(put_idp_sync))
             .route("/rate-limit", web::put().to(put_rate_limit))

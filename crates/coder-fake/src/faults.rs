@@ -92,6 +92,54 @@ impl Fault {
     }
 }
 
+/// Longest outage the fake holds, in milliseconds: outages end by themselves.
+pub const MAX_OUTAGE_MS: u64 = 600_000;
+
+/// Coder as a whole is unavailable for a while: every Coder API request (not the control
+/// routes) is dropped or answered one status, however many come, until `millis` have passed or
+/// the outage is ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// `drop` (no answer, like a Coder that is down) or `status` (like a gateway's 503).
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How long it lasts (1 to [`MAX_OUTAGE_MS`]).
+    pub millis: u64,
+}
+
+impl Outage {
+    /// Checks the bounds: an outage ends, and is a dropped connection or an error status.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.millis == 0 || self.millis > MAX_OUTAGE_MS {
+            return Err(format!("millis must be 1..={MAX_OUTAGE_MS}"));
+        }
+        match &self.kind {
+            FaultKind::Drop => Ok(()),
+            FaultKind::Status { status, .. } if (400..=599).contains(status) => Ok(()),
+            _ => Err("an outage drops connections or answers a 4xx/5xx status".into()),
+        }
+    }
+}
+
+/// An outage in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveOutage {
+    pub kind: FaultKind,
+    pub until: std::time::Instant,
+}
+
+/// What the outage in progress, if any, does to a request; forgets an outage that is over.
+pub(crate) fn outage(active: &mut Option<ActiveOutage>) -> Option<FaultKind> {
+    match active {
+        Some(outage) if std::time::Instant::now() < outage.until => Some(outage.kind.clone()),
+        Some(_) => {
+            *active = None;
+            None
+        }
+        None => None,
+    }
+}
+
 /// Takes one use of the first pending fault that matches `path` and `wanted`.
 pub(crate) fn take(
     faults: &mut Vec<Fault>,
@@ -155,6 +203,31 @@ mod tests {
             .validate()
             .is_err()
         );
+        let outage = |kind| Outage {
+            kind,
+            millis: 1_000,
+        };
+        assert!(outage(FaultKind::Drop).validate().is_ok());
+        assert!(outage(FaultKind::Latency { millis: 5 }).validate().is_err());
+        assert!(
+            Outage {
+                millis: MAX_OUTAGE_MS + 1,
+                ..outage(FaultKind::Drop)
+            }
+            .validate()
+            .is_err()
+        );
+        let mut active = Some(ActiveOutage {
+            kind: FaultKind::Drop,
+            until: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        });
+        assert_eq!(super::outage(&mut active), Some(FaultKind::Drop));
+        active = Some(ActiveOutage {
+            kind: FaultKind::Drop,
+            until: std::time::Instant::now(),
+        });
+        assert_eq!(super::outage(&mut active), None, "over");
+        assert!(active.is_none());
         let parsed: Fault =
             serde_json::from_str(r#"{"kind":"status","status":429,"retry_after":"7","count":3}"#)
                 .unwrap();

@@ -55,7 +55,12 @@ async fn serve(client: TcpStream, server: TcpStream, shared: &Shared) {
         let (method, path) = request_line(&head);
         let dropped = !path.starts_with(CONTROL_PREFIX) && {
             let mut world = lock(&shared.world);
-            let fault = faults::take(&mut world.faults, &path, |k| matches!(k, FaultKind::Drop));
+            let fault = match faults::outage(&mut world.outage) {
+                Some(FaultKind::Drop) => Some(FaultKind::Drop),
+                // Answered by the server.
+                Some(_) => None,
+                None => faults::take(&mut world.faults, &path, |k| matches!(k, FaultKind::Drop)),
+            };
             if fault.is_some() {
                 let route = match crate::api::find(&method, &path) {
                     crate::api::Routing::Found(m) => m.route.path.to_owned(),

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Tests steer it through [`FakeHandle`] (or, for the binary, the `/__fake/…` control API):
-//! workspaces, tokens, licence, IdP sync, OIDC logins and bounded [`Fault`]s, including
-//! dropped connections, which a TCP front in front of actix-web produces.
+//! workspaces, tokens, licence, IdP sync, OIDC logins, bounded [`Fault`]s, including
+//! dropped connections, which a TCP front in front of actix-web produces, and bounded
+//! [`Outage`]s of the whole deployment.
 
 #![warn(missing_docs)]
 
@@ -36,7 +37,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub use api::{Access, FakeRoute, ROUTES};
-pub use faults::{Fault, FaultKind, MAX_FAULT_COUNT, MAX_FAULT_LATENCY_MS};
+pub use faults::{Fault, FaultKind, MAX_FAULT_COUNT, MAX_FAULT_LATENCY_MS, MAX_OUTAGE_MS, Outage};
 pub use state::{
     CallLogEntry, FakeApiKey, FakeGroup, FakeOrganization, FakeState, FakeUser, FakeWorkspace,
     IdpSyncOptions, LoginType, UserStatus, WorkspaceStatus,
@@ -184,6 +185,7 @@ fn seed(options: &FakeOptions) -> (World, FakeApiKey) {
         workspaces: BTreeMap::new(),
         rate_windows: Default::default(),
         faults: Vec::new(),
+        outage: None,
         calls: Vec::new(),
     };
     let key = world.issue_token(admin.id, "bridge", options.owner_token.clone());
@@ -250,6 +252,17 @@ impl FakeHandle {
     /// Removes pending faults.
     pub fn clear_faults(&self) {
         lock(&self.shared.world).faults.clear();
+    }
+
+    /// Makes Coder as a whole unavailable until the outage's time runs out or
+    /// [`FakeHandle::end_outage`].
+    pub fn start_outage(&self, outage: Outage) -> Result<(), FakeError> {
+        control::start_outage(&mut lock(&self.shared.world), outage)
+    }
+
+    /// Ends the outage in progress, if any: Coder answers again.
+    pub fn end_outage(&self) {
+        lock(&self.shared.world).outage = None;
     }
 
     /// Licenses or unlicenses Premium.

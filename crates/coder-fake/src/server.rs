@@ -47,7 +47,10 @@ pub(crate) async fn coder_api(
     };
     let fault = {
         let mut world = lock(&shared.world);
-        faults::take(&mut world.faults, &path, |k| !matches!(k, FaultKind::Drop))
+        match faults::outage(&mut world.outage) {
+            Some(status @ FaultKind::Status { .. }) => Some(status),
+            _ => faults::take(&mut world.faults, &path, |k| !matches!(k, FaultKind::Drop)),
+        }
     };
     match fault.clone() {
         Some(FaultKind::Latency { millis }) => {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::faults::Fault;
+use crate::faults::{ActiveOutage, Fault};
 
 /// `codersdk.UserStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -279,6 +279,7 @@ pub(crate) struct World {
     pub workspaces: BTreeMap<Uuid, FakeWorkspace>,
     pub rate_windows: HashMap<(Uuid, String), RateWindow>,
     pub faults: Vec<Fault>,
+    pub outage: Option<ActiveOutage>,
     pub calls: Vec<CallLogEntry>,
 }
 
