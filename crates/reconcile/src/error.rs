@@ -22,6 +22,10 @@ pub enum ReconcileError {
     /// policy does not exist in Coder).
     #[error("cannot apply: {0}")]
     Unappliable(String),
+    /// The reconcile was cut off before its lease ran out (each Coder call answered, but all
+    /// of them together took too long): a failure of this resource, retried with backoff.
+    #[error("reconcile took longer than {0:?}")]
+    TookTooLong(Duration),
 }
 
 /// Results of this crate.
@@ -41,6 +45,19 @@ impl ReconcileError {
         }
     }
 
+    /// Coder as a whole is unavailable, not this resource: no HTTP answer came (connection
+    /// refused or reset, timeout) or a gateway answered 502, 503 or 504. The worker pauses and
+    /// probes Coder; the row spends no attempt.
+    pub fn is_coder_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ReconcileError::Coder(CoderError::Retryable {
+                status: None | Some(502..=504),
+                ..
+            })
+        )
+    }
+
     /// Coder answered 429: the row is deferred, not failed.
     pub fn is_rate_limited(&self) -> bool {
         matches!(
@@ -50,5 +67,40 @@ impl ReconcileError {
                 ..
             })
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retryable(status: Option<u16>, retry_after: Option<Duration>) -> ReconcileError {
+        ReconcileError::Coder(CoderError::Retryable {
+            reason: "r".into(),
+            status,
+            retry_after,
+        })
+    }
+
+    #[test]
+    fn outages_are_told_apart_from_failures_of_the_row() {
+        for status in [None, Some(502), Some(503), Some(504)] {
+            assert!(retryable(status, None).is_coder_unavailable(), "{status:?}");
+        }
+        // A 500 is Coder failing this request; a 429 is rate limiting, held by its own gate.
+        for status in [Some(500), Some(429)] {
+            assert!(
+                !retryable(status, None).is_coder_unavailable(),
+                "{status:?}"
+            );
+        }
+        assert!(retryable(Some(429), Some(Duration::from_secs(3))).is_rate_limited());
+        let auth = ReconcileError::Coder(CoderError::Auth {
+            status: 401,
+            message: "m".into(),
+        });
+        assert!(auth.is_auth() && !auth.is_coder_unavailable());
+        assert!(!ReconcileError::TookTooLong(Duration::from_secs(90)).is_coder_unavailable());
+        assert!(!ReconcileError::Waiting("w".into()).is_coder_unavailable());
     }
 }

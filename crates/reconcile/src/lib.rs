@@ -40,7 +40,7 @@ pub use groups::ISSUE_GROUP_NAME_CONFLICT;
 pub use observer::{MemoryObserver, NoObserver, SyncObserver};
 pub use policy::{Policy, PolicyError};
 pub use reconciler::{AUDIT_ACTOR, Reconciler, Report};
-pub use status::{StatusHandle, SyncStatus};
+pub use status::{PauseCause, StatusHandle, SyncStatus};
 pub use users::{
     ISSUE_COULD_NOT_SUSPEND, ISSUE_DELETE_BLOCKED, ISSUE_EMAIL_CONFLICT, ISSUE_EMAIL_PENDING,
     ISSUE_LOGIN_TYPE_MISMATCH, ISSUE_NOT_PROVISIONABLE, ISSUE_USERNAME_CONFLICT,

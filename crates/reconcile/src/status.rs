@@ -5,6 +5,17 @@ use crate::capabilities::CapabilityReport;
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 
+/// Why the worker stopped claiming work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// Coder refused the bridge's token (401/403): an operator must fix the token.
+    TokenRefused,
+    /// Coder as a whole did not answer (refused or dropped connections, timeouts, 502/503/504):
+    /// it resumes by itself.
+    CoderUnavailable,
+}
+
 /// What the bridge knows about its Coder connection.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SyncStatus {
@@ -12,10 +23,12 @@ pub struct SyncStatus {
     pub coder_reachable: Option<bool>,
     /// Whether Coder accepted the bridge's token at the last call that needed it.
     pub coder_authorised: Option<bool>,
-    /// The worker stopped applying changes because Coder refused its credentials; it resumes
-    /// by itself once a probe succeeds.
+    /// The worker stopped applying changes because Coder refused its credentials or is
+    /// unavailable; it resumes by itself once a probe succeeds.
     pub paused: bool,
-    /// Why it paused (Coder's message).
+    /// Which of the two.
+    pub pause_cause: Option<PauseCause>,
+    /// Why it paused (Coder's message or the connection error).
     pub pause_reason: Option<String>,
     /// The last capability and conflict check.
     pub capabilities: Option<CapabilityReport>,
@@ -39,10 +52,16 @@ impl SyncStatus {
             .map(|c| c.warnings.clone())
             .unwrap_or_default();
         if self.paused {
-            warnings.push(format!(
-                "the worker is paused: Coder refused the bridge's token ({}); it resumes when Coder accepts it",
-                self.pause_reason.as_deref().unwrap_or("401/403")
-            ));
+            warnings.push(match self.pause_cause {
+                Some(PauseCause::CoderUnavailable) => format!(
+                    "the worker is paused: Coder is unavailable ({}); changes are queued and applied, offboarding first, as soon as Coder answers again",
+                    self.pause_reason.as_deref().unwrap_or("no answer")
+                ),
+                _ => format!(
+                    "the worker is paused: Coder refused the bridge's token ({}); it resumes when Coder accepts it",
+                    self.pause_reason.as_deref().unwrap_or("401/403")
+                ),
+            });
         }
         if self.login_type_mismatches > 0 {
             warnings.push(format!(

@@ -1,6 +1,12 @@
 //! The outbox worker: claims rows (offboarding first, then oldest), reconciles up to
 //! `concurrency` resources at once, and settles each row: complete, retry with backoff, defer
-//! (429, or paused on an auth failure, neither of which spends an attempt), or dead-letter.
+//! (429, or paused, neither of which spends an attempt), or dead-letter.
+//!
+//! Per-row backoff is for failures of that row. A failure that says Coder as a whole is
+//! unavailable (no answer, 502/503/504) or refuses the token (401/403) pauses the whole worker
+//! instead: it claims nothing and probes Coder, and when a probe succeeds every waiting row is
+//! due at once. While an offboarding row is in flight only offboarding rows are claimed, so
+//! after an outage the deactivations reach Coder before the rest.
 //!
 //! It wakes at once on the store's notification (and, on PostgreSQL, other replicas'); the poll
 //! interval only catches rows whose backoff ended or whose lease expired (a crashed worker's
@@ -13,23 +19,32 @@ use crate::error::{ReconcileError, ReconcileResult};
 use crate::observer::SyncObserver;
 use crate::policy::Policy;
 use crate::reconciler::{Reconciler, Report};
-use crate::status::StatusHandle;
+use crate::status::{PauseCause, StatusHandle};
 use crate::users::ISSUE_LOGIN_TYPE_MISMATCH;
-use coder::{CoderClient, CoderError};
+use coder::CoderClient;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use scim::ResourceKind;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Clock, OutboxEvent, Store};
+use store::{Clock, OutboxEvent, OutboxPriority, Store};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 /// The longest a resource waiting on another one (see [`ReconcileError::Waiting`]) waits
 /// before it is looked at again.
 const WAITING_RECHECK: Duration = Duration::from_secs(5);
+
+/// Outage-class failures (see [`ReconcileError::is_coder_unavailable`]) of one row, each
+/// followed by a probe that found Coder answering, after which they count as the row's own
+/// failures: a request Coder never answers (one that times out every time) must reach the
+/// dead-letter queue rather than pause the worker forever.
+const OUTAGE_STRIKES: u32 = 3;
+
+/// The longest a `Retry-After` on a 502/503/504 holds the worker's next probe back.
+const MAX_PROBE_WAIT: Duration = Duration::from_secs(300);
 
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +65,10 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// While paused on an auth failure, how often to check whether Coder accepts the token.
     pub auth_probe_interval: Duration,
+    /// While paused because Coder is unavailable, how often to check whether it answers again
+    /// (a `Retry-After` Coder sent is honoured instead). Bounds the delay between Coder's
+    /// return and the first change applied.
+    pub outage_probe_interval: Duration,
     /// How often to sample queue health for the observer.
     pub stats_interval: Duration,
     /// On shutdown, how long in-flight reconciles may finish before their leases are released.
@@ -69,6 +88,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             auth_probe_interval: Duration::from_secs(15),
+            outage_probe_interval: Duration::from_secs(2),
             stats_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -93,14 +113,38 @@ impl std::fmt::Debug for Worker {
 /// What a finished task hands back to the loop.
 type TaskResult = (OutboxEvent, ReconcileResult<Report>);
 
+/// A resource as the claim loop tracks it.
+type ResourceKey = (ResourceKind, String);
+
 /// Mutable state of the claim loop.
 struct LoopState {
-    paused: bool,
+    /// Set while the worker claims nothing and probes Coder instead.
+    paused: Option<PauseCause>,
     /// No claims before this (a 429's `Retry-After`, for the whole worker: Coder's limit is per
     /// token, so every call would meet it).
     gate: Option<Instant>,
     next_probe: Instant,
-    in_flight: HashSet<(ResourceKind, String)>,
+    /// Resources being reconciled, with their row's priority.
+    in_flight: HashMap<ResourceKey, OutboxPriority>,
+    /// Outage-class failures per row since it last settled otherwise ([`OUTAGE_STRIKES`]).
+    outage_strikes: HashMap<ResourceKey, u32>,
+}
+
+impl LoopState {
+    fn paused(&self) -> bool {
+        self.paused.is_some()
+    }
+}
+
+/// Whether `error` pauses the whole worker, and why.
+fn pause_cause(error: &ReconcileError) -> Option<PauseCause> {
+    if error.is_auth() {
+        Some(PauseCause::TokenRefused)
+    } else if error.is_coder_unavailable() {
+        Some(PauseCause::CoderUnavailable)
+    } else {
+        None
+    }
 }
 
 impl Worker {
@@ -152,15 +196,17 @@ impl Worker {
         let store = self.reconciler.store.clone();
         let mut wakeups = store.outbox_wakeups().await?;
         let mut state = LoopState {
-            paused: false,
+            paused: None,
             gate: None,
             next_probe: Instant::now(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            outage_strikes: HashMap::new(),
         };
         if let Err(e) = self.reconciler.check_capabilities().await {
             tracing::warn!(error = %e, "Coder capability check failed at start-up");
-            if e.is_auth() {
-                self.pause(&mut state, &e.to_string());
+            let e = ReconcileError::Coder(e);
+            if let Some(cause) = pause_cause(&e) {
+                self.pause(&mut state, cause, &e);
             }
         } else {
             self.reconciler.observer.coder_auth(true);
@@ -173,7 +219,7 @@ impl Worker {
 
         loop {
             let now = Instant::now();
-            if state.paused && now >= state.next_probe {
+            if state.paused() && now >= state.next_probe {
                 self.probe(&mut state).await;
             }
             if now >= next_stats {
@@ -189,18 +235,18 @@ impl Worker {
             if let (Some(at), Some(interval)) = (next_drift, self.config.drift_interval)
                 && now >= at
                 && drift_task.is_none()
-                && !state.paused
+                && !state.paused()
             {
                 drift_task = Some(tokio::spawn(run_drift(self.reconciler.clone())));
                 next_drift = Some(now + interval);
             }
             let gated = state.gate.is_some_and(|g| now < g);
-            if !state.paused && !gated && tasks.len() < self.config.concurrency {
+            if !state.paused() && !gated && tasks.len() < self.config.concurrency {
                 self.claim(&mut tasks, &mut state).await;
             }
             let mut wake_at = now + self.config.poll_interval;
             for at in [
-                state.paused.then_some(state.next_probe),
+                state.paused().then_some(state.next_probe),
                 state.gate,
                 next_drift,
                 Some(next_stats),
@@ -219,7 +265,7 @@ impl Worker {
                         self.settle(&mut state, event, result).await;
                     }
                 }
-                () = wakeups.wait(), if !state.paused && !gated => {}
+                () = wakeups.wait(), if !state.paused() && !gated => {}
                 () = tokio::time::sleep_until(wake_at) => {}
             }
         }
@@ -236,10 +282,21 @@ impl Worker {
         let lease =
             chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
+        // Offboarding goes first: while a deactivation is in flight nothing else starts, so
+        // no other write reaches Coder before it.
+        let at_least = if state
+            .in_flight
+            .values()
+            .any(|p| *p == OutboxPriority::Offboarding)
+        {
+            OutboxPriority::Offboarding
+        } else {
+            OutboxPriority::Normal
+        };
         let events = match self
             .reconciler
             .store
-            .outbox_claim(&self.config.worker_id, lease, limit)
+            .outbox_claim_priority(&self.config.worker_id, lease, limit, at_least)
             .await
         {
             Ok(events) => events,
@@ -250,7 +307,7 @@ impl Worker {
         };
         for event in events {
             let key = (event.kind, event.resource_id.clone());
-            if state.in_flight.contains(&key) {
+            if state.in_flight.contains_key(&key) {
                 // Our own earlier claim's lease ran out while it still runs: never two at once.
                 let later = self.reconciler.now() + chrono::Duration::seconds(1);
                 if let Err(e) = self
@@ -263,18 +320,14 @@ impl Worker {
                 }
                 continue;
             }
-            state.in_flight.insert(key);
+            state.in_flight.insert(key, event.priority);
             let reconciler = self.reconciler.clone();
             let limit = self.config.lease.mul_f64(0.75);
             tasks.spawn(async move {
                 let result = match tokio::time::timeout(limit, dispatch(&reconciler, &event)).await
                 {
                     Ok(result) => result,
-                    Err(_) => Err(ReconcileError::Coder(CoderError::Retryable {
-                        reason: format!("reconcile took longer than {limit:?}"),
-                        status: None,
-                        retry_after: None,
-                    })),
+                    Err(_) => Err(ReconcileError::TookTooLong(limit)),
                 };
                 (event, result)
             });
@@ -288,9 +341,19 @@ impl Worker {
         event: OutboxEvent,
         result: ReconcileResult<Report>,
     ) {
-        state
-            .in_flight
-            .remove(&(event.kind, event.resource_id.clone()));
+        let key = (event.kind, event.resource_id.clone());
+        state.in_flight.remove(&key);
+        // An outage-class failure pauses the worker unless this row keeps failing that way
+        // while Coder answers the probes: then it is the row's own failure.
+        let unavailable = matches!(&result, Err(e) if e.is_coder_unavailable());
+        let row_failure = unavailable && {
+            let strikes = state.outage_strikes.entry(key.clone()).or_insert(0);
+            *strikes += 1;
+            *strikes > OUTAGE_STRIKES
+        };
+        if !unavailable {
+            state.outage_strikes.remove(&key);
+        }
         let store = &self.reconciler.store;
         let observer = &self.reconciler.observer;
         let outcome = match result {
@@ -305,8 +368,11 @@ impl Worker {
                 }
                 store.outbox_complete(&event).await.map(drop)
             }
-            Err(e) if e.is_auth() => {
-                self.pause(state, &e.to_string());
+            // Nothing wrong with this row: it waits, due, for the worker to resume.
+            Err(e) if e.is_auth() || (unavailable && !row_failure) => {
+                if let Some(cause) = pause_cause(&e) {
+                    self.pause(state, cause, &e);
+                }
                 store
                     .outbox_defer(&event, &e.to_string(), self.reconciler.now())
                     .await
@@ -353,6 +419,7 @@ impl Worker {
                 let reason = e.to_string();
                 tracing::info!(kind = event.kind.name(), id = %event.resource_id, attempt, error = %reason, "reconcile failed");
                 if attempt >= self.config.max_attempts {
+                    state.outage_strikes.remove(&key);
                     let dead = store
                         .outbox_dead_letter(&event, &format!("after {attempt} attempts: {reason}"))
                         .await;
@@ -378,37 +445,86 @@ impl Worker {
         }
     }
 
-    fn pause(&self, state: &mut LoopState, reason: &str) {
-        if !state.paused {
-            tracing::error!(
-                reason,
-                "Coder refused the bridge's token; the worker is paused"
-            );
+    /// Stop claiming and probe Coder. A refused token outranks an outage: it needs an
+    /// operator, so an outage-class failure does not hide it.
+    fn pause(&self, state: &mut LoopState, cause: PauseCause, error: &ReconcileError) {
+        let cause = match state.paused {
+            Some(PauseCause::TokenRefused) => PauseCause::TokenRefused,
+            _ => cause,
+        };
+        self.hold(state, cause, error);
+    }
+
+    /// Stay paused for `cause` until the next probe.
+    fn hold(&self, state: &mut LoopState, cause: PauseCause, error: &ReconcileError) {
+        let reason = error.to_string();
+        if state.paused != Some(cause) {
+            match cause {
+                PauseCause::TokenRefused => tracing::error!(
+                    reason,
+                    "Coder refused the bridge's token; the worker is paused"
+                ),
+                PauseCause::CoderUnavailable => tracing::warn!(
+                    reason,
+                    "Coder is unavailable; the worker is paused and probes it"
+                ),
+            }
         }
-        state.paused = true;
-        state.next_probe = Instant::now() + self.config.auth_probe_interval;
-        self.reconciler.observer.coder_auth(false);
-        let reason = reason.to_owned();
+        state.paused = Some(cause);
+        let wait = match cause {
+            PauseCause::TokenRefused => self.config.auth_probe_interval,
+            PauseCause::CoderUnavailable => error
+                .retry_after()
+                .map_or(self.config.outage_probe_interval, |wait| {
+                    wait.min(MAX_PROBE_WAIT)
+                }),
+        };
+        state.next_probe = Instant::now() + wait;
+        if cause == PauseCause::TokenRefused {
+            self.reconciler.observer.coder_auth(false);
+        }
         self.reconciler.status.update(|s| {
             s.paused = true;
+            s.pause_cause = Some(cause);
             s.pause_reason = Some(reason);
-            s.coder_authorised = Some(false);
+            if cause == PauseCause::TokenRefused {
+                s.coder_authorised = Some(false);
+            }
         });
     }
 
-    /// While paused: resume when Coder accepts the token again.
+    /// While paused: resume when Coder answers and accepts the token again.
     async fn probe(&self, state: &mut LoopState) {
         match self.reconciler.check_capabilities().await {
-            Ok(_) => {
-                tracing::info!("Coder accepts the bridge's token again; the worker resumes");
-                state.paused = false;
-                self.reconciler.observer.coder_auth(true);
-                self.reconciler.status.update(|s| {
-                    s.paused = false;
-                    s.pause_reason = None;
-                });
+            Ok(_) => self.resume(state).await,
+            Err(e) => {
+                let e = ReconcileError::Coder(e);
+                let cause = pause_cause(&e)
+                    .or(state.paused)
+                    .unwrap_or(PauseCause::CoderUnavailable);
+                self.hold(state, cause, &e);
             }
-            Err(_) => state.next_probe = Instant::now() + self.config.auth_probe_interval,
+        }
+    }
+
+    /// Coder answers again: every row that waited is due at once, and the claim order takes
+    /// offboarding first.
+    async fn resume(&self, state: &mut LoopState) {
+        let cause = state.paused.take();
+        tracing::info!(
+            ?cause,
+            "Coder answers and accepts the bridge's token again; the worker resumes"
+        );
+        self.reconciler.observer.coder_auth(true);
+        self.reconciler.status.update(|s| {
+            s.paused = false;
+            s.pause_cause = None;
+            s.pause_reason = None;
+        });
+        match self.reconciler.store.outbox_due_now().await {
+            Ok(rows) => tracing::info!(rows, "waiting outbox rows are due now"),
+            // They become due by themselves when their wait ends.
+            Err(e) => tracing::warn!(error = %e, "could not make waiting rows due"),
         }
     }
 

@@ -426,6 +426,7 @@ pub fn worker_config(worker_id: &str) -> WorkerConfig {
         worker_id: worker_id.to_owned(),
         poll_interval: Duration::from_millis(25),
         auth_probe_interval: Duration::from_millis(100),
+        outage_probe_interval: Duration::from_millis(100),
         stats_interval: Duration::from_millis(50),
         shutdown_grace: Duration::from_secs(5),
         ..WorkerConfig::default()

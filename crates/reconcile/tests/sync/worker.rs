@@ -4,8 +4,8 @@
 use crate::harness::{Env, TestDb, calls, worker_config};
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
-use coder_fake::{Fault, FaultKind, UserStatus};
-use reconcile::{Worker, WorkerConfig};
+use coder_fake::{Fault, FaultKind, Outage, UserStatus};
+use reconcile::{PauseCause, Worker, WorkerConfig};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 sync_tests!(
     the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue,
     coder_down_for_minutes_loses_nothing_and_duplicates_nothing,
+    after_an_outage_offboarding_lands_first_and_no_attempt_is_spent,
+    a_request_coder_never_answers_is_dead_lettered_not_paused_on_forever,
     a_429_storm_is_honoured_without_dead_letters,
     rows_are_dead_lettered_after_max_attempts,
     a_group_whose_member_fails_first_still_converges,
@@ -173,7 +175,224 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
     }
     let stats = env.store().outbox_stats().await.unwrap();
     assert_eq!((stats.depth, stats.dead), (0, 0));
-    assert!(env.observer.recorded().retries > 0);
+    assert_eq!(
+        env.observer.recorded().retries,
+        0,
+        "an outage pauses the worker; it spends no row's attempt"
+    );
+}
+
+/// Run a worker with `max_attempts`, moving the clock on, until one row is dead-lettered;
+/// the dead rows.
+async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::OutboxEvent> {
+    let running = spawn(env.worker(WorkerConfig {
+        max_attempts,
+        ..worker_config("w1")
+    }));
+    for _ in 0..300 {
+        if env.store().outbox_stats().await.unwrap().dead == 1 {
+            break;
+        }
+        env.db.clock.advance(ChronoDuration::seconds(10));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    running.stop().await;
+    env.store()
+        .outbox_list(OutboxFilter::Dead, 10)
+        .await
+        .unwrap()
+}
+
+/// How long the outage of the next test lasts: a few seconds in CI;
+/// `SCIM_BRIDGE_TEST_OUTAGE_SECONDS=60` runs the minute-long outage of docs/BENCHMARKS.md with
+/// the same assertions.
+fn outage_length() -> Duration {
+    let seconds = std::env::var("SCIM_BRIDGE_TEST_OUTAGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && *s <= 600.0)
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(seconds)
+}
+
+/// 200 changes (140 new users, 30 renames, 30 deactivations) reach a worker while Coder is
+/// down. The clock stands still, so a row that got any backoff would never be due again: the
+/// drain after Coder returns proves that no row waited on a backoff, and the outbox proves
+/// that none spent an attempt. The fake's call log proves the order: after the return, every
+/// suspension is in Coder before any other write.
+async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: TestDb) {
+    const SYNCED: usize = 60;
+    const LEAVERS: usize = 30;
+    const NEW: usize = 140;
+    let outage = outage_length();
+    let env = Env::start(db, false, "").await;
+    let mut synced = Vec::new();
+    for n in 0..SYNCED {
+        synced.push(
+            env.create_user(&format!("staff{n}@corp.com"), json!({}))
+                .await
+                .id,
+        );
+    }
+    env.drain().await;
+    let creates_before = calls(&env.coder(), "POST", "/api/v2/users", 201);
+    // The shipped probe interval: the time to recover below includes waiting for a probe.
+    let running = spawn(env.worker(WorkerConfig {
+        outage_probe_interval: WorkerConfig::default().outage_probe_interval,
+        ..worker_config("w1")
+    }));
+    // The first creates are under way when Coder goes down.
+    let mut changes = 0;
+    for n in 0..20 {
+        env.create_user(&format!("new{n}@corp.com"), json!({}))
+            .await;
+        changes += 1;
+    }
+    env.fake
+        .start_outage(Outage {
+            kind: FaultKind::Drop,
+            millis: 600_000,
+        })
+        .unwrap();
+    let down_at = tokio::time::Instant::now();
+    // The rest arrive during the outage, spread over it.
+    let pace = outage.mul_f64(0.8) / 180;
+    let mut next_new = 20;
+    for n in 0..180 {
+        match n % 6 {
+            0 => env.set_active(&synced[n / 6], false).await,
+            1 => {
+                env.patch(
+                    scim::ResourceKind::User,
+                    &synced[LEAVERS + n / 6],
+                    json!([{ "op": "replace", "path": "name.givenName", "value": "Renamed" }]),
+                )
+                .await
+            }
+            _ => {
+                env.create_user(&format!("new{next_new}@corp.com"), json!({}))
+                    .await;
+                next_new += 1;
+            }
+        }
+        changes += 1;
+        tokio::time::sleep(pace).await;
+    }
+    assert_eq!((changes, next_new), (200, NEW));
+    tokio::time::sleep_until(down_at + outage).await;
+
+    // Coder is still down: the worker is paused, and nothing spent an attempt.
+    let status = env.reconciler.status().snapshot();
+    assert_eq!(status.pause_cause, Some(PauseCause::CoderUnavailable));
+    assert!(!status.is_ready());
+    let waiting = env
+        .store()
+        .outbox_list(OutboxFilter::All, 1_000)
+        .await
+        .unwrap();
+    assert!(waiting.len() >= 180, "{} rows waiting", waiting.len());
+    assert!(
+        waiting
+            .iter()
+            .all(|e| e.attempts == 0 && e.dead_at.is_none()),
+        "no row spent an attempt on the outage: {:?}",
+        waiting
+            .iter()
+            .filter(|e| e.attempts > 0)
+            .collect::<Vec<_>>()
+    );
+    let probes = env.coder().calls.iter().filter(|c| c.status == 0).count();
+    assert!(probes > 0, "the worker probed Coder during the outage");
+
+    // Reconciles of existing users (suspensions, renames) are slower than creates from here
+    // on, as calls on a user are in a real Coder: a create that started beside the last
+    // suspension would overtake it.
+    env.fake
+        .inject(Fault::next(1_000, FaultKind::Latency { millis: 40 }).on_paths("/api/v2/users/"))
+        .unwrap();
+    let returned_at = env.coder().calls.len();
+    env.fake.end_outage();
+    let back = std::time::Instant::now();
+    env.wait_for("every suspension", |s| {
+        s.users
+            .iter()
+            .filter(|u| u.status == UserStatus::Suspended)
+            .count()
+            == LEAVERS
+    })
+    .await;
+    let suspended_after = back.elapsed();
+    env.wait_for("every change", |s| {
+        s.users.iter().filter(|u| !u.deleted).count() == 1 + SYNCED + NEW
+            && s.users
+                .iter()
+                .filter(|u| u.name == "Renamed Family")
+                .count()
+                == SYNCED - LEAVERS
+    })
+    .await;
+    env.wait_for_empty_outbox().await;
+    let converged_after = back.elapsed();
+    running.stop().await;
+    eprintln!(
+        "outage of {outage:?}: every suspension {suspended_after:?} and every change {converged_after:?} after Coder's return"
+    );
+
+    let state = env.coder();
+    let writes: Vec<&str> = state.calls[returned_at..]
+        .iter()
+        .filter(|c| c.method != "GET")
+        .map(|c| c.route.as_str())
+        .collect();
+    let suspend = "/api/v2/users/{user}/status/suspend";
+    let last_suspend = writes.iter().rposition(|r| *r == suspend).unwrap();
+    let first_other = writes.iter().position(|r| *r != suspend).unwrap();
+    assert_eq!(
+        writes.iter().filter(|r| **r == suspend).count(),
+        LEAVERS,
+        "each leaver suspended once"
+    );
+    assert!(
+        last_suspend < first_other,
+        "after Coder's return the deactivations come first: {:?}",
+        &writes[..writes.len().min(40)]
+    );
+    for id in &synced[..LEAVERS] {
+        assert_eq!(env.coder_user(id).await.status, UserStatus::Suspended);
+    }
+    assert_eq!(
+        calls(&state, "POST", "/api/v2/users", 201) - creates_before,
+        NEW,
+        "each new user created exactly once"
+    );
+    let recorded = env.observer.recorded();
+    assert_eq!(
+        (recorded.retries, recorded.dead_letters),
+        (0, 0),
+        "no attempt spent, before or after Coder's return"
+    );
+    assert!(!env.reconciler.status().snapshot().paused);
+}
+
+/// Coder answers everything but the user lookups, which it drops every time. The probes
+/// succeed, so after a few pauses the row's failures count as its own and it is dead-lettered.
+async fn a_request_coder_never_answers_is_dead_lettered_not_paused_on_forever(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    // The bridge's identity (`/api/v2/users/me`) is read once; the probes do not ask again.
+    env.reconciler.check_capabilities().await.unwrap();
+    env.fake
+        .inject(Fault::next(1_000, FaultKind::Drop).on_paths("/api/v2/users"))
+        .unwrap();
+    let user = env.create_user("unlucky@corp.com", json!({})).await;
+    let dead = run_until_dead_lettered(&env, 2).await;
+    assert_eq!(dead.len(), 1, "dead-lettered");
+    assert_eq!(dead[0].resource_id, user.id);
+    let recorded = env.observer.recorded();
+    assert_eq!((recorded.retries, recorded.dead_letters), (1, 1));
+    // Three pauses before the first counted failure, none after it.
+    let dropped = calls(&env.coder(), "GET", "/api/v2/users", 0);
+    assert_eq!(dropped, 5, "3 strikes, then 2 counted attempts");
+    assert!(!env.reconciler.status().snapshot().paused);
 }
 
 async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
@@ -236,23 +455,7 @@ async fn rows_are_dead_lettered_after_max_attempts(db: TestDb) {
         )
         .unwrap();
     let user = env.create_user("doomed@corp.com", json!({})).await;
-    let running = spawn(env.worker(WorkerConfig {
-        max_attempts: 3,
-        ..worker_config("w1")
-    }));
-    for _ in 0..300 {
-        if env.store().outbox_stats().await.unwrap().dead == 1 {
-            break;
-        }
-        env.db.clock.advance(ChronoDuration::seconds(10));
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    running.stop().await;
-    let dead = env
-        .store()
-        .outbox_list(OutboxFilter::Dead, 10)
-        .await
-        .unwrap();
+    let dead = run_until_dead_lettered(&env, 3).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].resource_id, user.id);
     let reason = dead[0].dead_reason.clone().unwrap();
