@@ -33,6 +33,15 @@ pub enum FaultKind {
     },
     /// Close the TCP connection without any HTTP answer.
     Drop,
+    /// Answer this 3xx with `Location: location`, as a proxy or ingress in front of Coder does
+    /// when the bridge's Coder URL is not the final one (http to https, another host, a login
+    /// page).
+    Redirect {
+        /// HTTP status (300 to 399).
+        status: u16,
+        /// `Location` header value, sent verbatim.
+        location: String,
+    },
 }
 
 /// A fault that applies to the next `count` Coder API requests whose path starts with
@@ -77,6 +86,11 @@ impl Fault {
                 if !(400..=599).contains(status) =>
             {
                 Err("status must be 400..=599".into())
+            }
+            FaultKind::Redirect { status, location }
+                if !(300..=399).contains(status) || location.is_empty() =>
+            {
+                Err("a redirect needs a status 300..=399 and a location".into())
             }
             FaultKind::Latency { millis } if *millis > MAX_FAULT_LATENCY_MS => {
                 Err(format!("latency must be at most {MAX_FAULT_LATENCY_MS} ms"))
@@ -228,6 +242,19 @@ mod tests {
         });
         assert_eq!(super::outage(&mut active), None, "over");
         assert!(active.is_none());
+        let redirect = |status, location: &str| {
+            Fault::next(
+                1,
+                FaultKind::Redirect {
+                    status,
+                    location: location.into(),
+                },
+            )
+            .validate()
+        };
+        assert!(redirect(302, "https://elsewhere.example.com/").is_ok());
+        assert!(redirect(404, "https://elsewhere.example.com/").is_err());
+        assert!(redirect(301, "").is_err());
         let parsed: Fault =
             serde_json::from_str(r#"{"kind":"status","status":429,"retry_after":"7","count":3}"#)
                 .unwrap();

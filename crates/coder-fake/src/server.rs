@@ -71,6 +71,14 @@ pub(crate) async fn coder_api(
             }
             return logged(&shared, &method, template, response);
         }
+        Some(FaultKind::Redirect { status, location }) => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::FOUND);
+            let response = HttpResponse::build(status)
+                .insert_header((actix_web::http::header::LOCATION, location))
+                .finish();
+            return logged(&shared, &method, template, response);
+        }
         Some(FaultKind::Drop | FaultKind::StatusAfterEffect { .. }) | None => {}
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -100,8 +100,13 @@ impl CoderClient {
     /// `ring` provider when no process-wide one is installed, so none needs installing. A
     /// container without any root certificate still builds a client, but every call to an
     /// `https` URL then fails (retryably, "invalid peer certificate") until a CA bundle is given.
+    ///
+    /// The token goes to the configured origin only: redirects are not followed (a 3xx is
+    /// [`CoderError::Redirect`]), and plain `http` is refused unless the host is loopback or
+    /// [`CoderConfig::allow_http`] is set ([`CoderConfig::check_transport`]).
     pub fn new(config: CoderConfig) -> Result<CoderClient, CoderError> {
-        if !matches!(config.url.scheme(), "http" | "https") || config.url.cannot_be_a_base() {
+        CoderConfig::check_transport(&config.url, config.allow_http)?;
+        if config.url.cannot_be_a_base() {
             return Err(CoderError::Config(format!(
                 "Coder URL {} is not an http(s) URL",
                 config.url
@@ -119,6 +124,9 @@ impl CoderClient {
             }
         }
         let http = builder
+            // reqwest drops `Authorization` on a cross-host redirect but not a custom header
+            // such as `Coder-Session-Token`: follow none, so the token never leaves the origin.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .user_agent(config.user_agent)
             .timeout(config.timeout)
@@ -549,6 +557,7 @@ impl CoderClient {
         body: Option<&B>,
     ) -> Result<Vec<u8>, CoderError> {
         let url = self.url_for(route, params, query)?;
+        let request_url = url.clone();
         let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes())
             .map_err(|e| CoderError::Protocol(e.to_string()))?;
         let mut request = self.http.request(method, url);
@@ -571,17 +580,18 @@ impl CoderClient {
             let response = request.send().await.map_err(transport_error)?;
             let status = response.status().as_u16();
             let retry_after = retry_after(response.headers(), SystemTime::now());
+            let location = redirect_target(&request_url, response.headers());
             let bytes = response.bytes().await.map_err(transport_error)?;
-            Ok::<_, CoderError>((status, retry_after, bytes))
+            Ok::<_, CoderError>((status, retry_after, location, bytes))
         }
         .await;
         self.observer.observe(&CallRecord {
             route,
-            status: outcome.as_ref().ok().map(|(status, _, _)| *status),
+            status: outcome.as_ref().ok().map(|(status, ..)| *status),
             latency: started.elapsed(),
         });
-        let (status, retry_after, bytes) = outcome?;
-        classify(route, status, retry_after, bytes)
+        let (status, retry_after, location, bytes) = outcome?;
+        classify(route, status, retry_after, location, bytes)
     }
 
     fn url_for(
@@ -604,7 +614,14 @@ impl CoderClient {
                             "missing path parameter {segment} for {route}"
                         ))
                     })?;
-                    // Percent-encodes '/', '?', '#' so a parameter stays one segment.
+                    // `push` skips "." and ".." (and an empty one would merge two segments):
+                    // the request would reach another route.
+                    if matches!(*value, "" | "." | "..") {
+                        return Err(CoderError::Protocol(format!(
+                            "path parameter {segment} of {route} is {value:?}, not a name"
+                        )));
+                    }
+                    // Percent-encodes '/', '?', '#' and '%' so a parameter stays one segment.
                     segments.push(value);
                 } else {
                     segments.push(segment);
@@ -615,12 +632,21 @@ impl CoderClient {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
+        // The session token goes with every request: never anywhere but under the base URL.
+        if url.origin() != self.base.origin() || !url.path().starts_with(self.base.path()) {
+            return Err(CoderError::Protocol(format!(
+                "{route} would leave the Coder URL {} for {url}",
+                self.base
+            )));
+        }
         Ok(url)
     }
 }
 
 /// Reads a PEM bundle of CA certificates; an unreadable or empty bundle is a configuration error.
-fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, CoderError> {
+pub(crate) fn read_ca_bundle(
+    path: &std::path::Path,
+) -> Result<Vec<reqwest::Certificate>, CoderError> {
     let pem = std::fs::read(path).map_err(|e| {
         CoderError::Config(format!("cannot read CA bundle {}: {e}", path.display()))
     })?;
@@ -648,6 +674,16 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         })
 }
 
+/// Where a 3xx answer points, resolved against the request's URL; `None` without `Location`.
+fn redirect_target(request: &Url, headers: &HeaderMap) -> Option<String> {
+    let location = headers.get(LOCATION)?;
+    let location = String::from_utf8_lossy(location.as_bytes());
+    Some(match request.join(&location) {
+        Ok(url) => url.to_string(),
+        Err(_) => location.chars().take(512).collect(),
+    })
+}
+
 fn transport_error(error: reqwest::Error) -> CoderError {
     use std::error::Error as _;
     let mut reason = error.to_string();
@@ -668,11 +704,15 @@ fn classify(
     route: &'static Route,
     status: u16,
     retry_after: Option<Duration>,
+    location: Option<String>,
     bytes: impl AsRef<[u8]>,
 ) -> Result<Vec<u8>, CoderError> {
     let bytes = bytes.as_ref();
     if (200..300).contains(&status) {
         return Ok(bytes.to_vec());
+    }
+    if let (300..=399, Some(location)) = (status, location) {
+        return Err(CoderError::Redirect { status, location });
     }
     let body =
         serde_json::from_slice::<MessageResponse>(bytes).unwrap_or_else(|_| MessageResponse {
@@ -748,38 +788,115 @@ mod tests {
     fn classification_by_status() {
         let body =
             br#"{"message":"m","detail":"d","validations":[{"field":"username","detail":"x"}]}"#;
-        let err = classify(&routes::CREATE_USER, 400, None, body).unwrap_err();
+        let err = classify(&routes::CREATE_USER, 400, None, None, body).unwrap_err();
         assert_eq!(err.validations().len(), 1);
         assert!(matches!(err, CoderError::Permanent { status: 400, .. }));
         assert!(
-            classify(&routes::CREATE_USER, 401, None, body)
+            classify(&routes::CREATE_USER, 401, None, None, body)
                 .unwrap_err()
                 .is_auth()
         );
         assert!(
-            classify(&routes::CREATE_USER, 403, None, body)
+            classify(&routes::CREATE_USER, 403, None, None, body)
                 .unwrap_err()
                 .is_auth()
         );
         assert!(matches!(
-            classify(&routes::CREATE_GROUP, 403, None, body).unwrap_err(),
+            classify(&routes::CREATE_GROUP, 403, None, None, body).unwrap_err(),
             CoderError::Unlicensed {
                 feature: "template_rbac",
                 ..
             }
         ));
-        let busy =
-            classify(&routes::LIST_USERS, 429, Some(Duration::from_secs(3)), b"").unwrap_err();
+        let busy = classify(
+            &routes::LIST_USERS,
+            429,
+            Some(Duration::from_secs(3)),
+            None,
+            b"",
+        )
+        .unwrap_err();
         assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
         assert!(
-            classify(&routes::LIST_USERS, 502, None, b"<html>")
+            classify(&routes::LIST_USERS, 502, None, None, b"<html>")
                 .unwrap_err()
                 .is_retryable()
         );
         assert!(matches!(
-            classify(&routes::LIST_USERS, 302, None, b"").unwrap_err(),
+            classify(&routes::LIST_USERS, 302, None, None, b"").unwrap_err(),
             CoderError::Protocol(_)
         ));
+        let moved = classify(
+            &routes::LIST_USERS,
+            308,
+            None,
+            Some("https://elsewhere.example.com/api/v2/users".into()),
+            b"",
+        )
+        .unwrap_err();
+        assert!(moved.needs_operator() && !moved.is_retryable(), "{moved:?}");
+        assert!(
+            moved.to_string().contains(
+                "308 Permanent Redirect with Location https://elsewhere.example.com/api/v2/users"
+            ),
+            "{moved}"
+        );
+    }
+
+    #[test]
+    fn redirect_targets_are_resolved_against_the_request() {
+        let request = Url::parse("https://coder.example.com/prefix/api/v2/users").unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(redirect_target(&request, &headers), None);
+        headers.insert(LOCATION, HeaderValue::from_static("/login?next=%2F"));
+        assert_eq!(
+            redirect_target(&request, &headers).as_deref(),
+            Some("https://coder.example.com/login?next=%2F")
+        );
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://sso.example.com/x"),
+        );
+        assert_eq!(
+            redirect_target(&request, &headers).as_deref(),
+            Some("https://sso.example.com/x")
+        );
+    }
+
+    #[test]
+    fn parameters_built_from_data_stay_under_the_base_url() {
+        let c = client("https://coder.example.com/prefix/");
+        let org = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        for name in [
+            "https://evil.example.com/x",
+            "//evil.example.com/x",
+            "../../../x",
+            "%2e%2e",
+            "a?b#c",
+            "@evil.example.com",
+        ] {
+            let url = c
+                .url_for(&routes::GET_GROUP_BY_NAME, &[org, name], &[])
+                .unwrap();
+            assert_eq!(url.host_str(), Some("coder.example.com"), "{name}: {url}");
+            assert!(
+                url.path()
+                    .starts_with(&format!("/prefix/api/v2/organizations/{org}/groups/")),
+                "{name}: {url}"
+            );
+            assert_eq!(url.path_segments().unwrap().count(), 7, "{name}: {url}");
+            assert_eq!((url.query(), url.fragment()), (None, None), "{name}: {url}");
+        }
+        // "." and ".." would be dropped and "" would merge segments: another route.
+        for name in ["", ".", ".."] {
+            assert!(
+                matches!(
+                    c.url_for(&routes::GET_GROUP_BY_NAME, &[org, name], &[]),
+                    Err(CoderError::Protocol(_))
+                ),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
@@ -804,13 +921,31 @@ mod tests {
             Err(CoderError::Config(_))
         ));
         let config = CoderConfig::new(
-            Url::parse("http://x").unwrap(),
+            Url::parse("http://127.0.0.1:9").unwrap(),
             crate::SessionToken::new("a\nb"),
         );
         assert!(matches!(
             CoderClient::new(config),
             Err(CoderError::Config(_))
         ));
+        let remote_http = CoderConfig::new(
+            Url::parse("http://coder.example.com").unwrap(),
+            crate::SessionToken::new("t"),
+        );
+        let refused = CoderClient::new(remote_http.clone()).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("SCIM_BRIDGE_CODER_ALLOW_HTTP=true"),
+            "{refused}"
+        );
+        assert!(
+            CoderClient::new(CoderConfig {
+                allow_http: true,
+                ..remote_http
+            })
+            .is_ok()
+        );
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct CoderConfig {
     pub user_agent: String,
     /// Extra PEM CA bundle to trust besides the platform's roots (a container may have none).
     pub ca_file: Option<PathBuf>,
+    /// Whether an `http://` URL to a host other than loopback is accepted (the token then
+    /// crosses the network in clear text). Off by default.
+    pub allow_http: bool,
 }
 
 impl CoderConfig {
@@ -67,6 +70,31 @@ impl CoderConfig {
             rate_limit_per_second: None,
             user_agent: concat!("scim-bridge/", env!("CARGO_PKG_VERSION")).to_owned(),
             ca_file: None,
+            allow_http: false,
+        }
+    }
+
+    /// Checks a PEM CA bundle as the client will read it: readable, holding at least one
+    /// certificate.
+    pub fn check_ca_file(path: &Path) -> Result<(), CoderError> {
+        crate::client::read_ca_bundle(path).map(drop)
+    }
+
+    /// Refuses a URL over which the session token would cross the network in clear text:
+    /// `http://` is accepted only to a loopback host (127.0.0.0/8, `::1`, `localhost`) unless
+    /// `allow_http`.
+    pub fn check_transport(url: &Url, allow_http: bool) -> Result<(), CoderError> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if allow_http || is_loopback(url) => Ok(()),
+            "http" => Err(CoderError::Config(format!(
+                "Coder URL {url} is plain http to a host that is not loopback: the owner token \
+                 would cross the network unencrypted; use https (with SCIM_BRIDGE_CODER_CA_FILE \
+                 for a private CA), or set SCIM_BRIDGE_CODER_ALLOW_HTTP=true to accept it"
+            ))),
+            _ => Err(CoderError::Config(format!(
+                "Coder URL {url} is not an http(s) URL"
+            ))),
         }
     }
 
@@ -90,9 +118,54 @@ impl CoderConfig {
     }
 }
 
+/// Whether the URL's host is this machine: 127.0.0.0/8, `::1` or `localhost`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // The URL parser lower-cases domains.
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        let check = |url: &str, allow_http| {
+            CoderConfig::check_transport(&Url::parse(url).unwrap(), allow_http)
+        };
+        for url in [
+            "https://coder.example.com",
+            "https://10.0.0.5:8443/prefix/",
+            "http://127.0.0.1:3000",
+            "http://127.8.9.10",
+            "http://[::1]:3000/",
+            "http://localhost:3000",
+            "http://LOCALHOST",
+        ] {
+            assert!(check(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "http://coder.example.com",
+            "http://10.0.0.5:3000",
+            "http://128.0.0.1",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+        ] {
+            let err = check(url, false).unwrap_err().to_string();
+            assert!(
+                err.contains("SCIM_BRIDGE_CODER_ALLOW_HTTP=true"),
+                "{url}: {err}"
+            );
+            assert!(check(url, true).is_ok(), "{url} with allow_http");
+        }
+        assert!(check("ftp://127.0.0.1", true).is_err());
+    }
 
     #[test]
     fn token_never_shows_in_debug_or_display() {

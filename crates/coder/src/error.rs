@@ -48,12 +48,38 @@ pub enum CoderError {
         /// Coder's field-level `validations`.
         validations: Vec<ValidationError>,
     },
+    /// Coder, or a proxy in front of it, answered a redirect. The client follows none, so the
+    /// session token never reaches another host: the configured URL is not Coder's final one.
+    /// Every call would meet it, so the worker pauses as for [`CoderError::Auth`]; retrying will
+    /// not help.
+    #[error(
+        "Coder answered {} with Location {location}: the bridge follows no redirects so the owner \
+         token is never sent to another host; set SCIM_BRIDGE_CODER_URL to the final URL",
+        status_line(*.status)
+    )]
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// Where Coder pointed (the `Location` header, resolved against the request's URL).
+        location: String,
+    },
     /// Coder answered something this client cannot read (wrong JSON, unexpected status).
     #[error("unexpected answer from Coder: {0}")]
     Protocol(String),
     /// The client could not be built from its configuration.
     #[error("invalid Coder client configuration: {0}")]
     Config(String),
+}
+
+/// `302 Found`: the status with its reason phrase, as an operator sees it in a browser.
+fn status_line(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -75,11 +101,19 @@ impl CoderError {
         matches!(self, CoderError::Auth { .. })
     }
 
+    /// Whether every call will fail this way until an operator fixes the bridge's Coder token or
+    /// URL (401/403, a redirect): pause the worker, fail readiness, spend no retries.
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, CoderError::Auth { .. } | CoderError::Redirect { .. })
+    }
+
     /// HTTP status Coder answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
             CoderError::Retryable { status, .. } => *status,
-            CoderError::Auth { status, .. } | CoderError::Permanent { status, .. } => Some(*status),
+            CoderError::Auth { status, .. }
+            | CoderError::Permanent { status, .. }
+            | CoderError::Redirect { status, .. } => Some(*status),
             CoderError::Unlicensed { .. } => Some(403),
             CoderError::Protocol(_) | CoderError::Config(_) => None,
         }
@@ -165,7 +199,19 @@ mod tests {
             feature: "template_rbac",
             message: "no".into(),
         };
-        assert!(!unlicensed.is_auth());
+        assert!(!unlicensed.is_auth() && !unlicensed.needs_operator());
         assert_eq!(unlicensed.status(), Some(403));
+        let redirect = CoderError::Redirect {
+            status: 302,
+            location: "https://sso.example.com/login".into(),
+        };
+        assert!(redirect.needs_operator() && !redirect.is_retryable() && !redirect.is_auth());
+        assert_eq!(redirect.status(), Some(302));
+        assert_eq!(
+            redirect.to_string(),
+            "Coder answered 302 Found with Location https://sso.example.com/login: the bridge \
+             follows no redirects so the owner token is never sent to another host; set \
+             SCIM_BRIDGE_CODER_URL to the final URL"
+        );
     }
 }

@@ -4,4 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod against_fake;
+#[path = "../../../../tests/shared/sink.rs"]
+mod sink;
 mod swagger;
+#[path = "../../../../tests/shared/tls_front.rs"]
+mod tls_front;
+mod transport;
