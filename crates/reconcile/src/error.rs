@@ -37,6 +37,12 @@ impl ReconcileError {
         matches!(self, ReconcileError::Coder(e) if e.is_auth())
     }
 
+    /// Every call will fail this way until an operator fixes the bridge's Coder token or URL
+    /// (401/403, a redirect).
+    pub fn needs_operator(&self) -> bool {
+        matches!(self, ReconcileError::Coder(e) if e.needs_operator())
+    }
+
     /// The wait Coder asked for (`Retry-After` on a 429 or 503).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

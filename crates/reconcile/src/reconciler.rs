@@ -151,6 +151,7 @@ impl Reconciler {
                 s.coder_reachable = Some(true);
                 s.coder_authorised = Some(false);
             }
+            CoderError::Redirect { .. } => s.coder_reachable = Some(true),
             CoderError::Retryable { status: None, .. } => s.coder_reachable = Some(false),
             _ => {}
         });

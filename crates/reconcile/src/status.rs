@@ -14,6 +14,9 @@ pub enum PauseCause {
     /// Coder as a whole did not answer (refused or dropped connections, timeouts, 502/503/504):
     /// it resumes by itself.
     CoderUnavailable,
+    /// Coder, or a proxy in front of it, answered a redirect, which the client does not follow
+    /// so the token never reaches another host: an operator must fix the Coder URL.
+    Redirected,
 }
 
 /// What the bridge knows about its Coder connection.
@@ -23,10 +26,10 @@ pub struct SyncStatus {
     pub coder_reachable: Option<bool>,
     /// Whether Coder accepted the bridge's token at the last call that needed it.
     pub coder_authorised: Option<bool>,
-    /// The worker stopped applying changes because Coder refused its credentials or is
-    /// unavailable; it resumes by itself once a probe succeeds.
+    /// The worker stopped applying changes because Coder refused its credentials, is
+    /// unavailable or answered a redirect; it resumes by itself once a probe succeeds.
     pub paused: bool,
-    /// Which of the two.
+    /// Which of these.
     pub pause_cause: Option<PauseCause>,
     /// Why it paused (Coder's message or the connection error).
     pub pause_reason: Option<String>,
@@ -53,6 +56,10 @@ impl SyncStatus {
             .unwrap_or_default();
         if self.paused {
             warnings.push(match self.pause_cause {
+                Some(PauseCause::Redirected) => format!(
+                    "the worker is paused: {}; it resumes when Coder answers without a redirect",
+                    self.pause_reason.as_deref().unwrap_or("Coder answered a redirect")
+                ),
                 Some(PauseCause::CoderUnavailable) => format!(
                     "the worker is paused: Coder is unavailable ({}); changes are queued and applied, offboarding first, as soon as Coder answers again",
                     self.pause_reason.as_deref().unwrap_or("no answer")

@@ -63,7 +63,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Retry delays.
     pub backoff: Backoff,
-    /// While paused on an auth failure, how often to check whether Coder accepts the token.
+    /// While paused on a refused token or a redirect, how often to check whether Coder accepts
+    /// the bridge's calls again.
     pub auth_probe_interval: Duration,
     /// While paused because Coder is unavailable, how often to check whether it answers again
     /// (a `Retry-After` Coder sent is honoured instead). Bounds the delay between Coder's
@@ -140,6 +141,11 @@ impl LoopState {
 fn pause_cause(error: &ReconcileError) -> Option<PauseCause> {
     if error.is_auth() {
         Some(PauseCause::TokenRefused)
+    } else if matches!(
+        error,
+        ReconcileError::Coder(coder::CoderError::Redirect { .. })
+    ) {
+        Some(PauseCause::Redirected)
     } else if error.is_coder_unavailable() {
         Some(PauseCause::CoderUnavailable)
     } else {
@@ -369,7 +375,7 @@ impl Worker {
                 store.outbox_complete(&event).await.map(drop)
             }
             // Nothing wrong with this row: it waits, due, for the worker to resume.
-            Err(e) if e.is_auth() || (unavailable && !row_failure) => {
+            Err(e) if e.needs_operator() || (unavailable && !row_failure) => {
                 if let Some(cause) = pause_cause(&e) {
                     self.pause(state, cause, &e);
                 }
@@ -445,11 +451,14 @@ impl Worker {
         }
     }
 
-    /// Stop claiming and probe Coder. A refused token outranks an outage: it needs an
-    /// operator, so an outage-class failure does not hide it.
+    /// Stop claiming and probe Coder. A refused token or a redirect outranks an outage: it
+    /// needs an operator, so an outage-class failure does not hide it.
     fn pause(&self, state: &mut LoopState, cause: PauseCause, error: &ReconcileError) {
-        let cause = match state.paused {
-            Some(PauseCause::TokenRefused) => PauseCause::TokenRefused,
+        let cause = match (state.paused, cause) {
+            (
+                Some(held @ (PauseCause::TokenRefused | PauseCause::Redirected)),
+                PauseCause::CoderUnavailable,
+            ) => held,
             _ => cause,
         };
         self.hold(state, cause, error);
@@ -468,11 +477,15 @@ impl Worker {
                     reason,
                     "Coder is unavailable; the worker is paused and probes it"
                 ),
+                PauseCause::Redirected => tracing::error!(
+                    reason,
+                    "Coder answered a redirect; the worker is paused until the Coder URL is fixed"
+                ),
             }
         }
         state.paused = Some(cause);
         let wait = match cause {
-            PauseCause::TokenRefused => self.config.auth_probe_interval,
+            PauseCause::TokenRefused | PauseCause::Redirected => self.config.auth_probe_interval,
             PauseCause::CoderUnavailable => error
                 .retry_after()
                 .map_or(self.config.outage_probe_interval, |wait| {
@@ -480,7 +493,9 @@ impl Worker {
                 }),
         };
         state.next_probe = Instant::now() + wait;
-        if cause == PauseCause::TokenRefused {
+        // The metric alerts on what needs an operator; the status blames the token only when
+        // Coder refused it.
+        if cause != PauseCause::CoderUnavailable {
             self.reconciler.observer.coder_auth(false);
         }
         self.reconciler.status.update(|s| {

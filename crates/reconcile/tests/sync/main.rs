@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+#[path = "../../../../tests/shared/sink.rs"]
+mod sink;
 
 mod capabilities;
 mod drift;

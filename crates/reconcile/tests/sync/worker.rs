@@ -4,7 +4,7 @@
 use crate::harness::{Env, TestDb, calls, worker_config};
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
-use coder_fake::{Fault, FaultKind, Outage, UserStatus};
+use coder_fake::{Fault, FaultKind, MAX_FAULT_COUNT, Outage, UserStatus};
 use reconcile::{PauseCause, Worker, WorkerConfig};
 use serde_json::json;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ sync_tests!(
     a_group_whose_member_fails_first_still_converges,
     a_crashed_workers_lease_is_taken_over,
     an_auth_failure_pauses_without_spending_attempts,
+    a_redirect_pauses_the_worker_and_the_other_host_receives_nothing,
     shutdown_releases_leases,
     two_workers_share_the_queue_without_double_applying,
 );
@@ -575,6 +576,77 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
         calls(&env.coder(), "GET", "/api/v2/users", 401)
             + calls(&env.coder(), "GET", "/api/v2/organizations", 401)
             > 0
+    );
+}
+
+/// A proxy in front of Coder redirects every call to another host: the worker pauses (visible in
+/// the status `/readyz` and `scim-bridge status` read) instead of burning retries, nothing reaches
+/// the other host, and the worker resumes once Coder answers again.
+async fn a_redirect_pauses_the_worker_and_the_other_host_receives_nothing(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let other_host = crate::sink::Sink::start().await;
+    let running = spawn(env.worker(worker_config("w1")));
+    env.wait_for("the start-up check", |s| {
+        s.calls.iter().any(|c| c.route == "/api/v2/organizations")
+    })
+    .await;
+    let target = other_host.url("/api/v2/users");
+    env.fake
+        .inject(Fault::next(
+            MAX_FAULT_COUNT,
+            FaultKind::Redirect {
+                status: 302,
+                location: target.clone(),
+            },
+        ))
+        .unwrap();
+    env.create_user("moved@corp.com", json!({})).await;
+    let mut paused = None;
+    for _ in 0..400 {
+        let status = env.reconciler.status().snapshot();
+        if status.paused {
+            paused = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let status = paused.expect("the worker paused on the redirect");
+    let reason = status.pause_reason.clone().unwrap();
+    for part in [
+        "302 Found",
+        target.as_str(),
+        "set SCIM_BRIDGE_CODER_URL to the final URL",
+    ] {
+        assert!(reason.contains(part), "{part:?} missing from {reason}");
+    }
+    assert_eq!(status.pause_cause, Some(PauseCause::Redirected));
+    assert!(!status.is_ready());
+    assert!(
+        status.warnings().iter().any(|w| w.contains(&reason)),
+        "{:?}",
+        status.warnings()
+    );
+    assert_ne!(
+        status.coder_authorised,
+        Some(false),
+        "the token is not blamed"
+    );
+
+    env.fake.clear_faults();
+    env.wait_for("the resumed worker", |s| s.user("moved").is_some())
+        .await;
+    running.stop().await;
+    assert_eq!(other_host.accepted(), 0, "nothing reached the other host");
+    assert_eq!(
+        env.observer.recorded().retries,
+        0,
+        "a redirect spends no retry"
+    );
+    assert_eq!(env.observer.recorded().dead_letters, 0);
+    assert!(!env.reconciler.status().snapshot().paused);
+    assert!(
+        env.coder().calls.iter().any(|c| c.status == 302),
+        "Coder's side saw the redirected calls"
     );
 }
 
