@@ -4,7 +4,12 @@
 // A test binary: a failed expectation is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../shared/sink.rs"]
+mod sink;
 mod support;
+#[path = "../shared/tls_front.rs"]
+mod tls_front;
+mod transport;
 
 use std::time::Duration;
 

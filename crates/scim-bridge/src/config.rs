@@ -121,6 +121,12 @@ pub struct SettingsArgs {
     pub coder_url: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_CODER_RATE_LIMIT", global = true)]
     pub coder_rate_limit: Option<String>,
+    /// Accept a plain http:// Coder URL to a host that is not loopback.
+    #[arg(long, env = "SCIM_BRIDGE_CODER_ALLOW_HTTP", global = true)]
+    pub coder_allow_http: Option<String>,
+    /// PEM bundle of CA certificates to trust for Coder besides the system's.
+    #[arg(long, env = "SCIM_BRIDGE_CODER_CA_FILE", global = true)]
+    pub coder_ca_file: Option<PathBuf>,
     #[arg(long, env = "SCIM_BRIDGE_WORKER", global = true)]
     pub worker: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_WORKER_CONCURRENCY", global = true)]
@@ -211,6 +217,8 @@ struct FileBulk {
 struct FileCoder {
     url: Option<String>,
     rate_limit: Option<u64>,
+    allow_http: Option<bool>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +256,10 @@ pub struct CoderSettings {
     pub url: url::Url,
     pub token: Secret,
     pub rate_limit: u32,
+    /// A plain http:// URL to a host that is not loopback was explicitly accepted.
+    pub allow_http: bool,
+    /// Extra CA certificates (PEM) trusted for Coder's TLS certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Outbox worker settings.
@@ -483,6 +495,11 @@ impl Settings {
                     file.coder.rate_limit,
                     8,
                 )?,
+                allow_http: match &args.coder_allow_http {
+                    Some(raw) => parse_bool("SCIM_BRIDGE_CODER_ALLOW_HTTP", raw)?,
+                    None => file.coder.allow_http.unwrap_or(false),
+                },
+                ca_file: args.coder_ca_file.clone().or(file.coder.ca_file),
             }),
             (Some(_), None) => {
                 return Err(bad(
@@ -498,6 +515,16 @@ impl Settings {
             }
             (None, None) => None,
         };
+        if let Some(coder) = &coder {
+            // The owner token must not cross the network in clear text, nor go where a
+            // certificate the bridge cannot check would let anyone read it.
+            coder::CoderConfig::check_transport(&coder.url, coder.allow_http)
+                .map_err(|e| bad("SCIM_BRIDGE_CODER_URL", coder_problem(e)))?;
+            if let Some(path) = &coder.ca_file {
+                coder::CoderConfig::check_ca_file(path)
+                    .map_err(|e| bad("SCIM_BRIDGE_CODER_CA_FILE", coder_problem(e)))?;
+            }
+        }
 
         let worker = WorkerSettings {
             enabled: match &args.worker {
@@ -737,6 +764,15 @@ fn jwt_policy(
             .map_err(|e: store::UnknownScope| bad(SCOPES, e.to_string()))?;
     }
     Ok(())
+}
+
+/// The client's explanation without its "invalid Coder client configuration" prefix: the
+/// setting's name already says where the problem is.
+fn coder_problem(error: coder::CoderError) -> String {
+    match error {
+        coder::CoderError::Config(problem) => problem,
+        other => other.to_string(),
+    }
 }
 
 fn check_readable(setting: &str, path: &Path) -> Result<(), ConfigError> {
@@ -985,6 +1021,93 @@ mod tests {
             Settings::load(&args, &both).unwrap_err().setting,
             "SCIM_BRIDGE_CODER_TOKEN"
         );
+    }
+
+    #[test]
+    fn plain_http_to_coder_only_on_loopback_unless_allowed() {
+        let token = env(&[("SCIM_BRIDGE_CODER_TOKEN", "t")]);
+        let remote = |allow: Option<&str>| SettingsArgs {
+            coder_url: Some("http://coder.internal.example.com:3000".into()),
+            coder_allow_http: allow.map(str::to_owned),
+            ..Default::default()
+        };
+        let e = Settings::load(&remote(None), &token).unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_CODER_URL");
+        assert!(
+            e.problem.contains("SCIM_BRIDGE_CODER_ALLOW_HTTP=true")
+                && e.problem.contains("http://coder.internal.example.com:3000"),
+            "{}",
+            e.problem
+        );
+        assert_eq!(
+            Settings::load(&remote(Some("false")), &token)
+                .unwrap_err()
+                .setting,
+            "SCIM_BRIDGE_CODER_URL"
+        );
+        let allowed = Settings::load(&remote(Some("true")), &token).unwrap();
+        assert!(allowed.coder.unwrap().allow_http);
+        assert_eq!(
+            Settings::load(&remote(Some("maybe")), &token)
+                .unwrap_err()
+                .setting,
+            "SCIM_BRIDGE_CODER_ALLOW_HTTP"
+        );
+        // The TOML key does the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "[coder]\nurl = \"http://coder.internal.example.com:3000\"\nallow_http = true\n",
+        )
+        .unwrap();
+        let from_file = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(
+            Settings::load(&from_file, &token)
+                .unwrap()
+                .coder
+                .unwrap()
+                .allow_http
+        );
+        // Loopback and https need nothing.
+        for url in [
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+            "https://coder.example.com",
+        ] {
+            let args = SettingsArgs {
+                coder_url: Some(url.into()),
+                ..Default::default()
+            };
+            let coder = Settings::load(&args, &token).unwrap().coder.unwrap();
+            assert!(!coder.allow_http, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_coder_ca_file_must_hold_a_certificate() {
+        let token = env(&[("SCIM_BRIDGE_CODER_TOKEN", "t")]);
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        for path in [dir.path().join("absent.pem"), empty] {
+            let args = SettingsArgs {
+                coder_url: Some("https://coder.example.com".into()),
+                coder_ca_file: Some(path.clone()),
+                ..Default::default()
+            };
+            let e = Settings::load(&args, &token).unwrap_err();
+            assert_eq!(e.setting, "SCIM_BRIDGE_CODER_CA_FILE");
+            assert!(
+                e.problem.contains(&path.display().to_string()),
+                "{}",
+                e.problem
+            );
+        }
     }
 
     #[test]

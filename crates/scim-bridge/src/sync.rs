@@ -87,6 +87,8 @@ pub fn coder_client(
         coder::SessionToken::new(coder.token.expose()),
     );
     config.rate_limit_per_second = std::num::NonZeroU32::new(coder.rate_limit);
+    config.allow_http = coder.allow_http;
+    config.ca_file = coder.ca_file.clone();
     let client = coder::CoderClient::new(config)
         .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CODER_URL: {e}"))?;
     Ok(match metrics {

@@ -1,0 +1,216 @@
+//! Where the real binary sends the Coder owner token: never over plain http off loopback unless
+//! told to, never behind a redirect, and over TLS to a private CA only when given that CA.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sink::Sink;
+use crate::support::{BIN, Bridge, BridgeOptions, Db, eventually, fresh_database};
+use crate::tls_front::{Handshake, TestPki, TlsFront};
+
+/// Runs the binary with only `envs`; `None` if it is still running after `limit` (then killed).
+fn run_bounded(envs: &[(String, String)], args: &[&str], limit: Duration) -> Option<(i32, String)> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.code().unwrap_or(-1), text))
+}
+
+/// An IdP's POST /Users, stored by the bridge.
+async fn create_user(bridge: &Bridge, user_name: &str) {
+    let (status, created) = bridge
+        .call("POST", "/Users", Some(&crate::user(user_name)))
+        .await;
+    assert_eq!(status, 201, "{created}");
+}
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// `serve` with a plain-http Coder URL that is not loopback stops before listening, naming the
+/// setting and the way to accept it; with `SCIM_BRIDGE_CODER_ALLOW_HTTP=true` it serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_to_a_remote_coder_is_refused_at_start_up_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database(&Db::Sqlite, dir.path()).await;
+    // Never contacted: the refusal comes first, and the allowed bridge only starts.
+    let remote = "http://coder.internal.example.com:3000";
+    let envs = env(&[
+        ("SCIM_BRIDGE_DATABASE_URL", database_url.clone()),
+        ("SCIM_BRIDGE_LISTEN", "127.0.0.1:0".into()),
+        ("SCIM_BRIDGE_CODER_URL", remote.into()),
+        ("SCIM_BRIDGE_CODER_TOKEN", "coder-owner-token".into()),
+    ]);
+    let (code, output) = run_bounded(&envs, &["serve"], Duration::from_secs(30))
+        .expect("serve refused to start instead of serving");
+    assert_eq!(code, 2, "{output}");
+    for part in [
+        "SCIM_BRIDGE_CODER_URL",
+        remote,
+        "SCIM_BRIDGE_CODER_ALLOW_HTTP=true",
+    ] {
+        assert!(output.contains(part), "{part:?} missing from: {output}");
+    }
+    assert!(!output.contains("listening"), "{output}");
+    assert!(
+        !output.contains("coder-owner-token"),
+        "the token is not printed"
+    );
+
+    let bridge = Bridge::start(BridgeOptions {
+        database_url,
+        extra_env: env(&[
+            ("SCIM_BRIDGE_CODER_URL", remote.into()),
+            ("SCIM_BRIDGE_CODER_TOKEN", "coder-owner-token".into()),
+            ("SCIM_BRIDGE_CODER_ALLOW_HTTP", "true".into()),
+        ]),
+    })
+    .await;
+    let (status, _) = bridge.call("GET", "/Users", None).await;
+    assert_eq!(status, 200, "the bridge serves with the http URL accepted");
+}
+
+/// A proxy in front of Coder redirects every call to another host: the IdP's writes are still
+/// stored, the worker pauses with the fix in `/readyz` and `scim-bridge status`, and the other
+/// host never receives a connection (so never the owner token).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirecting_coder_pauses_the_sync_visibly_and_the_token_stays_home() {
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
+        .await
+        .unwrap();
+    let other_host = Sink::start().await;
+    let target = other_host.url("/api/v2/users/me");
+    fake.inject(coder_fake::Fault::next(
+        coder_fake::MAX_FAULT_COUNT,
+        coder_fake::FaultKind::Redirect {
+            status: 302,
+            location: target.clone(),
+        },
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(BridgeOptions {
+        database_url: fresh_database(&Db::Sqlite, dir.path()).await,
+        extra_env: env(&[
+            ("SCIM_BRIDGE_CODER_URL", fake.base_url().to_string()),
+            ("SCIM_BRIDGE_CODER_TOKEN", fake.owner_token().to_string()),
+        ]),
+    })
+    .await;
+    create_user(&bridge, "moved@example.com").await;
+
+    let readyz = eventually(Duration::from_secs(20), || async {
+        let response = bridge
+            .http
+            .get(format!("{}/readyz", bridge.base))
+            .bearer_auth(&bridge.token)
+            .send()
+            .await
+            .ok()?;
+        let code = response.status().as_u16();
+        let body = response.text().await.ok()?;
+        (code == 503 && body.contains("302 Found")).then_some(body)
+    })
+    .await
+    .expect("/readyz reports the redirect");
+    for part in [
+        target.as_str(),
+        "paused",
+        "set SCIM_BRIDGE_CODER_URL to the final URL",
+    ] {
+        assert!(
+            readyz.contains(part),
+            "{part:?} missing from /readyz: {readyz}"
+        );
+    }
+
+    let out = bridge.cli(&["status"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{printed}");
+    assert!(
+        printed.contains("302 Found") && printed.contains(&target),
+        "{printed}"
+    );
+
+    assert_eq!(other_host.accepted(), 0, "nothing reached the other host");
+    assert!(
+        fake.state().user("moved").is_none(),
+        "nothing was applied behind the redirect"
+    );
+}
+
+/// Coder behind TLS with a certificate from a private CA: `SCIM_BRIDGE_CODER_CA_FILE` makes the
+/// bridge trust it (the worker syncs a user through it); without it the connection is refused
+/// with a certificate error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_ca_for_coder_comes_from_the_ca_file() {
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
+        .await
+        .unwrap();
+    let pki = TestPki::new();
+    let front = TlsFront::start(&pki, fake.address(), Handshake::Direct).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("coder-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let coder_env = env(&[
+        (
+            "SCIM_BRIDGE_CODER_URL",
+            format!("https://127.0.0.1:{}", front.addr.port()),
+        ),
+        ("SCIM_BRIDGE_CODER_TOKEN", fake.owner_token().to_string()),
+    ]);
+    let database_url = fresh_database(&Db::Sqlite, dir.path()).await;
+
+    let mut without_ca = coder_env.clone();
+    without_ca.push(("SCIM_BRIDGE_DATABASE_URL".into(), database_url.clone()));
+    let (code, output) =
+        run_bounded(&without_ca, &["status"], Duration::from_secs(60)).expect("status finished");
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("invalid peer certificate"),
+        "a certificate error: {output}"
+    );
+
+    let mut with_ca = coder_env;
+    with_ca.push((
+        "SCIM_BRIDGE_CODER_CA_FILE".into(),
+        ca_file.display().to_string(),
+    ));
+    let bridge = Bridge::start(BridgeOptions {
+        database_url,
+        extra_env: with_ca,
+    })
+    .await;
+    create_user(&bridge, "tls@example.com").await;
+    let synced = eventually(Duration::from_secs(30), || async {
+        fake.state().user("tls").map(|_| ())
+    })
+    .await;
+    assert!(synced.is_some(), "the worker reached Coder over TLS");
+    assert!(front.handshakes() >= 1);
+}
