@@ -5,6 +5,9 @@
 //! statement (no "database is locked" upgrade failures, and read-modify-write PATCHes are
 //! serialised). Reads use a separate pool; WAL lets them run while a write is in progress.
 //! `synchronous=FULL` makes every commit durable across power loss.
+//!
+//! The file holds token digests, the audit trail and every identity the IdPs sent, so only the
+//! bridge's own user may read it: see [`owner_only`].
 
 use crate::Shared;
 use crate::dialect::Dialect;
@@ -55,6 +58,7 @@ pub(crate) async fn connect(
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(busy_timeout)
         .foreign_keys(true);
+    owner_only(options.get_filename())?;
     // The writer does not fsync per commit: writes wait for a shared WAL fsync before they
     // are acknowledged (group commit, see durability.rs), which is as durable as FULL.
     // A local file's connections do not go stale: skip the ping sqlx sends on every acquire.
@@ -69,6 +73,72 @@ pub(crate) async fn connect(
         .connect_with(options.read_only(true))
         .await?;
     Ok(engine::Backend::new(read, write, shared))
+}
+
+/// Makes the database readable by its owner only (mode 0600), before SQLite opens it.
+///
+/// A missing file is created empty with 0600 (SQLite takes an empty file as a new database);
+/// SQLite itself would create it 0644 minus the umask. SQLite creates `-wal` and `-shm` later,
+/// lazily, with the main file's permission bits whatever the umask (os_unix.c `robust_open`
+/// sets them with `fchmod`), so they follow. An existing database, `-wal` or `-shm` that other
+/// users may read or write is tightened to the owner's bits with a warning; if that is not
+/// allowed (another user owns it) the warning says so and the bridge carries on.
+#[cfg(unix)]
+fn owner_only(path: &std::path::Path) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // Another process may have created it in between; it is checked below.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create the database file {}: {e}", path.display()),
+                ))
+                .into());
+            }
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        let Ok(metadata) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        let tightened = std::fs::Permissions::from_mode(mode & 0o700);
+        match std::fs::set_permissions(&file, tightened) {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                was = format!("{mode:04o}"),
+                now = format!("{:04o}", mode & 0o700),
+                "other users could read or write the database file; it is now owner-only"
+            ),
+            Err(e) => tracing::warn!(
+                file = %file.display(),
+                mode = format!("{mode:04o}"),
+                error = %e,
+                "other users can read or write the database file and its mode cannot be changed; \
+                 make it owner-only (chmod 600)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &std::path::Path) -> StoreResult<()> {
+    Ok(())
 }
 
 /// The database file a `sqlite:` URL names (None for other URLs).

@@ -9,6 +9,7 @@ mod harness;
 mod audit;
 mod coder;
 mod copy;
+mod files;
 mod lifecycle;
 mod outbox;
 mod resources;
