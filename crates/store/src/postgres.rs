@@ -4,10 +4,13 @@
 //! block foreign-key checks from membership inserts); outbox claims use `FOR UPDATE SKIP LOCKED`
 //! so replicas share the queue without waiting on each other; commits that queue work also
 //! `NOTIFY` other replicas' workers.
+//!
+//! TLS is whatever the URL says (`sslmode=verify-full&sslrootcert=/path/ca.crt`, sqlx's libpq
+//! parameters); nothing here overrides it.
 
 use crate::Shared;
 use crate::dialect::Dialect;
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::outbox::OUTBOX_CHANNEL;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use std::sync::Arc;
@@ -39,11 +42,33 @@ pub(crate) async fn connect(
     max_connections: u32,
     shared: Arc<Shared>,
 ) -> StoreResult<PgStore> {
+    check_root_certificate(url)?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .connect(url)
         .await?;
     Ok(engine::Backend::new(pool.clone(), pool, shared))
+}
+
+/// A root certificate named in the URL must be readable. sqlx reads it only once the server has
+/// agreed to TLS, and then says no more than "No such file or directory".
+fn check_root_certificate(url: &str) -> StoreResult<()> {
+    // sqlx reports a malformed URL itself.
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(());
+    };
+    for (key, value) in parsed.query_pairs() {
+        // sqlx's names for libpq's `sslrootcert`; a value may also be the PEM itself.
+        if matches!(key.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca")
+            && !value.starts_with("-----BEGIN")
+            && let Err(e) = std::fs::File::open(value.as_ref())
+        {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("sslrootcert {value}: cannot read the root certificate: {e}").into(),
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl PgStore {

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+#[path = "../../../../tests/shared/tls_front.rs"]
+mod tls_front;
 
 mod audit;
 mod coder;
@@ -13,4 +15,5 @@ mod files;
 mod lifecycle;
 mod outbox;
 mod resources;
+mod tls;
 mod tokens;
