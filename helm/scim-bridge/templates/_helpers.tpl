@@ -80,12 +80,20 @@ that value, else empty (the setting is left out).
 {{- end }}
 
 {{/* Refuse combinations that cannot work, with a message that says what to change. */}}
+{{/* The Secret holding PostgreSQL's CA certificate, in PostgreSQL mode; empty when none. */}}
+{{- define "scim-bridge.postgresRootCert" -}}
+{{- if eq .Values.database.type "postgres" }}{{ .Values.database.postgres.rootCert.existingSecret }}{{ end }}
+{{- end }}
+
 {{- define "scim-bridge.validate" -}}
 {{- if and (include "scim-bridge.sqlite" .) (gt (int .Values.replicaCount) 1) }}
 {{- fail (printf "SQLite mode runs exactly one replica (replicaCount is %d): the database file lives on one ReadWriteOnce volume with one writer. Set replicaCount: 1, or use PostgreSQL (database.type: postgres) to run several replicas." (int .Values.replicaCount)) }}
 {{- end }}
 {{- if and (eq .Values.database.type "postgres") (not (include "scim-bridge.databaseSecret" .)) }}
 {{- fail "PostgreSQL mode needs the database URL from a Secret: set database.postgres.existingSecret (and database.postgres.key), or secret.create with secret.databaseUrl for a quick start." }}
+{{- end }}
+{{- if and (hasPrefix "http://" .Values.coder.url) (not .Values.coder.allowHttp) (not (regexMatch "^http://(localhost|127\\.[0-9.]+|\\[::1\\])(:[0-9]+)?(/.*)?$" .Values.coder.url)) }}
+{{- fail (printf "coder.url %s is plain http: the Coder owner token would cross the network unencrypted. Use https (Coder's final URL), or set coder.allowHttp: true for a Coder reached over an encrypted network." .Values.coder.url) }}
 {{- end }}
 {{- if and .Values.coder.url (not (include "scim-bridge.coderSecret" .)) }}
 {{- fail "coder.url is set but no Coder token is: set coder.existingSecret (and coder.key) to a Secret holding an owner's session token, or secret.create with secret.coderToken for a quick start." }}
@@ -127,6 +135,10 @@ that value, else empty (the setting is left out).
 {{- if include "scim-bridge.coderSecret" . }}
 - name: SCIM_BRIDGE_CODER_TOKEN_FILE
   value: {{ include "scim-bridge.secretsDir" . }}/coder/{{ .Values.coder.key }}
+{{- end }}
+{{- if .Values.coder.allowHttp }}
+- name: SCIM_BRIDGE_CODER_ALLOW_HTTP
+  value: "true"
 {{- end }}
 {{- if not (kindIs "invalid" .Values.coder.rateLimit) }}
 - name: SCIM_BRIDGE_CODER_RATE_LIMIT
@@ -196,6 +208,11 @@ that value, else empty (the setting is left out).
 {{- else if ne .Values.database.postgres.urlFrom "env" }}
 - name: database-url
   mountPath: {{ include "scim-bridge.secretsDir" . }}/database
+  readOnly: true
+{{- end }}
+{{- if include "scim-bridge.postgresRootCert" . }}
+- name: postgres-ca
+  mountPath: /etc/scim-bridge/postgres-ca
   readOnly: true
 {{- end }}
 {{- if include "scim-bridge.coderSecret" . }}
