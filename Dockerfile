@@ -9,10 +9,21 @@
 # `builder` (dependencies in their own cached layer, then the workspace), and a small runtime on
 # distroless cc (glibc, CA certificates for reqwest's rustls native roots, uid 65532, no shell).
 
-ARG RUST_VERSION=1.95
+# Base images are pinned by digest, so a rebuild starts from the same bytes whatever the tags
+# point at by then; the tag stays in each FROM for readers (with a digest, the builder pulls by
+# digest). scripts/dockerfile-check (run by scripts/test) refuses a FROM without a digest and a
+# digest without its source line. To update: docs/operations.md, "Updating the base images".
+#
+# rust:1.95-slim-bookworm, the multi-platform index (12 platforms) built 2026-05-19.
+# source: docker-library/repo-info, repos/rust/remote/1.95-slim-bookworm.md (registry record)
+ARG RUST_DIGEST=sha256:2f38914f22d4428179ca09eff59ea3b17e8e03d738fdaea9bf3051b97583d32d
+# gcr.io/distroless/cc-debian12:nonroot.
+# source: public Dockerfiles pinning this tag (not checked against gcr.io from the project's
+# machines, which reach no registry): check it with the update procedure before a release build.
+ARG RUNTIME_DIGEST=sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 ARG CARGO_CHEF_VERSION=0.1.78
 
-FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+FROM rust:1.95-slim-bookworm@${RUST_DIGEST} AS chef
 ARG CARGO_CHEF_VERSION
 RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /src
@@ -34,7 +45,7 @@ RUN cargo build --release --locked --bin scim-bridge \
  && install -d -m 0750 /out/data
 
 # Debian 12 (bookworm), as the builder, so the binary's glibc matches.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@${RUNTIME_DIGEST}
 COPY --from=builder /out/usr/local/bin/scim-bridge /usr/local/bin/scim-bridge
 COPY --from=builder --chown=65532:65532 /out/data /data
 USER 65532:65532
