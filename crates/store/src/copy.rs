@@ -114,6 +114,7 @@ const TABLES: [Table; 8] = [
             ("result", Text),
             ("prev_hash", Text),
             ("hash", Text),
+            ("key_id", Text),
         ],
         order_by: "seq",
         serial_id: false,

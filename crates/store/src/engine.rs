@@ -8,7 +8,9 @@
 
 use super::{DIALECT, Db, MIGRATOR};
 use crate::Shared;
-use crate::audit::{AuditEntry, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport};
+use crate::audit::{
+    AuditEntry, AuditHead, AuditKey, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport,
+};
 use crate::clock::now_micros;
 use crate::coalesce;
 use crate::coder_map::{CoderGroup, CoderGroupRow, CoderUser, CoderUserRow, SyncIssue};
@@ -125,6 +127,11 @@ impl Backend {
         now_micros(self.shared.clock.as_ref())
     }
 
+    /// The key every audit record this store appends is hashed with (none: plain SHA-256).
+    fn audit_key(&self) -> Option<&AuditKey> {
+        self.shared.audit_keys.current()
+    }
+
     async fn begin_write(&self) -> StoreResult<Tx> {
         // The lot's connection goes back to the pool for this transaction to take.
         let _hold = self.writer_lot.hold().await;
@@ -207,7 +214,7 @@ impl Backend {
             // (a stale one makes the record's seq collide; `create` then retries).
             tx.audit_head = tx.cached_tip();
         }
-        let row = append_audit_batched(&mut tx, &entry, now).await?;
+        let row = append_audit_batched(&mut tx, &entry, now, self.audit_key()).await?;
         tx.set_next_tip((row.seq, row.hash));
         self.commit_batch(tx).await
     }
@@ -247,7 +254,7 @@ impl Backend {
         let Some((seq, prev_hash)) = tx.cached_tip() else {
             return Ok(None);
         };
-        let audit = AuditRow::chained(&entry, seq + 1, now, prev_hash);
+        let audit = AuditRow::chained(&entry, seq + 1, now, prev_hash, self.audit_key());
         tx.set_next_tip((audit.seq, audit.hash.clone()));
         for stmt in stmts
             .into_iter()
@@ -1154,7 +1161,7 @@ impl Backend {
     pub(crate) async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
         let mut tx = self.begin_write().await?;
         self.forget_audit_tip().await;
-        let row = append_audit_in(&mut tx, entry, self.now()).await?;
+        let row = append_audit_in(&mut tx, entry, self.now(), self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(row.into_record())
@@ -1173,11 +1180,24 @@ impl Backend {
         Ok(rows.into_iter().map(AuditRow::into_record).collect())
     }
 
-    pub(crate) async fn audit_verify(&self) -> StoreResult<VerifyReport> {
+    pub(crate) async fn audit_verify(&self, expected: &[AuditHead]) -> StoreResult<VerifyReport> {
+        let keys = &self.shared.audit_keys;
         let mut tx = self.begin_read().await?;
         let sql =
             format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2");
-        let (mut prev_seq, mut prev_hash, mut checked) = (0i64, GENESIS_HASH.to_string(), 0u64);
+        let (mut prev_seq, mut prev_hash) = (0i64, GENESIS_HASH.to_string());
+        let (mut checked, mut keyed, mut newest_keyed) = (0u64, 0u64, false);
+        let broken = |seq: i64, reason: String, checked: u64, keyed: u64| VerifyReport {
+            checked,
+            keyed,
+            first_broken: Some((seq, reason)),
+        };
+        if let Some(reason) = expected
+            .iter()
+            .find_map(|head| head_missed(head, 0, GENESIS_HASH))
+        {
+            return Ok(broken(0, reason, checked, keyed));
+        }
         loop {
             let page: Vec<AuditRow> = sqlx::query_as(&sql)
                 .bind(prev_seq)
@@ -1189,11 +1209,15 @@ impl Backend {
             };
             for row in page {
                 checked += 1;
-                if let Some(reason) = row.chain_break(prev_seq, &prev_hash) {
-                    return Ok(VerifyReport {
-                        checked,
-                        first_broken: Some((row.seq, reason)),
-                    });
+                newest_keyed = row.key_id.is_some();
+                keyed += u64::from(newest_keyed);
+                let reason = row.chain_break(prev_seq, &prev_hash, keys).or_else(|| {
+                    expected
+                        .iter()
+                        .find_map(|head| head_missed(head, row.seq, &row.hash))
+                });
+                if let Some(reason) = reason {
+                    return Ok(broken(row.seq, reason, checked, keyed));
                 }
                 prev_seq = row.seq;
                 prev_hash = row.hash;
@@ -1206,16 +1230,95 @@ impl Backend {
                 .fetch_one(&mut *tx)
                 .await?;
         tx.commit().await?;
-        let first_broken = (head_seq != prev_seq || head_hash != prev_hash).then(|| {
-            (
+        let beyond = expected
+            .iter()
+            .filter(|head| head.seq > prev_seq)
+            .max_by_key(|head| head.seq);
+        let first_broken = if head_seq != prev_seq || head_hash != prev_hash {
+            Some((
                 prev_seq + 1,
                 format!("the log ends at seq {prev_seq} but its head records seq {head_seq}"),
-            )
-        });
+            ))
+        } else if let Some(head) = beyond {
+            Some((
+                prev_seq + 1,
+                format!(
+                    "the log ends at seq {prev_seq}, before the expected head {head}: \
+                     records were removed"
+                ),
+            ))
+        } else if keys.current().is_some() && checked > 0 && !newest_keyed {
+            // Every record up to the newest keyed one is covered by the key; an unkeyed newest
+            // record is what a chain recomputed without the key ends in.
+            Some((
+                prev_seq,
+                "the newest record is not keyed although an audit key is configured: the chain \
+                 was recomputed without the key, or nothing was appended since the key was set"
+                    .to_string(),
+            ))
+        } else {
+            None
+        };
         Ok(VerifyReport {
             checked,
+            keyed,
             first_broken,
         })
+    }
+
+    pub(crate) async fn audit_head(&self) -> StoreResult<AuditHead> {
+        let mut tx = self.begin_read().await?;
+        let newest: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let newest = newest.map_or_else(AuditHead::genesis, |(seq, hash)| AuditHead { seq, hash });
+        let recorded = AuditHead { seq, hash };
+        if newest != recorded {
+            return Err(StoreError::invalid_value(format!(
+                "the audit log ends at {newest} but its head row records {recorded}: the log was \
+                 changed outside the bridge"
+            )));
+        }
+        Ok(newest)
+    }
+
+    pub(crate) async fn audit_record_key(&self) -> StoreResult<Option<AuditRecord>> {
+        let Some(key) = self.audit_key() else {
+            return Ok(None);
+        };
+        let mut tx = self.begin_write().await?;
+        // Lock the tip first (PostgreSQL), so replicas starting together record the key once.
+        audit_head_stmt().execute(&mut tx).await?;
+        let newest: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT key_id FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let previous = newest.and_then(|(id,)| id);
+        if previous.as_deref() == Some(key.id()) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let entry = AuditEntry {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            actor: None,
+            source_addr: None,
+            operation: "audit.key".to_string(),
+            resource_type: None,
+            resource_id: None,
+            change: json!({ "key_id": key.id(), "previous_key_id": previous }),
+            result: "ok".to_string(),
+        };
+        self.forget_audit_tip().await;
+        let row = append_audit_in(&mut tx, &entry, self.now(), Some(key)).await?;
+        tx.commit().await?;
+        self.durable().await?;
+        Ok(Some(row.into_record()))
     }
 
     // ----- tokens -----
@@ -1250,7 +1353,8 @@ impl Backend {
         insert_token(&mut tx, &new, now).await?;
         let change = json!({ "expires_at": expires_at, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
-        append_audit_in(&mut tx, &token_audit("token.create", name, change), now).await?;
+        let entry = token_audit("token.create", name, change);
+        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(plaintext)
@@ -1294,7 +1398,8 @@ impl Backend {
                 let change =
                     json!({ "scopes": scopes.to_string(), "source": TokenSource::File.as_str() });
                 self.forget_audit_tip().await;
-                append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
+                let entry = token_audit("token.import", name, change);
+                append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
                 tx.commit().await?;
                 self.durable().await?;
                 return Ok(if rescoped {
@@ -1351,7 +1456,8 @@ impl Backend {
         insert_token(&mut tx, &new, now).await?;
         let change = json!({ "rotated": rotated, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
-        append_audit_in(&mut tx, &token_audit("token.import", name, change), now).await?;
+        let entry = token_audit("token.import", name, change);
+        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(if rotated {
@@ -1412,7 +1518,8 @@ impl Backend {
             )));
         }
         self.forget_audit_tip().await;
-        append_audit_in(&mut tx, &token_audit("token.revoke", name, json!({})), now).await?;
+        let entry = token_audit("token.revoke", name, json!({}));
+        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(())
@@ -1455,7 +1562,7 @@ impl Backend {
                 json!({ "reason": "removed from the tokens file" }),
             );
             entry.actor = Some(TOKENS_FILE_ACTOR.to_string());
-            append_audit_in(&mut tx, &entry, now).await?;
+            append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         }
         tx.commit().await?;
         self.durable().await?;
@@ -1675,7 +1782,7 @@ impl Backend {
 const OUTBOX_COLUMNS: &str = "id, kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts, \
                               last_error, leased_by, lease_until, dead_at, dead_reason";
 const AUDIT_COLUMNS: &str = "seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
-                             change, result, prev_hash, hash";
+                             change, result, prev_hash, hash, key_id";
 const CODER_USER_COLUMNS: &str =
     "scim_id, coder_user_id, coder_username, login_type, adopted, last_applied, updated_at";
 const CODER_GROUP_COLUMNS: &str =
@@ -2337,6 +2444,16 @@ async fn outbox_row_exists(conn: &mut Conn, id: i64) -> StoreResult<bool> {
     Ok(found.is_some())
 }
 
+/// Why the chain fails to reach `expected` at the record (`seq`, `hash`), if it is that record's.
+fn head_missed(expected: &AuditHead, seq: i64, hash: &str) -> Option<String> {
+    (expected.seq == seq && expected.hash != hash).then(|| {
+        format!(
+            "record {seq} has hash {hash}, not the expected head {expected}: the chain was \
+             rewritten at or before it"
+        )
+    })
+}
+
 /// Append to the audit chain. The head row is read with a row lock (PostgreSQL) or under the
 /// single writer (SQLite), so concurrent appends form one linear chain. Appended last in a
 /// transaction, so the lock is held only until the commit that follows.
@@ -2344,6 +2461,7 @@ async fn append_audit_in(
     conn: &mut Conn,
     entry: &AuditEntry,
     now: DateTime<Utc>,
+    key: Option<&AuditKey>,
 ) -> StoreResult<AuditRow> {
     let (seq, prev_hash): (i64, String) = audit_head_stmt()
         .fetch_all(&mut *conn)
@@ -2351,7 +2469,7 @@ async fn append_audit_in(
         .into_iter()
         .next()
         .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
-    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
+    let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
     for stmt in audit_append_stmts(&row, Guard::Always) {
         stmt.execute(&mut *conn).await?;
     }
@@ -2364,6 +2482,7 @@ async fn append_audit_batched(
     tx: &mut WriteTx,
     entry: &AuditEntry,
     now: DateTime<Utc>,
+    key: Option<&AuditKey>,
 ) -> StoreResult<AuditRow> {
     let (seq, prev_hash): (i64, String) = match tx.audit_head.take() {
         Some(head) => head,
@@ -2372,7 +2491,7 @@ async fn append_audit_batched(
             .await?
             .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?,
     };
-    let row = AuditRow::chained(entry, seq + 1, now, prev_hash);
+    let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
     for stmt in audit_append_stmts(&row, Guard::Always) {
         tx.defer(stmt).await?;
     }
@@ -2480,18 +2599,18 @@ fn audit_head_stmt() -> Stmt {
 fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
     let (source, and) = match guard {
         Guard::Always => (
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             "",
         ),
         Guard::AfterChange => (
-            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE changes() = 1",
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE changes() = 1",
             " AND changes() = 1",
         ),
     };
     [
         Stmt::new(format!(
             "INSERT INTO audit_log (seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
-                                    change, result, prev_hash, hash) {source}"
+                                    change, result, prev_hash, hash, key_id) {source}"
         ))
         .int(row.seq)
         .time(row.time)
@@ -2504,7 +2623,8 @@ fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
         .text(row.change.clone())
         .text(row.result.clone())
         .text(row.prev_hash.clone())
-        .text(row.hash.clone()),
+        .text(row.hash.clone())
+        .opt_text(row.key_id.clone()),
         Stmt::new(format!(
             "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1{and}"
         ))

@@ -41,7 +41,10 @@ mod scope;
 mod sqlite;
 mod token;
 
-pub use audit::{AuditEntry, AuditRecord, GENESIS_HASH, VerifyReport};
+pub use audit::{
+    AuditEntry, AuditHead, AuditKey, AuditKeys, AuditRecord, GENESIS_HASH, MIN_AUDIT_KEY_LEN,
+    VerifyReport,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coder_map::{CoderGroup, CoderUser, SyncIssue};
 pub use copy::CopyReport;
@@ -82,6 +85,9 @@ pub struct StoreOptions {
     /// The most resources a filter or sort may evaluate in memory before the list is refused
     /// with 400 `tooMany`.
     pub max_filter_candidates: u64,
+    /// The keys of the audit chain's HMAC (none: plain SHA-256). The first hashes every record
+    /// this store appends; all of them verify.
+    pub audit_keys: AuditKeys,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +98,7 @@ impl Default for StoreOptions {
             run_migrations: true,
             busy_timeout: std::time::Duration::from_secs(5),
             max_filter_candidates: 100_000,
+            audit_keys: AuditKeys::default(),
         }
     }
 }
@@ -118,6 +125,8 @@ pub(crate) struct Shared {
     /// The audit chain's tip after this process's last resource write (SQLite), taken with the
     /// writer: a POST extends it without reading it first. `None` when unknown.
     pub audit_tip: Arc<tokio::sync::Mutex<Option<(i64, String)>>>,
+    /// Every audit hash this store computes or checks is keyed with these.
+    pub audit_keys: AuditKeys,
     /// `userName eq` lookups waiting to share a statement (see coalesce.rs), keyed by the
     /// folded userName.
     pub user_lookups: coalesce::Coalescer<String, Vec<StoredResource>>,
@@ -152,6 +161,7 @@ impl Store {
             max_filter_candidates: options.max_filter_candidates,
             wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),
             audit_tip: Arc::default(),
+            audit_keys: options.audit_keys.clone(),
             user_lookups: coalesce::Coalescer::default(),
         });
         let store = if url.starts_with("sqlite:") {
@@ -464,9 +474,35 @@ impl Store {
         on_backend!(self, b => b.audit_export(since).await)
     }
 
-    /// Recompute the chain and report the first record that does not verify.
+    /// Recompute the chain (with the store's audit keys) and report the first record that does
+    /// not verify. With keys, the newest record must be keyed: a chain recomputed without the
+    /// key ends in an unkeyed record.
     pub async fn audit_verify(&self) -> StoreResult<VerifyReport> {
-        on_backend!(self, b => b.audit_verify().await)
+        self.audit_verify_expecting(&[]).await
+    }
+
+    /// [`Store::audit_verify`], and the chain must still reach each of `expected` (heads
+    /// exported earlier): a record cut off or rewritten at or before one of them is reported.
+    pub async fn audit_verify_expecting(
+        &self,
+        expected: &[AuditHead],
+    ) -> StoreResult<VerifyReport> {
+        on_backend!(self, b => b.audit_verify(expected).await)
+    }
+
+    /// The newest record's seq and hash ([`AuditHead::genesis`] for an empty chain), to export
+    /// as an anchor. Fails when the log and its head row disagree (the log was cut or the head
+    /// row changed outside the bridge); the chain itself is not verified.
+    pub async fn audit_head(&self) -> StoreResult<AuditHead> {
+        on_backend!(self, b => b.audit_head().await)
+    }
+
+    /// Append an `audit.key` record when the newest record is not keyed with the current
+    /// audit key (the key was just set or rotated), so that the chain ends in a keyed record
+    /// from start-up on and the trail shows when the key changed. Returns it, or `None` when
+    /// there is no key or the newest record already uses it.
+    pub async fn audit_record_key(&self) -> StoreResult<Option<AuditRecord>> {
+        on_backend!(self, b => b.audit_record_key().await)
     }
 
     // ----- tokens -----
