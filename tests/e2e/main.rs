@@ -4,6 +4,7 @@
 // A test binary: a failed expectation is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 #[path = "../shared/sink.rs"]
 mod sink;
 mod support;

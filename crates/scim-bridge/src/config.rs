@@ -304,6 +304,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// The mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`) as written.
     pub rules: toml::Table,
+    /// The audit chain's HMAC keys (empty: plain SHA-256). Only their ids are ever printed.
+    pub audit_keys: store::AuditKeys,
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -354,6 +356,37 @@ fn secret_from(env: &dyn Environment, name: &str) -> Result<Option<Secret>, Conf
             Ok(Some(Secret::new(value)))
         }
         (None, None) => Ok(None),
+    }
+}
+
+/// The audit keys from `SCIM_BRIDGE_AUDIT_KEY` (`_FILE`): one key per line, the first hashing
+/// new records, the others (earlier keys) only verifying the records they hashed.
+fn audit_keys(env: &dyn Environment) -> Result<store::AuditKeys, ConfigError> {
+    const NAME: &str = "SCIM_BRIDGE_AUDIT_KEY";
+    let Some(secret) = secret_from(env, NAME)? else {
+        return Ok(store::AuditKeys::default());
+    };
+    let mut keys = Vec::new();
+    for (n, line) in secret.expose().lines().map(str::trim).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let key = store::AuditKey::new(line.as_bytes()).ok_or_else(|| {
+            bad(
+                NAME,
+                format!(
+                    "key {} is shorter than {} bytes (make one with `openssl rand -hex 32`)",
+                    n + 1,
+                    store::MIN_AUDIT_KEY_LEN
+                ),
+            )
+        })?;
+        keys.push(key);
+    }
+    let mut keys = keys.into_iter();
+    match keys.next() {
+        Some(current) => Ok(store::AuditKeys::new(current, keys.collect())),
+        None => Ok(store::AuditKeys::default()),
     }
 }
 
@@ -658,6 +691,7 @@ impl Settings {
             coder,
             worker,
             rules,
+            audit_keys: audit_keys(env)?,
         };
         settings.validate().map_err(validation_error)?;
         Ok(settings)
@@ -1108,6 +1142,54 @@ mod tests {
                 e.problem
             );
         }
+    }
+
+    #[test]
+    fn audit_keys_come_from_the_environment_or_a_file() {
+        let none = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        assert!(none.audit_keys.current().is_none());
+
+        let current = "c".repeat(32);
+        let s = Settings::load(
+            &SettingsArgs::default(),
+            &env(&[("SCIM_BRIDGE_AUDIT_KEY", &current)]),
+        )
+        .unwrap();
+        let id = store::AuditKey::new(current.as_bytes())
+            .unwrap()
+            .id()
+            .to_string();
+        assert_eq!(s.audit_keys.current().unwrap().id(), id);
+        let printed = format!("{s:?}");
+        assert!(
+            printed.contains(&id) && !printed.contains(&current),
+            "{printed}"
+        );
+
+        // A file: the first line hashes, the others are earlier keys.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-key");
+        let previous = "p".repeat(40);
+        std::fs::write(&path, format!("{current}\n\n{previous}\n")).unwrap();
+        let s = Settings::load(
+            &SettingsArgs::default(),
+            &env(&[("SCIM_BRIDGE_AUDIT_KEY_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(s.audit_keys.current().unwrap().id(), id);
+        assert!(
+            format!("{:?}", s.audit_keys)
+                .contains(store::AuditKey::new(previous.as_bytes()).unwrap().id())
+        );
+
+        let e = Settings::load(
+            &SettingsArgs::default(),
+            &env(&[("SCIM_BRIDGE_AUDIT_KEY", "tiny-key")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_AUDIT_KEY");
+        assert!(e.problem.contains("32 bytes"), "{}", e.problem);
+        assert!(!e.problem.contains("tiny-key"), "the key is not echoed");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `scim-bridge audit export|verify`: the hash-chained audit trail.
+//! `scim-bridge audit export|verify|head`: the hash-chained audit trail.
 
 use std::io::Write;
+
+use store::AuditHead;
 
 use crate::config::Settings;
 
@@ -12,8 +14,21 @@ pub enum AuditAction {
         #[arg(long)]
         since: Option<String>,
     },
-    /// Check every link of the hash chain and report the first broken one (exit code 1).
-    Verify,
+    /// Check every link of the hash chain (keyed records with SCIM_BRIDGE_AUDIT_KEY) and report
+    /// the first broken one (exit code 1).
+    Verify {
+        /// A head printed earlier by `audit head` (SEQ:HASH); the chain must still reach it.
+        /// Repeat for several.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+        expect_head: Vec<AuditHead>,
+    },
+    /// Print the chain's head as SEQ:HASH, to keep outside the database (a SIEM, an object store)
+    /// for `audit verify --expect-head`.
+    Head,
+}
+
+fn parse_head(raw: &str) -> Result<AuditHead, String> {
+    raw.parse()
 }
 
 pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<bool> {
@@ -39,21 +54,42 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
             out.flush()?;
             Ok(true)
         }
-        AuditAction::Verify => {
-            let report = store.audit_verify().await?;
+        AuditAction::Verify { expect_head } => {
+            let report = store.audit_verify_expecting(&expect_head).await?;
             match report.first_broken {
                 None => {
-                    println!("audit chain intact: {} record(s) verified", report.checked);
+                    let reached = expect_head
+                        .iter()
+                        .map(|head| format!(", reaches {head}"))
+                        .collect::<String>();
+                    println!(
+                        "audit chain intact: {} record(s) verified, {} keyed{reached}",
+                        report.checked, report.keyed
+                    );
                     Ok(true)
                 }
                 Some((seq, reason)) => {
+                    let hint = if settings.audit_keys.current().is_none() && reason.contains("key")
+                    {
+                        " (set SCIM_BRIDGE_AUDIT_KEY or SCIM_BRIDGE_AUDIT_KEY_FILE to verify keyed records)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "audit chain BROKEN at record {seq}: {reason} ({} record(s) checked)",
+                        "audit chain BROKEN at record {seq}: {reason}{hint} ({} record(s) checked)",
                         report.checked
                     );
                     Ok(false)
                 }
             }
+        }
+        AuditAction::Head => {
+            let head = store
+                .audit_head()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the audit head: {e}"))?;
+            println!("{head}");
+            Ok(true)
         }
     }
 }

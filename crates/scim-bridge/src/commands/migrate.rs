@@ -18,7 +18,7 @@ pub struct MigrateArgs {
 pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         run_migrations: false,
-        ..StoreOptions::default()
+        ..super::store_options(settings)
     };
     let store = Store::connect(settings.database_url.expose(), options)
         .await
@@ -29,13 +29,13 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
     println!("migrations applied ({})", store.backend_name());
     if let Some(source_url) = &args.copy_from {
-        copy(&store, source_url).await?;
+        copy(&store, source_url, settings).await?;
     }
     Ok(())
 }
 
 /// Copy the SQLite store at `source_url` into `target` and check the copied audit chain.
-async fn copy(target: &Store, source_url: &str) -> anyhow::Result<()> {
+async fn copy(target: &Store, source_url: &str, settings: &Settings) -> anyhow::Result<()> {
     let Some(file) = sqlite_file(source_url) else {
         anyhow::bail!("--copy-from takes a sqlite:// URL, e.g. sqlite:///data/scim-bridge.db");
     };
@@ -47,7 +47,7 @@ async fn copy(target: &Store, source_url: &str) -> anyhow::Result<()> {
         source_url,
         StoreOptions {
             run_migrations: false,
-            ..StoreOptions::default()
+            ..super::store_options(settings)
         },
     )
     .await

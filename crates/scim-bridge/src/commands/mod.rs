@@ -13,11 +13,19 @@ use store::{Store, StoreOptions};
 
 use crate::config::Settings;
 
+/// The store's options from the settings: the audit keys every command hashes and verifies with.
+pub fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        audit_keys: settings.audit_keys.clone(),
+        ..StoreOptions::default()
+    }
+}
+
 /// Open the store without running migrations: only `migrate` and `serve` change the schema.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let options = StoreOptions {
         run_migrations: false,
-        ..StoreOptions::default()
+        ..store_options(settings)
     };
     let store = Store::connect(settings.database_url.expose(), options)
         .await

@@ -2,15 +2,18 @@
 
 use std::time::Duration;
 
-use store::{Store, StoreOptions};
+use store::Store;
 
 use crate::config::{JwtKey, Settings};
 
 /// Open the store and bring its schema up to date (migrations run at start-up).
 pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(settings.database_url.expose(), StoreOptions::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+    let store = Store::connect(
+        settings.database_url.expose(),
+        super::store_options(settings),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
     Ok(store)
 }
 
@@ -77,6 +80,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let policy = crate::sync::policy(settings)?;
     drop(policy);
     let store = open_and_migrate(settings).await?;
+    // From here on the chain ends in a record keyed with the current key.
+    if let Some(record) = store.audit_record_key().await? {
+        tracing::info!(
+            seq = record.seq,
+            key_id = record.key_id.as_deref(),
+            "the audit chain is keyed with a new key from here on"
+        );
+    }
     if let Some(path) = &settings.idp_tokens_file {
         let report = crate::tokens_file::sync(&store, path).await?;
         for name in &report.revoked {
