@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
 use crate::filter::ast::AttrPath;
-use crate::schema::{ENTERPRISE_USER_SCHEMA, ResourceKind};
+use crate::schema::{AttrType, AttributeDef, ENTERPRISE_USER_SCHEMA, ResourceKind};
 
 /// The PatchOp message URN (RFC 7644 §3.5.2).
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -134,6 +134,62 @@ pub fn is_cleared_reference(object: &Map<String, Value>) -> bool {
     object
         .iter()
         .all(|(k, v)| v.is_null() || (k.eq_ignore_ascii_case("value") && v.as_str() == Some("")))
+}
+
+/// Read the empty strings of a PATCH `add`/`replace` value as null: the attribute is cleared.
+///
+/// RFC 7643 §2.5 makes null and unassigned the same; Entra also clears with `""`. Its 2026
+/// gallery validation (`SCIM_Null_Update_Test`, AzureAD/SCIMReferenceCode
+/// `SCIMTests_Workflow.json`) sends `{"op":"replace","path":<each mapped attribute>,"value":""}`
+/// (or one path-less replace of `"<path>":""` keys), then the same with `null`, and expects a GET
+/// to show every one of them null or empty. Applied where `def` holds text (string, reference,
+/// binary, dateTime) or is complex; a boolean or a number sent as `""` stays a type error, so a
+/// blank `active` can never reactivate anyone. Inside a complex value each blank sub-attribute
+/// becomes null, and an element of a multi-valued attribute whose `value` is blank is dropped
+/// (an email without an address is no email).
+pub fn blank_as_null(def: &AttributeDef, value: Value) -> Value {
+    match value {
+        Value::String(s) if s.is_empty() && holds_text(def) => Value::Null,
+        Value::Object(fields) if def.ty == AttrType::Complex => {
+            let fields: Map<String, Value> = fields
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match def.sub_attribute(&key) {
+                        Some(sub) => blank_as_null(sub, value),
+                        None => value,
+                    };
+                    (key, value)
+                })
+                .collect();
+            let value_blank = def.multi_valued
+                && def.sub_attribute("value").is_some()
+                && get_ignore_case(&fields, "value").is_some_and(Value::is_null);
+            if value_blank {
+                Value::Null
+            } else {
+                Value::Object(fields)
+            }
+        }
+        Value::Array(items) if def.multi_valued => Value::Array(
+            items
+                .into_iter()
+                .map(|item| blank_as_null(def, item))
+                .filter(|item| !item.is_null())
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn holds_text(def: &AttributeDef) -> bool {
+    matches!(
+        def.ty,
+        AttrType::String
+            | AttrType::Reference
+            | AttrType::Binary
+            | AttrType::DateTime
+            | AttrType::Complex
+    )
 }
 
 #[cfg(test)]

@@ -348,7 +348,8 @@ impl<'r> Engine<'r> {
         schema: &'r SchemaDef,
         value: Value,
     ) -> ScimResult<()> {
-        if op == PatchOpKind::Remove || value.is_null() {
+        let cleared = value.is_null() || value.as_str() == Some("");
+        if op == PatchOpKind::Remove || cleared {
             if op == PatchOpKind::Remove || op == PatchOpKind::Replace {
                 self.doc.remove(&schema.id);
             }
@@ -407,6 +408,13 @@ impl<'r> Engine<'r> {
         {
             return self.check_read_only(op, target, value);
         }
+        // `""` clears like null when adding or replacing; a remove's value only selects.
+        let value = match op {
+            PatchOpKind::Add | PatchOpKind::Replace => {
+                dialect::blank_as_null(target.attr.leaf(), value)
+            }
+            PatchOpKind::Remove => value,
+        };
         match (target.filter, target.attr.sub, attr.multi_valued) {
             (None, None, true) => self.whole_multi_valued(op, target.attr, value),
             (None, None, false) => self.whole_single_valued(op, target.attr, value),
@@ -519,6 +527,10 @@ impl<'r> Engine<'r> {
     ) -> ScimResult<()> {
         let def = attr.attr;
         let name = def.name.as_str();
+        let cleared = match op {
+            PatchOpKind::Remove => Vec::new(),
+            PatchOpKind::Add | PatchOpKind::Replace => cleared_sub_attributes(def, &value),
+        };
         let new = match op {
             PatchOpKind::Remove => None,
             PatchOpKind::Add | PatchOpKind::Replace => coerce(def, value, Label::of(name))?,
@@ -526,14 +538,25 @@ impl<'r> Engine<'r> {
         let container = self.container(attr)?;
         let next = match (container.get(name), new) {
             // RFC 7644 §3.5.2.1/§3.5.2.3: on a complex attribute, the given sub-attributes are
-            // merged; the others stay. A different `value` (a new manager) is a new object,
-            // whose stale `$ref`/`displayName` must not survive.
-            (Some(Value::Object(old)), Some(Value::Object(new)))
-                if old.get("value") == new.get("value") || new.get("value").is_none() =>
+            // merged and those given as null are cleared; the others stay. A different or
+            // cleared `value` (a new manager, no manager) is a new object, whose stale
+            // `$ref`/`displayName` must not survive.
+            (Some(Value::Object(old)), new)
+                if !cleared.iter().any(|c| c == "value")
+                    && match &new {
+                        Some(Value::Object(new)) => {
+                            old.get("value") == new.get("value") || new.get("value").is_none()
+                        }
+                        None => !cleared.is_empty(),
+                        Some(_) => false,
+                    } =>
             {
                 let mut merged = old.clone();
-                merged.extend(new);
-                Some(Value::Object(merged))
+                if let Some(Value::Object(new)) = new {
+                    merged.extend(new);
+                }
+                merged.retain(|key, _| !cleared.contains(key));
+                (!dialect::is_cleared_reference(&merged)).then_some(Value::Object(merged))
             }
             (_, new) => new,
         };
@@ -646,10 +669,12 @@ impl<'r> Engine<'r> {
             let index = items.len() - 1;
             keep_primary(items, index);
         } else {
+            let mut removed = false;
             for &index in selected.iter().rev() {
                 match (op, sub) {
                     (PatchOpKind::Remove, None) => {
                         items.remove(index);
+                        removed = true;
                     }
                     (_, Some(sub)) => {
                         let Value::Object(item) = &mut items[index] else {
@@ -657,12 +682,19 @@ impl<'r> Engine<'r> {
                         };
                         check_immutable(sub, label, item.get(&sub.name), new.as_ref())?;
                         set_or_remove(item, &sub.name, new.clone());
+                        // `emails[type eq "work"].value` cleared: the work email is gone, not
+                        // left as `{"type":"work"}` (Entra's null-update validation reads it).
+                        if new.is_none() && is_vacant(def, &items[index]) {
+                            items.remove(index);
+                            removed = true;
+                        }
                     }
                     // RFC 7644 §3.5.2.3: matching values are replaced; add merges.
                     (PatchOpKind::Replace, None) => match &new {
                         Some(v) => items[index] = v.clone(),
                         None => {
                             items.remove(index);
+                            removed = true;
                         }
                     },
                     (PatchOpKind::Add, None) => {
@@ -673,9 +705,12 @@ impl<'r> Engine<'r> {
                 }
             }
             if op != PatchOpKind::Remove {
-                if let Some(&index) = selected
-                    .iter()
-                    .find(|&&i| items.get(i).is_some_and(is_primary))
+                // Positions in `selected` are stale once a value is removed; removing never
+                // makes a second primary, so there is nothing to keep then.
+                if !removed
+                    && let Some(&index) = selected
+                        .iter()
+                        .find(|&&i| items.get(i).is_some_and(is_primary))
                 {
                     keep_primary(items, index);
                 }
@@ -686,6 +721,29 @@ impl<'r> Engine<'r> {
         drop_if_empty(container, name);
         Ok(())
     }
+}
+
+/// The sub-attributes a complex value sets to null (canonical names): an add or replace clears
+/// them (RFC 7643 §2.5).
+fn cleared_sub_attributes(def: &AttributeDef, value: &Value) -> Vec<String> {
+    let Value::Object(fields) = value else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .filter_map(|(key, _)| def.sub_attribute(key).map(|sub| sub.name.clone()))
+        .collect()
+}
+
+/// Whether a value of a multi-valued attribute has lost what makes it one: its `value` (an
+/// email without an address), or everything but `type` and `primary` (an address).
+fn is_vacant(def: &AttributeDef, item: &Value) -> bool {
+    let Value::Object(item) = item else {
+        return false;
+    };
+    (def.sub_attribute("value").is_some() && !item.contains_key("value"))
+        || item.keys().all(|k| k == "type" || k == "primary")
 }
 
 /// RFC 7643 §7 `immutable`: may be set once, when unassigned; changing or removing it is a 400
@@ -1152,6 +1210,126 @@ mod tests {
         .unwrap();
         assert!(next.get(ext).is_none());
         assert_eq!(next["schemas"], json!([crate::schema::USER_SCHEMA]));
+    }
+
+    /// Entra's null-update validation: `""` and `null` clear, by `replace` and by `add`, on
+    /// simple attributes, sub-attributes, extension attributes and value-filtered paths.
+    #[test]
+    fn blank_and_null_clear_by_replace_and_add() {
+        let ext = crate::schema::ENTERPRISE_USER_SCHEMA;
+        let user = json!({
+            "id": "u", "userName": "a", "title": "Eng", "preferredLanguage": "en-US",
+            "name": {"givenName": "Ada", "familyName": "Lovelace", "formatted": "Ada Lovelace"},
+            "emails": [{"type": "work", "value": "a@x.org", "primary": true}, {"type": "home", "value": "h@x.org"}],
+            "phoneNumbers": [{"type": "mobile", "value": "+1 555"}, {"type": "work", "value": "+1 556"}],
+            "addresses": [{"type": "work", "streetAddress": "1 Way", "locality": "Redmond"}],
+            ext: {"department": "Ops", "costCenter": "7", "manager": {"value": "m1"}}
+        });
+        let paths = [
+            "title".to_string(),
+            "name.givenName".into(),
+            "emails[type eq \"work\"].value".into(),
+            "phoneNumbers[type eq \"mobile\"].value".into(),
+            "addresses[type eq \"work\"].streetAddress".into(),
+            format!("{ext}:department"),
+            format!("{ext}:manager"),
+        ];
+        for blank in [json!(""), Value::Null] {
+            for op in ["replace", "add", "Replace", "Add"] {
+                let ops: Vec<Value> = paths
+                    .iter()
+                    .map(|p| json!({"op": op, "path": p, "value": blank}))
+                    .collect();
+                let next = run(ResourceKind::User, user.clone(), Value::Array(ops)).unwrap();
+                let what = format!("{op} {blank}");
+                assert!(next.get("title").is_none(), "{what}");
+                assert_eq!(
+                    next["name"],
+                    json!({"familyName": "Lovelace", "formatted": "Ada Lovelace"}),
+                    "{what}"
+                );
+                assert_eq!(
+                    next["emails"],
+                    json!([{"type": "home", "value": "h@x.org"}]),
+                    "{what}"
+                );
+                assert_eq!(
+                    next["phoneNumbers"],
+                    json!([{"type": "work", "value": "+1 556"}]),
+                    "{what}"
+                );
+                assert_eq!(
+                    next["addresses"],
+                    json!([{"type": "work", "locality": "Redmond"}]),
+                    "{what}"
+                );
+                assert_eq!(next[ext], json!({"costCenter": "7"}), "{what}");
+                assert_eq!(next["preferredLanguage"], "en-US", "{what}: others stay");
+            }
+        }
+    }
+
+    #[test]
+    fn blank_values_in_objects_clear_their_sub_attributes() {
+        let user = json!({"id": "u", "userName": "a",
+            "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "addresses": [{"type": "work", "streetAddress": "1 Way"}]});
+        // Path-less, dotted keys (the validator without verbose PATCH support).
+        let next = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "replace", "value": {"name.givenName": "", "name.familyName": ""}}]),
+        )
+        .unwrap();
+        assert!(next.get("name").is_none(), "{next:?}");
+        // Nested (Okta's style): the blank sub-attribute goes, the others stay.
+        let next = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "replace", "value": {"name": {"givenName": ""}}}]),
+        )
+        .unwrap();
+        assert_eq!(next["name"], json!({"familyName": "Lovelace"}));
+        let next = run(
+            ResourceKind::User,
+            user.clone(),
+            json!([{"op": "add", "path": "name", "value": {"givenName": null, "middleName": "A"}}]),
+        )
+        .unwrap();
+        assert_eq!(
+            next["name"],
+            json!({"familyName": "Lovelace", "middleName": "A"})
+        );
+        // The only sub-attribute of the work address cleared: no work address.
+        let next = run(
+            ResourceKind::User,
+            user,
+            json!([{"op": "replace", "path": "addresses[type eq \"work\"].streetAddress", "value": ""}]),
+        )
+        .unwrap();
+        assert!(next.get("addresses").is_none(), "{next:?}");
+    }
+
+    #[test]
+    fn blank_never_passes_for_a_boolean_and_never_widens_a_remove() {
+        let user = json!({"id": "u", "userName": "a", "active": false});
+        assert_eq!(
+            error_type(run(
+                ResourceKind::User,
+                user,
+                json!([{"op": "replace", "path": "active", "value": ""}])
+            )),
+            Some(ScimType::InvalidValue)
+        );
+        let group =
+            json!({"id": "g", "displayName": "G", "members": [{"value": "u1"}, {"value": "u2"}]});
+        let next = run(
+            ResourceKind::Group,
+            group,
+            json!([{"op": "remove", "path": "members", "value": [{"value": "u1"}]}]),
+        )
+        .unwrap();
+        assert_eq!(next["members"], json!([{"value": "u2"}]));
     }
 
     #[test]

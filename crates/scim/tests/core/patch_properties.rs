@@ -43,6 +43,29 @@ fn valid_op() -> impl Strategy<Value = Value> {
         Just(json!({"op": "remove", "path": "title"})),
         word().prop_map(|s| json!({"op": "Replace", "path": format!("{EXT}:manager"), "value": s})),
         Just(json!({"op": "replace", "value": {"id": "2819c223-7f76-453a-919d-413861904646"}})),
+        (word(), prop_oneof![Just("work"), Just("mobile"), Just("fax")])
+            .prop_map(|(s, t)| json!({"op": "replace", "path": format!("phoneNumbers[type eq \"{t}\"].value"), "value": s})),
+        (word(), prop_oneof![Just("streetAddress"), Just("locality"), Just("postalCode")])
+            .prop_map(|(s, sub)| json!({"op": "add", "path": format!("addresses[type eq \"work\"].{sub}"), "value": s})),
+    ]
+}
+
+/// Attributes Entra's default mapping sends, as the paths its null-update validation clears.
+fn clearable_path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("displayName".to_string()),
+        Just("title".to_string()),
+        Just("nickName".to_string()),
+        Just("name.givenName".to_string()),
+        Just("name.familyName".to_string()),
+        Just("emails[type eq \"work\"].value".to_string()),
+        Just("phoneNumbers[type eq \"work\"].value".to_string()),
+        Just("phoneNumbers[type eq \"mobile\"].value".to_string()),
+        Just("addresses[type eq \"work\"].streetAddress".to_string()),
+        Just("addresses[type eq \"work\"].locality".to_string()),
+        Just(format!("{EXT}:department")),
+        Just(format!("{EXT}:employeeNumber")),
+        Just(format!("{EXT}:manager")),
     ]
 }
 
@@ -124,6 +147,23 @@ proptest! {
             }
         }
         prop_assert!(next.get("id") == sample_user().get("id"));
+    }
+
+    /// `""` and `null` clear: an `add` or `replace` of a blank is exactly a `remove` of the
+    /// path, whatever came before, and doing it twice changes nothing more.
+    #[test]
+    fn a_blank_add_or_replace_is_a_remove(
+        before in prop::collection::vec(valid_op(), 0..8),
+        path in clearable_path(),
+        op in prop_oneof![Just("replace"), Just("Replace"), Just("add"), Just("Add")],
+        blank in prop_oneof![Just(json!("")), Just(Value::Null)],
+    ) {
+        let user = if before.is_empty() { sample_user() } else { apply(&sample_user(), &before).unwrap() };
+        let clear = json!({"op": op, "path": path, "value": blank});
+        let cleared = apply(&user, std::slice::from_ref(&clear)).unwrap();
+        let removed = apply(&user, &[json!({"op": "remove", "path": path})]).unwrap();
+        prop_assert_eq!(&cleared, &removed);
+        prop_assert_eq!(apply(&cleared, &[clear]).unwrap(), cleared);
     }
 
     /// Adding members is idempotent, and add-then-remove of the same member leaves the group as
