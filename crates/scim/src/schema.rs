@@ -232,6 +232,12 @@ impl Registry {
             .map(|(index, text)| parse_schema_document(index, text))
             .collect::<Result<Vec<_>, _>>()?;
         let common = parse_schema_document(documents.len(), COMMON_ATTRIBUTES_DOCUMENT)?;
+        let mut schemas = schemas;
+        for schema in &mut schemas {
+            if schema.id == USER_SCHEMA || schema.id == GROUP_SCHEMA {
+                serve_external_id(&mut schema.document, &common.document);
+            }
+        }
         Ok(Registry { schemas, common })
     }
 
@@ -314,6 +320,28 @@ impl Registry {
         }
         urns.filter_map(|urn| self.schema(urn))
             .find_map(|schema| schema.attribute(name).map(|attr| (schema, attr)))
+    }
+}
+
+/// List the common attribute `externalId` among the attributes a core schema document serves.
+///
+/// RFC 7643 §3.1 defines `externalId` outside every schema, but Entra's schema discovery only
+/// reads schema documents: its gallery validation (`Schema_Discoverability_Test`,
+/// AzureAD/SCIMReferenceCode `SCIMTests_Workflow.json`) flattens the User and Group schemas of
+/// `/Schemas` and reports every mapped attribute it does not find, and `externalId` is in
+/// Entra's default mappings (`mailNickname` for users, `objectId` for groups). The definition
+/// served is the one in `common-attributes.json`; resolution keeps reading it from there.
+fn serve_external_id(document: &mut Value, common: &Value) {
+    let definition = common["attributes"].as_array().and_then(|attributes| {
+        attributes
+            .iter()
+            .find(|a| a["name"] == "externalId")
+            .cloned()
+    });
+    if let (Some(definition), Some(attributes)) =
+        (definition, document["attributes"].as_array_mut())
+    {
+        attributes.push(definition);
     }
 }
 
@@ -558,6 +586,35 @@ mod tests {
         assert!(
             r.resolve(ResourceKind::User, &AttrPath::with_sub("name", "nope"))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn core_schemas_serve_the_common_external_id() {
+        let r = Registry::standard();
+        let common = r
+            .common_attributes()
+            .document
+            .get("attributes")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|a| a["name"] == "externalId"))
+            .expect("externalId is a common attribute");
+        for urn in [USER_SCHEMA, GROUP_SCHEMA] {
+            let served = r.schema(urn).expect("core schema").document["attributes"]
+                .as_array()
+                .expect("attributes")
+                .iter()
+                .filter(|a| a["name"] == "externalId")
+                .collect::<Vec<_>>();
+            assert_eq!(served, [common], "{urn}");
+        }
+        let enterprise = &r
+            .schema(ENTERPRISE_USER_SCHEMA)
+            .expect("enterprise")
+            .document;
+        assert!(
+            !enterprise.to_string().contains("externalId"),
+            "an extension is not a resource's schema"
         );
     }
 

@@ -11,6 +11,7 @@ mod bad_input;
 mod bulk;
 mod credentials;
 mod discovery;
+mod entra_validation;
 mod fixtures;
 mod groups;
 mod limits;

@@ -1,0 +1,222 @@
+//! What Microsoft Entra ID's gallery validation (August 2026: 25 tests run from a Logic App,
+//! AzureAD/SCIMReferenceCode `Microsoft.SCIM.LogicAppValidationTemplate`) checks directly on the
+//! endpoint, replayed against the real server with the request shapes of Microsoft's
+//! documentation and of that suite. Request bodies come from `fixtures/entra/`.
+
+use crate::on_both_backends;
+use crate::patch_op;
+use crate::support::{Backend, TestServer};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+on_both_backends!(default_mapping_is_discoverable_and_round_trips);
+
+fn fixture(relative: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/entra")
+        .join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The names Entra's `Schema_Discoverability_Test` reads out of a core schema of `/Schemas`, as
+/// its Logic App builds them (`Flatten_User_Attrs_Loop`): `manager`/`members` by name; a
+/// multi-valued complex attribute as `name[type eq "<canonical>"].<sub>` for each canonical
+/// `type` value and each sub-attribute but `type`/`primary`, or `name[primary eq "True"].<sub>`
+/// when `type` has no canonical values; a single-valued complex one as `name.<sub>` for its
+/// sub-attributes that are neither complex nor references; any other attribute by name unless
+/// it is a reference. Extension attributes count as `<urn>:<name>`. Lower-cased: the test
+/// compares ignoring case.
+fn flatten_core(schema: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for attr in schema["attributes"].as_array().into_iter().flatten() {
+        let name = attr["name"].as_str().unwrap_or_default();
+        let ty = attr["type"].as_str().unwrap_or_default();
+        let subs: Vec<&Value> = attr["subAttributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        let sub_name = |s: &&Value| s["name"].as_str().unwrap_or_default().to_string();
+        if name == "manager" || name == "members" {
+            names.insert(name.to_string());
+        } else if ty == "complex" && attr["multiValued"] == true {
+            let canonical: Vec<&str> = subs
+                .iter()
+                .find(|s| s["name"] == "type")
+                .and_then(|t| t["canonicalValues"].as_array())
+                .map(|values| values.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if canonical.is_empty() {
+                for sub in subs.iter().filter(|s| s["name"] != "primary") {
+                    names.insert(format!("{name}[primary eq \"True\"].{}", sub_name(sub)));
+                }
+            } else {
+                for value in canonical {
+                    for sub in subs
+                        .iter()
+                        .filter(|s| s["name"] != "type" && s["name"] != "primary")
+                    {
+                        names.insert(format!("{name}[type eq \"{value}\"].{}", sub_name(sub)));
+                    }
+                }
+            }
+        } else if ty == "complex" {
+            for sub in subs
+                .iter()
+                .filter(|s| s["type"] != "complex" && s["type"] != "reference")
+            {
+                names.insert(format!("{name}.{}", sub_name(sub)));
+            }
+        } else if ty != "reference" {
+            names.insert(name.to_string());
+        }
+    }
+    names.into_iter().map(|n| n.to_lowercase()).collect()
+}
+
+/// `(user names, group names)` as the validation reads them from `GET /Schemas`.
+fn discoverable(schemas: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let resources = schemas["Resources"].as_array().expect("Resources");
+    let by_id = |id: &str| resources.iter().find(|s| s["id"] == id);
+    let user_core = by_id("urn:ietf:params:scim:schemas:core:2.0:User").expect("User schema");
+    let group_core = by_id("urn:ietf:params:scim:schemas:core:2.0:Group").expect("Group schema");
+    let mut user = flatten_core(user_core);
+    for extension in resources
+        .iter()
+        .filter(|s| s != &user_core && s != &group_core)
+    {
+        let urn = extension["id"].as_str().unwrap_or_default();
+        for attr in extension["attributes"].as_array().into_iter().flatten() {
+            let name = attr["name"].as_str().unwrap_or_default();
+            user.insert(format!("{urn}:{name}").to_lowercase());
+        }
+    }
+    (user, flatten_core(group_core))
+}
+
+/// The value a target path names in a resource as served: `a`, `a.b`, `a[k eq "v"].b` (keys,
+/// sub-attribute names and `"True"` compared as Entra writes them, ignoring case) or
+/// `<urn>:a` (a reference attribute reads as its `value`).
+fn read_path(resource: &Value, target: &str) -> Option<Value> {
+    let get = |object: &Value, key: &str| -> Option<Value> {
+        object
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    };
+    if let Some((urn, attr)) = target.rsplit_once(':') {
+        let value = get(&get(resource, urn)?, attr)?;
+        return match value {
+            Value::Object(_) => get(&value, "value"),
+            other => Some(other),
+        };
+    }
+    if let Some((attr, rest)) = target.split_once('[') {
+        let (filter, sub) = rest.split_once("].")?;
+        let (key, wanted) = filter.split_once(" eq ")?;
+        let wanted = wanted.trim_matches('"');
+        let element = get(resource, attr)?
+            .as_array()?
+            .iter()
+            .find(|e| {
+                get(e, key).is_some_and(|v| match v {
+                    Value::String(s) => s.eq_ignore_ascii_case(wanted),
+                    other => other.to_string().eq_ignore_ascii_case(wanted),
+                })
+            })?
+            .clone();
+        return get(&element, sub);
+    }
+    match target.split_once('.') {
+        Some((attr, sub)) => get(&get(resource, attr)?, sub),
+        None => get(resource, target),
+    }
+}
+
+/// Every attribute Entra's default mappings send appears in `/Schemas` as its validation reads
+/// it, and each one can be written as Entra writes it (one `replace` per attribute, the shape of
+/// Microsoft's "Requests to replace multiple attributes") and read back where it was written.
+async fn default_mapping_is_discoverable_and_round_trips(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let mappings = fixture("mappings/default-attribute-mappings.json");
+    let targets = |kind: &str| -> Vec<String> {
+        mappings[kind]
+            .as_array()
+            .expect("a list of mappings")
+            .iter()
+            .map(|m| m["target"].as_str().expect("target").to_string())
+            .collect()
+    };
+    let (user_targets, group_targets) = (targets("user"), targets("group"));
+    assert!(user_targets.len() >= 25 && group_targets.len() == 3);
+
+    let schemas = srv.get("/Schemas").await;
+    assert_eq!(schemas.status, 200, "{}", schemas.text);
+    let (user_names, group_names) = discoverable(&schemas.body);
+    let missing: Vec<&String> = user_targets
+        .iter()
+        .filter(|t| !user_names.contains(&t.to_lowercase()))
+        .chain(
+            group_targets
+                .iter()
+                .filter(|t| !group_names.contains(&t.to_lowercase())),
+        )
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not discoverable in /Schemas: {missing:?}"
+    );
+
+    // Each user target written by PATCH and read back.
+    let manager = srv.create_user("manager@contoso.com").await;
+    let id = srv.create_user("mapped@contoso.com").await;
+    let mut written = Map::new();
+    let operations: Vec<Value> = user_targets
+        .iter()
+        .enumerate()
+        .map(|(i, target)| {
+            let value = match target.as_str() {
+                "userName" => json!("renamed@contoso.com"),
+                "active" => json!(false),
+                t if t.ends_with(":manager") => json!(manager),
+                t if t.starts_with("emails") => json!(format!("mail{i}@contoso.com")),
+                _ => json!(format!("value-{i}")),
+            };
+            written.insert(target.clone(), value.clone());
+            json!({"op": "Replace", "path": target, "value": value})
+        })
+        .collect();
+    let patched = srv
+        .patch(&format!("/Users/{id}"), &patch_op(Value::Array(operations)))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let read = srv.get(&format!("/Users/{id}")).await.body;
+    for (target, value) in &written {
+        assert_eq!(
+            read_path(&read, target).as_ref(),
+            Some(value),
+            "{target} in {read}"
+        );
+    }
+
+    // The group's attributes too (members have tests of their own).
+    let group = srv.create_group("Mapped Group", &[]).await;
+    let renamed = srv
+        .patch(
+            &format!("/Groups/{group}"),
+            &patch_op(json!([
+                {"op": "Replace", "path": "displayName", "value": "Renamed Group"},
+                {"op": "Replace", "path": "externalId", "value": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159"}
+            ])),
+        )
+        .await;
+    assert!(renamed.status < 300, "{}", renamed.text);
+    let read = srv.get(&format!("/Groups/{group}")).await.body;
+    assert_eq!(read["displayName"], "Renamed Group");
+    assert_eq!(read["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
+}
