@@ -311,21 +311,29 @@ fn sort_key(
     }
 }
 
-/// A ListResponse (RFC 7644 §3.4.2) with integer `totalResults`, `startIndex` and
-/// `itemsPerPage`. `Resources` is present whenever there are resources, and as `[]` when
-/// nothing matched (the shape Okta and Entra document for "no such user"); a page asked with
-/// `count=0` returns only the totals.
+/// A ListResponse (RFC 7644 §3.4.2) with integer `totalResults`, `startIndex` (as asked; 1 when
+/// absent or below 1) and `itemsPerPage` (the number of `Resources` returned). `Resources` is
+/// always present, `[]` when there is none: REQUIRED when `totalResults` is non-zero, and the
+/// shape Okta and Entra document for "no such user".
 pub fn list_response(total: usize, start_index: usize, resources: Vec<Value>) -> Value {
-    let mut body = json!({
+    json!({
         "schemas": [LIST_RESPONSE_SCHEMA],
         "totalResults": total,
         "startIndex": start_index.max(1),
         "itemsPerPage": resources.len(),
-    });
-    if (!resources.is_empty() || total == 0)
+        "Resources": resources,
+    })
+}
+
+/// The ListResponse of one page of `query`. A page asked with `count=0` returns only the totals
+/// (RFC 7644 §3.4.2.4: "no resource results are to be returned except for totalResults"); a
+/// `startIndex` past the end is an empty page that still echoes it.
+pub fn page_response(query: &ListQuery, total: usize, resources: Vec<Value>) -> Value {
+    let mut body = list_response(total, query.start_index, resources);
+    if query.count == Some(0)
         && let Some(object) = body.as_object_mut()
     {
-        object.insert("Resources".into(), Value::Array(resources));
+        object.remove("Resources");
     }
     body
 }

@@ -281,10 +281,29 @@ fn list_response_shapes() {
         "list_response_page",
         query::list_response(3, 2, vec![json!({"id": "u2"})])
     );
-    let count_zero = query::list_response(42, 1, vec![]);
+    let page = |params: &[(&str, &str)]| {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        query::ListQuery::from_params(&params).unwrap()
+    };
+    let count_zero = query::page_response(&page(&[("count", "0")]), 42, vec![]);
     assert_eq!(count_zero["totalResults"], 42);
     assert_eq!(count_zero["itemsPerPage"], 0);
     assert!(count_zero.get("Resources").is_none());
+    // RFC 7644 §3.4.2: Resources is REQUIRED when totalResults is non-zero, also past the end.
+    let past_end = query::page_response(&page(&[("startIndex", "50"), ("count", "5")]), 42, vec![]);
+    assert_eq!(past_end["startIndex"], 50);
+    assert_eq!(past_end["itemsPerPage"], 0);
+    assert_eq!(past_end["Resources"], json!([]));
+    let below_one = query::page_response(
+        &page(&[("startIndex", "-3")]),
+        42,
+        vec![json!({"id": "u1"})],
+    );
+    assert_eq!(below_one["startIndex"], 1);
+    assert_eq!(below_one["itemsPerPage"], 1);
 }
 
 #[test]

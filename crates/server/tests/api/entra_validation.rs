@@ -10,7 +10,10 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-on_both_backends!(default_mapping_is_discoverable_and_round_trips);
+on_both_backends!(
+    default_mapping_is_discoverable_and_round_trips,
+    count_5_paging_echoes_start_index_and_items_per_page,
+);
 
 fn fixture(relative: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -219,4 +222,86 @@ async fn default_mapping_is_discoverable_and_round_trips(backend: Backend) {
     let read = srv.get(&format!("/Groups/{group}")).await.body;
     assert_eq!(read["displayName"], "Renamed Group");
     assert_eq!(read["externalId"], "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159");
+}
+
+/// `GET /Users` and `GET /Groups` with `count=5` over 13 resources: every request of
+/// `fixtures/entra/validation/pagination.json` answers as listed, and the validation's own walk
+/// (next `startIndex` = this one + the number returned, while within `totalResults`) visits three
+/// pages at 1, 6 and 11 and sees every resource exactly once.
+async fn count_5_paging_echoes_start_index_and_items_per_page(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let spec = fixture("validation/pagination.json");
+    let total = spec["resources"].as_u64().unwrap();
+    let page_size = spec["page_size"].as_u64().unwrap();
+    for endpoint in ["/Users", "/Groups"] {
+        let mut ids = BTreeSet::new();
+        for n in 0..total {
+            let id = if endpoint == "/Users" {
+                srv.create_user(&format!("paguser{n:02}@contoso.com")).await
+            } else {
+                srv.create_group(&format!("PagGroup {n:02}"), &[]).await
+            };
+            ids.insert(id);
+        }
+        for request in spec["requests"].as_array().unwrap() {
+            let query = request["query"].as_str().unwrap();
+            let reply = srv.get(&format!("{endpoint}?{query}")).await;
+            assert_eq!(reply.status, 200, "{endpoint}?{query}: {}", reply.text);
+            for (key, want) in request["expected"].as_object().unwrap() {
+                assert_eq!(
+                    &reply.body[key], want,
+                    "{endpoint}?{query}: {key} in {}",
+                    reply.text
+                );
+            }
+            match request["resources"].as_u64() {
+                None => assert!(
+                    reply.body.get("Resources").is_none(),
+                    "{endpoint}?{query}: {}",
+                    reply.text
+                ),
+                Some(n) => {
+                    let resources = reply.body["Resources"].as_array().unwrap_or_else(|| {
+                        panic!("{endpoint}?{query}: no Resources in {}", reply.text)
+                    });
+                    assert_eq!(resources.len() as u64, n, "{endpoint}?{query}");
+                }
+            }
+        }
+
+        let mut start = 1;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let reply = srv
+                .get(&format!("{endpoint}?startIndex={start}&count={page_size}"))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(
+                reply.body["startIndex"],
+                pages * page_size + 1,
+                "{}",
+                reply.text
+            );
+            let resources = reply.body["Resources"].as_array().unwrap();
+            assert_eq!(reply.body["itemsPerPage"], resources.len());
+            seen.extend(
+                resources
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string()),
+            );
+            pages += 1;
+            let next = start + resources.len() as u64;
+            if resources.is_empty() || next > reply.body["totalResults"].as_u64().unwrap() {
+                break;
+            }
+            start = next;
+            assert!(pages < 10, "the walk does not end");
+        }
+        assert_eq!(pages, 3, "{endpoint}");
+        assert_eq!(seen.len() as u64, total, "{endpoint}: each once: {seen:?}");
+        assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), ids, "{endpoint}");
+    }
 }

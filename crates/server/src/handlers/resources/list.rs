@@ -11,7 +11,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use scim::ResourceKind;
-use scim::query::{ListQuery, list_response};
+use scim::query::{ListQuery, page_response};
 
 pub async fn list(
     kind: ResourceKind,
@@ -38,8 +38,5 @@ pub fn list_body(
         .map(|r| resources::render(state, r, &base, &query.projection))
         .collect();
     let total = usize::try_from(total).unwrap_or(usize::MAX);
-    scim_json(
-        StatusCode::OK,
-        &list_response(total, query.start_index, items),
-    )
+    scim_json(StatusCode::OK, &page_response(query, total, items))
 }
