@@ -13,7 +13,13 @@ use std::path::PathBuf;
 on_both_backends!(
     default_mapping_is_discoverable_and_round_trips,
     count_5_paging_echoes_start_index_and_items_per_page,
+    manager_set_change_and_remove,
 );
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The manager ids the manager fixtures use, replaced by real ones.
+const FIXTURE_MANAGER: &str = "26118915-6090-4610-87e4-49d8ca9f808d";
+const FIXTURE_NEW_MANAGER: &str = "9c1e4b3a-52d7-4e8f-a0b6-7d3f2e1c5a94";
 
 fn fixture(relative: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -303,5 +309,67 @@ async fn count_5_paging_echoes_start_index_and_items_per_page(backend: Backend) 
         assert_eq!(pages, 3, "{endpoint}");
         assert_eq!(seen.len() as u64, total, "{endpoint}: each once: {seen:?}");
         assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), ids, "{endpoint}");
+    }
+}
+
+/// A fixture's PatchOp body with the fixture's manager ids replaced by `managers`.
+fn request_of(name: &str, managers: [&str; 2]) -> Value {
+    let text = fixture(name)["request"]
+        .to_string()
+        .replace(FIXTURE_MANAGER, managers[0])
+        .replace(FIXTURE_NEW_MANAGER, managers[1]);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Entra's `SCIM_Update_Manager_Test`: set (Add, a bare id), change (Replace, a bare id), remove
+/// (Replace with `""`), each answered 200 and confirmed by a GET; then the other ways to set and
+/// to remove a manager. The bridge stores the manager's `value` (and a `$ref` a client sends);
+/// it computes neither `$ref` nor `displayName`, so a GET shows exactly `{"value": <id>}`.
+async fn manager_set_change_and_remove(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let first = srv.create_user("scmgr-mgr@contoso.com").await;
+    let second = srv.create_user("scmgr-mgr2@contoso.com").await;
+    let mut body = crate::user_body("scmgr-user@contoso.com");
+    body[ENTERPRISE] = json!({"department": "Tour Operations"});
+    let created = srv.post("/Users", &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let user = format!("/Users/{}", created.body["id"].as_str().unwrap());
+    let managers = [first.as_str(), second.as_str()];
+
+    let value = |id: &str| Some(json!({"value": id}));
+    let steps = [
+        ("manager-set-add.json", value(managers[0])),
+        ("manager-change-replace.json", value(managers[1])),
+        ("manager-remove-blank.json", None),
+        ("manager-set-object.json", value(managers[0])),
+        ("manager-remove-null.json", None),
+        ("manager-bare-string.json", value(managers[0])),
+        ("manager-cleared.json", None),
+        // The legacy one-element array carries a $ref: kept as sent.
+        (
+            "manager-legacy-add-array.json",
+            Some(json!({"$ref": format!("../Users/{}", managers[0]), "value": managers[0]})),
+        ),
+        ("manager-remove-op.json", None),
+        // Removing an absent manager is no error.
+        ("manager-remove-op.json", None),
+    ];
+    for (name, want) in steps {
+        let reply = srv.patch(&user, &request_of(name, managers)).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text);
+        let read = srv.get(&user).await.body;
+        for (what, body) in [("PATCH answer", &reply.body), ("GET", &read)] {
+            assert_eq!(
+                body[ENTERPRISE].get("manager"),
+                want.as_ref(),
+                "{name}: {what} {body}"
+            );
+            assert_eq!(
+                body[ENTERPRISE]["department"], "Tour Operations",
+                "{name}: the rest of the extension stays: {body}"
+            );
+        }
     }
 }
