@@ -13,6 +13,7 @@ mod sink;
 mod capabilities;
 mod drift;
 mod groups;
+mod restore;
 mod roles;
 mod users;
 mod worker;

@@ -4,8 +4,8 @@
 //! documentation and of that suite. Request bodies come from `fixtures/entra/`.
 
 use crate::on_both_backends;
-use crate::patch_op;
 use crate::support::{Backend, TestServer};
+use crate::{filter_param, patch_op};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ on_both_backends!(
     default_mapping_is_discoverable_and_round_trips,
     count_5_paging_echoes_start_index_and_items_per_page,
     manager_set_change_and_remove,
+    unassign_then_reassign_restores_the_same_user,
 );
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -371,5 +372,97 @@ async fn manager_set_change_and_remove(backend: Backend) {
                 "{name}: the rest of the extension stays: {body}"
             );
         }
+    }
+}
+
+/// A resource as served, without `meta` (every write changes its version and time).
+fn without_meta(resource: &Value) -> Value {
+    let mut resource = resource.clone();
+    if let Some(object) = resource.as_object_mut() {
+        object.remove("meta");
+    }
+    resource
+}
+
+/// Unassigning a user in Entra sends `active=false` (soft delete); assigning it again finds it
+/// by `userName` and sends `active=true`. In both of Entra's dialects the user comes back as it
+/// was: the same `id`, every attribute, its group membership. While inactive it is still read
+/// and found by the matching filter (Microsoft: "The user object should be returned in a request
+/// whether or not the user is active").
+async fn unassign_then_reassign_restores_the_same_user(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let created = srv
+        .post("/Users", &fixture("create-user-enterprise.json")["request"])
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let user_name = created.body["userName"].as_str().unwrap().to_string();
+    let group = srv
+        .post("/Groups", &fixture("group-create.json")["request"])
+        .await;
+    assert_eq!(group.status, 201, "{}", group.text);
+    let group_id = group.body["id"].as_str().unwrap().to_string();
+    let add_member = fixture("group-add-member.json")["request"]
+        .to_string()
+        .replace("f648f8d5ea4e4cd38e9c", &id);
+    let added = srv
+        .patch(
+            &format!("/Groups/{group_id}"),
+            &serde_json::from_str(&add_member).unwrap(),
+        )
+        .await;
+    assert!(added.status < 300, "{}", added.text);
+    let before = without_meta(&srv.get(&format!("/Users/{id}")).await.body);
+    assert_eq!(before["active"], true);
+    assert_eq!(before["groups"][0]["value"], group_id.as_str(), "{before}");
+
+    let member_ids = |group: &Value| -> Vec<String> {
+        group["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["value"].as_str().map(str::to_string))
+            .collect()
+    };
+    for (disable, enable) in [
+        (
+            "disable-user-string-boolean.json",
+            "reactivate-user-string-boolean.json",
+        ),
+        ("disable-user.json", "reactivate-user.json"),
+    ] {
+        let reply = srv
+            .patch(&format!("/Users/{id}"), &fixture(disable)["request"])
+            .await;
+        assert_eq!(reply.status, 200, "{disable}: {}", reply.text);
+        let inactive = without_meta(&srv.get(&format!("/Users/{id}")).await.body);
+        let mut expected = before.clone();
+        expected["active"] = json!(false);
+        assert_eq!(inactive, expected, "{disable}: only active changes");
+        let found = srv
+            .get(&format!(
+                "/Users?filter={}",
+                filter_param(&format!("userName eq \"{user_name}\""))
+            ))
+            .await;
+        assert_eq!(found.body["totalResults"], 1, "{}", found.text);
+        assert_eq!(found.body["Resources"][0]["id"], id.as_str());
+        let group = srv.get(&format!("/Groups/{group_id}")).await.body;
+        assert_eq!(
+            member_ids(&group),
+            std::slice::from_ref(&id),
+            "{disable}: still a member"
+        );
+
+        let reply = srv
+            .patch(&format!("/Users/{id}"), &fixture(enable)["request"])
+            .await;
+        assert_eq!(reply.status, 200, "{enable}: {}", reply.text);
+        let restored = without_meta(&srv.get(&format!("/Users/{id}")).await.body);
+        assert_eq!(restored, before, "{enable}: the same user, nothing lost");
+        let group = srv.get(&format!("/Groups/{group_id}")).await.body;
+        assert_eq!(member_ids(&group), std::slice::from_ref(&id));
     }
 }
