@@ -15,6 +15,7 @@ on_both_backends!(
     count_5_paging_echoes_start_index_and_items_per_page,
     manager_set_change_and_remove,
     unassign_then_reassign_restores_the_same_user,
+    null_update_clears_in_two_phases,
 );
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -464,5 +465,59 @@ async fn unassign_then_reassign_restores_the_same_user(backend: Backend) {
         assert_eq!(restored, before, "{enable}: the same user, nothing lost");
         let group = srv.get(&format!("/Groups/{group_id}")).await.body;
         assert_eq!(member_ids(&group), std::slice::from_ref(&id));
+    }
+}
+
+/// Entra's `SCIM_Null_Update_Test` as it runs: create a user with every mapped attribute, PATCH
+/// them all to `""` (phase 1), read each back as null or empty, PATCH them all to `null`
+/// (phase 2), read again; both with one operation per attribute and batched.
+async fn null_update_clears_in_two_phases(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let runs = [
+        ("null-update-blank.json", "null-update-null.json"),
+        (
+            "null-update-blank-batched.json",
+            "null-update-null-batched.json",
+        ),
+    ];
+    for (run, (phase_one, phase_two)) in runs.into_iter().enumerate() {
+        let mut body = fixture(phase_one)["current"].clone();
+        body.as_object_mut().unwrap().remove("id");
+        body["userName"] = json!(format!("scnull{run}@contoso.com"));
+        let created = srv.post("/Users", &body).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let user = format!("/Users/{}", created.body["id"].as_str().unwrap());
+        let targets: Vec<String> = fixture("null-update-blank.json")["request"]["Operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["path"].as_str().unwrap().to_string())
+            .collect();
+        for target in &targets {
+            assert!(
+                read_path(&created.body, target).is_some(),
+                "{target} is set first"
+            );
+        }
+        for phase in [phase_one, phase_two] {
+            let reply = srv.patch(&user, &fixture(phase)["request"]).await;
+            assert!(
+                reply.status == 200 || reply.status == 204,
+                "{phase}: {}",
+                reply.text
+            );
+            let read = srv.get(&user).await.body;
+            for target in &targets {
+                let value = read_path(&read, target);
+                assert!(
+                    value.is_none() || value == Some(json!("")) || value == Some(Value::Null),
+                    "{phase}: {target} is {value:?} in {read}"
+                );
+            }
+            assert_eq!(read["userName"], body["userName"], "{phase}");
+            assert_eq!(read["active"], true, "{phase}");
+        }
     }
 }
