@@ -240,6 +240,9 @@ pub fn apply(
     for op in &request.operations {
         engine.apply_op(op)?;
     }
+    // A PATCH may clear what a POST must carry (`"userName":""`, a remove of a Group's
+    // `displayName`): the result is checked like a POST body, a 400 `invalidValue`.
+    resource::check_required(kind, &engine.doc, registry)?;
     resource::refresh_schemas(kind, &mut engine.doc);
     Ok(engine.doc)
 }
@@ -1308,6 +1311,32 @@ mod tests {
         )
         .unwrap();
         assert!(next.get("addresses").is_none(), "{next:?}");
+    }
+
+    #[test]
+    fn a_patch_cannot_leave_a_required_attribute_unassigned() {
+        let user = json!({"id": "u", "userName": "a", "title": "Eng"});
+        for ops in [
+            json!([{"op": "replace", "path": "userName", "value": ""}]),
+            json!([{"op": "replace", "value": {"userName": null}}]),
+            json!([{"op": "remove", "path": "userName"}]),
+            json!([{"op": "replace", "path": "userName", "value": "  "}]),
+        ] {
+            assert_eq!(
+                error_type(run(ResourceKind::User, user.clone(), ops.clone())),
+                Some(ScimType::InvalidValue),
+                "{ops}"
+            );
+        }
+        let group = json!({"id": "g", "displayName": "G"});
+        assert_eq!(
+            error_type(run(
+                ResourceKind::Group,
+                group,
+                json!([{"op": "Replace", "path": "displayName", "value": ""}])
+            )),
+            Some(ScimType::InvalidValue)
+        );
     }
 
     #[test]

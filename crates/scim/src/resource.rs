@@ -280,7 +280,7 @@ fn check_schemas(kind: ResourceKind, value: &Value) -> ScimResult<()> {
 
 /// RFC 7643 §7 `required`; a Group's `displayName` is required too, since IdPs match groups by it
 /// (Okta's group push, Entra's matching attribute) and it becomes the Coder group name.
-fn check_required(
+pub(crate) fn check_required(
     kind: ResourceKind,
     attrs: &Map<String, Value>,
     registry: &Registry,

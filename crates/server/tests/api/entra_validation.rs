@@ -16,6 +16,7 @@ on_both_backends!(
     manager_set_change_and_remove,
     unassign_then_reassign_restores_the_same_user,
     null_update_clears_in_two_phases,
+    a_blank_required_attribute_is_refused,
 );
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -518,6 +519,32 @@ async fn null_update_clears_in_two_phases(backend: Backend) {
             }
             assert_eq!(read["userName"], body["userName"], "{phase}");
             assert_eq!(read["active"], true, "{phase}");
+        }
+    }
+}
+
+/// The validation leaves required attributes out of its null update (it reads `required` from
+/// `/Schemas`), and Microsoft lists a refused removal of a required attribute as expected. A
+/// blank `userName` or Group `displayName` is a 400 `invalidValue`, and nothing changes.
+async fn a_blank_required_attribute_is_refused(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let id = srv.create_user("required@contoso.com").await;
+    let group = srv.create_group("Required Group", &[&id]).await;
+    for (path, target, name) in [
+        (format!("/Users/{id}"), "userName", "required@contoso.com"),
+        (format!("/Groups/{group}"), "displayName", "Required Group"),
+    ] {
+        for value in [json!(""), Value::Null] {
+            let reply = srv
+                .patch(
+                    &path,
+                    &patch_op(json!([{"op": "replace", "path": target, "value": value}])),
+                )
+                .await;
+            reply.assert_error(400, Some("invalidValue"));
+            assert_eq!(srv.get(&path).await.body[target], name);
         }
     }
 }
