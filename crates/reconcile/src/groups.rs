@@ -127,7 +127,7 @@ impl Reconciler {
             Some(group) => group,
             None => self.find_or_create_group(desired, run).await?,
         };
-        // Saved before the members are read: see `join_mirrored_groups`.
+        // Remember the Coder group; a crash before this finds it by name next time.
         let saved = CoderGroup {
             scim_id: desired.scim_id.clone(),
             coder_group_id: group.id,
@@ -270,7 +270,7 @@ impl Reconciler {
     }
 
     /// The minimal membership change for `group`: add the desired members that exist in
-    /// Coder (the others are added when their users are created), remove managed users that
+    /// Coder (a user that gets its Coder user later queues this group again), remove managed users that
     /// should not be there, never touch users the bridge does not manage.
     async fn membership_change(
         &self,

@@ -7,9 +7,7 @@ use crate::naming::username_candidate;
 use crate::policy::{OrganizationRef, UserDeletePolicy};
 use crate::reconciler::{Reconciler, Report, Run};
 use coder::CoderError;
-use coder::types::{
-    CreateUserRequest, PatchGroupRequest, UpdateUserProfileRequest, User, WorkspaceStatus,
-};
+use coder::types::{CreateUserRequest, UpdateUserProfileRequest, User, WorkspaceStatus};
 use scim::ResourceKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -129,13 +127,8 @@ impl Reconciler {
         let (mapping, actual) = match existing {
             Some(found) => found,
             None => {
-                let (mapping, actual, created) =
-                    self.provision(&desired, organization, run).await?;
-                if created {
-                    self.join_mirrored_groups(&group_ids, actual.id, run)
-                        .await?;
-                }
-                (mapping, actual)
+                self.provision(&desired, organization, &group_ids, run)
+                    .await?
             }
         };
         self.converge(&desired, mapping, actual, organization, &group_ids, run)
@@ -186,17 +179,18 @@ impl Reconciler {
             .filter(|u| u.id == mapping.coder_user_id))
     }
 
-    /// Create the Coder user, or adopt the one that already has its email. Returns the mapping,
-    /// the Coder user and whether it was created.
+    /// Create the Coder user, or adopt the one that already has its email. Returns the mapping
+    /// and the Coder user. `group_ids` are the user's SCIM groups, queued with the new mapping.
     async fn provision(
         &self,
         desired: &DesiredUser,
         organization: Uuid,
+        group_ids: &[String],
         run: &mut Run,
-    ) -> ReconcileResult<(CoderUser, User, bool)> {
+    ) -> ReconcileResult<(CoderUser, User)> {
         if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
-            let mapping = self.adopt(desired, &existing, run).await?;
-            return Ok((mapping, existing, false));
+            let mapping = self.adopt(desired, &existing, group_ids, run).await?;
+            return Ok((mapping, existing));
         }
         for n in 1..=MAX_USERNAME_SUFFIX {
             let username = username_candidate(&desired.username_base, n);
@@ -222,15 +216,17 @@ impl Reconciler {
                 .await
             {
                 Ok(user) => {
-                    let mapping = self.save_new_mapping(desired, &user, false).await?;
-                    return Ok((mapping, user, true));
+                    let mapping = self
+                        .save_new_mapping(desired, &user, false, group_ids)
+                        .await?;
+                    return Ok((mapping, user));
                 }
                 // 409: the username or the email is taken. The email was free a moment ago;
                 // if it is taken now, someone created the user meanwhile: adopt it.
                 Err(e) if e.is_conflict() => {
                     if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
-                        let mapping = self.adopt(desired, &existing, run).await?;
-                        return Ok((mapping, existing, false));
+                        let mapping = self.adopt(desired, &existing, group_ids, run).await?;
+                        return Ok((mapping, existing));
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -262,6 +258,7 @@ impl Reconciler {
         &self,
         desired: &DesiredUser,
         existing: &User,
+        group_ids: &[String],
         run: &mut Run,
     ) -> ReconcileResult<CoderUser> {
         if let Some(other) = self
@@ -291,14 +288,19 @@ impl Reconciler {
             "adopted existing Coder user {} ({}) with email {}",
             existing.username, existing.id, existing.email
         ));
-        self.save_new_mapping(desired, existing, true).await
+        self.save_new_mapping(desired, existing, true, group_ids)
+            .await
     }
 
+    /// Save the mapping to a Coder user the SCIM User was not mapped to before, and queue its
+    /// mirrored groups in the same transaction: only a group's own reconcile writes the group's
+    /// membership, and it must run again now that this member has a Coder user to add.
     async fn save_new_mapping(
         &self,
         desired: &DesiredUser,
         user: &User,
         adopted: bool,
+        group_ids: &[String],
     ) -> ReconcileResult<CoderUser> {
         // What converge() is about to apply; it compares with Coder's actual state, not with
         // this record, so a crash in between is harmless.
@@ -312,50 +314,13 @@ impl Reconciler {
             last_applied: serde_json::to_value(&applied).unwrap_or_default(),
             updated_at: self.now(),
         };
-        self.store.coder_user_upsert(&mapping).await?;
+        let queue_groups = if self.mirroring_groups().await? {
+            group_ids
+        } else {
+            &[]
+        };
+        self.store.coder_user_save(&mapping, queue_groups).await?;
         Ok(mapping)
-    }
-
-    /// A new Coder user joins the mirrored Coder groups of its SCIM groups. (A group reconciled
-    /// before the user existed skipped it; the group's mapping is saved before its members are
-    /// read, and this user's mapping before this, so one of the two always adds it.)
-    async fn join_mirrored_groups(
-        &self,
-        group_ids: &[String],
-        user: Uuid,
-        run: &mut Run,
-    ) -> ReconcileResult<()> {
-        if group_ids.is_empty() || !self.mirroring_groups().await? {
-            return Ok(());
-        }
-        for group_id in group_ids {
-            let Some(group) = self.store.coder_group_get(group_id).await? else {
-                continue;
-            };
-            let patch = PatchGroupRequest {
-                add_users: vec![user],
-                ..PatchGroupRequest::default()
-            };
-            let target = json!({ "group": group.coder_name, "add_users": [user] });
-            match self
-                .call(
-                    run,
-                    "patch_group",
-                    target,
-                    self.client.patch_group(group.coder_group_id, &patch),
-                )
-                .await
-            {
-                Ok(_) => {}
-                // Already added by the group's own reconcile, or the group is gone: the group's
-                // reconcile owns the final state.
-                Err(CoderError::Permanent {
-                    status: 400 | 404, ..
-                }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
     }
 
     /// The username the user should have: the mapped one, unless the SCIM source changed (a
@@ -413,9 +378,8 @@ impl Reconciler {
                 && !is_self
                 && self.owns_no_workspace(&actual).await?
             {
-                let (new_mapping, new_actual) =
-                    self.recreate(desired, &actual, organization, run).await?;
-                self.join_mirrored_groups(group_ids, new_actual.id, run)
+                let (new_mapping, new_actual) = self
+                    .recreate(desired, &actual, organization, group_ids, run)
                     .await?;
                 mapping = new_mapping;
                 actual = new_actual;
@@ -577,12 +541,15 @@ impl Reconciler {
         desired: &DesiredUser,
         actual: &User,
         organization: Uuid,
+        group_ids: &[String],
         run: &mut Run,
     ) -> ReconcileResult<(CoderUser, User)> {
         self.delete_confirmed(actual, "login_type mismatch", run)
             .await?;
         self.store.coder_user_delete(&desired.scim_id).await?;
-        let (mapping, user, _) = self.provision(desired, organization, run).await?;
+        let (mapping, user) = self
+            .provision(desired, organization, group_ids, run)
+            .await?;
         run.note(format!(
             "recreated Coder user {} with login_type {} (was {}, id {} → {})",
             user.username,

@@ -1636,29 +1636,33 @@ impl Backend {
     }
 
     pub(crate) async fn coder_user_upsert(&self, user: &CoderUser) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO coder_users (scim_id, coder_user_id, coder_username, coder_username_key, login_type, \
-                                      adopted, last_applied, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (scim_id) DO UPDATE SET coder_user_id = excluded.coder_user_id, \
-               coder_username = excluded.coder_username, coder_username_key = excluded.coder_username_key, \
-               login_type = excluded.login_type, adopted = excluded.adopted, \
-               last_applied = excluded.last_applied, updated_at = excluded.updated_at",
-        )
-        .bind(&user.scim_id)
-        .bind(user.coder_user_id.to_string())
-        .bind(&user.coder_username)
-        .bind(fold_case(&user.coder_username))
-        .bind(&user.login_type)
-        .bind(user.adopted)
-        .bind(user.last_applied.to_string())
-        .bind(self.now())
-        .execute(self.writer().await?.get()?)
-        .await
-        .map_err(|e| {
-            unique_violation(e, || format!("Coder username \"{}\" is already mapped to another user", user.coder_username))
-        })?;
-        Ok(())
+        upsert_coder_user(self.writer().await?.get()?, user, self.now()).await
+    }
+
+    pub(crate) async fn coder_user_save(
+        &self,
+        user: &CoderUser,
+        queue_groups: &[String],
+    ) -> StoreResult<()> {
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        upsert_coder_user(&mut tx, user, now).await?;
+        for group in queue_groups {
+            enqueue_in(
+                &mut tx,
+                ResourceKind::Group,
+                group,
+                OutboxPriority::Normal,
+                now,
+            )
+            .await?;
+        }
+        if queue_groups.is_empty() {
+            tx.commit().await?;
+            Ok(())
+        } else {
+            self.commit_queued(tx).await
+        }
     }
 
     pub(crate) async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {
@@ -2387,6 +2391,41 @@ async fn load_groups(
         }
     }
     Ok(out)
+}
+
+async fn upsert_coder_user(
+    conn: &mut Conn,
+    user: &CoderUser,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO coder_users (scim_id, coder_user_id, coder_username, coder_username_key, login_type, \
+                                  adopted, last_applied, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (scim_id) DO UPDATE SET coder_user_id = excluded.coder_user_id, \
+           coder_username = excluded.coder_username, coder_username_key = excluded.coder_username_key, \
+           login_type = excluded.login_type, adopted = excluded.adopted, \
+           last_applied = excluded.last_applied, updated_at = excluded.updated_at",
+    )
+    .bind(&user.scim_id)
+    .bind(user.coder_user_id.to_string())
+    .bind(&user.coder_username)
+    .bind(fold_case(&user.coder_username))
+    .bind(&user.login_type)
+    .bind(user.adopted)
+    .bind(user.last_applied.to_string())
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        unique_violation(e, || {
+            format!(
+                "Coder username \"{}\" is already mapped to another user",
+                user.coder_username
+            )
+        })
+    })?;
+    Ok(())
 }
 
 /// Queue `kind`/`id` for reconciliation, coalescing into its existing row: the generation is

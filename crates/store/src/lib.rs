@@ -585,6 +585,18 @@ impl Store {
         on_backend!(self, b => b.coder_user_upsert(user).await)
     }
 
+    /// Save a mapping that changes which Coder user a SCIM User is (a creation, an adoption, a
+    /// re-creation), queueing `queue_groups` in the same transaction: a Coder group's
+    /// membership is written by the group's own reconcile only, so the groups of a user that
+    /// just got a Coder user must run again, and a crash cannot separate the two.
+    pub async fn coder_user_save(
+        &self,
+        user: &CoderUser,
+        queue_groups: &[String],
+    ) -> StoreResult<()> {
+        on_backend!(self, b => b.coder_user_save(user, queue_groups).await)
+    }
+
     /// Remove a user mapping; false if there was none.
     pub async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {
         on_backend!(self, b => b.coder_user_delete(scim_id).await)

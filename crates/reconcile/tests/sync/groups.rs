@@ -127,7 +127,27 @@ async fn a_member_created_after_its_group_joins_it(db: TestDb) {
     // The group's row runs first: its member has no Coder user yet.
     env.reconciler.reconcile_group(&group.id).await.unwrap();
     assert!(members(&env.coder(), "ops").is_empty());
-    env.reconciler.reconcile_user(&user.id).await.unwrap();
+    // The user's reconcile never writes the group (one writer per Coder group): it queues the
+    // group with the mapping it saves, and the group's own reconcile adds it.
+    let report = env.reconciler.reconcile_user(&user.id).await.unwrap();
+    assert!(
+        !report.calls.iter().any(|c| c["call"] == "patch_group"),
+        "{:?}",
+        report.calls
+    );
+    assert!(members(&env.coder(), "ops").is_empty());
+    let queued = env
+        .store()
+        .outbox_list(store::OutboxFilter::Pending, 10)
+        .await
+        .unwrap();
+    assert!(
+        queued
+            .iter()
+            .any(|e| e.kind == ResourceKind::Group && e.resource_id == group.id),
+        "{queued:?}"
+    );
+    env.drain().await;
     assert_eq!(
         members(&env.coder(), "ops"),
         BTreeSet::from([env.coder_user(&user.id).await.id])

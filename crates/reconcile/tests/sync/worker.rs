@@ -25,6 +25,7 @@ sync_tests!(
     a_redirect_pauses_the_worker_and_the_other_host_receives_nothing,
     shutdown_releases_leases,
     two_workers_share_the_queue_without_double_applying,
+    two_replicas_write_each_group_from_one_reconcile_at_a_time,
 );
 
 /// A running worker and the means to stop it.
@@ -673,12 +674,9 @@ async fn shutdown_releases_leases(db: TestDb) {
     assert!(rows.iter().all(|r| r.leased_by.is_none()), "{rows:?}");
 }
 
-async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
-    if !db.is_postgres() {
-        // SQLite is one replica by design; the test is about SKIP LOCKED.
-        return;
-    }
-    let second = store::Store::connect(
+/// Another replica's store: its own pool on the same PostgreSQL database.
+async fn second_replica_store(db: &TestDb) -> store::Store {
+    store::Store::connect(
         &db.url,
         StoreOptions {
             clock: db.clock.clone(),
@@ -687,7 +685,27 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A worker of another replica on `store`, against the same Coder.
+fn spawn_second_replica(env: &Env, store: store::Store) -> Running {
+    let other = Arc::new(reconcile::Reconciler::new(
+        store,
+        crate::harness::client_for(&env.fake),
+        Arc::new(reconcile::Policy::default()),
+        env.db.clock.clone(),
+        Arc::new(reconcile::NoObserver),
+    ));
+    spawn(Worker::from_reconciler(other, worker_config("replica-b")))
+}
+
+async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
+    if !db.is_postgres() {
+        // SQLite is one replica by design; the test is about SKIP LOCKED.
+        return;
+    }
+    let second = second_replica_store(&db).await;
     let env = Env::start(db, true, "").await;
     let mut ids = Vec::new();
     for n in 0..40 {
@@ -697,15 +715,8 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
                 .id,
         );
     }
-    let other = Arc::new(reconcile::Reconciler::new(
-        second,
-        crate::harness::client_for(&env.fake),
-        Arc::new(reconcile::Policy::default()),
-        env.db.clock.clone(),
-        Arc::new(reconcile::NoObserver),
-    ));
     let a = spawn(env.worker(worker_config("replica-a")));
-    let b = spawn(Worker::from_reconciler(other, worker_config("replica-b")));
+    let b = spawn_second_replica(&env, second);
     env.wait_for("all users", |s| s.users.len() == 41).await;
     env.wait_for_empty_outbox().await;
     a.stop().await;
@@ -729,4 +740,102 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
         40,
         "one reconcile per user"
     );
+}
+
+/// Group membership churn while two replicas (two pools on one PostgreSQL) drain the queue with
+/// slow Coder calls: only a group's own reconcile PATCHes it, the row lease keyed by the
+/// resource keeps two from running at once, so Coder never sees a duplicate member (its 400)
+/// and every group ends with exactly its SCIM members.
+async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) {
+    if !db.is_postgres() {
+        return;
+    }
+    let second = second_replica_store(&db).await;
+    let env = Env::start(db, true, "").await;
+    // Slow calls widen every window in which two reconciles could overlap.
+    env.fake
+        .inject(Fault::next(
+            MAX_FAULT_COUNT,
+            FaultKind::Latency { millis: 15 },
+        ))
+        .unwrap();
+    let mut users = Vec::new();
+    for n in 0..24 {
+        users.push(
+            env.create_user(&format!("churn{n}@corp.com"), json!({}))
+                .await
+                .id,
+        );
+    }
+    let mut groups = Vec::new();
+    for g in 0..3 {
+        let members: Vec<&str> = users
+            .iter()
+            .skip(g)
+            .step_by(2)
+            .map(String::as_str)
+            .collect();
+        groups.push(env.create_group(&format!("team-{g}"), &members).await.id);
+    }
+    let a = spawn(env.worker(worker_config("replica-a")));
+    let b = spawn_second_replica(&env, second);
+    // Churn while both replicas run: members come and go while their users are created.
+    for (n, user) in users.iter().enumerate() {
+        let group = &groups[n % groups.len()];
+        let op = if n % 3 == 0 { "remove" } else { "add" };
+        let operation = if op == "add" {
+            json!([{ "op": "add", "path": "members", "value": [{ "value": user }] }])
+        } else {
+            json!([{ "op": "remove", "path": format!("members[value eq \"{user}\"]") }])
+        };
+        env.patch(scim::ResourceKind::Group, group, operation).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.wait_for("all users", |s| s.users.len() == users.len() + 1)
+        .await;
+    env.wait_for_empty_outbox().await;
+    a.stop().await;
+    b.stop().await;
+
+    let state = env.coder();
+    assert_eq!(
+        calls(&state, "PATCH", "/api/v2/groups/{group}", 400),
+        0,
+        "a group was PATCHed by two writers"
+    );
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 201), users.len());
+    let org = env.fake.default_organization_id();
+    for (g, group) in groups.iter().enumerate() {
+        let stored = env
+            .store()
+            .get(
+                scim::ResourceKind::Group,
+                group,
+                store::GetOptions {
+                    members: true,
+                    groups: false,
+                },
+            )
+            .await
+            .unwrap();
+        let mut want = std::collections::BTreeSet::new();
+        for member in stored.members.unwrap_or_default() {
+            want.insert(env.coder_user(&member.value).await.id);
+        }
+        let have = &state
+            .group(org, &format!("team-{g}"))
+            .expect("group mirrored")
+            .members;
+        assert_eq!(have, &want, "members of team-{g}");
+    }
+    // Every group write came from that group's own reconcile.
+    for record in env.store().audit_export(None).await.unwrap() {
+        if record.operation == "reconcile User" {
+            assert!(
+                !record.change.to_string().contains("patch_group"),
+                "a user's reconcile wrote a group: {}",
+                record.change
+            );
+        }
+    }
 }
