@@ -9,6 +9,7 @@
 //!   reaches `totalResults`); unassigned values sort last in either order.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 
 use chrono::{DateTime, FixedOffset};
@@ -231,31 +232,38 @@ fn parse_sort_by(value: &str) -> ScimResult<AttrPath> {
     Ok(path.attr)
 }
 
-/// One resource's sort key.
-#[derive(Debug, PartialEq, PartialOrd)]
-enum SortKey {
+/// The value a resource sorts by.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum KeyValue {
     Bool(bool),
     Number(f64),
     Time(DateTime<FixedOffset>),
     Text(String),
 }
 
-/// Sort `items` in place by `sort_by` (RFC 7644 §3.4.2.3): a multi-valued attribute sorts by its
-/// primary value, else its first; strings compare per the attribute's `caseExact`; dateTimes as
-/// instants; unassigned values last in either order; equal keys keep their order (stable).
-pub fn sort_resources(
-    kind: ResourceKind,
-    items: &mut [Map<String, Value>],
-    sort_by: &AttrPath,
-    order: SortOrder,
-    registry: &Registry,
-) {
-    let keys: Vec<Option<SortKey>> = items
-        .iter()
-        .map(|item| sort_key(kind, item, sort_by, registry))
-        .collect();
-    let mut positions: Vec<usize> = (0..items.len()).collect();
-    positions.sort_by(|&a, &b| match (&keys[a], &keys[b]) {
+/// A resource's place in a `sortBy` order: its sort value, or none when unassigned. Compare two
+/// with [`compare_keys`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey(Option<KeyValue>);
+
+impl SortKey {
+    /// The key of `item` (a resource as served) for `sort_by` (RFC 7644 §3.4.2.3): a
+    /// multi-valued attribute sorts by its primary value, else its first; strings per the
+    /// attribute's `caseExact`; dateTimes as instants.
+    pub fn of(
+        kind: ResourceKind,
+        item: &Map<String, Value>,
+        sort_by: &AttrPath,
+        registry: &Registry,
+    ) -> SortKey {
+        SortKey(sort_key(kind, item, sort_by, registry))
+    }
+}
+
+/// The `sortBy` order of two keys: unassigned values last in either order. A total order (JSON
+/// numbers are never NaN), so it can drive a heap as well as a sort.
+pub fn compare_keys(a: &SortKey, b: &SortKey, order: SortOrder) -> Ordering {
+    match (&a.0, &b.0) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
@@ -266,7 +274,24 @@ pub fn sort_resources(
                 SortOrder::Descending => ordering.reverse(),
             }
         }
-    });
+    }
+}
+
+/// Sort `items` in place by `sort_by` (RFC 7644 §3.4.2.3, see [`SortKey::of`]); unassigned
+/// values last in either order; equal keys keep their order (stable).
+pub fn sort_resources(
+    kind: ResourceKind,
+    items: &mut [Map<String, Value>],
+    sort_by: &AttrPath,
+    order: SortOrder,
+    registry: &Registry,
+) {
+    let keys: Vec<SortKey> = items
+        .iter()
+        .map(|item| SortKey::of(kind, item, sort_by, registry))
+        .collect();
+    let mut positions: Vec<usize> = (0..items.len()).collect();
+    positions.sort_by(|&a, &b| compare_keys(&keys[a], &keys[b], order));
     let mut taken: Vec<Option<Map<String, Value>>> =
         items.iter_mut().map(|m| Some(std::mem::take(m))).collect();
     for (slot, position) in items.iter_mut().zip(positions) {
@@ -276,12 +301,93 @@ pub fn sort_resources(
     }
 }
 
+/// The first `limit` items of a sequence in `sortBy` order, kept in a bounded heap: a page of
+/// a sorted listing costs memory for `startIndex + count` items, not for every match. Items
+/// offered with equal keys keep the order they were offered in, as [`sort_resources`] does,
+/// so pages neither overlap nor skip.
+#[derive(Debug)]
+pub struct TopK<T> {
+    limit: usize,
+    order: SortOrder,
+    offered: usize,
+    /// The greatest kept item on top, to be evicted by a smaller one.
+    heap: BinaryHeap<Ranked<T>>,
+}
+
+impl<T> TopK<T> {
+    /// Keeps at most `limit` items.
+    pub fn new(limit: usize, order: SortOrder) -> TopK<T> {
+        TopK {
+            limit,
+            order,
+            offered: 0,
+            heap: BinaryHeap::with_capacity(limit.min(MAX_RESULTS + 1)),
+        }
+    }
+
+    /// Offer the next item of the sequence.
+    pub fn offer(&mut self, key: SortKey, item: T) {
+        let ranked = Ranked {
+            key,
+            seq: self.offered,
+            order: self.order,
+            item,
+        };
+        self.offered += 1;
+        if self.heap.len() < self.limit {
+            self.heap.push(ranked);
+        } else if let Some(mut greatest) = self.heap.peek_mut()
+            && ranked < *greatest
+        {
+            *greatest = ranked;
+        }
+    }
+
+    /// The kept items, first first.
+    pub fn into_sorted(self) -> Vec<T> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.item)
+            .collect()
+    }
+}
+
+/// An item in a [`TopK`], ordered by key and then by when it was offered.
+#[derive(Debug)]
+struct Ranked<T> {
+    key: SortKey,
+    seq: usize,
+    order: SortOrder,
+    item: T,
+}
+
+impl<T> Ord for Ranked<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_keys(&self.key, &other.key, self.order).then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl<T> PartialOrd for Ranked<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> PartialEq for Ranked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<T> Eq for Ranked<T> {}
+
 fn sort_key(
     kind: ResourceKind,
     item: &Map<String, Value>,
     path: &AttrPath,
     registry: &Registry,
-) -> Option<SortKey> {
+) -> Option<KeyValue> {
     let resolved = registry.resolve(kind, path)?;
     let mut value = attribute_in(item, resolved.schema, &resolved.attr.name)?;
     if let Value::Array(values) = value {
@@ -299,14 +405,14 @@ fn sort_key(
         .or_else(|| resolved.attr.sub_attribute("value"))
         .unwrap_or(resolved.attr);
     match value {
-        Value::Bool(b) => Some(SortKey::Bool(*b)),
-        Value::Number(n) => n.as_f64().map(SortKey::Number),
+        Value::Bool(b) => Some(KeyValue::Bool(*b)),
+        Value::Number(n) => n.as_f64().map(KeyValue::Number),
         Value::String(s) if leaf.ty == AttrType::DateTime => DateTime::parse_from_rfc3339(s)
             .ok()
-            .map(SortKey::Time)
-            .or_else(|| Some(SortKey::Text(s.clone()))),
-        Value::String(s) if leaf.case_exact => Some(SortKey::Text(s.clone())),
-        Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
+            .map(KeyValue::Time)
+            .or_else(|| Some(KeyValue::Text(s.clone()))),
+        Value::String(s) if leaf.case_exact => Some(KeyValue::Text(s.clone())),
+        Value::String(s) => Some(KeyValue::Text(s.to_lowercase())),
         _ => None,
     }
 }

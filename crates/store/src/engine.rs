@@ -32,7 +32,7 @@ use scim::patch::{
     GroupPatchPlan, GroupPatchStep, MemberChange, MemberRef, PatchOptions, PatchRequest, apply,
     plan_group_patch,
 };
-use scim::query::{ListQuery, MAX_RESULTS, SortOrder, sort_resources};
+use scim::query::{ListQuery, MAX_RESULTS, SortKey, TopK};
 use scim::resource::active;
 use scim::{Registry, ResourceKind, ScimType};
 use serde_json::{Map, Value, json};
@@ -816,10 +816,18 @@ impl Backend {
             .as_ref()
             .is_some_and(|f| mentions(f, "members") || mentions(f, "groups"));
         let registry = Registry::standard();
-        let mut matched: Vec<(StoredResource, Map<String, Value>)> = Vec::new();
+        // Only the page is kept: matches before it are counted, a sorted listing keeps its
+        // first `startIndex + count` in a bounded heap (whatever the number of matches).
+        let keep = offset.saturating_add(count);
+        let mut sorted = query
+            .sort_by
+            .as_ref()
+            .map(|sort_by| (sort_by, TopK::new(keep, query.sort_order)));
+        let mut in_order: Vec<StoredResource> = Vec::new();
+        let mut total: u64 = 0;
         let mut after: Option<(DateTime<Utc>, String)> = None;
         loop {
-            // Keyset pages keep memory bounded by the matches, not the candidates.
+            // Keyset pages: memory is bounded by a page of candidates and the kept matches.
             let mut select = resource_query(RESOURCE_COLUMNS, kind, predicate.as_ref());
             if let Some((created, id)) = &after {
                 select.push(" AND (created > ").push_bind(*created);
@@ -844,42 +852,45 @@ impl Backend {
             if relations_needed {
                 attach_relations(&mut tx, kind, &mut page, GetOptions::default()).await?;
             }
-            for resource in page {
+            for mut resource in page {
                 let json = match resource.to_scim("") {
                     Value::Object(json) => json,
                     _ => Map::new(),
                 };
-                if query
+                if !query
                     .filter
                     .as_ref()
                     .is_none_or(|f| matches(f, &json, kind, registry))
                 {
-                    matched.push((resource, json));
+                    continue;
+                }
+                let position = usize::try_from(total).unwrap_or(usize::MAX);
+                total += 1;
+                if sorted.is_none() && !(offset..keep).contains(&position) {
+                    continue;
+                }
+                // Drop what was loaded only for the filter, so the page has what `options` asked.
+                if !options.members {
+                    resource.members = None;
+                }
+                if !options.groups {
+                    resource.groups = None;
+                }
+                match &mut sorted {
+                    Some((sort_by, top)) => {
+                        top.offer(SortKey::of(kind, &json, sort_by, registry), resource);
+                    }
+                    None => in_order.push(resource),
                 }
             }
             if !full_page {
                 break;
             }
         }
-        if let Some(sort_by) = &query.sort_by {
-            matched = sort_matched(kind, matched, sort_by, query.sort_order, registry);
-        }
-        let total = matched.len() as u64;
-        let mut items: Vec<StoredResource> = matched
-            .into_iter()
-            .skip(offset)
-            .take(count)
-            .map(|(r, _)| r)
-            .collect();
-        for item in &mut items {
-            // Drop what was loaded only for the filter, so the page has what `options` asked.
-            if !options.members {
-                item.members = None;
-            }
-            if !options.groups {
-                item.groups = None;
-            }
-        }
+        let mut items = match sorted {
+            Some((_, top)) => top.into_sorted().into_iter().skip(offset).collect(),
+            None => in_order,
+        };
         if !relations_needed {
             attach_relations(&mut tx, kind, &mut items, options).await?;
         }
@@ -2866,33 +2877,6 @@ fn mentions(filter: &Filter, name: &str) -> bool {
         Filter::Not(inner) => mentions(inner, name),
     }
 }
-
-/// Sort matches with the core's `sortBy` rules (stable, so ties keep the (created, id) order).
-fn sort_matched(
-    kind: ResourceKind,
-    matched: Vec<(StoredResource, Map<String, Value>)>,
-    sort_by: &AttrPath,
-    order: SortOrder,
-    registry: &Registry,
-) -> Vec<(StoredResource, Map<String, Value>)> {
-    let (resources, mut docs): (Vec<StoredResource>, Vec<Map<String, Value>>) =
-        matched.into_iter().unzip();
-    // Tag each document with its position so the sorted order can be read back.
-    for (position, doc) in docs.iter_mut().enumerate() {
-        doc.insert(POSITION_KEY.into(), Value::from(position));
-    }
-    sort_resources(kind, &mut docs, sort_by, order, registry);
-    let mut slots: Vec<Option<StoredResource>> = resources.into_iter().map(Some).collect();
-    docs.into_iter()
-        .filter_map(|mut doc| {
-            let position = usize::try_from(doc.shift_remove(POSITION_KEY)?.as_u64()?).ok()?;
-            Some((slots.get_mut(position)?.take()?, doc))
-        })
-        .collect()
-}
-
-/// A key no SCIM attribute can have (attribute names start with a letter, RFC 7643 §2.1).
-const POSITION_KEY: &str = "$position";
 
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

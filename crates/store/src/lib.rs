@@ -22,7 +22,9 @@
 //!   `meta.lastModified` ranges, run in SQL; the rest of a filter is evaluated in memory over
 //!   the SQL candidates, read in pages. A filter (or a `sortBy`) whose candidate set exceeds
 //!   [`StoreOptions::max_filter_candidates`] is refused with 400 `tooMany` rather than scanning
-//!   without bound.
+//!   without bound. Such a scan keeps only the page: matches before it are counted (so
+//!   `totalResults` stays exact), and a `sortBy` keeps its first `startIndex + count` in a
+//!   bounded heap ([`scim::query::TopK`]) instead of sorting every match.
 //! - **Listing order** is `created`, then `id`: stable across pages (Okta pages until
 //!   `totalResults`) even while resources are added.
 

@@ -325,3 +325,72 @@ fn date_times_sort_as_instants() {
     );
     assert_eq!(user_names(&items), vec![Some("early"), Some("late")]);
 }
+
+/// A user whose sort attributes are drawn from few values (many ties), any of them unassigned,
+/// the `title` sometimes a number or a boolean (mixed types), tagged with its position.
+fn arbitrary_user() -> impl proptest::strategy::Strategy<Value = Map<String, Value>> {
+    use proptest::prelude::*;
+    let name = proptest::option::of(prop_oneof![
+        Just("ann"),
+        Just("Ann"),
+        Just("bob"),
+        Just("cy")
+    ]);
+    let title = proptest::option::of(prop_oneof![
+        Just(json!("Engineer")),
+        Just(json!("manager")),
+        Just(json!(3)),
+        Just(json!(-0.5)),
+        Just(json!(true)),
+    ]);
+    let when = proptest::option::of(prop_oneof![
+        Just("2026-01-01T00:00:00Z"),
+        Just("2026-01-01T01:00:00+02:00"),
+        Just("2025-12-31T23:30:00Z"),
+    ]);
+    (name, title, when).prop_map(|(name, title, when)| {
+        let mut m = named(name, None);
+        if let Some(t) = title {
+            m.insert("title".into(), t);
+        }
+        if let Some(w) = when {
+            m.insert("meta".into(), json!({"lastModified": w}));
+        }
+        m
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// The bounded heap a store pages a sorted listing with gives exactly the page a full sort
+    /// gives, for any window.
+    #[test]
+    fn top_k_gives_the_page_a_full_sort_gives(
+        users in proptest::collection::vec(arbitrary_user(), 0..60),
+        path in proptest::sample::select(vec!["userName", "title", "meta.lastModified"]),
+        descending in proptest::bool::ANY,
+        start in 0usize..70,
+        count in 0usize..20,
+    ) {
+        let path = scim::path::PatchPath::parse(path).unwrap().attr;
+        let order = if descending { SortOrder::Descending } else { SortOrder::Ascending };
+        let mut tagged = users.clone();
+        for (i, u) in tagged.iter_mut().enumerate() {
+            u.insert("n".into(), json!(i));
+        }
+        let mut full = tagged.clone();
+        sort(&mut full, &path, order);
+        let expected: Vec<&Value> = full.iter().skip(start).take(count).map(|m| &m["n"]).collect();
+
+        let mut top = query::TopK::new(start + count, order);
+        for u in &tagged {
+            let key = query::SortKey::of(ResourceKind::User, u, &path, Registry::standard());
+            top.offer(key, u.clone());
+        }
+        let kept = top.into_sorted();
+        proptest::prop_assert!(kept.len() <= start + count);
+        let page: Vec<&Value> = kept.iter().skip(start).map(|m| &m["n"]).collect();
+        proptest::prop_assert_eq!(page, expected);
+    }
+}
