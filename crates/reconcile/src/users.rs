@@ -26,6 +26,7 @@ pub const ISSUE_DELETE_BLOCKED: &str = "delete_blocked_by_workspaces";
 pub const ISSUE_EMAIL_CONFLICT: &str = "email_conflict";
 pub const ISSUE_USERNAME_CONFLICT: &str = "username_conflict";
 pub const ISSUE_COULD_NOT_SUSPEND: &str = "could_not_suspend";
+pub const ISSUE_BRIDGE_ACCOUNT: &str = "bridge_account";
 
 /// What the bridge last applied to a Coder user, kept in the mapping's `last_applied`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,12 @@ impl Reconciler {
         self.resolve(run, ISSUE_NOT_PROVISIONABLE).await?;
         let organization = self.home_organization().await?;
         let existing = match mapping {
+            Some(mapping) if self.is_bridge_account(mapping.coder_user_id).await? => {
+                // Mapped by an earlier version: forget the mapping, so no group reconcile
+                // treats the account as managed either.
+                self.store.coder_user_delete(scim_id).await?;
+                return self.refuse_bridge_account(&desired.email, run).await;
+            }
             Some(mapping) => match self.find_mapped(&mapping).await? {
                 Some(actual) => Some((mapping, actual)),
                 None => {
@@ -127,10 +134,16 @@ impl Reconciler {
         let (mapping, actual) = match existing {
             Some(found) => found,
             None => {
-                self.provision(&desired, organization, &group_ids, run)
+                let Some(found) = self
+                    .provision(&desired, organization, &group_ids, run)
                     .await?
+                else {
+                    return Ok(());
+                };
+                found
             }
         };
+        self.resolve(run, ISSUE_BRIDGE_ACCOUNT).await?;
         self.converge(&desired, mapping, actual, organization, &group_ids, run)
             .await
     }
@@ -179,18 +192,33 @@ impl Reconciler {
             .filter(|u| u.id == mapping.coder_user_id))
     }
 
+    /// Whether `id` is the Coder account behind the bridge's own token: never managed.
+    async fn is_bridge_account(&self, id: Uuid) -> ReconcileResult<bool> {
+        Ok(self.client.identify().await?.user.id == id)
+    }
+
+    /// The SCIM user resolves to the bridge's own Coder account: record it, change nothing.
+    async fn refuse_bridge_account(&self, email: &str, run: &mut Run) -> ReconcileResult<()> {
+        let identity = self.client.identify().await?;
+        let detail = format!(
+            "the SCIM user ({email}) resolves to the bridge's own Coder account {}: the bridge never maps, suspends, re-roles or offboards the account its token belongs to; give the bridge a dedicated Coder account, or unassign this user from the SCIM application",
+            identity.user.username
+        );
+        self.flag(run, ISSUE_BRIDGE_ACCOUNT, detail).await
+    }
+
     /// Create the Coder user, or adopt the one that already has its email. Returns the mapping
-    /// and the Coder user. `group_ids` are the user's SCIM groups, queued with the new mapping.
+    /// and the Coder user; `None` when the account that has the email may not be taken over (a
+    /// sync issue says why). `group_ids` are the user's SCIM groups, queued with the new mapping.
     async fn provision(
         &self,
         desired: &DesiredUser,
         organization: Uuid,
         group_ids: &[String],
         run: &mut Run,
-    ) -> ReconcileResult<(CoderUser, User)> {
+    ) -> ReconcileResult<Option<(CoderUser, User)>> {
         if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
-            let mapping = self.adopt(desired, &existing, group_ids, run).await?;
-            return Ok((mapping, existing));
+            return self.take_over(desired, existing, group_ids, run).await;
         }
         for n in 1..=MAX_USERNAME_SUFFIX {
             let username = username_candidate(&desired.username_base, n);
@@ -219,14 +247,13 @@ impl Reconciler {
                     let mapping = self
                         .save_new_mapping(desired, &user, false, group_ids)
                         .await?;
-                    return Ok((mapping, user));
+                    return Ok(Some((mapping, user)));
                 }
                 // 409: the username or the email is taken. The email was free a moment ago;
                 // if it is taken now, someone created the user meanwhile: adopt it.
                 Err(e) if e.is_conflict() => {
                     if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
-                        let mapping = self.adopt(desired, &existing, group_ids, run).await?;
-                        return Ok((mapping, existing));
+                        return self.take_over(desired, existing, group_ids, run).await;
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -245,6 +272,23 @@ impl Reconciler {
             "no free Coder username for {:?}",
             desired.username_base
         )))
+    }
+
+    /// Adopt `existing`, the Coder account that already has the desired email, unless it is
+    /// the bridge's own account.
+    async fn take_over(
+        &self,
+        desired: &DesiredUser,
+        existing: User,
+        group_ids: &[String],
+        run: &mut Run,
+    ) -> ReconcileResult<Option<(CoderUser, User)>> {
+        if self.is_bridge_account(existing.id).await? {
+            self.refuse_bridge_account(&desired.email, run).await?;
+            return Ok(None);
+        }
+        let mapping = self.adopt(desired, &existing, group_ids, run).await?;
+        Ok(Some((mapping, existing)))
     }
 
     /// Whether the bridge already gave `username` to another SCIM user.
@@ -547,9 +591,15 @@ impl Reconciler {
         self.delete_confirmed(actual, "login_type mismatch", run)
             .await?;
         self.store.coder_user_delete(&desired.scim_id).await?;
-        let (mapping, user) = self
+        let Some((mapping, user)) = self
             .provision(desired, organization, group_ids, run)
-            .await?;
+            .await?
+        else {
+            return Err(ReconcileError::Unappliable(format!(
+                "Coder user {} was deleted to be recreated, but another account now has email {}",
+                actual.username, desired.email
+            )));
+        };
         run.note(format!(
             "recreated Coder user {} with login_type {} (was {}, id {} → {})",
             user.username,
@@ -720,10 +770,10 @@ impl Reconciler {
             ));
             return Ok(());
         };
-        let identity = self.client.identify().await?;
-        if actual.id == identity.user.id {
-            run.note("the SCIM user maps to the bridge's own Coder user; left as it is");
-            return Ok(());
+        if self.is_bridge_account(actual.id).await? {
+            self.store.coder_user_delete(&mapping.scim_id).await?;
+            let email = actual.email.clone();
+            return self.refuse_bridge_account(&email, run).await;
         }
         if self.policy.users.delete_policy == UserDeletePolicy::Delete {
             match self

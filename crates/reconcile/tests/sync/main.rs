@@ -15,5 +15,6 @@ mod drift;
 mod groups;
 mod restore;
 mod roles;
+mod trust;
 mod users;
 mod worker;

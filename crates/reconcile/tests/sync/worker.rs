@@ -29,12 +29,12 @@ sync_tests!(
 );
 
 /// A running worker and the means to stop it.
-struct Running {
+pub(crate) struct Running {
     stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
-fn spawn(worker: Worker) -> Running {
+pub(crate) fn spawn(worker: Worker) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         worker
@@ -48,7 +48,7 @@ fn spawn(worker: Worker) -> Running {
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
