@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit;
+mod oauth;
 #[path = "../shared/sink.rs"]
 mod sink;
 mod support;
@@ -169,18 +170,7 @@ async fn revoked_token_is_refused() {
 #[test]
 fn token_scopes_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let envs = vec![(
-        "SCIM_BRIDGE_DATABASE_URL".to_string(),
-        format!("sqlite://{}", dir.path().join("bridge.db").display()),
-    )];
-    let run = |args: &[&str]| {
-        let out = support::cli(&envs, args);
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = support::sqlite_cli(dir.path());
     let (ok, stdout, stderr) = run(&[
         "token",
         "create",

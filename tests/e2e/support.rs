@@ -74,6 +74,22 @@ pub fn cli(envs: &[(String, String)], args: &[&str]) -> std::process::Output {
     cmd.output().expect("run scim-bridge")
 }
 
+/// A CLI run against a fresh SQLite file in `dir`: (success, stdout, stderr).
+pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
+    let envs = vec![(
+        "SCIM_BRIDGE_DATABASE_URL".to_string(),
+        format!("sqlite://{}", dir.join("bridge.db").display()),
+    )];
+    move |args: &[&str]| {
+        let out = cli(&envs, args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+}
+
 /// A running bridge process.
 pub struct Bridge {
     child: Option<Child>,

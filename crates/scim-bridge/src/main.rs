@@ -8,7 +8,9 @@ mod tokens_file;
 
 use clap::{Parser, Subcommand};
 
-use commands::{audit::AuditAction, outbox::OutboxAction, token::TokenAction};
+use commands::{
+    audit::AuditAction, client::ClientAction, outbox::OutboxAction, token::TokenAction,
+};
 
 // Each request allocates many small, short-lived objects across threads (actix workers and the
 // database's connection threads); mimalloc's thread-local free lists serve them faster than
@@ -39,6 +41,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// OAuth 2.0 clients for IdPs that use the client credentials grant (Entra's gallery apps).
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
     },
     /// The queue of resources waiting to be synced to Coder.
     Outbox {
@@ -97,6 +104,9 @@ fn run() -> anyhow::Result<bool> {
             Command::Migrate(args) => commands::migrate::run(&settings, &args).await.map(|_| true),
             Command::Token { action } => {
                 commands::token::run(&settings, action).await.map(|_| true)
+            }
+            Command::Client { action } => {
+                commands::client::run(&settings, action).await.map(|_| true)
             }
             Command::Outbox { action } => {
                 commands::outbox::run(&settings, action).await.map(|_| true)

@@ -47,7 +47,7 @@ struct Table {
 
 /// Every table of `migrations/*/` except `audit_head` (one row, updated in
 /// place), parents before the rows that reference them.
-const TABLES: [Table; 8] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "resources",
         columns: &[
@@ -131,6 +131,20 @@ const TABLES: [Table; 8] = [
             ("expires_at", Time),
             ("revoked_at", Time),
             ("last_used_at", Time),
+        ],
+        order_by: "id",
+        serial_id: true,
+    },
+    Table {
+        name: "oauth_clients",
+        columns: &[
+            ("id", BigInt),
+            ("name", Text),
+            ("client_id", Text),
+            ("secret_sha256", Text),
+            ("scopes", Text),
+            ("created_at", Time),
+            ("revoked_at", Time),
         ],
         order_by: "id",
         serial_id: true,

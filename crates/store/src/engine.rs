@@ -46,6 +46,11 @@ use std::sync::Arc;
 pub(crate) mod write_tx;
 use write_tx::{Stmt, WriteTx, Writer, WriterLot, audit_tip_was_stale};
 
+// OAuth clients' SQL, kept in a file of its own; compiled per backend like this file.
+#[allow(clippy::duplicate_mod)]
+#[path = "oauth_client_sql.rs"]
+mod oauth_client_sql;
+
 type Conn = <Db as sqlx::Database>::Connection;
 type DbRow = <Db as sqlx::Database>::Row;
 type Tx = Transaction<'static, Db>;

@@ -1,7 +1,7 @@
 //! The bridge's system of record: SCIM Users and Groups, Group membership rows, the outbox the
-//! Coder worker drains, the hash-chained audit log, bearer tokens, and the worker's Coder
-//! mapping tables — over SQLite (embedded, one replica) or PostgreSQL (several replicas), chosen
-//! at start-up from the database URL.
+//! Coder worker drains, the hash-chained audit log, bearer tokens, OAuth clients, and the
+//! worker's Coder mapping tables — over SQLite (embedded, one replica) or PostgreSQL (several
+//! replicas), chosen at start-up from the database URL.
 //!
 //! Every SCIM write is one transaction holding the resource change, an outbox row naming the
 //! resource to reconcile, and an audit record; the caller gets its result only after the commit.
@@ -36,6 +36,7 @@ mod copy;
 mod dialect;
 mod durability;
 mod error;
+mod oauth_client;
 mod outbox;
 mod postgres;
 mod resource;
@@ -51,6 +52,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use coder_map::{CoderGroup, CoderUser, SyncIssue};
 pub use copy::CopyReport;
 pub use error::{StoreError, StoreResult};
+pub use oauth_client::{CLIENT_ID_PREFIX, ClientCheck, NewOAuthClient, OAuthClientInfo};
 pub use outbox::{
     Completion, OUTBOX_CHANNEL, OutboxEvent, OutboxFilter, OutboxPriority, OutboxStats,
     OutboxWakeups, RetryTarget,
@@ -562,6 +564,44 @@ impl Store {
     /// A snapshot of the active tokens for constant-time checks of presented tokens.
     pub async fn token_verifier(&self) -> StoreResult<TokenVerifier> {
         on_backend!(self, b => b.token_verifier().await)
+    }
+
+    // ----- OAuth clients -----
+
+    /// Make an OAuth client named `name` whose access tokens may hold at most `scopes`, and
+    /// return its id and secret; only the secret's SHA-256 is kept. 409 when an active client
+    /// has the name; an empty scope set is refused. Audited.
+    pub async fn oauth_client_create(
+        &self,
+        name: &str,
+        scopes: Scopes,
+    ) -> StoreResult<NewOAuthClient> {
+        on_backend!(self, b => b.oauth_client_create(name, scopes).await)
+    }
+
+    /// All clients ever made, oldest first, without their secrets.
+    pub async fn oauth_client_list(&self) -> StoreResult<Vec<OAuthClientInfo>> {
+        on_backend!(self, b => b.oauth_client_list().await)
+    }
+
+    /// Revoke the active client named `name` (404 if none): it gets no new access token.
+    /// Audited.
+    pub async fn oauth_client_revoke(&self, name: &str) -> StoreResult<()> {
+        on_backend!(self, b => b.oauth_client_revoke(name).await)
+    }
+
+    /// Check a presented client id and secret (the secret in constant time).
+    pub async fn oauth_client_check(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> StoreResult<ClientCheck> {
+        on_backend!(self, b => b.oauth_client_check(client_id, secret).await)
+    }
+
+    /// The ids of revoked clients, whose access tokens still unexpired the server refuses.
+    pub async fn oauth_clients_revoked(&self) -> StoreResult<Vec<String>> {
+        on_backend!(self, b => b.oauth_clients_revoked().await)
     }
 
     // ----- Coder mapping -----

@@ -84,6 +84,11 @@ impl Scopes {
         Scope::ALL.into_iter().filter(move |s| self.contains(*s))
     }
 
+    /// Whether every scope of `other` is in the set.
+    pub fn contains_all(self, other: Scopes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod client;
 pub mod demo;
 pub mod migrate;
 pub mod outbox;

@@ -90,7 +90,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
 }
 
 /// `--scopes`: at least one known scope; an unknown name is an error that lists the scopes.
-fn parse_scopes(raw: &str) -> Result<Scopes, String> {
+pub(super) fn parse_scopes(raw: &str) -> Result<Scopes, String> {
     let scopes: Scopes = raw
         .parse()
         .map_err(|e: store::UnknownScope| e.to_string())?;

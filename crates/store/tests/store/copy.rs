@@ -76,6 +76,10 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     tick();
     db.store.token_revoke("entra").await.unwrap();
     db.store.token_mark_used("okta").await.unwrap();
+    db.store
+        .oauth_client_create("entra-oauth", store::Scopes::READ)
+        .await
+        .unwrap();
 
     let alice = create_user(&db.store, "alice@example.com").await;
     tick();
@@ -221,6 +225,7 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     );
     assert_eq!(report.rows("audit_log"), Some(before.audit.len() as u64));
     assert_eq!(report.rows("api_tokens"), Some(2));
+    assert_eq!(report.rows("oauth_clients"), Some(1));
     assert_eq!(report.rows("outbox"), Some(before.outbox.len() as u64));
     assert_eq!(report.rows("sync_issues"), Some(2));
     let tip = before.audit.last().unwrap();
@@ -240,6 +245,10 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     let verifier = target.store.token_verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), Some("okta"));
     assert_eq!(verifier.verify(&revoked), None);
+    assert_eq!(
+        target.store.oauth_client_list().await.unwrap(),
+        source.store.oauth_client_list().await.unwrap()
+    );
     let verified = target.store.audit_verify().await.unwrap();
     assert_eq!(verified.first_broken, None);
     assert_eq!(verified.checked, before.audit.len() as u64);

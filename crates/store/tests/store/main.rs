@@ -13,6 +13,7 @@ mod coder;
 mod copy;
 mod files;
 mod lifecycle;
+mod oauth_clients;
 mod outbox;
 mod resources;
 mod tls;

@@ -1,0 +1,100 @@
+//! OAuth clients through the real binary: `client create` prints exactly the two lines scripts
+//! read, `client list` shows the client, `client revoke` ends it; each is audited.
+
+use crate::support;
+
+/// `client create` stdout, parsed as scripts parse it: exactly `client_id=…` then
+/// `client_secret=…`.
+pub fn client_credentials(stdout: &str) -> (String, String) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "stdout is exactly two lines: {stdout:?}");
+    let id = lines[0]
+        .strip_prefix("client_id=")
+        .expect("client_id= line");
+    let secret = lines[1]
+        .strip_prefix("client_secret=")
+        .expect("client_secret= line");
+    assert!(!id.is_empty() && !secret.is_empty(), "{stdout:?}");
+    (id.to_string(), secret.to_string())
+}
+
+#[test]
+fn client_commands_print_what_scripts_read_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = support::sqlite_cli(dir.path());
+    let (ok, stdout, stderr) = run(&["client", "create", "--name", "entra"]);
+    assert!(ok, "{stderr}");
+    let (entra_id, entra_secret) = client_credentials(&stdout);
+    assert!(entra_id.starts_with("scimc_"), "{entra_id}");
+    assert!(entra_secret.starts_with("scimb_"), "{entra_secret}");
+    assert!(
+        stderr.contains("entra"),
+        "the note goes to stderr: {stderr}"
+    );
+    let (ok, stdout, stderr) = run(&[
+        "client",
+        "create",
+        "--name",
+        "reader",
+        "--scopes",
+        "scim:read",
+    ]);
+    assert!(ok, "{stderr}");
+    let (reader_id, _) = client_credentials(&stdout);
+    let (ok, stdout, _) = run(&["client", "create", "--name", "entra"]);
+    assert!(!ok, "an active client's name is taken: {stdout}");
+    assert!(
+        stdout.is_empty(),
+        "nothing a script could mistake for credentials"
+    );
+
+    let (ok, stdout, stderr) = run(&["client", "revoke", "reader"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("reader"), "{stdout}");
+    let (ok, _, _) = run(&["client", "revoke", "reader"]);
+    assert!(!ok, "a revoked client cannot be revoked again");
+
+    let (ok, stdout, stderr) = run(&["client", "list"]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "CLIENT_ID", "SCOPES", "CREATED", "REVOKED"],
+        "{stdout}"
+    );
+    let entra = rows.iter().find(|r| r[0] == "entra").unwrap();
+    assert_eq!(
+        entra[1..4],
+        [&entra_id, "scim:read", "scim:write"],
+        "{stdout}"
+    );
+    assert_eq!(entra[5], "-", "{stdout}");
+    let reader = rows.iter().find(|r| r[0] == "reader").unwrap();
+    assert_eq!(reader[1..3], [reader_id.as_str(), "scim:read"], "{stdout}");
+    assert_ne!(reader[4], "-", "the revocation time is shown: {stdout}");
+    assert!(!stdout.contains(&entra_secret), "a secret was listed");
+
+    let (ok, stdout, stderr) = run(&["audit", "export"]);
+    assert!(ok, "{stderr}");
+    let ops: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| r["operation"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "oauth_client.create",
+            "oauth_client.create",
+            "oauth_client.revoke"
+        ],
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&entra_secret),
+        "a secret reached the audit"
+    );
+}
