@@ -75,6 +75,9 @@ pub struct FakeOptions {
     pub extra_organizations: Vec<String>,
     /// Address to listen on; `127.0.0.1:0` by default.
     pub listen: SocketAddr,
+    /// Added to every Coder API request before it is handled, as a real Coder's database and
+    /// network add it (zero by default). Requests wait concurrently, not in turn.
+    pub latency: std::time::Duration,
 }
 
 impl Default for FakeOptions {
@@ -86,6 +89,7 @@ impl Default for FakeOptions {
             idp_sync: IdpSyncOptions::default(),
             extra_organizations: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -178,6 +182,7 @@ fn seed(options: &FakeOptions) -> (World, FakeApiKey) {
         premium: options.premium,
         idp_sync: options.idp_sync.clone(),
         rate_limit_per_minute: options.rate_limit_per_minute,
+        latency: options.latency,
         users: BTreeMap::from([(admin.id, admin.clone())]),
         organizations,
         groups: BTreeMap::new(),
@@ -280,6 +285,11 @@ impl FakeHandle {
         let mut world = lock(&self.shared.world);
         world.rate_limit_per_minute = per_minute;
         world.rate_windows.clear();
+    }
+
+    /// Changes the latency added to every Coder API request.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        lock(&self.shared.world).latency = latency;
     }
 
     /// Gives `user` (id or username) a workspace, running or stopped.

@@ -1,4 +1,4 @@
-//! `coder-fake --listen 127.0.0.1:PORT --token T [--premium]`: runs the fake until Ctrl-C and
+//! `coder-fake --listen 127.0.0.1:PORT --token T [--premium] [--latency-ms N]`: runs the fake until Ctrl-C and
 //! prints its URL on the first line of standard output.
 
 use std::net::SocketAddr;
@@ -22,6 +22,9 @@ struct Args {
     /// Requests per minute per (user, path); 0 = unlimited.
     #[arg(long, default_value_t = DEFAULT_RATE_LIMIT_PER_MINUTE)]
     rate_limit: u32,
+    /// Milliseconds added to every Coder API request (a real Coder answers in tens of ms).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 #[tokio::main]
@@ -32,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         owner_token: args.token,
         rate_limit_per_minute: Some(args.rate_limit).filter(|n| *n > 0),
         listen: args.listen,
+        latency: std::time::Duration::from_millis(args.latency_ms),
         ..FakeOptions::default()
     })
     .await?;

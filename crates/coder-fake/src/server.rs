@@ -45,13 +45,17 @@ pub(crate) async fn coder_api(
         Routing::MethodNotAllowed(path) => (*path).to_owned(),
         Routing::NotFound => path.clone(),
     };
-    let fault = {
+    let (fault, latency) = {
         let mut world = lock(&shared.world);
-        match faults::outage(&mut world.outage) {
+        let fault = match faults::outage(&mut world.outage) {
             Some(status @ FaultKind::Status { .. }) => Some(status),
             _ => faults::take(&mut world.faults, &path, |k| !matches!(k, FaultKind::Drop)),
-        }
+        };
+        (fault, world.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     match fault.clone() {
         Some(FaultKind::Latency { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await

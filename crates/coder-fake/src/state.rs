@@ -271,6 +271,8 @@ pub(crate) struct World {
     pub premium: bool,
     pub idp_sync: IdpSyncOptions,
     pub rate_limit_per_minute: Option<u32>,
+    /// Added to every Coder API request ([`crate::FakeOptions::latency`]).
+    pub latency: std::time::Duration,
     pub users: BTreeMap<Uuid, FakeUser>,
     pub organizations: Vec<FakeOrganization>,
     pub groups: BTreeMap<Uuid, FakeGroup>,

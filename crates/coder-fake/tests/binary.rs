@@ -54,16 +54,10 @@ fn request(
     (status, body)
 }
 
-#[test]
-fn binary_prints_its_url_and_serves_coder_and_control_routes() {
+/// Starts the binary with `args` and returns it with the URL it printed.
+fn start(args: &[&str]) -> (Running, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_coder-fake"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            "abc123-secret",
-            "--premium",
-        ])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -73,7 +67,18 @@ fn binary_prints_its_url_and_serves_coder_and_control_routes() {
     BufReader::new(fake.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base = line.trim().to_owned();
+    (fake, line.trim().to_owned())
+}
+
+#[test]
+fn binary_prints_its_url_and_serves_coder_and_control_routes() {
+    let (_fake, base) = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token",
+        "abc123-secret",
+        "--premium",
+    ]);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     let (status, body) = request(&base, "GET", "/api/v2/entitlements", None, None);
@@ -170,4 +175,20 @@ fn oversized_bodies_answer_413_through_the_front() {
         assert!(body.contains("too large"), "{body}");
         fake.stop().await;
     });
+}
+
+#[test]
+fn latency_ms_delays_every_coder_request() {
+    let (_fake, base) = start(&["--listen", "127.0.0.1:0", "--latency-ms", "150"]);
+    for path in ["/api/v2/buildinfo", "/api/v2/users/me"] {
+        let started = std::time::Instant::now();
+        let (status, _) = request(&base, "GET", path, None, None);
+        assert!(status == 200 || status == 401, "{path}: {status}");
+        // A lower bound only: the added latency is a floor, never a speed target.
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{path} answered after {:?}",
+            started.elapsed()
+        );
+    }
 }
