@@ -9,6 +9,8 @@
 //! - [`Policy`]: the mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`).
 //! - [`capabilities::check`]: what the Coder deployment offers and which of its own features
 //!   would undo the bridge's work.
+//! - New users: Coder's users are listed once and an email the listing lacks is created
+//!   without a lookup; Coder's 409 on a taken email is the check (see `directory`).
 //! - [`StatusHandle`]: the state `/readyz` and `scim-bridge status` show.
 //! - [`SyncObserver`]: measurements for `/metrics`.
 //!
@@ -20,6 +22,7 @@ pub mod backoff;
 pub mod capabilities;
 pub mod desired;
 pub mod diff;
+mod directory;
 pub mod drift;
 mod error;
 mod groups;

@@ -6,6 +6,7 @@
 //! their outcomes (reads are not listed: they change nothing).
 
 use crate::capabilities::resolve_organization;
+use crate::directory::UserDirectory;
 use crate::error::{ReconcileError, ReconcileResult};
 use crate::observer::SyncObserver;
 use crate::policy::{OrganizationRef, Policy};
@@ -80,6 +81,8 @@ pub struct Reconciler {
     pub(crate) status: StatusHandle,
     organizations: RwLock<Vec<Organization>>,
     groups_licensed: AtomicU8,
+    /// Coder's users' emails, so a new user needs no lookup before its create.
+    pub(crate) directory: UserDirectory,
 }
 
 impl Reconciler {
@@ -100,6 +103,7 @@ impl Reconciler {
             status: StatusHandle::default(),
             organizations: RwLock::new(Vec::new()),
             groups_licensed: AtomicU8::new(PREMIUM_UNKNOWN),
+            directory: UserDirectory::default(),
         }
     }
 

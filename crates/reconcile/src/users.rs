@@ -217,7 +217,19 @@ impl Reconciler {
         group_ids: &[String],
         run: &mut Run,
     ) -> ReconcileResult<Option<(CoderUser, User)>> {
-        if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
+        // An email a fresh listing of Coder's users lacks is not looked up: the create checks
+        // it (409 below), so a user made in Coder since the listing is still found and decided
+        // on as if it had been looked up first.
+        let existing = if self
+            .directory
+            .known_absent(&self.client, &desired.email)
+            .await?
+        {
+            None
+        } else {
+            self.client.find_user_by_email(&desired.email).await?
+        };
+        if let Some(existing) = existing {
             return self.take_over(desired, existing, group_ids, run).await;
         }
         for n in 1..=MAX_USERNAME_SUFFIX {
@@ -249,8 +261,9 @@ impl Reconciler {
                         .await?;
                     return Ok(Some((mapping, user)));
                 }
-                // 409: the username or the email is taken. The email was free a moment ago;
-                // if it is taken now, someone created the user meanwhile: adopt it.
+                // 409: the username or the email is taken. The email was free when looked up
+                // or listed; if it is taken now, the user was created since (by someone else,
+                // or by a create of ours whose answer was lost): adopt it.
                 Err(e) if e.is_conflict() => {
                     if let Some(existing) = self.client.find_user_by_email(&desired.email).await? {
                         return self.take_over(desired, existing, group_ids, run).await;

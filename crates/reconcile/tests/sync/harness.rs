@@ -12,6 +12,7 @@ use sqlx::Connection;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{ManualClock, Store, StoreOptions, StoredResource, WriteContext};
+use tokio::sync::oneshot;
 
 const POSTGRES_URL_VAR: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -413,6 +414,35 @@ impl Env {
                     && r.resource_id.as_deref() == Some(resource_id)
             })
             .collect()
+    }
+}
+
+/// A running worker and the means to stop it.
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub fn spawn(worker: Worker) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running { stop, task }
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
 

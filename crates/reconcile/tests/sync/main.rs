@@ -13,6 +13,7 @@ mod sink;
 mod capabilities;
 mod drift;
 mod groups;
+mod initial_sync;
 mod restore;
 mod roles;
 mod trust;

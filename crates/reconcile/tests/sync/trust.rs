@@ -1,9 +1,9 @@
 //! The accounts the bridge must never take over: its own, and (unless allowed) accounts that
 //! existed in Coder before it.
 
+use crate::harness::spawn;
 use crate::harness::{Env, TestDb, worker_config};
 use crate::sync_tests;
-use crate::worker::spawn;
 use coder_fake::UserStatus;
 use reconcile::ISSUE_BRIDGE_ACCOUNT;
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The worker: wake-ups, priority, outages, 429 storms, dead letters, leases, an auth pause,
 //! shutdown, and replicas sharing the queue (issue 4 §3, §5, §10).
 
-use crate::harness::{Env, TestDb, calls, worker_config};
+use crate::harness::{Env, Running, TestDb, calls, spawn, worker_config};
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
 use coder_fake::{Fault, FaultKind, MAX_FAULT_COUNT, Outage, UserStatus};
@@ -10,7 +10,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{OutboxFilter, StoreOptions};
-use tokio::sync::oneshot;
 
 sync_tests!(
     the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue,
@@ -27,35 +26,6 @@ sync_tests!(
     two_workers_share_the_queue_without_double_applying,
     two_replicas_write_each_group_from_one_reconcile_at_a_time,
 );
-
-/// A running worker and the means to stop it.
-pub(crate) struct Running {
-    stop: oneshot::Sender<()>,
-    pub(crate) task: tokio::task::JoinHandle<()>,
-}
-
-pub(crate) fn spawn(worker: Worker) -> Running {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running { stop, task }
-}
-
-impl Running {
-    pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
 
 /// Move the manual clock forward in steps until `done`, so backoffs end without sleeping.
 async fn advance_until(
