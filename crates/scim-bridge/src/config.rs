@@ -135,6 +135,9 @@ pub struct SettingsArgs {
     pub max_attempts: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_DRIFT_INTERVAL", global = true)]
     pub drift_interval: Option<String>,
+    /// How long an access token from /oauth/token lives (5m to 6h).
+    #[arg(long, env = "SCIM_BRIDGE_OAUTH_TOKEN_TTL", global = true)]
+    pub oauth_token_ttl: Option<String>,
     /// How long a worker's claim on an outbox row lasts before another replica may take it over.
     #[arg(long, env = "SCIM_BRIDGE_OUTBOX_LEASE", global = true)]
     pub outbox_lease: Option<String>,
@@ -161,6 +164,8 @@ struct FileSettings {
     coder: FileCoder,
     #[serde(default)]
     worker: FileWorker,
+    #[serde(default)]
+    oauth: FileOAuth,
     // Mapping rules: handed as they are to the reconcile crate, which validates them.
     users: Option<toml::Value>,
     offboarding: Option<toml::Value>,
@@ -223,6 +228,12 @@ struct FileCoder {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileOAuth {
+    token_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileWorker {
     enabled: Option<bool>,
     concurrency: Option<u64>,
@@ -260,6 +271,14 @@ pub struct CoderSettings {
     pub allow_http: bool,
     /// Extra CA certificates (PEM) trusted for Coder's TLS certificate.
     pub ca_file: Option<PathBuf>,
+}
+
+/// The bridge's own token endpoint (`/oauth/token`).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// Empty: the endpoint issues no access token.
+    pub signing_keys: Vec<Secret>,
+    pub token_ttl: Duration,
 }
 
 /// Outbox worker settings.
@@ -306,6 +325,7 @@ pub struct Settings {
     pub rules: toml::Table,
     /// The audit chain's HMAC keys (empty: plain SHA-256). Only their ids are ever printed.
     pub audit_keys: store::AuditKeys,
+    pub oauth: OAuthSettings,
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -359,35 +379,81 @@ fn secret_from(env: &dyn Environment, name: &str) -> Result<Option<Secret>, Conf
     }
 }
 
-/// The audit keys from `SCIM_BRIDGE_AUDIT_KEY` (`_FILE`): one key per line, the first hashing
-/// new records, the others (earlier keys) only verifying the records they hashed.
-fn audit_keys(env: &dyn Environment) -> Result<store::AuditKeys, ConfigError> {
-    const NAME: &str = "SCIM_BRIDGE_AUDIT_KEY";
-    let Some(secret) = secret_from(env, NAME)? else {
-        return Ok(store::AuditKeys::default());
+/// The keys of a rotating secret `name` (`_FILE`): one key per line (blank lines skipped), each
+/// at least `min_len` bytes; the first is the current key, the others earlier ones.
+fn rotating_keys(
+    env: &dyn Environment,
+    name: &str,
+    min_len: usize,
+) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let Some(secret) = secret_from(env, name)? else {
+        return Ok(Vec::new());
     };
     let mut keys = Vec::new();
     for (n, line) in secret.expose().lines().map(str::trim).enumerate() {
         if line.is_empty() {
             continue;
         }
-        let key = store::AuditKey::new(line.as_bytes()).ok_or_else(|| {
-            bad(
-                NAME,
+        if line.len() < min_len {
+            return Err(bad(
+                name,
                 format!(
-                    "key {} is shorter than {} bytes (make one with `openssl rand -hex 32`)",
-                    n + 1,
-                    store::MIN_AUDIT_KEY_LEN
+                    "key {} is shorter than {min_len} bytes (make one with `openssl rand -hex 32`)",
+                    n + 1
                 ),
-            )
-        })?;
-        keys.push(key);
+            ));
+        }
+        keys.push(line.as_bytes().to_vec());
     }
-    let mut keys = keys.into_iter();
+    Ok(keys)
+}
+
+/// The audit keys from `SCIM_BRIDGE_AUDIT_KEY` (`_FILE`): one key per line, the first hashing
+/// new records, the others (earlier keys) only verifying the records they hashed.
+fn audit_keys(env: &dyn Environment) -> Result<store::AuditKeys, ConfigError> {
+    let mut keys = rotating_keys(env, "SCIM_BRIDGE_AUDIT_KEY", store::MIN_AUDIT_KEY_LEN)?
+        .into_iter()
+        .filter_map(|key| store::AuditKey::new(&key));
     match keys.next() {
         Some(current) => Ok(store::AuditKeys::new(current, keys.collect())),
         None => Ok(store::AuditKeys::default()),
     }
+}
+
+/// The shortest and longest access token lifetimes `SCIM_BRIDGE_OAUTH_TOKEN_TTL` accepts: Entra
+/// expects tokens that live an hour up to six.
+const OAUTH_TOKEN_TTL_RANGE: (Duration, Duration) = (
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(6 * 60 * 60),
+);
+
+/// The token endpoint's settings: `SCIM_BRIDGE_OAUTH_SIGNING_KEY` (`_FILE`; one HMAC key per
+/// line, the first signing, every one verifying) and the access token lifetime.
+fn oauth_settings(
+    env: &dyn Environment,
+    ttl_flag: Option<&str>,
+    ttl_file: Option<&str>,
+) -> Result<OAuthSettings, ConfigError> {
+    const TTL: &str = "SCIM_BRIDGE_OAUTH_TOKEN_TTL";
+    let token_ttl = parse_duration(TTL, ttl_flag.or(ttl_file).unwrap_or("1h"))?;
+    let (shortest, longest) = OAUTH_TOKEN_TTL_RANGE;
+    if token_ttl < shortest || token_ttl > longest {
+        return Err(bad(
+            TTL,
+            format!(
+                "{} is out of range: an access token lives from 5m to 6h",
+                humantime::format_duration(token_ttl)
+            ),
+        ));
+    }
+    let signing_keys = rotating_keys(env, "SCIM_BRIDGE_OAUTH_SIGNING_KEY", 32)?
+        .into_iter()
+        .map(|key| Secret::new(String::from_utf8_lossy(&key)))
+        .collect();
+    Ok(OAuthSettings {
+        signing_keys,
+        token_ttl,
+    })
 }
 
 fn parse_num<T: std::str::FromStr>(setting: &str, raw: &str) -> Result<T, ConfigError> {
@@ -692,6 +758,11 @@ impl Settings {
             worker,
             rules,
             audit_keys: audit_keys(env)?,
+            oauth: oauth_settings(
+                env,
+                args.oauth_token_ttl.as_deref(),
+                file.oauth.token_ttl.as_deref(),
+            )?,
         };
         settings.validate().map_err(validation_error)?;
         Ok(settings)
@@ -1256,5 +1327,78 @@ mod tests {
             Settings::load(&without_jwt, &env(&[])).unwrap_err().setting,
             "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS"
         );
+    }
+}
+
+#[cfg(test)]
+mod oauth_tests {
+    use super::*;
+
+    struct Env(Vec<(&'static str, String)>);
+    impl Environment for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_token_lifetime_is_an_hour_by_default_and_bounded() {
+        let s = Settings::load(&SettingsArgs::default(), &Env(vec![])).unwrap();
+        assert_eq!(s.oauth.token_ttl, Duration::from_secs(3600));
+        assert!(s.oauth.signing_keys.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, "[oauth]\ntoken_ttl = \"6h\"\n").unwrap();
+        let from_file = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::load(&from_file, &Env(vec![])).unwrap();
+        assert_eq!(s.oauth.token_ttl, Duration::from_secs(6 * 3600));
+        let flag = SettingsArgs {
+            oauth_token_ttl: Some("5m".into()),
+            ..from_file
+        };
+        let s = Settings::load(&flag, &Env(vec![])).unwrap();
+        assert_eq!(s.oauth.token_ttl, Duration::from_secs(300));
+
+        for out_of_range in ["4m", "6h 1s", "0", "7d"] {
+            let e = Settings::load(
+                &SettingsArgs {
+                    oauth_token_ttl: Some(out_of_range.into()),
+                    ..Default::default()
+                },
+                &Env(vec![]),
+            )
+            .unwrap_err();
+            assert_eq!(e.setting, "SCIM_BRIDGE_OAUTH_TOKEN_TTL", "{out_of_range}");
+            assert!(e.problem.contains("5m to 6h"), "{}", e.problem);
+        }
+    }
+
+    #[test]
+    fn signing_keys_rotate_one_a_line_and_short_ones_are_refused() {
+        let env = Env(vec![(
+            "SCIM_BRIDGE_OAUTH_SIGNING_KEY",
+            format!("{KEY}-new\n\n{KEY}-old\n"),
+        )]);
+        let s = Settings::load(&SettingsArgs::default(), &env).unwrap();
+        let keys: Vec<&str> = s.oauth.signing_keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, [format!("{KEY}-new"), format!("{KEY}-old")]);
+        assert!(!format!("{s:?}").contains(KEY), "a key reached Debug");
+
+        let short = Env(vec![(
+            "SCIM_BRIDGE_OAUTH_SIGNING_KEY",
+            format!("{KEY}\nshort"),
+        )]);
+        let e = Settings::load(&SettingsArgs::default(), &short).unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_OAUTH_SIGNING_KEY");
+        assert!(e.problem.contains("key 2"), "{}", e.problem);
     }
 }

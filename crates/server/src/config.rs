@@ -1,5 +1,6 @@
-//! What the binary tells the service: where to listen, the public base URL, limits and the
-//! optional JWT validation. The names and defaults follow `docs/CONFIGURATION.md`.
+//! What the binary tells the service: where to listen, the public base URL, limits, the
+//! optional JWT validation and the OAuth token endpoint's keys. The names and defaults follow
+//! `docs/CONFIGURATION.md`.
 
 use crate::client::TrustedProxies;
 use std::fmt;
@@ -36,6 +37,9 @@ pub struct ServerConfig {
     pub bulk_max_payload_bytes: usize,
     /// JWT bearer validation, for IdPs that use OAuth.
     pub jwt: Option<JwtConfig>,
+    /// The bridge's own OAuth 2.0 token endpoint (`/oauth/token`, client credentials grant);
+    /// `None`: it issues no access token.
+    pub oauth: Option<OAuthConfig>,
     /// HTTP worker threads.
     pub workers: usize,
     /// How long a snapshot of the active bearer tokens is trusted: a revoked token stops
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             bulk_max_operations: 1000,
             bulk_max_payload_bytes: 1024 * 1024,
             jwt: None,
+            oauth: None,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             token_cache_ttl: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -124,5 +129,26 @@ impl fmt::Debug for JwtKey {
             JwtKey::Jwks(_) => f.write_str("Jwks(..)"),
             JwtKey::JwksFile(path) => write!(f, "JwksFile({})", path.display()),
         }
+    }
+}
+
+/// The access tokens `/oauth/token` issues: HS256 JWTs every replica holding the same keys
+/// verifies without a database read.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    /// HMAC keys, each at least 32 bytes: the first signs new tokens, every one verifies (the
+    /// others are earlier keys kept while the tokens they signed live out their lifetime).
+    pub signing_keys: Vec<Vec<u8>>,
+    /// How long an access token lives (`expires_in`).
+    pub token_ttl: Duration,
+}
+
+impl fmt::Debug for OAuthConfig {
+    // The keys must never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("signing_keys", &self.signing_keys.len())
+            .field("token_ttl", &self.token_ttl)
+            .finish()
     }
 }

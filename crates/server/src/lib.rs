@@ -19,6 +19,12 @@
 //! - Failed authentication is limited per client address, apart from the per-token limit: an
 //!   address over its allowance gets 429 before its credential costs a token reload or a
 //!   signature check, while a bridge token the service already holds still passes from it.
+//! - `/oauth/token` (RFC 6749 §4.4, client credentials) sits outside the SCIM base and takes
+//!   client credentials only (HTTP Basic or the body, never a bearer token). Its access tokens
+//!   are HS256 JWTs every replica verifies with the shared keys, without a database read; a
+//!   revoked client's tokens are refused once the replica's token snapshot (refreshed every
+//!   `token_cache_ttl` while requests arrive) lists it. Failed client authentication counts
+//!   against the same per-address limit as failed bearer authentication.
 //! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
 //!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
 //!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.
@@ -48,9 +54,9 @@ mod response;
 mod service;
 mod state;
 
-pub use auth::JwtConfigError;
+pub use auth::{JwtConfigError, OAUTH_AUDIENCE, OAUTH_ISSUER, OAuthConfigError};
 pub use client::{InvalidProxy, TrustedProxies};
-pub use config::{JwtConfig, JwtKey, ServerConfig};
+pub use config::{JwtConfig, JwtKey, OAuthConfig, ServerConfig};
 pub use error::ApiError;
 pub use handlers::Route;
 pub use metrics::Metrics;
@@ -129,10 +135,16 @@ pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundSer
         .map(auth::JwtValidator::new)
         .transpose()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let oauth = config
+        .oauth
+        .as_ref()
+        .map(auth::OAuthTokens::new)
+        .transpose()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let listen = config.listen;
     let workers = config.workers.max(1);
     let shutdown = config.shutdown_timeout.as_secs();
-    let state = web::Data::new(state::AppState::new(config, deps, jwt));
+    let state = web::Data::new(state::AppState::new(config, deps, jwt, oauth));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

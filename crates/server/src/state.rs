@@ -1,7 +1,7 @@
 //! What every handler shares.
 
 use crate::ServerDeps;
-use crate::auth::{Authenticator, JwtValidator};
+use crate::auth::{Authenticator, JwtValidator, OAuthTokens};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::rate_limit::{AuthFailureLimiter, TokenRateLimiter};
@@ -25,9 +25,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: ServerConfig, deps: ServerDeps, jwt: Option<JwtValidator>) -> AppState {
+    pub fn new(
+        config: ServerConfig,
+        deps: ServerDeps,
+        jwt: Option<JwtValidator>,
+        oauth: Option<OAuthTokens>,
+    ) -> AppState {
         AppState {
-            auth: Authenticator::new(deps.store.clone(), config.token_cache_ttl, jwt),
+            auth: Authenticator::new(deps.store.clone(), config.token_cache_ttl, jwt, oauth),
             limiter: TokenRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
             auth_failures: AuthFailureLimiter::new(
                 config.auth_failure_rate_limit_per_second,

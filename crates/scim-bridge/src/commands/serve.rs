@@ -49,6 +49,15 @@ pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig
         bulk_max_operations: settings.bulk_max_operations,
         bulk_max_payload_bytes: settings.bulk_max_payload_bytes,
         jwt,
+        oauth: (!settings.oauth.signing_keys.is_empty()).then(|| server::OAuthConfig {
+            signing_keys: settings
+                .oauth
+                .signing_keys
+                .iter()
+                .map(|key| key.expose().as_bytes().to_vec())
+                .collect(),
+            token_ttl: settings.oauth.token_ttl,
+        }),
         ..server::ServerConfig::default()
     })
 }

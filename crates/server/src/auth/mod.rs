@@ -1,12 +1,15 @@
 //! Who is calling: `Authorization: Bearer <token>` holding a bridge token (checked in constant
-//! time against the store's digests) or, when configured, a valid JWT.
+//! time against the store's digests), an access token from the bridge's own `/oauth/token`
+//! whose client is not revoked, or, when configured, a valid JWT.
 
 mod jwt;
+mod oauth;
 
 pub use jwt::{JwtConfigError, JwtValidator};
+pub use oauth::{OAUTH_AUDIENCE, OAUTH_ISSUER, OAuthConfigError, OAuthTokens};
 
 use crate::error::{ApiError, ApiResult};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use store::{Scopes, Store, TokenVerifier, VerifiedToken};
@@ -20,8 +23,8 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// minute: it is a write).
 const MARK_USED_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The authenticated caller. `name` is the token name (`jwt:<sub>` for a JWT), used for the
-/// audit log, the rate limit and logs; `scopes` is what the credential may do.
+/// The authenticated caller. `name` is the token name (`oauth:<client name>` for an access
+/// token of the bridge's token endpoint, `jwt:<sub>` for another JWT), used for the audit log, the rate limit and logs; `scopes` is what the credential may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
@@ -36,15 +39,23 @@ pub struct Authenticator {
     refreshing: tokio::sync::Mutex<()>,
     last_marked: Mutex<HashMap<String, Instant>>,
     jwt: Option<JwtValidator>,
+    oauth: Option<OAuthTokens>,
 }
 
 struct Snapshot {
     verifier: Arc<TokenVerifier>,
+    /// OAuth clients whose access tokens are refused before they expire.
+    revoked_clients: Arc<HashSet<String>>,
     taken: Instant,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, ttl: Duration, jwt: Option<JwtValidator>) -> Authenticator {
+    pub fn new(
+        store: Store,
+        ttl: Duration,
+        jwt: Option<JwtValidator>,
+        oauth: Option<OAuthTokens>,
+    ) -> Authenticator {
         Authenticator {
             store,
             ttl,
@@ -52,7 +63,13 @@ impl Authenticator {
             refreshing: tokio::sync::Mutex::new(()),
             last_marked: Mutex::new(HashMap::new()),
             jwt,
+            oauth,
         }
+    }
+
+    /// The token endpoint's signer, when OAuth is configured.
+    pub fn oauth(&self) -> Option<&OAuthTokens> {
+        self.oauth.as_ref()
     }
 
     /// Authenticate an `Authorization` header value. Anything but a valid credential is 401.
@@ -69,18 +86,44 @@ impl Authenticator {
             return Ok(principal);
         }
         // A JWT is three base64url parts; a bridge token never contains a dot.
-        if let Some(jwt) = &self.jwt
-            && token.split('.').count() == 3
-        {
-            before_costly()?;
-            if let Some(caller) = jwt.validate(token) {
-                return Ok(Principal {
-                    name: format!("jwt:{}", caller.sub),
-                    scopes: caller.scopes,
-                });
+        if token.split('.').count() != 3 || (self.oauth.is_none() && self.jwt.is_none()) {
+            return Err(ApiError::Unauthorized("the bearer token is not valid"));
+        }
+        before_costly()?;
+        if let Some(caller) = self.oauth.as_ref().and_then(|o| o.validate(token)) {
+            // The snapshot the bridge-token check just used is at most `ttl` old: a revoked
+            // client's tokens stop working within it on every replica.
+            if self.client_revoked(&caller.client_id) {
+                return Err(ApiError::Unauthorized(
+                    "the OAuth client of this access token was revoked",
+                ));
             }
+            return Ok(Principal {
+                name: format!("oauth:{}", caller.client_name),
+                scopes: caller.scopes,
+            });
+        }
+        if let Some(caller) = self.jwt.as_ref().and_then(|jwt| jwt.validate(token)) {
+            return Ok(Principal {
+                name: format!("jwt:{}", caller.sub),
+                scopes: caller.scopes,
+            });
         }
         Err(ApiError::Unauthorized("the bearer token is not valid"))
+    }
+
+    /// Whether the current snapshot lists `client_id` as revoked (no snapshot: not known to
+    /// be).
+    fn client_revoked(&self, client_id: &str) -> bool {
+        self.snapshot
+            .read()
+            .ok()
+            .and_then(|guard| {
+                guard
+                    .as_ref()
+                    .map(|s| s.revoked_clients.contains(client_id))
+            })
+            .unwrap_or(false)
     }
 
     async fn verify_bridge_token(
@@ -124,9 +167,19 @@ impl Authenticator {
         // no later than `ttl` after it.
         let taken = Instant::now();
         let verifier = Arc::new(self.store.token_verifier().await?);
+        let revoked_clients = match self.oauth {
+            Some(_) => self
+                .store
+                .oauth_clients_revoked()
+                .await?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        };
         if let Ok(mut guard) = self.snapshot.write() {
             *guard = Some(Snapshot {
                 verifier: verifier.clone(),
+                revoked_clients: Arc::new(revoked_clients),
                 taken,
             });
         }
@@ -217,7 +270,7 @@ mod tests {
             .token_create("writer", None, Scopes::ALL)
             .await
             .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(1), None);
+        let auth = Authenticator::new(store, Duration::from_secs(1), None, None);
         let principal = auth
             .authenticate(Some(&format!("Bearer {reader}")), &|| Ok(()))
             .await
@@ -255,7 +308,7 @@ mod tests {
             crate::config::JwtKey::Hs256(b"an hs256 secret of at least thirty-two bytes".to_vec()),
         ))
         .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(60), Some(jwt));
+        let auth = Authenticator::new(store, Duration::from_secs(60), Some(jwt), None);
         let refused = || {
             Err(ApiError::AuthFailuresLimited {
                 retry_after_secs: 7,

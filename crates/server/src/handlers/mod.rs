@@ -12,6 +12,7 @@ mod discovery;
 mod fallback;
 mod health;
 mod me;
+mod oauth_token;
 mod resources;
 
 use crate::SCIM_BASE_PATH;
@@ -19,6 +20,9 @@ use crate::edge;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 use scim::ResourceKind;
+
+/// A token request is a few short form parameters.
+const OAUTH_TOKEN_MAX_BODY: usize = 8 * 1024;
 
 /// A path the service routes: its full pattern and whether it answers without a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, endpoints: Endpoints, table: &mut Ro
         );
     }
     if endpoints != Endpoints::Operations {
+        // Outside the SCIM base and its authentication: the client credentials are the
+        // credential here.
+        cfg.service(
+            table
+                .public("", "/oauth/token")
+                .app_data(web::PayloadConfig::new(OAUTH_TOKEN_MAX_BODY))
+                .route(web::post().to(oauth_token::token))
+                .default_service(web::to(fallback::method_not_allowed)),
+        );
         cfg.service(scim(table));
     }
     cfg.default_service(web::to(fallback::not_found));

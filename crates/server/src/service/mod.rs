@@ -2,4 +2,5 @@
 
 pub mod bulk;
 pub mod discovery;
+pub mod oauth;
 pub mod resources;

@@ -15,6 +15,7 @@ mod entra_validation;
 mod fixtures;
 mod groups;
 mod limits;
+mod oauth;
 mod operations;
 mod search;
 mod security;
