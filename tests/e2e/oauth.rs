@@ -98,3 +98,75 @@ fn client_commands_print_what_scripts_read_and_are_audited() {
         "a secret reached the audit"
     );
 }
+
+/// The whole flow through the real binary: a signing key from a file, `client create`, a token
+/// from `/oauth/token` with the configured lifetime, and that token on the SCIM API.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_from_the_cli_gets_a_token_that_works_on_the_served_api() {
+    for db in support::Db::available() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("oauth-signing-key");
+        let key = "5f0c1e9a7b3d4c2e8f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let mut bridge = crate::start(
+            &db,
+            dir.path(),
+            vec![
+                (
+                    "SCIM_BRIDGE_OAUTH_SIGNING_KEY_FILE".to_string(),
+                    key_file.display().to_string(),
+                ),
+                ("SCIM_BRIDGE_OAUTH_TOKEN_TTL".to_string(), "5m".to_string()),
+            ],
+        )
+        .await;
+        let out = bridge.cli(&["client", "create", "--name", "entra"]);
+        assert!(
+            out.status.success(),
+            "{db:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (id, secret) = client_credentials(&String::from_utf8_lossy(&out.stdout));
+
+        let reply = bridge
+            .http
+            .post(format!("{}/oauth/token", bridge.base))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{db:?}");
+        let body: serde_json::Value = reply.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 300, "{db:?}: {body}");
+        bridge.token = body["access_token"].as_str().unwrap().to_string();
+        let (status, _) = bridge.call("GET", "/Users", None).await;
+        assert_eq!(status, 200, "{db:?}");
+        let (status, created) = bridge
+            .call("POST", "/Users", Some(&crate::user("oauth@example.com")))
+            .await;
+        assert_eq!(status, 201, "{db:?}: {created}");
+
+        let logs = bridge.log_text();
+        for secret in [secret.as_str(), key, bridge.token.as_str()] {
+            assert!(!logs.contains(secret), "{db:?}: a secret reached the logs");
+        }
+        bridge.terminate();
+    }
+}
+
+/// An access token lifetime outside 5m to 6h stops the binary with a message naming the setting.
+#[test]
+fn an_out_of_range_token_lifetime_is_a_configuration_error() {
+    let out = support::cli(
+        &[("SCIM_BRIDGE_OAUTH_TOKEN_TTL".to_string(), "7h".to_string())],
+        &["config", "check"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SCIM_BRIDGE_OAUTH_TOKEN_TTL") && stderr.contains("5m to 6h"),
+        "{stderr}"
+    );
+}
