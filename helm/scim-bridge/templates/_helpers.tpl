@@ -75,6 +75,10 @@ that value, else empty (the setting is left out).
 {{- include "scim-bridge.secretFor" (list . .Values.jwt.hs256.existingSecret .Values.secret.jwtHs256Secret) }}
 {{- end }}
 
+{{- define "scim-bridge.oauthSigningKeySecret" -}}
+{{- .Values.oauth.signingKey.existingSecret }}
+{{- end }}
+
 {{- define "scim-bridge.jwtKeysMounted" -}}
 {{- if and .Values.jwt.keys.existingSecret (or .Values.jwt.keys.rs256KeyKey .Values.jwt.keys.jwksKey) }}true{{ end }}
 {{- end }}
@@ -170,6 +174,14 @@ that value, else empty (the setting is left out).
   value: /etc/scim-bridge/jwt/{{ . }}
 {{- end }}
 {{- end }}
+{{- if include "scim-bridge.oauthSigningKeySecret" . }}
+- name: SCIM_BRIDGE_OAUTH_SIGNING_KEY_FILE
+  value: {{ include "scim-bridge.secretsDir" . }}/oauth-signing-key/{{ .Values.oauth.signingKey.key }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.oauth.tokenTtl) }}
+- name: SCIM_BRIDGE_OAUTH_TOKEN_TTL
+  value: {{ .Values.oauth.tokenTtl | toString | quote }}
+{{- end }}
 {{- $settings := .Values.settings }}
 {{- $worker := $settings.worker }}
 {{- range $name, $value := dict
@@ -233,6 +245,11 @@ that value, else empty (the setting is left out).
 {{- if include "scim-bridge.jwtKeysMounted" . }}
 - name: jwt-keys
   mountPath: /etc/scim-bridge/jwt
+  readOnly: true
+{{- end }}
+{{- if include "scim-bridge.oauthSigningKeySecret" . }}
+- name: oauth-signing-key
+  mountPath: {{ include "scim-bridge.secretsDir" . }}/oauth-signing-key
   readOnly: true
 {{- end }}
 {{- end }}
