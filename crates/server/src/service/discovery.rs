@@ -29,7 +29,7 @@ pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "OAuth Bearer Token",
-            "description": "A bridge token made with `scim-bridge token create`, or a JWT from the configured issuer, sent as Authorization: Bearer",
+            "description": "A bridge token made with `scim-bridge token create`, an access token from the bridge's /oauth/token (client credentials), or a JWT from the configured issuer, sent as Authorization: Bearer",
             "specUri": "https://www.rfc-editor.org/rfc/rfc6750",
             "primary": true,
         }],
