@@ -24,7 +24,8 @@
 //!   are HS256 JWTs every replica verifies with the shared keys, without a database read; a
 //!   revoked client's tokens are refused once the replica's token snapshot (refreshed every
 //!   `token_cache_ttl` while requests arrive) lists it. Failed client authentication counts
-//!   against the same per-address limit as failed bearer authentication.
+//!   against the same per-address limit as failed bearer authentication; a valid access token
+//!   passes from an address over it, as a known bridge token does.
 //! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
 //!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
 //!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.

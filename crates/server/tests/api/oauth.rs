@@ -416,6 +416,8 @@ async fn a_flood_of_bad_secrets_is_limited_per_address(backend: Backend) {
         return;
     };
     let entra = client(&srv, "entra", Scopes::ALL).await;
+    let reply = body_token(&srv, &entra, &[]).await;
+    let issued = reply.body["access_token"].as_str().unwrap().to_string();
     let wrong = NewOAuthClient {
         client_id: entra.client_id.clone(),
         client_secret: "scimb_guess".to_string(),
@@ -449,6 +451,14 @@ async fn a_flood_of_bad_secrets_is_limited_per_address(backend: Backend) {
         )
         .await;
     assert_eq!(reply.status, 429, "{}", reply.text);
+    // A valid access token still passes from that address, as a known bridge token does; a
+    // forged one is refused like any bad credential.
+    assert_eq!(scim(&srv, &srv.root, Method::GET, &issued, None).await, 200);
+    let forgery = forged(&issued, OTHER_KEY, |_| {});
+    assert_eq!(
+        scim(&srv, &srv.root, Method::GET, &forgery, None).await,
+        429
+    );
 }
 
 async fn a_token_from_one_replica_works_on_another(backend: Backend) {
