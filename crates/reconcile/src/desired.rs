@@ -2,7 +2,7 @@
 //! resource, the groups it belongs to and the mapping rules.
 
 use crate::naming::{self, GROUP_DISPLAY_NAME_MAX, USER_NAME_MAX};
-use crate::policy::{LoginType, OverrideSelector, Policy, UsernameSource, group_matches};
+use crate::policy::{GroupSelector, LoginType, OverrideSelector, Policy, UsernameSource};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,12 +25,8 @@ impl GroupIdentity {
         }
     }
 
-    fn is_named(&self, rule: &str) -> bool {
-        group_matches(
-            rule,
-            self.display_name.as_deref(),
-            self.external_id.as_deref(),
-        )
+    fn is_named(&self, selector: &GroupSelector) -> bool {
+        selector.matches(self.display_name.as_deref(), self.external_id.as_deref())
     }
 }
 
@@ -284,14 +280,17 @@ mod tests {
             roles.org["default"],
             BTreeSet::from(["agents-access".into()])
         );
-        let by_external_id = [GroupIdentity {
+        // `group = "coder-admins"` names a displayName: an externalId that equals it does not
+        // borrow the rule.
+        let borrowing = [GroupIdentity {
             id: "z".into(),
             display_name: Some("Admins".into()),
-            external_id: Some("coder-auditors".into()),
+            external_id: Some("coder-admins".into()),
         }];
         assert_eq!(
-            desired_roles(&p, &by_external_id).site,
-            BTreeSet::from(["auditor".into()])
+            desired_roles(&p, &borrowing).site,
+            BTreeSet::from(["auditor".into()]),
+            "the baseline only"
         );
         let user = desired_user(&p, "u", &attrs(json!({"userName": "a@b.c"})), &groups).unwrap();
         assert_eq!(

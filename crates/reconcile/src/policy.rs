@@ -124,13 +124,70 @@ impl OrganizationRef {
     }
 }
 
+/// The SCIM group a rule names, by one attribute only: a group whose displayName equals
+/// another group's externalId must not borrow that group's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSelector {
+    /// `group = "…"`: the displayName, ignoring case (as SCIM compares it).
+    DisplayName(String),
+    /// `group_external_id = "…"`: the externalId, exactly (it is the IdP's identifier).
+    ExternalId(String),
+}
+
+impl GroupSelector {
+    /// Whether the group with this displayName and externalId is the one named.
+    pub fn matches(&self, display_name: Option<&str>, external_id: Option<&str>) -> bool {
+        match self {
+            GroupSelector::DisplayName(name) => {
+                display_name.is_some_and(|d| d.trim().eq_ignore_ascii_case(name))
+            }
+            GroupSelector::ExternalId(id) => external_id.is_some_and(|e| e == id),
+        }
+    }
+
+    /// From a rule's `group` and `group_external_id` (exactly one), checked under `key`.
+    fn parse(
+        key: &str,
+        display_name: Option<String>,
+        external_id: Option<String>,
+    ) -> Result<GroupSelector, PolicyError> {
+        let (field, value, make): (_, _, fn(String) -> GroupSelector) = match (
+            display_name,
+            external_id,
+        ) {
+            (Some(name), None) => ("group", name, GroupSelector::DisplayName),
+            (None, Some(id)) => ("group_external_id", id, GroupSelector::ExternalId),
+            (Some(_), Some(_)) => {
+                return Err(PolicyError::new(
+                    key,
+                    "give group (the displayName) or group_external_id (the externalId), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(PolicyError::new(
+                    key,
+                    "needs group (the SCIM group's displayName) or group_external_id (its externalId)",
+                ));
+            }
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(PolicyError::new(
+                format!("{key}.{field}"),
+                "must name a SCIM group",
+            ));
+        }
+        Ok(make(value.to_owned()))
+    }
+}
+
 /// Which users a login type override applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OverrideSelector {
     /// Users whose email is in this domain (lower case, no `@`).
     EmailDomain(String),
-    /// Members of the SCIM group with this displayName (ignoring case) or externalId.
-    Group(String),
+    /// Members of this SCIM group.
+    Group(GroupSelector),
 }
 
 /// A login type for some users instead of the default.
@@ -170,8 +227,7 @@ pub struct GroupPolicy {
 /// One `[[roles.rules]]` entry: members of `group` get these roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleRule {
-    /// SCIM group displayName (ignoring case) or externalId.
-    pub group: String,
+    pub group: GroupSelector,
     pub site_roles: Vec<String>,
     /// Organization roles by organization name/id, or `default`.
     pub org_roles: BTreeMap<String, Vec<String>>,
@@ -237,6 +293,7 @@ struct UsersFile {
 struct OverrideFile {
     email_domain: Option<String>,
     group: Option<String>,
+    group_external_id: Option<String>,
     login_type: LoginType,
 }
 
@@ -266,7 +323,8 @@ struct RolesFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
-    group: String,
+    group: Option<String>,
+    group_external_id: Option<String>,
     #[serde(default)]
     site_roles: Vec<String>,
     #[serde(default)]
@@ -320,8 +378,9 @@ impl Policy {
         for (i, entry) in users.login_type_overrides.into_iter().enumerate() {
             let key = format!("users.login_type_overrides[{i}]");
             check_login_type(&format!("{key}.login_type"), entry.login_type)?;
-            let selector = match (entry.email_domain, entry.group) {
-                (Some(domain), None) => {
+            let by_group = entry.group.is_some() || entry.group_external_id.is_some();
+            let selector = match entry.email_domain {
+                Some(domain) if !by_group => {
                     let domain = domain.trim().trim_start_matches('@').to_ascii_lowercase();
                     if domain.is_empty()
                         || domain.contains('@')
@@ -334,19 +393,15 @@ impl Policy {
                     }
                     OverrideSelector::EmailDomain(domain)
                 }
-                (None, Some(group)) if !group.trim().is_empty() => {
-                    OverrideSelector::Group(group.trim().to_owned())
-                }
-                (None, Some(_)) => {
-                    return Err(PolicyError::new(
-                        format!("{key}.group"),
-                        "must not be empty",
-                    ));
-                }
+                None if by_group => OverrideSelector::Group(GroupSelector::parse(
+                    &key,
+                    entry.group,
+                    entry.group_external_id,
+                )?),
                 _ => {
                     return Err(PolicyError::new(
                         key,
-                        "needs exactly one of email_domain or group",
+                        "needs exactly one of email_domain, group or group_external_id",
                     ));
                 }
             };
@@ -361,13 +416,7 @@ impl Policy {
         let mut rules = Vec::new();
         for (i, rule) in roles.rules.into_iter().enumerate() {
             let key = format!("roles.rules[{i}]");
-            let group = rule.group.trim().to_owned();
-            if group.is_empty() {
-                return Err(PolicyError::new(
-                    format!("{key}.group"),
-                    "must name a SCIM group",
-                ));
-            }
+            let group = GroupSelector::parse(&key, rule.group, rule.group_external_id)?;
             let site_roles = check_site_roles(&format!("{key}.site_roles"), rule.site_roles)?;
             let mut org_roles = BTreeMap::new();
             for (org, names) in rule.org_roles {
@@ -450,9 +499,9 @@ impl Policy {
                 .any(|o| matches!(o.selector, OverrideSelector::Group(_)))
     }
 
-    /// Whether a rule names the group with this displayName or externalId.
+    /// Whether a rule names the group with this displayName and externalId.
     pub fn mentions_group(&self, display_name: Option<&str>, external_id: Option<&str>) -> bool {
-        let names = |name: &str| group_matches(name, display_name, external_id);
+        let names = |selector: &GroupSelector| selector.matches(display_name, external_id);
         self.roles.rules.iter().any(|r| names(&r.group))
             || self
                 .users
@@ -463,17 +512,6 @@ impl Policy {
                     OverrideSelector::EmailDomain(_) => false,
                 })
     }
-}
-
-/// A rule's `group` names a SCIM group by displayName (ignoring case, as SCIM compares it) or
-/// by externalId (exactly: it is the IdP's identifier).
-pub(crate) fn group_matches(
-    rule: &str,
-    display_name: Option<&str>,
-    external_id: Option<&str>,
-) -> bool {
-    display_name.is_some_and(|d| d.trim().eq_ignore_ascii_case(rule))
-        || external_id.is_some_and(|e| e == rule)
 }
 
 fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError> {
@@ -561,7 +599,11 @@ mod tests {
         );
         assert!(policy.uses_groups());
         assert!(policy.mentions_group(Some("Coder-Admins"), None));
-        assert!(policy.mentions_group(None, Some("github-users")));
+        assert!(policy.mentions_group(Some("GitHub-Users"), None));
+        assert!(
+            !policy.mentions_group(None, Some("github-users")),
+            "group = names the displayName only"
+        );
         assert!(!policy.mentions_group(Some("devs"), Some("x")));
     }
 
@@ -594,6 +636,22 @@ mod tests {
                 "roles.rules[0].group",
             ),
             (
+                "[[roles.rules]]\ngroup_external_id = \" \"\nsite_roles = [\"owner\"]",
+                "roles.rules[0].group_external_id",
+            ),
+            (
+                "[[roles.rules]]\ngroup = \"x\"\ngroup_external_id = \"x\"\nsite_roles = [\"owner\"]",
+                "roles.rules[0]",
+            ),
+            (
+                "[[roles.rules]]\nsite_roles = [\"owner\"]",
+                "roles.rules[0]",
+            ),
+            (
+                "[[users.login_type_overrides]]\nemail_domain = \"a.b\"\ngroup = \"g\"\nlogin_type = \"github\"",
+                "users.login_type_overrides[0]",
+            ),
+            (
                 "[[roles.rules]]\ngroup = \"x\"\norg_roles = { default = [\"owner\"] }",
                 "roles.rules[0].org_roles.default",
             ),
@@ -613,6 +671,21 @@ mod tests {
                 .message
                 .contains("login_typ")
         );
+    }
+
+    #[test]
+    fn a_rule_matches_the_attribute_it_names_only() {
+        let policy = parse(
+            "[[roles.rules]]\ngroup = \"Admins\"\nsite_roles = [\"owner\"]\n[[roles.rules]]\ngroup_external_id = \"ext-42\"\nsite_roles = [\"auditor\"]",
+        )
+        .unwrap();
+        let (by_name, by_id) = (&policy.roles.rules[0].group, &policy.roles.rules[1].group);
+        assert_eq!(by_name, &GroupSelector::DisplayName("Admins".into()));
+        assert!(by_name.matches(Some(" admins "), None));
+        assert!(!by_name.matches(Some("other"), Some("Admins")));
+        assert!(by_id.matches(Some("anything"), Some("ext-42")));
+        assert!(!by_id.matches(Some("ext-42"), None));
+        assert!(!by_id.matches(None, Some("EXT-42")), "externalId is exact");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 sync_tests!(
     roles_are_the_union_over_groups_and_leave_with_the_group,
-    roles_apply_without_premium_too
+    roles_apply_without_premium_too,
+    a_group_named_like_another_groups_external_id_does_not_borrow_its_rule,
 );
 
 const RULES: &str = r#"
@@ -19,7 +20,7 @@ const RULES: &str = r#"
     group = "coder-admins"
     site_roles = ["owner"]
     [[roles.rules]]
-    group = "tmpl-ext-id"
+    group_external_id = "tmpl-ext-id"
     site_roles = ["template-admin"]
     [[roles.rules]]
     group = "platform-agents"
@@ -107,5 +108,40 @@ async fn roles_apply_without_premium_too(db: TestDb) {
     assert!(
         env.coder().groups.is_empty(),
         "groups are not mirrored without Premium"
+    );
+}
+
+/// A rule names one attribute: an IdP admin who can name a group cannot take the role of a
+/// group they cannot touch by giving theirs that group's externalId as a displayName (or the
+/// other way round).
+async fn a_group_named_like_another_groups_external_id_does_not_borrow_its_rule(db: TestDb) {
+    let env = Env::start(db, false, RULES).await;
+    let honest = env.create_user("honest@corp.com", json!({})).await;
+    let borrower = env.create_user("borrower@corp.com", json!({})).await;
+    let real = env.create_group("Template people", &[&honest.id]).await;
+    env.patch(
+        ResourceKind::Group,
+        &real.id,
+        json!([{ "op": "replace", "path": "externalId", "value": "tmpl-ext-id" }]),
+    )
+    .await;
+    // Named after the real group's externalId, and given the admins rule's name as externalId.
+    let fake = env.create_group("tmpl-ext-id", &[&borrower.id]).await;
+    env.patch(
+        ResourceKind::Group,
+        &fake.id,
+        json!([{ "op": "replace", "path": "externalId", "value": "coder-admins" }]),
+    )
+    .await;
+    env.drain().await;
+
+    assert_eq!(
+        env.coder_user(&honest.id).await.roles,
+        set(&["auditor", "template-admin"])
+    );
+    assert_eq!(
+        env.coder_user(&borrower.id).await.roles,
+        set(&["auditor"]),
+        "neither the displayName nor the externalId borrows a rule"
     );
 }
