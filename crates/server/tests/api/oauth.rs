@@ -499,6 +499,17 @@ async fn a_token_from_one_replica_works_on_another(backend: Backend) {
         scim(&srv, &srv.root, Method::GET, &from_second, None).await,
         200
     );
+    // Revoked through one replica's store: the other replica refuses the client's tokens within
+    // seconds, from its own token snapshot.
+    srv.store.oauth_client_revoke("entra").await.unwrap();
+    let started = std::time::Instant::now();
+    while scim(&srv, &other, Method::GET, &from_first, None).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the other replica still accepts a revoked client's token after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     handle.stop(false).await;
 }
 
