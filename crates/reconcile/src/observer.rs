@@ -26,6 +26,8 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     /// Managed users whose Coder login_type differs from the policy
     /// (`scim_bridge_login_type_mismatches`).
     fn login_type_mismatches(&self, _count: u64) {}
+    /// The worker's adaptive concurrency limit changed (`scim_bridge_worker_concurrency_limit`).
+    fn concurrency_limit(&self, _limit: usize) {}
 }
 
 /// Reports nothing.
@@ -50,6 +52,8 @@ pub struct Recorded {
     pub offboarding: Vec<Duration>,
     pub coder_auth_ok: Option<bool>,
     pub login_type_mismatches: Option<u64>,
+    /// Every value the worker's concurrency limit took, in order.
+    pub concurrency_limits: Vec<usize>,
 }
 
 impl MemoryObserver {
@@ -86,5 +90,8 @@ impl SyncObserver for MemoryObserver {
     }
     fn login_type_mismatches(&self, count: u64) {
         self.lock().login_type_mismatches = Some(count);
+    }
+    fn concurrency_limit(&self, limit: usize) {
+        self.lock().concurrency_limits.push(limit);
     }
 }

@@ -38,6 +38,8 @@ pub struct SyncStatus {
     /// Managed users whose Coder login_type differs from the policy (open
     /// `login_type_mismatch` issues, with the manual fix in `scim-bridge status`).
     pub login_type_mismatches: u64,
+    /// How many resources the worker reconciles at once now (it adapts; `None` before it runs).
+    pub concurrency_limit: Option<usize>,
 }
 
 impl SyncStatus {

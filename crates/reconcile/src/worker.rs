@@ -49,8 +49,11 @@ const MAX_PROBE_WAIT: Duration = Duration::from_secs(300);
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerConfig {
-    /// Resources reconciled at once.
+    /// The most resources reconciled at once: the ceiling of the adaptive limit.
     pub concurrency: usize,
+    /// The fewest resources reconciled at once, however often Coder answers 429: the floor of
+    /// the adaptive limit, which also starts there.
+    pub concurrency_min: usize,
     /// Attempts before a row is dead-lettered.
     pub max_attempts: u32,
     /// How long a claim holds a row; a reconcile is cut off at three quarters of it.
@@ -77,11 +80,12 @@ pub struct WorkerConfig {
 }
 
 impl Default for WorkerConfig {
-    /// The documented defaults (`docs/CONFIGURATION.md`): 4 at once, 12 attempts, drift every
-    /// 15 minutes.
+    /// The documented defaults (`docs/CONFIGURATION.md`): 1 to 32 at once, 12 attempts, drift
+    /// every 15 minutes.
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 4,
+            concurrency: 32,
+            concurrency_min: 1,
             max_attempts: 12,
             lease: Duration::from_secs(120),
             drift_interval: Some(Duration::from_secs(15 * 60)),
@@ -129,6 +133,68 @@ struct LoopState {
     in_flight: HashMap<ResourceKey, OutboxPriority>,
     /// Outage-class failures per row since it last settled otherwise ([`OUTAGE_STRIKES`]).
     outage_strikes: HashMap<ResourceKey, u32>,
+    /// How many reconciles may run at once now.
+    limit: Limit,
+}
+
+/// The adaptive concurrency limit, additive increase, multiplicative decrease: while the worker
+/// has more work than the limit lets it start, each reconcile that finishes without a 429 raises
+/// the limit (by one each until the first 429, doubling it per round of reconciles; then by one
+/// per round), and a 429 halves it, once per round. So the number of Coder calls in flight grows
+/// with Coder's latency, where more of them are needed to keep the same pace, up to the
+/// ceiling, and falls as soon as Coder says it is overloaded.
+#[derive(Debug, Clone)]
+struct Limit {
+    value: f64,
+    floor: f64,
+    ceiling: f64,
+    /// Until the first 429: grow by one per finished reconcile.
+    slow_start: bool,
+    /// Reconciles to finish before another 429 may halve the limit again (one round).
+    cut_hold: usize,
+}
+
+impl Limit {
+    fn new(floor: usize, ceiling: usize) -> Limit {
+        let ceiling = ceiling.max(1) as f64;
+        let floor = (floor.max(1) as f64).min(ceiling);
+        Limit {
+            value: floor,
+            floor,
+            ceiling,
+            slow_start: true,
+            cut_hold: 0,
+        }
+    }
+
+    fn get(&self) -> usize {
+        self.value as usize
+    }
+
+    /// A reconcile finished without a 429; `saturated` when the limit held work back.
+    fn succeeded(&mut self, saturated: bool) {
+        self.cut_hold = self.cut_hold.saturating_sub(1);
+        if !saturated {
+            return;
+        }
+        let step = if self.slow_start {
+            1.0
+        } else {
+            1.0 / self.value
+        };
+        self.value = (self.value + step).min(self.ceiling);
+    }
+
+    /// Coder answered 429: halve, unless this round was halved already.
+    fn rate_limited(&mut self) {
+        self.slow_start = false;
+        if self.cut_hold > 0 {
+            self.cut_hold -= 1;
+            return;
+        }
+        self.value = (self.value / 2.0).max(self.floor);
+        self.cut_hold = self.get();
+    }
 }
 
 impl LoopState {
@@ -207,7 +273,9 @@ impl Worker {
             next_probe: Instant::now(),
             in_flight: HashMap::new(),
             outage_strikes: HashMap::new(),
+            limit: Limit::new(self.config.concurrency_min, self.config.concurrency),
         };
+        self.publish_limit(&state);
         if let Err(e) = self.reconciler.check_capabilities().await {
             tracing::warn!(error = %e, "Coder capability check failed at start-up");
             let e = ReconcileError::Coder(e);
@@ -247,7 +315,7 @@ impl Worker {
                 next_drift = Some(now + interval);
             }
             let gated = state.gate.is_some_and(|g| now < g);
-            if !state.paused() && !gated && tasks.len() < self.config.concurrency {
+            if !state.paused() && !gated && tasks.len() < state.limit.get() {
                 self.claim(&mut tasks, &mut state).await;
             }
             let mut wake_at = now + self.config.poll_interval;
@@ -268,6 +336,9 @@ impl Worker {
                 () = &mut shutdown => break,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok((event, result)) = joined {
+                        // At the limit when this one started: more work may have waited.
+                        let saturated = tasks.len() + 1 >= state.limit.get();
+                        self.adapt(&mut state, &result, saturated);
                         self.settle(&mut state, event, result).await;
                     }
                 }
@@ -284,7 +355,7 @@ impl Worker {
 
     /// Claim as many rows as there are free slots and start their reconciles.
     async fn claim(&mut self, tasks: &mut JoinSet<TaskResult>, state: &mut LoopState) {
-        let free = self.config.concurrency.saturating_sub(tasks.len());
+        let free = state.limit.get().saturating_sub(tasks.len());
         let lease =
             chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
@@ -338,6 +409,35 @@ impl Worker {
                 (event, result)
             });
         }
+    }
+
+    /// Move the concurrency limit after a finished reconcile: down on a 429, up on anything
+    /// else but an outage (which pauses the worker instead).
+    fn adapt(&self, state: &mut LoopState, result: &ReconcileResult<Report>, saturated: bool) {
+        let before = state.limit.get();
+        match result {
+            Err(e) if e.is_rate_limited() => state.limit.rate_limited(),
+            Err(e) if e.is_coder_unavailable() => {}
+            _ => state.limit.succeeded(saturated),
+        }
+        if state.limit.get() != before {
+            if state.limit.get() < before {
+                tracing::info!(
+                    from = before,
+                    to = state.limit.get(),
+                    "Coder answered 429; reconciling fewer resources at once"
+                );
+            }
+            self.publish_limit(state);
+        }
+    }
+
+    fn publish_limit(&self, state: &LoopState) {
+        let limit = state.limit.get();
+        self.reconciler.observer.concurrency_limit(limit);
+        self.reconciler
+            .status
+            .update(|s| s.concurrency_limit = Some(limit));
     }
 
     /// Settle a finished reconcile's row.

@@ -131,6 +131,9 @@ pub struct SettingsArgs {
     pub worker: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_WORKER_CONCURRENCY", global = true)]
     pub worker_concurrency: Option<String>,
+    /// The fewest resources the worker reconciles at once when Coder answers 429.
+    #[arg(long, env = "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN", global = true)]
+    pub worker_concurrency_min: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_MAX_ATTEMPTS", global = true)]
     pub max_attempts: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_DRIFT_INTERVAL", global = true)]
@@ -237,6 +240,7 @@ struct FileOAuth {
 struct FileWorker {
     enabled: Option<bool>,
     concurrency: Option<u64>,
+    concurrency_min: Option<u64>,
     max_attempts: Option<u64>,
     drift_interval: Option<String>,
     lease: Option<String>,
@@ -285,8 +289,12 @@ pub struct OAuthSettings {
 #[derive(Debug, Clone, Validate)]
 pub struct WorkerSettings {
     pub enabled: bool,
+    /// The most resources reconciled at once (the adaptive limit's ceiling).
     #[validate(range(min = 1, max = 256))]
     pub concurrency: u32,
+    /// The fewest (its floor, where it starts); at most `concurrency`.
+    #[validate(range(min = 1, max = 256))]
+    pub concurrency_min: u32,
     #[validate(range(min = 1, max = 1000))]
     pub max_attempts: u32,
     /// Zero turns periodic drift repair off.
@@ -337,6 +345,7 @@ fn setting_name(field: &str) -> &'static str {
         "bulk_max_operations" => "SCIM_BRIDGE_BULK_MAX_OPERATIONS",
         "bulk_max_payload_bytes" => "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES",
         "concurrency" => "SCIM_BRIDGE_WORKER_CONCURRENCY",
+        "concurrency_min" => "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN",
         "max_attempts" => "SCIM_BRIDGE_MAX_ATTEMPTS",
         _ => "settings",
     }
@@ -634,7 +643,13 @@ impl Settings {
                 "SCIM_BRIDGE_WORKER_CONCURRENCY",
                 &args.worker_concurrency,
                 file.worker.concurrency,
-                4,
+                32,
+            )?,
+            concurrency_min: number(
+                "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN",
+                &args.worker_concurrency_min,
+                file.worker.concurrency_min,
+                1,
             )?,
             max_attempts: number(
                 "SCIM_BRIDGE_MAX_ATTEMPTS",
@@ -765,6 +780,16 @@ impl Settings {
             )?,
         };
         settings.validate().map_err(validation_error)?;
+        let worker = &settings.worker;
+        if worker.concurrency_min > worker.concurrency {
+            return Err(bad(
+                "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN",
+                format!(
+                    "{} is above SCIM_BRIDGE_WORKER_CONCURRENCY ({})",
+                    worker.concurrency_min, worker.concurrency
+                ),
+            ));
+        }
         Ok(settings)
     }
 }
@@ -990,6 +1015,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.setting, "SCIM_BRIDGE_WORKER_CONCURRENCY");
         assert!(e.problem.contains("between 1 and 256"), "{}", e.problem);
+        let e = Settings::load(
+            &SettingsArgs {
+                worker_concurrency: Some("8".into()),
+                worker_concurrency_min: Some("9".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN");
         let e = Settings::load(
             &SettingsArgs {
                 database_url: Some("mysql://x".into()),

@@ -47,6 +47,10 @@ impl SyncObserver for MetricsObserver {
         self.0
             .set_login_type_mismatches(i64::try_from(count).unwrap_or(i64::MAX));
     }
+    fn concurrency_limit(&self, limit: usize) {
+        self.0
+            .set_worker_concurrency_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
 }
 
 /// `/readyz`'s Coder half, answered from the worker's status (no Coder call per probe).
@@ -126,6 +130,7 @@ pub fn reconciler(
 pub fn worker(settings: &Settings, reconciler: Arc<Reconciler>) -> Worker {
     let config = WorkerConfig {
         concurrency: settings.worker.concurrency as usize,
+        concurrency_min: settings.worker.concurrency_min as usize,
         max_attempts: settings.worker.max_attempts,
         lease: settings.worker.lease,
         drift_interval: (!settings.worker.drift_interval.is_zero())

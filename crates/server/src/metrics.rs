@@ -67,6 +67,7 @@ struct Families {
     drift_found: Family<KindLabels, Counter>,
     offboarding: Histogram,
     login_type_mismatches: Gauge,
+    worker_concurrency_limit: Gauge,
 }
 
 /// The metric registry and its families. Cheap to clone; every clone records into the same
@@ -166,6 +167,12 @@ impl Metrics {
             "Managed users whose Coder login_type differs from the policy",
             login_type_mismatches.clone(),
         );
+        let worker_concurrency_limit = Gauge::default();
+        registry.register(
+            "scim_bridge_worker_concurrency_limit",
+            "Resources the worker reconciles at once now (adapts to Coder's 429s)",
+            worker_concurrency_limit.clone(),
+        );
         Metrics {
             inner: Arc::new(Families {
                 registry,
@@ -181,6 +188,7 @@ impl Metrics {
                 drift_found,
                 offboarding,
                 login_type_mismatches,
+                worker_concurrency_limit,
             }),
         }
     }
@@ -272,6 +280,11 @@ impl Metrics {
     pub fn set_login_type_mismatches(&self, count: i64) {
         self.inner.login_type_mismatches.set(count);
     }
+
+    /// The worker's adaptive concurrency limit.
+    pub fn set_worker_concurrency_limit(&self, limit: i64) {
+        self.inner.worker_concurrency_limit.set(limit);
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +312,7 @@ mod tests {
             "scim_bridge_drift_found_total",
             "scim_bridge_offboarding_duration_seconds",
             "scim_bridge_login_type_mismatches",
+            "scim_bridge_worker_concurrency_limit",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }

@@ -446,10 +446,12 @@ impl Running {
     }
 }
 
-/// A quick worker for tests: polls every 25 ms, no drift, short probes.
+/// A quick worker for tests: 4 at once (not adapting), polls every 25 ms, no drift, short
+/// probes.
 pub fn worker_config(worker_id: &str) -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
+        concurrency_min: 4,
         max_attempts: 12,
         lease: Duration::from_secs(30),
         drift_interval: None,

@@ -5,7 +5,7 @@ use crate::harness::{Env, TestDb, calls, spawn, worker_config};
 use crate::sync_tests;
 use coder::types::LoginType;
 use coder_fake::{FakeState, FakeUser, Fault, FaultKind};
-use reconcile::Worker;
+use reconcile::{Worker, WorkerConfig};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ sync_tests!(
     an_initial_sync_costs_at_most_1_1_coder_calls_per_new_user,
     a_user_made_in_coder_after_the_listing_is_adopted_not_created_twice,
     a_create_whose_answer_was_lost_is_not_made_twice,
+    the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429,
 );
 
 /// Run `worker` until `done`, then stop it.
@@ -143,4 +144,78 @@ async fn a_create_whose_answer_was_lost_is_not_made_twice(db: TestDb) {
         "the one made by the lost create"
     );
     assert_eq!(calls(&state, "POST", "/api/v2/users", 409), 1);
+}
+
+async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(db: TestDb) {
+    const USERS: usize = 300;
+    let env = Env::start(db, false, "").await;
+    // Calls that take a while, so the backlog outlasts the growth of the limit.
+    env.fake.set_latency(Duration::from_millis(20));
+    for n in 0..USERS {
+        env.create_user(&format!("paced{n}@corp.com"), json!({}))
+            .await;
+    }
+    let running = spawn(env.worker(WorkerConfig {
+        concurrency: 16,
+        concurrency_min: 1,
+        ..worker_config("adaptive")
+    }));
+    let limits = || env.observer.recorded().concurrency_limits;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while limits().iter().max().copied().unwrap_or(0) < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the limit never grew: {:?}",
+            limits()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let grown = *limits().last().unwrap();
+    assert!(
+        env.coder().users.len() < USERS,
+        "the backlog outlasted the growth"
+    );
+    env.fake
+        .inject(
+            Fault::next(
+                3,
+                FaultKind::Status {
+                    status: 429,
+                    retry_after: Some("0".into()),
+                },
+            )
+            .on_paths("/api/v2/users"),
+        )
+        .unwrap();
+    // Deferred rows are due again once the store's clock has moved.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while env.coder().users.len() < USERS + 1 {
+        assert!(tokio::time::Instant::now() < deadline, "never converged");
+        env.db.clock.advance(chrono::Duration::seconds(5));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    env.wait_for_empty_outbox().await;
+    let status = env.reconciler.status().snapshot();
+    running.stop().await;
+
+    let seen = limits();
+    let cuts: Vec<(usize, usize)> = seen
+        .windows(2)
+        .filter(|w| w[1] < w[0])
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(
+        !cuts.is_empty() && cuts.iter().all(|(from, to)| *to <= from.div_ceil(2)),
+        "a 429 halves the limit, and nothing else lowers it: {seen:?}"
+    );
+    assert!(
+        cuts.iter().all(|(from, _)| *from >= grown),
+        "the cut came after the growth: {seen:?}"
+    );
+    assert!(seen.iter().all(|l| (1..=16).contains(l)), "{seen:?}");
+    assert!(status.concurrency_limit.is_some(), "{status:?}");
+    let state = env.coder();
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 429), 3);
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 201), USERS);
+    assert_eq!(env.store().outbox_stats().await.unwrap().dead, 0);
 }
