@@ -54,6 +54,9 @@ pub struct Fault {
     /// Only requests whose path starts with this.
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// Only requests with this method (`POST`); all methods when `None`.
+    #[serde(default)]
+    pub method: Option<String>,
     /// How many requests (1 to [`MAX_FAULT_COUNT`]).
     pub count: u32,
 }
@@ -64,6 +67,7 @@ impl Fault {
         Fault {
             kind,
             path_prefix: None,
+            method: None,
             count,
         }
     }
@@ -72,6 +76,14 @@ impl Fault {
     pub fn on_paths(self, prefix: &str) -> Fault {
         Fault {
             path_prefix: Some(prefix.to_owned()),
+            ..self
+        }
+    }
+
+    /// Restricts the fault to requests with `method` (a create, not the lookups before it).
+    pub fn on_method(self, method: &str) -> Fault {
+        Fault {
+            method: Some(method.to_ascii_uppercase()),
             ..self
         }
     }
@@ -99,10 +111,14 @@ impl Fault {
         }
     }
 
-    fn applies_to(&self, path: &str) -> bool {
+    fn applies_to(&self, method: &str, path: &str) -> bool {
         self.path_prefix
             .as_deref()
             .is_none_or(|prefix| path.starts_with(prefix))
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
     }
 }
 
@@ -154,15 +170,16 @@ pub(crate) fn outage(active: &mut Option<ActiveOutage>) -> Option<FaultKind> {
     }
 }
 
-/// Takes one use of the first pending fault that matches `path` and `wanted`.
+/// Takes one use of the first pending fault that matches `method`, `path` and `wanted`.
 pub(crate) fn take(
     faults: &mut Vec<Fault>,
+    method: &str,
     path: &str,
     wanted: impl Fn(&FaultKind) -> bool,
 ) -> Option<FaultKind> {
     let index = faults
         .iter()
-        .position(|f| f.count > 0 && f.applies_to(path) && wanted(&f.kind))?;
+        .position(|f| f.count > 0 && f.applies_to(method, path) && wanted(&f.kind))?;
     let fault = &mut faults[index];
     fault.count -= 1;
     let kind = fault.kind.clone();
@@ -189,17 +206,23 @@ mod tests {
             ),
         ];
         let is_drop = |k: &FaultKind| matches!(k, FaultKind::Drop);
-        assert_eq!(take(&mut faults, "/api/v2/groups/x", is_drop), None);
+        assert_eq!(take(&mut faults, "GET", "/api/v2/groups/x", is_drop), None);
         assert_eq!(
-            take(&mut faults, "/api/v2/users/x", is_drop),
+            take(&mut faults, "GET", "/api/v2/users/x", is_drop),
             Some(FaultKind::Drop)
         );
         assert_eq!(
-            take(&mut faults, "/api/v2/users", is_drop),
+            take(&mut faults, "GET", "/api/v2/users", is_drop),
             Some(FaultKind::Drop)
         );
-        assert_eq!(take(&mut faults, "/api/v2/users", is_drop), None);
+        assert_eq!(take(&mut faults, "GET", "/api/v2/users", is_drop), None);
         assert_eq!(faults.len(), 1);
+        let mut creates = vec![Fault::next(1, FaultKind::Drop).on_method("post")];
+        assert_eq!(take(&mut creates, "GET", "/api/v2/users", is_drop), None);
+        assert_eq!(
+            take(&mut creates, "POST", "/api/v2/users", is_drop),
+            Some(FaultKind::Drop)
+        );
         assert!(Fault::next(0, FaultKind::Drop).validate().is_err());
         assert!(
             Fault::next(1, FaultKind::Latency { millis: 60_000 })

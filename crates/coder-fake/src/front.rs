@@ -59,7 +59,9 @@ async fn serve(client: TcpStream, server: TcpStream, shared: &Shared) {
                 Some(FaultKind::Drop) => Some(FaultKind::Drop),
                 // Answered by the server.
                 Some(_) => None,
-                None => faults::take(&mut world.faults, &path, |k| matches!(k, FaultKind::Drop)),
+                None => faults::take(&mut world.faults, &method, &path, |k| {
+                    matches!(k, FaultKind::Drop)
+                }),
             };
             if fault.is_some() {
                 let route = match crate::api::find(&method, &path) {

@@ -49,7 +49,9 @@ pub(crate) async fn coder_api(
         let mut world = lock(&shared.world);
         let fault = match faults::outage(&mut world.outage) {
             Some(status @ FaultKind::Status { .. }) => Some(status),
-            _ => faults::take(&mut world.faults, &path, |k| !matches!(k, FaultKind::Drop)),
+            _ => faults::take(&mut world.faults, &method, &path, |k| {
+                !matches!(k, FaultKind::Drop)
+            }),
         };
         (fault, world.latency)
     };

@@ -17,6 +17,63 @@
 //! The pure parts (desired state, naming, diffs, role computation, backoff) have no I/O and
 //! carry most unit and property tests; the rest is tested against the Coder fake on SQLite and
 //! PostgreSQL (`tests/sync`).
+//!
+//! # One writer per Coder object
+//!
+//! The outbox holds at most one row per resource, and a row is leased to one worker at a time
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite); a worker never runs
+//! two reconciles of one resource, and cuts a reconcile off before its lease runs out. So each
+//! Coder object has one writer at a time, on one replica or several:
+//!
+//! - a Coder user (profile, status, roles, API tokens, workspaces) is written by its SCIM
+//!   User's reconcile only;
+//! - a Coder group (creation, name, membership, deletion) by its SCIM Group's reconcile only.
+//!   A user's reconcile that saves a mapping to a new Coder user (creation, adoption,
+//!   re-creation) queues the user's groups in the transaction that saves it, and a SCIM User
+//!   DELETE queues the groups that listed it, instead of writing those groups;
+//! - organization membership is added by the user's reconcile; a group's reconcile adds a
+//!   member to the group's organization only when Coder refuses the group PATCH for that
+//!   reason. Adding is idempotent (Coder's "already a member" counts as done).
+//!
+//! Drift repair and the CLI queue rows; they write nothing to Coder themselves.
+//!
+//! # Level-triggered: what each path keeps true after a crash at any instant
+//!
+//! No effect depends on having seen a transition; the next reconcile of the resource reaches
+//! the desired state from what is stored and what Coder holds.
+//!
+//! - **User create.** The create's username and email are stored as an intent before the
+//!   request; the mapping is saved, the intent dropped and the user's groups queued in one
+//!   transaction after it. If the answer is lost, the next attempt finds the user with the
+//!   intent's username and email and maps it (not an adoption); otherwise it looks the email
+//!   up in Coder before creating. Never created twice, never skipped. A SCIM User deleted
+//!   while its create's answer was lost is found the same way and the delete policy applies.
+//! - **Mapping.** A mapped Coder user that no longer exists (confirmed by listing) is
+//!   provisioned again; its groups are queued with the new mapping.
+//! - **Profile (username, name).** Compared with Coder's current values at each reconcile. A
+//!   rename is decided from the stored username base against the desired one, and the
+//!   candidate Coder already carries is kept, so a crash after the rename does not rename
+//!   again.
+//! - **Suspend and activate.** From Coder's current status and the desired `active`.
+//! - **Offboarding extras.** Every reconcile of an inactive user (or of a deleted one the
+//!   policy suspends) lists its API tokens and running workspaces and removes or stops them,
+//!   not only the reconcile that suspended it.
+//! - **Site and organization roles.** Compared with the roles Coder reports for the user.
+//! - **login_type repair.** The mismatch is read from Coder each time. Re-creation deletes the
+//!   user (confirmed by listing), drops the mapping, then creates as above: a crash after the
+//!   delete finds no Coder user and provisions; a crash after the create finds it by intent.
+//! - **User delete.** The delete policy applies to what Coder holds: a user already gone only
+//!   drops the mapping, a suspension is skipped when Coder shows the user suspended.
+//! - **Group create.** Looked up by name first; a 409 on create adopts the group by name.
+//! - **Group membership.** The difference between the SCIM members that have a Coder user and
+//!   Coder's current members (removing only users the bridge manages).
+//! - **Group rename and delete.** Compared with Coder's group; a delete answered 404 is done,
+//!   and the mapping is dropped after it.
+//! - **Role rules on groups.** A group's reconcile queues the users whose stored
+//!   `rule_groups` differ from the group's membership; a user's reconcile computes its roles
+//!   from its current groups and stores `rule_groups` last, so a crash re-queues, never skips.
+//! - **Audit notes** (a pending email, a login_type flag) are deduplicated against the stored
+//!   last-applied state; they are records, not effects.
 
 pub mod backoff;
 pub mod capabilities;

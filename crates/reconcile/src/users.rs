@@ -12,7 +12,7 @@ use scim::ResourceKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use store::{CoderUser, GetOptions};
+use store::{CoderUser, CoderUserIntent, GetOptions};
 use uuid::Uuid;
 
 /// Most collision suffixes tried for one username (`alice-smith-2` … `alice-smith-50`).
@@ -87,6 +87,10 @@ impl Reconciler {
         let resource = self.stored(ResourceKind::User, scim_id, options).await?;
         let mapping = self.store.coder_user_get(scim_id).await?;
         let Some(resource) = resource else {
+            let mapping = match mapping {
+                Some(mapping) => Some(mapping),
+                None => self.map_lost_create(scim_id, run).await?,
+            };
             return match mapping {
                 Some(mapping) => self.remove_user(mapping, run).await,
                 None => Ok(()),
@@ -217,6 +221,12 @@ impl Reconciler {
         group_ids: &[String],
         run: &mut Run,
     ) -> ReconcileResult<Option<(CoderUser, User)>> {
+        if let Some(user) = self.lost_create(&desired.scim_id, run).await? {
+            let mapping = self
+                .save_new_mapping(desired, &user, false, group_ids)
+                .await?;
+            return Ok(Some((mapping, user)));
+        }
         // An email a fresh listing of Coder's users lacks is not looked up: the create checks
         // it (409 below), so a user made in Coder since the listing is still found and decided
         // on as if it had been looked up first.
@@ -245,6 +255,17 @@ impl Reconciler {
                 organization_ids: vec![organization],
                 user_status: None,
             };
+            // Recorded before the create: if its answer is lost, the next attempt finds the user
+            // by it (`lost_create`) instead of creating a second one or mistaking it for someone
+            // else's.
+            self.store
+                .coder_user_intent_record(&CoderUserIntent {
+                    scim_id: desired.scim_id.clone(),
+                    coder_username: username.clone(),
+                    email: desired.email.clone(),
+                    created_at: self.now(),
+                })
+                .await?;
             let target = json!({ "username": username, "email": desired.email, "login_type": desired.login_type.as_str() });
             match self
                 .call(
@@ -302,6 +323,57 @@ impl Reconciler {
         }
         let mapping = self.adopt(desired, &existing, group_ids, run).await?;
         Ok(Some((mapping, existing)))
+    }
+
+    /// The Coder user a create recorded for this SCIM User made, when the create's answer never
+    /// arrived (a crash, a lost connection): the user with the recorded username and email that
+    /// no other SCIM user is mapped to.
+    async fn lost_create(&self, scim_id: &str, run: &mut Run) -> ReconcileResult<Option<User>> {
+        let Some(intent) = self.store.coder_user_intent_get(scim_id).await? else {
+            return Ok(None);
+        };
+        let Some(user) = self
+            .client
+            .find_user_by_username(&intent.coder_username)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !user.email.eq_ignore_ascii_case(&intent.email)
+            || self.mapped_to_another(&user.username, scim_id).await?
+        {
+            return Ok(None);
+        }
+        run.note(format!(
+            "found Coder user {} ({}), created by an earlier attempt whose answer was lost",
+            user.username, user.id
+        ));
+        Ok(Some(user))
+    }
+
+    /// For a SCIM User deleted before its Coder create was answered: the mapping to the user that
+    /// create made, saved so the delete policy applies to it; `None` (and the intent forgotten)
+    /// when the create made nothing.
+    async fn map_lost_create(
+        &self,
+        scim_id: &str,
+        run: &mut Run,
+    ) -> ReconcileResult<Option<CoderUser>> {
+        let Some(user) = self.lost_create(scim_id, run).await? else {
+            self.store.coder_user_intent_delete(scim_id).await?;
+            return Ok(None);
+        };
+        let mapping = CoderUser {
+            scim_id: scim_id.to_owned(),
+            coder_user_id: user.id,
+            coder_username: user.username.clone(),
+            login_type: login_type_name(user.login_type),
+            adopted: false,
+            last_applied: serde_json::Value::Null,
+            updated_at: self.now(),
+        };
+        self.store.coder_user_save(&mapping, &[]).await?;
+        Ok(Some(mapping))
     }
 
     /// Whether the bridge already gave `username` to another SCIM user.

@@ -24,6 +24,17 @@ pub struct CoderUser {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A Coder user create about to be sent for a SCIM User, recorded first: if a crash loses
+/// Coder's answer, the next reconcile looks the user up by this username and email, and a user
+/// with both is the one the lost create made, not someone else's to adopt.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CoderUserIntent {
+    pub scim_id: String,
+    pub coder_username: String,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// The Coder group a SCIM Group is mirrored to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoderGroup {

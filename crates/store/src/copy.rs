@@ -47,7 +47,7 @@ struct Table {
 
 /// Every table of `migrations/*/` except `audit_head` (one row, updated in
 /// place), parents before the rows that reference them.
-const TABLES: [Table; 9] = [
+const TABLES: [Table; 10] = [
     Table {
         name: "resources",
         columns: &[
@@ -160,6 +160,17 @@ const TABLES: [Table; 9] = [
             ("adopted", Bool),
             ("last_applied", Text),
             ("updated_at", Time),
+        ],
+        order_by: "scim_id",
+        serial_id: false,
+    },
+    Table {
+        name: "coder_user_intents",
+        columns: &[
+            ("scim_id", Text),
+            ("coder_username", Text),
+            ("email", Text),
+            ("created_at", Time),
         ],
         order_by: "scim_id",
         serial_id: false,

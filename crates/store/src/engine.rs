@@ -13,7 +13,9 @@ use crate::audit::{
 };
 use crate::clock::now_micros;
 use crate::coalesce;
-use crate::coder_map::{CoderGroup, CoderGroupRow, CoderUser, CoderUserRow, SyncIssue};
+use crate::coder_map::{
+    CoderGroup, CoderGroupRow, CoderUser, CoderUserIntent, CoderUserRow, SyncIssue,
+};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::{
     Completion, OUTBOX_CHANNEL, OutboxEvent, OutboxFilter, OutboxPriority, OutboxRow, OutboxStats,
@@ -1663,6 +1665,10 @@ impl Backend {
         let now = self.now();
         let mut tx = self.begin_write().await?;
         upsert_coder_user(&mut tx, user, now).await?;
+        sqlx::query("DELETE FROM coder_user_intents WHERE scim_id = $1")
+            .bind(&user.scim_id)
+            .execute(&mut *tx)
+            .await?;
         for group in queue_groups {
             enqueue_in(
                 &mut tx,
@@ -1679,6 +1685,46 @@ impl Backend {
         } else {
             self.commit_queued(tx).await
         }
+    }
+
+    pub(crate) async fn coder_user_intent_record(
+        &self,
+        intent: &CoderUserIntent,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO coder_user_intents (scim_id, coder_username, email, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scim_id) DO UPDATE SET coder_username = excluded.coder_username, \
+               email = excluded.email, created_at = excluded.created_at",
+        )
+        .bind(&intent.scim_id)
+        .bind(&intent.coder_username)
+        .bind(&intent.email)
+        .bind(self.now())
+        .execute(self.writer().await?.get()?)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn coder_user_intent_get(
+        &self,
+        scim_id: &str,
+    ) -> StoreResult<Option<CoderUserIntent>> {
+        Ok(sqlx::query_as(
+            "SELECT scim_id, coder_username, email, created_at FROM coder_user_intents \
+             WHERE scim_id = $1",
+        )
+        .bind(scim_id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    pub(crate) async fn coder_user_intent_delete(&self, scim_id: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM coder_user_intents WHERE scim_id = $1")
+            .bind(scim_id)
+            .execute(self.writer().await?.get()?)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
     }
 
     pub(crate) async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {

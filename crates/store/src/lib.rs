@@ -49,7 +49,7 @@ pub use audit::{
     VerifyReport,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use coder_map::{CoderGroup, CoderUser, SyncIssue};
+pub use coder_map::{CoderGroup, CoderUser, CoderUserIntent, SyncIssue};
 pub use copy::CopyReport;
 pub use error::{StoreError, StoreResult};
 pub use oauth_client::{CLIENT_ID_PREFIX, ClientCheck, NewOAuthClient, OAuthClientInfo};
@@ -628,7 +628,8 @@ impl Store {
     }
 
     /// Save a mapping that changes which Coder user a SCIM User is (a creation, an adoption, a
-    /// re-creation), queueing `queue_groups` in the same transaction: a Coder group's
+    /// re-creation), removing the user's create intent and queueing `queue_groups` in the same
+    /// transaction: a Coder group's
     /// membership is written by the group's own reconcile only, so the groups of a user that
     /// just got a Coder user must run again, and a crash cannot separate the two.
     pub async fn coder_user_save(
@@ -637,6 +638,25 @@ impl Store {
         queue_groups: &[String],
     ) -> StoreResult<()> {
         on_backend!(self, b => b.coder_user_save(user, queue_groups).await)
+    }
+
+    /// Record the Coder user create about to be sent for `intent.scim_id` (replacing an
+    /// earlier one).
+    pub async fn coder_user_intent_record(&self, intent: &CoderUserIntent) -> StoreResult<()> {
+        on_backend!(self, b => b.coder_user_intent_record(intent).await)
+    }
+
+    /// The create last recorded for a SCIM User and not yet followed by a saved mapping.
+    pub async fn coder_user_intent_get(
+        &self,
+        scim_id: &str,
+    ) -> StoreResult<Option<CoderUserIntent>> {
+        on_backend!(self, b => b.coder_user_intent_get(scim_id).await)
+    }
+
+    /// Forget a SCIM User's create intent; false if there was none.
+    pub async fn coder_user_intent_delete(&self, scim_id: &str) -> StoreResult<bool> {
+        on_backend!(self, b => b.coder_user_intent_delete(scim_id).await)
     }
 
     /// Remove a user mapping; false if there was none.

@@ -143,7 +143,9 @@ async fn a_create_whose_answer_was_lost_is_not_made_twice(db: TestDb) {
         same_email[0].id,
         "the one made by the lost create"
     );
-    assert_eq!(calls(&state, "POST", "/api/v2/users", 409), 1);
+    // Found by the recorded intent: no second create is sent, and it is not an adoption.
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 409), 0);
+    assert!(!env.mapping(&lost.id).await.adopted);
 }
 
 async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(db: TestDb) {

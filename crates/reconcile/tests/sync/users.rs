@@ -3,7 +3,7 @@
 use crate::harness::{Env, TestDb, calls};
 use crate::sync_tests;
 use coder::types::LoginType;
-use coder_fake::{LoginType as FakeLoginType, UserStatus, WorkspaceStatus};
+use coder_fake::{Fault, FaultKind, LoginType as FakeLoginType, UserStatus, WorkspaceStatus};
 use reconcile::{
     ISSUE_DELETE_BLOCKED, ISSUE_EMAIL_PENDING, ISSUE_LOGIN_TYPE_MISMATCH, ISSUE_NOT_PROVISIONABLE,
 };
@@ -25,6 +25,8 @@ sync_tests!(
     a_user_deleted_by_hand_in_coder_is_provisioned_again,
     a_user_without_an_email_is_reported_not_provisioned,
     reconciling_twice_changes_nothing,
+    a_create_whose_answer_was_lost_is_found_not_repeated,
+    a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy,
 );
 
 async fn creates_the_user_with_a_valid_username_name_email_and_organization(db: TestDb) {
@@ -502,4 +504,88 @@ async fn reconciling_twice_changes_nothing(db: TestDb) {
         &state.calls[before..]
     );
     assert_eq!(env.worker_audit(&user.id).await.len(), audit_before);
+}
+
+/// Reconcile `scim_id` once with Coder making the user but answering 502.
+async fn lose_the_create_answer(env: &Env, scim_id: &str) {
+    env.fake
+        .inject(
+            Fault::next(1, FaultKind::StatusAfterEffect { status: 502 })
+                .on_paths("/api/v2/users")
+                .on_method("POST"),
+        )
+        .unwrap();
+    assert!(env.reconciler.reconcile_user(scim_id).await.is_err());
+}
+
+/// Coder makes the user but the answer is lost (here a 502 after the effect; a crash between
+/// the request and the saved mapping is the same). The next reconcile finds the user the create
+/// made, by the recorded intent, and neither creates a second one nor takes it for someone
+/// else's account.
+async fn a_create_whose_answer_was_lost_is_found_not_repeated(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("lost@corp.com", json!({})).await;
+    lose_the_create_answer(&env, &user.id).await;
+    env.reconciler.reconcile_user(&user.id).await.unwrap();
+    let state = env.coder();
+    assert_eq!(
+        calls(&state, "POST", "/api/v2/users", 502),
+        1,
+        "{:?}",
+        state.calls
+    );
+    assert_eq!(calls(&state, "POST", "/api/v2/users", 201), 0);
+    assert_eq!(
+        state
+            .users
+            .iter()
+            .filter(|u| u.email == "lost@corp.com")
+            .count(),
+        1,
+        "created once"
+    );
+    let mapping = env.mapping(&user.id).await;
+    assert!(!mapping.adopted, "the bridge's own create, not an adoption");
+    assert_eq!(mapping.coder_user_id, env.coder_user(&user.id).await.id);
+    assert!(
+        env.store()
+            .coder_user_intent_get(&user.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the intent goes with the saved mapping"
+    );
+    let audit = env.worker_audit(&user.id).await;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.change.to_string().contains("answer was lost")),
+        "{audit:?}"
+    );
+}
+
+/// The IdP deletes the user while the create's answer is lost: the Coder user the create made
+/// is still found and the delete policy (suspend) applies to it, instead of being left active
+/// and unmanaged.
+async fn a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("gone@corp.com", json!({})).await;
+    lose_the_create_answer(&env, &user.id).await;
+    assert_eq!(calls(&env.coder(), "POST", "/api/v2/users", 502), 1);
+    env.delete(ResourceKind::User, &user.id).await;
+    env.reconciler.reconcile_user(&user.id).await.unwrap();
+    let state = env.coder();
+    let coder_user = state
+        .users
+        .iter()
+        .find(|u| u.email == "gone@corp.com")
+        .expect("the create made the user");
+    assert_eq!(coder_user.status, UserStatus::Suspended);
+    assert!(
+        env.store()
+            .coder_user_intent_get(&user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
