@@ -20,6 +20,7 @@
 //!   manager's `$ref`/`displayName` do not survive.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 use crate::dialect;
 use crate::error::{ScimError, ScimResult};
@@ -482,7 +483,8 @@ impl<'r> Engine<'r> {
                     return Ok(());
                 };
                 if let Some(Value::Array(items)) = container.get_mut(name) {
-                    items.retain(|item| !gone.iter().any(|g| same_element(def, item, g)));
+                    let gone_index = SameValueIndex::of(def, &gone);
+                    items.retain(|item| gone_index.find(def, &gone, item).is_none());
                 }
                 drop_if_empty(container, name);
             }
@@ -499,21 +501,34 @@ impl<'r> Engine<'r> {
                     return Ok(());
                 };
                 if let Some(items) = array_at(container, name) {
+                    // Lookups, not scans: adding k values to n costs O(n + k), not O(n × k).
+                    let mut index = SameValueIndex::of(def, items);
+                    let mut primaries: Vec<usize> = (0..items.len())
+                        .filter(|&i| is_primary(&items[i]))
+                        .collect();
                     for new_item in new_items {
-                        let index = match items
-                            .iter()
-                            .position(|item| same_element(def, item, &new_item))
-                        {
-                            Some(index) => {
-                                merge_into(&mut items[index], new_item);
-                                index
+                        let at = match index.find(def, items, &new_item) {
+                            Some(at) => {
+                                merge_into(&mut items[at], new_item);
+                                at
                             }
                             None => {
+                                index.insert(&new_item, items.len());
                                 items.push(new_item);
                                 items.len() - 1
                             }
                         };
-                        keep_primary(items, index);
+                        // As `keep_primary`, over the values known to be primary.
+                        if is_primary(&items[at]) {
+                            for &other in primaries.iter().filter(|&&p| p != at) {
+                                if let Value::Object(item) = &mut items[other] {
+                                    item.insert("primary".into(), Value::Bool(false));
+                                }
+                            }
+                            primaries = vec![at];
+                        } else {
+                            primaries.retain(|&p| p != at);
+                        }
                     }
                     check_single_primary(items, Label::of(name))?;
                 }
@@ -672,11 +687,14 @@ impl<'r> Engine<'r> {
             let index = items.len() - 1;
             keep_primary(items, index);
         } else {
+            // Removals are marked and done in one pass at the end (a filter may select
+            // thousands of members); until then every index stays valid.
+            let mut gone = vec![false; items.len()];
             let mut removed = false;
             for &index in selected.iter().rev() {
                 match (op, sub) {
                     (PatchOpKind::Remove, None) => {
-                        items.remove(index);
+                        gone[index] = true;
                         removed = true;
                     }
                     (_, Some(sub)) => {
@@ -688,7 +706,7 @@ impl<'r> Engine<'r> {
                         // `emails[type eq "work"].value` cleared: the work email is gone, not
                         // left as `{"type":"work"}` (Entra's null-update validation reads it).
                         if new.is_none() && is_vacant(def, &items[index]) {
-                            items.remove(index);
+                            gone[index] = true;
                             removed = true;
                         }
                     }
@@ -696,7 +714,7 @@ impl<'r> Engine<'r> {
                     (PatchOpKind::Replace, None) => match &new {
                         Some(v) => items[index] = v.clone(),
                         None => {
-                            items.remove(index);
+                            gone[index] = true;
                             removed = true;
                         }
                     },
@@ -706,6 +724,10 @@ impl<'r> Engine<'r> {
                         }
                     }
                 }
+            }
+            if removed {
+                let mut marks = gone.into_iter();
+                items.retain(|_| !marks.next().unwrap_or(false));
             }
             if op != PatchOpKind::Remove {
                 // Positions in `selected` are stale once a value is removed; removing never
@@ -794,22 +816,81 @@ fn same_element(def: &AttributeDef, a: &Value, b: &Value) -> bool {
 /// Fold values a replace made equal (two work emails both set to one address) into the first,
 /// which keeps `primary` if either had it: a multi-valued attribute holds each value once.
 fn dedupe(def: &AttributeDef, items: &mut Vec<Value>) {
-    let mut i = 0;
-    while i < items.len() {
-        let mut j = i + 1;
-        while j < items.len() {
-            if same_element(def, &items[i], &items[j]) {
-                let duplicate = items.remove(j);
-                if is_primary(&duplicate)
-                    && let Value::Object(first) = &mut items[i]
+    let mut index = SameValueIndex::new(def);
+    let mut kept: Vec<Value> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        match index.find(def, &kept, &item) {
+            Some(first) => {
+                if is_primary(&item)
+                    && let Value::Object(first) = &mut kept[first]
                 {
                     first.insert("primary".into(), Value::Bool(true));
                 }
-            } else {
-                j += 1;
+            }
+            None => {
+                index.insert(&item, kept.len());
+                kept.push(item);
             }
         }
-        i += 1;
+    }
+    *items = kept;
+}
+
+/// Positions of a multi-valued attribute's values by their `value` (folded unless `caseExact`),
+/// so that finding the same value ([`same_element`]) is a lookup, not a scan: a Group's
+/// `members` can hold hundreds of thousands of values.
+struct SameValueIndex {
+    case_exact: bool,
+    /// Values with a string `value`: only these can be the same as one another.
+    by_value: HashMap<String, Vec<usize>>,
+    /// The others (no `value`, or not a string), compared one by one.
+    others: Vec<usize>,
+}
+
+impl SameValueIndex {
+    fn new(def: &AttributeDef) -> SameValueIndex {
+        SameValueIndex {
+            case_exact: def.sub_attribute("value").is_some_and(|v| v.case_exact),
+            by_value: HashMap::new(),
+            others: Vec::new(),
+        }
+    }
+
+    fn of(def: &AttributeDef, items: &[Value]) -> SameValueIndex {
+        let mut index = SameValueIndex::new(def);
+        for (at, item) in items.iter().enumerate() {
+            index.insert(item, at);
+        }
+        index
+    }
+
+    fn key(&self, item: &Value) -> Option<String> {
+        let value = item.as_object()?.get("value")?.as_str()?;
+        Some(if self.case_exact {
+            value.to_string()
+        } else {
+            value.to_ascii_lowercase()
+        })
+    }
+
+    /// Record `item` at position `at`; positions must be inserted in increasing order.
+    fn insert(&mut self, item: &Value, at: usize) {
+        match self.key(item) {
+            Some(key) => self.by_value.entry(key).or_default().push(at),
+            None => self.others.push(at),
+        }
+    }
+
+    /// The first position in `items` (as indexed) holding the same value as `item`.
+    fn find(&self, def: &AttributeDef, items: &[Value], item: &Value) -> Option<usize> {
+        let candidates = match self.key(item) {
+            Some(key) => self.by_value.get(&key).map_or(&[][..], Vec::as_slice),
+            None => &self.others,
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|&at| items.get(at).is_some_and(|i| same_element(def, i, item)))
     }
 }
 

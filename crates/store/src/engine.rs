@@ -2804,24 +2804,29 @@ impl MembershipDelta {
         Ok(())
     }
 
-    /// Record rows added and removed by one change.
+    /// Record rows added and removed by one change: a removal cancels an earlier add of the
+    /// same id and an add an earlier removal. Set lookups, so a PATCH that adds and removes
+    /// thousands of members stays linear.
     fn merge(&mut self, added: Vec<String>, removed: Vec<String>) {
-        for id in removed {
-            match self.added.iter().position(|a| *a == id) {
-                Some(at) => {
-                    self.added.remove(at);
-                }
-                None => self.removed.push(id),
-            }
+        // Each change touches an id at most once (membership rows are unique).
+        Self::cancel(&mut self.added, &mut self.removed, removed);
+        Self::cancel(&mut self.removed, &mut self.added, added);
+    }
+
+    /// Drop from `undone` the ids in `ids` and append the rest to `done`.
+    fn cancel(undone: &mut Vec<String>, done: &mut Vec<String>, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
         }
-        for id in added {
-            match self.removed.iter().position(|r| *r == id) {
-                Some(at) => {
-                    self.removed.remove(at);
-                }
-                None => self.added.push(id),
-            }
+        let earlier: HashSet<&str> = undone.iter().map(String::as_str).collect();
+        let (cancelled, fresh): (Vec<String>, Vec<String>) = ids
+            .into_iter()
+            .partition(|id| earlier.contains(id.as_str()));
+        if !cancelled.is_empty() {
+            let cancelled: HashSet<String> = cancelled.into_iter().collect();
+            undone.retain(|id| !cancelled.contains(id));
         }
+        done.extend(fresh);
     }
 }
 

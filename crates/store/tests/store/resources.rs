@@ -550,6 +550,112 @@ async fn bounded_pages_equal_a_full_sort(db: &TestDb) {
     assert_eq!(checked, 3 * 4 * 2 * 6 * 5);
 }
 
+/// `m-000001` … as ids, created outside the store in one statement: the large membership test
+/// needs tens of thousands of existing users, not tens of thousands of audited creates.
+async fn seed_raw_users(db: &TestDb, count: usize) {
+    let sql = if db.is_postgres() {
+        format!(
+            "INSERT INTO resources (id, kind, user_name, user_name_key, active, attrs, version, created, last_modified) \
+             SELECT 'm-' || lpad(i::text, 6, '0'), 'User', 'm' || lpad(i::text, 6, '0') || '@example.com', \
+                    'm' || lpad(i::text, 6, '0') || '@example.com', true, \
+                    json_build_object('userName', 'm' || lpad(i::text, 6, '0') || '@example.com')::text, 1, \
+                    '2026-03-01T09:00:00+00:00', '2026-03-01T09:00:00+00:00' \
+             FROM generate_series(1, {count}) AS i"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+             INSERT INTO resources (id, kind, user_name, user_name_key, active, attrs, version, created, last_modified) \
+             SELECT printf('m-%06d', i), 'User', printf('m%06d@example.com', i), printf('m%06d@example.com', i), 1, \
+                    json_object('userName', printf('m%06d@example.com', i)), 1, \
+                    '2026-03-01T09:00:00+00:00', '2026-03-01T09:00:00+00:00' \
+             FROM n"
+        )
+    };
+    assert_eq!(db.raw_execute(&sql).await.unwrap(), count as u64);
+}
+
+fn raw_ids(range: std::ops::RangeInclusive<usize>) -> Vec<serde_json::Value> {
+    range
+        .map(|i| json!({"value": format!("m-{i:06}")}))
+        .collect()
+}
+
+/// Membership changes of tens of thousands of members in one PATCH, on a 50,000-member group:
+/// the member-row path (a removal and re-add that net out) and the path that applies the PATCH
+/// to the loaded member list (an operation the planner cannot turn into rows). Either was
+/// O(added × removed) or O(members × added) before; this checks the result, not the time.
+async fn large_membership_changes_net_out(db: &TestDb) {
+    seed_raw_users(db, 70_000).await;
+    let group = create_group(&db.store, "Everyone", &[]).await;
+    let inserted = db
+        .raw_execute(&format!(
+            "INSERT INTO group_members (group_id, member_id, member_type, added_at) \
+             SELECT '{}', id, 'User', '2026-03-01T09:00:00+00:00' FROM resources \
+             WHERE kind = 'User' AND id LIKE 'm-%' AND id <= 'm-050000'",
+            group.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted, 50_000);
+
+    // Rows: 20,000 removed, then re-added with 10,000 newcomers.
+    let mut back = raw_ids(1..=20_000);
+    back.extend(raw_ids(50_001..=60_000));
+    patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([
+            {"op": "remove", "path": "members", "value": raw_ids(1..=20_000)},
+            {"op": "add", "path": "members", "value": back},
+        ]),
+    )
+    .await
+    .unwrap();
+    let members = member_ids(&db.store, &group.id).await;
+    assert_eq!(members.len(), 60_000);
+    let records = db.store.audit_export(None).await.unwrap();
+    let change = &records.last().unwrap().change["members"];
+    let added = change["added"].as_array().unwrap();
+    assert_eq!(
+        (added.len(), change["removed"].as_array().unwrap().len()),
+        (10_000, 0),
+        "a removal and a re-add in one request net out"
+    );
+    assert_eq!(added[0], "m-050001");
+
+    // In memory: a filter on `display` needs the member list, so the whole request is applied
+    // to it (adding 10,000, 5,000 of them present already, and removing 15,000 by value).
+    patch(
+        &db.store,
+        ResourceKind::Group,
+        &group.id,
+        json!([
+            {"op": "remove", "path": "members[display eq \"nobody\"]"},
+            {"op": "add", "path": "members", "value": raw_ids(55_001..=65_000)},
+            {"op": "remove", "path": "members", "value": raw_ids(20_001..=35_000)},
+        ]),
+    )
+    .await
+    .unwrap();
+    let members = member_ids(&db.store, &group.id).await;
+    let expected: Vec<String> = (1..=20_000)
+        .chain(35_001..=65_000)
+        .map(|i| format!("m-{i:06}"))
+        .collect();
+    assert_eq!(members, expected);
+    let records = db.store.audit_export(None).await.unwrap();
+    let change = &records.last().unwrap().change["members"];
+    assert_eq!(
+        (
+            change["added"].as_array().unwrap().len(),
+            change["removed"].as_array().unwrap().len()
+        ),
+        (5_000, 15_000)
+    );
+}
+
 async fn membership_is_rows(db: &TestDb) {
     let users: Vec<String> = {
         let mut ids = Vec::new();
@@ -1129,6 +1235,7 @@ backend_tests!(
     filters_run_in_sql_and_in_memory,
     paging_is_stable_and_sorting_uses_the_core,
     bounded_pages_equal_a_full_sort,
+    large_membership_changes_net_out,
     membership_is_rows,
     parallel_patches_to_one_group_lose_nothing,
     a_failed_write_leaves_no_trace,
