@@ -6,6 +6,7 @@
 
 mod audit;
 mod oauth;
+mod schema;
 #[path = "../shared/sink.rs"]
 mod sink;
 mod support;

@@ -74,12 +74,18 @@ pub fn cli(envs: &[(String, String)], args: &[&str]) -> std::process::Output {
     cmd.output().expect("run scim-bridge")
 }
 
-/// A CLI run against a fresh SQLite file in `dir`: (success, stdout, stderr).
+/// A CLI run against a fresh, migrated SQLite file in `dir`: (success, stdout, stderr).
 pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
     let envs = vec![(
         "SCIM_BRIDGE_DATABASE_URL".to_string(),
         format!("sqlite://{}", dir.join("bridge.db").display()),
     )];
+    let migrated = cli(&envs, &["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
     move |args: &[&str]| {
         let out = cli(&envs, args);
         (
@@ -118,6 +124,12 @@ impl Bridge {
             ("SCIM_BRIDGE_RATE_LIMIT".to_string(), "0".to_string()),
         ];
         envs.extend(opts.extra_env);
+        let out = cli(&envs, &["migrate"]);
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = cli(&envs, &["token", "create", "--name", "e2e"]);
         assert!(
             out.status.success(),

@@ -189,6 +189,9 @@ async fn a_private_ca_for_coder_comes_from_the_ca_file() {
     let mut without_ca = coder_env.clone();
     without_ca.push(("SCIM_BRIDGE_DATABASE_URL".into(), database_url.clone()));
     let (code, output) =
+        run_bounded(&without_ca, &["migrate"], Duration::from_secs(60)).expect("migrate finished");
+    assert_eq!(code, 0, "{output}");
+    let (code, output) =
         run_bounded(&without_ca, &["status"], Duration::from_secs(60)).expect("status finished");
     assert_eq!(code, 1, "{output}");
     assert!(

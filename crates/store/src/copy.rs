@@ -236,13 +236,13 @@ pub(crate) async fn sqlite_into_postgres(
     source: &SqliteStore,
     target: &PgStore,
 ) -> StoreResult<CopyReport> {
-    if !source.migrations_current().await? {
+    if source.schema_status().await? != crate::SchemaStatus::Current {
         return Err(StoreError::invalid_value(
             "the SQLite source is not a scim-bridge database with this version's schema \
              (run this version's `scim-bridge migrate` against it first)",
         ));
     }
-    if !target.migrations_current().await? {
+    if target.schema_status().await? != crate::SchemaStatus::Current {
         return Err(StoreError::invalid_value(
             "the PostgreSQL target's schema is not this version's; run `scim-bridge migrate` first",
         ));

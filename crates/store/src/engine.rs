@@ -352,18 +352,26 @@ impl Backend {
         Ok(())
     }
 
-    pub(crate) async fn migrations_current(&self) -> StoreResult<bool> {
+    pub(crate) async fn schema_status(&self) -> StoreResult<crate::SchemaStatus> {
         use sqlx::migrate::Migrate;
         let mut conn = self.read.acquire().await?;
-        let applied = conn.list_applied_migrations().await?;
-        Ok(MIGRATOR
+        let applied = match conn.list_applied_migrations().await {
+            Ok(applied) => applied,
+            // No migrations table yet: nothing was ever applied. (A lost connection is an I/O
+            // error, not a database one, and stays an error.)
+            Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(_))) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let known: Vec<(i64, &[u8])> = MIGRATOR
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
-            .all(|m| {
-                applied
-                    .iter()
-                    .any(|a| a.version == m.version && a.checksum == m.checksum)
-            }))
+            .map(|m| (m.version, m.checksum.as_ref()))
+            .collect();
+        let applied: Vec<(i64, Vec<u8>)> = applied
+            .into_iter()
+            .map(|a| (a.version, a.checksum.into_owned()))
+            .collect();
+        Ok(crate::SchemaStatus::compare(&known, &applied))
     }
 
     // ----- resources -----

@@ -40,6 +40,7 @@ mod oauth_client;
 mod outbox;
 mod postgres;
 mod resource;
+mod schema;
 mod scope;
 mod sqlite;
 mod token;
@@ -59,6 +60,7 @@ pub use outbox::{
 };
 pub use postgres::PgStore;
 pub use resource::{GetOptions, GroupRef, ListPage, Member, StoredResource, WriteContext, etag};
+pub use schema::SchemaStatus;
 pub use scope::{Scope, Scopes, UnknownScope};
 pub use sqlite::SqliteStore;
 pub use token::{
@@ -203,9 +205,14 @@ impl Store {
         on_backend!(self, b => b.ping().await)
     }
 
-    /// Whether every embedded migration has been applied unchanged.
+    /// Whether every embedded migration has been applied unchanged, and no other.
     pub async fn migrations_current(&self) -> StoreResult<bool> {
-        on_backend!(self, b => b.migrations_current().await)
+        Ok(self.schema_status().await? == SchemaStatus::Current)
+    }
+
+    /// Where the schema stands against this build's migrations (reads only).
+    pub async fn schema_status(&self) -> StoreResult<SchemaStatus> {
+        on_backend!(self, b => b.schema_status().await)
     }
 
     /// Copy `source` (SQLite) into this store (PostgreSQL), which must be migrated and empty:

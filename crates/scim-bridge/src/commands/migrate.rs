@@ -23,6 +23,10 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> 
     let store = Store::connect(settings.database_url.expose(), options)
         .await
         .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+    // Migrations only go forward: a schema from a newer release is left as it is.
+    if let status @ store::SchemaStatus::Ahead { .. } = store.schema_status().await? {
+        anyhow::bail!("{status}");
+    }
     store
         .migrate()
         .await

@@ -22,7 +22,9 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
     }
 }
 
-/// Open the store without running migrations: only `migrate` and `serve` change the schema.
+/// Open the store without touching its schema: only `migrate`, `serve` and `demo` change it. A
+/// schema this build was not made for (not migrated yet, or migrated by a newer release) is
+/// refused with what to do, before the command reads or writes anything.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let options = StoreOptions {
         run_migrations: false,
@@ -31,11 +33,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::connect(settings.database_url.expose(), options)
         .await
         .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
-    if !store.migrations_current().await.unwrap_or(false) {
-        store
-            .migrate()
-            .await
-            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+    let status = store
+        .schema_status()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the database's schema version: {e}"))?;
+    if status != store::SchemaStatus::Current {
+        anyhow::bail!("{status}");
     }
     Ok(store)
 }
