@@ -207,6 +207,21 @@ pub struct UserPolicy {
     pub organization: OrganizationRef,
     /// First match wins, in file order.
     pub login_type_overrides: Vec<LoginTypeOverride>,
+    /// Take over a Coder account that already has the SCIM user's email (otherwise a sync
+    /// issue says what collided and the account is left alone).
+    pub adopt_existing: bool,
+    /// Emails or usernames (lower case) of `owner` accounts that may be adopted; no other owner
+    /// ever is.
+    pub adopt_owners: Vec<String>,
+}
+
+impl UserPolicy {
+    /// Whether an account holding the `owner` role with this email and username may be adopted.
+    pub fn may_adopt_owner(&self, email: &str, username: &str) -> bool {
+        self.adopt_owners
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(email) || o.eq_ignore_ascii_case(username))
+    }
 }
 
 /// `[offboarding]`: what follows the suspension of a deactivated user.
@@ -214,6 +229,9 @@ pub struct UserPolicy {
 pub struct OffboardingPolicy {
     pub delete_api_tokens: bool,
     pub stop_workspaces: bool,
+    /// Apply `delete_api_tokens` and `stop_workspaces` to adopted accounts holding the `owner`
+    /// role too (off: an adopted owner is only suspended, which Coder may refuse).
+    pub adopted_owners: bool,
 }
 
 /// `[groups]`.
@@ -260,10 +278,13 @@ impl Default for Policy {
                 recreate_on_login_type_mismatch: false,
                 organization: OrganizationRef::Default,
                 login_type_overrides: Vec::new(),
+                adopt_existing: false,
+                adopt_owners: Vec::new(),
             },
             offboarding: OffboardingPolicy {
                 delete_api_tokens: true,
                 stop_workspaces: true,
+                adopted_owners: false,
             },
             groups: GroupPolicy {
                 mirror: true,
@@ -286,6 +307,9 @@ struct UsersFile {
     organization: Option<String>,
     #[serde(default)]
     login_type_overrides: Vec<OverrideFile>,
+    adopt_existing: Option<bool>,
+    #[serde(default)]
+    adopt_owners: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +326,7 @@ struct OverrideFile {
 struct OffboardingFile {
     delete_api_tokens: Option<bool>,
     stop_workspaces: Option<bool>,
+    adopted_owners: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -411,6 +436,18 @@ impl Policy {
             });
         }
 
+        let mut adopt_owners = Vec::new();
+        for (i, entry) in users.adopt_owners.iter().enumerate() {
+            let entry = entry.trim().to_ascii_lowercase();
+            if entry.is_empty() {
+                return Err(PolicyError::new(
+                    format!("users.adopt_owners[{i}]"),
+                    "must be an email or a Coder username",
+                ));
+            }
+            adopt_owners.push(entry);
+        }
+
         let baseline_site_roles =
             check_site_roles("roles.baseline_site_roles", roles.baseline_site_roles)?;
         let mut rules = Vec::new();
@@ -468,6 +505,10 @@ impl Policy {
                     .unwrap_or(defaults.users.recreate_on_login_type_mismatch),
                 organization,
                 login_type_overrides,
+                adopt_existing: users
+                    .adopt_existing
+                    .unwrap_or(defaults.users.adopt_existing),
+                adopt_owners,
             },
             offboarding: OffboardingPolicy {
                 delete_api_tokens: offboarding
@@ -476,6 +517,9 @@ impl Policy {
                 stop_workspaces: offboarding
                     .stop_workspaces
                     .unwrap_or(defaults.offboarding.stop_workspaces),
+                adopted_owners: offboarding
+                    .adopted_owners
+                    .unwrap_or(defaults.offboarding.adopted_owners),
             },
             groups: GroupPolicy {
                 mirror: groups.mirror.unwrap_or(defaults.groups.mirror),
@@ -577,6 +621,8 @@ mod tests {
         assert!(policy.groups.mirror);
         assert_eq!(policy.groups.delete_policy, GroupDeletePolicy::Delete);
         assert!(!policy.uses_groups());
+        assert!(!policy.users.adopt_existing && policy.users.adopt_owners.is_empty());
+        assert!(!policy.offboarding.adopted_owners);
     }
 
     #[test]
@@ -656,6 +702,7 @@ mod tests {
                 "roles.rules[0].org_roles.default",
             ),
             ("[groups]\ndelete_policy = \"archive\"", "groups"),
+            ("[users]\nadopt_owners = [\" \"]", "users.adopt_owners[0]"),
             ("offboarding = 3", "offboarding"),
         ];
         for (text, key) in cases {

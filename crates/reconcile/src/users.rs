@@ -7,7 +7,9 @@ use crate::naming::username_candidate;
 use crate::policy::{OrganizationRef, UserDeletePolicy};
 use crate::reconciler::{Reconciler, Report, Run};
 use coder::CoderError;
-use coder::types::{CreateUserRequest, UpdateUserProfileRequest, User, WorkspaceStatus};
+use coder::types::{
+    CreateUserRequest, ROLE_OWNER, UpdateUserProfileRequest, User, WorkspaceStatus,
+};
 use scim::ResourceKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -27,6 +29,7 @@ pub const ISSUE_EMAIL_CONFLICT: &str = "email_conflict";
 pub const ISSUE_USERNAME_CONFLICT: &str = "username_conflict";
 pub const ISSUE_COULD_NOT_SUSPEND: &str = "could_not_suspend";
 pub const ISSUE_BRIDGE_ACCOUNT: &str = "bridge_account";
+pub const ISSUE_ADOPTION_REFUSED: &str = "adoption_refused";
 
 /// What the bridge last applied to a Coder user, kept in the mapping's `last_applied`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,8 +311,8 @@ impl Reconciler {
         )))
     }
 
-    /// Adopt `existing`, the Coder account that already has the desired email, unless it is
-    /// the bridge's own account.
+    /// Adopt `existing`, the Coder account that already has the desired email, when the policy
+    /// allows it and it is not the bridge's own account.
     async fn take_over(
         &self,
         desired: &DesiredUser,
@@ -321,6 +324,22 @@ impl Reconciler {
             self.refuse_bridge_account(&desired.email, run).await?;
             return Ok(None);
         }
+        // An account the bridge already manages (mapped to a SCIM user the IdP since deleted) is
+        // not someone else's: `adopt` sorts that case out.
+        let managed = self
+            .store
+            .coder_user_by_username(&existing.username)
+            .await?
+            .is_some_and(|m| m.coder_user_id == existing.id);
+        if !managed && let Some(reason) = self.adoption_refusal(&existing) {
+            let detail = format!(
+                "Coder user {} ({}) already has email {} and the bridge did not create it; not adopted: {reason}",
+                existing.username, existing.id, existing.email
+            );
+            self.flag(run, ISSUE_ADOPTION_REFUSED, detail).await?;
+            return Ok(None);
+        }
+        self.resolve(run, ISSUE_ADOPTION_REFUSED).await?;
         let mapping = self.adopt(desired, &existing, group_ids, run).await?;
         Ok(Some((mapping, existing)))
     }
@@ -374,6 +393,24 @@ impl Reconciler {
         };
         self.store.coder_user_save(&mapping, &[]).await?;
         Ok(Some(mapping))
+    }
+
+    /// Why the policy forbids taking over an account the bridge did not create, if it does.
+    fn adoption_refusal(&self, existing: &User) -> Option<&'static str> {
+        let users = &self.policy.users;
+        if !users.adopt_existing {
+            return Some(
+                "[users] adopt_existing is false (set it to true to manage existing accounts, or give one of the two another email)",
+            );
+        }
+        if existing.has_role(ROLE_OWNER)
+            && !users.may_adopt_owner(&existing.email, &existing.username)
+        {
+            return Some(
+                "it holds the owner role, and owners are adopted only when [users] adopt_owners lists their email or username",
+            );
+        }
+        None
     }
 
     /// Whether the bridge already gave `username` to another SCIM user.
@@ -546,7 +583,7 @@ impl Reconciler {
             self.suspend(&actual, run).await?;
         }
         if !desired.active {
-            self.offboard_extras(&actual, run).await?;
+            self.offboard_extras(&actual, mapping.adopted, run).await?;
         }
 
         if diff.join_organization {
@@ -729,7 +766,17 @@ impl Reconciler {
 
     /// After suspending: delete the user's listable API tokens and stop running workspaces, as
     /// configured. Coder also stops a suspended user's workspaces; asking again is harmless.
-    async fn offboard_extras(&self, actual: &User, run: &mut Run) -> ReconcileResult<()> {
+    /// An adopted owner keeps both unless `[offboarding] adopted_owners` says otherwise: the
+    /// bridge did not make that account, and its tokens may run the deployment.
+    async fn offboard_extras(
+        &self,
+        actual: &User,
+        adopted: bool,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
+        if adopted && actual.has_role(ROLE_OWNER) && !self.policy.offboarding.adopted_owners {
+            return Ok(());
+        }
         if self.policy.offboarding.delete_api_tokens {
             for key in self.client.api_tokens(actual.id).await? {
                 let target =
@@ -894,6 +941,6 @@ impl Reconciler {
         if actual.status != coder::types::UserStatus::Suspended {
             self.suspend(&actual, run).await?;
         }
-        self.offboard_extras(&actual, run).await
+        self.offboard_extras(&actual, mapping.adopted, run).await
     }
 }

@@ -31,8 +31,8 @@ async fn run_until(worker: Worker, env: &Env, what: &str, done: impl Fn(&Env) ->
 }
 
 /// An env whose reconciler has synced one user, and so listed Coder's users.
-async fn listed(db: TestDb) -> Env {
-    let env = Env::start(db, false, "").await;
+async fn listed(db: TestDb, rules: &str) -> Env {
+    let env = Env::start(db, false, rules).await;
     let first = env.create_user("first@corp.com", json!({})).await;
     env.drain().await;
     env.mapping(&first.id).await;
@@ -87,7 +87,7 @@ async fn an_initial_sync_costs_at_most_1_1_coder_calls_per_new_user(db: TestDb) 
 }
 
 async fn a_user_made_in_coder_after_the_listing_is_adopted_not_created_twice(db: TestDb) {
-    let env = listed(db).await;
+    let env = listed(db, "[users]\nadopt_existing = true").await;
     // The reconciler listed Coder's users for `first`; this user is made after that listing.
     let made_by_hand = env
         .hand_made_user("late-comer", "Late@Corp.com", LoginType::Oidc)
@@ -117,7 +117,7 @@ async fn a_user_made_in_coder_after_the_listing_is_adopted_not_created_twice(db:
 }
 
 async fn a_create_whose_answer_was_lost_is_not_made_twice(db: TestDb) {
-    let env = listed(db).await;
+    let env = listed(db, "").await;
     // Coder makes the user but the answer is a 500: the bridge cannot tell it was made.
     env.fake
         .inject(

@@ -102,7 +102,7 @@ async fn username_collisions_get_a_suffix(db: TestDb) {
 }
 
 async fn a_user_with_the_same_email_is_adopted(db: TestDb) {
-    let env = Env::start(db, false, "").await;
+    let env = Env::start(db, false, "[users]\nadopt_existing = true").await;
     let existing = env
         .hand_made_user("bobby", "Bob@Corp.com", LoginType::Oidc)
         .await;
@@ -167,7 +167,7 @@ async fn login_type_comes_from_the_policy_and_its_overrides(db: TestDb) {
 }
 
 async fn a_login_type_mismatch_is_flagged_with_the_fix(db: TestDb) {
-    let env = Env::start(db, false, "").await;
+    let env = Env::start(db, false, "[users]\nadopt_existing = true").await;
     env.hand_made_user("carol", "carol@corp.com", LoginType::Password)
         .await;
     let carol = env.create_user("carol@corp.com", json!({})).await;
@@ -207,7 +207,8 @@ async fn a_login_type_mismatch_is_flagged_with_the_fix(db: TestDb) {
 }
 
 async fn a_login_type_mismatch_is_fixed_by_recreating_when_allowed(db: TestDb) {
-    let env = Env::start(db, false, "[users]\nrecreate_on_login_type_mismatch = true").await;
+    let rules = "[users]\nrecreate_on_login_type_mismatch = true\nadopt_existing = true";
+    let env = Env::start(db, false, rules).await;
     let old_dave = env
         .hand_made_user("dave", "dave@corp.com", LoginType::Github)
         .await
