@@ -86,6 +86,11 @@ impl PatchOptions {
     }
 }
 
+/// Most operations one PATCH may carry; more is 400 `tooMany`. IdPs send a handful (Entra and
+/// Okta put a group's member changes in the `value` array of one operation), so this bounds
+/// the work of one request without refusing real traffic.
+pub const MAX_OPERATIONS: usize = 1000;
+
 /// Parse a PatchOp message body, reading the IdP dialects on the way: `op` in any case and
 /// `"delete"` for remove, an `operations` key in any case, an empty or missing `path` as none.
 pub fn parse_request(body: &Value) -> ScimResult<PatchRequest> {
@@ -120,6 +125,12 @@ pub fn parse_request(body: &Value) -> ScimResult<PatchRequest> {
         return Err(ScimError::invalid_value(
             "'Operations' is empty: a PATCH needs at least one operation",
         ));
+    }
+    if operations.len() > MAX_OPERATIONS {
+        return Err(ScimError::too_many(format!(
+            "the PATCH has {} operations; at most {MAX_OPERATIONS} are accepted: send the rest in another PATCH",
+            operations.len()
+        )));
     }
     let operations = operations
         .iter()
@@ -1190,6 +1201,33 @@ mod tests {
 
     fn error_type(result: ScimResult<impl std::fmt::Debug>) -> Option<ScimType> {
         result.unwrap_err().scim_type
+    }
+
+    #[test]
+    fn operations_are_counted_not_values() {
+        let op = json!({"op": "replace", "path": "title", "value": "t"});
+        let ops = |n: usize| body(Value::Array(vec![op.clone(); n]));
+        assert_eq!(
+            parse_request(&ops(MAX_OPERATIONS))
+                .unwrap()
+                .operations
+                .len(),
+            MAX_OPERATIONS
+        );
+        let error = parse_request(&ops(MAX_OPERATIONS + 1)).unwrap_err();
+        assert_eq!(
+            (error.status, error.scim_type),
+            (400, Some(ScimType::TooMany))
+        );
+        // One operation adding many members is one operation.
+        let members: Vec<Value> = (0..MAX_OPERATIONS * 2)
+            .map(|i| json!({"value": format!("u{i}")}))
+            .collect();
+        let request = parse_request(&body(
+            json!([{"op": "add", "path": "members", "value": members}]),
+        ))
+        .unwrap();
+        assert_eq!(request.operations.len(), 1);
     }
 
     #[test]

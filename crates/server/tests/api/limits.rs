@@ -5,7 +5,10 @@ use crate::support::{Backend, TestServer};
 use crate::{on_both_backends, user_body};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-on_both_backends!(oversized_bodies_are_413);
+on_both_backends!(
+    oversized_bodies_are_413,
+    a_patch_over_the_operation_limit_is_too_many
+);
 
 const LIMIT: usize = 2048;
 
@@ -61,4 +64,42 @@ async fn oversized_bodies_are_413(backend: Backend) {
             .status,
         201
     );
+}
+
+/// A PATCH names how many operations it carries; beyond `scim::patch::MAX_OPERATIONS` it is
+/// 400 `tooMany` and nothing is applied. Members in one operation's `value` do not count.
+async fn a_patch_over_the_operation_limit_is_too_many(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let user = srv.create_user("many@example.com").await;
+    let patch = |n: usize, title: &str| {
+        let op = serde_json::json!({"op": "replace", "path": "title", "value": title});
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": vec![op; n],
+        })
+    };
+    let path = format!("/Users/{user}");
+    let over = srv
+        .patch(&path, &patch(scim::patch::MAX_OPERATIONS + 1, "over"))
+        .await;
+    over.assert_error(400, Some("tooMany"));
+    assert!(
+        over.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&scim::patch::MAX_OPERATIONS.to_string())),
+        "{}",
+        over.text
+    );
+    assert!(
+        srv.get(&path).await.body.get("title").is_none(),
+        "nothing applied"
+    );
+
+    let at = srv
+        .patch(&path, &patch(scim::patch::MAX_OPERATIONS, "at"))
+        .await;
+    assert_eq!(at.status, 200, "{}", at.text);
+    assert_eq!(srv.get(&path).await.body["title"], "at");
 }
