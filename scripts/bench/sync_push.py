@@ -77,7 +77,16 @@ def main():
             break
         time.sleep(0.5)
     done = time.time()
+    # The fake's call log, less the owner's own calls: every call the bridge made to Coder.
+    calls = state.get("calls", [])
+    user_calls = [c for c in calls if c["route"] == "/api/v2/users"]
+    lookups = sum(1 for c in user_calls if c["method"] == "GET")
+    creates = sum(1 for c in user_calls if c["method"] == "POST")
     print(json.dumps({"push_seconds": round(last - t0, 1), "converged_seconds_after_last_response": round(done - last, 1),
+                      "converged_seconds_from_first_request": round(done - t0, 1),
+                      "coder_calls": len(calls), "user_lookups_and_listings": lookups, "user_creates": creates,
+                      "user_calls_per_new_user": round((lookups + creates) / max(a.users, 1), 3),
+                      "coder_calls_per_new_user_all_routes": round(len(calls) / max(a.users, 1), 3),
                       "coder_users": len(users), "coder_groups": len(groups), "groups_complete": len(full),
                       "converged": len(users) == a.users and len(full) == a.groups}))
 
