@@ -61,6 +61,7 @@ struct Families {
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     outbox_retries: Counter,
     outbox_dead_letters: Gauge,
+    ops_store_reads: Counter,
     coder_requests: Family<CoderLabels, Counter>,
     coder_duration: HistogramFamily<RouteLabels>,
     coder_auth_ok: Gauge,
@@ -124,6 +125,12 @@ impl Metrics {
             "Failed attempts that were rescheduled",
             outbox_retries.clone(),
         );
+        let ops_store_reads = Counter::default();
+        registry.register(
+            "scim_bridge_ops_store_reads",
+            "Reads of the store made for /metrics and /readyz (at most one per 5 s)",
+            ops_store_reads.clone(),
+        );
         let outbox_dead_letters = Gauge::default();
         registry.register(
             "scim_bridge_outbox_dead_letters",
@@ -182,6 +189,7 @@ impl Metrics {
                 outbox_oldest_age,
                 outbox_retries,
                 outbox_dead_letters,
+                ops_store_reads,
                 coder_requests,
                 coder_duration,
                 coder_auth_ok,
@@ -234,6 +242,11 @@ impl Metrics {
             .oldest_age
             .map_or(0.0, |age| age.num_milliseconds() as f64 / 1000.0);
         m.outbox_oldest_age.set(age.max(0.0));
+    }
+
+    /// `/metrics` or `/readyz` read the store (their cache had expired).
+    pub fn inc_ops_store_reads(&self) {
+        self.inner.ops_store_reads.inc();
     }
 
     /// A failed outbox attempt that was rescheduled.
@@ -305,6 +318,7 @@ mod tests {
             "scim_bridge_outbox_depth",
             "scim_bridge_outbox_oldest_age_seconds",
             "scim_bridge_outbox_retries_total",
+            "scim_bridge_ops_store_reads_total",
             "scim_bridge_outbox_dead_letters",
             "scim_bridge_coder_requests_total",
             "scim_bridge_coder_request_duration_seconds",

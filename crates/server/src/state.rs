@@ -22,6 +22,8 @@ pub struct AppState {
     pub readiness: Arc<dyn ReadinessProbe>,
     /// The Entra-compatible PATCH behaviour (see `scim::patch::PatchOptions`).
     pub patch_options: PatchOptions,
+    /// What `/metrics` and `/readyz` last read from the store.
+    pub ops_cache: crate::handlers::health::OpsCache,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
             metrics: deps.metrics,
             readiness: deps.readiness,
             patch_options: PatchOptions::default(),
+            ops_cache: Default::default(),
         }
     }
 }

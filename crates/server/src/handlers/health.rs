@@ -5,6 +5,57 @@ use crate::state::AppState;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// How long `/metrics` and `/readyz` reuse what they last read from the store: however often a
+/// scraper, a probe or anyone else calls them, the database sees one round of reads per interval.
+pub const OPS_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The store's side of the operations endpoints, as last read.
+#[derive(Debug, Clone)]
+struct StoreFigures {
+    database: Result<(), String>,
+    migrations: Result<bool, String>,
+    outbox: Option<store::OutboxStats>,
+}
+
+/// The last [`StoreFigures`] and when they were read. Callers wait on the lock while one of
+/// them refreshes it, so a burst of calls costs one refresh.
+#[derive(Debug, Default)]
+pub struct OpsCache(tokio::sync::Mutex<Option<(Instant, StoreFigures)>>);
+
+async fn store_figures(state: &AppState) -> StoreFigures {
+    let mut cached = state.ops_cache.0.lock().await;
+    if let Some((at, figures)) = cached.as_ref()
+        && at.elapsed() < OPS_CACHE_TTL
+    {
+        return figures.clone();
+    }
+    state.metrics.inc_ops_store_reads();
+    let database = state.store.ping().await.map_err(|e| e.to_string());
+    let migrations = match &database {
+        Ok(()) => state
+            .store
+            .migrations_current()
+            .await
+            .map_err(|e| e.to_string()),
+        Err(_) => Err("the database is unreachable".to_string()),
+    };
+    let outbox = match state.store.outbox_stats().await {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the outbox statistics for /metrics");
+            None
+        }
+    };
+    let figures = StoreFigures {
+        database,
+        migrations,
+        outbox,
+    };
+    *cached = Some((Instant::now(), figures.clone()));
+    figures
+}
 
 /// Liveness: the process serves HTTP. Checks nothing else, so a database outage does not get
 /// the pod restarted.
@@ -28,15 +79,11 @@ pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) 
         .coder
         .as_deref()
         .is_some_and(|c| c.eq_ignore_ascii_case("optional"));
-    let database = state.store.ping().await;
-    let migrations = match &database {
-        Ok(()) => state
-            .store
-            .migrations_current()
-            .await
-            .map_err(|e| e.to_string()),
-        Err(_) => Err("the database is unreachable".to_string()),
-    };
+    let StoreFigures {
+        database,
+        migrations,
+        ..
+    } = store_figures(&state).await;
     let coder = state.readiness.coder().await;
     let database_ok = database.is_ok();
     let migrations_ok = matches!(migrations, Ok(true));
@@ -47,7 +94,7 @@ pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) 
             "database": {
                 "ok": database_ok,
                 "backend": state.store.backend_name(),
-                "detail": database.err().map(|e| e.to_string()),
+                "detail": database.err(),
             },
             "migrations": {
                 "ok": migrations_ok,
@@ -68,12 +115,11 @@ pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) 
     }
 }
 
-/// The metrics, with the outbox gauges refreshed from the store so they are current even when
-/// no worker runs in this process.
+/// The metrics, with the outbox gauges from the store (at most [`OPS_CACHE_TTL`] old) so they
+/// are current even when no worker runs in this process.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.outbox_stats().await {
-        Ok(stats) => state.metrics.set_outbox(&stats),
-        Err(e) => tracing::warn!(error = %e, "could not read the outbox statistics for /metrics"),
+    if let Some(stats) = store_figures(&state).await.outbox {
+        state.metrics.set_outbox(&stats);
     }
     HttpResponse::Ok()
         .insert_header((

@@ -10,7 +10,7 @@
 mod bulk;
 mod discovery;
 mod fallback;
-mod health;
+pub(crate) mod health;
 mod me;
 mod oauth_token;
 mod resources;

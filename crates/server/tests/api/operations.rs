@@ -9,6 +9,7 @@ use std::sync::Arc;
 on_both_backends!(
     health_and_readiness,
     metrics_are_exposed,
+    probes_in_a_loop_read_the_store_once_per_interval,
     graceful_stop_finishes_and_refuses
 );
 
@@ -150,4 +151,39 @@ async fn graceful_stop_finishes_and_refuses(backend: Backend) {
         .send()
         .await;
     assert!(after.is_err(), "a stopped server accepts no connection");
+}
+
+/// `/readyz` and `/metrics` called in a loop (a scraper misconfigured, or anyone on the network)
+/// read the store once per 5 s, not once per call: `scim_bridge_ops_store_reads_total` counts.
+async fn probes_in_a_loop_read_the_store_once_per_interval(backend: Backend) {
+    let Some(srv) = TestServer::start(backend).await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let calls = 60;
+    for n in 0..calls {
+        let path = if n % 2 == 0 { "readyz" } else { "metrics" };
+        let reply = srv
+            .send(srv.client.get(format!("{}/{path}", srv.root)))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    let text = srv
+        .send(srv.client.get(format!("{}/metrics", srv.root)))
+        .await
+        .text;
+    let reads: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scim_bridge_ops_store_reads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no read counter in {text}"));
+    // One read per started 5 s interval (the loop takes well under a second unless the machine
+    // is very busy).
+    let intervals = started.elapsed().as_secs() / 5 + 1;
+    assert!(
+        (1..=intervals).contains(&reads),
+        "{reads} store reads for {} calls in {:?}",
+        calls + 1,
+        started.elapsed()
+    );
 }
