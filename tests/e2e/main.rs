@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit;
+mod crash_loop;
 mod oauth;
 mod schema;
 #[path = "../shared/sink.rs"]
@@ -511,17 +512,15 @@ async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
         let mut bridge = start(
             &db,
             dir.path(),
-            vec![
-                ("SCIM_BRIDGE_CODER_URL".into(), fake.base_url().to_string()),
-                (
-                    "SCIM_BRIDGE_CODER_TOKEN".into(),
-                    fake.owner_token().to_string(),
-                ),
-                ("SCIM_BRIDGE_CODER_RATE_LIMIT".into(), "1000".into()),
-                ("SCIM_BRIDGE_WORKER_CONCURRENCY".into(), "2".into()),
-                // PostgreSQL replicas take over a dead worker's rows when its lease runs out.
-                ("SCIM_BRIDGE_OUTBOX_LEASE".into(), "4s".into()),
-            ],
+            [
+                support::coder_fake_env(&fake),
+                vec![
+                    ("SCIM_BRIDGE_WORKER_CONCURRENCY".into(), "2".into()),
+                    // PostgreSQL replicas take over a dead worker's rows when its lease runs out.
+                    ("SCIM_BRIDGE_OUTBOX_LEASE".into(), "4s".into()),
+                ],
+            ]
+            .concat(),
         )
         .await;
         // Every Coder call now takes 40 ms: draining USERS users takes seconds.

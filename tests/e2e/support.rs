@@ -62,6 +62,18 @@ pub async fn fresh_database(db: &Db, dir: &Path) -> String {
     }
 }
 
+/// The settings that point a bridge at the Coder fake `fake` as its owner, unthrottled.
+pub fn coder_fake_env(fake: &coder_fake::FakeHandle) -> Vec<(String, String)> {
+    vec![
+        ("SCIM_BRIDGE_CODER_URL".into(), fake.base_url().to_string()),
+        (
+            "SCIM_BRIDGE_CODER_TOKEN".into(),
+            fake.owner_token().to_string(),
+        ),
+        ("SCIM_BRIDGE_CODER_RATE_LIMIT".into(), "1000".into()),
+    ]
+}
+
 /// Runs a CLI subcommand to completion and returns its stdout.
 pub fn cli(envs: &[(String, String)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(BIN);

@@ -286,11 +286,12 @@ impl Reconciler {
         let current: BTreeSet<Uuid> = group.members.iter().map(|m| m.id).collect();
         let mut managed = BTreeSet::new();
         for member in group.members.iter().filter(|m| !wanted.contains(&m.id)) {
+            // By id: a mapping's username may trail a rename Coder already made.
             if self
                 .store
-                .coder_user_by_username(&member.username)
+                .coder_user_by_coder_id(member.id)
                 .await?
-                .is_some_and(|m| m.coder_user_id == member.id)
+                .is_some()
             {
                 managed.insert(member.id);
             }

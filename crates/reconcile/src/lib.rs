@@ -51,9 +51,12 @@
 //! - **Mapping.** A mapped Coder user that no longer exists (confirmed by listing) is
 //!   provisioned again; its groups are queued with the new mapping.
 //! - **Profile (username, name).** Compared with Coder's current values at each reconcile. A
-//!   rename is decided from the stored username base against the desired one, and the
+//!   user the bridge created is renamed while its username is not a candidate of the desired
+//!   base (an adopted one when the stored base differs from the desired one), and the
 //!   candidate Coder already carries is kept, so a crash after the rename does not rename
-//!   again.
+//!   again and a crash before its record does not skip it. The mapping's username follows
+//!   Coder's; a group tells managed members by Coder id, so a mapping that trails a rename
+//!   still counts.
 //! - **Suspend and activate.** From Coder's current status and the desired `active`.
 //! - **Offboarding extras.** Every reconcile of an inactive user (or of a deleted one the
 //!   policy suspends) lists its API tokens and running workspaces and removes or stops them,
@@ -66,7 +69,8 @@
 //!   drops the mapping, a suspension is skipped when Coder shows the user suspended.
 //! - **Group create.** Looked up by name first; a 409 on create adopts the group by name.
 //! - **Group membership.** The difference between the SCIM members that have a Coder user and
-//!   Coder's current members (removing only users the bridge manages).
+//!   Coder's current members (removing only users the bridge manages). Tested end to end by
+//!   SIGKILLing the real binary at random points (`tests/e2e/crash_loop.rs`).
 //! - **Group rename and delete.** Compared with Coder's group; a delete answered 404 is done,
 //!   and the mapping is dropped after it.
 //! - **Role rules on groups.** A group's reconcile queues the users whose stored

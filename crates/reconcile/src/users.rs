@@ -491,6 +491,11 @@ impl Reconciler {
 
     /// The username the user should have: the mapped one, unless the SCIM source changed (a
     /// rename), then the first free candidate from the new base.
+    ///
+    /// A user the bridge created is renamed while its username is not a candidate of the
+    /// desired base, whatever the stored record says: a crash between a create or a rename and
+    /// the record leaves the record ahead of Coder. An adopted user keeps the name it came with
+    /// until the IdP's source changes.
     async fn wanted_username(
         &self,
         desired: &DesiredUser,
@@ -498,7 +503,15 @@ impl Reconciler {
         actual: &User,
     ) -> ReconcileResult<String> {
         let applied = LastApplied::of(mapping);
-        if applied.username_base == desired.username_base || applied.username_base.is_empty() {
+        let rename_due = if mapping.adopted {
+            !applied.username_base.is_empty() && applied.username_base != desired.username_base
+        } else {
+            !(1..=MAX_USERNAME_SUFFIX).any(|n| {
+                username_candidate(&desired.username_base, n)
+                    .eq_ignore_ascii_case(&mapping.coder_username)
+            })
+        };
+        if !rename_due {
             return Ok(mapping.coder_username.clone());
         }
         for n in 1..=MAX_USERNAME_SUFFIX {
@@ -617,6 +630,10 @@ impl Reconciler {
                 }
                 Err(e) => return Err(e.into()),
             }
+        } else {
+            // Coder already has the wanted name (a crash may have come between a rename and
+            // the record of it): the mapping follows Coder.
+            mapping.coder_username = actual.username.clone();
         }
         match &diff.email_pending {
             Some(email) => {

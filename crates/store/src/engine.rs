@@ -1651,6 +1651,18 @@ impl Backend {
         Ok(row.map(CoderUserRow::into_mapping).transpose()?)
     }
 
+    pub(crate) async fn coder_user_by_coder_id(
+        &self,
+        coder_user_id: uuid::Uuid,
+    ) -> StoreResult<Option<CoderUser>> {
+        let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE coder_user_id = $1");
+        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+            .bind(coder_user_id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+    }
+
     pub(crate) async fn coder_user_list(&self) -> StoreResult<Vec<CoderUser>> {
         let sql =
             format!("SELECT {CODER_USER_COLUMNS} FROM coder_users ORDER BY coder_username_key");

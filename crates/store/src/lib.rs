@@ -623,6 +623,14 @@ impl Store {
         on_backend!(self, b => b.coder_user_by_username(username).await)
     }
 
+    /// The mapping to the Coder user with this id.
+    pub async fn coder_user_by_coder_id(
+        &self,
+        coder_user_id: uuid::Uuid,
+    ) -> StoreResult<Option<CoderUser>> {
+        on_backend!(self, b => b.coder_user_by_coder_id(coder_user_id).await)
+    }
+
     /// All user mappings, by username.
     pub async fn coder_user_list(&self) -> StoreResult<Vec<CoderUser>> {
         on_backend!(self, b => b.coder_user_list().await)

@@ -17,6 +17,7 @@ sync_tests!(
     renames_and_delete_policies,
     a_member_outside_the_organization_joins_it_first,
     without_premium_groups_are_kept_but_not_mirrored,
+    a_member_whose_mapping_trails_a_rename_is_still_removed,
 );
 
 fn members(state: &FakeState, group: &str) -> BTreeSet<Uuid> {
@@ -279,4 +280,36 @@ async fn without_premium_groups_are_kept_but_not_mirrored(db: TestDb) {
         0,
         "no group call is tried"
     );
+}
+
+/// A member's mapping still holds its old username (Coder was renamed, the record was not yet
+/// updated): the group still knows it as a managed user and removes it when it leaves.
+async fn a_member_whose_mapping_trails_a_rename_is_still_removed(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let user = env.create_user("trail@corp.com", json!({})).await;
+    let group = env.create_group("trailing", &[&user.id]).await;
+    env.drain().await;
+    let coder_id = env.coder_user(&user.id).await.id;
+    assert_eq!(
+        members(&env.coder(), "trailing"),
+        BTreeSet::from([coder_id])
+    );
+    env.owner
+        .update_profile(
+            coder_id,
+            &coder::types::UpdateUserProfileRequest {
+                username: "trail-renamed".into(),
+                name: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    env.patch(
+        ResourceKind::Group,
+        &group.id,
+        json!([{ "op": "remove", "path": format!("members[value eq \"{}\"]", user.id) }]),
+    )
+    .await;
+    env.reconciler.reconcile_group(&group.id).await.unwrap();
+    assert!(members(&env.coder(), "trailing").is_empty());
 }

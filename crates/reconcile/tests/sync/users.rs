@@ -27,6 +27,7 @@ sync_tests!(
     reconciling_twice_changes_nothing,
     a_create_whose_answer_was_lost_is_found_not_repeated,
     a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy,
+    a_rename_recorded_ahead_of_coder_is_still_applied,
 );
 
 async fn creates_the_user_with_a_valid_username_name_email_and_organization(db: TestDb) {
@@ -589,4 +590,25 @@ async fn a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy(
             .unwrap()
             .is_none()
     );
+}
+
+/// The stored record says the new username base was applied, Coder still has the old name (a
+/// crash between a lost create and a rename leaves exactly this): Coder's name decides, and the
+/// rename is applied.
+async fn a_rename_recorded_ahead_of_coder_is_still_applied(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let user = env.create_user("before@corp.com", json!({})).await;
+    env.drain().await;
+    env.patch(
+        ResourceKind::User,
+        &user.id,
+        json!([{ "op": "replace", "path": "userName", "value": "after@corp.com" }]),
+    )
+    .await;
+    let mut mapping = env.mapping(&user.id).await;
+    mapping.last_applied["username_base"] = json!("after");
+    env.store().coder_user_upsert(&mapping).await.unwrap();
+    env.drain().await;
+    assert_eq!(env.coder_user(&user.id).await.username, "after");
+    assert_eq!(env.mapping(&user.id).await.coder_username, "after");
 }
