@@ -517,10 +517,15 @@ async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
 async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
     let env = Env::start(db, false, "").await;
     let running = spawn(env.worker(worker_config("w1")));
-    env.wait_for("the start-up check", |s| {
-        s.calls.iter().any(|c| c.route == "/api/v2/organizations")
-    })
-    .await;
+    // The whole start-up check, not just its organizations call: a 401 meant for the reconcile
+    // must not be taken by the check's later calls.
+    for _ in 0..500 {
+        if env.reconciler.status().snapshot().capabilities.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(env.reconciler.status().snapshot().capabilities.is_some());
     env.fake
         .inject(Fault::next(
             6,
