@@ -1,9 +1,11 @@
 //! Operations endpoints outside the SCIM base, served without a token: `/healthz` (the process
 //! answers), `/readyz` (it can do its job) and `/metrics` (Prometheus text).
 
+use crate::edge::admit;
+use crate::request::RequestContext;
 use crate::state::AppState;
-use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -73,8 +75,14 @@ pub struct ReadyzQuery {
 }
 
 /// Readiness: the database answers, its migrations are current, and Coder is reachable and
-/// accepts the bridge's token (as the worker's probe reports). 503 when any is not.
-pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) -> HttpResponse {
+/// accepts the bridge's token (as the worker's probe reports). 503 when any is not. The checks,
+/// their details and the warnings are shown only to a caller with a valid bridge credential;
+/// anyone else (a load balancer's probe) gets the bare status.
+pub async fn readyz(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<ReadyzQuery>,
+) -> HttpResponse {
     let coder_required = !query
         .coder
         .as_deref()
@@ -88,8 +96,26 @@ pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) 
     let database_ok = database.is_ok();
     let migrations_ok = matches!(migrations, Ok(true));
     let ready = database_ok && migrations_ok && (coder.ready || !coder_required);
+    let status = if ready { "ready" } else { "not ready" };
+    let respond = |body| {
+        if ready {
+            HttpResponse::Ok().json(body)
+        } else {
+            HttpResponse::ServiceUnavailable().json(body)
+        }
+    };
+    // Only a request that offers a credential is checked, so probes without one are not
+    // counted as failed authentications.
+    let offers_credential = req.headers().contains_key(AUTHORIZATION);
+    let client_addr = req
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(|ctx| ctx.client_addr);
+    if !offers_credential || admit(&state, &req, client_addr).await.is_err() {
+        return respond(json!({ "status": status }));
+    }
     let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": status,
         "checks": {
             "database": {
                 "ok": database_ok,
@@ -108,11 +134,7 @@ pub async fn readyz(state: web::Data<AppState>, query: web::Query<ReadyzQuery>) 
         },
         "warnings": coder.warnings,
     });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    respond(body)
 }
 
 /// The metrics, with the outbox gauges from the store (at most [`OPS_CACHE_TTL`] old) so they

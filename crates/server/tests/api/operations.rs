@@ -37,8 +37,28 @@ async fn health_and_readiness(backend: Backend) {
         .await;
     assert_eq!(health.status, 200);
     assert_eq!(health.body["status"], "ok");
+    // Without a credential, or with a bad one: the bare status, no internal detail.
+    for bare in [
+        srv.client.get(format!("{}/readyz", srv.root)),
+        srv.client
+            .get(format!("{}/readyz", srv.root))
+            .bearer_auth("scimb_not-a-real-token"),
+    ] {
+        let bare = srv.send(bare).await;
+        assert_eq!(bare.status, 200, "{}", bare.text);
+        assert_eq!(
+            bare.body,
+            serde_json::json!({"status": "ready"}),
+            "{}",
+            bare.text
+        );
+    }
     let ready = srv
-        .send(srv.client.get(format!("{}/readyz", srv.root)))
+        .send(
+            srv.client
+                .get(format!("{}/readyz", srv.root))
+                .bearer_auth(&srv.token),
+        )
         .await;
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.body["status"], "ready");
@@ -64,8 +84,20 @@ async fn health_and_readiness(backend: Backend) {
     else {
         return;
     };
-    let not_ready = srv
+    let bare = srv
         .send(srv.client.get(format!("{}/readyz", srv.root)))
+        .await;
+    assert_eq!(
+        bare.status, 503,
+        "the status code tells the truth without a token"
+    );
+    assert_eq!(bare.body, serde_json::json!({"status": "not ready"}));
+    let not_ready = srv
+        .send(
+            srv.client
+                .get(format!("{}/readyz", srv.root))
+                .bearer_auth(&srv.token),
+        )
         .await;
     assert_eq!(not_ready.status, 503, "{}", not_ready.text);
     assert_eq!(not_ready.body["status"], "not ready");
@@ -79,7 +111,8 @@ async fn health_and_readiness(backend: Backend) {
     let local = srv
         .send(
             srv.client
-                .get(format!("{}/readyz?coder=optional", srv.root)),
+                .get(format!("{}/readyz?coder=optional", srv.root))
+                .bearer_auth(&srv.token),
         )
         .await;
     assert_eq!(local.status, 200, "{}", local.text);
