@@ -19,6 +19,8 @@ use crate::support::{Bridge, BridgeOptions, Db, coder_fake_env, eventually, fres
 const ROUNDS: usize = 12;
 const MAX_ROUNDS: usize = 30;
 const MIN_CHANGES: usize = 250;
+/// `SCIM_BRIDGE_OUTBOX_LEASE` of the test's bridges.
+const LEASE: &str = "3s";
 /// Changes sent per round at most (the kill usually comes first).
 const CHANGES_PER_ROUND: usize = 45;
 
@@ -284,7 +286,9 @@ async fn differences(bridge: &Bridge, fake: &FakeHandle) -> Vec<String> {
     problems
 }
 
-async fn crash_loop_on(db: &Db) {
+/// `replicas` bridges on one database (more than one only on PostgreSQL); each round one of
+/// them is SIGKILLed while the others keep serving, and restarted in the next round.
+async fn crash_loop_on(db: &Db, replicas: usize) {
     let fake = CoderFake::start(FakeOptions {
         premium: true,
         rate_limit_per_minute: None,
@@ -294,7 +298,7 @@ async fn crash_loop_on(db: &Db) {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database(db, dir.path()).await;
-    let mut bridge = Bridge::start(BridgeOptions {
+    let first = Bridge::start(BridgeOptions {
         database_url,
         extra_env: [
             coder_fake_env(&fake),
@@ -302,20 +306,26 @@ async fn crash_loop_on(db: &Db) {
                 ("SCIM_BRIDGE_DRIFT_INTERVAL".into(), "0".into()),
                 // A killed process's leases pass on quickly (PostgreSQL; SQLite releases them
                 // at start-up).
-                ("SCIM_BRIDGE_OUTBOX_LEASE".into(), "3s".into()),
+                ("SCIM_BRIDGE_OUTBOX_LEASE".into(), LEASE.into()),
             ],
         ]
         .concat(),
     })
     .await;
+    let mut bridges = vec![first];
+    while bridges.len() < replicas {
+        let another = bridges[0].another().await;
+        bridges.push(another);
+    }
     let mut rng = Rng::seeded();
     let mut known = Known::default();
     let started = Instant::now();
     let mut round = 0;
+    let mut killed: Option<usize> = None;
     while round < ROUNDS || (known.acknowledged < MIN_CHANGES && round < MAX_ROUNDS) {
         round += 1;
-        if round > 1 {
-            bridge.spawn().await;
+        if let Some(k) = killed.take() {
+            bridges[k].spawn().await;
         }
         // A few milliseconds per Coder call, so a kill lands inside reconciles, not between.
         fake.clear_faults();
@@ -329,16 +339,20 @@ async fn crash_loop_on(db: &Db) {
         tokio::pin!(deadline);
         let mut sent = 0;
         loop {
+            // IdP requests spread over every replica.
+            let target = rng.below(bridges.len());
             tokio::select! {
                 () = &mut deadline => break,
-                _ = one_change(&bridge, &mut rng, &mut known), if sent < CHANGES_PER_ROUND => {
+                _ = one_change(&bridges[target], &mut rng, &mut known), if sent < CHANGES_PER_ROUND => {
                     sent += 1;
                 }
-                // All sent: let the worker run until the kill.
+                // All sent: let the workers run until the kill.
                 () = tokio::time::sleep(Duration::from_secs(3600)), if sent >= CHANGES_PER_ROUND => {}
             }
         }
-        bridge.kill();
+        let victim = rng.below(bridges.len());
+        bridges[victim].kill();
+        killed = Some(victim);
     }
     fake.clear_faults();
     eprintln!(
@@ -352,17 +366,30 @@ async fn crash_loop_on(db: &Db) {
         known.acknowledged
     );
 
-    bridge.spawn().await;
+    if let Some(k) = killed.take() {
+        if replicas > 1 {
+            // The others hold the store: the killed replica's leases must pass to them.
+            bridges.remove(k);
+        } else {
+            bridges[k].spawn().await;
+        }
+    }
+    let bridge = &bridges[0];
+    let last_kill = Instant::now();
     let converged = eventually(Duration::from_secs(60), || async {
         let out = bridge.cli(&["outbox", "status"]);
         let drained = String::from_utf8_lossy(&out.stdout).contains("depth:      0");
-        (drained && differences(&bridge, &fake).await.is_empty()).then_some(())
+        (drained && differences(bridge, &fake).await.is_empty()).then_some(())
     })
     .await;
+    eprintln!(
+        "{db:?}, {replicas} replica(s): converged {:?} after the last kill (lease {LEASE})",
+        last_kill.elapsed()
+    );
     if converged.is_none() {
         panic!(
             "{db:?}: Coder never matched the SCIM store:\n{}\noutbox:\n{}",
-            differences(&bridge, &fake).await.join("\n"),
+            differences(bridge, &fake).await.join("\n"),
             String::from_utf8_lossy(&bridge.cli(&["outbox", "list"]).stdout)
         );
     }
@@ -395,7 +422,7 @@ async fn crash_loop_on(db: &Db) {
         refused, 0,
         "{db:?}: a group PATCH was refused (two writers)"
     );
-    drop(bridge);
+    drop(bridges);
     fake.stop().await;
 }
 
@@ -404,6 +431,17 @@ async fn crash_loop_on(db: &Db) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_converges_coder_to_the_scim_store() {
     for db in Db::available() {
-        crash_loop_on(&db).await;
+        crash_loop_on(&db, 1).await;
     }
+}
+
+/// Three replicas on one PostgreSQL, IdP requests spread over all three, one SIGKILLed at a
+/// time while the others serve: nothing acknowledged is lost, nothing applied twice, and the
+/// dead replica's leases pass to the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_with_random_sigkills_converge_coder_to_the_scim_store() {
+    if !Db::available().iter().any(|d| matches!(d, Db::Postgres)) {
+        return;
+    }
+    crash_loop_on(&Db::Postgres, 3).await;
 }

@@ -167,6 +167,20 @@ impl Bridge {
         bridge
     }
 
+    /// Another replica: the same settings, database and IdP token, its own process and port.
+    pub async fn another(&self) -> Bridge {
+        let mut bridge = Bridge {
+            child: None,
+            base: String::new(),
+            token: self.token.clone(),
+            envs: self.envs.clone(),
+            logs: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::new(),
+        };
+        bridge.spawn().await;
+        bridge
+    }
+
     /// Starts (or restarts) the server process on a new port.
     pub async fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
