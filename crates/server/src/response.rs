@@ -4,23 +4,25 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, ETAG, HeaderValue, LOCATION};
-use serde_json::Value;
+use serde::Serialize;
 
 /// The media type of every SCIM response, errors included.
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json; charset=utf-8";
 
 /// A SCIM JSON response.
-pub fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
+pub fn scim_json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
+    // Serialising a JSON value or a rendered resource cannot fail (string keys only).
+    let text = serde_json::to_vec(body).unwrap_or_default();
     HttpResponse::build(status)
         .insert_header((CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE)))
-        .body(body.to_string())
+        .body(text)
 }
 
 /// A single resource: `ETag` from `meta.version`, and `Location` when `created` (RFC 7644
 /// §3.3: a POST answers 201 with the new resource's URI).
 pub fn resource(
     status: StatusCode,
-    body: &Value,
+    body: &impl Serialize,
     etag: &str,
     location: Option<&str>,
 ) -> HttpResponse {

@@ -31,7 +31,7 @@ pub async fn create(
     .await?;
     let base = base_url(&req, &state);
     let location = resources::location(&base, kind, &created.id);
-    let body = resources::render(&state, &created, &base, &projection);
+    let body = resources::render(state.registry, &created, &base, &projection);
     Ok(resource(
         StatusCode::CREATED,
         &body,

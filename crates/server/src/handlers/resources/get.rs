@@ -32,6 +32,6 @@ pub async fn get(
             .insert_header((ETAG, etag))
             .finish());
     }
-    let body = resources::render(&state, &found, &base_url(&req, &state), &projection);
+    let body = resources::render(state.registry, &found, &base_url(&req, &state), &projection);
     Ok(resource(StatusCode::OK, &body, &etag, None))
 }

@@ -6,12 +6,14 @@ use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, query_params};
 use crate::response::scim_json;
-use crate::service::resources;
+use crate::service::resources::{self, Rendered};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use scim::ResourceKind;
 use scim::query::{ListQuery, page_response};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 pub async fn list(
     kind: ResourceKind,
@@ -33,10 +35,40 @@ pub fn list_body(
     page: &[store::StoredResource],
 ) -> HttpResponse {
     let base = base_url(req, state);
-    let items = page
+    let items: Vec<Rendered<'_>> = page
         .iter()
-        .map(|r| resources::render(state, r, &base, &query.projection))
+        .map(|r| resources::render(state.registry, r, &base, &query.projection))
         .collect();
     let total = usize::try_from(total).unwrap_or(usize::MAX);
-    scim_json(StatusCode::OK, &page_response(query, total, items))
+    // The envelope from the core, the resources written into it (see `resources::render`).
+    let envelope = page_response(query, total, Vec::new());
+    scim_json(
+        StatusCode::OK,
+        &ListBody {
+            envelope,
+            items: &items,
+        },
+    )
+}
+
+struct ListBody<'a> {
+    envelope: Value,
+    items: &'a [Rendered<'a>],
+}
+
+impl Serialize for ListBody<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(envelope) = &self.envelope else {
+            return self.envelope.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(envelope.len()))?;
+        for (key, value) in envelope {
+            match key.as_str() {
+                "Resources" => map.serialize_entry(key, self.items)?,
+                "itemsPerPage" => map.serialize_entry(key, &self.items.len())?,
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
+    }
 }

@@ -62,6 +62,6 @@ pub async fn respond_with_current(
         Ok(current) => current,
         Err(_) => written,
     };
-    let body = resources::render(state, &current, &base_url(req, state), &projection);
+    let body = resources::render(state.registry, &current, &base_url(req, state), &projection);
     Ok(resource(StatusCode::OK, &body, &current.etag(), None))
 }
