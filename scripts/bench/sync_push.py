@@ -2,7 +2,7 @@
 """Push USERS users and GROUPS groups (MEMBERS members each) to a running bridge at concurrency C
 over SCIM, then poll the Coder fake until it holds exactly that state. Prints JSON with the
 push time, the convergence time after the last SCIM response, and the counts."""
-import argparse, http.client, json, sys, threading, time, urllib.parse, random
+import argparse, http.client, itertools, json, sys, threading, time, urllib.parse, random
 
 def conn(url):
     u = urllib.parse.urlsplit(url)
@@ -26,6 +26,7 @@ def run_parallel(n_threads, items, fn):
 
 def main():
     ap = argparse.ArgumentParser()
+    # Several comma-separated bases (replicas): the client connections are spread over them.
     ap.add_argument("--base", required=True); ap.add_argument("--token", required=True)
     ap.add_argument("--fake", required=True); ap.add_argument("--fake-token", required=True)
     ap.add_argument("--users", type=int, default=10000); ap.add_argument("--groups", type=int, default=500)
@@ -34,8 +35,11 @@ def main():
     a = ap.parse_args()
     h = {"Authorization": "Bearer " + a.token, "Content-Type": "application/scim+json"}
     ids = {}
+    bases, base_lock = itertools.cycle(a.base.split(",")), threading.Lock()
+    def next_base():
+        with base_lock: return next(bases)
     def post_user(c, i):
-        c = c or conn(a.base)
+        c = c or conn(next_base())
         cc, path = c
         name = f"sync{i}@example.com"
         body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
@@ -47,7 +51,7 @@ def main():
         return c
     rnd = random.Random(7)
     def post_group(c, g):
-        c = c or conn(a.base)
+        c = c or conn(next_base())
         cc, path = c
         members = [{"value": ids[m]} for m in rnd.sample(range(a.users), a.members)]
         body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": f"sync-group-{g}", "members": []}
@@ -82,7 +86,10 @@ def main():
     user_calls = [c for c in calls if c["route"] == "/api/v2/users"]
     lookups = sum(1 for c in user_calls if c["method"] == "GET")
     creates = sum(1 for c in user_calls if c["method"] == "POST")
-    print(json.dumps({"push_seconds": round(last - t0, 1), "converged_seconds_after_last_response": round(done - last, 1),
+    writes = a.users + 2 * a.groups
+    print(json.dumps({"push_seconds": round(last - t0, 1), "scim_writes": writes,
+                      "scim_writes_per_second": round(writes / max(last - t0, 1e-9), 1),
+                      "converged_seconds_after_last_response": round(done - last, 1),
                       "converged_seconds_from_first_request": round(done - t0, 1),
                       "coder_calls": len(calls), "user_lookups_and_listings": lookups, "user_creates": creates,
                       "user_calls_per_new_user": round((lookups + creates) / max(a.users, 1), 3),
