@@ -1,7 +1,7 @@
 //! An in-memory fake of the Coder REST API for scim-bridge's tests.
 //!
-//! It reproduces the Coder behaviour listed in `shared/coder-api/BEHAVIOUR.md` for the routes in
-//! [`ROUTES`] (the same swagger-checked table style as the `coder` client's), over real HTTP on
+//! It reproduces the Coder behaviour the bridge relies on (including where Coder departs from its
+//! swagger) for the routes in [`ROUTES`] (the same swagger-checked table style as the `coder` client's), over real HTTP on
 //! `127.0.0.1`:
 //!
 //! ```no_run

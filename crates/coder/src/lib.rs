@@ -5,7 +5,8 @@
 //! - [`CoderError`]: every failure classified as retryable, auth, unlicensed or permanent.
 //! - Request/response bodies in [`types`], named after `codersdk.*` definitions.
 //!
-//! Coder behaviour this client relies on is listed in `shared/coder-api/BEHAVIOUR.md`.
+//! The Coder behaviour this client relies on is reproduced by `coder-fake` and checked against
+//! the client in `tests/coder_api/against_fake.rs`.
 
 #![warn(missing_docs)]
 

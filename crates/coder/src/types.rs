@@ -244,7 +244,7 @@ pub struct UpdateRoles {
 }
 
 /// `GET /api/v2/users/{user}/roles`. Swagger says `codersdk.User`; Coder's handler answers
-/// `{roles, organization_roles}` (see `shared/coder-api/SOURCE.md`).
+/// `{roles, organization_roles}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRoles {
     /// Site role names.

@@ -1,4 +1,4 @@
-//! Sync benchmarks (issue 4 §5 and §11), against the in-process Coder fake on loopback:
+//! Sync benchmarks (convergence and offboarding latency), against the in-process Coder fake on loopback:
 //!
 //! - **Convergence**: `USERS` users and `GROUPS` groups (`MEMBERS` members each) stored, then the
 //!   worker (concurrency 8) drains the backlog until Coder equals the desired state (drift plan

@@ -1,4 +1,4 @@
-//! Drift repair (issue 4 §9): compare the desired state of every SCIM resource with Coder's,
+//! Drift repair: compare the desired state of every SCIM resource with Coder's,
 //! in bulk (a few list calls instead of one reconcile per resource), print the plan or queue
 //! the resources that differ. The worker runs it every `drift_interval`; `scim-bridge reconcile
 //! [--dry-run]` runs it on demand.

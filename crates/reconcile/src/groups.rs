@@ -1,4 +1,4 @@
-//! Reconciling one SCIM Group: its Coder group (Premium) and the roles of its members (§6–§7).
+//! Reconciling one SCIM Group: its Coder group (Premium) and the roles of its members.
 
 use crate::desired::{DesiredGroup, desired_group};
 use crate::diff::{MembershipDiff, group_rename, membership_diff};

@@ -1,4 +1,4 @@
-//! The sync worker: converges Coder to the SCIM state held in the store (issue 4).
+//! The sync worker: converges Coder to the SCIM state held in the store.
 //!
 //! Level-triggered: an outbox row names WHICH resource to reconcile; [`Reconciler`] reads the
 //! desired state from the store and Coder's actual state, then applies the difference, so

@@ -1,4 +1,4 @@
-//! Coder names from SCIM values. Coder's rules (BEHAVIOUR.md, "Users" and "Groups"): usernames
+//! Coder names from SCIM values. Coder's rules for users and groups: usernames
 //! and group names match `^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$` (usernames 1–32 characters, not
 //! `new` or `create`; group names up to 255), user names at most 128 characters and group
 //! display names at most 64, without surrounding white space.

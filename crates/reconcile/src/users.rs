@@ -1,4 +1,5 @@
-//! Reconciling one SCIM User with its Coder user (issue 4 §4–§5, §7).
+//! Reconciling one SCIM User with its Coder user: the account, its status (offboarding included)
+//! and its roles.
 
 use crate::desired::{DesiredUser, GroupIdentity, desired_user};
 use crate::diff::{org_role_changes, user_diff};
@@ -173,7 +174,7 @@ impl Reconciler {
     }
 
     /// The Coder user a mapping points at, if it still exists. Coder answers `GET /users/{id}`
-    /// for deleted users too, so existence is confirmed by listing (BEHAVIOUR.md).
+    /// for deleted users too, so existence is confirmed by listing.
     pub(crate) async fn find_mapped(&self, mapping: &CoderUser) -> ReconcileResult<Option<User>> {
         if let Some(user) = self
             .client
@@ -687,7 +688,7 @@ impl Reconciler {
     }
 
     /// Delete a Coder user and confirm it by listing: `GET /users/{id}` still answers for a
-    /// deleted user (BEHAVIOUR.md).
+    /// deleted user.
     async fn delete_confirmed(
         &self,
         actual: &User,

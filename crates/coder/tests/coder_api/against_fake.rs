@@ -1,4 +1,4 @@
-//! The client against the Coder fake over real HTTP on 127.0.0.1: every BEHAVIOUR.md rule the
+//! The client against the Coder fake over real HTTP on 127.0.0.1: every Coder behaviour the
 //! bridge depends on, and the client's error classes.
 
 use std::num::NonZeroU32;

@@ -1,4 +1,4 @@
-//! The capability and conflict check (issue 4 §8).
+//! The capability and conflict check.
 
 use crate::harness::{Env, TestDb};
 use crate::sync_tests;

@@ -1,4 +1,4 @@
-//! Drift repair (issue 4 §9).
+//! Drift repair.
 
 use crate::harness::{Env, TestDb};
 use crate::sync_tests;

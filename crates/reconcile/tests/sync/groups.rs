@@ -1,4 +1,4 @@
-//! Groups (issue 4 §6).
+//! Groups.
 
 use crate::harness::{Env, TestDb, calls};
 use crate::sync_tests;

@@ -1,4 +1,4 @@
-//! Group → role sync (issue 4 §7).
+//! Group → role sync.
 
 use crate::harness::{Env, TestDb};
 use crate::sync_tests;

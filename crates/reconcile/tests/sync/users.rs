@@ -1,4 +1,4 @@
-//! Users (issue 4 §4) and instant offboarding (§5).
+//! Users and instant offboarding.
 
 use crate::harness::{Env, TestDb, calls};
 use crate::sync_tests;

@@ -1,5 +1,5 @@
 //! The worker: wake-ups, priority, outages, 429 storms, dead letters, leases, an auth pause,
-//! shutdown, and replicas sharing the queue (issue 4 §3, §5, §10).
+//! shutdown, and replicas sharing the queue.
 
 use crate::harness::{Env, Running, TestDb, calls, spawn, worker_config};
 use crate::sync_tests;
