@@ -195,6 +195,7 @@ that value, else empty (the setting is left out).
       "SCIM_BRIDGE_BULK_MAX_PAYLOAD_BYTES" $settings.bulkMaxPayloadBytes
       "SCIM_BRIDGE_WORKER" $worker.enabled
       "SCIM_BRIDGE_WORKER_CONCURRENCY" $worker.concurrency
+      "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN" $worker.concurrencyMin
       "SCIM_BRIDGE_MAX_ATTEMPTS" $worker.maxAttempts
       "SCIM_BRIDGE_DRIFT_INTERVAL" $worker.driftInterval }}
 {{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
