@@ -204,6 +204,9 @@ fn authenticate(world: &mut World, request: &HttpRequest) -> Result<Uuid, ApiErr
         .keys
         .get(token)
         .ok_or_else(|| ApiError::new(401, "API key is invalid."))?;
+    if key.expires_at <= chrono::Utc::now() {
+        return Err(ApiError::new(401, "API key expired."));
+    }
     let user = world
         .users
         .get_mut(&key.user_id)

@@ -120,7 +120,14 @@ pub struct FakeApiKey {
     pub token: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+    /// `codersdk.APIKeyScope` values (`coder:all` unless the creator asked for others).
+    pub scopes: Vec<String>,
 }
+
+/// Lifetime of a token whose creator named none (Coder's default is 30 days).
+pub const DEFAULT_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::days(30);
 
 /// `codersdk.WorkspaceStatus` values the fake uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -320,24 +327,45 @@ impl World {
         })
     }
 
-    /// Creates a long-lived token for `user` and returns it.
+    /// Creates a long-lived token for `user` with every scope and the default lifetime.
     pub fn issue_token(
         &mut self,
         user: Uuid,
         token_name: &str,
         token: Option<String>,
     ) -> FakeApiKey {
+        self.issue_scoped_token(
+            user,
+            token_name,
+            token,
+            vec!["coder:all".to_owned()],
+            DEFAULT_TOKEN_LIFETIME,
+        )
+    }
+
+    /// Creates a long-lived token for `user` limited to `scopes` that lives `lifetime`.
+    pub fn issue_scoped_token(
+        &mut self,
+        user: Uuid,
+        token_name: &str,
+        token: Option<String>,
+        scopes: Vec<String>,
+        lifetime: chrono::Duration,
+    ) -> FakeApiKey {
         let token = token.unwrap_or_else(|| {
             let id: String = random_alphanumeric(10);
             format!("{id}-{}", random_alphanumeric(22))
         });
         let id = token.split('-').next().unwrap_or_default().to_owned();
+        let now = Utc::now();
         let key = FakeApiKey {
             id,
             user_id: user,
             token_name: token_name.to_owned(),
             token: token.clone(),
-            created_at: Utc::now(),
+            created_at: now,
+            expires_at: now + lifetime,
+            scopes,
         };
         self.keys.insert(token, key.clone());
         key

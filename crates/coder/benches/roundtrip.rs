@@ -33,6 +33,7 @@ fn roundtrips(c: &mut Criterion) {
                 login_type: LoginType::Oidc,
                 organization_ids: vec![DEFAULT_ORGANIZATION_ALIAS],
                 user_status: None,
+                service_account: false,
             };
             client.create_user(&request).await.unwrap();
         }

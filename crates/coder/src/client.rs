@@ -262,6 +262,39 @@ impl CoderClient {
         self.send(&routes::CREATE_USER, &[], Some(request)).await
     }
 
+    /// `POST /api/v2/users` with `service_account: true`: an account that cannot log in
+    /// (`login_type` `none`, no email). Service accounts are Coder Premium: a 403 here means the
+    /// deployment lacks the licence (the same token creates people, so it is not the bridge's
+    /// credentials) and is reported as [`CoderError::Unlicensed`].
+    pub async fn create_service_account(
+        &self,
+        username: &str,
+        name: &str,
+        organization_ids: Vec<Uuid>,
+    ) -> Result<User, CoderError> {
+        let request = CreateUserRequest {
+            email: String::new(),
+            username: username.to_owned(),
+            name: name.to_owned(),
+            login_type: LoginType::None,
+            organization_ids,
+            user_status: Some(UserStatus::Active),
+            service_account: true,
+        };
+        self.send(&routes::CREATE_USER, &[], Some(&request))
+            .await
+            .map_err(|error| match error {
+                CoderError::Auth {
+                    status: 403,
+                    message,
+                } => CoderError::Unlicensed {
+                    feature: routes::FEATURE_SERVICE_ACCOUNTS,
+                    message,
+                },
+                other => other,
+            })
+    }
+
     /// `PUT /api/v2/users/{user}/profile`: rename and/or set the display name (409 if the new
     /// username is taken).
     pub async fn update_profile(
@@ -449,6 +482,22 @@ impl CoderClient {
             .fetch(&routes::LIST_API_TOKENS, &[&user.to_string()], &[])
             .await?;
         Ok(keys.unwrap_or_default())
+    }
+
+    /// `POST /api/v2/users/{user}/keys/tokens`: mints a token for `user` (another user's needs
+    /// `owner`); 409 when the user already has a token of that name. The answer holds the only
+    /// copy of the secret.
+    pub async fn create_api_token(
+        &self,
+        user: Uuid,
+        request: &CreateTokenRequest,
+    ) -> Result<GeneratedApiKey, CoderError> {
+        self.send(
+            &routes::CREATE_API_TOKEN,
+            &[&user.to_string()],
+            Some(request),
+        )
+        .await
     }
 
     /// `DELETE /api/v2/users/{user}/keys/{keyid}`.

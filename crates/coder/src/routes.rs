@@ -113,6 +113,9 @@ impl fmt::Display for Route {
 pub const FEATURE_TEMPLATE_RBAC: &str = "template_rbac";
 /// Licensed feature that enables several organizations and organization sync (Premium).
 pub const FEATURE_MULTIPLE_ORGANIZATIONS: &str = "multiple_organizations";
+/// What the bridge calls the Premium licence of service accounts. Coder's entitlements list no
+/// feature of that name: a 403 to a service-account create is the only signal.
+pub const FEATURE_SERVICE_ACCOUNTS: &str = "service_accounts";
 /// Licensed feature that enables custom and synced organization roles (Premium).
 pub const FEATURE_CUSTOM_ROLES: &str = "custom_roles";
 
@@ -187,6 +190,9 @@ pub const DELETE_GROUP: Route =
     Route::new(Delete, "/api/v2/groups/{group}").licensed(FEATURE_TEMPLATE_RBAC);
 /// `GET /api/v2/users/{user}/keys/tokens`.
 pub const LIST_API_TOKENS: Route = Route::new(Get, "/api/v2/users/{user}/keys/tokens");
+/// `POST /api/v2/users/{user}/keys/tokens`.
+pub const CREATE_API_TOKEN: Route =
+    Route::new(Post, "/api/v2/users/{user}/keys/tokens").body("codersdk.CreateTokenRequest");
 /// `DELETE /api/v2/users/{user}/keys/{keyid}`.
 pub const DELETE_API_KEY: Route = Route::new(Delete, "/api/v2/users/{user}/keys/{keyid}");
 /// `GET /api/v2/workspaces?q=owner:<username>`.
@@ -236,6 +242,7 @@ pub const ROUTES: &[Route] = &[
     PATCH_GROUP,
     DELETE_GROUP,
     LIST_API_TOKENS,
+    CREATE_API_TOKEN,
     DELETE_API_KEY,
     LIST_WORKSPACES,
     CREATE_WORKSPACE_BUILD,

@@ -211,7 +211,9 @@ pub struct UsersPage {
 /// `codersdk.CreateUserRequestWithOrgs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreateUserRequest {
-    /// Email (required).
+    /// Email: required for people, empty (and then not sent) for a service account, which
+    /// Coder creates without one.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub email: String,
     /// Username (required, see [`crate::is_valid_username`]).
     pub username: String,
@@ -225,6 +227,10 @@ pub struct CreateUserRequest {
     /// Initial status; Coder defaults to `dormant`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_status: Option<UserStatus>,
+    /// A service account: an admin-managed account that cannot log in (`login_type` `none`, no
+    /// email). Coder Premium only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service_account: bool,
 }
 
 /// `codersdk.UpdateUserProfileRequest`.
@@ -403,6 +409,63 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     /// Expiry time.
     pub expires_at: DateTime<Utc>,
+    /// What the token may do (`codersdk.APIKeyScope` values such as `workspace:read`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub scopes: Vec<String>,
+    /// Lifetime the token was created with, in seconds.
+    #[serde(default)]
+    pub lifetime_seconds: i64,
+}
+
+/// `codersdk.CreateTokenRequest`: a long-lived API token for a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreateTokenRequest {
+    /// Unique per user; Coder answers 409 for a name the user already has.
+    pub token_name: String,
+    /// `codersdk.APIKeyScope` values; empty means Coder's default (`all`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Objects the token is limited to; empty means no limit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_list: Vec<AllowListTarget>,
+    /// Lifetime as a Go `time.Duration`: an integer number of nanoseconds.
+    pub lifetime: i64,
+}
+
+impl CreateTokenRequest {
+    /// A token named `token_name` that lives `lifetime` with `scopes`.
+    pub fn new(token_name: &str, lifetime: std::time::Duration, scopes: Vec<String>) -> Self {
+        CreateTokenRequest {
+            token_name: token_name.to_owned(),
+            scopes,
+            allow_list: Vec::new(),
+            lifetime: i64::try_from(lifetime.as_nanos()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `codersdk.APIAllowListTarget`: one object (`type`, `id`) a token is limited to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowListTarget {
+    /// `codersdk.RBACResource`, e.g. `workspace`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The object's id, or `*`.
+    pub id: String,
+}
+
+/// `codersdk.GenerateAPIKeyResponse`: the new token, shown once.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct GeneratedApiKey {
+    /// The whole token (`<id>-<secret>`).
+    pub key: String,
+}
+
+impl std::fmt::Debug for GeneratedApiKey {
+    // The secret never reaches a log through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GeneratedApiKey { key: <redacted> }")
+    }
 }
 
 /// `codersdk.WorkspaceStatus`.

@@ -258,6 +258,7 @@ impl Reconciler {
                 login_type: desired.login_type.to_coder(),
                 organization_ids: vec![organization],
                 user_status: None,
+                service_account: false,
             };
             // Recorded before the create: if its answer is lost, the next attempt finds the user
             // by it (`lost_create`) instead of creating a second one or mistaking it for someone

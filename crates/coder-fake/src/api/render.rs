@@ -152,19 +152,23 @@ pub fn group(world: &World, group: &GroupView<'_>) -> Value {
 
 /// `codersdk.APIKey`.
 pub fn api_key(key: &FakeApiKey) -> Value {
-    let lifetime = chrono::Duration::days(30);
+    let scope = if key.scopes.iter().any(|s| s == "coder:all" || s == "all") {
+        "all"
+    } else {
+        "application_connect"
+    };
     json!({
         "id": key.id,
         "user_id": key.user_id,
         "token_name": key.token_name,
         "login_type": "token",
-        "scope": "all",
-        "scopes": ["coder:all"],
-        "lifetime_seconds": lifetime.num_seconds(),
+        "scope": scope,
+        "scopes": key.scopes,
+        "lifetime_seconds": (key.expires_at - key.created_at).num_seconds(),
         "created_at": key.created_at,
         "updated_at": key.created_at,
         "last_used": key.created_at,
-        "expires_at": key.created_at + lifetime,
+        "expires_at": key.expires_at,
     })
 }
 

@@ -191,7 +191,27 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
     let request: CreateUser = call.json()?;
     let mut problems = Vec::new();
     let required = || "Validation failed for tag \"required\" with value: \"\"".to_owned();
-    if request.email.is_empty() {
+    if request.service_account {
+        // Service accounts are Premium and have no email; their login type is `none`.
+        if !world.premium {
+            return Err(ApiError::new(
+                403,
+                "This is a Premium feature. Contact sales!",
+            ));
+        }
+        if !request.email.is_empty() {
+            problems.push((
+                "email".into(),
+                "service accounts cannot have an email".into(),
+            ));
+        }
+        if !matches!(request.login_type.as_str(), "" | "none") {
+            problems.push((
+                "login_type".into(),
+                "service accounts must use login type \"none\"".into(),
+            ));
+        }
+    } else if request.email.is_empty() {
         problems.push(("email".into(), required()));
     } else if !is_email(&request.email) {
         problems.push((
@@ -206,6 +226,7 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
         problems.push(("username".into(), problem));
     }
     let login_type = match parse_login_type(&request.login_type) {
+        _ if request.service_account => Some(LoginType::None),
         _ if request.login_type.is_empty() => {
             problems.push(("login_type".into(), required()));
             None
@@ -260,7 +281,8 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
         }
         organizations.insert(id, BTreeSet::new());
     }
-    if world.clash(&request.username, Some(&request.email), None) {
+    let email = Some(request.email.as_str()).filter(|e| !e.is_empty());
+    if world.clash(&request.username, email, None) {
         return Err(ApiError::new(409, "User already exists."));
     }
     let now = Utc::now();

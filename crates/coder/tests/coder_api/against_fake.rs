@@ -41,6 +41,7 @@ fn new_user(username: &str, email: &str, login_type: LoginType) -> CreateUserReq
         login_type,
         organization_ids: vec![DEFAULT_ORGANIZATION_ALIAS],
         user_status: None,
+        service_account: false,
     }
 }
 
@@ -1094,6 +1095,7 @@ async fn everyone_is_derived_and_read_only() {
     let org = fake.default_organization_id();
     let olga = owner
         .create_user(&CreateUserRequest {
+            service_account: false,
             user_status: Some(UserStatus::Active),
             ..new_user("olga", "olga@example.com", LoginType::Password)
         })
@@ -1138,5 +1140,131 @@ async fn a_create_that_worked_but_answered_500_is_found_by_lookup() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_service_account_has_no_email_and_cannot_log_in() {
+    let (fake, owner) = premium().await;
+    let bot = owner
+        .create_service_account("review-bot", "Review bot", vec![DEFAULT_ORGANIZATION_ALIAS])
+        .await
+        .unwrap();
+    assert!(bot.is_service_account);
+    assert_eq!(bot.login_type, LoginType::None);
+    assert_eq!(bot.email, "");
+    // A second service account has no email either: empty emails do not clash.
+    owner
+        .create_service_account("deploy-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
+        .await
+        .unwrap();
+    assert_eq!(
+        permanent_status(
+            owner
+                .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
+                .await
+        ),
+        409
+    );
+    // `none` is for service accounts only.
+    assert_eq!(
+        permanent_status(
+            owner
+                .create_user(&new_user("person", "p@example.com", LoginType::None))
+                .await
+        ),
+        400
+    );
+    let mut with_email = new_user("mailbot", "m@example.com", LoginType::None);
+    with_email.service_account = true;
+    assert_eq!(permanent_status(owner.create_user(&with_email).await), 400);
+    assert!(
+        fake.state()
+            .users
+            .iter()
+            .any(|u| u.username == "review-bot")
+    );
+}
+
+#[tokio::test]
+async fn without_premium_a_service_account_is_unlicensed_not_an_auth_failure() {
+    let (fake, owner) = start(FakeOptions::default()).await;
+    let error = owner
+        .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            CoderError::Unlicensed { feature, .. }
+                if *feature == coder::routes::FEATURE_SERVICE_ACCOUNTS
+        ),
+        "{error:?}"
+    );
+    assert!(!error.needs_operator());
+    // People are still created on the same route with the same token.
+    create(&owner, "kim").await;
+    assert!(!fake.state().users.iter().any(|u| u.is_service_account));
+}
+
+#[tokio::test]
+async fn a_scoped_short_lived_token_is_minted_listed_and_deleted() {
+    let (fake, owner) = premium().await;
+    let bot = owner
+        .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
+        .await
+        .unwrap();
+    let request = CreateTokenRequest::new(
+        "ci-run-1",
+        Duration::from_secs(4 * 3600),
+        vec!["workspace:read".into(), "workspace:ssh".into()],
+    );
+    let minted = owner.create_api_token(bot.id, &request).await.unwrap();
+    assert!(
+        !format!("{minted:?}").contains(&minted.key),
+        "Debug hides the secret"
+    );
+    let tokens = owner.api_tokens(bot.id).await.unwrap();
+    assert_eq!(tokens.len(), 1);
+    let token = &tokens[0];
+    assert_eq!(token.token_name, "ci-run-1");
+    assert_eq!(token.scopes, ["workspace:read", "workspace:ssh"]);
+    assert_eq!(token.lifetime_seconds, 4 * 3600);
+    assert_eq!(
+        (token.expires_at - token.created_at).num_seconds(),
+        4 * 3600
+    );
+    assert!(minted.key.starts_with(&token.id));
+    // The minted token authenticates as the service account.
+    let as_bot = client(&fake, &minted.key);
+    assert_eq!(as_bot.identify().await.unwrap().user.id, bot.id);
+    // Same name again: 409; an unknown scope: 400.
+    assert_eq!(
+        permanent_status(owner.create_api_token(bot.id, &request).await),
+        409
+    );
+    let bad = CreateTokenRequest::new("x", Duration::from_secs(60), vec!["Not A Scope".into()]);
+    assert_eq!(
+        permanent_status(owner.create_api_token(bot.id, &bad).await),
+        400
+    );
+    owner.delete_api_key(bot.id, &token.id).await.unwrap();
+    assert!(owner.api_tokens(bot.id).await.unwrap().is_empty());
+    assert!(as_bot.organizations().await.unwrap_err().is_auth());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let (fake, owner) = premium().await;
+    let kim = create(&owner, "kim").await;
+    let request = CreateTokenRequest::new("short", Duration::from_millis(1), Vec::new());
+    let minted = owner.create_api_token(kim.id, &request).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        client(&fake, &minted.key)
+            .organizations()
+            .await
+            .unwrap_err()
+            .is_auth()
     );
 }

@@ -159,6 +159,7 @@ fn client_samples() -> BTreeMap<&'static str, Value> {
                 login_type: LoginType::Oidc,
                 organization_ids: vec![org],
                 user_status: Some(UserStatus::Active),
+                service_account: true,
             })),
         ),
         (
@@ -188,6 +189,20 @@ fn client_samples() -> BTreeMap<&'static str, Value> {
                 remove_users: vec![Uuid::new_v4()],
                 name: Some("devs".into()),
                 display_name: Some("Devs".into()),
+            })),
+        ),
+        (
+            "codersdk.CreateTokenRequest",
+            json(serde_json::to_value(CreateTokenRequest {
+                allow_list: vec![AllowListTarget {
+                    kind: "workspace".into(),
+                    id: "*".into(),
+                }],
+                ..CreateTokenRequest::new(
+                    "ci",
+                    std::time::Duration::from_secs(3600),
+                    vec!["workspace:read".into()],
+                )
             })),
         ),
         (

@@ -61,6 +61,7 @@ async fn a_redirect_is_a_configuration_error_and_the_other_host_receives_nothing
         login_type: LoginType::Oidc,
         organization_ids: vec![DEFAULT_ORGANIZATION_ALIAS],
         user_status: None,
+        service_account: false,
     };
     assert_redirect(
         client.create_user(&request).await,

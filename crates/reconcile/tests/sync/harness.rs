@@ -348,6 +348,7 @@ impl Env {
             login_type,
             organization_ids: vec![coder::types::DEFAULT_ORGANIZATION_ALIAS],
             user_status: None,
+            service_account: false,
         };
         self.owner.create_user(&request).await.unwrap()
     }
