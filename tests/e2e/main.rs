@@ -7,6 +7,7 @@
 mod audit;
 mod crash_loop;
 mod oauth;
+mod ops_listener;
 mod schema;
 #[path = "../shared/sink.rs"]
 mod sink;

@@ -86,6 +86,39 @@ pub fn cli(envs: &[(String, String)], args: &[&str]) -> std::process::Output {
     cmd.output().expect("run scim-bridge")
 }
 
+/// Runs the binary with only `envs`; `None` if it is still running after `limit` (then killed).
+pub fn run_bounded(
+    envs: &[(String, String)],
+    args: &[&str],
+    limit: Duration,
+) -> Option<(i32, String)> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.code().unwrap_or(-1), text))
+}
+
 /// A CLI run against a fresh, migrated SQLite file in `dir`: (success, stdout, stderr).
 pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
     let envs = vec![(
@@ -112,6 +145,9 @@ pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
 pub struct Bridge {
     child: Option<Child>,
     pub base: String,
+    /// `http://` and the operations listener's address, when `SCIM_BRIDGE_OPS_LISTEN` gave
+    /// `/healthz`, `/readyz` and `/metrics` a listener of their own.
+    pub ops_base: Option<String>,
     pub token: String,
     pub envs: Vec<(String, String)>,
     pub logs: Arc<Mutex<Vec<String>>>,
@@ -158,6 +194,7 @@ impl Bridge {
         let mut bridge = Bridge {
             child: None,
             base: String::new(),
+            ops_base: None,
             token,
             envs,
             logs: Arc::new(Mutex::new(Vec::new())),
@@ -172,6 +209,7 @@ impl Bridge {
         let mut bridge = Bridge {
             child: None,
             base: String::new(),
+            ops_base: None,
             token: self.token.clone(),
             envs: self.envs.clone(),
             logs: Arc::new(Mutex::new(Vec::new())),
@@ -195,7 +233,7 @@ impl Bridge {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn serve");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (tx, rx) = std::sync::mpsc::channel::<(String, Option<String>)>();
         for stream in [
             child
                 .stdout
@@ -213,14 +251,14 @@ impl Bridge {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(addr) = listening_addr(&line) {
+                    if let Some(addr) = listening_addrs(&line) {
                         let _ = tx.send(addr);
                     }
                     logs.lock().expect("logs").push(line);
                 }
             });
         }
-        let addr = rx
+        let (addr, ops_addr) = rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| {
                 panic!(
@@ -229,10 +267,12 @@ impl Bridge {
                 )
             });
         self.base = format!("http://{addr}");
+        self.ops_base = ops_addr.map(|ops| format!("http://{ops}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let health = format!("{}/healthz", self.ops_base.as_ref().unwrap_or(&self.base));
         loop {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+            if let Ok(r) = self.http.get(&health).send().await
                 && r.status().is_success()
             {
                 break;
@@ -302,20 +342,25 @@ impl Drop for Bridge {
     }
 }
 
-/// The address from the `listening` log line (JSON or text).
-fn listening_addr(line: &str) -> Option<String> {
+/// The SCIM address and, when there is one, the operations listener's address from the
+/// `listening` log line (JSON or text).
+fn listening_addrs(line: &str) -> Option<(String, Option<String>)> {
     if !line.contains("listening") {
         return None;
     }
-    if let Ok(v) = serde_json::from_str::<Value>(line) {
-        return v
-            .pointer("/fields/addr")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-    }
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .map(str::to_string)
+    let field = |name: &str| {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            return v
+                .pointer(&format!("/fields/{name}"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        let prefix = format!("{name}=");
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix.as_str()))
+            .map(str::to_string)
+    };
+    Some((field("addr")?, field("ops_addr")))
 }
 
 /// Polls `f` until it returns Some, for at most `limit`.

@@ -1,41 +1,11 @@
 //! Where the real binary sends the Coder owner token: never over plain http off loopback unless
 //! told to, never behind a redirect, and over TLS to a private CA only when given that CA.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sink::Sink;
-use crate::support::{BIN, Bridge, BridgeOptions, Db, eventually, fresh_database};
+use crate::support::{Bridge, BridgeOptions, Db, eventually, fresh_database, run_bounded};
 use crate::tls_front::{Handshake, TestPki, TlsFront};
-
-/// Runs the binary with only `envs`; `None` if it is still running after `limit` (then killed).
-fn run_bounded(envs: &[(String, String)], args: &[&str], limit: Duration) -> Option<(i32, String)> {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(envs.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.code().unwrap_or(-1), text))
-}
 
 /// An IdP's POST /Users, stored by the bridge.
 async fn create_user(bridge: &Bridge, user_name: &str) {

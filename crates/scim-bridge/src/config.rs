@@ -62,6 +62,10 @@ pub struct SettingsArgs {
     /// Address the HTTP server binds.
     #[arg(long, env = "SCIM_BRIDGE_LISTEN", global = true)]
     pub listen: Option<String>,
+    /// Address of a listener of its own for /healthz, /readyz and /metrics (unset: they are
+    /// served on the SCIM listener).
+    #[arg(long, env = "SCIM_BRIDGE_OPS_LISTEN", global = true)]
+    pub ops_listen: Option<String>,
     /// `sqlite://PATH` or `postgres://…`.
     #[arg(
         long,
@@ -151,6 +155,7 @@ pub struct SettingsArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     listen: Option<String>,
+    ops_listen: Option<String>,
     database_url: Option<String>,
     base_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -307,6 +312,8 @@ pub struct WorkerSettings {
 #[derive(Debug, Clone, Validate)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics` on a listener of their own (and only there).
+    pub ops_listen: Option<SocketAddr>,
     pub database_url: Secret,
     pub base_url: Option<url::Url>,
     pub log_format: LogFormat,
@@ -511,6 +518,15 @@ fn parse_duration(setting: &str, raw: &str) -> Result<Duration, ConfigError> {
     })
 }
 
+fn parse_socket_addr(setting: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.trim().parse().map_err(|_| {
+        bad(
+            setting,
+            format!("'{raw}' is not a host:port socket address"),
+        )
+    })
+}
+
 fn parse_url(setting: &str, raw: &str) -> Result<url::Url, ConfigError> {
     let url = url::Url::parse(raw.trim())
         .map_err(|e| bad(setting, format!("'{raw}' is not a URL: {e}")))?;
@@ -552,12 +568,19 @@ impl Settings {
             .clone()
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
-            bad(
-                "SCIM_BRIDGE_LISTEN",
-                format!("'{listen_raw}' is not a host:port socket address"),
-            )
-        })?;
+        let listen = parse_socket_addr("SCIM_BRIDGE_LISTEN", &listen_raw)?;
+        let ops_listen = match args.ops_listen.clone().or(file.ops_listen) {
+            Some(raw) => Some(parse_socket_addr("SCIM_BRIDGE_OPS_LISTEN", &raw)?),
+            None => None,
+        };
+        if ops_listen == Some(listen) && listen.port() != 0 {
+            return Err(bad(
+                "SCIM_BRIDGE_OPS_LISTEN",
+                format!(
+                    "{listen} is SCIM_BRIDGE_LISTEN's address: give the operations endpoints another port, or leave it unset to serve them beside the SCIM API"
+                ),
+            ));
+        }
 
         let database_url = match (
             &args.database_url,
@@ -713,6 +736,7 @@ impl Settings {
 
         let settings = Settings {
             listen,
+            ops_listen,
             database_url,
             base_url,
             log_format: args
@@ -992,6 +1016,46 @@ mod tests {
         assert_eq!(s.max_body_bytes, 4096);
         assert_eq!(s.worker.concurrency, 2);
         assert!(s.rules.contains_key("roles"));
+    }
+
+    #[test]
+    fn ops_listen_is_optional_layered_and_not_the_scim_address() {
+        let s = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        assert_eq!(s.ops_listen, None, "unset: probes share the SCIM listener");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:8080\"\nops_listen = \"0.0.0.0:9090\"\n",
+        )
+        .unwrap();
+        let from_file = SettingsArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = Settings::load(&from_file, &env(&[])).unwrap();
+        assert_eq!(s.ops_listen.unwrap().to_string(), "0.0.0.0:9090");
+        let flag = SettingsArgs {
+            ops_listen: Some("127.0.0.1:9191".into()),
+            ..from_file
+        };
+        let s = Settings::load(&flag, &env(&[])).unwrap();
+        assert_eq!(s.ops_listen.unwrap().to_string(), "127.0.0.1:9191");
+        for (ops, problem) in [
+            ("9090", "not a host:port"),
+            ("127.0.0.1:8080", "SCIM_BRIDGE_LISTEN's address"),
+        ] {
+            let e = Settings::load(
+                &SettingsArgs {
+                    ops_listen: Some(ops.into()),
+                    ..Default::default()
+                },
+                &env(&[]),
+            )
+            .unwrap_err();
+            assert_eq!(e.setting, "SCIM_BRIDGE_OPS_LISTEN", "{ops}");
+            assert!(e.problem.contains(problem), "{ops}: {e}");
+        }
     }
 
     #[test]

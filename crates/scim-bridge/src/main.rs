@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the SCIM API (under /scim/v2), /healthz, /readyz and /metrics, and run the outbox worker.
+    /// Serve the SCIM API (under /scim/v2), /healthz, /readyz and /metrics (on SCIM_BRIDGE_OPS_LISTEN when set), and run the outbox worker.
     Serve,
     /// Apply the database migrations; with --copy-from, then copy an SQLite store into PostgreSQL.
     Migrate(commands::migrate::MigrateArgs),

@@ -15,6 +15,9 @@ use url::Url;
 pub struct ServerConfig {
     /// The address to bind (`SCIM_BRIDGE_LISTEN`).
     pub listen: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served apart from the SCIM API
+    /// (`SCIM_BRIDGE_OPS_LISTEN`); `None`: on `listen`, beside it.
+    pub ops_listen: Option<SocketAddr>,
     /// The public SCIM base URL (`…/scim/v2`) used in `meta.location`, `Location` and `$ref`;
     /// `None`: `http://` and the socket's own address, or what a trusted proxy forwards.
     pub base_url: Option<Url>,
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: None,
             base_url: None,
             trusted_proxies: TrustedProxies::none(),
             rate_limit_per_second: 100,

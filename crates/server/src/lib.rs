@@ -2,7 +2,9 @@
 //!
 //! It answers from the store and never calls Coder in a request; the worker converges Coder
 //! from the outbox rows every write leaves. Endpoints live under `/scim/v2` (RFC 7644 §3),
-//! plus `/healthz`, `/readyz` and `/metrics` at the root.
+//! plus `/healthz`, `/readyz` and `/metrics` at the root, or on a listener of their own
+//! (`ServerConfig::ops_listen`), which then serves nothing else while the SCIM listener
+//! answers 404 for them as for any unknown path.
 //!
 //! Shape: an edge middleware gives every request an id and records metrics; everything under
 //! `/scim/v2` but discovery is registered in one scope wrapped by the authentication middleware
@@ -28,7 +30,8 @@
 //!   passes from an address over it, as a known bridge token does.
 //! - Discovery endpoints (`/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`), `/healthz`,
 //!   `/readyz` and `/metrics` need no token (RFC 7644 §4 allows unauthenticated discovery;
-//!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed.
+//!   Prometheus scrapers carry no SCIM token). Restrict `/metrics` at the network if needed;
+//!   a separate operations listener lets the network tell the two apart by port.
 //! - A Group PATCH answers 204 unless the request asks for attributes (`attributes` or
 //!   `excludedAttributes`): RFC 7644 §3.5.2 allows it and Entra asks for it, since a body
 //!   listing every member of a large group costs more than the change. A User PATCH answers
@@ -67,6 +70,7 @@ pub use response::SCIM_CONTENT_TYPE;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{NormalizePath, TrailingSlash, from_fn};
 use actix_web::{App, HttpServer, web};
+use futures::future::Either;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,28 +100,93 @@ impl ServerDeps {
     }
 }
 
-/// A server bound to its address, not yet running.
+/// The service bound to its address (and the operations endpoints to theirs, when they have a
+/// listener of their own), not yet running.
 pub struct BoundServer {
-    server: Server,
+    scim: Server,
     local_addr: SocketAddr,
+    ops: Option<(Server, SocketAddr)>,
 }
 
 impl BoundServer {
-    /// The address actually bound (useful with port 0).
+    /// The address the SCIM API is served on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// A handle to stop the server; `stop(true)` finishes in-flight requests first (up to
-    /// `ServerConfig::shutdown_timeout`).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// The address `/healthz`, `/readyz` and `/metrics` are served on when they have a listener
+    /// of their own; `None`: they share the SCIM API's.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// A handle that stops every listener; `stop(true)` finishes in-flight requests first (up
+    /// to `ServerConfig::shutdown_timeout`).
+    pub fn handle(&self) -> ServiceHandle {
+        ServiceHandle {
+            listeners: std::iter::once(&self.scim)
+                .chain(self.ops.as_ref().map(|(ops, _)| ops))
+                .map(Server::handle)
+                .collect(),
+        }
     }
 
     /// Serve until stopped.
     pub async fn run(self) -> io::Result<()> {
-        self.server.await
+        let handle = self.handle();
+        let Some((ops, _)) = self.ops else {
+            return self.scim.await;
+        };
+        // One listener ending ends the other: a replica answering probes but not the IdP (or
+        // the reverse) would be kept or restarted for the wrong reason.
+        let (Either::Left((ended, other)) | Either::Right((ended, other))) =
+            futures::future::select(self.scim, ops).await;
+        // The other server only finishes stopping while it is polled: stop and await it together.
+        let ((), other) = futures::future::join(handle.stop(true), other).await;
+        ended.and(other)
     }
+}
+
+/// Stops the service's listeners together.
+#[derive(Clone)]
+pub struct ServiceHandle {
+    listeners: Vec<ServerHandle>,
+}
+
+impl ServiceHandle {
+    /// Stop every listener; graceful: finish in-flight requests first.
+    pub async fn stop(&self, graceful: bool) {
+        futures::future::join_all(self.listeners.iter().map(|l| l.stop(graceful))).await;
+    }
+}
+
+/// Which of the service's listeners a [`BindError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `ServerConfig::listen`: the SCIM API (and the operations endpoints unless they have
+    /// their own).
+    Scim,
+    /// `ServerConfig::ops_listen`: `/healthz`, `/readyz`, `/metrics`.
+    Operations,
+}
+
+/// Why the service could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The JWT or OAuth settings cannot be used (for example an unreadable JWKS file).
+    #[error("{0}")]
+    Settings(String),
+    /// A listener's address could not be bound.
+    #[error("cannot serve on {addr}: {source}")]
+    Listen {
+        /// Which listener.
+        listener: Listener,
+        /// The address it was given.
+        addr: SocketAddr,
+        /// What binding answered.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Every path the service routes, with whether it answers without a credential: what a test
@@ -128,34 +197,75 @@ pub fn routes() -> Vec<Route> {
     table.into_routes()
 }
 
-/// Bind the SCIM service to `config.listen`. Invalid JWT settings are an `InvalidInput` error.
-pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundServer> {
+/// Bind the SCIM service to `config.listen`, and the operations endpoints to
+/// `config.ops_listen` when it is set (then only there).
+pub async fn bind(config: ServerConfig, deps: ServerDeps) -> Result<BoundServer, BindError> {
     let jwt = config
         .jwt
         .as_ref()
         .map(auth::JwtValidator::new)
         .transpose()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        .map_err(|e| BindError::Settings(e.to_string()))?;
     let oauth = config
         .oauth
         .as_ref()
         .map(auth::OAuthTokens::new)
         .transpose()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        .map_err(|e| BindError::Settings(e.to_string()))?;
     let listen = config.listen;
+    let ops_listen = config.ops_listen;
     let workers = config.workers.max(1);
     let shutdown = config.shutdown_timeout.as_secs();
     let state = web::Data::new(state::AppState::new(config, deps, jwt, oauth));
+    let scim_endpoints = match ops_listen {
+        Some(_) => handlers::Endpoints::Scim,
+        None => handlers::Endpoints::All,
+    };
+    let (scim, local_addr) = listener(
+        Listener::Scim,
+        listen,
+        scim_endpoints,
+        state.clone(),
+        workers,
+        shutdown,
+    )?;
+    let ops = match ops_listen {
+        // Probes and scrapes are light: one worker thread serves them.
+        Some(addr) => Some(listener(
+            Listener::Operations,
+            addr,
+            handlers::Endpoints::Operations,
+            state,
+            1,
+            shutdown,
+        )?),
+        None => None,
+    };
+    Ok(BoundServer {
+        scim,
+        local_addr,
+        ops,
+    })
+}
+
+/// One HTTP server serving `endpoints` on `addr`.
+fn listener(
+    which: Listener,
+    addr: SocketAddr,
+    endpoints: handlers::Endpoints,
+    state: web::Data<state::AppState>,
+    workers: usize,
+    shutdown: u64,
+) -> Result<(Server, SocketAddr), BindError> {
+    let failed = |source| BindError::Listen {
+        listener: which,
+        addr,
+        source,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(|cfg| {
-                handlers::routes(
-                    cfg,
-                    handlers::Endpoints::All,
-                    &mut handlers::RouteTable::default(),
-                )
-            })
+            .configure(|cfg| handlers::routes(cfg, endpoints, &mut handlers::RouteTable::default()))
             .wrap(from_fn(edge::edge))
             // MS Postman hits `/Users/?filter=`; the trailing slash is the same resource.
             .wrap(NormalizePath::new(TrailingSlash::Trim))
@@ -171,15 +281,13 @@ pub async fn bind(config: ServerConfig, deps: ServerDeps) -> io::Result<BoundSer
     })
     .workers(workers)
     .shutdown_timeout(shutdown)
-    .bind(listen)?;
+    .bind(addr)
+    .map_err(failed)?;
     let local_addr = server.addrs().first().copied().ok_or_else(|| {
-        io::Error::new(
+        failed(io::Error::new(
             io::ErrorKind::AddrNotAvailable,
             "the server bound no address",
-        )
+        ))
     })?;
-    Ok(BoundServer {
-        server: server.run(),
-        local_addr,
-    })
+    Ok((server.run(), local_addr))
 }

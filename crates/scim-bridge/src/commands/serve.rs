@@ -39,6 +39,7 @@ pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig
     };
     Ok(server::ServerConfig {
         listen: settings.listen,
+        ops_listen: settings.ops_listen,
         base_url: settings.base_url.clone(),
         rate_limit_per_second: settings.rate_limit_per_second,
         rate_limit_burst: settings.rate_limit_burst,
@@ -143,19 +144,31 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 
     let bound = server::bind(server_config(settings)?, deps)
         .await
-        .map_err(|e| {
-            // `bind` reports unusable JWT settings (e.g. the JWKS file) as invalid input.
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                anyhow::anyhow!("{e}")
-            } else {
-                anyhow::anyhow!(
-                    "SCIM_BRIDGE_LISTEN: cannot serve on {}: {e}",
-                    settings.listen
-                )
-            }
+        .map_err(|e| match &e {
+            server::BindError::Listen {
+                listener: server::Listener::Scim,
+                ..
+            } => anyhow::anyhow!("SCIM_BRIDGE_LISTEN: {e}"),
+            server::BindError::Listen {
+                listener: server::Listener::Operations,
+                ..
+            } => anyhow::anyhow!("SCIM_BRIDGE_OPS_LISTEN: {e}"),
+            server::BindError::Settings(_) => anyhow::anyhow!("{e}"),
         })?;
     let addr = bound.local_addr();
-    tracing::info!(addr = %addr, backend = store.backend_name(), "listening; SCIM base URL http://{addr}/scim/v2");
+    match bound.ops_addr() {
+        Some(ops_addr) => tracing::info!(
+            addr = %addr,
+            ops_addr = %ops_addr,
+            backend = store.backend_name(),
+            "listening; SCIM base URL http://{addr}/scim/v2; /healthz, /readyz and /metrics only on http://{ops_addr}"
+        ),
+        None => tracing::info!(
+            addr = %addr,
+            backend = store.backend_name(),
+            "listening; SCIM base URL http://{addr}/scim/v2"
+        ),
+    }
     let handle = bound.handle();
     let server = tokio::spawn(bound.run());
     shutdown_signal().await;

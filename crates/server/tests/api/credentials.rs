@@ -92,7 +92,7 @@ impl TestServer {
 /// A second replica: its own store handle and server on the database of `srv`.
 struct Replica {
     users_url: String,
-    handle: actix_web::dev::ServerHandle,
+    handle: server::ServiceHandle,
 }
 
 impl Replica {

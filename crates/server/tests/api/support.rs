@@ -57,7 +57,7 @@ pub struct TestServer {
     /// The store's URL, for another replica or store handle on the same database.
     pub database_url: String,
     pub client: reqwest::Client,
-    pub handle: actix_web::dev::ServerHandle,
+    pub handle: server::ServiceHandle,
     database: Database,
 }
 
