@@ -105,9 +105,17 @@ that value, else empty (the setting is left out).
 {{- if and (not .Values.jwt.issuer) (or (include "scim-bridge.jwtHs256Secret" .) (include "scim-bridge.jwtKeysMounted" .)) }}
 {{- fail "JWT keys are configured but jwt.issuer is empty: JWT bearer validation is enabled by jwt.issuer (SCIM_BRIDGE_JWT_ISSUER)." }}
 {{- end }}
+{{- if and .Values.ops.enabled (eq (int .Values.ops.port) 8080) }}
+{{- fail "ops.port is 8080, the SCIM port: give the operations listener another port (default 9090), or set ops.enabled: false to serve /healthz, /readyz and /metrics on the SCIM port." }}
+{{- end }}
 {{- if and .Values.secret.create (not (or .Values.secret.idpTokens .Values.secret.coderToken .Values.secret.databaseUrl .Values.secret.jwtHs256Secret)) }}
 {{- fail "secret.create is true but secret.idpTokens, secret.coderToken, secret.databaseUrl and secret.jwtHs256Secret are all empty." }}
 {{- end }}
+{{- end }}
+
+{{/* The container port serving /healthz, /readyz and /metrics. */}}
+{{- define "scim-bridge.opsPortName" -}}
+{{- if .Values.ops.enabled }}ops{{ else }}http{{ end }}
 {{- end }}
 
 {{/* Where mounted files live inside the pod. */}}
@@ -117,6 +125,10 @@ that value, else empty (the setting is left out).
 {{- define "scim-bridge.env" -}}
 - name: SCIM_BRIDGE_LISTEN
   value: "0.0.0.0:8080"
+{{- if .Values.ops.enabled }}
+- name: SCIM_BRIDGE_OPS_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int .Values.ops.port) | quote }}
+{{- end }}
 - name: SCIM_BRIDGE_CONFIG
   value: /etc/scim-bridge/config/config.toml
 {{- if include "scim-bridge.sqlite" . }}
