@@ -118,6 +118,11 @@ that value, else empty (the setting is left out).
 {{- if .Values.ops.enabled }}ops{{ else }}http{{ end }}
 {{- end }}
 
+{{/* PromQL label matchers selecting this release's series (the labels a ServiceMonitor scrape gives). */}}
+{{- define "scim-bridge.metricSelector" -}}
+{{- default (printf "namespace=%q,job=%q" .Release.Namespace (include "scim-bridge.fullname" .)) .Values.metrics.prometheusRule.selector }}
+{{- end }}
+
 {{/* Where mounted files live inside the pod. */}}
 {{- define "scim-bridge.secretsDir" -}}/etc/scim-bridge/secrets{{- end }}
 
@@ -264,6 +269,9 @@ that value, else empty (the setting is left out).
 - name: oauth-signing-key
   mountPath: {{ include "scim-bridge.secretsDir" . }}/oauth-signing-key
   readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
