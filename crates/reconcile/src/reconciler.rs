@@ -65,9 +65,47 @@ impl Run {
     }
 }
 
-const PREMIUM_UNKNOWN: u8 = 0;
-const PREMIUM_NO: u8 = 1;
-const PREMIUM_YES: u8 = 2;
+/// Whether Coder's licence includes groups (Premium), as last learnt from Coder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum GroupsLicence {
+    /// Not asked yet: the next group reconcile reads the entitlements.
+    Unknown,
+    Unlicensed,
+    Licensed,
+}
+
+impl GroupsLicence {
+    fn from_licensed(licensed: bool) -> GroupsLicence {
+        if licensed {
+            GroupsLicence::Licensed
+        } else {
+            GroupsLicence::Unlicensed
+        }
+    }
+}
+
+/// A [`GroupsLicence`] the worker's tasks read and update without a lock.
+#[derive(Debug)]
+struct SharedGroupsLicence(AtomicU8);
+
+impl SharedGroupsLicence {
+    fn new() -> SharedGroupsLicence {
+        SharedGroupsLicence(AtomicU8::new(GroupsLicence::Unknown as u8))
+    }
+
+    fn get(&self) -> GroupsLicence {
+        match self.0.load(Ordering::Relaxed) {
+            v if v == GroupsLicence::Licensed as u8 => GroupsLicence::Licensed,
+            v if v == GroupsLicence::Unlicensed as u8 => GroupsLicence::Unlicensed,
+            _ => GroupsLicence::Unknown,
+        }
+    }
+
+    fn set(&self, licence: GroupsLicence) {
+        self.0.store(licence as u8, Ordering::Relaxed);
+    }
+}
 
 /// Applies the policy to one resource at a time. Shared by the worker's tasks, drift repair and
 /// `scim-bridge reconcile`.
@@ -80,7 +118,7 @@ pub struct Reconciler {
     pub(crate) observer: Arc<dyn SyncObserver>,
     pub(crate) status: StatusHandle,
     organizations: RwLock<Vec<Organization>>,
-    groups_licensed: AtomicU8,
+    groups_licensed: SharedGroupsLicence,
     /// Coder's users' emails, so a new user needs no lookup before its create.
     pub(crate) directory: UserDirectory,
 }
@@ -102,7 +140,7 @@ impl Reconciler {
             observer,
             status: StatusHandle::default(),
             organizations: RwLock::new(Vec::new()),
-            groups_licensed: AtomicU8::new(PREMIUM_UNKNOWN),
+            groups_licensed: SharedGroupsLicence::new(),
             directory: UserDirectory::default(),
         }
     }
@@ -162,10 +200,8 @@ impl Reconciler {
     }
 
     pub(crate) fn set_groups_licensed(&self, licensed: bool) {
-        self.groups_licensed.store(
-            if licensed { PREMIUM_YES } else { PREMIUM_NO },
-            Ordering::Relaxed,
-        );
+        self.groups_licensed
+            .set(GroupsLicence::from_licensed(licensed));
     }
 
     /// Whether SCIM groups are mirrored to Coder: `groups.mirror` and Premium's groups.
@@ -173,10 +209,10 @@ impl Reconciler {
         if !self.policy.groups.mirror {
             return Ok(false);
         }
-        match self.groups_licensed.load(Ordering::Relaxed) {
-            PREMIUM_YES => Ok(true),
-            PREMIUM_NO => Ok(false),
-            _ => {
+        match self.groups_licensed.get() {
+            GroupsLicence::Licensed => Ok(true),
+            GroupsLicence::Unlicensed => Ok(false),
+            GroupsLicence::Unknown => {
                 let licensed = self
                     .client
                     .entitlements()
@@ -332,5 +368,20 @@ impl Reconciler {
             Err(store::StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_licence_is_unknown_until_learnt_and_then_remembered() {
+        let licence = SharedGroupsLicence::new();
+        assert_eq!(licence.get(), GroupsLicence::Unknown);
+        licence.set(GroupsLicence::from_licensed(true));
+        assert_eq!(licence.get(), GroupsLicence::Licensed);
+        licence.set(GroupsLicence::from_licensed(false));
+        assert_eq!(licence.get(), GroupsLicence::Unlicensed);
     }
 }
