@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -251,37 +252,6 @@ struct FileWorker {
     lease: Option<String>,
 }
 
-/// How the bridge authenticates JWT bearer tokens (for IdPs that use OAuth).
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    pub issuer: String,
-    pub audience: String,
-    pub key: JwtKey,
-    /// Empty: any client.
-    pub allowed_clients: Vec<String>,
-    pub default_scopes: store::Scopes,
-}
-
-/// The key a JWT is checked against.
-#[derive(Debug, Clone)]
-pub enum JwtKey {
-    Hs256(Secret),
-    Rs256Pem(PathBuf),
-    Jwks(PathBuf),
-}
-
-/// Where Coder is and how to reach it.
-#[derive(Debug, Clone)]
-pub struct CoderSettings {
-    pub url: url::Url,
-    pub token: Secret,
-    pub rate_limit: u32,
-    /// A plain http:// URL to a host that is not loopback was explicitly accepted.
-    pub allow_http: bool,
-    /// Extra CA certificates (PEM) trusted for Coder's TLS certificate.
-    pub ca_file: Option<PathBuf>,
-}
-
 /// The bridge's own token endpoint (`/oauth/token`).
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
@@ -319,7 +289,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub idp_tokens_file: Option<PathBuf>,
-    pub jwt: Option<JwtSettings>,
+    /// JWT bearer validation (for IdPs that use OAuth), as the server takes it.
+    pub jwt: Option<server::JwtConfig>,
     pub rate_limit_per_second: u32,
     #[validate(range(min = 1))]
     pub rate_limit_burst: u32,
@@ -333,7 +304,8 @@ pub struct Settings {
     pub bulk_max_operations: usize,
     #[validate(range(min = 1024))]
     pub bulk_max_payload_bytes: usize,
-    pub coder: Option<CoderSettings>,
+    /// Where Coder is and how to reach it, as the Coder client takes it.
+    pub coder: Option<coder::CoderConfig>,
     #[validate(nested)]
     pub worker: WorkerSettings,
     /// The mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`) as written.
@@ -617,20 +589,22 @@ impl Settings {
 
         let coder_token = secret_from(env, "SCIM_BRIDGE_CODER_TOKEN")?;
         let coder = match (args.coder_url.clone().or(file.coder.url), coder_token) {
-            (Some(raw), Some(token)) => Some(CoderSettings {
-                url: parse_url("SCIM_BRIDGE_CODER_URL", &raw)?,
-                token,
-                rate_limit: number(
+            (Some(raw), Some(token)) => Some(coder::CoderConfig {
+                rate_limit_per_second: NonZeroU32::new(number(
                     "SCIM_BRIDGE_CODER_RATE_LIMIT",
                     &args.coder_rate_limit,
                     file.coder.rate_limit,
                     8,
-                )?,
+                )?),
                 allow_http: match &args.coder_allow_http {
                     Some(raw) => parse_bool("SCIM_BRIDGE_CODER_ALLOW_HTTP", raw)?,
                     None => file.coder.allow_http.unwrap_or(false),
                 },
                 ca_file: args.coder_ca_file.clone().or(file.coder.ca_file),
+                ..coder::CoderConfig::new(
+                    parse_url("SCIM_BRIDGE_CODER_URL", &raw)?,
+                    coder::SessionToken::new(token.expose()),
+                )
             }),
             (Some(_), None) => {
                 return Err(bad(
@@ -834,7 +808,7 @@ fn jwt_settings(
     hs_secret: Option<Secret>,
     rs_key: Option<PathBuf>,
     jwks: Option<PathBuf>,
-) -> Result<Option<JwtSettings>, ConfigError> {
+) -> Result<Option<server::JwtConfig>, ConfigError> {
     let keys = usize::from(hs_secret.is_some())
         + usize::from(rs_key.is_some())
         + usize::from(jwks.is_some());
@@ -856,23 +830,18 @@ fn jwt_settings(
                 ));
             }
             let key = if let Some(s) = hs_secret {
-                JwtKey::Hs256(s)
+                server::JwtKey::Hs256(s.expose().as_bytes().to_vec())
             } else if let Some(p) = rs_key {
-                check_readable("SCIM_BRIDGE_JWT_RS256_KEY_FILE", &p)?;
-                JwtKey::Rs256Pem(p)
+                server::JwtKey::Rs256Pem(read_key_file("SCIM_BRIDGE_JWT_RS256_KEY_FILE", &p)?)
             } else if let Some(p) = jwks {
                 check_readable("SCIM_BRIDGE_JWT_JWKS_FILE", &p)?;
-                JwtKey::Jwks(p)
+                // The server re-reads the file when it changes (keys rotate without a restart).
+                server::JwtKey::JwksFile(p)
             } else {
                 return Err(bad("SCIM_BRIDGE_JWT_HS256_SECRET", "no JWT key given"));
             };
-            Ok(Some(JwtSettings {
-                issuer,
-                audience,
-                key,
-                allowed_clients: Vec::new(),
-                default_scopes: store::Scopes::ALL,
-            }))
+            // Any client and both scopes unless `jwt_policy` narrows them.
+            Ok(Some(server::JwtConfig::new(issuer, audience, key)))
         }
     }
 }
@@ -880,7 +849,7 @@ fn jwt_settings(
 /// The client allowlist (flag/env as a comma-separated list, else the file's array) and the
 /// default scopes; both need JWT validation to be configured.
 fn jwt_policy(
-    jwt: &mut Option<JwtSettings>,
+    jwt: &mut Option<server::JwtConfig>,
     clients_flag: Option<&str>,
     clients_file: Option<Vec<String>>,
     default_scopes: Option<&str>,
@@ -933,6 +902,10 @@ fn check_readable(setting: &str, path: &Path) -> Result<(), ConfigError> {
     std::fs::metadata(path)
         .map(|_| ())
         .map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn read_key_file(setting: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))
 }
 
 fn validation_error(errors: validator::ValidationErrors) -> ConfigError {
@@ -1371,7 +1344,7 @@ mod tests {
         };
         assert!(Settings::load(&args, &env(&[])).is_err());
         let s = Settings::load(&args, &env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")])).unwrap();
-        assert!(matches!(s.jwt.unwrap().key, JwtKey::Hs256(_)));
+        assert!(matches!(s.jwt.unwrap().key, server::JwtKey::Hs256(_)));
     }
 
     #[test]

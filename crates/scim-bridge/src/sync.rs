@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use reconcile::{DriftKind, Policy, Reconciler, StatusHandle, SyncObserver, Worker, WorkerConfig};
 use store::{Store, SystemClock};
 
-use crate::config::{CoderSettings, Settings};
+use crate::config::Settings;
 
 /// Metrics for Coder calls and the worker, recorded into the server's registry.
 #[derive(Clone, Debug)]
@@ -83,17 +83,10 @@ pub fn policy(settings: &Settings) -> anyhow::Result<Policy> {
 
 /// A Coder client for the configured deployment.
 pub fn coder_client(
-    coder: &CoderSettings,
+    coder: &coder::CoderConfig,
     metrics: Option<&server::Metrics>,
 ) -> anyhow::Result<coder::CoderClient> {
-    let mut config = coder::CoderConfig::new(
-        coder.url.clone(),
-        coder::SessionToken::new(coder.token.expose()),
-    );
-    config.rate_limit_per_second = std::num::NonZeroU32::new(coder.rate_limit);
-    config.allow_http = coder.allow_http;
-    config.ca_file = coder.ca_file.clone();
-    let client = coder::CoderClient::new(config)
+    let client = coder::CoderClient::new(coder.clone())
         .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CODER_URL: {e}"))?;
     Ok(match metrics {
         Some(m) => client.with_observer(Arc::new(MetricsObserver(m.clone()))),

@@ -66,7 +66,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics;
     deps.readiness = Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
-    let mut config = super::serve::server_config(settings)?;
+    let mut config = super::serve::server_config(settings);
     config.rate_limit_per_second = 0;
     let bound = match server::bind(config.clone(), deps.clone()).await {
         Ok(b) => b,

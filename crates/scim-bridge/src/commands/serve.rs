@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use store::Store;
 
-use crate::config::{JwtKey, Settings};
+use crate::config::Settings;
 
 /// Open the store and bring its schema up to date (migrations run at start-up).
 pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
@@ -18,26 +18,8 @@ pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 /// The HTTP service's settings, from the validated settings.
-pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig> {
-    let jwt = match &settings.jwt {
-        None => None,
-        Some(j) => {
-            let key = match &j.key {
-                JwtKey::Hs256(secret) => server::JwtKey::Hs256(secret.expose().as_bytes().to_vec()),
-                JwtKey::Rs256Pem(path) => server::JwtKey::Rs256Pem(
-                    std::fs::read(path)
-                        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_JWT_RS256_KEY_FILE: {e}"))?,
-                ),
-                // Read by the server, which re-reads it when it changes.
-                JwtKey::Jwks(path) => server::JwtKey::JwksFile(path.clone()),
-            };
-            let mut config = server::JwtConfig::new(j.issuer.clone(), j.audience.clone(), key);
-            config.allowed_clients = j.allowed_clients.clone();
-            config.default_scopes = j.default_scopes;
-            Some(config)
-        }
-    };
-    Ok(server::ServerConfig {
+pub fn server_config(settings: &Settings) -> server::ServerConfig {
+    server::ServerConfig {
         listen: settings.listen,
         ops_listen: settings.ops_listen,
         base_url: settings.base_url.clone(),
@@ -49,7 +31,7 @@ pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig
         max_body_bytes: settings.max_body_bytes,
         bulk_max_operations: settings.bulk_max_operations,
         bulk_max_payload_bytes: settings.bulk_max_payload_bytes,
-        jwt,
+        jwt: settings.jwt.clone(),
         oauth: (!settings.oauth.signing_keys.is_empty()).then(|| server::OAuthConfig {
             signing_keys: settings
                 .oauth
@@ -60,7 +42,7 @@ pub fn server_config(settings: &Settings) -> anyhow::Result<server::ServerConfig
             token_ttl: settings.oauth.token_ttl,
         }),
         ..server::ServerConfig::default()
-    })
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -142,7 +124,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         tracing::warn!("no Coder URL is set: SCIM changes are stored and queued but not synced");
     }
 
-    let bound = server::bind(server_config(settings)?, deps)
+    let bound = server::bind(server_config(settings), deps)
         .await
         .map_err(|e| match &e {
             server::BindError::Listen {
@@ -209,7 +191,7 @@ mod tests {
             ..Default::default()
         };
         let settings = Settings::load(&args, &NoEnv).unwrap();
-        let jwt = server_config(&settings).unwrap().jwt.unwrap();
+        let jwt = server_config(&settings).jwt.unwrap();
         assert_eq!(jwt.allowed_clients, ["entra-app"]);
         assert_eq!(jwt.default_scopes, store::Scopes::READ);
         // The server re-reads the file when it changes, so it gets the path, not the content.
