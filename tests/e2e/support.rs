@@ -290,14 +290,29 @@ impl Bridge {
         }
     }
 
-    /// SIGTERM and wait: the graceful path.
+    /// SIGTERM and wait: the graceful path. A process still running 60 s later (the graceful
+    /// stop gives requests 30 s) is killed and fails the test, rather than hanging the suite.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        child.wait().expect("wait")
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the bridge did not stop within 60 s of SIGTERM; logs:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn scim(&self, path: &str) -> String {
