@@ -40,7 +40,12 @@ COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer is reused until Cargo.toml or Cargo.lock change.
 RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin scim-bridge \
+# The build context has no .git: `scim-bridge --version` and scim_bridge_build_info show this
+# commit (`docker build --build-arg SCIM_BRIDGE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .`),
+# "unknown" without it. SOURCE_DATE_EPOCH, when given, fixes the build date.
+ARG SCIM_BRIDGE_GIT_COMMIT=unknown
+ARG SOURCE_DATE_EPOCH
+RUN SCIM_BRIDGE_GIT_COMMIT="${SCIM_BRIDGE_GIT_COMMIT}" cargo build --release --locked --bin scim-bridge \
  && install -D -m 0755 target/release/scim-bridge /out/usr/local/bin/scim-bridge \
  && install -d -m 0750 /out/data
 
@@ -54,5 +59,8 @@ ENV SCIM_BRIDGE_LISTEN=0.0.0.0:8080 \
     SCIM_BRIDGE_DATABASE_URL=sqlite:///data/scim-bridge.db
 VOLUME ["/data"]
 EXPOSE 8080
+# The image has no shell and no curl: the binary asks its own /healthz.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s \
+  CMD ["scim-bridge", "healthcheck"]
 ENTRYPOINT ["scim-bridge"]
 CMD ["serve"]

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit;
+mod cli;
 mod crash_loop;
 mod oauth;
 mod ops_listener;
@@ -157,7 +158,7 @@ async fn revoked_token_is_refused() {
             .0,
         200
     );
-    let out = bridge.cli(&["token", "revoke", "e2e"]);
+    let out = bridge.cli(&["token", "revoke", "e2e", "--yes"]);
     assert!(out.status.success());
     let refused = eventually(Duration::from_secs(15), || async {
         let (status, body) = bridge.call("GET", "/Users", None).await;

@@ -48,10 +48,10 @@ fn client_commands_print_what_scripts_read_and_are_audited() {
         "nothing a script could mistake for credentials"
     );
 
-    let (ok, stdout, stderr) = run(&["client", "revoke", "reader"]);
+    let (ok, stdout, stderr) = run(&["client", "revoke", "reader", "--yes"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("reader"), "{stdout}");
-    let (ok, _, _) = run(&["client", "revoke", "reader"]);
+    let (ok, _, _) = run(&["client", "revoke", "reader", "--yes"]);
     assert!(!ok, "a revoked client cannot be revoked again");
 
     let (ok, stdout, stderr) = run(&["client", "list"]);

@@ -38,7 +38,7 @@ async fn plain_http_to_a_remote_coder_is_refused_at_start_up_unless_allowed() {
     ]);
     let (code, output) = run_bounded(&envs, &["serve"], Duration::from_secs(30))
         .expect("serve refused to start instead of serving");
-    assert_eq!(code, 2, "{output}");
+    assert_eq!(code, 3, "a configuration error: {output}");
     for part in [
         "SCIM_BRIDGE_CODER_URL",
         remote,

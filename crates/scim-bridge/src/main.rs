@@ -1,8 +1,12 @@
 //! `scim-bridge`: the SCIM 2.0 provisioning bridge between identity providers and Coder.
 
+mod build;
 mod commands;
 mod config;
+mod confirm;
+mod exit;
 mod logging;
+mod output;
 mod sync;
 mod tokens_file;
 
@@ -21,7 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     name = "scim-bridge",
-    version,
+    version = build::VERSION_LINE,
     about = "SCIM 2.0 provisioning bridge from Okta, Entra ID and other IdPs to Coder"
 )]
 struct Cli {
@@ -58,13 +62,9 @@ enum Command {
         action: AuditAction,
     },
     /// Compare the stored state with Coder and queue the fixes (drift repair).
-    Reconcile {
-        /// Print the plan without queueing anything.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Reconcile(commands::reconcile::ReconcileArgs),
     /// Coder capabilities and conflicts, the outbox, and open sync issues (exit 1 when something needs a person).
-    Status,
+    Status(commands::status::StatusArgs),
     /// Try it in one command: SQLite and a Coder fake in process, an Okta-style push, then keep serving.
     Demo(commands::demo::DemoArgs),
     /// Check every setting and the mapping rules, then exit.
@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Ask the local server whether it is healthy (/healthz) or ready (/readyz), for images
+    /// without curl: exit 0 when it answers 200, 1 otherwise.
+    Healthcheck(commands::healthcheck::HealthcheckArgs),
+    /// Print a shell completion script: `scim-bridge completions bash > /etc/bash_completion.d/scim-bridge`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,19 +87,29 @@ enum ConfigAction {
 
 fn main() -> std::process::ExitCode {
     match run() {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
+        Ok(true) => exit::Exit::Ok.into(),
+        Ok(false) => exit::Exit::No.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
+            exit::code_of(&e).into()
         }
     }
 }
 
 fn run() -> anyhow::Result<bool> {
     let cli = Cli::parse();
-    let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)?;
-    logging::init(settings.log_format, &settings.log_level)?;
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        // Generated into memory: clap_complete panics on a write error (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "scim-bridge", &mut script);
+        std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+        return Ok(true);
+    }
+    let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)
+        .map_err(|e| exit::with(exit::Exit::Config, e))?;
+    logging::init(settings.log_format, &settings.log_level)
+        .map_err(|e| exit::with(exit::Exit::Config, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -112,11 +127,13 @@ fn run() -> anyhow::Result<bool> {
                 commands::outbox::run(&settings, action).await.map(|_| true)
             }
             Command::Audit { action } => commands::audit::run(&settings, action).await,
-            Command::Reconcile { dry_run } => commands::reconcile::run(&settings, dry_run)
+            Command::Reconcile(args) => commands::reconcile::run(&settings, args)
                 .await
                 .map(|_| true),
-            Command::Status => commands::status::run(&settings).await,
+            Command::Status(args) => commands::status::run(&settings, args).await,
             Command::Demo(args) => commands::demo::run(&settings, args).await,
+            Command::Healthcheck(args) => commands::healthcheck::run(&settings, args).await,
+            Command::Completions { .. } => Ok(true),
             Command::Config {
                 action: ConfigAction::Check,
             } => {

@@ -78,7 +78,12 @@ impl server::ReadinessProbe for WorkerReadiness {
 
 /// The mapping rules from the settings' TOML sections.
 pub fn policy(settings: &Settings) -> anyhow::Result<Policy> {
-    Policy::from_toml(&settings.rules).map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CONFIG: {e}"))
+    Policy::from_toml(&settings.rules).map_err(|e| {
+        crate::exit::with(
+            crate::exit::Exit::Config,
+            anyhow::anyhow!("SCIM_BRIDGE_CONFIG: {e}"),
+        )
+    })
 }
 
 /// A Coder client for the configured deployment.

@@ -41,6 +41,19 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    /// `idp` (a bearer token IdPs present) or `coder` (the bridge's own Coder token).
+    kind: String,
+    name: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Request latencies: 0.5 ms to about 8 s.
@@ -69,6 +82,9 @@ struct Families {
     offboarding: Histogram,
     login_type_mismatches: Gauge,
     worker_concurrency_limit: Gauge,
+    build_info: Family<BuildLabels, Gauge>,
+    token_expiry: Family<TokenLabels, Gauge>,
+    token_expiry_shown: std::sync::Mutex<Vec<TokenLabels>>,
 }
 
 /// The metric registry and its families. Cheap to clone; every clone records into the same
@@ -180,6 +196,18 @@ impl Metrics {
             "Resources the worker reconciles at once now (adapts to Coder's 429s)",
             worker_concurrency_limit.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "scim_bridge_build_info",
+            "The running build: its version and commit as labels (always 1)",
+            build_info.clone(),
+        );
+        let token_expiry = Family::<TokenLabels, Gauge>::default();
+        registry.register(
+            "scim_bridge_token_expiry_timestamp_seconds",
+            "When each token that expires does so (Unix time); tokens without an expiry are absent",
+            token_expiry.clone(),
+        );
         Metrics {
             inner: Arc::new(Families {
                 registry,
@@ -197,6 +225,9 @@ impl Metrics {
                 offboarding,
                 login_type_mismatches,
                 worker_concurrency_limit,
+                build_info,
+                token_expiry,
+                token_expiry_shown: std::sync::Mutex::default(),
             }),
         }
     }
@@ -298,6 +329,44 @@ impl Metrics {
     pub fn set_worker_concurrency_limit(&self, limit: i64) {
         self.inner.worker_concurrency_limit.set(limit);
     }
+
+    /// `scim_bridge_build_info{version, commit} 1`, set once at start-up.
+    pub fn set_build_info(&self, version: &str, commit: &str) {
+        self.inner
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: version.into(),
+                commit: commit.into(),
+            })
+            .set(1);
+    }
+
+    /// The expiry of every token of `kind` that has one (`name`, Unix time); tokens of that
+    /// kind not listed (revoked, or no expiry) disappear from the family.
+    pub fn set_token_expiries(&self, kind: &str, expiries: &[(String, i64)]) {
+        let family = &self.inner.token_expiry;
+        // prometheus-client cannot list a family's label sets: remember what was set.
+        let mut shown = self
+            .inner
+            .token_expiry_shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        shown.retain(|labels| {
+            let stays = labels.kind != kind;
+            if !stays {
+                family.remove(labels);
+            }
+            stays
+        });
+        for (name, at) in expiries {
+            let labels = TokenLabels {
+                kind: kind.into(),
+                name: name.clone(),
+            };
+            family.get_or_create(&labels).set(*at);
+            shown.push(labels);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -327,10 +396,43 @@ mod tests {
             "scim_bridge_offboarding_duration_seconds",
             "scim_bridge_login_type_mismatches",
             "scim_bridge_worker_concurrency_limit",
+            "scim_bridge_build_info",
+            "scim_bridge_token_expiry_timestamp_seconds",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }
         assert!(text.contains(r#"scim_bridge_http_requests_total{endpoint="/scim/v2/Users",method="GET",status="200"} 1"#));
         assert!(text.contains("scim_bridge_coder_auth_ok 1"));
+    }
+
+    #[test]
+    fn build_info_and_token_expiries_are_labelled_gauges() {
+        let metrics = Metrics::new();
+        metrics.set_build_info("0.1.0", "0123456789ab");
+        metrics.set_token_expiries(
+            "idp",
+            &[
+                ("okta".into(), 1_800_000_000),
+                ("entra".into(), 1_900_000_000),
+            ],
+        );
+        metrics.set_token_expiries("coder", &[("bridge".into(), 1_700_000_000)]);
+        let text = metrics.render();
+        for line in [
+            r#"scim_bridge_build_info{version="0.1.0",commit="0123456789ab"} 1"#,
+            r#"scim_bridge_token_expiry_timestamp_seconds{kind="idp",name="okta"} 1800000000"#,
+            r#"scim_bridge_token_expiry_timestamp_seconds{kind="idp",name="entra"} 1900000000"#,
+            r#"scim_bridge_token_expiry_timestamp_seconds{kind="coder",name="bridge"} 1700000000"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A token revoked since leaves the family; the other kind is left alone.
+        metrics.set_token_expiries("idp", &[("okta".into(), 1_800_000_000)]);
+        let text = metrics.render();
+        assert!(!text.contains(r#"name="entra""#), "{text}");
+        assert!(
+            text.contains(r#"name="okta""#) && text.contains(r#"name="bridge""#),
+            "{text}"
+        );
     }
 }

@@ -4,6 +4,8 @@
 use store::Scopes;
 
 use crate::config::Settings;
+use crate::confirm::ConfirmArgs;
+use crate::output::{self, OutputArgs, Row};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientAction {
@@ -18,10 +20,52 @@ pub enum ClientAction {
         scopes: Scopes,
     },
     /// List clients (never their secrets).
-    List,
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Revoke a client by name: it gets no new access token; the ones it holds stop working on
     /// every replica within seconds.
-    Revoke { name: String },
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+    },
+}
+
+/// One line of `client list`.
+#[derive(Debug, serde::Serialize)]
+struct ClientRow {
+    name: String,
+    client_id: String,
+    scopes: Vec<&'static str>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<store::OAuthClientInfo> for ClientRow {
+    fn from(c: store::OAuthClientInfo) -> ClientRow {
+        ClientRow {
+            name: c.name,
+            client_id: c.client_id,
+            scopes: c.scopes.iter().map(store::Scope::as_str).collect(),
+            created_at: c.created_at,
+            revoked_at: c.revoked_at,
+        }
+    }
+}
+
+impl Row for ClientRow {
+    const HEADERS: &'static [&'static str] = &["NAME", "CLIENT_ID", "SCOPES", "CREATED", "REVOKED"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.client_id.clone(),
+            self.scopes.join(" "),
+            output::time(self.created_at),
+            output::maybe_time(self.revoked_at),
+        ]
+    }
 }
 
 pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()> {
@@ -36,27 +80,19 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
             println!("client_id={}", client.client_id);
             println!("client_secret={}", client.client_secret);
         }
-        ClientAction::List => {
-            let clients = store.oauth_client_list().await?;
-            println!(
-                "{:<24} {:<38} {:<21} {:<26} REVOKED",
-                "NAME", "CLIENT_ID", "SCOPES", "CREATED"
-            );
-            for c in clients {
-                println!(
-                    "{:<24} {:<38} {:<21} {:<26} {}",
-                    c.name,
-                    c.client_id,
-                    // `Scopes`' Display ignores the width: render it first.
-                    c.scopes.to_string(),
-                    c.created_at.to_rfc3339(),
-                    c.revoked_at
-                        .map(|d| d.to_rfc3339())
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
+        ClientAction::List { output } => {
+            let rows: Vec<ClientRow> = store
+                .oauth_client_list()
+                .await?
+                .into_iter()
+                .map(ClientRow::from)
+                .collect();
+            output::print(output.output, &rows)?;
         }
-        ClientAction::Revoke { name } => {
+        ClientAction::Revoke { name, confirm } => {
+            confirm.ask(&format!(
+                "Revoke OAuth client '{name}'? The IdP using it stops provisioning until it gets a new client."
+            ))?;
             store.oauth_client_revoke(&name).await?;
             println!(
                 "OAuth client '{name}' revoked: it gets no new access token, and every replica refuses the ones it holds within seconds"
@@ -64,4 +100,40 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn rows() -> Vec<ClientRow> {
+        let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        vec![
+            ClientRow::from(store::OAuthClientInfo {
+                name: "entra".into(),
+                client_id: "3f2a9c1e-7b4d-4e8a-9f0c-2d6b8a1e5c7f".into(),
+                scopes: store::Scopes::ALL,
+                created_at: at("2026-11-01T09:30:00Z"),
+                revoked_at: None,
+            }),
+            ClientRow::from(store::OAuthClientInfo {
+                name: "reporting".into(),
+                client_id: "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d".into(),
+                scopes: store::Scopes::READ,
+                created_at: at("2026-11-02T10:00:00Z"),
+                revoked_at: Some(at("2026-11-30T16:45:10Z")),
+            }),
+        ]
+    }
+
+    #[test]
+    fn client_list_table() {
+        insta::assert_snapshot!(render(Format::Table, &rows()).unwrap());
+    }
+
+    #[test]
+    fn client_list_json() {
+        insta::assert_snapshot!(render(Format::Json, &rows()).unwrap());
+    }
 }

@@ -42,7 +42,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     let policy =
         reconcile::Policy::from_toml(&rules).map_err(|e| anyhow::anyhow!("demo rules: {e}"))?;
 
-    let metrics = server::Metrics::new();
+    let metrics = crate::build::metrics();
     let coder_url: url::Url = fake.base_url().parse()?;
     let client = coder::CoderClient::new(coder::CoderConfig::new(
         coder_url,

@@ -5,6 +5,7 @@
 use store::{Store, StoreOptions};
 
 use crate::config::Settings;
+use crate::exit::{self, Exit};
 
 /// Options of `scim-bridge migrate`.
 #[derive(Debug, clap::Args)]
@@ -22,10 +23,15 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> 
     };
     let store = Store::connect(settings.database_url.expose(), options)
         .await
-        .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+        .map_err(|e| {
+            exit::with(
+                Exit::NotReady,
+                anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"),
+            )
+        })?;
     // Migrations only go forward: a schema from a newer release is left as it is.
     if let status @ store::SchemaStatus::Ahead { .. } = store.schema_status().await? {
-        anyhow::bail!("{status}");
+        return Err(exit::with(Exit::NotReady, anyhow::anyhow!("{status}")));
     }
     store
         .migrate()
@@ -41,7 +47,9 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<()> 
 /// Copy the SQLite store at `source_url` into `target` and check the copied audit chain.
 async fn copy(target: &Store, source_url: &str, settings: &Settings) -> anyhow::Result<()> {
     let Some(file) = sqlite_file(source_url) else {
-        anyhow::bail!("--copy-from takes a sqlite:// URL, e.g. sqlite:///data/scim-bridge.db");
+        return Err(exit::usage(
+            "--copy-from takes a sqlite:// URL, e.g. sqlite:///data/scim-bridge.db",
+        ));
     };
     // Opening a missing SQLite file would create an empty one.
     if !std::path::Path::new(file).is_file() {

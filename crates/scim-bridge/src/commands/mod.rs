@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod client;
 pub mod demo;
+pub mod healthcheck;
 pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
@@ -13,6 +14,7 @@ pub mod token;
 use store::{Store, StoreOptions};
 
 use crate::config::Settings;
+use crate::exit::{self, Exit};
 
 /// The store's options from the settings: the audit keys every command hashes and verifies with.
 pub fn store_options(settings: &Settings) -> StoreOptions {
@@ -30,15 +32,21 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         run_migrations: false,
         ..store_options(settings)
     };
+    let not_ready = |e: anyhow::Error| exit::with(Exit::NotReady, e);
     let store = Store::connect(settings.database_url.expose(), options)
         .await
-        .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
-    let status = store
-        .schema_status()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the database's schema version: {e}"))?;
+        .map_err(|e| {
+            not_ready(anyhow::anyhow!(
+                "opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"
+            ))
+        })?;
+    let status = store.schema_status().await.map_err(|e| {
+        not_ready(anyhow::anyhow!(
+            "reading the database's schema version: {e}"
+        ))
+    })?;
     if status != store::SchemaStatus::Current {
-        anyhow::bail!("{status}");
+        return Err(not_ready(anyhow::anyhow!("{status}")));
     }
     Ok(store)
 }

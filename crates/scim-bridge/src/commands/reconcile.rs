@@ -1,42 +1,173 @@
 //! `scim-bridge reconcile [--dry-run]`: drift repair on demand.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use reconcile::DriftProgress;
+use serde::Serialize;
 
 use crate::config::Settings;
+use crate::output::{self, OutputArgs, Table, View};
 
-pub async fn run(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct ReconcileArgs {
+    /// Print the plan without queueing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What drift repair found, and what it queued.
+#[derive(Debug, Serialize)]
+struct PlanView {
+    dry_run: bool,
+    users_checked: u64,
+    groups_checked: u64,
+    differences: Vec<Difference>,
+    /// Resources queued for sync; `None` on a dry run.
+    queued: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Difference {
+    /// What kind of drift (`missing_in_coder`, `roles`, …).
+    drift: &'static str,
+    kind: &'static str,
+    resource_id: String,
+    detail: String,
+}
+
+impl View for PlanView {
+    fn table(&self) -> String {
+        let mut text = format!(
+            "checked {} users and {} groups: {} difference(s)\n",
+            self.users_checked,
+            self.groups_checked,
+            self.differences.len()
+        );
+        if !self.differences.is_empty() {
+            let mut table = Table::new(&["DRIFT", "KIND", "RESOURCE", "DETAIL"]);
+            for d in &self.differences {
+                table.row(vec![
+                    d.drift.into(),
+                    d.kind.into(),
+                    d.resource_id.clone(),
+                    d.detail.clone(),
+                ]);
+            }
+            text.push_str(&table.to_string());
+        }
+        match self.queued {
+            None => text.push_str("dry run: nothing was queued\n"),
+            Some(n) => text.push_str(&format!(
+                "{n} resource(s) queued for sync; `scim-bridge outbox status` shows the progress\n"
+            )),
+        }
+        text
+    }
+}
+
+pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings).await?;
     let reconciler = crate::sync::reconciler(settings, &store, None)?;
-    let terminal = std::io::stderr().is_terminal();
-    let mut progress = move |p: DriftProgress| {
-        let line = match p {
-            DriftProgress::CoderRead { users } => format!("read {users} Coder users"),
-            DriftProgress::UsersChecked { checked, total } => {
-                format!("users checked: {checked}/{total}")
-            }
-            DriftProgress::GroupsChecked { checked, total } => {
-                format!("groups checked: {checked}/{total}")
-            }
-        };
-        if terminal {
-            eprint!("\r\x1b[2K{line}");
-            let _ = std::io::stderr().flush();
+    let bar = progress_bar();
+    let mut progress = |p: DriftProgress| match p {
+        DriftProgress::CoderRead { users } => {
+            bar.set_message(format!("read {users} Coder users"));
+        }
+        DriftProgress::UsersChecked { checked, total } => {
+            bar.set_length(total);
+            bar.set_position(checked);
+            bar.set_message("users checked");
+        }
+        DriftProgress::GroupsChecked { checked, total } => {
+            bar.set_length(total);
+            bar.set_position(checked);
+            bar.set_message("groups checked");
         }
     };
-    let plan = reconcile::drift::plan(&reconciler, &mut progress).await?;
-    if terminal {
-        eprintln!();
-    }
-    print!("{plan}");
-    if dry_run {
-        println!("dry run: nothing was queued");
+    let plan = reconcile::drift::plan(&reconciler, &mut progress).await;
+    bar.finish_and_clear();
+    let plan = plan?;
+    let queued = if args.dry_run {
+        None
     } else {
-        let queued = reconcile::drift::enqueue(&store, &plan).await?;
-        println!(
-            "{queued} resource(s) queued for sync; `scim-bridge outbox status` shows the progress"
-        );
+        Some(reconcile::drift::enqueue(&store, &plan).await?)
+    };
+    let view = PlanView {
+        dry_run: args.dry_run,
+        users_checked: plan.users_checked,
+        groups_checked: plan.groups_checked,
+        differences: plan
+            .items
+            .iter()
+            .map(|i| Difference {
+                drift: i.kind.as_str(),
+                kind: i.resource.name(),
+                resource_id: i.id.clone(),
+                detail: i.detail.clone(),
+            })
+            .collect(),
+        queued,
+    };
+    output::print(args.output.output, &view)
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise (logs, CI, pipes).
+pub fn progress_bar() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
     }
-    Ok(())
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn plan(queued: Option<u64>) -> PlanView {
+        PlanView {
+            dry_run: queued.is_none(),
+            users_checked: 1200,
+            groups_checked: 35,
+            differences: vec![
+                Difference {
+                    drift: "user_status",
+                    kind: "User",
+                    resource_id: "2c9f6a3e-0b1d-4c7a-9e8f-5a6b7c8d9e0f".into(),
+                    detail: "Coder: active, desired: suspended".into(),
+                },
+                Difference {
+                    drift: "group_members",
+                    kind: "Group",
+                    resource_id: "7d1e2f3a-4b5c-4d6e-8f9a-0b1c2d3e4f5a".into(),
+                    detail: "2 member(s) to add, 1 to remove".into(),
+                },
+            ],
+            queued,
+        }
+    }
+
+    #[test]
+    fn reconcile_dry_run_table() {
+        insta::assert_snapshot!(render(Format::Table, &plan(None)).unwrap());
+    }
+
+    #[test]
+    fn reconcile_dry_run_json() {
+        insta::assert_snapshot!(render(Format::Json, &plan(None)).unwrap());
+    }
+
+    #[test]
+    fn reconcile_queued_table() {
+        insta::assert_snapshot!(render(Format::Table, &plan(Some(2))).unwrap());
+    }
 }

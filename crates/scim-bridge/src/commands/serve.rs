@@ -13,7 +13,12 @@ pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<Store> {
         super::store_options(settings),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"))?;
+    .map_err(|e| {
+        crate::exit::with(
+            crate::exit::Exit::NotReady,
+            anyhow::anyhow!("opening the database (SCIM_BRIDGE_DATABASE_URL): {e}"),
+        )
+    })?;
     Ok(store)
 }
 
@@ -87,7 +92,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         }
         tracing::info!(count = report.lines, "imported IdP tokens");
     }
-    let metrics = server::Metrics::new();
+    let metrics = crate::build::metrics();
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics.clone();
 

@@ -1,69 +1,334 @@
 //! `scim-bridge status`: what an operator needs to know at a glance.
 
-use crate::config::Settings;
+use serde::Serialize;
 
-pub async fn run(settings: &Settings) -> anyhow::Result<bool> {
-    let store = super::open_store(settings).await?;
-    let mut healthy = true;
-    println!(
-        "database:     {} (migrations current: {})",
-        store.backend_name(),
-        store.migrations_current().await?
-    );
-    let s = store.outbox_stats().await?;
-    println!(
-        "outbox:       {} waiting, oldest {}, {} retrying, {} dead-lettered",
-        s.depth,
-        s.oldest_age
-            .map(|a| format!("{}s", a.num_seconds()))
-            .unwrap_or_else(|| "-".into()),
-        s.retrying,
-        s.dead
-    );
-    if s.dead > 0 {
-        healthy = false;
-        println!(
-            "              -> inspect with `scim-bridge outbox list --dead`, fix, then `scim-bridge outbox retry --all-dead`"
-        );
+use crate::config::Settings;
+use crate::output::{self, Fields, OutputArgs, View};
+
+use super::outbox::OutboxSummary;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Everything `status` found; `healthy` is false when something needs a person (exit 1).
+#[derive(Debug, Serialize)]
+struct StatusReport {
+    healthy: bool,
+    database: DatabaseStatus,
+    outbox: OutboxSummary,
+    coder: CoderStatus,
+    sync_issues: Vec<IssueRow>,
+    /// What will need a person soon (a token about to expire), in plain sentences.
+    warnings: Vec<String>,
+}
+
+/// How long before a token expires `status` starts to warn.
+pub const EXPIRY_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(14);
+
+/// A warning for every unrevoked IdP token that expired or expires within [`EXPIRY_WARNING`].
+fn token_warnings(tokens: &[store::TokenInfo], now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for t in tokens.iter().filter(|t| t.revoked_at.is_none()) {
+        let Some(at) = t.expires_at else { continue };
+        let when = output::time(at);
+        let left = at - now;
+        let what = if left <= chrono::TimeDelta::zero() {
+            format!("IdP token '{}' expired at {when}", t.name)
+        } else if left <= EXPIRY_WARNING {
+            format!(
+                "IdP token '{}' expires at {when} (in {} day(s))",
+                t.name,
+                left.num_days()
+            )
+        } else {
+            continue;
+        };
+        warnings.push(format!(
+            "{what}: give the IdP a new one (`scim-bridge token create`), then revoke this one"
+        ));
     }
-    let policy = crate::sync::policy(settings)?;
-    match &settings.coder {
-        None => println!(
-            "coder:        not configured (SCIM changes are stored and queued, nothing is synced)"
-        ),
-        Some(coder) => {
-            println!("coder:        {}", coder.url);
-            let client = crate::sync::coder_client(coder, None)?;
-            match reconcile::capabilities::check(&client, &policy).await {
-                Ok(report) => {
-                    for line in report.to_string().lines() {
-                        println!("              {line}");
+    warnings
+}
+
+#[derive(Debug, Serialize)]
+struct DatabaseStatus {
+    backend: &'static str,
+    migrations_current: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct CoderStatus {
+    /// `None`: no Coder URL is configured, nothing is synced.
+    url: Option<String>,
+    /// Coder's answer to the start-up checks; `None` when Coder is not configured or did not
+    /// answer.
+    capabilities: Option<Capabilities>,
+    /// Why Coder could not be checked.
+    error: Option<String>,
+}
+
+/// [`reconcile::capabilities::CapabilityReport`] as `status -o json` prints it.
+#[derive(Debug, Serialize)]
+struct Capabilities {
+    coder_version: String,
+    identity: String,
+    is_owner: bool,
+    groups_licensed: bool,
+    groups_mirrored: bool,
+    coder_scim_enabled: bool,
+    organization_sync: bool,
+    group_sync_organizations: Vec<String>,
+    role_sync_organizations: Vec<String>,
+    warnings: Vec<String>,
+    /// The report as the table prints it.
+    #[serde(skip)]
+    text: String,
+}
+
+impl From<reconcile::capabilities::CapabilityReport> for Capabilities {
+    fn from(r: reconcile::capabilities::CapabilityReport) -> Capabilities {
+        Capabilities {
+            text: r.to_string(),
+            coder_version: r.coder_version,
+            identity: r.identity,
+            is_owner: r.is_owner,
+            groups_licensed: r.groups_licensed,
+            groups_mirrored: r.groups_mirrored,
+            coder_scim_enabled: r.coder_scim_enabled,
+            organization_sync: r.organization_sync,
+            group_sync_organizations: r.group_sync_organizations,
+            role_sync_organizations: r.role_sync_organizations,
+            warnings: r.warnings,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct IssueRow {
+    kind: String,
+    resource_id: String,
+    issue_type: String,
+    detail: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl View for StatusReport {
+    fn table(&self) -> String {
+        let mut f = Fields::new();
+        f.field(
+            "database",
+            format!(
+                "{} (migrations current: {})",
+                self.database.backend, self.database.migrations_current
+            ),
+        );
+        let o = &self.outbox;
+        f.field(
+            "outbox",
+            format!(
+                "{} waiting, oldest {}, {} retrying, {} dead-lettered",
+                o.depth,
+                o.oldest(),
+                o.retrying,
+                o.dead
+            ),
+        );
+        if o.dead > 0 {
+            f.note("-> inspect with `scim-bridge outbox list --dead`, fix, then `scim-bridge outbox retry --all-dead`");
+        }
+        match &self.coder.url {
+            None => {
+                f.field(
+                    "coder",
+                    "not configured (SCIM changes are stored and queued, nothing is synced)",
+                );
+            }
+            Some(url) => {
+                f.field("coder", url);
+                if let Some(c) = &self.coder.capabilities {
+                    for line in c.text.lines() {
+                        f.note(line);
                     }
-                    if !report.groups_mirrored {
-                        println!(
-                            "              groups are NOT mirrored to Coder (they are kept for role mapping)"
-                        );
+                    if !c.groups_mirrored {
+                        f.note("groups are NOT mirrored to Coder (they are kept for role mapping)");
                     }
                 }
-                Err(e) => {
-                    healthy = false;
-                    println!("              UNREACHABLE or refused: {e}");
+                if let Some(e) = &self.coder.error {
+                    f.note(format!("UNREACHABLE or refused: {e}"));
                 }
             }
         }
+        if self.sync_issues.is_empty() {
+            f.field("sync issues", "none");
+        } else {
+            f.field("sync issues", format!("{} open", self.sync_issues.len()));
+            for i in &self.sync_issues {
+                f.note(format!(
+                    "- {} {} {}: {}",
+                    i.kind, i.resource_id, i.issue_type, i.detail
+                ));
+            }
+        }
+        for w in &self.warnings {
+            f.field("warning", w);
+        }
+        f.to_string()
     }
-    let issues = store.sync_issue_list(false).await?;
-    if issues.is_empty() {
-        println!("sync issues:  none");
-    } else {
-        healthy = false;
-        println!("sync issues:  {} open", issues.len());
-        for i in issues {
-            println!(
-                "  - {} {} {}: {}",
-                i.kind, i.resource_id, i.issue_type, i.detail
-            );
+}
+
+pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> {
+    let store = super::open_store(settings).await?;
+    let policy = crate::sync::policy(settings)?;
+    let database = DatabaseStatus {
+        backend: store.backend_name(),
+        migrations_current: store.migrations_current().await?,
+    };
+    let outbox = OutboxSummary::from(store.outbox_stats().await?);
+    let coder = match &settings.coder {
+        None => CoderStatus {
+            url: None,
+            capabilities: None,
+            error: None,
+        },
+        Some(coder) => {
+            let client = crate::sync::coder_client(coder, None)?;
+            let (capabilities, error) = match reconcile::capabilities::check(&client, &policy).await
+            {
+                Ok(report) => (Some(Capabilities::from(report)), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            CoderStatus {
+                url: Some(coder.url.to_string()),
+                capabilities,
+                error,
+            }
+        }
+    };
+    let sync_issues: Vec<IssueRow> = store
+        .sync_issue_list(false)
+        .await?
+        .into_iter()
+        .map(|i| IssueRow {
+            kind: i.kind,
+            resource_id: i.resource_id,
+            issue_type: i.issue_type,
+            detail: i.detail,
+            created_at: i.created_at,
+        })
+        .collect();
+    let warnings = token_warnings(&store.token_list().await?, chrono::Utc::now());
+    let healthy = outbox.dead == 0 && coder.error.is_none() && sync_issues.is_empty();
+    let report = StatusReport {
+        healthy,
+        database,
+        outbox,
+        coder,
+        sync_issues,
+        warnings,
+    };
+    output::print(args.output.output, &report)?;
+    Ok(healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn report(coder_answers: bool) -> StatusReport {
+        let capabilities = reconcile::capabilities::CapabilityReport {
+            coder_version: "v2.18.0".into(),
+            identity: "scim-bridge".into(),
+            is_owner: true,
+            groups_licensed: false,
+            groups_mirrored: false,
+            coder_scim_enabled: false,
+            organization_sync: false,
+            group_sync_organizations: vec![],
+            role_sync_organizations: vec!["platform".into()],
+            warnings: vec![
+                "role sync is on in platform: role changes for OIDC users answer 400".into(),
+            ],
+        };
+        StatusReport {
+            healthy: false,
+            database: DatabaseStatus {
+                backend: "sqlite",
+                migrations_current: true,
+            },
+            outbox: OutboxSummary {
+                depth: 4,
+                oldest_age_seconds: Some(12),
+                retrying: 1,
+                dead: 1,
+            },
+            coder: CoderStatus {
+                url: Some("https://coder.example.com/".into()),
+                capabilities: coder_answers.then(|| Capabilities::from(capabilities)),
+                error: (!coder_answers)
+                    .then(|| "Coder answered 401 Unauthorized: the token was refused".into()),
+            },
+            sync_issues: vec![IssueRow {
+                kind: "User".into(),
+                resource_id: "2c9f6a3e-0b1d-4c7a-9e8f-5a6b7c8d9e0f".into(),
+                issue_type: "username_conflict".into(),
+                detail: "Coder already has a user named alice that the bridge does not manage"
+                    .into(),
+                created_at: "2026-12-03T07:00:00Z".parse().unwrap(),
+            }],
+            warnings: vec!["IdP token 'okta' expires at 2026-12-10T00:00:00Z (in 6 day(s)): give the IdP a new one (`scim-bridge token create`), then revoke this one".into()],
         }
     }
-    Ok(healthy)
+
+    #[test]
+    fn status_table() {
+        insta::assert_snapshot!(render(Format::Table, &report(true)).unwrap());
+    }
+
+    #[test]
+    fn status_table_when_coder_does_not_answer() {
+        insta::assert_snapshot!(render(Format::Table, &report(false)).unwrap());
+    }
+
+    #[test]
+    fn tokens_warn_from_fourteen_days_before_they_expire() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-03T08:00:00Z".parse().unwrap();
+        let token = |name: &str, days: Option<i64>, revoked: bool| store::TokenInfo {
+            name: name.into(),
+            scopes: store::Scopes::ALL,
+            source: store::TokenSource::Cli,
+            created_at: now,
+            expires_at: days.map(|d| now + chrono::TimeDelta::days(d)),
+            revoked_at: revoked.then_some(now),
+            last_used_at: None,
+        };
+        let warnings = token_warnings(
+            &[
+                token("forever", None, false),
+                token("later", Some(15), false),
+                token("soon", Some(14), false),
+                token("gone", Some(-1), false),
+                token("revoked", Some(1), true),
+            ],
+            now,
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("IdP token 'soon' expires at 2026-12-17T08:00:00Z (in 14 day(s))"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("IdP token 'gone' expired at 2026-12-02T08:00:00Z"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn status_json() {
+        insta::assert_snapshot!(render(Format::Json, &report(true)).unwrap());
+    }
 }

@@ -4,6 +4,8 @@ use chrono::Utc;
 use store::Scopes;
 
 use crate::config::Settings;
+use crate::confirm::ConfirmArgs;
+use crate::output::{self, OutputArgs, Row};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenAction {
@@ -19,9 +21,16 @@ pub enum TokenAction {
         scopes: Scopes,
     },
     /// List tokens (never their values).
-    List,
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Revoke a token by name; every replica refuses it within 1 s.
-    Revoke { name: String },
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+    },
 }
 
 pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()> {
@@ -51,42 +60,84 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
             }
             println!("{token}");
         }
-        TokenAction::List => {
-            let tokens = store.token_list().await?;
-            println!(
-                "{:<24} {:<21} {:<6} {:<26} {:<26} {:<26} STATE",
-                "NAME", "SCOPES", "SOURCE", "CREATED", "EXPIRES", "LAST USED"
-            );
+        TokenAction::List { output } => {
             let now = Utc::now();
-            for t in tokens {
-                let state = if t.revoked_at.is_some() {
-                    "revoked"
-                } else if t.expires_at.is_some_and(|e| e <= now) {
-                    "expired"
-                } else {
-                    "active"
-                };
-                let show = |d: Option<chrono::DateTime<Utc>>| {
-                    d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
-                };
-                println!(
-                    "{:<24} {:<21} {:<6} {:<26} {:<26} {:<26} {state}",
-                    t.name,
-                    // `Scopes`' Display ignores the width: render it first.
-                    t.scopes.to_string(),
-                    t.source.as_str(),
-                    t.created_at.to_rfc3339(),
-                    show(t.expires_at),
-                    show(t.last_used_at)
-                );
-            }
+            let rows: Vec<TokenRow> = store
+                .token_list()
+                .await?
+                .into_iter()
+                .map(|t| TokenRow::new(t, now))
+                .collect();
+            output::print(output.output, &rows)?;
         }
-        TokenAction::Revoke { name } => {
+        TokenAction::Revoke { name, confirm } => {
+            confirm.ask(&format!(
+                "Revoke token '{name}'? The IdP using it stops provisioning until it gets a new token."
+            ))?;
             store.token_revoke(&name).await?;
             println!("token '{name}' revoked; every replica refuses it within 1 s");
         }
     }
     Ok(())
+}
+
+/// One line of `token list`.
+#[derive(Debug, serde::Serialize)]
+struct TokenRow {
+    name: String,
+    scopes: Vec<&'static str>,
+    source: &'static str,
+    created_at: chrono::DateTime<Utc>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+    last_used_at: Option<chrono::DateTime<Utc>>,
+    revoked_at: Option<chrono::DateTime<Utc>>,
+    /// `active`, `expired` or `revoked`.
+    state: &'static str,
+}
+
+impl TokenRow {
+    fn new(t: store::TokenInfo, now: chrono::DateTime<Utc>) -> TokenRow {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        TokenRow {
+            name: t.name,
+            scopes: t.scopes.iter().map(store::Scope::as_str).collect(),
+            source: t.source.as_str(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+            state,
+        }
+    }
+}
+
+impl Row for TokenRow {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME",
+        "SCOPES",
+        "SOURCE",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "STATE",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.scopes.join(" "),
+            self.source.into(),
+            output::time(self.created_at),
+            output::maybe_time(self.expires_at),
+            output::maybe_time(self.last_used_at),
+            self.state.into(),
+        ]
+    }
 }
 
 /// `--scopes`: at least one known scope; an unknown name is an error that lists the scopes.
@@ -98,4 +149,72 @@ pub(super) fn parse_scopes(raw: &str) -> Result<Scopes, String> {
         return Err("name at least one scope: scim:read, scim:write".into());
     }
     Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn at(s: &str) -> chrono::DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn rows() -> Vec<TokenRow> {
+        let now = at("2026-12-03T08:00:00Z");
+        let token = |name: &str, scopes, source, expires: Option<&str>, revoked: Option<&str>| {
+            TokenRow::new(
+                store::TokenInfo {
+                    name: name.into(),
+                    scopes,
+                    source,
+                    created_at: at("2026-11-01T09:30:00.123456Z"),
+                    expires_at: expires.map(at),
+                    revoked_at: revoked.map(at),
+                    last_used_at: Some(at("2026-12-03T07:59:58Z")),
+                },
+                now,
+            )
+        };
+        vec![
+            token(
+                "okta",
+                store::Scopes::ALL,
+                store::TokenSource::Cli,
+                Some("2027-03-01T00:00:00Z"),
+                None,
+            ),
+            token(
+                "entra-reader",
+                store::Scopes::READ,
+                store::TokenSource::File,
+                None,
+                None,
+            ),
+            token(
+                "old",
+                store::Scopes::ALL,
+                store::TokenSource::Cli,
+                Some("2026-12-01T00:00:00Z"),
+                None,
+            ),
+            token(
+                "gone",
+                store::Scopes::ALL,
+                store::TokenSource::Cli,
+                None,
+                Some("2026-11-20T10:00:00Z"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn token_list_table() {
+        insta::assert_snapshot!(render(Format::Table, &rows()).unwrap());
+    }
+
+    #[test]
+    fn token_list_json() {
+        insta::assert_snapshot!(render(Format::Json, &rows()).unwrap());
+    }
 }

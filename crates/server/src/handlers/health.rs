@@ -19,6 +19,8 @@ struct StoreFigures {
     database: Result<(), String>,
     migrations: Result<bool, String>,
     outbox: Option<store::OutboxStats>,
+    /// Each unrevoked IdP token that expires: its name and expiry (Unix time).
+    token_expiries: Option<Vec<(String, i64)>>,
 }
 
 /// The last [`StoreFigures`] and when they were read. Callers wait on the lock while one of
@@ -50,10 +52,24 @@ async fn store_figures(state: &AppState) -> StoreFigures {
             None
         }
     };
+    let token_expiries = match state.store.token_list().await {
+        Ok(tokens) => Some(
+            tokens
+                .into_iter()
+                .filter(|t| t.revoked_at.is_none())
+                .filter_map(|t| Some((t.name, t.expires_at?.timestamp())))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the tokens' expiry for /metrics");
+            None
+        }
+    };
     let figures = StoreFigures {
         database,
         migrations,
         outbox,
+        token_expiries,
     };
     *cached = Some((Instant::now(), figures.clone()));
     figures
@@ -140,8 +156,12 @@ pub async fn readyz(
 /// The metrics, with the outbox gauges from the store (at most [`OPS_CACHE_TTL`] old) so they
 /// are current even when no worker runs in this process.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Some(stats) = store_figures(&state).await.outbox {
+    let figures = store_figures(&state).await;
+    if let Some(stats) = figures.outbox {
         state.metrics.set_outbox(&stats);
+    }
+    if let Some(expiries) = figures.token_expiries {
+        state.metrics.set_token_expiries("idp", &expiries);
     }
     HttpResponse::Ok()
         .insert_header((
