@@ -11,8 +11,8 @@ pub struct HealthcheckArgs {
     /// Ask /readyz (the database and Coder can be used) instead of /healthz (the process answers).
     #[arg(long)]
     pub ready: bool,
-    /// The server's address; by default SCIM_BRIDGE_LISTEN, with a wildcard address asked on
-    /// loopback.
+    /// The server's address; by default SCIM_BRIDGE_OPS_LISTEN when set (the probes are served
+    /// only there then), else SCIM_BRIDGE_LISTEN; a wildcard address is asked on loopback.
     #[arg(long, value_name = "HOST:PORT")]
     pub address: Option<SocketAddr>,
     /// How long to wait for the answer.
