@@ -451,8 +451,8 @@ async fn secrets_never_reach_the_logs() {
 
 /// `scim-bridge demo` replays the Okta-style push and shows Coder converged: the group's members
 /// hold `template-admin`, bob is renamed, carol is suspended, and the audit chain is intact.
-#[test]
-fn demo_converges_coder() {
+/// `scim-bridge demo --once` in a fresh directory, with no log setting: (stdout, stderr).
+fn demo_once() -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(support::BIN)
         .args(["demo", "--once"])
@@ -460,15 +460,17 @@ fn demo_converges_coder() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SCIM_BRIDGE_LISTEN", "127.0.0.1:0")
-        .env("SCIM_BRIDGE_LOG_LEVEL", "warn")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{text}\n{stderr}");
+    (text, stderr)
+}
+
+#[test]
+fn demo_converges_coder() {
+    let (text, stderr) = demo_once();
     assert!(
         !text.contains("ERR "),
         "every replayed request succeeded:\n{text}"
@@ -493,6 +495,55 @@ fn demo_converges_coder() {
             && line("group coder-template-admins").contains("robert-jones")
     );
     assert!(text.contains("intact"), "{text}");
+
+    // A newcomer reads only the demo's own lines: no log line on either stream by default.
+    for (stream, printed) in [("stdout", &text), ("stderr", &stderr)] {
+        assert!(
+            !printed.contains("\"level\"") && !printed.contains(" INFO "),
+            "a log line on {stdout}:\n{printed}",
+            stdout = stream
+        );
+    }
+    // The audit view names people and groups, never a SCIM id; `dormant` and `admin` are
+    // explained; the next steps name both ends.
+    let audit = text
+        .split("Audit trail")
+        .nth(1)
+        .and_then(|rest| rest.split("Next steps").next())
+        .unwrap();
+    assert!(
+        audit.contains("User alice@example.com") && audit.contains("Group coder-template-admins"),
+        "{audit}"
+    );
+    assert!(
+        !audit
+            .split_whitespace()
+            .any(|w| uuid::Uuid::parse_str(w).is_ok()),
+        "a UUID in the audit view:\n{audit}"
+    );
+    for sentence in [
+        "dormant: ",
+        "admin: ",
+        "scim-bridge token create",
+        "SCIM_BRIDGE_CODER_URL",
+    ] {
+        assert!(text.contains(sentence), "{sentence:?} missing:\n{text}");
+    }
+
+    // The same order on every run: only times, ports and paths differ.
+    let stable = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.contains("127.0.0.1") && !l.contains("sqlite://"))
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| !(w.len() == 12 && w.as_bytes().get(2) == Some(&b':')))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    let (again, _) = demo_once();
+    assert_eq!(stable(&text), stable(&again), "{text}\n---\n{again}");
 }
 
 /// The real binary killed with SIGKILL while the worker drains, then restarted: every SCIM user

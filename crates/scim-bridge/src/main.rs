@@ -108,8 +108,14 @@ fn run() -> anyhow::Result<bool> {
     }
     let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)
         .map_err(|e| exit::with(exit::Exit::Config, e))?;
-    logging::init(settings.log_format, &settings.log_level)
-        .map_err(|e| exit::with(exit::Exit::Config, e))?;
+    // The demo's own lines are the point on a terminal: logs below warn only when asked for.
+    let log_level = match cli.command {
+        Command::Demo(_) if cli.settings.log_level.is_none() && settings.log_level == "info" => {
+            "warn"
+        }
+        _ => settings.log_level.as_str(),
+    };
+    logging::init(settings.log_format, log_level).map_err(|e| exit::with(exit::Exit::Config, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use store::{Store, StoreOptions, SystemClock};
 
 use crate::config::Settings;
+use crate::output::Table;
 
 /// The push the demo replays (the file's request shapes follow Okta's SCIM 2.0 reference).
 const PUSH: &str = include_str!("../../../../fixtures/demo/okta-push.json");
@@ -56,12 +57,17 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
         Arc::new(SystemClock),
         Arc::new(crate::sync::MetricsObserver(metrics.clone())),
     ));
-    let worker =
-        reconcile::Worker::from_reconciler(reconciler.clone(), reconcile::WorkerConfig::default());
+    // One resource at a time, started after the push: the audit trail reads the same on every
+    // run, and shows that the IdP had all its answers before Coder was touched.
+    let worker = reconcile::Worker::from_reconciler(
+        reconciler.clone(),
+        reconcile::WorkerConfig {
+            concurrency: 1,
+            concurrency_min: 1,
+            ..reconcile::WorkerConfig::default()
+        },
+    );
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker_task = tokio::spawn(worker.run(async {
-        let _ = worker_stopped.await;
-    }));
 
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics;
@@ -91,7 +97,14 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
         "Replaying an Okta-style push ({} requests):",
         push["steps"].as_array().map_or(0, Vec::len)
     );
-    let ok = replay(&push, &base, &token).await?;
+    let (ok, names) = replay(&push, &base, &token).await?;
+    println!();
+    println!(
+        "The IdP has all its answers: the changes are stored, each with an outbox row. Now the worker syncs Coder."
+    );
+    let worker_task = tokio::spawn(worker.run(async {
+        let _ = worker_stopped.await;
+    }));
 
     // Wait for the worker to converge Coder (bounded).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -103,11 +116,16 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     print_coder(&fake.state());
-    print_audit(&store).await?;
+    print_audit(&store, &names).await?;
+    print_next_steps(&base);
 
     if !args.once {
         println!();
         println!("The bridge keeps serving. Token: {token}");
+        let alice = names
+            .iter()
+            .find(|(_, name)| name.as_str() == "alice@example.com")
+            .map_or("<id>", |(id, _)| id.as_str());
         println!("Try:");
         println!(
             "  curl -s -H 'Authorization: Bearer {token}' '{base}/Users?filter=userName%20eq%20%22alice%40example.com%22'"
@@ -116,7 +134,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
             "  curl -s -H 'Authorization: Bearer {token}' '{base}/Groups?excludedAttributes=members'"
         );
         println!(
-            "  curl -s -X PATCH -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n      '{base}/Users/<id>' -d '{{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{{\"op\":\"replace\",\"value\":{{\"active\":false}}}}]}}'"
+            "  curl -s -X PATCH -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' \\\n      '{base}/Users/{alice}' -d '{{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{{\"op\":\"replace\",\"value\":{{\"active\":false}}}}]}}'"
         );
         println!(
             "  curl -s {}/__fake/state     # what Coder holds",
@@ -135,8 +153,13 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// Send each step, substituting `{id:NAME}` with ids captured from earlier answers.
-async fn replay(push: &Value, base: &str, token: &str) -> anyhow::Result<bool> {
+/// SCIM ids and the names people know them by (`userName`, a group's `displayName`).
+type Names = HashMap<String, String>;
+
+/// Send each step, substituting `{id:NAME}` with ids captured from earlier answers; returns
+/// whether every step got the answer it expects, and the name of every resource answered.
+async fn replay(push: &Value, base: &str, token: &str) -> anyhow::Result<(bool, Names)> {
+    let mut names = Names::new();
     let http = reqwest::Client::new();
     let mut ids: HashMap<String, String> = HashMap::new();
     let substitute = |text: &str, ids: &HashMap<String, String>| {
@@ -164,25 +187,30 @@ async fn replay(push: &Value, base: &str, token: &str) -> anyhow::Result<bool> {
         // PATCH may answer 204 instead of 200 (RFC 7644 §3.5.2).
         let ok = status == expected || (expected == 200 && status == 204);
         all_ok &= ok;
+        let shown = names.iter().fold(path.clone(), |acc, (id, name)| {
+            acc.replace(id, &format!("{{{name}}}"))
+        });
         println!(
             "  {} {:<6} {:<60} {}",
             if ok { "ok " } else { "ERR" },
-            method,
-            shorten(&path, 60),
+            method.as_str(),
+            shorten(&shown, 60),
             step["note"].as_str().unwrap_or("")
         );
         if !ok {
             println!("      expected {expected}, got {status}: {text}");
         }
-        if let (Some(name), Ok(body)) = (
-            step["capture"].as_str(),
-            serde_json::from_str::<Value>(&text),
-        ) && let Some(id) = body["id"].as_str()
-        {
-            ids.insert(name.to_string(), id.to_string());
+        let body = serde_json::from_str::<Value>(&text).unwrap_or_default();
+        if let Some(id) = body["id"].as_str() {
+            if let Some(name) = body["userName"].as_str().or(body["displayName"].as_str()) {
+                names.insert(id.to_string(), name.to_string());
+            }
+            if let Some(capture) = step["capture"].as_str() {
+                ids.insert(capture.to_string(), id.to_string());
+            }
         }
     }
-    Ok(all_ok)
+    Ok((all_ok, names))
 }
 
 fn shorten(s: &str, n: usize) -> String {
@@ -196,52 +224,71 @@ fn shorten(s: &str, n: usize) -> String {
 fn print_coder(state: &coder_fake::FakeState) {
     println!();
     println!("What Coder now holds:");
-    println!(
-        "  {:<16} {:<28} {:<16} {:<7} {:<10} ROLES",
-        "USERNAME", "EMAIL", "NAME", "LOGIN", "STATUS"
-    );
-    for u in state.users.iter().filter(|u| !u.deleted) {
+    let mut users: Vec<&coder_fake::FakeUser> = state.users.iter().filter(|u| !u.deleted).collect();
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    let mut table = Table::new(&["USERNAME", "EMAIL", "NAME", "LOGIN", "STATUS", "ROLES"]);
+    for u in users {
         let roles: Vec<&str> = u.roles.iter().map(String::as_str).collect();
-        println!(
-            "  {:<16} {:<28} {:<16} {:<7} {:<10} {}",
-            u.username,
-            u.email,
-            u.name,
+        table.row(vec![
+            u.username.clone(),
+            u.email.clone(),
+            u.name.clone(),
             format!("{:?}", u.login_type).to_lowercase(),
             format!("{:?}", u.status).to_lowercase(),
             if roles.is_empty() {
                 "member".to_string()
             } else {
                 roles.join(",")
-            }
-        );
+            },
+        ]);
     }
-    for g in &state.groups {
-        let members: Vec<String> = g
+    indented(&table.to_string());
+    let mut groups: Vec<&coder_fake::FakeGroup> = state.groups.iter().collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    for g in groups {
+        let mut members: Vec<String> = g
             .members
             .iter()
             .filter_map(|id| state.user_by_id(*id))
             .map(|u| u.username.clone())
             .collect();
-        println!("  group {:<28} members: {}", g.name, members.join(", "));
+        members.sort();
+        println!("  group {} members: {}", g.name, members.join(", "));
     }
+    println!();
+    println!(
+        "  dormant: Coder's status for an account nobody has signed in with yet; it becomes active at the first login."
+    );
+    println!(
+        "  admin:   the fake Coder's own owner, whose token the bridge uses; the bridge leaves accounts it did not create alone."
+    );
 }
 
-async fn print_audit(store: &Store) -> anyhow::Result<()> {
+async fn print_audit(store: &Store, names: &Names) -> anyhow::Result<()> {
     println!();
     println!("Audit trail (hash-chained; `scim-bridge audit verify` checks it):");
+    let mut table = Table::new(&["#", "TIME", "ACTOR", "OPERATION", "RESOURCE", "RESULT"]);
     for r in store.audit_export(None).await? {
-        println!(
-            "  #{:<3} {} {:<14} {:<26} {:<6} {:<36} {}",
-            r.seq,
-            r.time.format("%H:%M:%S%.3f"),
-            r.actor.as_deref().unwrap_or("-"),
-            shorten(&r.operation, 26),
-            r.resource_type.as_deref().unwrap_or("-"),
-            r.resource_id.as_deref().unwrap_or("-"),
-            r.result
-        );
+        let resource = match (&r.resource_type, &r.resource_id) {
+            (Some(kind), Some(id)) => {
+                format!(
+                    "{kind} {}",
+                    names.get(id).map_or(id.as_str(), String::as_str)
+                )
+            }
+            (None, Some(id)) => id.clone(),
+            _ => "-".into(),
+        };
+        table.row(vec![
+            r.seq.to_string(),
+            r.time.format("%H:%M:%S%.3f").to_string(),
+            r.actor.clone().unwrap_or_else(|| "-".into()),
+            r.operation.clone(),
+            resource,
+            r.result.clone(),
+        ]);
     }
+    indented(&table.to_string());
     let report = store.audit_verify().await?;
     println!(
         "  chain: {} record(s), {}",
@@ -253,4 +300,30 @@ async fn print_audit(store: &Store) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Print a table two spaces in, under its heading.
+fn indented(text: &str) {
+    for line in text.lines() {
+        println!("  {line}");
+    }
+}
+
+fn print_next_steps(base: &str) {
+    println!();
+    println!("Next steps:");
+    println!("  - Point a real IdP at a bridge it can reach over HTTPS: make its token with");
+    println!("    `scim-bridge token create --name okta` (or `--name entra`), then");
+    println!(
+        "    Okta: SCIM connector base URL https://YOUR-HOST/scim/v2, HTTP Header auth (docs/okta.md);"
+    );
+    println!(
+        "    Entra: Tenant URL https://YOUR-HOST/scim/v2?aadOptscim062020, Secret Token (docs/entra.md)."
+    );
+    println!("    (This demo answers on {base}, which only this machine reaches.)");
+    println!("  - Point it at a real Coder: SCIM_BRIDGE_CODER_URL=https://coder.example.com and");
+    println!(
+        "    SCIM_BRIDGE_CODER_TOKEN_FILE=<a file holding an owner's token> (docs/coder.md), then"
+    );
+    println!("    `scim-bridge migrate`, `scim-bridge status` to check, and `scim-bridge serve`.");
 }
