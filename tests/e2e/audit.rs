@@ -75,14 +75,8 @@ fn plain_hash(record: &Value, prev_hash: &str) -> String {
 /// recomputed without the key are both caught, and the anchor catches what the key cannot.
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_head_and_key_catch_a_rewritten_chain() {
-    for db in Db::available() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bridge = start(
-            &db,
-            dir.path(),
-            vec![("SCIM_BRIDGE_AUDIT_KEY".into(), KEY.into())],
-        )
-        .await;
+    for db in crate::support::available() {
+        let mut bridge = start(&db, vec![("SCIM_BRIDGE_AUDIT_KEY".into(), KEY.into())]).await;
         for n in 0..4 {
             let (status, body) = bridge
                 .call("POST", "/Users", Some(&user(&format!("u{n}@example.com"))))
@@ -179,8 +173,7 @@ async fn audit_head_and_key_catch_a_rewritten_chain() {
 /// verifies with it at once, its earlier plain records covered by the keyed one after them.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_records_a_new_audit_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bridge = start(&Db::Sqlite, dir.path(), vec![]).await;
+    let mut bridge = start(&Db::Sqlite, vec![]).await;
     let (status, _) = bridge
         .call("POST", "/Users", Some(&user("plain@example.com")))
         .await;

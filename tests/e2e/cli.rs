@@ -160,10 +160,8 @@ fn version_and_completions() {
 /// carries the build and every expiring token.
 #[tokio::test(flavor = "multi_thread")]
 async fn healthcheck_and_build_and_token_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database(&Db::Sqlite, dir.path()).await;
     let bridge = Bridge::start(BridgeOptions {
-        database_url,
+        database: fresh_database(&Db::Sqlite).await,
         extra_env: vec![],
     })
     .await;

@@ -296,10 +296,8 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
     })
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database(db, dir.path()).await;
     let first = Bridge::start(BridgeOptions {
-        database_url,
+        database: fresh_database(db).await,
         extra_env: [
             coder_fake_env(&fake),
             vec![
@@ -430,7 +428,7 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
 /// apply nothing twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_points_converges_coder_to_the_scim_store() {
-    for db in Db::available() {
+    for db in crate::support::available() {
         crash_loop_on(&db, 1).await;
     }
 }
@@ -440,7 +438,10 @@ async fn sigkill_at_random_points_converges_coder_to_the_scim_store() {
 /// dead replica's leases pass to the others.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_with_random_sigkills_converge_coder_to_the_scim_store() {
-    if !Db::available().iter().any(|d| matches!(d, Db::Postgres)) {
+    if !crate::support::available()
+        .iter()
+        .any(|d| matches!(d, Db::Postgres))
+    {
         return;
     }
     crash_loop_on(&Db::Postgres, 3).await;

@@ -22,10 +22,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Bridge, BridgeOptions, Db, eventually, fresh_database};
 
-async fn start(db: &Db, dir: &std::path::Path, extra_env: Vec<(String, String)>) -> Bridge {
-    let database_url = fresh_database(db, dir).await;
+async fn start(db: &Db, extra_env: Vec<(String, String)>) -> Bridge {
     Bridge::start(BridgeOptions {
-        database_url,
+        database: fresh_database(db).await,
         extra_env,
     })
     .await
@@ -44,9 +43,8 @@ fn user(name: &str) -> Value {
 /// Create, find, deactivate, delete: the IdP's everyday traffic, and the audit chain it leaves.
 #[tokio::test(flavor = "multi_thread")]
 async fn user_lifecycle_through_the_real_binary() {
-    for db in Db::available() {
-        let dir = tempfile::tempdir().unwrap();
-        let bridge = start(&db, dir.path(), vec![]).await;
+    for db in support::available() {
+        let bridge = start(&db, vec![]).await;
 
         let (status, created) = bridge
             .call("POST", "/Users", Some(&user("alice@example.com")))
@@ -149,8 +147,7 @@ async fn user_lifecycle_through_the_real_binary() {
 /// A revoked token stops working within seconds, without a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn revoked_token_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let bridge = start(&Db::Sqlite, dir.path(), vec![]).await;
+    let bridge = start(&Db::Sqlite, vec![]).await;
     assert_eq!(
         bridge
             .call("GET", "/Users?startIndex=1&count=2", None)
@@ -240,7 +237,7 @@ fn token_scopes_through_the_cli() {
 /// alone. A weak token in the file stops the start with an error naming its line, not the token.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_file_lines_removed_are_revoked_and_weak_ones_refused() {
-    for db in Db::available() {
+    for db in support::available() {
         let dir = tempfile::tempdir().unwrap();
         let okta = "4be1f07c9d2a85e3b6c1f940a7d2e58c";
         let entra = "Zq7vN2xK9pLm4RtW8yBc3HfJ6sDg1QaE";
@@ -248,7 +245,6 @@ async fn tokens_file_lines_removed_are_revoked_and_weak_ones_refused() {
         std::fs::write(&tokens, format!("okta={okta}\nentra={entra} scim:read\n")).unwrap();
         let mut bridge = start(
             &db,
-            dir.path(),
             vec![(
                 "SCIM_BRIDGE_IDP_TOKENS_FILE".into(),
                 tokens.display().to_string(),
@@ -322,9 +318,8 @@ async fn tokens_file_lines_removed_are_revoked_and_weak_ones_refused() {
 /// SIGTERM finishes in-flight work and exits cleanly; the data survives a restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_and_restart_keep_data() {
-    for db in Db::available() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut bridge = start(&db, dir.path(), vec![]).await;
+    for db in support::available() {
+        let mut bridge = start(&db, vec![]).await;
         let (status, created) = bridge
             .call("POST", "/Users", Some(&user("bob@example.com")))
             .await;
@@ -365,7 +360,6 @@ async fn secrets_never_reach_the_logs() {
     std::fs::write(&coder_token_file, format!("{coder_token}\n")).unwrap();
     let bridge = start(
         &Db::Sqlite,
-        dir.path(),
         vec![
             (
                 "SCIM_BRIDGE_IDP_TOKENS_FILE".into(),
@@ -553,7 +547,7 @@ fn demo_converges_coder() {
 async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
     use coder_fake::{CoderFake, FakeOptions, Fault, FaultKind};
     const USERS: usize = 40;
-    for db in Db::available() {
+    for db in support::available() {
         let fake = CoderFake::start(FakeOptions {
             premium: true,
             rate_limit_per_minute: None,
@@ -561,10 +555,8 @@ async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
         })
         .await
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let mut bridge = start(
             &db,
-            dir.path(),
             [
                 support::coder_fake_env(&fake),
                 vec![
@@ -649,11 +641,13 @@ async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
 /// chain over, and the bridge serves them from PostgreSQL.
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_from_sqlite_to_postgres() {
-    if !Db::available().iter().any(|d| matches!(d, Db::Postgres)) {
+    if !support::available()
+        .iter()
+        .any(|d| matches!(d, Db::Postgres))
+    {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut bridge = start(&Db::Sqlite, dir.path(), vec![]).await;
+    let mut bridge = start(&Db::Sqlite, vec![]).await;
     let (status, created) = bridge
         .call("POST", "/Users", Some(&user("moving@example.com")))
         .await;
@@ -668,7 +662,8 @@ async fn copy_from_sqlite_to_postgres() {
         .1
         .clone();
 
-    let pg_url = fresh_database(&Db::Postgres, dir.path()).await;
+    let pg = fresh_database(&Db::Postgres).await;
+    let pg_url = pg.url().to_owned();
     for (k, v) in bridge.envs.iter_mut() {
         if k == "SCIM_BRIDGE_DATABASE_URL" {
             *v = pg_url.clone();

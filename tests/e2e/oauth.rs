@@ -103,14 +103,13 @@ fn client_commands_print_what_scripts_read_and_are_audited() {
 /// from `/oauth/token` with the configured lifetime, and that token on the SCIM API.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_from_the_cli_gets_a_token_that_works_on_the_served_api() {
-    for db in support::Db::available() {
+    for db in crate::support::available() {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("oauth-signing-key");
         let key = "5f0c1e9a7b3d4c2e8f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
         std::fs::write(&key_file, format!("{key}\n")).unwrap();
         let mut bridge = crate::start(
             &db,
-            dir.path(),
             vec![
                 (
                     "SCIM_BRIDGE_OAUTH_SIGNING_KEY_FILE".to_string(),

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::oauth::client_credentials;
-use crate::support::{self, Db, run_bounded};
+use crate::support::{self, run_bounded};
 
 const OPS_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
@@ -44,7 +44,7 @@ fn concrete(pattern: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ops_listener_serves_probes_and_metrics_and_nothing_else() {
-    for db in Db::available() {
+    for db in support::available() {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("oauth-signing-key");
         std::fs::write(
@@ -54,7 +54,6 @@ async fn the_ops_listener_serves_probes_and_metrics_and_nothing_else() {
         .unwrap();
         let mut bridge = crate::start(
             &db,
-            dir.path(),
             vec![
                 ("SCIM_BRIDGE_OPS_LISTEN".into(), "127.0.0.1:0".into()),
                 (

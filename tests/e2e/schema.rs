@@ -3,7 +3,7 @@
 
 use sqlx::Connection;
 
-use crate::support::{Db, cli, fresh_database};
+use crate::support::{cli, fresh_database};
 
 /// Runs `sql` on the database and returns the first column of the first row as text.
 async fn one_value(url: &str, sql: &str) -> String {
@@ -56,9 +56,9 @@ fn run(envs: &[(String, String)], args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn commands_other_than_migrate_leave_the_schema_alone() {
-    for db in Db::available() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = fresh_database(&db, dir.path()).await;
+    for db in crate::support::available() {
+        let database = fresh_database(&db).await;
+        let url = database.url().to_owned();
         let envs = vec![("SCIM_BRIDGE_DATABASE_URL".to_string(), url.clone())];
 
         // A database nobody migrated: every reading or writing command refuses and creates no

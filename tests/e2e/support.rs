@@ -11,55 +11,25 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-bridge");
 
-/// Which database a bridge runs on.
-#[derive(Clone, Debug)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
+pub use test_support::{Backend as Db, TestDatabase};
 
-impl Db {
-    /// The databases this machine can run: SQLite always, PostgreSQL when the test script
-    /// found it (`SCIM_BRIDGE_TEST_POSTGRES_URL`).
-    pub fn available() -> Vec<Db> {
-        let mut dbs = vec![Db::Sqlite];
-        if postgres_admin_url().is_some() {
-            dbs.push(Db::Postgres);
-        } else {
-            eprintln!("SCIM_BRIDGE_TEST_POSTGRES_URL is not set: PostgreSQL variants are NOT run");
-        }
-        dbs
+/// The databases this machine runs the suite on: SQLite always, PostgreSQL when the test script
+/// found it (`SCIM_BRIDGE_TEST_POSTGRES_URL`, which then must be reachable).
+pub fn available() -> Vec<Db> {
+    let mut dbs = vec![Db::Sqlite];
+    if test_support::postgres_configured().is_some() {
+        dbs.push(Db::Postgres);
+    } else {
+        eprintln!("SCIM_BRIDGE_TEST_POSTGRES_URL is not set: PostgreSQL variants are NOT run");
     }
+    dbs
 }
 
-fn postgres_admin_url() -> Option<String> {
-    std::env::var("SCIM_BRIDGE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// A fresh database URL: a file in `dir`, or a new PostgreSQL database.
-pub async fn fresh_database(db: &Db, dir: &Path) -> String {
-    match db {
-        Db::Sqlite => format!("sqlite://{}", dir.join("bridge.db").display()),
-        Db::Postgres => {
-            use sqlx::Connection;
-            let admin = postgres_admin_url().expect("postgres url");
-            let name = format!("scimb_e2e_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect to postgres");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            let base = admin
-                .rsplit_once('/')
-                .map(|(b, _)| b.to_string())
-                .expect("url has a database");
-            format!("{base}/{name}")
-        }
-    }
+/// A fresh database on `db`, dropped with the guard.
+pub async fn fresh_database(db: &Db) -> TestDatabase {
+    TestDatabase::new(*db)
+        .await
+        .expect("PostgreSQL is only among the available databases when it is configured")
 }
 
 /// The settings that point a bridge at the Coder fake `fake` as its owner, unthrottled.
@@ -152,10 +122,13 @@ pub struct Bridge {
     pub envs: Vec<(String, String)>,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub http: reqwest::Client,
+    /// Dropped after the process is killed (fields drop after `Drop::drop`), and shared with
+    /// the replicas started by [`Bridge::another`].
+    database: Arc<TestDatabase>,
 }
 
 pub struct BridgeOptions {
-    pub database_url: String,
+    pub database: TestDatabase,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -165,7 +138,7 @@ impl Bridge {
         let mut envs = vec![
             (
                 "SCIM_BRIDGE_DATABASE_URL".to_string(),
-                opts.database_url.clone(),
+                opts.database.url().to_owned(),
             ),
             ("SCIM_BRIDGE_LISTEN".to_string(), "127.0.0.1:0".to_string()),
             ("SCIM_BRIDGE_LOG_FORMAT".to_string(), "json".to_string()),
@@ -199,6 +172,7 @@ impl Bridge {
             envs,
             logs: Arc::new(Mutex::new(Vec::new())),
             http: reqwest::Client::new(),
+            database: Arc::new(opts.database),
         };
         bridge.spawn().await;
         bridge
@@ -214,6 +188,7 @@ impl Bridge {
             envs: self.envs.clone(),
             logs: Arc::new(Mutex::new(Vec::new())),
             http: reqwest::Client::new(),
+            database: self.database.clone(),
         };
         bridge.spawn().await;
         bridge
@@ -269,17 +244,8 @@ impl Bridge {
         self.base = format!("http://{addr}");
         self.ops_base = ops_addr.map(|ops| format!("http://{ops}"));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
         let health = format!("{}/healthz", self.ops_base.as_ref().unwrap_or(&self.base));
-        loop {
-            if let Ok(r) = self.http.get(&health).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "/healthz never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        test_support::wait_http(&self.http, &health, Duration::from_secs(30)).await;
     }
 
     /// SIGKILL: no shutdown hook runs.

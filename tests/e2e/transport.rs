@@ -26,8 +26,8 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
 /// setting and the way to accept it; with `SCIM_BRIDGE_CODER_ALLOW_HTTP=true` it serves.
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_to_a_remote_coder_is_refused_at_start_up_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database(&Db::Sqlite, dir.path()).await;
+    let database = fresh_database(&Db::Sqlite).await;
+    let database_url = database.url().to_owned();
     // Never contacted: the refusal comes first, and the allowed bridge only starts.
     let remote = "http://coder.internal.example.com:3000";
     let envs = env(&[
@@ -53,7 +53,7 @@ async fn plain_http_to_a_remote_coder_is_refused_at_start_up_unless_allowed() {
     );
 
     let bridge = Bridge::start(BridgeOptions {
-        database_url,
+        database,
         extra_env: env(&[
             ("SCIM_BRIDGE_CODER_URL", remote.into()),
             ("SCIM_BRIDGE_CODER_TOKEN", "coder-owner-token".into()),
@@ -83,9 +83,8 @@ async fn a_redirecting_coder_pauses_the_sync_visibly_and_the_token_stays_home() 
         },
     ))
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let bridge = Bridge::start(BridgeOptions {
-        database_url: fresh_database(&Db::Sqlite, dir.path()).await,
+        database: fresh_database(&Db::Sqlite).await,
         extra_env: env(&[
             ("SCIM_BRIDGE_CODER_URL", fake.base_url().to_string()),
             ("SCIM_BRIDGE_CODER_TOKEN", fake.owner_token().to_string()),
@@ -154,7 +153,8 @@ async fn a_private_ca_for_coder_comes_from_the_ca_file() {
         ),
         ("SCIM_BRIDGE_CODER_TOKEN", fake.owner_token().to_string()),
     ]);
-    let database_url = fresh_database(&Db::Sqlite, dir.path()).await;
+    let database = fresh_database(&Db::Sqlite).await;
+    let database_url = database.url().to_owned();
 
     let mut without_ca = coder_env.clone();
     without_ca.push(("SCIM_BRIDGE_DATABASE_URL".into(), database_url.clone()));
@@ -175,7 +175,7 @@ async fn a_private_ca_for_coder_comes_from_the_ca_file() {
         ca_file.display().to_string(),
     ));
     let bridge = Bridge::start(BridgeOptions {
-        database_url,
+        database,
         extra_env: with_ca,
     })
     .await;

@@ -937,9 +937,7 @@ async fn a_body_over_4_mib_answers_413() {
 
 #[tokio::test]
 async fn nothing_answers_on_a_closed_port_and_that_is_retryable() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let url = format!("http://127.0.0.1:{}", test_support::free_port());
     let client = CoderClient::new(CoderConfig::new(
         url.parse().unwrap(),
         SessionToken::new("t"),

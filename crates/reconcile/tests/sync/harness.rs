@@ -1,6 +1,5 @@
 //! A store (SQLite or PostgreSQL), a Coder fake and a reconciler wired together.
 
-use chrono::{DateTime, Utc};
 use coder::{CoderClient, CoderConfig, SessionToken};
 use coder_fake::{CoderFake, FakeHandle, FakeOptions, FakeState};
 use reconcile::{MemoryObserver, Policy, Reconciler, Worker, WorkerConfig};
@@ -8,148 +7,21 @@ use scim::ResourceKind;
 use scim::patch::{PatchOptions, parse_request};
 use scim::resource::normalize;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{ManualClock, Store, StoreOptions, StoredResource, WriteContext};
+use store::{Store, StoredResource, WriteContext};
 use tokio::sync::oneshot;
-
-const POSTGRES_URL_VAR: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Generate `sqlite::name` and `postgres::name` tests that run `name(TestDb)`.
 #[macro_export]
 macro_rules! sync_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::harness::TestDb::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = $crate::harness::TestDb::postgres().await else { return };
-                    super::$name(db).await;
-                }
-            )*
-        }
+        test_support::backend_tests!(open = test_support::TestStore::open; $($name),*);
     };
 }
 
-/// A fresh database with a manual clock.
-pub struct TestDb {
-    pub store: Store,
-    pub clock: Arc<ManualClock>,
-    pub url: String,
-    _cleanup: Cleanup,
-}
-
-enum Cleanup {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, database: String },
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let Cleanup::Postgres {
-            admin_url,
-            database,
-        } = self
-        else {
-            return;
-        };
-        let (admin_url, database) = (admin_url.clone(), database.clone());
-        // Drop runs inside the test's runtime: drop the database from a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
-
-pub fn start_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
-        .unwrap()
-        .to_utc()
-}
-
-impl TestDb {
-    pub async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let clock = Arc::new(ManualClock::new(start_time()));
-        let store = Store::connect(&url, StoreOptions::with_clock(clock.clone()))
-            .await
-            .unwrap();
-        TestDb {
-            store,
-            clock,
-            url,
-            _cleanup: Cleanup::Sqlite(dir),
-        }
-    }
-
-    /// `None` when PostgreSQL is unreachable and not required; required (panics) when
-    /// `SCIM_BRIDGE_TEST_POSTGRES_URL` is set.
-    pub async fn postgres() -> Option<TestDb> {
-        let required = std::env::var(POSTGRES_URL_VAR).ok();
-        let admin_url = required
-            .clone()
-            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_owned());
-        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-            Ok(conn) => conn,
-            Err(e) if required.is_none() => {
-                eprintln!(
-                    "\n!!!!! PostgreSQL is NOT reachable at {admin_url} ({e}): PostgreSQL variant SKIPPED !!!!!\n"
-                );
-                return None;
-            }
-            Err(e) => panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is unreachable: {e}"),
-        };
-        let database = format!("scimb_sync_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let base = admin_url.split('?').next().unwrap_or(&admin_url);
-        let url = format!(
-            "{}/{database}",
-            base.rsplit_once('/').map_or(base, |(head, _)| head)
-        );
-        let clock = Arc::new(ManualClock::new(start_time()));
-        let store = Store::connect(&url, StoreOptions::with_clock(clock.clone()))
-            .await
-            .unwrap();
-        Some(TestDb {
-            store,
-            clock,
-            url,
-            _cleanup: Cleanup::Postgres {
-                admin_url,
-                database,
-            },
-        })
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        !self.url.starts_with("sqlite:")
-    }
-}
+/// A fresh store on its own database, with a manual clock.
+pub use test_support::TestStore as TestDb;
 
 /// Everything a sync test needs.
 pub struct Env {

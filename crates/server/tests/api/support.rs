@@ -5,42 +5,19 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use server::{ReadinessProbe, ServerConfig, ServerDeps};
-use sqlx::Connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use store::{Store, StoreOptions};
+use test_support::TestDatabase;
 
-/// The PostgreSQL server the suite uses when it is reachable.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub use test_support::Backend;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Generate `sqlite` and `postgres` tests from `async fn $name(backend: Backend)`.
+/// Generate `name::sqlite` and `name::postgres` tests from `async fn name(backend: Backend)`.
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::support::Backend::Postgres).await
-                }
-            }
-        )*
+        test_support::backend_tests!(per_test; $($name),*);
     };
-}
-
-enum Database {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
 }
 
 /// A running server with one bearer token.
@@ -58,7 +35,8 @@ pub struct TestServer {
     pub database_url: String,
     pub client: reqwest::Client,
     pub handle: server::ServiceHandle,
-    database: Database,
+    /// Dropped after the server is stopped (fields drop after `Drop::drop`).
+    _database: TestDatabase,
 }
 
 /// One HTTP answer.
@@ -132,17 +110,8 @@ impl TestServer {
         configure: impl FnOnce(&mut ServerConfig),
         readiness: Option<Arc<dyn ReadinessProbe>>,
     ) -> Option<TestServer> {
-        let (url, database) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("api.db").display());
-                (url, Database::Sqlite(dir))
-            }
-            Backend::Postgres => {
-                let (url, admin_url, name) = fresh_postgres_database().await?;
-                (url, Database::Postgres { admin_url, name })
-            }
-        };
+        let database = TestDatabase::new(backend).await?;
+        let url = database.url().to_owned();
         let store = Store::connect(&url, StoreOptions::default())
             .await
             .expect("store");
@@ -178,7 +147,7 @@ impl TestServer {
             database_url: url,
             client: reqwest::Client::new(),
             handle,
-            database,
+            _database: database,
         })
     }
 
@@ -295,63 +264,14 @@ fn redact_meta(value: &mut Value) {
 impl Drop for TestServer {
     fn drop(&mut self) {
         let handle = self.handle.clone();
-        let database = std::mem::replace(
-            &mut self.database,
-            Database::Sqlite(tempfile::tempdir().expect("dir")),
-        );
-        // Drop runs inside the test's runtime: stop and clean up from a thread of its own.
-        let cleanup = std::thread::spawn(move || {
+        // Drop runs inside the test's runtime: stop the server from a thread of its own.
+        let stopped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async move {
-                handle.stop(false).await;
-                if let Database::Postgres { admin_url, name } = database
-                    && let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await
-                {
-                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(&drop).execute(&mut conn).await;
-                }
-            });
+            runtime.block_on(handle.stop(false));
         });
-        let _ = cleanup.join();
+        let _ = stopped.join();
     }
-}
-
-/// A new, empty database on the test PostgreSQL server: `(url, admin_url, name)`. `None` when
-/// the server is not reachable and `SCIM_BRIDGE_TEST_POSTGRES_URL` is not set; when it is set
-/// (CI, `scripts/test`) PostgreSQL is required.
-async fn fresh_postgres_database() -> Option<(String, String, String)> {
-    let required = std::env::var("SCIM_BRIDGE_TEST_POSTGRES_URL").ok();
-    let admin_url = required
-        .clone()
-        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
-    let connect = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        sqlx::PgConnection::connect(&admin_url),
-    )
-    .await;
-    let mut conn = match connect {
-        Ok(Ok(conn)) => conn,
-        failure => {
-            assert!(
-                required.is_none(),
-                "SCIM_BRIDGE_TEST_POSTGRES_URL is set but PostgreSQL is not reachable: {failure:?}"
-            );
-            eprintln!(
-                "PostgreSQL is not reachable at {admin_url}: skipping the PostgreSQL variant"
-            );
-            return None;
-        }
-    };
-    let name = format!("scim_server_{}", uuid::Uuid::new_v4().simple());
-    // template0: template1 may be in use by a parallel test, which CREATE DATABASE refuses.
-    sqlx::query(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let mut url = url::Url::parse(&admin_url).expect("postgres url");
-    url.set_path(&format!("/{name}"));
-    Some((url.to_string(), admin_url, name))
 }

@@ -6,6 +6,7 @@ use chrono::Duration;
 use scim::ResourceKind;
 use serde_json::json;
 use std::collections::HashSet;
+use store::Clock;
 use store::{Completion, OutboxFilter, OutboxPriority, RetryTarget, StoreOptions};
 
 const LEASE: i64 = 30;
@@ -106,7 +107,7 @@ async fn an_expired_lease_is_taken_over(db: &TestDb) {
     assert_eq!(by_w2[0].id, by_w1[0].id);
     // w1 comes back late: its failure report must not disturb w2's lease.
     db.store
-        .outbox_fail(&by_w1[0], "late", db.clock_now() + Duration::hours(1))
+        .outbox_fail(&by_w1[0], "late", db.clock.now() + Duration::hours(1))
         .await
         .unwrap();
     let row = &db.store.outbox_list(OutboxFilter::All, 10).await.unwrap()[0];
@@ -179,7 +180,7 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
         .outbox_fail(
             &claimed[0],
             "coder: 503",
-            db.clock_now() + Duration::seconds(60),
+            db.clock.now() + Duration::seconds(60),
         )
         .await
         .unwrap();
@@ -315,7 +316,7 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         .unwrap()
         .remove(0);
     // Coder answered 429: come back later, without moving towards the dead-letter queue.
-    let until = db.clock_now() + Duration::seconds(20);
+    let until = db.clock.now() + Duration::seconds(20);
     assert!(db.store.outbox_defer(&event, "429", until).await.unwrap());
     assert!(
         !db.store.outbox_defer(&event, "429", until).await.unwrap(),
@@ -340,7 +341,7 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         (1, 0, Some("429"))
     );
     db.store
-        .outbox_fail(&again[0], "500", db.clock_now())
+        .outbox_fail(&again[0], "500", db.clock.now())
         .await
         .unwrap();
     assert_eq!(
@@ -380,7 +381,7 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
 async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
     enqueue_users(db, "u", 3, OutboxPriority::Normal).await;
     let claimed = db.store.outbox_claim("w", lease(), 2).await.unwrap();
-    let later = db.clock_now() + Duration::minutes(5);
+    let later = db.clock.now() + Duration::minutes(5);
     db.store
         .outbox_fail(&claimed[0], "500", later)
         .await
@@ -425,13 +426,6 @@ async fn enqueue_users(db: &TestDb, prefix: &str, count: usize, priority: Outbox
             .enqueue(ResourceKind::User, &format!("{prefix}{i}"), priority)
             .await
             .unwrap();
-    }
-}
-
-impl TestDb {
-    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
-        use store::Clock;
-        self.clock.now()
     }
 }
 
