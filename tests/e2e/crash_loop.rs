@@ -215,7 +215,7 @@ async fn scim_all(bridge: &Bridge, kind: &str) -> Vec<Value> {
 }
 
 /// Differences between Coder and the SCIM store (empty when they match).
-async fn differences(bridge: &Bridge, fake: &FakeHandle) -> Vec<String> {
+pub(crate) async fn differences(bridge: &Bridge, fake: &FakeHandle) -> Vec<String> {
     let policy = reconcile::Policy::default();
     let state = fake.state();
     let org = fake.default_organization_id();

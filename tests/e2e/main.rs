@@ -9,6 +9,7 @@ mod cli;
 mod crash_loop;
 mod oauth;
 mod ops_listener;
+mod pg_restart;
 mod schema;
 #[path = "../shared/sink.rs"]
 mod sink;

@@ -248,6 +248,13 @@ impl Bridge {
         test_support::wait_http(&self.http, &health, Duration::from_secs(30)).await;
     }
 
+    /// Whether the process started last is still running (it never exited or was killed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// SIGKILL: no shutdown hook runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

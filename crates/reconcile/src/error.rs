@@ -64,6 +64,12 @@ impl ReconcileError {
         )
     }
 
+    /// The bridge's database is away (see [`StoreError::is_unavailable`]): the row is put back,
+    /// not failed.
+    pub fn is_store_unavailable(&self) -> bool {
+        matches!(self, ReconcileError::Store(e) if e.is_unavailable())
+    }
+
     /// Coder answered 429: the row is deferred, not failed.
     pub fn is_rate_limited(&self) -> bool {
         matches!(

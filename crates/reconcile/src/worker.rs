@@ -2,7 +2,12 @@
 //! `concurrency` resources at once, and settles each row: complete, retry with backoff, defer
 //! (429, or paused, neither of which spends an attempt), or dead-letter.
 //!
-//! Per-row backoff is for failures of that row. A failure that says Coder as a whole is
+//! Per-row backoff is for failures of that row, and the bridge's own database going away (a
+//! PostgreSQL restart or failover) is not one: such a row is put back without spending an
+//! attempt, and a row that could not be settled while the database was away is put back, due,
+//! as soon as it answers again rather than when its lease runs out.
+//!
+//! A failure that says Coder as a whole is
 //! unavailable (no answer, 502/503/504) or refuses the token (401/403) pauses the whole worker
 //! instead: it claims nothing and probes Coder, and when a probe succeeds every waiting row is
 //! due at once. While an offboarding row is in flight only offboarding rows are claimed, so
@@ -135,6 +140,9 @@ struct LoopState {
     outage_strikes: HashMap<ResourceKey, u32>,
     /// How many reconciles may run at once now.
     limit: Limit,
+    /// Rows finished while the database was away, so not settled: each is put back, due now,
+    /// with its reason, once the database answers.
+    unsettled: Vec<(OutboxEvent, String)>,
 }
 
 /// The adaptive concurrency limit, additive increase, multiplicative decrease: while the worker
@@ -274,6 +282,7 @@ impl Worker {
             in_flight: HashMap::new(),
             outage_strikes: HashMap::new(),
             limit: Limit::new(self.config.concurrency_min, self.config.concurrency),
+            unsettled: Vec::new(),
         };
         self.publish_limit(&state);
         if let Err(e) = self.reconciler.check_capabilities().await {
@@ -314,8 +323,9 @@ impl Worker {
                 drift_task = Some(tokio::spawn(run_drift(self.reconciler.clone())));
                 next_drift = Some(now + interval);
             }
+            let database_answers = self.resettle(&mut state).await;
             let gated = state.gate.is_some_and(|g| now < g);
-            if !state.paused() && !gated && tasks.len() < state.limit.get() {
+            if database_answers && !state.paused() && !gated && tasks.len() < state.limit.get() {
                 self.claim(&mut tasks, &mut state).await;
             }
             let mut wake_at = now + self.config.poll_interval;
@@ -417,7 +427,7 @@ impl Worker {
         let before = state.limit.get();
         match result {
             Err(e) if e.is_rate_limited() => state.limit.rate_limited(),
-            Err(e) if e.is_coder_unavailable() => {}
+            Err(e) if e.is_coder_unavailable() || e.is_store_unavailable() => {}
             _ => state.limit.succeeded(saturated),
         }
         if state.limit.get() != before {
@@ -503,6 +513,16 @@ impl Worker {
                     .await
                     .map(drop)
             }
+            // The database went away under the reconcile: no fault of the row, and Coder is
+            // converged from what is stored, so it runs again once the database is back.
+            Err(e) if e.is_store_unavailable() => {
+                let until = self.reconciler.now()
+                    + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default();
+                store
+                    .outbox_defer(&event, &e.to_string(), until)
+                    .await
+                    .map(drop)
+            }
             Err(e @ ReconcileError::Waiting(_)) => {
                 // Waiting on another resource (a group member whose Coder user is still queued)
                 // is not a failure: spend no attempt, and look again soon rather than after a
@@ -546,9 +566,36 @@ impl Worker {
             }
         };
         if let Err(e) = outcome {
-            // The lease runs out and the row is claimed again: nothing is lost.
             tracing::warn!(error = %e, "could not settle an outbox row");
+            if e.is_unavailable() {
+                state.unsettled.push((event, e.to_string()));
+            }
+            // Otherwise the lease runs out and the row is claimed again: nothing is lost.
         }
+    }
+
+    /// Put back, due now, the rows that could not be settled while the database was away.
+    /// Returns whether the database answers (true when there was nothing to put back).
+    async fn resettle(&self, state: &mut LoopState) -> bool {
+        let now = self.reconciler.now();
+        let mut waiting = std::mem::take(&mut state.unsettled).into_iter();
+        while let Some((event, reason)) = waiting.next() {
+            match self
+                .reconciler
+                .store
+                .outbox_defer(&event, &reason, now)
+                .await
+            {
+                Err(e) if e.is_unavailable() => {
+                    state.unsettled.push((event, reason));
+                    state.unsettled.extend(waiting);
+                    return false;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not put an outbox row back"),
+                Ok(_) => {}
+            }
+        }
+        true
     }
 
     /// Stop claiming and probe Coder. A refused token or a redirect outranks an outage: it

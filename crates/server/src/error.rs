@@ -8,6 +8,9 @@ use actix_web::{HttpResponse, ResponseError};
 use scim::ScimError;
 use store::{Scope, StoreError};
 
+/// The `Retry-After` of a 503 while the database is away: about what a PostgreSQL restart takes.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -46,6 +49,17 @@ impl ApiError {
     /// RFC 7644 §3.12: 413 when a body exceeds what the service accepts.
     pub fn too_large(detail: impl Into<String>) -> Self {
         ApiError::Scim(ScimError::status(413, detail))
+    }
+
+    /// The `Retry-After` the response carries: a spent rate limit's wait, or a short one while
+    /// the database is away (RFC 9110 §10.2.3, with the 503).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::AuthFailuresLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Store(e) if e.is_unavailable() => Some(DATABASE_RETRY_AFTER_SECS),
+            _ => None,
+        }
     }
 
     /// The SCIM error the response carries.
@@ -87,19 +101,15 @@ impl ResponseError for ApiError {
         }
         let mut response = scim_json(self.status_code(), &scim.to_json());
         let headers = response.headers_mut();
-        match self {
-            ApiError::Unauthorized(_) => {
-                // RFC 6750 §3: a 401 names the scheme the client must use.
-                headers.insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"scim-bridge\""),
-                );
-            }
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::AuthFailuresLimited { retry_after_secs } => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            ApiError::Scim(_) | ApiError::Store(_) | ApiError::Forbidden(_) => {}
+        if let ApiError::Unauthorized(_) = self {
+            // RFC 6750 §3: a 401 names the scheme the client must use.
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"scim-bridge\""),
+            );
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -30,7 +30,8 @@ pub enum StoreError {
         /// What is wrong, for the client.
         detail: String,
     },
-    /// The database failed or is unreachable. SCIM: 500/503; never caused by client input.
+    /// The database failed or is unreachable. SCIM: 503 when it is away (see
+    /// [`StoreError::is_unavailable`]), else 500; never caused by client input.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// Embedded migrations could not be applied.
@@ -47,8 +48,29 @@ impl StoreError {
         }
     }
 
-    /// The SCIM error an HTTP response should carry. Database and migration failures become a
-    /// 500 whose detail does not leak SQL.
+    /// The database is away rather than failing this request: no connection could be had or
+    /// kept (refused, reset, the pool's acquire timeout), or the server is shutting down or
+    /// starting up (a restart, a failover). The same request succeeds once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    // PostgreSQL SQLSTATE: class 08 connection_exception; 57P01
+                    // admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now; 53300
+                    // too_many_connections (a restarted server not yet rid of old sessions).
+                    code.starts_with("08")
+                        || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// The SCIM error an HTTP response should carry. A database that is away becomes a 503
+    /// (the client retries); any other database or migration failure a 500. Neither detail
+    /// leaks SQL.
     pub fn to_scim(&self) -> ScimError {
         match self {
             StoreError::NotFound(what) => ScimError::not_found(what.clone()),
@@ -61,8 +83,11 @@ impl StoreError {
             StoreError::Invalid { scim_type, detail } => {
                 ScimError::typed(*scim_type, detail.clone())
             }
+            _ if self.is_unavailable() => {
+                ScimError::status(503, "the bridge's database is unavailable; retry later")
+            }
             StoreError::Database(_) | StoreError::Migration(_) => {
-                ScimError::status(500, "the bridge's database is unavailable")
+                ScimError::status(500, "the bridge's database failed")
             }
         }
     }
@@ -94,8 +119,12 @@ mod tests {
         }
         .to_scim();
         assert_eq!((t.status, t.scim_type), (400, Some(ScimType::TooMany)));
-        let db = StoreError::Database(sqlx::Error::PoolTimedOut).to_scim();
-        assert_eq!(db.status, 500);
-        assert!(!db.detail.contains("pool"));
+        let away = StoreError::Database(sqlx::Error::PoolTimedOut).to_scim();
+        assert_eq!(away.status, 503);
+        assert!(!away.detail.contains("pool"));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(StoreError::Database(refused.into()).to_scim().status, 503);
+        let broken = StoreError::Database(sqlx::Error::RowNotFound).to_scim();
+        assert_eq!(broken.status, 500);
     }
 }

@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 pub(crate) type Db = sqlx::Postgres;
 
+/// How long a request waits for a database connection before it is answered 503.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub(crate) const DIALECT: Dialect = Dialect {
@@ -45,6 +48,14 @@ pub(crate) async fn connect(
     check_root_certificate(url)?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
+        // While the server is away (a restart, a failover) sqlx keeps retrying the connection
+        // until this runs out: it bounds how long a request waits before its 503 (sqlx's
+        // default is 30 s), so the IdP learns soon that it should retry later.
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A connection the server closed while idle (a restart ends every session) is found
+        // dead by a ping and replaced, rather than failing the next request. sqlx's default,
+        // stated because recovery depends on it.
+        .test_before_acquire(true)
         .connect(url)
         .await?;
     Ok(engine::Backend::new(pool.clone(), pool, shared))

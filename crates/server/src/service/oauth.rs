@@ -15,7 +15,8 @@ use store::{ClientCheck, Scope, Scopes};
 pub struct OAuthError {
     pub status: u16,
     /// `invalid_request`, `invalid_client`, `unauthorized_client`, `unsupported_grant_type`,
-    /// `invalid_scope`, or `temporarily_unavailable` with the 429.
+    /// `invalid_scope`, or `temporarily_unavailable` with the 429 (or the 503 while the
+    /// database is away).
     pub error: &'static str,
     pub description: String,
     /// RFC 6749 §5.2: a 401 to a client that authenticated with `Authorization: Basic` names
@@ -260,9 +261,22 @@ fn narrowed(requested: &str, held: Scopes) -> Result<Scopes, OAuthError> {
     Ok(scopes)
 }
 
-/// A failure of the bridge, not the client: logged, answered with a generic 500.
+/// A failure of the bridge, not the client: logged, answered with a generic 500, or a 503 with
+/// `Retry-After` while the database is away.
 fn server_error(e: &ApiError) -> OAuthError {
     tracing::error!(error = %e, "the token endpoint failed");
+    if let ApiError::Store(store) = e
+        && store.is_unavailable()
+    {
+        return OAuthError {
+            retry_after_secs: e.retry_after_secs(),
+            ..OAuthError::new(
+                503,
+                "temporarily_unavailable",
+                "the token could not be issued now",
+            )
+        };
+    }
     OAuthError::new(500, "server_error", "the token could not be issued")
 }
 
