@@ -17,7 +17,7 @@ use crate::support::{Bridge, BridgeOptions, Db, coder_fake_env, eventually, fres
 /// Rounds of start, traffic, SIGKILL (more, up to [`MAX_ROUNDS`], until [`MIN_CHANGES`]
 /// changes were acknowledged).
 const ROUNDS: usize = 12;
-const MAX_ROUNDS: usize = 30;
+const MAX_ROUNDS: usize = 40;
 const MIN_CHANGES: usize = 250;
 /// `SCIM_BRIDGE_OUTBOX_LEASE` of the test's bridges.
 const LEASE: &str = "3s";
@@ -332,10 +332,19 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
             coder_fake::FaultKind::Latency { millis: 3 },
         ))
         .unwrap();
+        // On a loaded machine one request can outlast the whole kill window: a few changes of
+        // each round are sent before the kill timer starts, so every round adds changes and the
+        // kill still lands at a random point of the workers' reconciles.
+        let mut sent = 0;
+        let warmup = 5 + rng.below(10);
+        while sent < warmup {
+            let target = rng.below(bridges.len());
+            one_change(&bridges[target], &mut rng, &mut known).await;
+            sent += 1;
+        }
         let kill_after = Duration::from_millis(40 + rng.below(400) as u64);
         let deadline = tokio::time::sleep(kill_after);
         tokio::pin!(deadline);
-        let mut sent = 0;
         loop {
             // IdP requests spread over every replica.
             let target = rng.below(bridges.len());
