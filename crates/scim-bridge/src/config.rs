@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use validator::Validate;
 
+pub mod check;
+
 /// A value that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -534,7 +536,15 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        Settings::from_layers(args, env, file)
+    }
 
+    /// The settings from flags and variables (`args`), secrets (`env`) and the parsed file.
+    fn from_layers(
+        args: &SettingsArgs,
+        env: &dyn Environment,
+        file: FileSettings,
+    ) -> Result<Settings, ConfigError> {
         let listen_raw = args
             .listen
             .clone()
@@ -793,13 +803,17 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    toml::from_str(&read_file_text(path)?)
+        .map_err(|e| bad("SCIM_BRIDGE_CONFIG", format!("{}: {e}", path.display())))
+}
+
+fn read_file_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
         bad(
             "SCIM_BRIDGE_CONFIG",
             format!("cannot read {}: {e}", path.display()),
         )
-    })?;
-    toml::from_str(&text).map_err(|e| bad("SCIM_BRIDGE_CONFIG", format!("{}: {e}", path.display())))
+    })
 }
 
 fn jwt_settings(

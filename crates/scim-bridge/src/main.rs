@@ -81,8 +81,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Validate the configuration and print it with secrets redacted.
-    Check,
+    /// Print the effective configuration (secrets redacted) with the source of every value,
+    /// warnings, and every error (exit 3 when there is one).
+    Check {
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,8 +100,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Every configuration error as one error (a line each, `main` prefixes the first with
+/// `error: `), exiting with the configuration code; `None` when there is none.
+fn config_errors(check: &config::check::Check) -> Option<anyhow::Error> {
+    if check.valid {
+        return None;
+    }
+    let lines: Vec<String> = check
+        .errors
+        .iter()
+        .map(|p| format!("{}: {}", p.setting, p.problem))
+        .collect();
+    Some(exit::with(
+        exit::Exit::Config,
+        anyhow::anyhow!("{}", lines.join("\nerror: ")),
+    ))
+}
+
 fn run() -> anyhow::Result<bool> {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .map_err(|e| e.exit())
+        .unwrap_or_else(|never| never);
+    let from_command_line = config::check::from_command_line(&matches);
     if let Command::Completions { shell } = cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
         // Generated into memory: clap_complete panics on a write error (a closed pipe).
@@ -106,8 +131,29 @@ fn run() -> anyhow::Result<bool> {
         std::io::Write::write_all(&mut std::io::stdout(), &script)?;
         return Ok(true);
     }
-    let settings = config::Settings::load(&cli.settings, &config::ProcessEnv)
-        .map_err(|e| exit::with(exit::Exit::Config, e))?;
+    if let Command::Config {
+        action: ConfigAction::Check { output },
+    } = &cli.command
+    {
+        let (check, _) =
+            config::check::check(&cli.settings, &from_command_line, &config::ProcessEnv);
+        output::print(output.output, &check)?;
+        return match config_errors(&check) {
+            None => Ok(true),
+            Some(errors) => Err(errors),
+        };
+    }
+    let settings = match config::Settings::load(&cli.settings, &config::ProcessEnv) {
+        Ok(settings) => settings,
+        Err(first) => {
+            // Every problem, each under the name the operator used, not just the first.
+            let (check, _) =
+                config::check::check(&cli.settings, &from_command_line, &config::ProcessEnv);
+            return Err(
+                config_errors(&check).unwrap_or_else(|| exit::with(exit::Exit::Config, first))
+            );
+        }
+    };
     // The demo's own lines are the point on a terminal: logs below warn only when asked for.
     let log_level = match cli.command {
         Command::Demo(_) if cli.settings.log_level.is_none() && settings.log_level == "info" => {
@@ -140,14 +186,7 @@ fn run() -> anyhow::Result<bool> {
             Command::Demo(args) => commands::demo::run(&settings, args).await,
             Command::Healthcheck(args) => commands::healthcheck::run(&settings, args).await,
             Command::Completions { .. } => Ok(true),
-            Command::Config {
-                action: ConfigAction::Check,
-            } => {
-                sync::policy(&settings)?;
-                println!("{settings:#?}");
-                println!("configuration is valid");
-                Ok(true)
-            }
+            Command::Config { .. } => Ok(true),
         }
     })
 }
