@@ -17,7 +17,7 @@ use coder_fake::{CoderFake, FakeOptions};
 use serde_json::{Value, json};
 
 use crate::crash_loop::differences;
-use crate::support::{Bridge, BridgeOptions, coder_fake_env, eventually};
+use crate::support::{Bridge, BridgeOptions, TestDatabase, coder_fake_env, eventually};
 
 /// IdP clients writing at once.
 const WRITERS: usize = 4;
@@ -93,7 +93,7 @@ impl OwnPostgres {
         }
         let pg = OwnPostgres {
             bin,
-            port: free_port(),
+            port: test_support::free_port(),
             dir,
             child: None,
         };
@@ -190,14 +190,6 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One request as the IdP saw it.
@@ -374,7 +366,9 @@ async fn a_postgres_restart_mid_load_answers_503_and_loses_nothing_acknowledged(
     .await
     .unwrap();
     let bridge = Bridge::start(BridgeOptions {
-        database_url: pg.url(),
+        // A fresh database on the test's own server (dropped with the bridge, before the
+        // server stops).
+        database: TestDatabase::postgres_at(&pg.url()).await.unwrap(),
         extra_env: [
             coder_fake_env(&fake),
             vec![("SCIM_BRIDGE_DRIFT_INTERVAL".into(), "0".into())],
