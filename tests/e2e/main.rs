@@ -10,6 +10,7 @@ mod crash_loop;
 mod oauth;
 mod ops_listener;
 mod pg_restart;
+mod roles;
 mod schema;
 #[path = "../shared/sink.rs"]
 mod sink;

@@ -37,26 +37,99 @@ pub struct DesiredRoles {
     pub site: BTreeSet<String>,
     /// Organization roles by the organization key of the rules (`default`, a name or an id).
     /// Every organization some rule mentions is present, possibly empty: leaving a group must
-    /// remove the roles it gave.
+    /// remove the roles it gave. Every organization of `[roles.grantable]` is present too: a
+    /// role revoked in the IdP must leave Coder.
     pub org: BTreeMap<String, BTreeSet<String>>,
+    /// What granted each role, for the audit: the role (`template-admin`, or
+    /// `<organization>:<name>`) and its sources (`baseline`, `group rule "…"`, `SCIM role "…"`).
+    pub granted_by: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// The roles of a member of `groups`: the union over the matching rules plus the baseline.
-pub fn desired_roles(policy: &Policy, groups: &[GroupIdentity]) -> DesiredRoles {
-    let mut roles = DesiredRoles {
-        site: policy.roles.baseline_site_roles.iter().cloned().collect(),
-        org: BTreeMap::new(),
-    };
+impl DesiredRoles {
+    fn grant_site(&mut self, role: &str, source: &str) {
+        self.site.insert(role.to_owned());
+        self.note(role.to_owned(), source);
+    }
+
+    fn grant_org(&mut self, org: &str, role: &str, source: &str) {
+        self.org
+            .entry(org.to_owned())
+            .or_default()
+            .insert(role.to_owned());
+        self.note(format!("{org}:{role}"), source);
+    }
+
+    fn note(&mut self, role: String, source: &str) {
+        self.granted_by
+            .entry(role)
+            .or_default()
+            .insert(source.to_owned());
+    }
+
+    /// The sources of the site roles (for the audit of a site-role change).
+    pub fn site_sources(&self) -> BTreeMap<&str, &BTreeSet<String>> {
+        self.site
+            .iter()
+            .filter_map(|r| self.granted_by.get(r).map(|s| (r.as_str(), s)))
+            .collect()
+    }
+
+    /// The sources of the roles in organization `org` (its key in the rules).
+    pub fn org_sources(&self, org: &str) -> BTreeMap<&str, &BTreeSet<String>> {
+        self.org
+            .get(org)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                self.granted_by
+                    .get(&format!("{org}:{r}"))
+                    .map(|s| (r.as_str(), s))
+            })
+            .collect()
+    }
+}
+
+/// The roles of a member of `groups` holding the SCIM `roles` in `attrs`: the union over the
+/// matching rules, the offered roles the user holds (`[roles.grantable]`) and the baseline.
+pub fn desired_roles(
+    policy: &Policy,
+    attrs: &Map<String, Value>,
+    groups: &[GroupIdentity],
+) -> DesiredRoles {
+    let mut roles = DesiredRoles::default();
+    for role in &policy.roles.baseline_site_roles {
+        roles.grant_site(role, "baseline");
+    }
     for rule in &policy.roles.rules {
         let applies = groups.iter().any(|g| g.is_named(&rule.group));
+        for org in rule.org_roles.keys() {
+            roles.org.entry(org.clone()).or_default();
+        }
+        if !applies {
+            continue;
+        }
+        let source = match &rule.group {
+            GroupSelector::DisplayName(name) => format!("group rule {name:?}"),
+            GroupSelector::ExternalId(id) => format!("group rule externalId {id:?}"),
+        };
+        for role in &rule.site_roles {
+            roles.grant_site(role, &source);
+        }
         for (org, names) in &rule.org_roles {
-            let entry = roles.org.entry(org.clone()).or_default();
-            if applies {
-                entry.extend(names.iter().cloned());
+            for name in names {
+                roles.grant_org(org, name, &source);
             }
         }
-        if applies {
-            roles.site.extend(rule.site_roles.iter().cloned());
+    }
+    let grantable = &policy.roles.grantable;
+    for org in grantable.organizations() {
+        roles.org.entry(org.to_owned()).or_default();
+    }
+    for role in grantable.held(attrs) {
+        let source = format!("SCIM role {:?}", role.id);
+        match &role.organization {
+            None => roles.grant_site(&role.value, &source),
+            Some(org) => roles.grant_org(org, &role.value, &source),
         }
     }
     roles
@@ -139,7 +212,7 @@ pub fn desired_user(
         email,
         name,
         active: scim::resource::active(attrs),
-        roles: desired_roles(policy, groups),
+        roles: desired_roles(policy, attrs, groups),
         rule_groups,
     })
 }
@@ -271,7 +344,7 @@ mod tests {
             group("b", "coder-template-admins"),
             group("c", "platform-agents"),
         ];
-        let roles = desired_roles(&p, &groups);
+        let roles = desired_roles(&p, &Map::new(), &groups);
         assert_eq!(
             roles.site,
             BTreeSet::from(["auditor".into(), "owner".into(), "template-admin".into()])
@@ -288,7 +361,7 @@ mod tests {
             external_id: Some("coder-admins".into()),
         }];
         assert_eq!(
-            desired_roles(&p, &borrowing).site,
+            desired_roles(&p, &Map::new(), &borrowing).site,
             BTreeSet::from(["auditor".into()]),
             "the baseline only"
         );
@@ -297,6 +370,42 @@ mod tests {
             user.rule_groups,
             vec!["a".to_string(), "b".into(), "c".into()]
         );
+    }
+
+    #[test]
+    fn scim_roles_join_the_rules_and_say_what_granted_them() {
+        let mut p = policy();
+        p.roles.grantable = scim::roles::RoleCatalog::new(vec![
+            scim::roles::GrantableRole::site("template-admin"),
+            scim::roles::GrantableRole::site("auditor"),
+            scim::roles::GrantableRole::in_organization("Eng", "organization-admin"),
+        ]);
+        let a = attrs(json!({
+            "userName": "a@b.c",
+            "roles": [{"value": "template-admin"}, {"value": "Eng:organization-admin"}]
+        }));
+        let roles = desired_roles(&p, &a, &[group("b", "coder-template-admins")]);
+        assert_eq!(roles.site, BTreeSet::from(["template-admin".into()]));
+        assert_eq!(
+            roles.org["Eng"],
+            BTreeSet::from(["organization-admin".into()])
+        );
+        assert_eq!(
+            roles.granted_by["template-admin"],
+            BTreeSet::from([
+                "SCIM role \"template-admin\"".to_string(),
+                "group rule \"coder-template-admins\"".into()
+            ])
+        );
+        assert_eq!(
+            roles.org_sources("Eng")["organization-admin"],
+            &BTreeSet::from(["SCIM role \"Eng:organization-admin\"".to_string()])
+        );
+        // Revoked in the IdP: the organization stays managed, now with no role.
+        let revoked = attrs(json!({"userName": "a@b.c", "roles": []}));
+        let roles = desired_roles(&p, &revoked, &[]);
+        assert!(roles.site.is_empty());
+        assert_eq!(roles.org["Eng"], BTreeSet::new());
     }
 
     #[test]

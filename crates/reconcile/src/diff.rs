@@ -242,7 +242,7 @@ mod tests {
             login_type: LoginType::Oidc,
             roles: DesiredRoles {
                 site: site.iter().map(|s| (*s).to_string()).collect(),
-                org: BTreeMap::new(),
+                ..DesiredRoles::default()
             },
             rule_groups: vec![],
         }

@@ -257,7 +257,14 @@ pub struct RolePolicy {
     /// Site roles every managed user gets.
     pub baseline_site_roles: Vec<String>,
     pub rules: Vec<RoleRule>,
+    /// `[roles.grantable]`: the roles an IdP may grant on a User's `roles` (listed at
+    /// `/Roles`); not enabled when the table is absent.
+    pub grantable: scim::roles::RoleCatalog,
 }
+
+/// Site roles `[roles.grantable]` offers when it does not say: every site role but `owner`,
+/// which is offered only when listed.
+pub const DEFAULT_GRANTABLE_SITE_ROLES: &[&str] = &["template-admin", "user-admin", "auditor"];
 
 /// The validated mapping rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +350,15 @@ struct RolesFile {
     baseline_site_roles: Vec<String>,
     #[serde(default)]
     rules: Vec<RuleFile>,
+    grantable: Option<GrantableFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantableFile {
+    site_roles: Option<Vec<String>>,
+    #[serde(default)]
+    org_roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,33 +471,7 @@ impl Policy {
             let key = format!("roles.rules[{i}]");
             let group = GroupSelector::parse(&key, rule.group, rule.group_external_id)?;
             let site_roles = check_site_roles(&format!("{key}.site_roles"), rule.site_roles)?;
-            let mut org_roles = BTreeMap::new();
-            for (org, names) in rule.org_roles {
-                let org_key = format!("{key}.org_roles.{org}");
-                if org.trim().is_empty() {
-                    return Err(PolicyError::new(
-                        org_key,
-                        "the organization name must not be empty",
-                    ));
-                }
-                let mut checked = Vec::new();
-                for name in names {
-                    let name = name.trim().to_owned();
-                    if name.is_empty() {
-                        return Err(PolicyError::new(&org_key, "role names must not be empty"));
-                    }
-                    if SITE_ROLES.contains(&name.as_str()) {
-                        return Err(PolicyError::new(
-                            &org_key,
-                            format!("{name:?} is a site role: put it in site_roles"),
-                        ));
-                    }
-                    if !checked.contains(&name) {
-                        checked.push(name);
-                    }
-                }
-                org_roles.insert(org.trim().to_owned(), checked);
-            }
+            let org_roles = check_org_roles(&format!("{key}.org_roles"), rule.org_roles)?;
             if site_roles.is_empty() && org_roles.values().all(Vec::is_empty) {
                 return Err(PolicyError::new(
                     key,
@@ -528,6 +518,10 @@ impl Policy {
             roles: RolePolicy {
                 baseline_site_roles,
                 rules,
+                grantable: match roles.grantable {
+                    None => scim::roles::RoleCatalog::default(),
+                    Some(file) => grantable(file)?,
+                },
             },
         })
     }
@@ -556,6 +550,65 @@ impl Policy {
                     OverrideSelector::EmailDomain(_) => false,
                 })
     }
+}
+
+/// `[roles.grantable]` as the catalog `/Roles` lists: site roles, then each organization's.
+fn grantable(file: GrantableFile) -> Result<scim::roles::RoleCatalog, PolicyError> {
+    use scim::roles::GrantableRole;
+    let site = match file.site_roles {
+        Some(names) => check_site_roles("roles.grantable.site_roles", names)?,
+        None => DEFAULT_GRANTABLE_SITE_ROLES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect(),
+    };
+    let orgs = check_org_roles("roles.grantable.org_roles", file.org_roles)?;
+    let mut roles: Vec<GrantableRole> = site.iter().map(|r| GrantableRole::site(r)).collect();
+    for (org, names) in &orgs {
+        if org.contains(':') {
+            return Err(PolicyError::new(
+                format!("roles.grantable.org_roles.{org}"),
+                "an organization key must not contain ':' (it separates the organization from the role in a role's id)",
+            ));
+        }
+        roles.extend(names.iter().map(|n| GrantableRole::in_organization(org, n)));
+    }
+    Ok(scim::roles::RoleCatalog::new(roles))
+}
+
+/// Organization roles by organization key, checked under `key` (`….org_roles`).
+fn check_org_roles(
+    key: &str,
+    org_roles: BTreeMap<String, Vec<String>>,
+) -> Result<BTreeMap<String, Vec<String>>, PolicyError> {
+    let mut checked_orgs = BTreeMap::new();
+    for (org, names) in org_roles {
+        let org_key = format!("{key}.{org}");
+        if org.trim().is_empty() {
+            return Err(PolicyError::new(
+                org_key,
+                "the organization name must not be empty",
+            ));
+        }
+        let mut checked = Vec::new();
+        for name in names {
+            let name = name.trim().to_owned();
+            if name.is_empty() {
+                return Err(PolicyError::new(&org_key, "role names must not be empty"));
+            }
+            if SITE_ROLES.contains(&name.as_str()) {
+                return Err(PolicyError::new(
+                    &org_key,
+                    format!("{name:?} is a site role: put it in site_roles"),
+                ));
+            }
+            if !checked.contains(&name) {
+                checked.push(name);
+            }
+        }
+        checked_orgs.insert(org.trim().to_owned(), checked);
+    }
+    Ok(checked_orgs)
 }
 
 fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError> {
@@ -704,6 +757,19 @@ mod tests {
             ("[groups]\ndelete_policy = \"archive\"", "groups"),
             ("[users]\nadopt_owners = [\" \"]", "users.adopt_owners[0]"),
             ("offboarding = 3", "offboarding"),
+            (
+                "[roles.grantable]\nsite_roles = [\"agents-access\"]",
+                "roles.grantable.site_roles",
+            ),
+            (
+                "[roles.grantable]\norg_roles = { default = [\"auditor\"] }",
+                "roles.grantable.org_roles.default",
+            ),
+            (
+                "[roles.grantable]\norg_roles = { \"a:b\" = [\"organization-admin\"] }",
+                "roles.grantable.org_roles.a:b",
+            ),
+            ("[roles.grantable]\nsite_role = []", "roles"),
         ];
         for (text, key) in cases {
             let error = parse(text).unwrap_err();
@@ -733,6 +799,37 @@ mod tests {
         assert!(by_id.matches(Some("anything"), Some("ext-42")));
         assert!(!by_id.matches(Some("ext-42"), None));
         assert!(!by_id.matches(None, Some("EXT-42")), "externalId is exact");
+    }
+
+    #[test]
+    fn grantable_roles_offer_owner_only_when_listed() {
+        assert!(!parse("").unwrap().roles.grantable.is_enabled());
+        let ids = |text: &str| -> Vec<String> {
+            let policy = parse(text).unwrap();
+            assert!(policy.roles.grantable.is_enabled());
+            policy
+                .roles
+                .grantable
+                .roles()
+                .iter()
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        assert_eq!(
+            ids("[roles.grantable]"),
+            ["template-admin", "user-admin", "auditor"]
+        );
+        assert_eq!(
+            ids(
+                "[roles.grantable]\nsite_roles = [\"owner\", \"auditor\"]\norg_roles = { default = [\"organization-admin\"], Eng = [\"organization-auditor\"] }"
+            ),
+            [
+                "owner",
+                "auditor",
+                "Eng:organization-auditor",
+                "default:organization-admin"
+            ]
+        );
     }
 
     #[test]

@@ -655,7 +655,11 @@ impl Reconciler {
             }
         }
         if let Some(roles) = &diff.site_roles {
-            let target = json!({ "user": actual.id, "roles": roles });
+            let target = json!({
+                "user": actual.id,
+                "roles": roles,
+                "granted_by": desired.roles.site_sources(),
+            });
             self.call(
                 run,
                 "set_site_roles",
@@ -884,21 +888,31 @@ impl Reconciler {
             return Ok(());
         }
         let mut wanted: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
+        let mut granted_by: BTreeMap<Uuid, BTreeMap<&str, &BTreeSet<String>>> = BTreeMap::new();
         for (key, roles) in &desired.roles.org {
-            let key = if key.eq_ignore_ascii_case("default") {
+            let org_ref = if key.eq_ignore_ascii_case("default") {
                 OrganizationRef::Default
             } else {
                 OrganizationRef::Named(key.clone())
             };
-            let id = self.organization_id(&key).await?;
+            let id = self.organization_id(&org_ref).await?;
             wanted.entry(id).or_default().extend(roles.iter().cloned());
+            granted_by
+                .entry(id)
+                .or_default()
+                .extend(desired.roles.org_sources(key));
         }
         let actual = self.client.user_roles(user).await?.organization_roles;
         for (organization, roles) in org_role_changes(&wanted, &actual) {
             if !actual.contains_key(&organization) {
                 self.join_organization(organization, user, run).await?;
             }
-            let target = json!({ "organization": organization, "user": user, "roles": roles });
+            let target = json!({
+                "organization": organization,
+                "user": user,
+                "roles": roles,
+                "granted_by": granted_by.get(&organization),
+            });
             self.call(
                 run,
                 "set_organization_member_roles",

@@ -12,6 +12,7 @@ pub mod path;
 pub mod projection;
 pub mod query;
 pub mod resource;
+pub mod roles;
 pub mod schema;
 
 pub use error::{ScimError, ScimResult, ScimType};

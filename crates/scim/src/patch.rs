@@ -66,6 +66,9 @@ pub struct PatchOptions {
     /// expect `emails[type eq "work"].value` to create the work email) instead of RFC 7644
     /// §3.5.2.3's 400 `noTarget`.
     pub replace_missing_filter_adds: bool,
+    /// The roles a User may carry once patched (see [`crate::roles`]); the default catalog
+    /// offers none and checks nothing.
+    pub roles: std::sync::Arc<crate::roles::RoleCatalog>,
 }
 
 impl Default for PatchOptions {
@@ -73,6 +76,7 @@ impl Default for PatchOptions {
     fn default() -> Self {
         PatchOptions {
             replace_missing_filter_adds: true,
+            roles: Default::default(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl PatchOptions {
     pub fn strict() -> Self {
         PatchOptions {
             replace_missing_filter_adds: false,
+            ..PatchOptions::default()
         }
     }
 }
@@ -255,6 +260,9 @@ pub fn apply(
     // A PATCH may clear what a POST must carry (`"userName":""`, a remove of a Group's
     // `displayName`): the result is checked like a POST body, a 400 `invalidValue`.
     resource::check_required(kind, &engine.doc, registry)?;
+    if kind == ResourceKind::User {
+        opts.roles.check_user(&engine.doc)?;
+    }
     resource::refresh_schemas(kind, &mut engine.doc);
     Ok(engine.doc)
 }

@@ -35,6 +35,7 @@ const SCHEMA_DOCUMENTS: &[&str] = &[
     include_str!("../../../schemas/User.json"),
     include_str!("../../../schemas/EnterpriseUser.json"),
     include_str!("../../../schemas/Group.json"),
+    include_str!("../../../schemas/Role.json"),
 ];
 
 /// The two resource types the bridge serves.
@@ -561,7 +562,7 @@ mod tests {
     fn common_attributes_resolve_but_are_not_served() {
         let r = Registry::standard();
         assert!(r.schemas().iter().all(|s| s.id != COMMON_ATTRIBUTES));
-        assert_eq!(r.schemas().len(), 3);
+        assert_eq!(r.schemas().len(), 4);
         let id = r
             .resolve(ResourceKind::User, &AttrPath::simple("ID"))
             .expect("id");

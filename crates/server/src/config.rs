@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub token_cache_ttl: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// The Coder roles an IdP may grant on a User's `roles` (`[roles.grantable]`), listed at
+    /// `/Roles`; by default none, and `roles` is not checked.
+    pub roles: std::sync::Arc<scim::roles::RoleCatalog>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             token_cache_ttl: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            roles: Default::default(),
         }
     }
 }

@@ -42,10 +42,13 @@ impl AppState {
             ),
             store: deps.store,
             registry: Registry::standard(),
+            patch_options: PatchOptions {
+                roles: config.roles.clone(),
+                ..PatchOptions::default()
+            },
             config,
             metrics: deps.metrics,
             readiness: deps.readiness,
-            patch_options: PatchOptions::default(),
             ops_cache: Default::default(),
         }
     }

@@ -74,8 +74,9 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let policy = crate::sync::policy(settings)?;
-    drop(policy);
+    // The mapping rules are checked before anything starts; the service keeps the roles an IdP
+    // may grant (`[roles.grantable]`), the worker reads the rules itself.
+    let grantable = crate::sync::policy(settings)?.roles.grantable;
     let store = open_and_migrate(settings).await?;
     // From here on the chain ends in a record keyed with the current key.
     if let Some(record) = store.audit_record_key().await? {
@@ -129,19 +130,21 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         tracing::warn!("no Coder URL is set: SCIM changes are stored and queued but not synced");
     }
 
-    let bound = server::bind(server_config(settings), deps)
-        .await
-        .map_err(|e| match &e {
-            server::BindError::Listen {
-                listener: server::Listener::Scim,
-                ..
-            } => anyhow::anyhow!("SCIM_BRIDGE_LISTEN: {e}"),
-            server::BindError::Listen {
-                listener: server::Listener::Operations,
-                ..
-            } => anyhow::anyhow!("SCIM_BRIDGE_OPS_LISTEN: {e}"),
-            server::BindError::Settings(_) => anyhow::anyhow!("{e}"),
-        })?;
+    let config = server::ServerConfig {
+        roles: std::sync::Arc::new(grantable),
+        ..server_config(settings)
+    };
+    let bound = server::bind(config, deps).await.map_err(|e| match &e {
+        server::BindError::Listen {
+            listener: server::Listener::Scim,
+            ..
+        } => anyhow::anyhow!("SCIM_BRIDGE_LISTEN: {e}"),
+        server::BindError::Listen {
+            listener: server::Listener::Operations,
+            ..
+        } => anyhow::anyhow!("SCIM_BRIDGE_OPS_LISTEN: {e}"),
+        server::BindError::Settings(_) => anyhow::anyhow!("{e}"),
+    })?;
     let addr = bound.local_addr();
     match bound.ops_addr() {
         Some(ops_addr) => tracing::info!(

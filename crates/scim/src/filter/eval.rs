@@ -99,6 +99,12 @@ pub fn matches_element(filter: &Filter, element: &Value, attr: &AttributeDef) ->
     }
 }
 
+/// Whether a resource with no schema in the registry (a `/Roles` entry) matches `filter`:
+/// strings compare ignoring case, as an attribute without a definition does.
+pub fn matches_schemaless(filter: &Filter, resource: &Value) -> bool {
+    matches_element(filter, resource, unknown_complex())
+}
+
 /// Reject comparisons RFC 7644 §3.4.2.2 says must fail: `gt`/`ge`/`lt`/`le` on a boolean or
 /// binary attribute (and on a complex one, which has no order either).
 pub fn validate(filter: &Filter, kind: ResourceKind, registry: &Registry) -> ScimResult<()> {

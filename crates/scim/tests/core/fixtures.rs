@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use scim::patch::{self, GroupPatchStep, MemberChange, PatchOptions};
 use scim::resource;
+use scim::roles::{GrantableRole, RoleCatalog};
 use scim::{Registry, ResourceKind, ScimResult};
 use serde_json::{Map, Value, json};
 
@@ -52,6 +53,25 @@ fn object(value: &Value) -> Map<String, Value> {
     value.as_object().cloned().expect("a JSON object")
 }
 
+/// The roles the bridge offers while the fixture runs (`options.grantable_roles`: site role
+/// names and `<organization>:<name>`); none configured without it.
+fn catalog(fixture: &Value) -> RoleCatalog {
+    let Some(ids) = fixture["options"]["grantable_roles"].as_array() else {
+        return RoleCatalog::default();
+    };
+    RoleCatalog::new(
+        ids.iter()
+            .map(|id| {
+                let id = id.as_str().expect("a role id");
+                match id.split_once(':') {
+                    Some((org, name)) => GrantableRole::in_organization(org, name),
+                    None => GrantableRole::site(id),
+                }
+            })
+            .collect(),
+    )
+}
+
 /// What running a fixture produced: the resource and the password taken out of the request.
 fn run(fixture: &Value) -> ScimResult<(Map<String, Value>, Option<String>)> {
     let registry = Registry::standard();
@@ -60,12 +80,14 @@ fn run(fixture: &Value) -> ScimResult<(Map<String, Value>, Option<String>)> {
     match fixture["action"].as_str() {
         Some("create") => {
             let body = resource::normalize(kind, request, registry)?;
+            catalog(fixture).check_user(&body.attrs)?;
             Ok((body.attrs, body.password))
         }
         Some("replace") => {
             let body = resource::normalize(kind, request, registry)?;
             let password = body.password.clone();
             let next = resource::replace(kind, &object(&fixture["current"]), body, registry)?;
+            catalog(fixture).check_user(&next)?;
             Ok((next, password))
         }
         Some("patch") => {
@@ -75,14 +97,13 @@ fn run(fixture: &Value) -> ScimResult<(Map<String, Value>, Option<String>)> {
             } else {
                 None
             };
-            let options = match fixture.get("options") {
-                Some(o) => PatchOptions {
-                    replace_missing_filter_adds: o["replace_missing_filter_adds"]
-                        .as_bool()
-                        .expect("bool option"),
-                },
-                None => PatchOptions::default(),
+            let mut options = PatchOptions {
+                roles: catalog(fixture).into(),
+                ..PatchOptions::default()
             };
+            if let Some(adds) = fixture["options"]["replace_missing_filter_adds"].as_bool() {
+                options.replace_missing_filter_adds = adds;
+            }
             let current = object(&fixture["current"]);
             let next = patch::apply(kind, &current, &request, registry, &options)?;
             Ok((next, password))

@@ -14,6 +14,7 @@ pub(crate) mod health;
 mod me;
 mod oauth_token;
 mod resources;
+mod roles;
 
 use crate::SCIM_BASE_PATH;
 use crate::edge;
@@ -127,6 +128,8 @@ fn scim(table: &mut RouteTable) -> actix_web::Scope {
                 .route(web::post().to(bulk::bulk))
                 .default_service(web::to(fallback::method_not_allowed)),
         )
+        .service(get_only(table.protected("/Roles"), roles::list))
+        .service(get_only(table.protected("/Roles/{id}"), roles::get))
         .service(table.protected("/Me").to(me::me))
         .service(table.protected("/Me/{tail:.*}").to(me::me))
         .default_service(web::to(fallback::not_found));

@@ -68,13 +68,35 @@ pub fn resource_type(kind: ResourceKind, registry: &Registry, base_url: &str) ->
     })
 }
 
-/// `/ResourceTypes` as a ListResponse.
-pub fn resource_types(registry: &Registry, base_url: &str) -> Value {
-    let items: Vec<Value> = KINDS
+/// `/ResourceTypes` as a ListResponse; `Role` only while roles are offered (`[roles.grantable]`).
+pub fn resource_types(registry: &Registry, base_url: &str, roles_offered: bool) -> Value {
+    let mut items: Vec<Value> = KINDS
         .iter()
         .map(|k| resource_type(*k, registry, base_url))
         .collect();
+    if roles_offered {
+        items.push(role_resource_type(base_url));
+    }
     list_response(items.len(), 1, items)
+}
+
+/// The `Role` resource type as Okta Identity Governance reads it: its `schema` must be Okta's
+/// Role URN for the roles to appear on the app's Governance tab.
+pub fn role_resource_type(base_url: &str) -> Value {
+    use scim::roles::{ROLE_ENDPOINT, ROLE_RESOURCE_TYPE, ROLE_SCHEMA};
+    json!({
+        "schemas": [RESOURCE_TYPE_SCHEMA],
+        "id": ROLE_RESOURCE_TYPE,
+        "name": ROLE_RESOURCE_TYPE,
+        "endpoint": ROLE_ENDPOINT,
+        "description": "Coder roles an identity provider may grant on a User's roles",
+        "schema": ROLE_SCHEMA,
+        "schemaExtensions": [],
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{base_url}/ResourceTypes/{ROLE_RESOURCE_TYPE}"),
+        },
+    })
 }
 
 /// A ResourceType by id (`User`, `Group`; case-insensitive).

@@ -4,3 +4,4 @@ pub mod bulk;
 pub mod discovery;
 pub mod oauth;
 pub mod resources;
+pub mod roles;

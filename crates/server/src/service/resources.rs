@@ -24,6 +24,9 @@ pub async fn create(
     body: Value,
 ) -> ApiResult<StoredResource> {
     let body = normalize(kind, body, state.registry)?;
+    if kind == ResourceKind::User {
+        state.config.roles.check_user(&body.attrs)?;
+    }
     Ok(state.store.create(write.context(), kind, body).await?)
 }
 
@@ -53,9 +56,13 @@ pub async fn replace(
 ) -> ApiResult<StoredResource> {
     let body = normalize(kind, body, state.registry)?;
     let registry = state.registry;
+    let roles = state.config.roles.clone();
     let next = move |current: &StoredResource| {
         let password = body.password.clone();
         let attrs = apply_put(kind, &current.attrs, body, registry)?;
+        if kind == ResourceKind::User {
+            roles.check_user(&attrs)?;
+        }
         Ok(ResourceBody { attrs, password })
     };
     Ok(state

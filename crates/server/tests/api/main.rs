@@ -17,6 +17,7 @@ mod groups;
 mod limits;
 mod oauth;
 mod operations;
+mod roles;
 mod search;
 mod security;
 mod users;
