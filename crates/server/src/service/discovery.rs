@@ -13,7 +13,7 @@ const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Resour
 /// filters (capped at `MAX_RESULTS` a page), sorting and ETags are supported; password changes
 /// are not (the bridge stores no passwords).
 pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
-    json!({
+    let mut document = json!({
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
         "patch": {"supported": true},
@@ -37,7 +37,26 @@ pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{base_url}/ServiceProviderConfig"),
         },
-    })
+    });
+    // draft-ietf-scim-roles-entitlements: a provider serving /Roles says so here. A user may
+    // hold several roles; `primary` and `type` on a user's roles mean nothing to the bridge.
+    if config.roles.is_enabled()
+        && let Some(object) = document.as_object_mut()
+    {
+        object.insert(
+            "RolesAndEntitlements".into(),
+            json!({
+                "roles": {
+                    "supported": true,
+                    "multipleRolesSupported": true,
+                    "primarySupported": false,
+                    "typeSupported": false,
+                },
+                "entitlements": {"supported": false},
+            }),
+        );
+    }
+    document
 }
 
 /// The ResourceType kinds the bridge serves.

@@ -120,6 +120,15 @@ async fn discovery_advertises_the_role_resource_type(backend: Backend) {
         .await;
     assert_eq!(one.status, 200);
     assert_eq!(one.body, role);
+    // draft-ietf-scim-roles-entitlements: the provider configuration says /Roles is served.
+    let spc = srv
+        .send(srv.client.get(srv.url("/ServiceProviderConfig")))
+        .await;
+    assert_eq!(spc.body["RolesAndEntitlements"]["roles"]["supported"], true);
+    assert_eq!(
+        spc.body["RolesAndEntitlements"]["entitlements"]["supported"],
+        false
+    );
     let schema = srv
         .send(
             srv.client
