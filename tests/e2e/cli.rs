@@ -234,3 +234,46 @@ async fn healthcheck_and_build_and_token_metrics() {
         "a token without an expiry has no gauge: {metrics}"
     );
 }
+
+/// The bridge's own Coder token: its expiry (read from Coder's `GET /users/me/keys/{id}`) is in
+/// `status -o json` and on /metrics as the `coder` kind of the token-expiry gauge.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_coder_token_expiry_is_shown_and_exported() {
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
+        .await
+        .unwrap();
+    let bridge = Bridge::start(BridgeOptions {
+        database: fresh_database(&Db::Sqlite).await,
+        extra_env: crate::support::coder_fake_env(&fake),
+    })
+    .await;
+    // The fake's owner token lives 30 days.
+    let in_30_days = chrono::Utc::now().timestamp() + 30 * 86_400;
+    let status = json(&bridge.envs, &["status", "-o", "json"]);
+    let at = status["coder"]["token_expires_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no Coder token expiry in {status}"));
+    assert!((at.timestamp() - in_30_days).abs() < 600, "{status}");
+
+    let gauge = crate::support::eventually(std::time::Duration::from_secs(15), || async {
+        let metrics = bridge
+            .http
+            .get(format!("{}/metrics", bridge.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("scim_bridge_token_expiry_timestamp_seconds{kind=\"coder\","))
+            .map(str::to_owned)
+    })
+    .await
+    .expect("the Coder token's expiry on /metrics");
+    let exported: i64 = gauge.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(exported, at.timestamp(), "{gauge}");
+    fake.stop().await;
+}

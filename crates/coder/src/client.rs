@@ -500,6 +500,12 @@ impl CoderClient {
         .await
     }
 
+    /// `GET /api/v2/users/me/keys/{keyid}`: one of the bridge's own keys, such as the one it
+    /// calls with ([`crate::SessionToken::key_id`]), for its expiry.
+    pub async fn own_api_key(&self, key_id: &str) -> Result<ApiKey, CoderError> {
+        self.fetch(&routes::GET_API_KEY, &["me", key_id], &[]).await
+    }
+
     /// `DELETE /api/v2/users/{user}/keys/{keyid}`.
     pub async fn delete_api_key(&self, user: Uuid, key_id: &str) -> Result<(), CoderError> {
         self.call_for_effect(&routes::DELETE_API_KEY, &[&user.to_string(), key_id])

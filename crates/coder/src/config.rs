@@ -19,6 +19,14 @@ impl SessionToken {
         SessionToken(token.into())
     }
 
+    /// The id of the API key this token is (`<id>-<secret>`: the part before the dash), to look
+    /// its expiry up; `None` for a token of another shape.
+    pub fn key_id(&self) -> Option<&str> {
+        let (id, secret) = self.0.split_once('-')?;
+        (!id.is_empty() && !secret.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()))
+            .then_some(id)
+    }
+
     /// The token itself, for the `Coder-Session-Token` header only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -132,6 +140,17 @@ fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_s_key_id_is_the_part_before_its_dash() {
+        assert_eq!(
+            SessionToken::new("AbC123xyZ9-s3cr3tpart").key_id(),
+            Some("AbC123xyZ9")
+        );
+        for other in ["nodash", "-secret", "id-", "a b-c"] {
+            assert_eq!(SessionToken::new(other).key_id(), None, "{other}");
+        }
+    }
 
     #[test]
     fn plain_http_only_to_loopback_unless_allowed() {

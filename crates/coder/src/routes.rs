@@ -193,6 +193,8 @@ pub const LIST_API_TOKENS: Route = Route::new(Get, "/api/v2/users/{user}/keys/to
 /// `POST /api/v2/users/{user}/keys/tokens`.
 pub const CREATE_API_TOKEN: Route =
     Route::new(Post, "/api/v2/users/{user}/keys/tokens").body("codersdk.CreateTokenRequest");
+/// `GET /api/v2/users/{user}/keys/{keyid}`.
+pub const GET_API_KEY: Route = Route::new(Get, "/api/v2/users/{user}/keys/{keyid}");
 /// `DELETE /api/v2/users/{user}/keys/{keyid}`.
 pub const DELETE_API_KEY: Route = Route::new(Delete, "/api/v2/users/{user}/keys/{keyid}");
 /// `GET /api/v2/workspaces?q=owner:<username>`.
@@ -243,6 +245,7 @@ pub const ROUTES: &[Route] = &[
     DELETE_GROUP,
     LIST_API_TOKENS,
     CREATE_API_TOKEN,
+    GET_API_KEY,
     DELETE_API_KEY,
     LIST_WORKSPACES,
     CREATE_WORKSPACE_BUILD,

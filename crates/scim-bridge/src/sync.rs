@@ -99,6 +99,31 @@ pub fn coder_client(
     })
 }
 
+/// Keep `scim_bridge_token_expiry_timestamp_seconds{kind="coder"}` at the expiry of the bridge's
+/// own Coder token (the API key `key_id`), read from Coder at start and then hourly: a token
+/// renewed in Coder shows its new date without a restart. Runs until the process ends.
+pub async fn watch_coder_token_expiry(
+    client: coder::CoderClient,
+    key_id: String,
+    metrics: server::Metrics,
+) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match client.own_api_key(&key_id).await {
+            Ok(key) => {
+                let name = if key.token_name.is_empty() {
+                    key.id
+                } else {
+                    key.token_name
+                };
+                metrics.set_token_expiries("coder", &[(name, key.expires_at.timestamp())]);
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the Coder token's expiry"),
+        }
+    }
+}
+
 /// The reconciler over `store`, or an error naming the missing Coder settings.
 pub fn reconciler(
     settings: &Settings,

@@ -110,6 +110,22 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
     Reply::created(json!({ "key": key.token }))
 }
 
+/// `GET /api/v2/users/{user}/keys/{keyid}`: the key (any login type), 404 when the user has no
+/// key of that id.
+pub(super) fn get(world: &mut World, call: &Call<'_>) -> Outcome {
+    let user = target(world, call)?;
+    require_self_or_owner(world, call, user)?;
+    let key_id = call.param("keyid");
+    world
+        .keys
+        .values()
+        .find(|k| k.user_id == user && k.id == key_id)
+        .map_or_else(
+            || Err(ApiError::not_found()),
+            |k| Reply::ok(render::api_key(k)),
+        )
+}
+
 /// `DELETE /api/v2/users/{user}/keys/{keyid}`: 204.
 pub(super) fn delete(world: &mut World, call: &Call<'_>) -> Outcome {
     let user = target(world, call)?;

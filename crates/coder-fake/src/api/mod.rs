@@ -237,6 +237,12 @@ pub const ROUTES: &[FakeRoute] = &[
         keys::create,
     ),
     route(
+        "GET",
+        "/api/v2/users/{user}/keys/{keyid}",
+        Authenticated,
+        keys::get,
+    ),
+    route(
         "DELETE",
         "/api/v2/users/{user}/keys/{keyid}",
         Authenticated,

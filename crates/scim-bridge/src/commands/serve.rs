@@ -102,6 +102,15 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let mut worker_task = None;
     if settings.coder.is_some() {
         let reconciler = crate::sync::reconciler(settings, &store, Some(&metrics))?;
+        if let Some(coder) = &settings.coder
+            && let Some(key_id) = coder.token.key_id()
+        {
+            tokio::spawn(crate::sync::watch_coder_token_expiry(
+                crate::sync::coder_client(coder, Some(&metrics))?,
+                key_id.to_string(),
+                metrics.clone(),
+            ));
+        }
         deps.readiness = std::sync::Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
         if settings.worker.enabled {
             if store.backend_name() == "sqlite" {

@@ -30,27 +30,37 @@ pub const EXPIRY_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(14);
 
 /// A warning for every unrevoked IdP token that expired or expires within [`EXPIRY_WARNING`].
 fn token_warnings(tokens: &[store::TokenInfo], now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
-    let mut warnings = Vec::new();
-    for t in tokens.iter().filter(|t| t.revoked_at.is_none()) {
-        let Some(at) = t.expires_at else { continue };
-        let when = output::time(at);
-        let left = at - now;
-        let what = if left <= chrono::TimeDelta::zero() {
-            format!("IdP token '{}' expired at {when}", t.name)
-        } else if left <= EXPIRY_WARNING {
-            format!(
-                "IdP token '{}' expires at {when} (in {} day(s))",
-                t.name,
-                left.num_days()
+    tokens
+        .iter()
+        .filter(|t| t.revoked_at.is_none())
+        .filter_map(|t| {
+            expiry_warning(
+                &format!("IdP token '{}'", t.name),
+                t.expires_at?,
+                now,
+                "give the IdP a new one (`scim-bridge token create`), then revoke this one",
             )
-        } else {
-            continue;
-        };
-        warnings.push(format!(
-            "{what}: give the IdP a new one (`scim-bridge token create`), then revoke this one"
-        ));
-    }
-    warnings
+        })
+        .collect()
+}
+
+/// `what` expired, or expires within [`EXPIRY_WARNING`]: what to do about it.
+fn expiry_warning(
+    what: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    remedy: &str,
+) -> Option<String> {
+    let when = output::time(at);
+    let left = at - now;
+    let state = if left <= chrono::TimeDelta::zero() {
+        format!("expired at {when}")
+    } else if left <= EXPIRY_WARNING {
+        format!("expires at {when} (in {} day(s))", left.num_days())
+    } else {
+        return None;
+    };
+    Some(format!("{what} {state}: {remedy}"))
 }
 
 #[derive(Debug, Serialize)]
@@ -68,6 +78,8 @@ struct CoderStatus {
     capabilities: Option<Capabilities>,
     /// Why Coder could not be checked.
     error: Option<String>,
+    /// When the bridge's Coder token expires, as Coder says (`GET /users/me/keys/{id}`).
+    token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// [`reconcile::capabilities::CapabilityReport`] as `status -o json` prints it.
@@ -192,6 +204,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
             url: None,
             capabilities: None,
             error: None,
+            token_expires_at: None,
         },
         Some(coder) => {
             let client = crate::sync::coder_client(coder, None)?;
@@ -200,10 +213,16 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
                 Ok(report) => (Some(Capabilities::from(report)), None),
                 Err(e) => (None, Some(e.to_string())),
             };
+            // Only when Coder answered: the key id is the token's part before its dash.
+            let token_expires_at = match (&capabilities, coder.token.key_id()) {
+                (Some(_), Some(id)) => client.own_api_key(id).await.ok().map(|k| k.expires_at),
+                _ => None,
+            };
             CoderStatus {
                 url: Some(coder.url.to_string()),
                 capabilities,
                 error,
+                token_expires_at,
             }
         }
     };
@@ -219,7 +238,16 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
             created_at: i.created_at,
         })
         .collect();
-    let warnings = token_warnings(&store.token_list().await?, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let mut warnings = token_warnings(&store.token_list().await?, now);
+    warnings.extend(coder.token_expires_at.and_then(|at| {
+        expiry_warning(
+            "the Coder token (SCIM_BRIDGE_CODER_TOKEN)",
+            at,
+            now,
+            "make a new one for the bridge's owner account in Coder and replace it (docs/coder.md)",
+        )
+    }));
     let healthy = outbox.dead == 0 && coder.error.is_none() && sync_issues.is_empty();
     let report = StatusReport {
         healthy,
@@ -270,6 +298,7 @@ mod tests {
                 capabilities: coder_answers.then(|| Capabilities::from(capabilities)),
                 error: (!coder_answers)
                     .then(|| "Coder answered 401 Unauthorized: the token was refused".into()),
+                token_expires_at: coder_answers.then(|| "2027-06-01T00:00:00Z".parse().unwrap()),
             },
             sync_issues: vec![IssueRow {
                 kind: "User".into(),
