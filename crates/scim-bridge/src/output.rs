@@ -144,6 +144,31 @@ impl std::fmt::Display for Fields {
     }
 }
 
+/// A progress bar on stderr when it is a terminal; hidden otherwise (logs, CI, pipes).
+pub fn progress_bar() -> indicatif::ProgressBar {
+    progress("{spinner} [{bar:30}] {pos}/{len} {msg}")
+}
+
+/// A spinner with a message, for work whose size is not known in advance.
+pub fn spinner(message: impl Into<std::borrow::Cow<'static, str>>) -> indicatif::ProgressBar {
+    let bar = progress("{spinner} {msg} ({elapsed})");
+    bar.set_message(message);
+    bar
+}
+
+fn progress(template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// A time in tables: UTC to the second (JSON keeps the full RFC 3339 value).
 pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -64,10 +64,10 @@ async fn copy(target: &Store, source_url: &str, settings: &Settings) -> anyhow::
     )
     .await
     .map_err(|e| anyhow::anyhow!("opening the SQLite store {file}: {e}"))?;
-    let report = target
-        .copy_from(&source)
-        .await
-        .map_err(|e| anyhow::anyhow!("copying {file}: {e}"))?;
+    let bar = crate::output::spinner(format!("copying {file} into {}", target.backend_name()));
+    let report = target.copy_from(&source).await;
+    bar.finish_and_clear();
+    let report = report.map_err(|e| anyhow::anyhow!("copying {file}: {e}"))?;
     println!("copied {file} into {}:", target.backend_name());
     for (table, rows) in &report.tables {
         println!("  {table:<14} {rows:>9} rows");

@@ -1,7 +1,5 @@
 //! `scim-bridge reconcile [--dry-run]`: drift repair on demand.
 
-use std::io::IsTerminal;
-
 use reconcile::DriftProgress;
 use serde::Serialize;
 
@@ -70,7 +68,7 @@ impl View for PlanView {
 pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()> {
     let store = super::open_store(settings).await?;
     let reconciler = crate::sync::reconciler(settings, &store, None)?;
-    let bar = progress_bar();
+    let bar = output::progress_bar();
     let mut progress = |p: DriftProgress| match p {
         DriftProgress::CoderRead { users } => {
             bar.set_message(format!("read {users} Coder users"));
@@ -111,21 +109,6 @@ pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()>
         queued,
     };
     output::print(args.output.output, &view)
-}
-
-/// A progress bar on stderr when it is a terminal; hidden otherwise (logs, CI, pipes).
-pub fn progress_bar() -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 #[cfg(test)]
