@@ -1,7 +1,8 @@
 //! Protocol-core benchmarks; numbers and the command are in `docs/BENCHMARKS.md`.
 //!
 //! Targets: parse + evaluate `userName eq "x"` against a realistic user under 2 µs; a
-//! 30-operation Entra PATCH under 50 µs.
+//! 30-operation Entra PATCH under 50 µs. The response bodies of a user and of a 50,000-member
+//! group are measured too (no target: they guard the path a `GET` takes).
 
 // A benchmark whose set-up does not do what it claims must stop, not report a number.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -11,7 +12,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim::filter::{self, eval::matches};
 use scim::patch::{self, PatchOptions};
-use scim::{Registry, ResourceKind};
+use scim::projection::Projection;
+use scim::record::{Member, StoredResource};
+use scim::{Registry, ResourceKind, render};
 use serde_json::{Map, Value, json};
 
 const EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -134,5 +137,64 @@ fn patch_bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, filter_bench, patch_bench);
+fn stored(
+    kind: ResourceKind,
+    attrs: Map<String, Value>,
+    members: Option<Vec<Member>>,
+) -> StoredResource {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    StoredResource {
+        kind,
+        id: "0b6f3c1e-6a43-4f7e-9d7a-3f1c2b8e5a10".into(),
+        attrs,
+        version: 7,
+        created: at,
+        last_modified: at,
+        members,
+        groups: None,
+    }
+}
+
+fn render_bench(c: &mut Criterion) {
+    let registry = Registry::standard();
+    let base = "https://scim.example.com/scim/v2";
+    let all = Projection::parse(None, None).unwrap_or_else(|e| panic!("{e}"));
+    let user = stored(ResourceKind::User, realistic_user(), None);
+    let members = (0..50_000)
+        .map(|n| Member {
+            value: format!("00000000-0000-4000-8000-{n:012}"),
+            kind: ResourceKind::User,
+            display: Some(format!("user{n}@contoso.com")),
+        })
+        .collect();
+    let attrs = json!({"displayName": "Engineering", "externalId": "e-1"});
+    let group = stored(
+        ResourceKind::Group,
+        attrs.as_object().cloned().unwrap(),
+        Some(members),
+    );
+    // The body must hold every member, not an early empty answer.
+    let body = serde_json::to_vec(&render::projected(registry, &group, base, &all)).unwrap();
+    assert!(body.len() > 50_000 * 100, "{} bytes", body.len());
+
+    c.bench_function("render: realistic user, projected and serialised", |b| {
+        b.iter(|| {
+            let rendered = render::projected(registry, black_box(&user), base, &all);
+            black_box(serde_json::to_vec(&rendered).unwrap())
+        })
+    });
+    c.bench_function(
+        "render: 50,000-member group, projected and serialised",
+        |b| {
+            b.iter(|| {
+                let rendered = render::projected(registry, black_box(&group), base, &all);
+                black_box(serde_json::to_vec(&rendered).unwrap())
+            })
+        },
+    );
+}
+
+criterion_group!(benches, filter_bench, patch_bench, render_bench);
 criterion_main!(benches);

@@ -2,10 +2,13 @@
 //! uniqueness, filters and paging use, with Group membership held as rows.
 
 use crate::error::StoreError;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use scim::ResourceKind;
 use scim::resource;
 use serde_json::{Map, Value};
+
+// The records the store returns are the protocol core's, which also renders them as SCIM JSON.
+pub use scim::record::{GroupRef, Member, StoredResource, etag};
 
 /// Who asked for a write; recorded in the audit log with the change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,55 +72,6 @@ impl GetOptions {
     }
 }
 
-/// A member of a Group, as stored in a `group_members` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// The member's SCIM id.
-    pub value: String,
-    /// `User` or `Group` (Entra adds nested groups as members).
-    pub kind: ResourceKind,
-    /// The `display` the IdP sent, or else the member's current userName/displayName.
-    pub display: Option<String>,
-}
-
-impl Member {
-    /// The member as a PATCH sees it (`value`, `display`, `type`).
-    pub(crate) fn to_json(&self) -> Value {
-        let mut entry = Map::new();
-        entry.insert("value".into(), Value::String(self.value.clone()));
-        if let Some(display) = &self.display {
-            entry.insert("display".into(), Value::String(display.clone()));
-        }
-        entry.insert("type".into(), Value::String(self.kind.name().to_string()));
-        Value::Object(entry)
-    }
-}
-
-/// A Group a User belongs to (RFC 7643 §4.1.2 `groups`, readOnly, computed from rows).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRef {
-    pub value: String,
-    pub display: Option<String>,
-}
-
-/// A resource read from the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredResource {
-    pub kind: ResourceKind,
-    /// The id the store generated (a UUID).
-    pub id: String,
-    /// Canonical attributes: no `id`, `meta`, `schemas`, `password`, `members` or `groups`.
-    pub attrs: Map<String, Value>,
-    /// Bumped by every change; the ETag is `W/"<version>"`.
-    pub version: i64,
-    pub created: DateTime<Utc>,
-    pub last_modified: DateTime<Utc>,
-    /// A Group's members, when loaded.
-    pub members: Option<Vec<Member>>,
-    /// A User's groups, when computed.
-    pub groups: Option<Vec<GroupRef>>,
-}
-
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPage {
@@ -125,112 +79,6 @@ pub struct ListPage {
     pub total: u64,
     /// This page, in order.
     pub items: Vec<StoredResource>,
-}
-
-impl StoredResource {
-    /// The weak ETag (RFC 7644 §3.14), also `meta.version`.
-    pub fn etag(&self) -> String {
-        etag(self.version)
-    }
-
-    /// The resource as SCIM JSON: `schemas` (the core URN plus each extension present), `id`,
-    /// the attributes, `members`/`groups` when loaded, and `meta`. `base_url` is the SCIM base
-    /// (e.g. `https://scim.example.com/scim/v2`), used for `meta.location` and `$ref`.
-    pub fn to_scim(&self, base_url: &str) -> Value {
-        let base_url = base_url.trim_end_matches('/');
-        let mut schemas = vec![Value::String(self.kind.core_schema().to_string())];
-        for urn in self.kind.extensions() {
-            if self.attrs.keys().any(|k| k.eq_ignore_ascii_case(urn)) {
-                schemas.push(Value::String((*urn).to_string()));
-            }
-        }
-        let mut out = Map::new();
-        out.insert("schemas".into(), Value::Array(schemas));
-        out.insert("id".into(), Value::String(self.id.clone()));
-        for (key, value) in &self.attrs {
-            out.insert(key.clone(), value.clone());
-        }
-        if let Some(members) = &self.members {
-            let members = members
-                .iter()
-                .map(|m| {
-                    reference(
-                        base_url,
-                        m.kind,
-                        &m.value,
-                        m.display.as_deref(),
-                        m.kind.name(),
-                    )
-                })
-                .collect();
-            out.insert("members".into(), Value::Array(members));
-        }
-        if let Some(groups) = &self.groups {
-            // Only direct memberships are computed; RFC 7643 §4.1.2 also allows "indirect".
-            let groups = groups
-                .iter()
-                .map(|g| {
-                    reference(
-                        base_url,
-                        ResourceKind::Group,
-                        &g.value,
-                        g.display.as_deref(),
-                        "direct",
-                    )
-                })
-                .collect();
-            out.insert("groups".into(), Value::Array(groups));
-        }
-        let mut meta = Map::new();
-        meta.insert(
-            "resourceType".into(),
-            Value::String(self.kind.name().to_string()),
-        );
-        meta.insert("created".into(), Value::String(scim_time(self.created)));
-        meta.insert(
-            "lastModified".into(),
-            Value::String(scim_time(self.last_modified)),
-        );
-        meta.insert(
-            "location".into(),
-            Value::String(location(base_url, self.kind, &self.id)),
-        );
-        meta.insert("version".into(), Value::String(self.etag()));
-        out.insert("meta".into(), Value::Object(meta));
-        Value::Object(out)
-    }
-}
-
-/// `{"value", "$ref", "display", "type"}` as in `members` and `groups`.
-fn reference(
-    base_url: &str,
-    kind: ResourceKind,
-    id: &str,
-    display: Option<&str>,
-    ty: &str,
-) -> Value {
-    let mut entry = Map::new();
-    entry.insert("value".into(), Value::String(id.to_string()));
-    entry.insert("$ref".into(), Value::String(location(base_url, kind, id)));
-    if let Some(display) = display {
-        entry.insert("display".into(), Value::String(display.to_string()));
-    }
-    entry.insert("type".into(), Value::String(ty.to_string()));
-    Value::Object(entry)
-}
-
-fn location(base_url: &str, kind: ResourceKind, id: &str) -> String {
-    format!("{base_url}{}/{id}", kind.endpoint())
-}
-
-/// RFC 7643 §2.3.5 dateTime, with millisecond precision as most IdPs print it.
-fn scim_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The weak ETag of `version`.
-pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
 }
 
 /// RFC 7644 §3.14 / RFC 7232 §3.1: `If-Match` holds `*` or a list of entity tags; it passes when
@@ -483,34 +331,5 @@ mod tests {
         let cols = IndexedColumns::of(ResourceKind::Group, &group).unwrap();
         assert_eq!(cols.display_name_key().as_deref(), Some("eng"));
         assert_eq!(cols.external_id.as_deref(), Some("e1"));
-    }
-
-    #[test]
-    fn to_scim_lists_extensions_meta_and_refs() {
-        let resource = StoredResource {
-            kind: ResourceKind::User,
-            id: "u1".into(),
-            attrs: json!({
-                "userName": "alice",
-                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}
-            })
-            .as_object()
-            .cloned()
-            .unwrap(),
-            version: 4,
-            created: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc(),
-            last_modified: DateTime::parse_from_rfc3339("2026-01-02T00:00:00.25Z").unwrap().to_utc(),
-            members: None,
-            groups: Some(vec![GroupRef { value: "g1".into(), display: Some("Eng".into()) }]),
-        };
-        let v = resource.to_scim("https://x/scim/v2/");
-        assert_eq!(v["schemas"].as_array().unwrap().len(), 2);
-        assert_eq!(v["id"], "u1");
-        assert_eq!(v["meta"]["location"], "https://x/scim/v2/Users/u1");
-        assert_eq!(v["meta"]["version"], "W/\"4\"");
-        assert_eq!(v["meta"]["lastModified"], "2026-01-02T00:00:00.250Z");
-        assert_eq!(v["groups"][0]["$ref"], "https://x/scim/v2/Groups/g1");
-        assert_eq!(v["groups"][0]["type"], "direct");
-        assert!(v.get("members").is_none());
     }
 }

@@ -286,7 +286,7 @@ pub async fn execute(
                     results[index] = Some(success(
                         op,
                         status,
-                        &resources::location(base_url, kind, &id),
+                        &scim::render::location(base_url, kind, &id),
                         version,
                     ));
                 }

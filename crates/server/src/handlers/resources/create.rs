@@ -30,8 +30,8 @@ pub async fn create(
     )
     .await?;
     let base = base_url(&req, &state);
-    let location = resources::location(&base, kind, &created.id);
-    let body = resources::render(state.registry, &created, &base, &projection);
+    let location = scim::render::location(&base, kind, &created.id);
+    let body = scim::render::projected(state.registry, &created, &base, &projection);
     Ok(resource(
         StatusCode::CREATED,
         &body,

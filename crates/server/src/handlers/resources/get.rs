@@ -32,6 +32,7 @@ pub async fn get(
             .insert_header((ETAG, etag))
             .finish());
     }
-    let body = resources::render(state.registry, &found, &base_url(&req, &state), &projection);
+    let body =
+        scim::render::projected(state.registry, &found, &base_url(&req, &state), &projection);
     Ok(resource(StatusCode::OK, &body, &etag, None))
 }

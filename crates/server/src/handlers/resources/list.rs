@@ -6,12 +6,13 @@ use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, query_params};
 use crate::response::scim_json;
-use crate::service::resources::{self, Rendered};
+use crate::service::resources;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use scim::ResourceKind;
 use scim::query::{ListQuery, page_response};
+use scim::render::{Rendered, projected};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
@@ -37,10 +38,10 @@ pub fn list_body(
     let base = base_url(req, state);
     let items: Vec<Rendered<'_>> = page
         .iter()
-        .map(|r| resources::render(state.registry, r, &base, &query.projection))
+        .map(|r| projected(state.registry, r, &base, &query.projection))
         .collect();
     let total = usize::try_from(total).unwrap_or(usize::MAX);
-    // The envelope from the core, the resources written into it (see `resources::render`).
+    // The envelope from the core, the resources written into it (see `scim::render::projected`).
     let envelope = page_response(query, total, Vec::new());
     scim_json(
         StatusCode::OK,

@@ -62,6 +62,7 @@ pub async fn respond_with_current(
         Ok(current) => current,
         Err(_) => written,
     };
-    let body = resources::render(state.registry, &current, &base_url(req, state), &projection);
+    let body =
+        scim::render::projected(state.registry, &current, &base_url(req, state), &projection);
     Ok(resource(StatusCode::OK, &body, &current.etag(), None))
 }
