@@ -5,8 +5,9 @@
 //!
 //! Drift repair is off, so only the outbox and the level-triggered reconciles can converge it.
 
+use clock::Clock as _;
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coder_fake::{CoderFake, FakeHandle, FakeOptions, UserStatus};
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ impl Rng {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| {
-                std::time::SystemTime::now()
+                std::time::SystemTime::from(clock::SystemClock.now())
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos() as u64)
                     .unwrap_or(1)
@@ -317,7 +318,7 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
     }
     let mut rng = Rng::seeded();
     let mut known = Known::default();
-    let started = Instant::now();
+    let started = clock::SystemClock.instant();
     let mut round = 0;
     let mut killed: Option<usize> = None;
     while round < ROUNDS || (known.acknowledged < MIN_CHANGES && round < MAX_ROUNDS) {
@@ -365,7 +366,7 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
     eprintln!(
         "{db:?}: {} changes acknowledged over {round} kills in {:?}",
         known.acknowledged,
-        started.elapsed()
+        clock::SystemClock.elapsed(started)
     );
     assert!(
         known.acknowledged >= MIN_CHANGES,
@@ -382,7 +383,7 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
         }
     }
     let bridge = &bridges[0];
-    let last_kill = Instant::now();
+    let last_kill = clock::SystemClock.instant();
     let converged = eventually(Duration::from_secs(60), || async {
         let out = bridge.cli(&["outbox", "status"]);
         let drained = String::from_utf8_lossy(&out.stdout).contains("depth:      0");
@@ -391,7 +392,7 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
     .await;
     eprintln!(
         "{db:?}, {replicas} replica(s): converged {:?} after the last kill (lease {LEASE})",
-        last_kill.elapsed()
+        clock::SystemClock.elapsed(last_kill)
     );
     if converged.is_none() {
         panic!(

@@ -6,12 +6,13 @@
 //! the same bridge process then serves again by itself, every acknowledged write is in the
 //! store, and the outbox drains into Coder without dead-lettering anything.
 
+use clock::Clock as _;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coder_fake::{CoderFake, FakeOptions};
 use serde_json::{Value, json};
@@ -156,9 +157,9 @@ impl OwnPostgres {
             .arg("-INT")
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = clock::SystemClock.instant() + Duration::from_secs(30);
         while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
+            if clock::SystemClock.instant() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("the test's PostgreSQL did not stop within 30 s");
@@ -175,8 +176,10 @@ impl Drop for OwnPostgres {
                 .arg("-INT")
                 .arg(child.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            let deadline = clock::SystemClock.instant() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none()
+                && clock::SystemClock.instant() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
@@ -206,7 +209,7 @@ struct Answer {
 
 async fn send(bridge: &Bridge, phase: &AtomicU8, method: &str, path: &str, body: &Value) -> Answer {
     let phase = phase.load(Ordering::SeqCst);
-    let started = Instant::now();
+    let started = clock::SystemClock.instant();
     let sent = bridge
         .http
         .request(
@@ -239,7 +242,7 @@ async fn send(bridge: &Bridge, phase: &AtomicU8, method: &str, path: &str, body:
         status,
         retry_after,
         body,
-        took: started.elapsed(),
+        took: clock::SystemClock.elapsed(started),
     }
 }
 
@@ -386,29 +389,29 @@ async fn a_postgres_restart_mid_load_answers_503_and_loses_nothing_acknowledged(
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     phase.store(AWAY, Ordering::SeqCst);
-    let stopped_at = Instant::now();
+    let stopped_at = clock::SystemClock.instant();
     pg.stop();
     eprintln!("PostgreSQL stopped (fast shutdown)");
     let not_ready = eventually(Duration::from_secs(30), || async {
         (readyz(&bridge).await == Some(503)).then_some(())
     })
     .await;
-    let noticed_after = stopped_at.elapsed();
-    if let Some(left) = OUTAGE.checked_sub(stopped_at.elapsed()) {
+    let noticed_after = clock::SystemClock.elapsed(stopped_at);
+    if let Some(left) = OUTAGE.checked_sub(clock::SystemClock.elapsed(stopped_at)) {
         tokio::time::sleep(left).await;
     }
     pg.start().await;
     eprintln!(
         "PostgreSQL back after {:?}; /readyz said not ready after {noticed_after:?}",
-        stopped_at.elapsed()
+        clock::SystemClock.elapsed(stopped_at)
     );
     phase.store(BACK, Ordering::SeqCst);
-    let back_at = Instant::now();
+    let back_at = clock::SystemClock.instant();
     let ready_again = eventually(Duration::from_secs(30), || async {
         (readyz(&bridge).await == Some(200)).then_some(())
     })
     .await;
-    let ready_after = back_at.elapsed();
+    let ready_after = clock::SystemClock.elapsed(back_at);
     // Keep pushing for a while after the return.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
@@ -515,7 +518,7 @@ async fn a_postgres_restart_mid_load_answers_503_and_loses_nothing_acknowledged(
     }
 
     // And it all reaches Coder: the outbox drains, nothing dead-lettered.
-    let back = Instant::now();
+    let back = clock::SystemClock.instant();
     let converged = eventually(Duration::from_secs(90), || async {
         let out = bridge.cli(&["outbox", "status"]);
         let drained = String::from_utf8_lossy(&out.stdout).contains("depth:      0");
@@ -533,7 +536,7 @@ async fn a_postgres_restart_mid_load_answers_503_and_loses_nothing_acknowledged(
     eprintln!(
         "Coder converged {:?} after the load; the worker put back {} row(s) it could not settle \
          while the database was away",
-        back.elapsed(),
+        clock::SystemClock.elapsed(back),
         logs.matches("could not settle an outbox row").count()
     );
     let status = String::from_utf8_lossy(&bridge.cli(&["outbox", "status"]).stdout).to_string();

@@ -1,11 +1,12 @@
 //! Boots the real `scim-bridge` binary on 127.0.0.1:0 against a fresh SQLite file or a fresh
 //! PostgreSQL database, and drives it over HTTP.
 
+use clock::Clock as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -71,9 +72,9 @@ pub fn run_bounded(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + limit;
+    let deadline = clock::SystemClock.instant() + limit;
     while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
+        if clock::SystemClock.instant() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             return None;
@@ -271,12 +272,12 @@ impl Bridge {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            if Instant::now() > deadline {
+            if clock::SystemClock.instant() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
@@ -357,12 +358,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
+    let deadline = clock::SystemClock.instant() + limit;
     loop {
         if let Some(v) = f().await {
             return Some(v);
         }
-        if Instant::now() > deadline {
+        if clock::SystemClock.instant() > deadline {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

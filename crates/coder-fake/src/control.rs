@@ -64,7 +64,7 @@ pub(crate) fn start_outage(world: &mut World, outage: Outage) -> Result<(), Fake
     outage.validate().map_err(FakeError::Control)?;
     world.outage = Some(ActiveOutage {
         kind: outage.kind,
-        until: std::time::Instant::now() + std::time::Duration::from_millis(outage.millis),
+        until: crate::instant() + std::time::Duration::from_millis(outage.millis),
     });
     Ok(())
 }

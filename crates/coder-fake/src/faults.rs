@@ -161,7 +161,7 @@ pub(crate) struct ActiveOutage {
 /// What the outage in progress, if any, does to a request; forgets an outage that is over.
 pub(crate) fn outage(active: &mut Option<ActiveOutage>) -> Option<FaultKind> {
     match active {
-        Some(outage) if std::time::Instant::now() < outage.until => Some(outage.kind.clone()),
+        Some(outage) if crate::instant() < outage.until => Some(outage.kind.clone()),
         Some(_) => {
             *active = None;
             None
@@ -256,12 +256,12 @@ mod tests {
         );
         let mut active = Some(ActiveOutage {
             kind: FaultKind::Drop,
-            until: std::time::Instant::now() + std::time::Duration::from_secs(60),
+            until: crate::instant() + std::time::Duration::from_secs(60),
         });
         assert_eq!(super::outage(&mut active), Some(FaultKind::Drop));
         active = Some(ActiveOutage {
             kind: FaultKind::Drop,
-            until: std::time::Instant::now(),
+            until: crate::instant(),
         });
         assert_eq!(super::outage(&mut active), None, "over");
         assert!(active.is_none());

@@ -27,6 +27,22 @@ mod front;
 mod server;
 mod state;
 
+// The fake stands in for a Coder deployment: its time and ids are the system's, through the one
+// module that may read them.
+use clock::{Clock as _, IdSource as _};
+
+fn now() -> chrono::DateTime<Utc> {
+    clock::SystemClock.now()
+}
+
+fn instant() -> std::time::Instant {
+    clock::SystemClock.instant().into_std()
+}
+
+fn new_id() -> Uuid {
+    clock::SystemIds.uuid_v4()
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -142,9 +158,9 @@ impl CoderFake {
 }
 
 fn seed(options: &FakeOptions) -> (World, FakeApiKey) {
-    let now = Utc::now();
+    let now = crate::now();
     let default_org = FakeOrganization {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         name: "coder".into(),
         is_default: true,
         created_at: now,
@@ -155,14 +171,14 @@ fn seed(options: &FakeOptions) -> (World, FakeApiKey) {
             .extra_organizations
             .iter()
             .map(|name| FakeOrganization {
-                id: Uuid::new_v4(),
+                id: crate::new_id(),
                 name: name.clone(),
                 is_default: false,
                 created_at: now,
             }),
     );
     let admin = FakeUser {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         username: "admin".into(),
         email: "admin@coder.test".into(),
         name: "Admin".into(),

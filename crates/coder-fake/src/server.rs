@@ -2,7 +2,7 @@
 //! and the call log around the route handlers.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
@@ -204,7 +204,7 @@ fn authenticate(world: &mut World, request: &HttpRequest) -> Result<Uuid, ApiErr
         .keys
         .get(token)
         .ok_or_else(|| ApiError::new(401, "API key is invalid."))?;
-    if key.expires_at <= chrono::Utc::now() {
+    if key.expires_at <= crate::now() {
         return Err(ApiError::new(401, "API key expired."));
     }
     let user = world
@@ -244,7 +244,7 @@ fn rate_limit(
     if bypass && world.users.get(&actor).is_some_and(|u| u.is_owner()) {
         return Ok(None);
     }
-    let now = Instant::now();
+    let now = crate::instant();
     let window = world
         .rate_windows
         .entry((actor, path.to_owned()))
@@ -260,9 +260,9 @@ fn rate_limit(
     }
     window.count = window.count.saturating_add(1);
     let left = RATE_WINDOW.saturating_sub(now.duration_since(window.started));
-    let reset = SystemTime::now()
+    let reset = SystemTime::from(crate::now())
         .checked_add(left)
-        .unwrap_or(SystemTime::now());
+        .unwrap_or(SystemTime::from(crate::now()));
     let headers = RateHeaders {
         limit,
         remaining: limit.saturating_sub(window.count),

@@ -357,7 +357,7 @@ impl World {
             format!("{id}-{}", random_alphanumeric(22))
         });
         let id = token.split('-').next().unwrap_or_default().to_owned();
-        let now = Utc::now();
+        let now = crate::now();
         let key = FakeApiKey {
             id,
             user_id: user,
@@ -386,7 +386,7 @@ impl World {
             .copied()
             .unwrap_or(self.default_organization_id());
         let workspace = FakeWorkspace {
-            id: Uuid::new_v4(),
+            id: crate::new_id(),
             name: name.to_owned(),
             owner_id: owner,
             organization_id,
@@ -398,7 +398,7 @@ impl World {
             transition: if running { "start" } else { "stop" }.to_owned(),
             build_running: false,
             build_number: 1,
-            build_id: Uuid::new_v4(),
+            build_id: crate::new_id(),
         };
         self.workspaces.insert(workspace.id, workspace.clone());
         Some(workspace)
@@ -408,7 +408,7 @@ impl World {
     pub fn build(&mut self, workspace: Uuid, transition: &str) {
         if let Some(w) = self.workspaces.get_mut(&workspace) {
             w.build_number += 1;
-            w.build_id = Uuid::new_v4();
+            w.build_id = crate::new_id();
             w.transition = transition.to_owned();
             w.status = match transition {
                 "start" => WorkspaceStatus::Running,
@@ -422,7 +422,7 @@ impl World {
 pub(crate) fn random_alphanumeric(len: usize) -> String {
     use rand::Rng;
     use rand::distr::Alphanumeric;
-    rand::rng()
+    clock::IdSource::rng(&clock::SystemIds)
         .sample_iter(&Alphanumeric)
         .take(len)
         .map(char::from)

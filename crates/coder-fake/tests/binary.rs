@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use clock::Clock as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -181,14 +182,14 @@ fn oversized_bodies_answer_413_through_the_front() {
 fn latency_ms_delays_every_coder_request() {
     let (_fake, base) = start(&["--listen", "127.0.0.1:0", "--latency-ms", "150"]);
     for path in ["/api/v2/buildinfo", "/api/v2/users/me"] {
-        let started = std::time::Instant::now();
+        let started = clock::SystemClock.instant();
         let (status, _) = request(&base, "GET", path, None, None);
         assert!(status == 200 || status == 401, "{path}: {status}");
         // A lower bound only: the added latency is a floor, never a speed target.
         assert!(
-            started.elapsed() >= Duration::from_millis(150),
+            clock::SystemClock.elapsed(started) >= Duration::from_millis(150),
             "{path} answered after {:?}",
-            started.elapsed()
+            clock::SystemClock.elapsed(started)
         );
     }
 }

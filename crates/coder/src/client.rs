@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -69,6 +69,8 @@ pub struct CoderClient {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     observer: Arc<dyn CallObserver>,
     identity: Arc<OnceCell<Identity>>,
+    /// Call latency and the dates in `Retry-After` and `X-RateLimit-Reset`.
+    clock: Arc<dyn clock::Clock>,
 }
 
 impl fmt::Debug for CoderClient {
@@ -142,7 +144,14 @@ impl CoderClient {
             limiter,
             observer: Arc::new(NoObserver),
             identity: Arc::new(OnceCell::new()),
+            clock: Arc::new(clock::SystemClock),
         })
+    }
+
+    /// The same client reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>) -> CoderClient {
+        self.clock = clock;
+        self
     }
 
     /// The same client reporting each call to `observer`.
@@ -630,11 +639,11 @@ impl CoderClient {
         } else if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let started = Instant::now();
+        let started = self.clock.instant();
         let outcome = async {
             let response = request.send().await.map_err(transport_error)?;
             let status = response.status().as_u16();
-            let retry_after = retry_after(response.headers(), SystemTime::now());
+            let retry_after = retry_after(response.headers(), self.clock.now().into());
             let location = redirect_target(&request_url, response.headers());
             let bytes = response.bytes().await.map_err(transport_error)?;
             Ok::<_, CoderError>((status, retry_after, location, bytes))
@@ -643,7 +652,7 @@ impl CoderClient {
         self.observer.observe(&CallRecord {
             route,
             status: outcome.as_ref().ok().map(|(status, ..)| *status),
-            latency: started.elapsed(),
+            latency: self.clock.elapsed(started),
         });
         let (status, retry_after, location, bytes) = outcome?;
         classify(route, status, retry_after, location, bytes)

@@ -19,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use clock::Clock as _;
 use coder::{CoderClient, CoderConfig, SessionToken};
 use coder_fake::{CoderFake, FakeOptions};
 use rand::rngs::StdRng;
@@ -30,7 +31,7 @@ use scim::patch::{PatchOptions, parse_request};
 use scim::resource::normalize;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::{Store, StoreOptions, SystemClock, WriteContext};
 
 const LEAVERS: usize = 200;
@@ -114,8 +115,8 @@ fn spawn_worker(
 }
 
 async fn wait_drained(store: &Store, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    let deadline = clock::SystemClock.instant() + limit;
+    while clock::SystemClock.instant() < deadline {
         if store.outbox_stats().await.unwrap().depth == 0 {
             return true;
         }
@@ -187,7 +188,7 @@ async fn main() {
     task.await.unwrap();
 
     // Phase B: the backlog, stored with the worker stopped.
-    let started = Instant::now();
+    let started = clock::SystemClock.instant();
     let mut ids = Vec::with_capacity(users);
     for n in 0..users {
         ids.push(create_user(&store, &format!("user{n}@corp.example")).await);
@@ -212,12 +213,12 @@ async fn main() {
     }
     println!(
         "stored the backlog in {:.1} s (outbox depth {})",
-        started.elapsed().as_secs_f64(),
+        clock::SystemClock.elapsed(started).as_secs_f64(),
         store.outbox_stats().await.unwrap().depth
     );
 
     // Phase C: drain, deactivating a leaver every 50 ms meanwhile.
-    let drain_started = Instant::now();
+    let drain_started = clock::SystemClock.instant();
     let (stop, task) = spawn_worker(reconciler.clone(), "bench-c");
     let deactivate = parse_request(&json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -245,11 +246,11 @@ async fn main() {
         if depth == 0 && deactivated == leavers.len() {
             break true;
         }
-        if drain_started.elapsed() > Duration::from_secs(300) {
+        if clock::SystemClock.elapsed(drain_started) > Duration::from_secs(300) {
             break false;
         }
     };
-    let drain_time = drain_started.elapsed();
+    let drain_time = clock::SystemClock.elapsed(drain_started);
     let _ = stop.send(());
     task.await.unwrap();
 

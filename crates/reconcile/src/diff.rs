@@ -208,11 +208,12 @@ mod tests {
     use super::*;
     use crate::desired::DesiredRoles;
     use crate::policy::LoginType;
+    use clock::{IdSource as _, SystemIds};
     use coder::types::SlimRole;
 
     fn coder_user(status: UserStatus, roles: &[&str], org: Uuid) -> User {
         User {
-            id: Uuid::new_v4(),
+            id: SystemIds.uuid_v4(),
             username: "alice".into(),
             email: "alice@corp.com".into(),
             name: "Alice".into(),
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn equal_users_need_nothing() {
-        let org = Uuid::new_v4();
+        let org = SystemIds.uuid_v4();
         let diff = user_diff(
             &desired(true, &[]),
             "alice",
@@ -264,12 +265,12 @@ mod tests {
 
     #[test]
     fn status_profile_roles_email_org_and_login_type() {
-        let org = Uuid::new_v4();
+        let org = SystemIds.uuid_v4();
         let mut want = desired(false, &["auditor"]);
         want.name = "Alice S".into();
         want.email = "alice.s@corp.com".into();
         want.login_type = LoginType::Github;
-        let actual = coder_user(UserStatus::Active, &["owner"], Uuid::new_v4());
+        let actual = coder_user(UserStatus::Active, &["owner"], SystemIds.uuid_v4());
         let diff = user_diff(&want, "alice-s", &actual, org, true);
         assert!(diff.suspend && !diff.activate);
         assert_eq!(diff.profile, Some(("alice-s".into(), "Alice S".into())));
@@ -302,7 +303,11 @@ mod tests {
 
     #[test]
     fn org_roles_change_only_where_they_differ() {
-        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (a, b, c) = (
+            SystemIds.uuid_v4(),
+            SystemIds.uuid_v4(),
+            SystemIds.uuid_v4(),
+        );
         let desired = BTreeMap::from([
             (a, BTreeSet::from(["agents-access".to_string()])),
             (b, BTreeSet::new()),
@@ -324,7 +329,7 @@ mod tests {
 
     #[test]
     fn membership_diff_is_minimal_and_spares_unmanaged_users() {
-        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let ids: Vec<Uuid> = (0..5).map(|_| SystemIds.uuid_v4()).collect();
         let desired = BTreeSet::from([ids[0], ids[1], ids[2]]);
         let current = BTreeSet::from([ids[1], ids[3], ids[4]]);
         let managed = |id: &Uuid| *id != ids[4];

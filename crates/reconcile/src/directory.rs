@@ -54,11 +54,12 @@ impl UserDirectory {
     pub(crate) async fn known_absent(
         &self,
         client: &CoderClient,
+        clock: &dyn clock::Clock,
         email: &str,
     ) -> Result<bool, CoderError> {
         let email = email.to_lowercase();
         let mut state = self.state.lock().await;
-        let fresh = |s: &Snapshot| s.taken.elapsed() < SNAPSHOT_MAX_AGE;
+        let fresh = |s: &Snapshot| clock.elapsed(s.taken) < SNAPSHOT_MAX_AGE;
         if let Some(snapshot) = state.snapshot.as_ref().filter(|s| fresh(s)) {
             return Ok(!snapshot.emails.contains(&email));
         }
@@ -67,7 +68,7 @@ impl UserDirectory {
         if state.lookups < price {
             return Ok(false);
         }
-        let taken = Instant::now();
+        let taken = clock.instant();
         let users = client.list_all_users(None).await?;
         let pages = (users.len() as u64 / PAGE_SIZE) + 1;
         let emails: HashSet<String> = users.iter().map(|u| u.email.to_lowercase()).collect();

@@ -121,6 +121,8 @@ pub struct Reconciler {
     groups_licensed: SharedGroupsLicence,
     /// Coder's users' emails, so a new user needs no lookup before its create.
     pub(crate) directory: UserDirectory,
+    /// Audit request ids and the worker's backoff jitter.
+    pub(crate) ids: Arc<dyn clock::IdSource>,
 }
 
 impl Reconciler {
@@ -142,7 +144,14 @@ impl Reconciler {
             organizations: RwLock::new(Vec::new()),
             groups_licensed: SharedGroupsLicence::new(),
             directory: UserDirectory::default(),
+            ids: Arc::new(clock::SystemIds),
         }
+    }
+
+    /// The same reconciler drawing ids (and jitter seeds) from `ids`.
+    pub fn with_ids(mut self, ids: Arc<dyn clock::IdSource>) -> Reconciler {
+        self.ids = ids;
+        self
     }
 
     /// The shared status this reconciler (and its worker) updates.
@@ -281,7 +290,7 @@ impl Reconciler {
             return Ok(());
         }
         let entry = AuditEntry {
-            request_id: format!("reconcile-{}", Uuid::new_v4()),
+            request_id: format!("reconcile-{}", self.ids.uuid_v4()),
             actor: Some(AUDIT_ACTOR.to_owned()),
             source_addr: None,
             operation: format!("reconcile {}", run.kind.name()),

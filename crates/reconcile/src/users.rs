@@ -236,7 +236,7 @@ impl Reconciler {
         // on as if it had been looked up first.
         let existing = if self
             .directory
-            .known_absent(&self.client, &desired.email)
+            .known_absent(&self.client, self.clock.as_ref(), &desired.email)
             .await?
         {
             None

@@ -27,8 +27,6 @@ use crate::reconciler::{Reconciler, Report};
 use crate::status::{PauseCause, StatusHandle};
 use crate::users::ISSUE_LOGIN_TYPE_MISMATCH;
 use coder::CoderClient;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use scim::ResourceKind;
 use std::collections::HashMap;
 use std::future::Future;
@@ -94,7 +92,7 @@ impl Default for WorkerConfig {
             max_attempts: 12,
             lease: Duration::from_secs(120),
             drift_interval: Some(Duration::from_secs(15 * 60)),
-            worker_id: format!("worker-{}", uuid::Uuid::new_v4()),
+            worker_id: format!("worker-{}", clock::IdSource::uuid_v4(&clock::SystemIds)),
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             auth_probe_interval: Duration::from_secs(15),
@@ -247,10 +245,15 @@ impl Worker {
     /// A worker around an existing reconciler (shares its status and caches).
     pub fn from_reconciler(reconciler: Arc<Reconciler>, config: WorkerConfig) -> Worker {
         Worker {
+            rng: Box::new(reconciler.ids.rng()),
             reconciler,
             config,
-            rng: Box::new(StdRng::from_os_rng()),
         }
+    }
+
+    /// The worker's monotonic time, from the reconciler's clock.
+    fn now(&self) -> Instant {
+        self.reconciler.clock.instant()
     }
 
     /// Use `rng` for backoff jitter (tests pass a seeded one).
@@ -278,7 +281,7 @@ impl Worker {
         let mut state = LoopState {
             paused: None,
             gate: None,
-            next_probe: Instant::now(),
+            next_probe: self.now(),
             in_flight: HashMap::new(),
             outage_strikes: HashMap::new(),
             limit: Limit::new(self.config.concurrency_min, self.config.concurrency),
@@ -296,12 +299,12 @@ impl Worker {
         }
         let mut tasks: JoinSet<TaskResult> = JoinSet::new();
         let mut drift_task: Option<JoinHandle<ReconcileResult<u64>>> = None;
-        let mut next_drift = self.config.drift_interval.map(|d| Instant::now() + d);
-        let mut next_stats = Instant::now();
+        let mut next_drift = self.config.drift_interval.map(|d| self.now() + d);
+        let mut next_stats = self.now();
         tokio::pin!(shutdown);
 
         loop {
-            let now = Instant::now();
+            let now = self.now();
             if state.paused() && now >= state.next_probe {
                 self.probe(&mut state).await;
             }
@@ -340,7 +343,7 @@ impl Worker {
             {
                 wake_at = wake_at.min(at.max(now));
             }
-            let gated = state.gate.is_some_and(|g| Instant::now() < g);
+            let gated = state.gate.is_some_and(|g| self.now() < g);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -499,7 +502,7 @@ impl Worker {
                 state.gate = Some(
                     state
                         .gate
-                        .map_or(Instant::now() + wait, |g| g.max(Instant::now() + wait)),
+                        .map_or(self.now() + wait, |g| g.max(self.now() + wait)),
                 );
                 let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
                 let delay = self
@@ -639,7 +642,7 @@ impl Worker {
                     wait.min(MAX_PROBE_WAIT)
                 }),
         };
-        state.next_probe = Instant::now() + wait;
+        state.next_probe = self.now() + wait;
         // The metric alerts on what needs an operator; the status blames the token only when
         // Coder refused it.
         if cause != PauseCause::CoderUnavailable {
@@ -709,7 +712,7 @@ impl Worker {
 
     /// Let in-flight reconciles finish for a while, then release every lease still held.
     async fn shut_down(&mut self, mut tasks: JoinSet<TaskResult>, state: &mut LoopState) {
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        let deadline = self.now() + self.config.shutdown_grace;
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next()).await {
                 Ok(Some(Ok((event, result)))) => self.settle(state, event, result).await,

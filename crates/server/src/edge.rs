@@ -14,7 +14,6 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use scim::ScimError;
 use std::net::IpAddr;
-use std::time::Instant;
 use tracing::Instrument;
 
 /// The request id header, taken from the client (or a proxy) and returned.
@@ -27,13 +26,17 @@ pub async fn edge(
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let started = Instant::now();
+    // The app always registers its state; a request without it gets no timing and no id.
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let started = state.as_ref().map(|s| s.clock.instant());
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| valid_request_id(id))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+        .map(str::to_string)
+        .or_else(|| state.as_ref().map(|s| s.ids.uuid_v7().to_string()))
+        .unwrap_or_default();
     let method = req.method().to_string();
     let span = tracing::info_span!(
         "request",
@@ -43,7 +46,6 @@ pub async fn edge(
         token = tracing::field::Empty,
         status = tracing::field::Empty,
     );
-    let state = req.app_data::<web::Data<AppState>>().cloned();
     let client_addr = state
         .as_ref()
         .and_then(|s| client::client_ip(req.request(), &s.config.trusted_proxies));
@@ -62,7 +64,10 @@ pub async fn edge(
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = match (&state, started) {
+            (Some(state), Some(started)) => state.clock.elapsed(started).as_secs_f64(),
+            _ => 0.0,
+        };
         if let Some(state) = &state {
             state
                 .metrics

@@ -87,6 +87,10 @@ pub struct ServerDeps {
     pub metrics: Metrics,
     /// Coder's side of `/readyz`.
     pub readiness: Arc<dyn ReadinessProbe>,
+    /// Time for caches, limits, token lifetimes and request timing.
+    pub clock: Arc<dyn clock::Clock>,
+    /// Request ids and access-token ids.
+    pub ids: Arc<dyn clock::IdSource>,
 }
 
 impl ServerDeps {
@@ -96,6 +100,8 @@ impl ServerDeps {
             store,
             metrics: Metrics::new(),
             readiness: Arc::new(CoderNotConfigured),
+            clock: Arc::new(clock::SystemClock),
+            ids: Arc::new(clock::SystemIds),
         }
     }
 }
@@ -203,13 +209,13 @@ pub async fn bind(config: ServerConfig, deps: ServerDeps) -> Result<BoundServer,
     let jwt = config
         .jwt
         .as_ref()
-        .map(auth::JwtValidator::new)
+        .map(|jwt| auth::JwtValidator::new(jwt, deps.clock.clone()))
         .transpose()
         .map_err(|e| BindError::Settings(e.to_string()))?;
     let oauth = config
         .oauth
         .as_ref()
-        .map(auth::OAuthTokens::new)
+        .map(|oauth| auth::OAuthTokens::new(oauth, deps.clock.clone(), deps.ids.clone()))
         .transpose()
         .map_err(|e| BindError::Settings(e.to_string()))?;
     let listen = config.listen;

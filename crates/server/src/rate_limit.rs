@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The limiter shared by every worker; `None` when the limit is off.
 pub struct TokenRateLimiter {
@@ -67,6 +68,8 @@ pub struct AuthFailureLimiter {
     blocked: Mutex<HashMap<IpAddr, Instant>>,
     last_pruned: Mutex<Instant>,
     clock: DefaultClock,
+    /// Our time, for the blocked-until marks (governor keeps its own).
+    time: Arc<dyn clock::Clock>,
 }
 
 /// Past this many tracked addresses, state that has gone back to fresh is dropped (at most once
@@ -75,12 +78,13 @@ const PRUNE_ABOVE: usize = 4096;
 
 impl AuthFailureLimiter {
     /// `per_second = 0` turns the limit off; a burst below 1 counts as 1.
-    pub fn new(per_second: u32, burst: u32) -> AuthFailureLimiter {
+    pub fn new(per_second: u32, burst: u32, time: Arc<dyn clock::Clock>) -> AuthFailureLimiter {
         AuthFailureLimiter {
             limiter: keyed(per_second, burst),
             blocked: Mutex::new(HashMap::new()),
-            last_pruned: Mutex::new(Instant::now()),
+            last_pruned: Mutex::new(time.instant()),
             clock: DefaultClock::default(),
+            time,
         }
     }
 
@@ -93,9 +97,10 @@ impl AuthFailureLimiter {
         let Ok(blocked) = self.blocked.lock() else {
             return Ok(());
         };
+        let now = self.time.instant();
         match blocked.get(&key) {
-            Some(until) if *until > Instant::now() => Err(ApiError::AuthFailuresLimited {
-                retry_after_secs: whole_seconds(until.saturating_duration_since(Instant::now())),
+            Some(until) if *until > now => Err(ApiError::AuthFailuresLimited {
+                retry_after_secs: whole_seconds(until.saturating_duration_since(now)),
             }),
             _ => Ok(()),
         }
@@ -114,7 +119,7 @@ impl AuthFailureLimiter {
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 if let Ok(mut blocked) = self.blocked.lock() {
-                    blocked.insert(key, Instant::now() + wait);
+                    blocked.insert(key, self.time.instant() + wait);
                 }
                 Err(ApiError::AuthFailuresLimited {
                     retry_after_secs: whole_seconds(wait),
@@ -127,10 +132,10 @@ impl AuthFailureLimiter {
         let Ok(mut last) = self.last_pruned.lock() else {
             return;
         };
-        if last.elapsed() < Duration::from_secs(1) {
+        if self.time.elapsed(*last) < Duration::from_secs(1) {
             return;
         }
-        *last = Instant::now();
+        *last = self.time.instant();
         if limiter.len() > PRUNE_ABOVE {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -138,7 +143,7 @@ impl AuthFailureLimiter {
         if let Ok(mut blocked) = self.blocked.lock()
             && blocked.len() > PRUNE_ABOVE
         {
-            let now = Instant::now();
+            let now = self.time.instant();
             blocked.retain(|_, until| *until > now);
             blocked.shrink_to_fit();
         }
@@ -178,7 +183,7 @@ mod tests {
 
     #[test]
     fn failures_are_limited_per_address_and_checked_without_taking() {
-        let limiter = AuthFailureLimiter::new(1, 3);
+        let limiter = AuthFailureLimiter::new(1, 3, Arc::new(clock::SystemClock));
         let attacker = Some("203.0.113.9".parse().unwrap());
         for _ in 0..3 {
             assert!(limiter.check(attacker).is_ok());
@@ -199,7 +204,7 @@ mod tests {
         }
         assert!(limiter.check(Some("198.51.100.1".parse().unwrap())).is_ok());
         // One IPv6 host, many addresses in its /64: one allowance.
-        let v6 = AuthFailureLimiter::new(1, 2);
+        let v6 = AuthFailureLimiter::new(1, 2, Arc::new(clock::SystemClock));
         assert!(
             v6.record_failure(Some("2001:db8::1".parse().unwrap()))
                 .is_ok()
@@ -214,7 +219,7 @@ mod tests {
         );
         assert!(v6.check(Some("2001:db8::4".parse().unwrap())).is_err());
         assert!(v6.check(Some("2001:db8:0:1::1".parse().unwrap())).is_ok());
-        let off = AuthFailureLimiter::new(0, 0);
+        let off = AuthFailureLimiter::new(0, 0, Arc::new(clock::SystemClock));
         for _ in 0..100 {
             assert!(off.record_failure(attacker).is_ok());
         }

@@ -24,6 +24,8 @@ pub struct AppState {
     pub patch_options: PatchOptions,
     /// What `/metrics` and `/readyz` last read from the store.
     pub ops_cache: crate::handlers::health::OpsCache,
+    pub clock: Arc<dyn clock::Clock>,
+    pub ids: Arc<dyn clock::IdSource>,
 }
 
 impl AppState {
@@ -34,11 +36,18 @@ impl AppState {
         oauth: Option<OAuthTokens>,
     ) -> AppState {
         AppState {
-            auth: Authenticator::new(deps.store.clone(), config.token_cache_ttl, jwt, oauth),
+            auth: Authenticator::new(
+                deps.store.clone(),
+                config.token_cache_ttl,
+                jwt,
+                oauth,
+                deps.clock.clone(),
+            ),
             limiter: TokenRateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
             auth_failures: AuthFailureLimiter::new(
                 config.auth_failure_rate_limit_per_second,
                 config.auth_failure_rate_limit_burst,
+                deps.clock.clone(),
             ),
             store: deps.store,
             registry: Registry::standard(),
@@ -50,6 +59,8 @@ impl AppState {
             metrics: deps.metrics,
             readiness: deps.readiness,
             ops_cache: Default::default(),
+            clock: deps.clock,
+            ids: deps.ids,
         }
     }
 }

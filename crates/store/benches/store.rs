@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use clock::{Clock as _, IdSource as _};
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim::patch::{PatchOptions, parse_request};
 use scim::query::{ListQuery, SortOrder};
@@ -37,10 +38,10 @@ async fn seed(url: &str) -> (Vec<String>, String, String) {
         .await
         .unwrap();
     let mut tx = conn.begin().await.unwrap();
-    let now = chrono::Utc::now();
+    let now = clock::SystemClock.now();
     let mut ids = Vec::with_capacity(USERS);
     for i in 0..USERS {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = clock::SystemIds.uuid_v4().to_string();
         let name = user_name(i);
         let attrs = json!({
             "userName": name, "name": {"givenName": "Given", "familyName": format!("F{i}")},
@@ -61,7 +62,7 @@ async fn seed(url: &str) -> (Vec<String>, String, String) {
     }
     let mut group_ids = Vec::new();
     for (name, size) in [("Large", GROUP_MEMBERS), ("Small", 5)] {
-        let group_id = uuid::Uuid::new_v4().to_string();
+        let group_id = clock::SystemIds.uuid_v4().to_string();
         sqlx::query(
             "INSERT INTO resources (id, kind, display_name, display_name_key, attrs, version, created, last_modified) \
              VALUES ($1, 'Group', $2, lower($2), $3, 1, $4, $4)",

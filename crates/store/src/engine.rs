@@ -11,7 +11,7 @@ use crate::Shared;
 use crate::audit::{
     AuditEntry, AuditHead, AuditKey, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport,
 };
-use crate::clock::now_micros;
+use crate::clock::{IdSource, now_micros};
 use crate::coalesce;
 use crate::coder_map::{
     CoderGroup, CoderGroupRow, CoderUser, CoderUserIntent, CoderUserRow, SyncIssue,
@@ -406,7 +406,7 @@ impl Backend {
         let member_inputs = split_body(kind, &mut attrs)?;
         let columns = IndexedColumns::of(kind, &attrs)?;
         let now = self.now();
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = self.shared.ids.uuid_v7().to_string();
         let mut tx = self.begin_batch().await?;
         // No uniqueness pre-check: the unique index on the name key rejects a taken name, and
         // every statement the single writer runs costs every other write its time.
@@ -1331,7 +1331,7 @@ impl Backend {
             return Ok(None);
         }
         let entry = AuditEntry {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: self.shared.ids.uuid_v4().to_string(),
             actor: None,
             source_addr: None,
             operation: "audit.key".to_string(),
@@ -1368,7 +1368,7 @@ impl Backend {
         .bind(name)
         .execute(&mut *tx)
         .await?;
-        let plaintext = token::generate();
+        let plaintext = token::generate(self.shared.ids.as_ref());
         let new = NewToken {
             name,
             plaintext: &plaintext,
@@ -1379,7 +1379,7 @@ impl Backend {
         insert_token(&mut tx, &new, now).await?;
         let change = json!({ "expires_at": expires_at, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
-        let entry = token_audit("token.create", name, change);
+        let entry = token_audit(self.shared.ids.as_ref(), "token.create", name, change);
         append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1424,7 +1424,7 @@ impl Backend {
                 let change =
                     json!({ "scopes": scopes.to_string(), "source": TokenSource::File.as_str() });
                 self.forget_audit_tip().await;
-                let entry = token_audit("token.import", name, change);
+                let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
                 append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
                 tx.commit().await?;
                 self.durable().await?;
@@ -1482,7 +1482,7 @@ impl Backend {
         insert_token(&mut tx, &new, now).await?;
         let change = json!({ "rotated": rotated, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
-        let entry = token_audit("token.import", name, change);
+        let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
         append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1544,7 +1544,7 @@ impl Backend {
             )));
         }
         self.forget_audit_tip().await;
-        let entry = token_audit("token.revoke", name, json!({}));
+        let entry = token_audit(self.shared.ids.as_ref(), "token.revoke", name, json!({}));
         append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -1583,6 +1583,7 @@ impl Backend {
             .execute(&mut *tx)
             .await?;
             let mut entry = token_audit(
+                self.shared.ids.as_ref(),
                 "token.revoke",
                 name,
                 json!({ "reason": "removed from the tokens file" }),
@@ -1926,9 +1927,9 @@ fn member_values(members: &[Member]) -> Vec<&str> {
 /// The audit actor of what the IdP tokens file does at start-up.
 const TOKENS_FILE_ACTOR: &str = "tokens-file";
 
-fn token_audit(operation: &str, name: &str, change: Value) -> AuditEntry {
+fn token_audit(ids: &dyn IdSource, operation: &str, name: &str, change: Value) -> AuditEntry {
     AuditEntry {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: ids.uuid_v4().to_string(),
         actor: None,
         source_addr: None,
         operation: operation.to_string(),

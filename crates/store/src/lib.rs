@@ -49,7 +49,7 @@ pub use audit::{
     AuditEntry, AuditHead, AuditKey, AuditKeys, AuditRecord, GENESIS_HASH, MIN_AUDIT_KEY_LEN,
     VerifyReport,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, IdSource, ManualClock, SeededIds, SystemClock, SystemIds};
 pub use coder_map::{CoderGroup, CoderUser, CoderUserIntent, SyncIssue};
 pub use copy::CopyReport;
 pub use error::{StoreError, StoreResult};
@@ -81,6 +81,9 @@ use tokio::sync::Notify;
 pub struct StoreOptions {
     /// The source of every timestamp the store writes.
     pub clock: Arc<dyn Clock>,
+    /// The source of resource ids, request ids of the store's own audit records, and token and
+    /// client secrets.
+    pub ids: Arc<dyn IdSource>,
     /// Read connections (SQLite) or connections in all (PostgreSQL).
     pub max_connections: u32,
     /// Run the embedded migrations on connect (the binary's `migrate` subcommand turns this off
@@ -100,6 +103,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             clock: Arc::new(SystemClock),
+            ids: Arc::new(SystemIds),
             max_connections: 8,
             run_migrations: true,
             busy_timeout: std::time::Duration::from_secs(5),
@@ -123,6 +127,7 @@ impl StoreOptions {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
     /// Fired after every commit that queued outbox work.
     pub outbox_notify: Arc<Notify>,
     pub max_filter_candidates: u64,
@@ -163,6 +168,7 @@ impl Store {
     pub async fn connect(url: &str, options: StoreOptions) -> StoreResult<Store> {
         let shared = Arc::new(Shared {
             clock: options.clock.clone(),
+            ids: options.ids.clone(),
             outbox_notify: Arc::new(Notify::new()),
             max_filter_candidates: options.max_filter_candidates,
             wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),

@@ -3,10 +3,10 @@
 //! bearer tokens, only the SHA-256 of the secret is stored; it is shown once, when the client is
 //! made.
 
+use crate::clock::IdSource;
 use crate::scope::Scopes;
 use crate::token;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 /// Every client id starts with this, so one is told apart from a secret or a bearer token.
@@ -53,16 +53,16 @@ pub enum ClientCheck {
 }
 
 /// A fresh client id: the prefix and 128 random bits in hex.
-pub(crate) fn generate_id() -> String {
+pub(crate) fn generate_id(ids: &dyn IdSource) -> String {
     let mut id = [0u8; 16];
-    rand::rng().fill_bytes(&mut id);
+    ids.fill(&mut id);
     format!("{CLIENT_ID_PREFIX}{}", hex::encode(id))
 }
 
 /// A fresh secret: 256 random bits, with the bridge's token prefix so secret scanners and the
 /// audit redaction recognise it.
-pub(crate) fn generate_secret() -> String {
-    token::generate()
+pub(crate) fn generate_secret(ids: &dyn IdSource) -> String {
+    token::generate(ids)
 }
 
 /// The stored form of a secret.
@@ -81,14 +81,15 @@ pub(crate) fn secret_matches(presented: &str, stored_digest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemIds;
 
     #[test]
     fn ids_and_secrets_are_prefixed_random_and_secrets_match_only_themselves() {
-        let (a, b) = (generate_id(), generate_id());
+        let (a, b) = (generate_id(&SystemIds), generate_id(&SystemIds));
         assert!(a.starts_with(CLIENT_ID_PREFIX));
         assert_eq!(a.len(), CLIENT_ID_PREFIX.len() + 32);
         assert_ne!(a, b);
-        let secret = generate_secret();
+        let secret = generate_secret(&SystemIds);
         let stored = secret_digest(&secret);
         assert!(secret_matches(&secret, &stored));
         assert!(!secret_matches(&format!("{secret}x"), &stored));

@@ -2,6 +2,7 @@
 
 use super::{Backend, append_audit_in, token_audit, unique_violation};
 use crate::audit::AuditEntry;
+use crate::clock::IdSource;
 use crate::error::{StoreError, StoreResult};
 use crate::oauth_client::{self, ClientCheck, NewOAuthClient, OAuthClientInfo};
 use crate::scope::Scopes;
@@ -43,8 +44,8 @@ impl Backend {
         token::check_scopes(scopes)?;
         let now = self.now();
         let client = NewOAuthClient {
-            client_id: oauth_client::generate_id(),
-            client_secret: oauth_client::generate_secret(),
+            client_id: oauth_client::generate_id(self.shared.ids.as_ref()),
+            client_secret: oauth_client::generate_secret(self.shared.ids.as_ref()),
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -65,7 +66,12 @@ impl Backend {
         })?;
         let change = json!({ "client_id": client.client_id, "scopes": scopes.to_string() });
         self.forget_audit_tip().await;
-        let entry = client_audit("oauth_client.create", name, change);
+        let entry = client_audit(
+            self.shared.ids.as_ref(),
+            "oauth_client.create",
+            name,
+            change,
+        );
         append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
@@ -96,6 +102,7 @@ impl Backend {
         };
         self.forget_audit_tip().await;
         let entry = client_audit(
+            self.shared.ids.as_ref(),
             "oauth_client.revoke",
             name,
             json!({ "client_id": client_id }),
@@ -142,8 +149,8 @@ impl Backend {
 }
 
 /// A token-style audit record about the client `name`.
-fn client_audit(operation: &str, name: &str, change: Value) -> AuditEntry {
-    let mut entry = token_audit(operation, name, change);
+fn client_audit(ids: &dyn IdSource, operation: &str, name: &str, change: Value) -> AuditEntry {
+    let mut entry = token_audit(ids, operation, name, change);
     entry.resource_type = Some("OAuthClient".to_string());
     entry
 }

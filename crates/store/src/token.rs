@@ -1,11 +1,10 @@
 //! Bearer tokens the IdPs present. Only SHA-256 digests are stored; the plaintext is shown once,
 //! when the token is made.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, IdSource};
 use crate::error::StoreError;
 use crate::scope::Scopes;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
@@ -76,9 +75,9 @@ pub struct TokenInfo {
 }
 
 /// A fresh token: the prefix and 256 random bits in hex.
-pub(crate) fn generate() -> String {
+pub(crate) fn generate(ids: &dyn IdSource) -> String {
     let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
+    ids.fill(&mut secret);
     format!("{TOKEN_PREFIX}{}", hex::encode(secret))
 }
 
@@ -325,12 +324,13 @@ impl TokenVerifier {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::clock::SystemIds;
     use chrono::Duration;
 
     #[test]
     fn generated_tokens_are_prefixed_and_distinct() {
-        let a = generate();
-        let b = generate();
+        let a = generate(&SystemIds);
+        let b = generate(&SystemIds);
         assert!(a.starts_with(TOKEN_PREFIX));
         assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
         assert_ne!(a, b);
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn generated_and_well_made_tokens_pass_the_strength_check() {
         for _ in 0..200 {
-            check_imported_token(&generate()).unwrap();
+            check_imported_token(&generate(&SystemIds)).unwrap();
         }
         for token in [
             // openssl rand -hex 16 / -hex 32 / -base64 24 / -base64 32

@@ -10,6 +10,7 @@
 // Test support: a failed set-up is the test failing, with the reason in the panic.
 #![allow(clippy::panic, clippy::expect_used)]
 
+use clock::{IdSource as _, SystemIds};
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -95,7 +96,7 @@ impl TestDatabase {
                 .await
                 .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
                 .map_err(|e| e.to_string())?;
-        let name = format!("scimb_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("scimb_test_{}", SystemIds.uuid_v4().simple());
         // template0: CREATE DATABASE refuses a template another session is connected to, and a
         // parallel test may be connected to template1.
         sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE template0"))

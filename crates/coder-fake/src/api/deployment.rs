@@ -65,7 +65,7 @@ pub(super) fn entitlements(world: &mut World, _call: &Call<'_>) -> Outcome {
         "require_telemetry": false,
         "errors": [],
         "warnings": [],
-        "refreshed_at": chrono::Utc::now(),
+        "refreshed_at": crate::now(),
     }))
 }
 

@@ -157,7 +157,7 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
         ));
     }
     let group = FakeGroup {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         organization_id: org,
         name: request.name,
         display_name: request.display_name,

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -285,9 +284,9 @@ pub(super) fn create(world: &mut World, call: &Call<'_>) -> Outcome {
     if world.clash(&request.username, email, None) {
         return Err(ApiError::new(409, "User already exists."));
     }
-    let now = Utc::now();
+    let now = crate::now();
     let user = FakeUser {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         username: request.username,
         email: request.email,
         name: request.name,
@@ -342,7 +341,7 @@ pub(super) fn delete(world: &mut World, call: &Call<'_>) -> Outcome {
     let user = user_mut(world, id)?;
     user.deleted = true;
     user.organizations.clear();
-    user.updated_at = Utc::now();
+    user.updated_at = crate::now();
     Reply::message("User has been deleted!")
 }
 
@@ -389,7 +388,7 @@ pub(super) fn update_profile(world: &mut World, call: &Call<'_>) -> Outcome {
     let user = user_mut(world, id)?;
     user.username = request.username;
     user.name = request.name;
-    user.updated_at = Utc::now();
+    user.updated_at = crate::now();
     Reply::ok(render::user(user))
 }
 
@@ -429,7 +428,7 @@ fn set_status(world: &mut World, id: Uuid, status: UserStatus) -> Outcome {
     let user = user_mut(world, id)?;
     if user.status != status {
         user.status = status;
-        user.updated_at = Utc::now();
+        user.updated_at = crate::now();
     }
     Reply::ok(render::user(user))
 }
@@ -494,7 +493,7 @@ pub(super) fn put_roles(world: &mut World, call: &Call<'_>) -> Outcome {
     }
     let user = user_mut(world, id)?;
     user.roles = roles;
-    user.updated_at = Utc::now();
+    user.updated_at = crate::now();
     Reply::ok(render::user(user))
 }
 

@@ -1,9 +1,10 @@
 //! The client against the Coder fake over real HTTP on 127.0.0.1: every Coder behaviour the
 //! bridge depends on, and the client's error classes.
 
+use clock::{Clock as _, IdSource as _};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coder::types::*;
 use coder::{CallObserver, CallRecord, CoderClient, CoderConfig, CoderError, SessionToken};
@@ -831,7 +832,10 @@ async fn rate_limit_429_with_reset_and_owner_bypass() {
         ("2".into(), "1".into())
     );
     assert!(
-        !owner.user_is_listed(Uuid::new_v4()).await.unwrap(),
+        !owner
+            .user_is_listed(clock::SystemIds.uuid_v4())
+            .await
+            .unwrap(),
         "an unknown id is not listed"
     );
     // Other paths have their own window; `users/me` identifies the owner, which then bypasses.
@@ -861,7 +865,7 @@ async fn faults_are_classified() {
         (true, Some(503), Some(Duration::from_secs(7)))
     );
 
-    let later = chrono::Utc::now() + chrono::Duration::seconds(90);
+    let later = clock::SystemClock.now() + chrono::Duration::seconds(90);
     let date = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     fake.inject(Fault::next(
         1,
@@ -957,16 +961,16 @@ async fn outbound_pacing_is_shared_by_clones() {
     paced.rate_limit_per_second = NonZeroU32::new(20);
     let paced = CoderClient::new(paced).unwrap();
     let clone = paced.clone();
-    let started = Instant::now();
+    let started = clock::SystemClock.instant();
     // 20 may burst; the other 21 wait for 20/s, so the whole takes at least about a second.
     for i in 0..41 {
         let c = if i % 2 == 0 { &paced } else { &clone };
         c.build_info().await.unwrap();
     }
     assert!(
-        started.elapsed() >= Duration::from_millis(950),
+        clock::SystemClock.elapsed(started) >= Duration::from_millis(950),
         "{:?}",
-        started.elapsed()
+        clock::SystemClock.elapsed(started)
     );
 }
 
@@ -981,15 +985,15 @@ async fn an_owner_token_is_not_paced() {
     paced.rate_limit_per_second = NonZeroU32::new(1);
     let client = CoderClient::new(paced).unwrap();
     assert!(client.identify().await.unwrap().is_owner);
-    let started = Instant::now();
+    let started = clock::SystemClock.instant();
     // Paced at 1/s these would take at least 9 s; an owner bypasses Coder's limit instead.
     for _ in 0..10 {
         client.build_info().await.unwrap();
     }
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        clock::SystemClock.elapsed(started) < Duration::from_secs(5),
         "{:?}",
-        started.elapsed()
+        clock::SystemClock.elapsed(started)
     );
 }
 
@@ -1011,7 +1015,7 @@ async fn the_observer_sees_route_templates_and_statuses() {
     let recorder = Arc::new(Recorder::default());
     let observed = owner.with_observer(recorder.clone());
     let mia = create(&observed, "mia").await;
-    let _ = observed.user(Uuid::new_v4()).await;
+    let _ = observed.user(clock::SystemIds.uuid_v4()).await;
     observed.suspend_user(mia.id).await.unwrap();
     fake.inject(Fault::next(1, FaultKind::Drop)).unwrap();
     let _ = observed.organizations().await;

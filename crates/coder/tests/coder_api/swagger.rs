@@ -1,6 +1,7 @@
 //! The client's and the fake's route tables against Coder's swagger.json: no invented route,
 //! method, path parameter, body definition or body field, so the two cannot drift together.
 
+use clock::IdSource as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -147,7 +148,7 @@ fn referenced<'s>(swagger: &'s Value, property: &'s Value) -> Option<&'s Value> 
 
 /// A request body with every optional field set, as the client serialises it.
 fn client_samples() -> BTreeMap<&'static str, Value> {
-    let org = Uuid::new_v4();
+    let org = clock::SystemIds.uuid_v4();
     let json = |v: Result<Value, serde_json::Error>| v.unwrap();
     BTreeMap::from([
         (
@@ -185,8 +186,8 @@ fn client_samples() -> BTreeMap<&'static str, Value> {
         (
             "codersdk.PatchGroupRequest",
             json(serde_json::to_value(PatchGroupRequest {
-                add_users: vec![Uuid::new_v4()],
-                remove_users: vec![Uuid::new_v4()],
+                add_users: vec![clock::SystemIds.uuid_v4()],
+                remove_users: vec![clock::SystemIds.uuid_v4()],
                 name: Some("devs".into()),
                 display_name: Some("Devs".into()),
             })),

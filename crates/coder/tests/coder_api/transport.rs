@@ -1,10 +1,10 @@
 //! Where the session token may go: never to another host behind a redirect, and over TLS only to
 //! a server whose certificate chains to a CA the client was given.
 
+use clock::IdSource as _;
 use coder::types::{CreateUserRequest, DEFAULT_ORGANIZATION_ALIAS, LoginType};
 use coder::{CoderClient, CoderConfig, CoderError, SessionToken};
 use coder_fake::{CoderFake, FakeOptions, Fault, FaultKind};
-use uuid::Uuid;
 
 use crate::sink::Sink;
 use crate::tls_front::{Handshake, TestPki, TlsFront};
@@ -69,7 +69,7 @@ async fn a_redirect_is_a_configuration_error_and_the_other_host_receives_nothing
         &target,
     );
 
-    let anyone = Uuid::new_v4();
+    let anyone = clock::SystemIds.uuid_v4();
     fake.inject(redirect(308, &target)).unwrap();
     assert_redirect(
         client.suspend_user(anyone).await,

@@ -1,5 +1,6 @@
 //! A store (SQLite or PostgreSQL), a Coder fake and a reconciler wired together.
 
+use clock::Clock as _;
 use coder::{CoderClient, CoderConfig, SessionToken};
 use coder_fake::{CoderFake, FakeHandle, FakeOptions, FakeState};
 use reconcile::{MemoryObserver, Policy, Reconciler, Worker, WorkerConfig};
@@ -193,13 +194,13 @@ impl Env {
 
     /// Wait (real time, bounded) until `done` holds for the fake's state.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&FakeState) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = clock::SystemClock.instant() + Duration::from_secs(30);
         loop {
             if done(&self.coder()) {
                 return;
             }
             assert!(
-                tokio::time::Instant::now() < deadline,
+                clock::SystemClock.instant() < deadline,
                 "timed out waiting for {what}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

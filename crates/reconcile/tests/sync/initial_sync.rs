@@ -3,6 +3,7 @@
 
 use crate::harness::{Env, TestDb, calls, spawn, worker_config};
 use crate::sync_tests;
+use clock::Clock as _;
 use coder::types::LoginType;
 use coder_fake::{FakeState, FakeUser, Fault, FaultKind};
 use reconcile::{Worker, WorkerConfig};
@@ -19,10 +20,10 @@ sync_tests!(
 /// Run `worker` until `done`, then stop it.
 async fn run_until(worker: Worker, env: &Env, what: &str, done: impl Fn(&Env) -> bool) {
     let running = spawn(worker);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
     while !done(env) {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            clock::SystemClock.instant() < deadline,
             "never reached: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -163,10 +164,10 @@ async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(
         ..worker_config("adaptive")
     }));
     let limits = || env.observer.recorded().concurrency_limits;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(30);
     while limits().iter().max().copied().unwrap_or(0) < 8 {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            clock::SystemClock.instant() < deadline,
             "the limit never grew: {:?}",
             limits()
         );
@@ -190,9 +191,9 @@ async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(
         )
         .unwrap();
     // Deferred rows are due again once the store's clock has moved.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
     while env.coder().users.len() < USERS + 1 {
-        assert!(tokio::time::Instant::now() < deadline, "never converged");
+        assert!(clock::SystemClock.instant() < deadline, "never converged");
         env.db.clock.advance(chrono::Duration::seconds(5));
         tokio::time::sleep(Duration::from_millis(30)).await;
     }

@@ -4,6 +4,7 @@
 use crate::harness::{Env, Running, TestDb, calls, spawn, worker_config};
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
+use clock::Clock as _;
 use coder_fake::{Fault, FaultKind, MAX_FAULT_COUNT, Outage, UserStatus};
 use reconcile::{PauseCause, Worker, WorkerConfig};
 use serde_json::json;
@@ -167,8 +168,8 @@ async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::Out
         ..worker_config("w1")
     }));
     // Bounded in real time, not in steps: a slow machine gets more steps, not a failure.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
+    while clock::SystemClock.instant() < deadline {
         if env.store().outbox_stats().await.unwrap().dead == 1 {
             break;
         }
@@ -233,7 +234,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
             millis: 600_000,
         })
         .unwrap();
-    let down_at = tokio::time::Instant::now();
+    let down_at = clock::SystemClock.instant();
     // The rest arrive during the outage, spread over it.
     let pace = outage.mul_f64(0.8) / 180;
     let mut next_new = 20;
@@ -291,7 +292,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
         .unwrap();
     let returned_at = env.coder().calls.len();
     env.fake.end_outage();
-    let back = std::time::Instant::now();
+    let back = clock::SystemClock.instant();
     env.wait_for("every suspension", |s| {
         s.users
             .iter()
@@ -300,7 +301,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
             == LEAVERS
     })
     .await;
-    let suspended_after = back.elapsed();
+    let suspended_after = clock::SystemClock.elapsed(back);
     env.wait_for("every change", |s| {
         s.users.iter().filter(|u| !u.deleted).count() == 1 + SYNCED + NEW
             && s.users
@@ -311,7 +312,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
     })
     .await;
     env.wait_for_empty_outbox().await;
-    let converged_after = back.elapsed();
+    let converged_after = clock::SystemClock.elapsed(back);
     running.stop().await;
     eprintln!(
         "outage of {outage:?}: every suspension {suspended_after:?} and every change {converged_after:?} after Coder's return"
@@ -392,7 +393,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
         env.create_user(&format!("storm{n}@corp.com"), json!({}))
             .await;
     }
-    let started = std::time::Instant::now();
+    let started = clock::SystemClock.instant();
     let running = spawn(env.worker(WorkerConfig {
         max_attempts: 2,
         ..worker_config("w1")
@@ -408,7 +409,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
     let state = env.coder();
     assert_eq!(state.calls.iter().filter(|c| c.status == 429).count(), 12);
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
+        clock::SystemClock.elapsed(started) >= Duration::from_secs(1),
         "Retry-After: 1 was waited for"
     );
     let stats = env.store().outbox_stats().await.unwrap();

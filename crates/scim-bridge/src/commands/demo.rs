@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use store::{Store, StoreOptions, SystemClock};
@@ -107,13 +107,17 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     }));
 
     // Wait for the worker to converge Coder (bounded).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = store.outbox_stats().await?;
-        if stats.depth == 0 || Instant::now() > deadline {
-            break;
+    let converged = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if store.outbox_stats().await?.depth == 0 {
+                return Ok::<(), store::StoreError>(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    if let Ok(failed) = converged {
+        failed?;
     }
     print_coder(&fake.state());
     print_audit(&store, &names).await?;

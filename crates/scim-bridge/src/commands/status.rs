@@ -238,7 +238,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
             created_at: i.created_at,
         })
         .collect();
-    let now = chrono::Utc::now();
+    let now = clock::Clock::now(&clock::SystemClock);
     let mut warnings = token_warnings(&store.token_list().await?, now);
     warnings.extend(coder.token_expires_at.and_then(|at| {
         expiry_warning(

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::{Scope, Scopes};
+use tokio::time::Instant;
 
 /// Why a JWT configuration cannot be used; reported at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,7 @@ struct JwksFile {
     current: RwLock<LoadedJwks>,
     /// When the file was last looked at; the lock also makes one request do the re-read.
     checked: Mutex<Instant>,
+    clock: Arc<dyn clock::Clock>,
 }
 
 struct LoadedJwks {
@@ -117,7 +119,10 @@ struct LoadedJwks {
 
 impl JwtValidator {
     /// Build the validator, refusing unusable keys up front.
-    pub fn new(config: &JwtConfig) -> Result<JwtValidator, JwtConfigError> {
+    pub fn new(
+        config: &JwtConfig,
+        clock: Arc<dyn clock::Clock>,
+    ) -> Result<JwtValidator, JwtConfigError> {
         let single = |algorithm, key| KeyRing {
             keys: vec![VerifyingKey {
                 kid: None,
@@ -153,7 +158,8 @@ impl JwtValidator {
                     path: path.clone(),
                     recheck: config.jwks_recheck,
                     current: RwLock::new(LoadedJwks { text, ring }),
-                    checked: Mutex::new(Instant::now()),
+                    checked: Mutex::new(clock.instant()),
+                    clock,
                 })
             }
         };
@@ -314,9 +320,9 @@ impl JwksFile {
     /// look and its content changed. One request re-reads; the others use the keys they have.
     fn ring(&self) -> Arc<KeyRing> {
         if let Ok(mut checked) = self.checked.try_lock()
-            && checked.elapsed() >= self.recheck
+            && self.clock.elapsed(*checked) >= self.recheck
         {
-            *checked = Instant::now();
+            *checked = self.clock.instant();
             self.reload_if_changed();
         }
         match self.current.read() {

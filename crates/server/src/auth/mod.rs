@@ -6,12 +6,13 @@ mod jwt;
 mod oauth;
 
 pub use jwt::{JwtConfigError, JwtValidator};
+pub(crate) use oauth::now_secs;
 pub use oauth::{OAUTH_AUDIENCE, OAUTH_ISSUER, OAuthConfigError, OAuthTokens};
 
 use crate::error::{ApiError, ApiResult};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::{Scopes, Store, TokenVerifier, VerifiedToken};
 
 /// A refresh after a miss waits at least this long since the last one, so a stream of bad
@@ -37,16 +38,17 @@ pub struct Authenticator {
     ttl: Duration,
     snapshot: RwLock<Option<Snapshot>>,
     refreshing: tokio::sync::Mutex<()>,
-    last_marked: Mutex<HashMap<String, Instant>>,
+    last_marked: Mutex<HashMap<String, tokio::time::Instant>>,
     jwt: Option<JwtValidator>,
     oauth: Option<OAuthTokens>,
+    clock: Arc<dyn clock::Clock>,
 }
 
 struct Snapshot {
     verifier: Arc<TokenVerifier>,
     /// OAuth clients whose access tokens are refused before they expire.
     revoked_clients: Arc<HashSet<String>>,
-    taken: Instant,
+    taken: tokio::time::Instant,
 }
 
 impl Authenticator {
@@ -55,6 +57,7 @@ impl Authenticator {
         ttl: Duration,
         jwt: Option<JwtValidator>,
         oauth: Option<OAuthTokens>,
+        clock: Arc<dyn clock::Clock>,
     ) -> Authenticator {
         Authenticator {
             store,
@@ -64,6 +67,7 @@ impl Authenticator {
             last_marked: Mutex::new(HashMap::new()),
             jwt,
             oauth,
+            clock,
         }
     }
 
@@ -157,7 +161,7 @@ impl Authenticator {
         let guard = self.snapshot.read().ok()?;
         guard
             .as_ref()
-            .map(|s| (s.verifier.clone(), s.taken.elapsed()))
+            .map(|s| (s.verifier.clone(), self.clock.elapsed(s.taken)))
     }
 
     /// Reload the active tokens unless another request did so less than `fresh_enough` ago
@@ -171,7 +175,7 @@ impl Authenticator {
         }
         // Stamped before the read: a revocation committed while the read runs is then seen
         // no later than `ttl` after it.
-        let taken = Instant::now();
+        let taken = self.clock.instant();
         let verifier = Arc::new(self.store.token_verifier().await?);
         let revoked_clients = match self.oauth {
             Some(_) => self
@@ -198,9 +202,9 @@ impl Authenticator {
             Ok(mut marks) => {
                 let due = marks
                     .get(name)
-                    .is_none_or(|at| at.elapsed() >= MARK_USED_INTERVAL);
+                    .is_none_or(|at| self.clock.elapsed(*at) >= MARK_USED_INTERVAL);
                 if due {
-                    marks.insert(name.to_string(), Instant::now());
+                    marks.insert(name.to_string(), self.clock.instant());
                 }
                 due
             }
@@ -276,7 +280,13 @@ mod tests {
             .token_create("writer", None, Scopes::ALL)
             .await
             .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(1), None, None);
+        let auth = Authenticator::new(
+            store,
+            Duration::from_secs(1),
+            None,
+            None,
+            Arc::new(clock::SystemClock),
+        );
         let principal = auth
             .authenticate(Some(&format!("Bearer {reader}")), &|| Ok(()))
             .await
@@ -308,13 +318,24 @@ mod tests {
             .await
             .unwrap();
         let token = store.token_create("okta", None, Scopes::ALL).await.unwrap();
-        let jwt = JwtValidator::new(&crate::config::JwtConfig::new(
-            "https://issuer.example/",
-            "bridge",
-            crate::config::JwtKey::Hs256(b"an hs256 secret of at least thirty-two bytes".to_vec()),
-        ))
+        let jwt = JwtValidator::new(
+            &crate::config::JwtConfig::new(
+                "https://issuer.example/",
+                "bridge",
+                crate::config::JwtKey::Hs256(
+                    b"an hs256 secret of at least thirty-two bytes".to_vec(),
+                ),
+            ),
+            Arc::new(clock::SystemClock),
+        )
         .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(60), Some(jwt), None);
+        let auth = Authenticator::new(
+            store,
+            Duration::from_secs(60),
+            Some(jwt),
+            None,
+            Arc::new(clock::SystemClock),
+        );
         let refused = || {
             Err(ApiError::AuthFailuresLimited {
                 retry_after_secs: 7,

@@ -77,11 +77,22 @@ struct SigningKey {
 pub struct OAuthTokens {
     keys: Vec<SigningKey>,
     ttl_secs: u64,
+    clock: std::sync::Arc<dyn clock::Clock>,
+    ids: std::sync::Arc<dyn clock::IdSource>,
+}
+
+/// Seconds since the epoch on `clock`, as JWT claims count time.
+pub(crate) fn now_secs(clock: &dyn clock::Clock) -> u64 {
+    u64::try_from(clock.now().timestamp()).unwrap_or(0)
 }
 
 impl OAuthTokens {
     /// Refuses an empty key list or a key shorter than [`MIN_SIGNING_KEY_LEN`].
-    pub fn new(config: &OAuthConfig) -> Result<OAuthTokens, OAuthConfigError> {
+    pub fn new(
+        config: &OAuthConfig,
+        clock: std::sync::Arc<dyn clock::Clock>,
+        ids: std::sync::Arc<dyn clock::IdSource>,
+    ) -> Result<OAuthTokens, OAuthConfigError> {
         if config.signing_keys.is_empty() {
             return Err(OAuthConfigError("no key is configured".into()));
         }
@@ -105,6 +116,8 @@ impl OAuthTokens {
         Ok(OAuthTokens {
             keys,
             ttl_secs: config.token_ttl.as_secs().max(1),
+            clock,
+            ids,
         })
     }
 
@@ -130,7 +143,7 @@ impl OAuthTokens {
             scope: scopes.to_string(),
             exp: now + self.ttl_secs,
             iat: now,
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: self.ids.uuid_v4().to_string(),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
@@ -161,7 +174,7 @@ impl OAuthTokens {
             .ok()?
             .claims;
         if claims.sub != claims.client_id
-            || claims.iat > jsonwebtoken::get_current_timestamp() + LEEWAY_SECS
+            || claims.iat > now_secs(self.clock.as_ref()) + LEEWAY_SECS
         {
             return None;
         }
@@ -184,10 +197,14 @@ mod tests {
     use std::time::Duration;
 
     fn tokens(keys: &[&[u8]]) -> OAuthTokens {
-        OAuthTokens::new(&OAuthConfig {
-            signing_keys: keys.iter().map(|k| k.to_vec()).collect(),
-            token_ttl: Duration::from_secs(3600),
-        })
+        OAuthTokens::new(
+            &OAuthConfig {
+                signing_keys: keys.iter().map(|k| k.to_vec()).collect(),
+                token_ttl: Duration::from_secs(3600),
+            },
+            std::sync::Arc::new(clock::SystemClock),
+            std::sync::Arc::new(clock::SystemIds),
+        )
         .unwrap()
     }
 
@@ -196,7 +213,7 @@ mod tests {
 
     #[test]
     fn tokens_verify_under_every_configured_key_and_no_other() {
-        let now = jsonwebtoken::get_current_timestamp();
+        let now = now_secs(&clock::SystemClock);
         let before = tokens(&[OLD]);
         let issued = before.issue("scimc_1", "entra", Scopes::READ, now).unwrap();
         assert_eq!(issued.expires_in, 3600);
@@ -233,8 +250,15 @@ mod tests {
             signing_keys: keys,
             token_ttl: Duration::from_secs(3600),
         };
-        assert!(OAuthTokens::new(&config(vec![])).is_err());
-        assert!(OAuthTokens::new(&config(vec![b"short".to_vec()])).is_err());
-        assert!(OAuthTokens::new(&config(vec![NEW.to_vec(), b"short".to_vec()])).is_err());
+        let new = |keys| {
+            OAuthTokens::new(
+                &config(keys),
+                std::sync::Arc::new(clock::SystemClock),
+                std::sync::Arc::new(clock::SystemIds),
+            )
+        };
+        assert!(new(vec![]).is_err());
+        assert!(new(vec![b"short".to_vec()]).is_err());
+        assert!(new(vec![NEW.to_vec(), b"short".to_vec()]).is_err());
     }
 }

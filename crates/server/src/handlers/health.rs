@@ -7,7 +7,8 @@ use crate::state::AppState;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long `/metrics` and `/readyz` reuse what they last read from the store: however often a
 /// scraper, a probe or anyone else calls them, the database sees one round of reads per interval.
@@ -31,7 +32,7 @@ pub struct OpsCache(tokio::sync::Mutex<Option<(Instant, StoreFigures)>>);
 async fn store_figures(state: &AppState) -> StoreFigures {
     let mut cached = state.ops_cache.0.lock().await;
     if let Some((at, figures)) = cached.as_ref()
-        && at.elapsed() < OPS_CACHE_TTL
+        && state.clock.elapsed(*at) < OPS_CACHE_TTL
     {
         return figures.clone();
     }
@@ -71,7 +72,7 @@ async fn store_figures(state: &AppState) -> StoreFigures {
         outbox,
         token_expiries,
     };
-    *cached = Some((Instant::now(), figures.clone()));
+    *cached = Some((state.clock.instant(), figures.clone()));
     figures
 }
 

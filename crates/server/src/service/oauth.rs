@@ -161,7 +161,7 @@ pub async fn issue_token(
             &client.client_id,
             &client.name,
             granted,
-            jsonwebtoken::get_current_timestamp(),
+            crate::auth::now_secs(state.clock.as_ref()),
         )
         .map_err(|e| server_error(&ApiError::Scim(scim::ScimError::status(500, e.to_string()))))?;
     tracing::info!(client = %client.name, scopes = %granted, "access token issued");

@@ -3,10 +3,11 @@
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestServer};
+use clock::Clock as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
 use server::{JwtConfig, JwtKey};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 on_both_backends!(
     bearer_tokens,
@@ -29,7 +30,7 @@ fn key_file(name: &str) -> Vec<u8> {
 }
 
 fn claims(sub: &str, aud: &str, exp_offset: i64) -> serde_json::Value {
-    let now = chrono::Utc::now().timestamp();
+    let now = clock::SystemClock.now().timestamp();
     json!({"iss": ISSUER, "aud": aud, "sub": sub, "iat": now, "exp": now + exp_offset})
 }
 
@@ -113,27 +114,27 @@ async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
             .bearer_auth(token.to_string())
     };
     // A token made after start-up works within the refresh interval.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(5);
     loop {
         let status = srv.send(with(&entra)).await.status;
         if status == 200 {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            clock::SystemClock.instant() < deadline,
             "a new token was not accepted within 5 s (last status {status})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     srv.store.token_revoke("entra").await.unwrap();
-    let revoked_at = Instant::now();
+    let revoked_at = clock::SystemClock.instant();
     loop {
         let status = srv.send(with(&entra)).await.status;
         if status == 401 {
             break;
         }
         assert!(
-            revoked_at.elapsed() < Duration::from_secs(5),
+            clock::SystemClock.elapsed(revoked_at) < Duration::from_secs(5),
             "a revoked token still works after 5 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -182,7 +183,7 @@ async fn jwt_bearers(backend: Backend) {
         )
         .unwrap(),
         sign(
-            &json!({"iss": "https://evil.example/", "aud": AUDIENCE, "sub": "x", "exp": chrono::Utc::now().timestamp() + 300}),
+            &json!({"iss": "https://evil.example/", "aud": AUDIENCE, "sub": "x", "exp": clock::SystemClock.now().timestamp() + 300}),
         ),
     ] {
         srv.send(srv.client.get(srv.url("/Users")).bearer_auth(&bad))

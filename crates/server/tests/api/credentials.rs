@@ -4,12 +4,13 @@
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestServer};
+use clock::Clock as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use server::{JwtConfig, JwtKey, ServerConfig, ServerDeps};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use store::{Scopes, Store, StoreOptions};
 
 on_both_backends!(jwt_scopes_decide_what_a_caller_may_do);
@@ -29,7 +30,7 @@ fn key_file(name: &str) -> Vec<u8> {
 
 /// Claims valid for five minutes, plus `extra`.
 fn claims(extra: Value) -> Value {
-    let now = chrono::Utc::now().timestamp();
+    let now = clock::SystemClock.now().timestamp();
     let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "provisioning", "iat": now, "exp": now + 300});
     if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
         claims.extend(extra.clone());
@@ -135,16 +136,16 @@ async fn until_every(
     want: u16,
     limit: Duration,
 ) -> Option<Duration> {
-    let start = Instant::now();
+    let start = clock::SystemClock.instant();
     loop {
         let mut all = true;
         for url in urls {
             all &= status(client, url, token).await == want;
         }
         if all {
-            return Some(start.elapsed());
+            return Some(clock::SystemClock.elapsed(start));
         }
-        if start.elapsed() > limit {
+        if clock::SystemClock.elapsed(start) > limit {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -227,7 +228,7 @@ async fn jwts_from_other_clients_or_before_nbf_are_refused() {
     }
 
     // nbf: refused until it is reached (60 s leeway, as for exp).
-    let now = chrono::Utc::now().timestamp();
+    let now = clock::SystemClock.now().timestamp();
     let early = claims(json!({"azp": "okta-app", "nbf": now + 600}));
     assert_eq!(srv.users_status(&hs256(&early)).await, 401);
     let within_leeway = claims(json!({"azp": "okta-app", "nbf": now + 30}));
@@ -380,14 +381,14 @@ async fn a_replaced_jwks_file_rotates_keys_without_a_restart() {
     let staged = dir.path().join("jwks.json.new");
     std::fs::write(&staged, key_file("jwks-ec.json")).unwrap();
     std::fs::rename(&staged, &path).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = clock::SystemClock.instant() + Duration::from_secs(5);
     loop {
         let (old_status, new_status) = (srv.users_status(&old).await, srv.users_status(&new).await);
         if (old_status, new_status) == (401, 200) {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            clock::SystemClock.instant() < deadline,
             "5 s after the JWKS file changed: old key {old_status}, new key {new_status}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -2,6 +2,7 @@
 
 use crate::backend_tests;
 use crate::harness::TestDb;
+use clock::IdSource as _;
 use scim::ResourceKind;
 use serde_json::json;
 use store::{Clock, CoderGroup, CoderUser, StoreError};
@@ -10,7 +11,7 @@ use uuid::Uuid;
 fn mapping(scim_id: &str, username: &str, db: &TestDb) -> CoderUser {
     CoderUser {
         scim_id: scim_id.into(),
-        coder_user_id: Uuid::new_v4(),
+        coder_user_id: clock::SystemIds.uuid_v4(),
         coder_username: username.into(),
         login_type: "oidc".into(),
         adopted: false,
@@ -63,7 +64,7 @@ async fn user_mappings(db: &TestDb) {
 async fn group_mappings(db: &TestDb) {
     let group = CoderGroup {
         scim_id: "g1".into(),
-        coder_group_id: Uuid::new_v4(),
+        coder_group_id: clock::SystemIds.uuid_v4(),
         organization_id: Uuid::nil(),
         coder_name: "engineering".into(),
         updated_at: db.clock.now(),

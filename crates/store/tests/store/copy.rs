@@ -3,13 +3,13 @@
 
 use crate::harness::{TestDb, create_group, create_user, ctx, list_query, patch};
 use chrono::Duration;
+use clock::IdSource as _;
 use scim::ResourceKind;
 use serde_json::json;
 use store::{
     AuditEntry, Clock, CoderGroup, CoderUser, GetOptions, OutboxFilter, OutboxPriority, Store,
     StoreError,
 };
-use uuid::Uuid;
 
 /// Everything a store holds, read through the public API, for before/after comparison.
 #[derive(Debug, PartialEq)]
@@ -158,7 +158,7 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     db.store
         .coder_user_upsert(&CoderUser {
             scim_id: alice.id.clone(),
-            coder_user_id: Uuid::new_v4(),
+            coder_user_id: clock::SystemIds.uuid_v4(),
             coder_username: "alice".into(),
             login_type: "oidc".into(),
             adopted: true,
@@ -170,8 +170,8 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     db.store
         .coder_group_upsert(&CoderGroup {
             scim_id: eng.id.clone(),
-            coder_group_id: Uuid::new_v4(),
-            organization_id: Uuid::new_v4(),
+            coder_group_id: clock::SystemIds.uuid_v4(),
+            organization_id: clock::SystemIds.uuid_v4(),
             coder_name: "engineering".into(),
             updated_at: db.clock.now(),
         })
@@ -428,9 +428,9 @@ async fn copy_speed_100k_users() {
         return;
     };
     bulk_users(&source, USERS).await;
-    let started = std::time::Instant::now();
+    let started = clock::SystemClock.instant();
     let report = target.store.copy_from(&source.store).await.unwrap();
-    let elapsed = started.elapsed();
+    let elapsed = clock::SystemClock.elapsed(started);
     assert_eq!(report.rows("resources"), Some(USERS as u64));
     println!(
         "copied {USERS} users SQLite -> PostgreSQL in {:.2} s ({:.0} rows/s)",
