@@ -7,6 +7,7 @@
 mod audit;
 mod cli;
 mod crash_loop;
+mod explain;
 mod oauth;
 mod ops_listener;
 mod pg_restart;

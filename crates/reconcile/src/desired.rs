@@ -135,19 +135,57 @@ pub fn desired_roles(
     roles
 }
 
+/// Why a user gets its login type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginTypeSource {
+    /// `[users] login_type`: no override matched.
+    Default,
+    /// The `[[users.login_type_overrides]]` entry at this index (0-based, file order) matched
+    /// the email's domain.
+    EmailDomain { index: usize, domain: String },
+    /// The override at this index matched this group of the user.
+    Group { index: usize, group: GroupIdentity },
+}
+
 /// The login type for a user with `email` in `groups`: the first matching override, else the
 /// default.
 pub fn desired_login_type(policy: &Policy, email: &str, groups: &[GroupIdentity]) -> LoginType {
+    login_type_with_source(policy, email, groups).0
+}
+
+/// [`desired_login_type`] and the override (or default) it comes from.
+pub fn login_type_with_source(
+    policy: &Policy,
+    email: &str,
+    groups: &[GroupIdentity],
+) -> (LoginType, LoginTypeSource) {
     let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
     policy
         .users
         .login_type_overrides
         .iter()
-        .find(|o| match &o.selector {
-            OverrideSelector::EmailDomain(d) => domain.as_deref() == Some(d.as_str()),
-            OverrideSelector::Group(name) => groups.iter().any(|g| g.is_named(name)),
+        .enumerate()
+        .find_map(|(index, o)| {
+            let source = match &o.selector {
+                OverrideSelector::EmailDomain(d) => {
+                    (domain.as_deref() == Some(d.as_str())).then(|| LoginTypeSource::EmailDomain {
+                        index,
+                        domain: d.clone(),
+                    })
+                }
+                OverrideSelector::Group(name) => {
+                    groups
+                        .iter()
+                        .find(|g| g.is_named(name))
+                        .map(|g| LoginTypeSource::Group {
+                            index,
+                            group: g.clone(),
+                        })
+                }
+            }?;
+            Some((o.login_type, source))
         })
-        .map_or(policy.users.login_type, |o| o.login_type)
+        .unwrap_or((policy.users.login_type, LoginTypeSource::Default))
 }
 
 /// A SCIM User as it should be in Coder.

@@ -86,6 +86,7 @@ pub mod diff;
 mod directory;
 pub mod drift;
 mod error;
+pub mod explain;
 mod groups;
 pub mod naming;
 pub mod observer;

@@ -101,12 +101,7 @@ impl Reconciler {
             };
         };
         run.report.resource_changed_at = Some(resource.last_modified);
-        let group_ids: Vec<String> = resource
-            .groups
-            .iter()
-            .flatten()
-            .map(|g| g.value.clone())
-            .collect();
+        let group_ids = crate::explain::group_ids(&resource);
         let groups = self.group_identities(&group_ids).await?;
         let desired = match desired_user(&self.policy, scim_id, &resource.attrs, &groups) {
             Ok(desired) => desired,
@@ -156,21 +151,9 @@ impl Reconciler {
             .await
     }
 
-    /// The SCIM groups with these ids, as the rules see them; empty when no rule looks at groups.
+    /// The SCIM groups with these ids, as the rules see them.
     async fn group_identities(&self, ids: &[String]) -> ReconcileResult<Vec<GroupIdentity>> {
-        if !self.policy.uses_groups() {
-            return Ok(Vec::new());
-        }
-        let mut groups = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(group) = self
-                .stored(ResourceKind::Group, id, GetOptions::BARE)
-                .await?
-            {
-                groups.push(GroupIdentity::from_attrs(id, &group.attrs));
-            }
-        }
-        Ok(groups)
+        crate::explain::group_identities(&self.store, &self.policy, ids).await
     }
 
     /// The Coder user a mapping points at, if it still exists. Coder answers `GET /users/{id}`

@@ -61,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Why a user or group is (or is not) in Coder as it is: the SCIM record, the rule behind
+    /// every role and the login type, Coder's state, outbox rows, sync issues and audit records.
+    Explain {
+        #[command(subcommand)]
+        kind: commands::explain::ExplainKind,
+    },
     /// Compare the stored state with Coder and queue the fixes (drift repair).
     Reconcile(commands::reconcile::ReconcileArgs),
     /// Coder capabilities and conflicts, the outbox, and open sync issues (exit 1 when something needs a person).
@@ -179,6 +185,9 @@ fn run() -> anyhow::Result<bool> {
                 commands::outbox::run(&settings, action).await.map(|_| true)
             }
             Command::Audit { action } => commands::audit::run(&settings, action).await,
+            Command::Explain { kind } => {
+                commands::explain::run(&settings, kind).await.map(|_| true)
+            }
             Command::Reconcile(args) => commands::reconcile::run(&settings, args)
                 .await
                 .map(|_| true),

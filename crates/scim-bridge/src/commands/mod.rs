@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod client;
 pub mod demo;
+pub mod explain;
 pub mod healthcheck;
 pub mod migrate;
 pub mod outbox;

@@ -76,17 +76,17 @@ impl View for OutboxSummary {
 
 /// One line of `outbox list`.
 #[derive(Debug, serde::Serialize)]
-struct OutboxRow {
-    id: i64,
-    kind: &'static str,
-    resource_id: String,
-    priority: String,
-    attempts: i32,
-    enqueued_at: DateTime<Utc>,
-    next_attempt_at: DateTime<Utc>,
-    dead_at: Option<DateTime<Utc>>,
+pub(crate) struct OutboxRow {
+    pub(crate) id: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) resource_id: String,
+    pub(crate) priority: String,
+    pub(crate) attempts: i32,
+    pub(crate) enqueued_at: DateTime<Utc>,
+    pub(crate) next_attempt_at: DateTime<Utc>,
+    pub(crate) dead_at: Option<DateTime<Utc>>,
     /// Why it was dead-lettered, or the last attempt's error.
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 impl From<store::OutboxEvent> for OutboxRow {

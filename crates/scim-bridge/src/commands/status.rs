@@ -119,12 +119,24 @@ impl From<reconcile::capabilities::CapabilityReport> for Capabilities {
 }
 
 #[derive(Debug, Serialize)]
-struct IssueRow {
-    kind: String,
-    resource_id: String,
-    issue_type: String,
-    detail: String,
-    created_at: chrono::DateTime<chrono::Utc>,
+pub(crate) struct IssueRow {
+    pub(crate) kind: String,
+    pub(crate) resource_id: String,
+    pub(crate) issue_type: String,
+    pub(crate) detail: String,
+    pub(crate) created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<store::SyncIssue> for IssueRow {
+    fn from(i: store::SyncIssue) -> IssueRow {
+        IssueRow {
+            kind: i.kind,
+            resource_id: i.resource_id,
+            issue_type: i.issue_type,
+            detail: i.detail,
+            created_at: i.created_at,
+        }
+    }
 }
 
 impl View for StatusReport {
@@ -230,13 +242,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
         .sync_issue_list(false)
         .await?
         .into_iter()
-        .map(|i| IssueRow {
-            kind: i.kind,
-            resource_id: i.resource_id,
-            issue_type: i.issue_type,
-            detail: i.detail,
-            created_at: i.created_at,
-        })
+        .map(IssueRow::from)
         .collect();
     let now = clock::Clock::now(&clock::SystemClock);
     let mut warnings = token_warnings(&store.token_list().await?, now);

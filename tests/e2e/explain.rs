@@ -1,0 +1,176 @@
+//! `scim-bridge explain`: one resource's whole story through the real binary, on SQLite and
+//! PostgreSQL, with the Coder fake and without a reachable Coder.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Bridge, BridgeOptions, available, coder_fake_env, eventually, fresh_database,
+};
+
+const RULES: &str = r#"
+[[users.login_type_overrides]]
+group = "github-users"
+login_type = "github"
+
+[[roles.rules]]
+group = "coder-admins"
+site_roles = ["template-admin"]
+"#;
+
+fn explain(bridge: &Bridge, envs: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+    let mut all = bridge.envs.clone();
+    all.extend(envs.iter().cloned());
+    let out = crate::support::cli(&all, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_coder() {
+    for db in available() {
+        let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
+            premium: true,
+            rate_limit_per_minute: None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, RULES).unwrap();
+        let bridge = Bridge::start(BridgeOptions {
+            database: fresh_database(&db).await,
+            extra_env: [
+                coder_fake_env(&fake),
+                vec![("SCIM_BRIDGE_CONFIG".into(), rules.display().to_string())],
+            ]
+            .concat(),
+        })
+        .await;
+        let (status, alice) = bridge
+            .call(
+                "POST",
+                "/Users",
+                Some(&json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": "alice@corp.example",
+                    "emails": [{"primary": true, "value": "alice@corp.example"}],
+                    "active": true
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{db:?}: {alice}");
+        let alice_id = alice["id"].as_str().unwrap().to_owned();
+        for group in ["coder-admins", "github-users"] {
+            let (status, body) = bridge
+                .call(
+                    "POST",
+                    "/Groups",
+                    Some(&json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                        "displayName": group,
+                        "members": [{"value": alice_id}]
+                    })),
+                )
+                .await;
+            assert_eq!(status, 201, "{db:?}: {body}");
+        }
+        let synced = eventually(Duration::from_secs(30), || async {
+            fake.state()
+                .users
+                .iter()
+                .any(|u| {
+                    u.email == "alice@corp.example" && u.roles.iter().any(|r| r == "template-admin")
+                })
+                .then_some(())
+        })
+        .await;
+        assert!(
+            synced.is_some(),
+            "{db:?}: alice reached Coder with her role"
+        );
+
+        // By userName, ignoring case.
+        let (code, stdout, stderr) = explain(
+            &bridge,
+            &[],
+            &["explain", "user", "ALICE@corp.example", "-o", "json"],
+        );
+        assert_eq!(code, 0, "{db:?}: {stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["kind"], "User");
+        assert_eq!(v["id"], alice_id.as_str());
+        assert_eq!(v["scim"]["userName"], "alice@corp.example");
+        let desired = &v["desired_user"];
+        assert_eq!(desired["login_type"], "github", "{db:?}: {v:#}");
+        assert!(
+            desired["login_type_source"]
+                .as_str()
+                .unwrap()
+                .contains("group github-users"),
+            "{db:?}: {v:#}"
+        );
+        assert_eq!(
+            desired["roles"],
+            json!([{"scope": "site", "role": "template-admin",
+                    "granted_by": "group rule \"coder-admins\""}]),
+            "{db:?}"
+        );
+        assert_eq!(v["coder"]["state"], "found", "{db:?}: {v:#}");
+        assert_eq!(
+            v["coder"]["object"]["site_roles"],
+            json!(["template-admin"])
+        );
+        assert!(
+            v["audit"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["operation"] == "POST /Users"),
+            "{db:?}: the IdP's create is among the audit records: {v:#}"
+        );
+        // The table tells the same story.
+        let (code, table, _) = explain(&bridge, &[], &["explain", "user", &alice_id]);
+        assert_eq!(code, 0);
+        assert!(
+            table.contains("site template-admin <- group rule \"coder-admins\""),
+            "{table}"
+        );
+
+        // A group: the roles its members get through it.
+        let (code, stdout, stderr) = explain(
+            &bridge,
+            &[],
+            &["explain", "group", "coder-admins", "-o", "json"],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let g: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(g["roles_granted_to_members"][0]["role"], "template-admin");
+        assert_eq!(g["related"][0]["value"], alice_id.as_str());
+
+        // Coder down: the stored half still answers, and says Coder did not.
+        let down = [(
+            "SCIM_BRIDGE_CODER_URL".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        )];
+        let (code, stdout, stderr) = explain(
+            &bridge,
+            &down,
+            &["explain", "user", &alice_id, "-o", "json"],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["coder"]["state"], "not reachable", "{v:#}");
+        assert_eq!(v["desired_user"]["login_type"], "github");
+
+        // Unknown: a runtime failure (5), not a usage error.
+        let (code, _, stderr) = explain(&bridge, &[], &["explain", "user", "nobody"]);
+        assert_eq!(code, 5, "{stderr}");
+        assert!(stderr.contains("no SCIM User"), "{stderr}");
+    }
+}
