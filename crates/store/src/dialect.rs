@@ -1,5 +1,5 @@
 //! The few places where the SQL of the two backends differs. Everything else in
-//! `engine.rs` is the same text for both (SQLite accepts `$1` placeholders too).
+//! `engine/` is the same text for both (SQLite accepts `$1` placeholders too).
 
 /// SQL fragments that differ between SQLite and PostgreSQL.
 #[derive(Debug, Clone, Copy)]

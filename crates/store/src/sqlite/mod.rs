@@ -31,9 +31,9 @@ pub(crate) const DIALECT: Dialect = Dialect {
     batch: true,
 };
 
-// The same engine source is compiled for each backend on purpose (see engine.rs).
+// The same engine source is compiled for each backend on purpose (see engine/mod.rs).
 #[allow(clippy::duplicate_mod)]
-#[path = "engine.rs"]
+#[path = "../engine/mod.rs"]
 mod engine;
 
 /// The store on SQLite.

@@ -1,6 +1,8 @@
 //! The SQL of OAuth clients (see `oauth_client.rs`), compiled for each backend with the engine.
 
-use super::{Backend, append_audit_in, token_audit, unique_violation};
+use super::audit::append_audit_in;
+use super::tokens::token_audit;
+use super::{Backend, unique_violation};
 use crate::audit::AuditEntry;
 use crate::clock::IdSource;
 use crate::error::{StoreError, StoreResult};
