@@ -73,6 +73,7 @@ async fn create_user(store: &Store, user_name: &str) -> String {
     });
     let body = normalize(ResourceKind::User, body, scim::Registry::standard()).unwrap();
     store
+        .resources()
         .create(&ctx(), ResourceKind::User, body)
         .await
         .unwrap()
@@ -117,7 +118,7 @@ fn spawn_worker(
 async fn wait_drained(store: &Store, limit: Duration) -> bool {
     let deadline = clock::SystemClock.instant() + limit;
     while clock::SystemClock.instant() < deadline {
-        if store.outbox_stats().await.unwrap().depth == 0 {
+        if store.outbox().stats().await.unwrap().depth == 0 {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -163,7 +164,7 @@ async fn main() {
     .unwrap();
     let observer = Arc::new(MemoryObserver::default());
     let reconciler = Arc::new(Reconciler::new(
-        store.clone(),
+        (&store).into(),
         client,
         Arc::new(Policy::default()),
         Arc::new(SystemClock),
@@ -207,6 +208,7 @@ async fn main() {
         });
         let body = normalize(ResourceKind::Group, body, scim::Registry::standard()).unwrap();
         store
+            .resources()
             .create(&ctx(), ResourceKind::Group, body)
             .await
             .unwrap();
@@ -214,7 +216,7 @@ async fn main() {
     println!(
         "stored the backlog in {:.1} s (outbox depth {})",
         clock::SystemClock.elapsed(started).as_secs_f64(),
-        store.outbox_stats().await.unwrap().depth
+        store.outbox().stats().await.unwrap().depth
     );
 
     // Phase C: drain, deactivating a leaver every 50 ms meanwhile.
@@ -229,6 +231,7 @@ async fn main() {
     let drained = loop {
         if deactivated < leavers.len() {
             store
+                .resources()
                 .patch(
                     &ctx(),
                     ResourceKind::User,
@@ -242,7 +245,7 @@ async fn main() {
             deactivated += 1;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let depth = store.outbox_stats().await.unwrap().depth;
+        let depth = store.outbox().stats().await.unwrap().depth;
         if depth == 0 && deactivated == leavers.len() {
             break true;
         }

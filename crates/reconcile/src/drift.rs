@@ -19,7 +19,7 @@ use scim::projection::Projection;
 use scim::query::{ListQuery, MAX_RESULTS, SortOrder};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use store::{GetOptions, OutboxPriority, Store, StoredResource};
+use store::{GetOptions, Outbox, OutboxPriority, ResourceReader, StoredResource};
 use uuid::Uuid;
 
 /// One difference found.
@@ -101,7 +101,7 @@ pub enum DriftProgress {
 
 /// Page through every stored resource of `kind`.
 async fn for_each_resource(
-    store: &Store,
+    resources: &ResourceReader,
     kind: ResourceKind,
     options: GetOptions,
     mut visit: impl FnMut(StoredResource, u64),
@@ -116,7 +116,7 @@ async fn for_each_resource(
             count: Some(MAX_RESULTS),
             projection: Projection::default(),
         };
-        let page = store.list(kind, &query, options).await?;
+        let page = resources.list(kind, &query, options).await?;
         let n = page.items.len();
         for item in page.items {
             visit(item, page.total);
@@ -150,7 +150,8 @@ pub async fn plan(
     let identity = client.identify().await?;
     let organization = reconciler.home_organization().await?;
     let mappings: HashMap<String, store::CoderUser> = store
-        .coder_user_list()
+        .coder_map
+        .user_list()
         .await?
         .into_iter()
         .map(|m| (m.scim_id.clone(), m))
@@ -159,7 +160,7 @@ pub async fn plan(
 
     let mut groups: HashMap<String, (GroupIdentity, StoredResource)> = HashMap::new();
     for_each_resource(
-        store,
+        &store.resources,
         ResourceKind::Group,
         GetOptions {
             members: true,
@@ -176,7 +177,7 @@ pub async fn plan(
 
     let mut users = Vec::new();
     for_each_resource(
-        store,
+        &store.resources,
         ResourceKind::User,
         GetOptions {
             members: false,
@@ -336,7 +337,8 @@ async fn plan_groups(
         .collect();
     let group_mappings: HashMap<String, store::CoderGroup> = reconciler
         .store()
-        .coder_group_list()
+        .coder_map
+        .group_list()
         .await?
         .into_iter()
         .map(|m| (m.scim_id.clone(), m))
@@ -425,7 +427,7 @@ async fn plan_groups(
 
 /// Queue every resource the plan names (once each, at the highest priority any of its items
 /// has). Returns how many were queued.
-pub async fn enqueue(store: &Store, plan: &DriftPlan) -> ReconcileResult<u64> {
+pub async fn enqueue(outbox: &Outbox, plan: &DriftPlan) -> ReconcileResult<u64> {
     let mut resources: BTreeMap<(String, String), (ResourceKind, OutboxPriority)> = BTreeMap::new();
     for item in &plan.items {
         let entry = resources
@@ -437,7 +439,7 @@ pub async fn enqueue(store: &Store, plan: &DriftPlan) -> ReconcileResult<u64> {
     let mut ordered: Vec<_> = resources.into_iter().collect();
     ordered.sort_by_key(|(_, (_, priority))| std::cmp::Reverse(*priority));
     for ((_, id), (kind, priority)) in &ordered {
-        store.enqueue(*kind, id, *priority).await?;
+        outbox.enqueue(*kind, id, *priority).await?;
     }
     Ok(ordered.len() as u64)
 }

@@ -4,7 +4,7 @@
 //! the same functions.
 
 use scim::ResourceKind;
-use store::{GetOptions, Store, StoreError, StoredResource};
+use store::{GetOptions, ResourceReader, StoreError, StoredResource};
 
 use crate::desired::{
     DesiredUser, GroupIdentity, LoginTypeSource, NotProvisionable, desired_user,
@@ -26,7 +26,7 @@ pub struct UserExplanation {
 
 /// The SCIM groups with these ids, as the rules see them; empty when no rule looks at groups.
 pub async fn group_identities(
-    store: &Store,
+    store: &ResourceReader,
     policy: &Policy,
     ids: &[String],
 ) -> ReconcileResult<Vec<GroupIdentity>> {
@@ -55,7 +55,7 @@ pub fn group_ids(user: &StoredResource) -> Vec<String> {
 
 /// The explanation of stored User `resource` (loaded with its groups).
 pub async fn explain_user(
-    store: &Store,
+    store: &ResourceReader,
     policy: &Policy,
     resource: StoredResource,
 ) -> ReconcileResult<UserExplanation> {

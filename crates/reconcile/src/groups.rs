@@ -38,7 +38,7 @@ impl Reconciler {
         if !self.mirroring_groups().await? {
             return Ok(());
         }
-        let mapping = self.store.coder_group_get(scim_id).await?;
+        let mapping = self.store.coder_map.group_get(scim_id).await?;
         let result = match resource {
             None => match mapping {
                 Some(mapping) => self.remove_group(mapping, run).await,
@@ -89,13 +89,14 @@ impl Reconciler {
             .filter(|m| m.kind == ResourceKind::User)
             .map(|m| m.value.as_str())
             .collect();
-        for mapping in self.store.coder_user_list().await? {
+        for mapping in self.store.coder_map.user_list().await? {
             let was_member = LastApplied::of(&mapping)
                 .rule_groups
                 .iter()
                 .any(|g| g == scim_id);
             if was_member != members.contains(mapping.scim_id.as_str()) {
                 self.store
+                    .outbox
                     .enqueue(ResourceKind::User, &mapping.scim_id, OutboxPriority::Normal)
                     .await?;
             }
@@ -138,7 +139,7 @@ impl Reconciler {
         if mapping.as_ref().is_none_or(|m| {
             (m.coder_group_id, &m.coder_name) != (saved.coder_group_id, &saved.coder_name)
         }) {
-            self.store.coder_group_upsert(&saved).await?;
+            self.store.coder_map.group_upsert(&saved).await?;
         }
 
         let (mut name, display_name) = group_rename(desired, &group);
@@ -169,7 +170,8 @@ impl Reconciler {
                 Ok(updated) => {
                     if updated.name != saved.coder_name {
                         self.store
-                            .coder_group_upsert(&CoderGroup {
+                            .coder_map
+                            .group_upsert(&CoderGroup {
                                 coder_name: updated.name,
                                 updated_at: self.now(),
                                 ..saved
@@ -279,7 +281,7 @@ impl Reconciler {
     ) -> ReconcileResult<MembershipDiff> {
         let mut wanted = BTreeSet::new();
         for scim_id in &desired.member_user_ids {
-            if let Some(mapping) = self.store.coder_user_get(scim_id).await? {
+            if let Some(mapping) = self.store.coder_map.user_get(scim_id).await? {
                 wanted.insert(mapping.coder_user_id);
             }
         }
@@ -289,7 +291,8 @@ impl Reconciler {
             // By id: a mapping's username may trail a rename Coder already made.
             if self
                 .store
-                .coder_user_by_coder_id(member.id)
+                .coder_map
+                .user_by_coder_id(member.id)
                 .await?
                 .is_some()
             {
@@ -324,7 +327,7 @@ impl Reconciler {
                 mapping.coder_name
             ));
         }
-        self.store.coder_group_delete(&mapping.scim_id).await?;
+        self.store.coder_map.group_delete(&mapping.scim_id).await?;
         self.resolve(run, ISSUE_GROUP_NAME_CONFLICT).await?;
         Ok(())
     }

@@ -104,7 +104,7 @@ pub use error::{ReconcileError, ReconcileResult};
 pub use groups::ISSUE_GROUP_NAME_CONFLICT;
 pub use observer::{MemoryObserver, NoObserver, SyncObserver};
 pub use policy::{Policy, PolicyError};
-pub use reconciler::{AUDIT_ACTOR, Reconciler, Report};
+pub use reconciler::{AUDIT_ACTOR, Reconciler, Report, SyncStore};
 pub use status::{PauseCause, StatusHandle, SyncStatus};
 pub use users::{
     ISSUE_ADOPTION_REFUSED, ISSUE_BRIDGE_ACCOUNT, ISSUE_COULD_NOT_SUSPEND, ISSUE_DELETE_BLOCKED,

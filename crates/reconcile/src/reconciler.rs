@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use store::{AuditEntry, Clock, Store};
+use store::{Audit, AuditEntry, Clock, CoderMap, Outbox, ResourceReader, Store, SyncIssues};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
@@ -107,11 +107,35 @@ impl SharedGroupsLicence {
     }
 }
 
+/// The parts of the store the worker uses. It reads SCIM resources and never writes them (a
+/// [`ResourceReader`] has no write), drains the outbox, appends its audit records and keeps the
+/// Coder mapping and the sync issues.
+#[derive(Debug, Clone)]
+pub struct SyncStore {
+    pub resources: ResourceReader,
+    pub outbox: Outbox,
+    pub audit: Audit,
+    pub coder_map: CoderMap,
+    pub sync_issues: SyncIssues,
+}
+
+impl From<&Store> for SyncStore {
+    fn from(store: &Store) -> SyncStore {
+        SyncStore {
+            resources: store.resources().reader(),
+            outbox: store.outbox(),
+            audit: store.audit(),
+            coder_map: store.coder_map(),
+            sync_issues: store.sync_issues(),
+        }
+    }
+}
+
 /// Applies the policy to one resource at a time. Shared by the worker's tasks, drift repair and
 /// `scim-bridge reconcile`.
 #[derive(Debug)]
 pub struct Reconciler {
-    pub(crate) store: Store,
+    pub(crate) store: SyncStore,
     pub(crate) client: CoderClient,
     pub(crate) policy: Arc<Policy>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -128,7 +152,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciler applying `policy` from `store` to the Coder behind `client`.
     pub fn new(
-        store: Store,
+        store: SyncStore,
         client: CoderClient,
         policy: Arc<Policy>,
         clock: Arc<dyn Clock>,
@@ -160,7 +184,7 @@ impl Reconciler {
     }
 
     /// The store it reads the desired state from.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SyncStore {
         &self.store
     }
 
@@ -302,7 +326,7 @@ impl Reconciler {
                 Err(e) => e.to_string(),
             },
         };
-        self.store.append_audit(&entry).await?;
+        self.store.audit.append(&entry).await?;
         Ok(())
     }
 
@@ -327,7 +351,8 @@ impl Reconciler {
         detail: &str,
     ) -> ReconcileResult<()> {
         self.store
-            .sync_issue_record(run.kind, &run.id, issue_type, detail)
+            .sync_issues
+            .record(run.kind, &run.id, issue_type, detail)
             .await?;
         if let Some(open) = &mut run.open_issues
             && !open.iter().any(|t| t == issue_type)
@@ -340,7 +365,7 @@ impl Reconciler {
     /// Mark the run's resource's `issue_type` issue resolved, if one is open.
     pub(crate) async fn resolve(&self, run: &mut Run, issue_type: &str) -> ReconcileResult<()> {
         if run.open_issues.is_none() {
-            let open = self.store.sync_issue_list(false).await?;
+            let open = self.store.sync_issues.list(false).await?;
             run.open_issues = Some(
                 open.into_iter()
                     .filter(|i| i.kind == run.kind.name() && i.resource_id == run.id)
@@ -353,7 +378,8 @@ impl Reconciler {
         {
             open.remove(at);
             self.store
-                .sync_issue_resolve(run.kind, &run.id, issue_type)
+                .sync_issues
+                .resolve(run.kind, &run.id, issue_type)
                 .await?;
         }
         Ok(())
@@ -372,7 +398,7 @@ impl Reconciler {
         id: &str,
         options: store::GetOptions,
     ) -> ReconcileResult<Option<store::StoredResource>> {
-        match self.store.get(kind, id, options).await {
+        match self.store.resources.get(kind, id, options).await {
             Ok(resource) => Ok(Some(resource)),
             Err(store::StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),

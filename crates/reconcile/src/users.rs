@@ -89,7 +89,7 @@ impl Reconciler {
             groups: true,
         };
         let resource = self.stored(ResourceKind::User, scim_id, options).await?;
-        let mapping = self.store.coder_user_get(scim_id).await?;
+        let mapping = self.store.coder_map.user_get(scim_id).await?;
         let Some(resource) = resource else {
             let mapping = match mapping {
                 Some(mapping) => Some(mapping),
@@ -118,7 +118,7 @@ impl Reconciler {
             Some(mapping) if self.is_bridge_account(mapping.coder_user_id).await? => {
                 // Mapped by an earlier version: forget the mapping, so no group reconcile
                 // treats the account as managed either.
-                self.store.coder_user_delete(scim_id).await?;
+                self.store.coder_map.user_delete(scim_id).await?;
                 return self.refuse_bridge_account(&desired.email, run).await;
             }
             Some(mapping) => match self.find_mapped(&mapping).await? {
@@ -128,7 +128,7 @@ impl Reconciler {
                         "Coder user {} ({}) no longer exists; provisioning it again",
                         mapping.coder_username, mapping.coder_user_id
                     ));
-                    self.store.coder_user_delete(scim_id).await?;
+                    self.store.coder_map.user_delete(scim_id).await?;
                     None
                 }
             },
@@ -153,7 +153,7 @@ impl Reconciler {
 
     /// The SCIM groups with these ids, as the rules see them.
     async fn group_identities(&self, ids: &[String]) -> ReconcileResult<Vec<GroupIdentity>> {
-        crate::explain::group_identities(&self.store, &self.policy, ids).await
+        crate::explain::group_identities(&self.store.resources, &self.policy, ids).await
     }
 
     /// The Coder user a mapping points at, if it still exists. Coder answers `GET /users/{id}`
@@ -247,7 +247,8 @@ impl Reconciler {
             // by it (`lost_create`) instead of creating a second one or mistaking it for someone
             // else's.
             self.store
-                .coder_user_intent_record(&CoderUserIntent {
+                .coder_map
+                .intent_record(&CoderUserIntent {
                     scim_id: desired.scim_id.clone(),
                     coder_username: username.clone(),
                     email: desired.email.clone(),
@@ -313,7 +314,8 @@ impl Reconciler {
         // not someone else's: `adopt` sorts that case out.
         let managed = self
             .store
-            .coder_user_by_username(&existing.username)
+            .coder_map
+            .user_by_username(&existing.username)
             .await?
             .is_some_and(|m| m.coder_user_id == existing.id);
         if !managed && let Some(reason) = self.adoption_refusal(&existing) {
@@ -333,7 +335,7 @@ impl Reconciler {
     /// arrived (a crash, a lost connection): the user with the recorded username and email that
     /// no other SCIM user is mapped to.
     async fn lost_create(&self, scim_id: &str, run: &mut Run) -> ReconcileResult<Option<User>> {
-        let Some(intent) = self.store.coder_user_intent_get(scim_id).await? else {
+        let Some(intent) = self.store.coder_map.intent_get(scim_id).await? else {
             return Ok(None);
         };
         let Some(user) = self
@@ -364,7 +366,7 @@ impl Reconciler {
         run: &mut Run,
     ) -> ReconcileResult<Option<CoderUser>> {
         let Some(user) = self.lost_create(scim_id, run).await? else {
-            self.store.coder_user_intent_delete(scim_id).await?;
+            self.store.coder_map.intent_delete(scim_id).await?;
             return Ok(None);
         };
         let mapping = CoderUser {
@@ -376,7 +378,7 @@ impl Reconciler {
             last_applied: serde_json::Value::Null,
             updated_at: self.now(),
         };
-        self.store.coder_user_save(&mapping, &[]).await?;
+        self.store.coder_map.user_save(&mapping, &[]).await?;
         Ok(Some(mapping))
     }
 
@@ -400,7 +402,7 @@ impl Reconciler {
 
     /// Whether the bridge already gave `username` to another SCIM user.
     async fn mapped_to_another(&self, username: &str, scim_id: &str) -> ReconcileResult<bool> {
-        let mapping = self.store.coder_user_by_username(username).await?;
+        let mapping = self.store.coder_map.user_by_username(username).await?;
         Ok(mapping.is_some_and(|m| m.scim_id != scim_id))
     }
 
@@ -414,7 +416,8 @@ impl Reconciler {
     ) -> ReconcileResult<CoderUser> {
         if let Some(other) = self
             .store
-            .coder_user_by_username(&existing.username)
+            .coder_map
+            .user_by_username(&existing.username)
             .await?
             && other.scim_id != desired.scim_id
         {
@@ -432,7 +435,7 @@ impl Reconciler {
                 return Err(ReconcileError::Unappliable(detail));
             }
             // The IdP deleted and re-created the person: the old mapping is stale.
-            self.store.coder_user_delete(&other.scim_id).await?;
+            self.store.coder_map.user_delete(&other.scim_id).await?;
         }
         self.resolve(run, ISSUE_EMAIL_CONFLICT).await?;
         run.note(format!(
@@ -470,7 +473,10 @@ impl Reconciler {
         } else {
             &[]
         };
-        self.store.coder_user_save(&mapping, queue_groups).await?;
+        self.store
+            .coder_map
+            .user_save(&mapping, queue_groups)
+            .await?;
         Ok(mapping)
     }
 
@@ -670,7 +676,7 @@ impl Reconciler {
         mapping.login_type = login_type_name(actual.login_type);
         if mapping != before {
             mapping.updated_at = self.now();
-            self.store.coder_user_upsert(&mapping).await?;
+            self.store.coder_map.user_upsert(&mapping).await?;
         }
         Ok(())
     }
@@ -718,7 +724,7 @@ impl Reconciler {
     ) -> ReconcileResult<(CoderUser, User)> {
         self.delete_confirmed(actual, "login_type mismatch", run)
             .await?;
-        self.store.coder_user_delete(&desired.scim_id).await?;
+        self.store.coder_map.user_delete(&desired.scim_id).await?;
         let Some((mapping, user)) = self
             .provision(desired, organization, group_ids, run)
             .await?
@@ -911,7 +917,7 @@ impl Reconciler {
     /// The SCIM User is gone: apply `users.delete_policy` to its Coder user.
     async fn remove_user(&self, mapping: CoderUser, run: &mut Run) -> ReconcileResult<()> {
         let Some(actual) = self.find_mapped(&mapping).await? else {
-            self.store.coder_user_delete(&mapping.scim_id).await?;
+            self.store.coder_map.user_delete(&mapping.scim_id).await?;
             run.note(format!(
                 "Coder user {} was already gone; mapping removed",
                 mapping.coder_username
@@ -919,7 +925,7 @@ impl Reconciler {
             return Ok(());
         };
         if self.is_bridge_account(actual.id).await? {
-            self.store.coder_user_delete(&mapping.scim_id).await?;
+            self.store.coder_map.user_delete(&mapping.scim_id).await?;
             let email = actual.email.clone();
             return self.refuse_bridge_account(&email, run).await;
         }
@@ -929,7 +935,7 @@ impl Reconciler {
                 .await
             {
                 Ok(()) => {
-                    self.store.coder_user_delete(&mapping.scim_id).await?;
+                    self.store.coder_map.user_delete(&mapping.scim_id).await?;
                     for issue in [
                         ISSUE_DELETE_BLOCKED,
                         ISSUE_LOGIN_TYPE_MISMATCH,

@@ -23,6 +23,7 @@ use crate::drift;
 use crate::error::{ReconcileError, ReconcileResult};
 use crate::observer::SyncObserver;
 use crate::policy::Policy;
+use crate::reconciler::SyncStore;
 use crate::reconciler::{Reconciler, Report};
 use crate::status::{PauseCause, StatusHandle};
 use crate::users::ISSUE_LOGIN_TYPE_MISMATCH;
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Clock, OutboxEvent, OutboxPriority, Store};
+use store::{Clock, OutboxEvent, OutboxPriority};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -229,7 +230,7 @@ impl Worker {
     /// A worker applying `policy` from `store` to Coder through `client`. Time comes from
     /// `clock` (leases, backoff); measurements go to `observer`.
     pub fn new(
-        store: Store,
+        store: SyncStore,
         client: CoderClient,
         policy: Arc<Policy>,
         config: WorkerConfig,
@@ -277,7 +278,7 @@ impl Worker {
     /// give wake-ups at start.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> ReconcileResult<()> {
         let store = self.reconciler.store.clone();
-        let mut wakeups = store.outbox_wakeups().await?;
+        let mut wakeups = store.outbox.wakeups().await?;
         let mut state = LoopState {
             paused: None,
             gate: None,
@@ -386,7 +387,8 @@ impl Worker {
         let events = match self
             .reconciler
             .store
-            .outbox_claim_priority(&self.config.worker_id, lease, limit, at_least)
+            .outbox
+            .claim_priority(&self.config.worker_id, lease, limit, at_least)
             .await
         {
             Ok(events) => events,
@@ -403,7 +405,8 @@ impl Worker {
                 if let Err(e) = self
                     .reconciler
                     .store
-                    .outbox_defer(&event, "already being reconciled", later)
+                    .outbox
+                    .defer(&event, "already being reconciled", later)
                     .await
                 {
                     tracing::warn!(error = %e, "outbox defer failed");
@@ -485,7 +488,7 @@ impl Worker {
                         .map_or(event.enqueued_at, |c| c.max(event.enqueued_at));
                     observer.offboarded((at - since).to_std().unwrap_or_default());
                 }
-                store.outbox_complete(&event).await.map(drop)
+                store.outbox.complete(&event).await.map(drop)
             }
             // Nothing wrong with this row: it waits, due, for the worker to resume.
             Err(e) if e.needs_operator() || (unavailable && !row_failure) => {
@@ -493,7 +496,8 @@ impl Worker {
                     self.pause(state, cause, &e);
                 }
                 store
-                    .outbox_defer(&event, &e.to_string(), self.reconciler.now())
+                    .outbox
+                    .defer(&event, &e.to_string(), self.reconciler.now())
                     .await
                     .map(drop)
             }
@@ -512,7 +516,8 @@ impl Worker {
                 let until =
                     self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 store
-                    .outbox_defer(&event, &e.to_string(), until)
+                    .outbox
+                    .defer(&event, &e.to_string(), until)
                     .await
                     .map(drop)
             }
@@ -522,7 +527,8 @@ impl Worker {
                 let until = self.reconciler.now()
                     + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default();
                 store
-                    .outbox_defer(&event, &e.to_string(), until)
+                    .outbox
+                    .defer(&event, &e.to_string(), until)
                     .await
                     .map(drop)
             }
@@ -539,7 +545,8 @@ impl Worker {
                 let until =
                     self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 store
-                    .outbox_defer(&event, &e.to_string(), until)
+                    .outbox
+                    .defer(&event, &e.to_string(), until)
                     .await
                     .map(drop)
             }
@@ -550,7 +557,8 @@ impl Worker {
                 if attempt >= self.config.max_attempts {
                     state.outage_strikes.remove(&key);
                     let dead = store
-                        .outbox_dead_letter(&event, &format!("after {attempt} attempts: {reason}"))
+                        .outbox
+                        .dead_letter(&event, &format!("after {attempt} attempts: {reason}"))
                         .await;
                     if matches!(dead, Ok(true)) {
                         observer.dead_lettered();
@@ -564,7 +572,7 @@ impl Worker {
                     let until = self.reconciler.now()
                         + chrono::Duration::from_std(delay).unwrap_or_default();
                     observer.retry_scheduled();
-                    store.outbox_fail(&event, &reason, until).await
+                    store.outbox.fail(&event, &reason, until).await
                 }
             }
         };
@@ -586,7 +594,8 @@ impl Worker {
             match self
                 .reconciler
                 .store
-                .outbox_defer(&event, &reason, now)
+                .outbox
+                .defer(&event, &reason, now)
                 .await
             {
                 Err(e) if e.is_unavailable() => {
@@ -686,7 +695,7 @@ impl Worker {
             s.pause_cause = None;
             s.pause_reason = None;
         });
-        match self.reconciler.store.outbox_due_now().await {
+        match self.reconciler.store.outbox.due_now().await {
             Ok(rows) => tracing::info!(rows, "waiting outbox rows are due now"),
             // They become due by themselves when their wait ends.
             Err(e) => tracing::warn!(error = %e, "could not make waiting rows due"),
@@ -695,10 +704,10 @@ impl Worker {
 
     async fn report_stats(&self) {
         let store = &self.reconciler.store;
-        if let Ok(stats) = store.outbox_stats().await {
+        if let Ok(stats) = store.outbox.stats().await {
             self.reconciler.observer.outbox(&stats);
         }
-        if let Ok(issues) = store.sync_issue_list(false).await {
+        if let Ok(issues) = store.sync_issues.list(false).await {
             let mismatches = issues
                 .iter()
                 .filter(|i| i.issue_type == ISSUE_LOGIN_TYPE_MISMATCH)
@@ -724,7 +733,8 @@ impl Worker {
         match self
             .reconciler
             .store
-            .outbox_release_leases(&self.config.worker_id)
+            .outbox
+            .release_leases(&self.config.worker_id)
             .await
         {
             Ok(released) => tracing::info!(released, "worker stopped; leases released"),
@@ -749,5 +759,5 @@ async fn run_drift(reconciler: Arc<Reconciler>) -> ReconcileResult<u64> {
     if !plan.is_empty() {
         tracing::info!(differences = plan.items.len(), "drift repair queued fixes");
     }
-    drift::enqueue(reconciler.store(), &plan).await
+    drift::enqueue(&reconciler.store().outbox, &plan).await
 }

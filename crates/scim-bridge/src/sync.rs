@@ -141,7 +141,7 @@ pub fn reconciler(
         None => Arc::new(reconcile::NoObserver),
     };
     Ok(Arc::new(Reconciler::new(
-        store.clone(),
+        store.into(),
         client,
         Arc::new(policy(settings)?),
         Arc::new(SystemClock),

@@ -88,10 +88,11 @@ pub async fn sync(store: &Store, path: &Path) -> anyhow::Result<TokensFileReport
         store::check_imported_token(&l.token).map_err(|e| at(l, e))?;
     }
     let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-    let revoked = store.token_revoke_removed_from_file(&names).await?;
+    let revoked = store.tokens().revoke_removed_from_file(&names).await?;
     for l in &lines {
         store
-            .token_import(&l.name, &l.token, l.scopes)
+            .tokens()
+            .import(&l.name, &l.token, l.scopes)
             .await
             .map_err(|e| at(l, e))?;
     }

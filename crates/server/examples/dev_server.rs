@@ -18,7 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("dev.db").display());
     let store = Store::connect(&url, StoreOptions::default()).await?;
-    let token = store.token_create("dev", None, store::Scopes::ALL).await?;
+    let token = store
+        .tokens()
+        .create("dev", None, store::Scopes::ALL)
+        .await?;
     let config = ServerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], port)),
         rate_limit_per_second: 0,

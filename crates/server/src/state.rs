@@ -9,10 +9,17 @@ use crate::readiness::ReadinessProbe;
 use scim::Registry;
 use scim::patch::PatchOptions;
 use std::sync::Arc;
-use store::Store;
+use store::{Health, OAuthClients, OutboxReader, Resources, Tokens};
 
+/// What every handler shares. Of the store it holds only what handlers use: SCIM resources,
+/// tokens, OAuth client checks, the outbox's figures and the database's health; never the
+/// outbox's claims or the Coder mapping, which are the worker's.
 pub struct AppState {
-    pub store: Store,
+    pub resources: Resources,
+    pub tokens: Tokens,
+    pub oauth_clients: OAuthClients,
+    pub outbox: OutboxReader,
+    pub health: Health,
     pub registry: &'static Registry,
     pub config: ServerConfig,
     pub auth: Authenticator,
@@ -37,7 +44,8 @@ impl AppState {
     ) -> AppState {
         AppState {
             auth: Authenticator::new(
-                deps.store.clone(),
+                deps.store.tokens(),
+                deps.store.oauth_clients(),
                 config.token_cache_ttl,
                 jwt,
                 oauth,
@@ -49,7 +57,11 @@ impl AppState {
                 config.auth_failure_rate_limit_burst,
                 deps.clock.clone(),
             ),
-            store: deps.store,
+            resources: deps.store.resources(),
+            tokens: deps.store.tokens(),
+            oauth_clients: deps.store.oauth_clients(),
+            outbox: deps.store.outbox().reader(),
+            health: deps.store.health(),
             registry: Registry::standard(),
             patch_options: PatchOptions {
                 roles: config.roles.clone(),

@@ -131,7 +131,11 @@ fn store_benches(c: &mut Criterion) {
                 projection: Default::default(),
             };
             let page = rt
-                .block_on(store.list(ResourceKind::User, &query, GetOptions::default()))
+                .block_on(
+                    store
+                        .resources()
+                        .list(ResourceKind::User, &query, GetOptions::default()),
+                )
                 .unwrap();
             assert_eq!(page.total, 1);
         })
@@ -149,7 +153,7 @@ fn store_benches(c: &mut Criterion) {
                 Registry::standard(),
             )
             .unwrap();
-            rt.block_on(store.create(&ctx(), ResourceKind::User, body)).unwrap();
+            rt.block_on(store.resources().create(&ctx(), ResourceKind::User, body)).unwrap();
         })
     });
 
@@ -163,7 +167,7 @@ fn store_benches(c: &mut Criterion) {
             b.iter(|| {
                 let member = &ids[next_member.fetch_add(1, Ordering::Relaxed) % USERS];
                 let request = parse_request(&json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": member}]}]})).unwrap();
-                rt.block_on(store.patch(&ctx(), ResourceKind::Group, group_id, None, &request, &PatchOptions::default())).unwrap();
+                rt.block_on(store.resources().patch(&ctx(), ResourceKind::Group, group_id, None, &request, &PatchOptions::default())).unwrap();
             })
         });
     }

@@ -43,7 +43,10 @@ async fn a_user_reactivated_by_hand_is_suspended_again(db: TestDb) {
         Some(&1)
     );
 
-    assert_eq!(drift::enqueue(env.store(), &plan).await.unwrap(), 1);
+    assert_eq!(
+        drift::enqueue(&env.store().outbox(), &plan).await.unwrap(),
+        1
+    );
     env.drain().await;
     assert_eq!(env.coder_user(&user.id).await.status, UserStatus::Suspended);
     assert!(
@@ -105,7 +108,7 @@ async fn the_plan_lists_every_kind_without_changing_anything(db: TestDb) {
         "a plan only reads"
     );
 
-    drift::enqueue(env.store(), &plan).await.unwrap();
+    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
     env.drain().await;
     let after = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
     assert!(after.is_empty(), "{after}");

@@ -51,7 +51,8 @@ async fn a_group_is_mirrored_with_its_members(db: TestDb) {
     assert_eq!(coder_group.members, want);
     let mapping = env
         .store()
-        .coder_group_get(&group.id)
+        .coder_map()
+        .group_get(&group.id)
         .await
         .unwrap()
         .unwrap();
@@ -139,7 +140,8 @@ async fn a_member_created_after_its_group_joins_it(db: TestDb) {
     assert!(members(&env.coder(), "ops").is_empty());
     let queued = env
         .store()
-        .outbox_list(store::OutboxFilter::Pending, 10)
+        .outbox()
+        .list(store::OutboxFilter::Pending, 10)
         .await
         .unwrap();
     assert!(
@@ -201,7 +203,8 @@ async fn renames_and_delete_policies(db: TestDb) {
     );
     assert!(
         env.store()
-            .coder_group_get(&group.id)
+            .coder_map()
+            .group_get(&group.id)
             .await
             .unwrap()
             .is_none()
@@ -226,7 +229,8 @@ async fn renames_and_delete_policies(db: TestDb) {
     assert!(keep.coder().groups.iter().any(|g| g.name == "kept"));
     assert!(
         keep.store()
-            .coder_group_get(&kept.id)
+            .coder_map()
+            .group_get(&kept.id)
             .await
             .unwrap()
             .is_none()

@@ -62,7 +62,7 @@ impl Env {
     pub fn with_fake(db: TestDb, fake: FakeHandle, rules: &str) -> Env {
         let observer = Arc::new(MemoryObserver::default());
         let reconciler = Arc::new(Reconciler::new(
-            db.store.clone(),
+            (&db.store).into(),
             client_for(&fake),
             Arc::new(policy(rules)),
             db.clock.clone(),
@@ -92,6 +92,7 @@ impl Env {
         }
         let body = normalize(ResourceKind::User, body, scim::Registry::standard()).unwrap();
         self.store()
+            .resources()
             .create(&ctx(), ResourceKind::User, body)
             .await
             .unwrap()
@@ -106,6 +107,7 @@ impl Env {
         });
         let body = normalize(ResourceKind::Group, body, scim::Registry::standard()).unwrap();
         self.store()
+            .resources()
             .create(&ctx(), ResourceKind::Group, body)
             .await
             .unwrap()
@@ -118,6 +120,7 @@ impl Env {
         }))
         .unwrap();
         self.store()
+            .resources()
             .patch(&ctx(), kind, id, None, &request, &PatchOptions::default())
             .await
             .unwrap();
@@ -133,7 +136,11 @@ impl Env {
     }
 
     pub async fn delete(&self, kind: ResourceKind, id: &str) {
-        self.store().delete(&ctx(), kind, id, None).await.unwrap();
+        self.store()
+            .resources()
+            .delete(&ctx(), kind, id, None)
+            .await
+            .unwrap();
     }
 
     /// Reconcile every queued row, as the worker would but one at a time, until the outbox is
@@ -142,7 +149,8 @@ impl Env {
         for _ in 0..200 {
             let events = self
                 .store()
-                .outbox_claim("test-drain", chrono::Duration::seconds(60), 50)
+                .outbox()
+                .claim("test-drain", chrono::Duration::seconds(60), 50)
                 .await
                 .unwrap();
             if events.is_empty() {
@@ -162,7 +170,7 @@ impl Env {
                         event.resource_id
                     );
                 }
-                self.store().outbox_complete(&event).await.unwrap();
+                self.store().outbox().complete(&event).await.unwrap();
             }
         }
         panic!("the outbox did not drain");
@@ -170,7 +178,8 @@ impl Env {
 
     pub async fn mapping(&self, scim_id: &str) -> store::CoderUser {
         self.store()
-            .coder_user_get(scim_id)
+            .coder_map()
+            .user_get(scim_id)
             .await
             .unwrap()
             .expect("a Coder mapping")
@@ -229,7 +238,8 @@ impl Env {
     /// The id of the Coder group a SCIM group is mirrored to.
     pub async fn coder_group_id(&self, scim_id: &str) -> uuid::Uuid {
         self.store()
-            .coder_group_get(scim_id)
+            .coder_map()
+            .group_get(scim_id)
             .await
             .unwrap()
             .expect("a group mapping")
@@ -257,7 +267,7 @@ impl Env {
     /// Wait (real time, bounded) until the outbox has no live row.
     pub async fn wait_for_empty_outbox(&self) {
         for _ in 0..300 {
-            if self.store().outbox_stats().await.unwrap().depth == 0 {
+            if self.store().outbox().stats().await.unwrap().depth == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -268,7 +278,8 @@ impl Env {
     /// Open sync issues of a type.
     pub async fn issues(&self, issue_type: &str) -> Vec<store::SyncIssue> {
         self.store()
-            .sync_issue_list(false)
+            .sync_issues()
+            .list(false)
             .await
             .unwrap()
             .into_iter()
@@ -279,7 +290,8 @@ impl Env {
     /// Audit records the worker wrote for a resource.
     pub async fn worker_audit(&self, resource_id: &str) -> Vec<store::AuditRecord> {
         self.store()
-            .audit_export(None)
+            .audit()
+            .export(None)
             .await
             .unwrap()
             .into_iter()

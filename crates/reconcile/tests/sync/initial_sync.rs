@@ -220,5 +220,5 @@ async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(
     let state = env.coder();
     assert_eq!(calls(&state, "POST", "/api/v2/users", 429), 3);
     assert_eq!(calls(&state, "POST", "/api/v2/users", 201), USERS);
-    assert_eq!(env.store().outbox_stats().await.unwrap().dead, 0);
+    assert_eq!(env.store().outbox().stats().await.unwrap().dead, 0);
 }

@@ -24,6 +24,7 @@ const RULES: &str = r#"
 async fn scim_state(env: &Env, id: &str) -> (Value, Vec<String>) {
     let stored = env
         .store()
+        .resources()
         .get(ResourceKind::User, id, GetOptions::default())
         .await
         .unwrap();

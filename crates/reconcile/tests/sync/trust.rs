@@ -73,7 +73,8 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
     );
     assert!(
         env.store()
-            .coder_user_get(&impostor.id)
+            .coder_map()
+            .user_get(&impostor.id)
             .await
             .unwrap()
             .is_none(),
@@ -81,7 +82,8 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
     );
     assert!(
         env.store()
-            .coder_user_get(&later.id)
+            .coder_map()
+            .user_get(&later.id)
             .await
             .unwrap()
             .is_some()
@@ -135,7 +137,14 @@ async fn an_existing_account_is_not_adopted_by_default(db: TestDb) {
     assert_ne!(account.status, UserStatus::Suspended);
     assert_eq!(account.username, "bobby");
     assert!(state.keys.iter().any(|k| k.user_id == existing.id));
-    assert!(env.store().coder_user_get(&bob.id).await.unwrap().is_none());
+    assert!(
+        env.store()
+            .coder_map()
+            .user_get(&bob.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let issues = env.issues(ISSUE_ADOPTION_REFUSED).await;
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].resource_id, bob.id);
@@ -170,7 +179,8 @@ async fn adopt_existing_adopts_a_member_but_never_an_unlisted_owner(db: TestDb) 
     assert_eq!(mapping.coder_user_id, member.id);
     assert!(
         env.store()
-            .coder_user_get(&root.id)
+            .coder_map()
+            .user_get(&root.id)
             .await
             .unwrap()
             .is_none()

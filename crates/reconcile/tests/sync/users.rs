@@ -190,6 +190,7 @@ async fn a_login_type_mismatch_is_flagged_with_the_fix(db: TestDb) {
 
     // Audited once, not at every reconcile.
     env.store()
+        .outbox()
         .enqueue(ResourceKind::User, &carol.id, store::OutboxPriority::Normal)
         .await
         .unwrap();
@@ -286,6 +287,7 @@ async fn renames_and_name_changes_go_through_the_profile(db: TestDb) {
         .await
         .unwrap();
     env.store()
+        .outbox()
         .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
         .await
         .unwrap();
@@ -341,7 +343,8 @@ async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db
     env.set_active(&user.id, false).await;
     let queued = env
         .store()
-        .outbox_list(store::OutboxFilter::Pending, 10)
+        .outbox()
+        .list(store::OutboxFilter::Pending, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -351,7 +354,8 @@ async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db
     );
     let event = env
         .store()
-        .outbox_claim("t", chrono::Duration::seconds(30), 1)
+        .outbox()
+        .claim("t", chrono::Duration::seconds(30), 1)
         .await
         .unwrap()
         .remove(0);
@@ -360,7 +364,7 @@ async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db
         .reconcile_user(&event.resource_id)
         .await
         .unwrap();
-    env.store().outbox_complete(&event).await.unwrap();
+    env.store().outbox().complete(&event).await.unwrap();
     assert!(
         report.suspended_at.is_some(),
         "the report carries the suspension time for the latency metric"
@@ -407,7 +411,8 @@ async fn delete_suspends_by_default(db: TestDb) {
     );
     assert!(
         env.store()
-            .coder_user_get(&user.id)
+            .coder_map()
+            .user_get(&user.id)
             .await
             .unwrap()
             .is_some(),
@@ -434,7 +439,8 @@ async fn delete_policy_delete_removes_the_user_or_falls_back_to_suspend(db: Test
     assert!(state.user_by_id(plain_id).unwrap().deleted);
     assert!(
         env.store()
-            .coder_user_get(&plain.id)
+            .coder_map()
+            .user_get(&plain.id)
             .await
             .unwrap()
             .is_none(),
@@ -458,6 +464,7 @@ async fn a_user_deleted_by_hand_in_coder_is_provisioned_again(db: TestDb) {
     let old = env.coder_user(&user.id).await.id;
     env.owner.delete_user(old).await.unwrap();
     env.store()
+        .outbox()
         .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
         .await
         .unwrap();
@@ -473,7 +480,8 @@ async fn a_user_without_an_email_is_reported_not_provisioned(db: TestDb) {
     env.drain().await;
     assert!(
         env.store()
-            .coder_user_get(&user.id)
+            .coder_map()
+            .user_get(&user.id)
             .await
             .unwrap()
             .is_none()
@@ -551,7 +559,8 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated(db: TestDb) {
     assert_eq!(mapping.coder_user_id, env.coder_user(&user.id).await.id);
     assert!(
         env.store()
-            .coder_user_intent_get(&user.id)
+            .coder_map()
+            .intent_get(&user.id)
             .await
             .unwrap()
             .is_none(),
@@ -585,7 +594,8 @@ async fn a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy(
     assert_eq!(coder_user.status, UserStatus::Suspended);
     assert!(
         env.store()
-            .coder_user_intent_get(&user.id)
+            .coder_map()
+            .intent_get(&user.id)
             .await
             .unwrap()
             .is_none()
@@ -607,7 +617,7 @@ async fn a_rename_recorded_ahead_of_coder_is_still_applied(db: TestDb) {
     .await;
     let mut mapping = env.mapping(&user.id).await;
     mapping.last_applied["username_base"] = json!("after");
-    env.store().coder_user_upsert(&mapping).await.unwrap();
+    env.store().coder_map().user_upsert(&mapping).await.unwrap();
     env.drain().await;
     assert_eq!(env.coder_user(&user.id).await.username, "after");
     assert_eq!(env.mapping(&user.id).await.coder_username, "after");

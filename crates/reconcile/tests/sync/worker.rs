@@ -79,7 +79,8 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
     running.stop().await;
     assert!(
         env.store()
-            .outbox_list(OutboxFilter::All, 10)
+            .outbox()
+            .list(OutboxFilter::All, 10)
             .await
             .unwrap()
             .is_empty()
@@ -91,7 +92,8 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
     );
     assert!(
         env.store()
-            .coder_user_get(&late.id)
+            .coder_map()
+            .user_get(&late.id)
             .await
             .unwrap()
             .is_some()
@@ -122,7 +124,7 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let retrying = env.store().outbox_stats().await.unwrap();
+    let retrying = env.store().outbox().stats().await.unwrap();
     assert_eq!(retrying.depth, 10);
     // Minutes pass (ManualClock); the outage ends.
     env.db.clock.advance(ChronoDuration::minutes(5));
@@ -146,7 +148,7 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
     for id in &ids {
         env.coder_user(id).await;
     }
-    let stats = env.store().outbox_stats().await.unwrap();
+    let stats = env.store().outbox().stats().await.unwrap();
     assert_eq!((stats.depth, stats.dead), (0, 0));
     assert_eq!(
         env.observer.recorded().retries,
@@ -170,7 +172,7 @@ async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::Out
     // Bounded in real time, not in steps: a slow machine gets more steps, not a failure.
     let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
     while clock::SystemClock.instant() < deadline {
-        if env.store().outbox_stats().await.unwrap().dead == 1 {
+        if env.store().outbox().stats().await.unwrap().dead == 1 {
             break;
         }
         env.db.clock.advance(ChronoDuration::seconds(10));
@@ -178,7 +180,8 @@ async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::Out
     }
     running.stop().await;
     env.store()
-        .outbox_list(OutboxFilter::Dead, 10)
+        .outbox()
+        .list(OutboxFilter::Dead, 10)
         .await
         .unwrap()
 }
@@ -267,7 +270,8 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
     assert!(!status.is_ready());
     let waiting = env
         .store()
-        .outbox_list(OutboxFilter::All, 1_000)
+        .outbox()
+        .list(OutboxFilter::All, 1_000)
         .await
         .unwrap();
     assert!(waiting.len() >= 180, "{} rows waiting", waiting.len());
@@ -412,7 +416,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
         clock::SystemClock.elapsed(started) >= Duration::from_secs(1),
         "Retry-After: 1 was waited for"
     );
-    let stats = env.store().outbox_stats().await.unwrap();
+    let stats = env.store().outbox().stats().await.unwrap();
     assert_eq!(
         stats.dead, 0,
         "429s spend no attempts, even with max_attempts = 2"
@@ -487,13 +491,14 @@ async fn a_group_whose_member_fails_first_still_converges(db: TestDb) {
     .await;
     running.stop().await;
     assert_eq!(
-        env.store().outbox_stats().await.unwrap().dead,
+        env.store().outbox().stats().await.unwrap().dead,
         0,
         "nothing dead-lettered"
     );
     let left = env
         .store()
-        .outbox_list(OutboxFilter::All, 10)
+        .outbox()
+        .list(OutboxFilter::All, 10)
         .await
         .unwrap();
     assert!(
@@ -509,7 +514,8 @@ async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
     // A worker claims the row and dies without completing it.
     let claimed = env
         .store()
-        .outbox_claim("crashed", ChronoDuration::seconds(30), 10)
+        .outbox()
+        .claim("crashed", ChronoDuration::seconds(30), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -550,7 +556,7 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
     let recorded = env.observer.recorded();
     assert_eq!(recorded.retries, 0, "an auth failure spends no retry");
     assert_eq!(recorded.coder_auth_ok, Some(true), "resumed");
-    let audit = env.store().audit_export(None).await.unwrap();
+    let audit = env.store().audit().export(None).await.unwrap();
     assert!(
         audit.iter().any(|r| r.result.contains("401")),
         "the refused attempt is audited"
@@ -651,7 +657,8 @@ async fn shutdown_releases_leases(db: TestDb) {
     running.stop().await;
     let rows = env
         .store()
-        .outbox_list(OutboxFilter::All, 10)
+        .outbox()
+        .list(OutboxFilter::All, 10)
         .await
         .unwrap();
     assert!(rows.iter().all(|r| r.leased_by.is_none()), "{rows:?}");
@@ -674,7 +681,7 @@ async fn second_replica_store(db: &TestDb) -> store::Store {
 /// A worker of another replica on `store`, against the same Coder.
 fn spawn_second_replica(env: &Env, store: store::Store) -> Running {
     let other = Arc::new(reconcile::Reconciler::new(
-        store,
+        (&store).into(),
         crate::harness::client_for(&env.fake),
         Arc::new(reconcile::Policy::default()),
         env.db.clock.clone(),
@@ -714,7 +721,7 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
     for id in &ids {
         env.coder_user(id).await;
     }
-    let audit = env.store().audit_export(None).await.unwrap();
+    let audit = env.store().audit().export(None).await.unwrap();
     assert_eq!(
         audit
             .iter()
@@ -791,6 +798,7 @@ async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) 
     for (g, group) in groups.iter().enumerate() {
         let stored = env
             .store()
+            .resources()
             .get(
                 scim::ResourceKind::Group,
                 group,
@@ -812,7 +820,7 @@ async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) 
         assert_eq!(have, &want, "members of team-{g}");
     }
     // Every group write came from that group's own reconcile.
-    for record in env.store().audit_export(None).await.unwrap() {
+    for record in env.store().audit().export(None).await.unwrap() {
         if record.operation == "reconcile User" {
             assert!(
                 !record.change.to_string().contains("patch_group"),

@@ -45,7 +45,7 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
                 ),
                 None => None,
             };
-            let records = store.audit_export(since).await?;
+            let records = store.audit().export(since).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for r in records {
                 serde_json::to_writer(&mut out, &r)?;
@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
             Ok(true)
         }
         AuditAction::Verify { expect_head } => {
-            let report = store.audit_verify_expecting(&expect_head).await?;
+            let report = store.audit().verify_expecting(&expect_head).await?;
             match report.first_broken {
                 None => {
                     let reached = expect_head
@@ -85,7 +85,8 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
         }
         AuditAction::Head => {
             let head = store
-                .audit_head()
+                .audit()
+                .head()
                 .await
                 .map_err(|e| anyhow::anyhow!("reading the audit head: {e}"))?;
             println!("{head}");

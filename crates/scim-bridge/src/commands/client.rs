@@ -72,7 +72,7 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
     let store = super::open_store(settings).await?;
     match action {
         ClientAction::Create { name, scopes } => {
-            let client = store.oauth_client_create(&name, scopes).await?;
+            let client = store.oauth_clients().create(&name, scopes).await?;
             // Scripts read stdout; everything else goes to stderr.
             eprintln!(
                 "OAuth client '{name}' created with scopes {scopes}; the secret is shown once"
@@ -82,7 +82,8 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
         }
         ClientAction::List { output } => {
             let rows: Vec<ClientRow> = store
-                .oauth_client_list()
+                .oauth_clients()
+                .list()
                 .await?
                 .into_iter()
                 .map(ClientRow::from)
@@ -93,7 +94,7 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
             confirm.ask(&format!(
                 "Revoke OAuth client '{name}'? The IdP using it stops provisioning until it gets a new client."
             ))?;
-            store.oauth_client_revoke(&name).await?;
+            store.oauth_clients().revoke(&name).await?;
             println!(
                 "OAuth client '{name}' revoked: it gets no new access token, and every replica refuses the ones it holds within seconds"
             );

@@ -38,7 +38,10 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     .map_err(|e| anyhow::anyhow!("starting the Coder fake: {e}"))?;
 
     let store = Store::connect(&database_url, StoreOptions::default()).await?;
-    let token = store.token_create("demo", None, store::Scopes::ALL).await?;
+    let token = store
+        .tokens()
+        .create("demo", None, store::Scopes::ALL)
+        .await?;
     let rules: toml::Table = push["rules"].as_str().unwrap_or_default().parse()?;
     let policy =
         reconcile::Policy::from_toml(&rules).map_err(|e| anyhow::anyhow!("demo rules: {e}"))?;
@@ -51,7 +54,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     ))?
     .with_observer(Arc::new(crate::sync::MetricsObserver(metrics.clone())));
     let reconciler = Arc::new(reconcile::Reconciler::new(
-        store.clone(),
+        (&store).into(),
         client,
         Arc::new(policy),
         Arc::new(SystemClock),
@@ -109,7 +112,7 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     // Wait for the worker to converge Coder (bounded).
     let converged = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if store.outbox_stats().await?.depth == 0 {
+            if store.outbox().stats().await?.depth == 0 {
                 return Ok::<(), store::StoreError>(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -272,7 +275,7 @@ async fn print_audit(store: &Store, names: &Names) -> anyhow::Result<()> {
     println!();
     println!("Audit trail (hash-chained; `scim-bridge audit verify` checks it):");
     let mut table = Table::new(&["#", "TIME", "ACTOR", "OPERATION", "RESOURCE", "RESULT"]);
-    for r in store.audit_export(None).await? {
+    for r in store.audit().export(None).await? {
         let resource = match (&r.resource_type, &r.resource_id) {
             (Some(kind), Some(id)) => {
                 format!(
@@ -293,7 +296,7 @@ async fn print_audit(store: &Store, names: &Names) -> anyhow::Result<()> {
         ]);
     }
     indented(&table.to_string());
-    let report = store.audit_verify().await?;
+    let report = store.audit().verify().await?;
     println!(
         "  chain: {} record(s), {}",
         report.checked,

@@ -294,14 +294,16 @@ pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<()> {
         ResourceKind::Group => group(&store, &policy, client.as_ref(), resource).await?,
     };
     view.outbox = store
-        .outbox_list(OutboxFilter::All, u32::MAX)
+        .outbox()
+        .list(OutboxFilter::All, u32::MAX)
         .await?
         .into_iter()
         .filter(|e| e.kind == kind && e.resource_id == view.id)
         .map(OutboxRow::from)
         .collect();
     view.sync_issues = store
-        .sync_issue_list(false)
+        .sync_issues()
+        .list(false)
         .await?
         .into_iter()
         .filter(|i| i.kind == kind.name() && i.resource_id == view.id)
@@ -309,7 +311,8 @@ pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<()> {
         .collect();
     // Nothing about a resource predates its creation: read the trail from there.
     let mut audit: Vec<AuditLine> = store
-        .audit_export(Some(view.created - chrono::Duration::seconds(1)))
+        .audit()
+        .export(Some(view.created - chrono::Duration::seconds(1)))
         .await?
         .into_iter()
         .filter(|r| r.resource_id.as_deref() == Some(view.id.as_str()))
@@ -336,7 +339,7 @@ async fn find(
         members: kind == ResourceKind::Group,
         groups: kind == ResourceKind::User,
     };
-    match store.get(kind, id_or_name, options).await {
+    match store.resources().get(kind, id_or_name, options).await {
         Ok(found) => return Ok(found),
         Err(StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
@@ -352,7 +355,7 @@ async fn find(
         format!("{attribute} eq {literal}"),
     )])
     .map_err(|e| exit::usage(format!("'{id_or_name}': {}", e.detail)))?;
-    let page = store.list(kind, &query, options).await?;
+    let page = store.resources().list(kind, &query, options).await?;
     page.items.into_iter().next().ok_or_else(|| {
         exit::with(
             Exit::Failed,
@@ -423,7 +426,7 @@ async fn user(
     client: Option<&coder::CoderClient>,
     resource: StoredResource,
 ) -> anyhow::Result<Explanation> {
-    let mapping = store.coder_user_get(&resource.id).await?;
+    let mapping = store.coder_map().user_get(&resource.id).await?;
     let coder = ask_coder(client, mapping.is_some(), async |c: &coder::CoderClient| {
         let id = mapping
             .as_ref()
@@ -442,7 +445,8 @@ async fn user(
         }))
     })
     .await;
-    let explained = reconcile::explain::explain_user(store, policy, resource).await?;
+    let explained =
+        reconcile::explain::explain_user(&store.resources().reader(), policy, resource).await?;
     let r = &explained.resource;
     let mut view = base(
         r,
@@ -488,7 +492,7 @@ async fn group(
     client: Option<&coder::CoderClient>,
     resource: StoredResource,
 ) -> anyhow::Result<Explanation> {
-    let mapping = store.coder_group_get(&resource.id).await?;
+    let mapping = store.coder_map().group_get(&resource.id).await?;
     let coder = ask_coder(client, mapping.is_some(), async |c: &coder::CoderClient| {
         let id = mapping
             .as_ref()

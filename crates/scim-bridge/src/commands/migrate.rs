@@ -73,7 +73,8 @@ async fn copy(target: &Store, source_url: &str, settings: &Settings) -> anyhow::
         println!("  {table:<14} {rows:>9} rows");
     }
     let verified = target
-        .audit_verify()
+        .audit()
+        .verify()
         .await
         .map_err(|e| anyhow::anyhow!("verifying the copied audit chain: {e}"))?;
     if let Some((seq, why)) = verified.first_broken {

@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, action: OutboxAction) -> anyhow::Result<()
     let store = super::open_store(settings).await?;
     match action {
         OutboxAction::Status { output } => {
-            let summary = OutboxSummary::from(store.outbox_stats().await?);
+            let summary = OutboxSummary::from(store.outbox().stats().await?);
             output::print(output.output, &summary)?;
         }
         OutboxAction::List {
@@ -140,7 +140,8 @@ pub async fn run(settings: &Settings, action: OutboxAction) -> anyhow::Result<()
                 OutboxFilter::All
             };
             let rows: Vec<OutboxRow> = store
-                .outbox_list(filter, limit)
+                .outbox()
+                .list(filter, limit)
                 .await?
                 .into_iter()
                 .filter(|e| dead || e.dead_at.is_none())
@@ -158,7 +159,7 @@ pub async fn run(settings: &Settings, action: OutboxAction) -> anyhow::Result<()
                     ));
                 }
             };
-            let n = store.outbox_retry(target).await?;
+            let n = store.outbox().retry(target).await?;
             println!("{n} row(s) queued again");
         }
     }

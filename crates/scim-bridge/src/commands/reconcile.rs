@@ -90,7 +90,7 @@ pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()>
     let queued = if args.dry_run {
         None
     } else {
-        Some(reconcile::drift::enqueue(&store, &plan).await?)
+        Some(reconcile::drift::enqueue(&store.outbox(), &plan).await?)
     };
     let view = PlanView {
         dry_run: args.dry_run,

@@ -79,7 +79,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let grantable = crate::sync::policy(settings)?.roles.grantable;
     let store = open_and_migrate(settings).await?;
     // From here on the chain ends in a record keyed with the current key.
-    if let Some(record) = store.audit_record_key().await? {
+    if let Some(record) = store.audit().record_key().await? {
         tracing::info!(
             seq = record.seq,
             key_id = record.key_id.as_deref(),
@@ -115,7 +115,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         if settings.worker.enabled {
             if store.backend_name() == "sqlite" {
                 // One process serves an SQLite store: leases left behind are a crashed run's.
-                let released = store.outbox_release_all_leases().await?;
+                let released = store.outbox().release_all_leases().await?;
                 if released > 0 {
                     tracing::warn!(
                         released,

@@ -210,7 +210,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
         backend: store.backend_name(),
         migrations_current: store.migrations_current().await?,
     };
-    let outbox = OutboxSummary::from(store.outbox_stats().await?);
+    let outbox = OutboxSummary::from(store.outbox().stats().await?);
     let coder = match &settings.coder {
         None => CoderStatus {
             url: None,
@@ -239,13 +239,14 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
         }
     };
     let sync_issues: Vec<IssueRow> = store
-        .sync_issue_list(false)
+        .sync_issues()
+        .list(false)
         .await?
         .into_iter()
         .map(IssueRow::from)
         .collect();
     let now = clock::Clock::now(&clock::SystemClock);
-    let mut warnings = token_warnings(&store.token_list().await?, now);
+    let mut warnings = token_warnings(&store.tokens().list().await?, now);
     warnings.extend(coder.token_expires_at.and_then(|at| {
         expiry_warning(
             "the Coder token (SCIM_BRIDGE_CODER_TOKEN)",

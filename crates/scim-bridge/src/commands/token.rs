@@ -51,7 +51,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
                 }
                 None => None,
             };
-            let token = store.token_create(&name, expires_at, scopes).await?;
+            let token = store.tokens().create(&name, expires_at, scopes).await?;
             match expires_at {
                 Some(t) => println!(
                     "token '{name}' created with scopes {scopes}; it expires at {}",
@@ -64,7 +64,8 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
         TokenAction::List { output } => {
             let now = clock::SystemClock.now();
             let rows: Vec<TokenRow> = store
-                .token_list()
+                .tokens()
+                .list()
                 .await?
                 .into_iter()
                 .map(|t| TokenRow::new(t, now))
@@ -75,7 +76,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
             confirm.ask(&format!(
                 "Revoke token '{name}'? The IdP using it stops provisioning until it gets a new token."
             ))?;
-            store.token_revoke(&name).await?;
+            store.tokens().revoke(&name).await?;
             println!("token '{name}' revoked; every replica refuses it within 1 s");
         }
     }

@@ -13,7 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use store::{Scopes, Store, TokenVerifier, VerifiedToken};
+use store::{OAuthClients, Scopes, TokenVerifier, Tokens, VerifiedToken};
 
 /// A refresh after a miss waits at least this long since the last one, so a stream of bad
 /// tokens cannot turn into a stream of database reads, while a token made a moment ago works
@@ -34,7 +34,8 @@ pub struct Principal {
 
 /// Checks bearer credentials. Shared by every worker thread.
 pub struct Authenticator {
-    store: Store,
+    tokens: Tokens,
+    oauth_clients: OAuthClients,
     ttl: Duration,
     snapshot: RwLock<Option<Snapshot>>,
     refreshing: tokio::sync::Mutex<()>,
@@ -53,14 +54,16 @@ struct Snapshot {
 
 impl Authenticator {
     pub fn new(
-        store: Store,
+        tokens: Tokens,
+        oauth_clients: OAuthClients,
         ttl: Duration,
         jwt: Option<JwtValidator>,
         oauth: Option<OAuthTokens>,
         clock: Arc<dyn clock::Clock>,
     ) -> Authenticator {
         Authenticator {
-            store,
+            tokens,
+            oauth_clients,
             ttl,
             snapshot: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
@@ -176,14 +179,9 @@ impl Authenticator {
         // Stamped before the read: a revocation committed while the read runs is then seen
         // no later than `ttl` after it.
         let taken = self.clock.instant();
-        let verifier = Arc::new(self.store.token_verifier().await?);
+        let verifier = Arc::new(self.tokens.verifier().await?);
         let revoked_clients = match self.oauth {
-            Some(_) => self
-                .store
-                .oauth_clients_revoked()
-                .await?
-                .into_iter()
-                .collect(),
+            Some(_) => self.oauth_clients.revoked().await?.into_iter().collect(),
             None => HashSet::new(),
         };
         if let Ok(mut guard) = self.snapshot.write() {
@@ -211,10 +209,10 @@ impl Authenticator {
             Err(_) => false,
         };
         if due {
-            let store = self.store.clone();
+            let tokens = self.tokens.clone();
             let name = name.to_string();
             tokio::spawn(async move {
-                if let Err(e) = store.token_mark_used(&name).await {
+                if let Err(e) = tokens.mark_used(&name).await {
                     tracing::warn!(token = %name, error = %e, "could not record the token's last use");
                 }
             });
@@ -269,19 +267,22 @@ mod tests {
     async fn a_bridge_token_authenticates_with_the_scopes_stored_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-        let store = Store::connect(&url, store::StoreOptions::default())
+        let store = store::Store::connect(&url, store::StoreOptions::default())
             .await
             .unwrap();
         let reader = store
-            .token_create("reader", None, Scopes::READ)
+            .tokens()
+            .create("reader", None, Scopes::READ)
             .await
             .unwrap();
         let writer = store
-            .token_create("writer", None, Scopes::ALL)
+            .tokens()
+            .create("writer", None, Scopes::ALL)
             .await
             .unwrap();
         let auth = Authenticator::new(
-            store,
+            store.tokens(),
+            store.oauth_clients(),
             Duration::from_secs(1),
             None,
             None,
@@ -314,10 +315,14 @@ mod tests {
     async fn a_refused_address_still_passes_a_known_token_and_gets_no_costly_check() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-        let store = Store::connect(&url, store::StoreOptions::default())
+        let store = store::Store::connect(&url, store::StoreOptions::default())
             .await
             .unwrap();
-        let token = store.token_create("okta", None, Scopes::ALL).await.unwrap();
+        let token = store
+            .tokens()
+            .create("okta", None, Scopes::ALL)
+            .await
+            .unwrap();
         let jwt = JwtValidator::new(
             &crate::config::JwtConfig::new(
                 "https://issuer.example/",
@@ -330,7 +335,8 @@ mod tests {
         )
         .unwrap();
         let auth = Authenticator::new(
-            store,
+            store.tokens(),
+            store.oauth_clients(),
             Duration::from_secs(60),
             Some(jwt),
             None,

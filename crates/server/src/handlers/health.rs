@@ -37,23 +37,23 @@ async fn store_figures(state: &AppState) -> StoreFigures {
         return figures.clone();
     }
     state.metrics.inc_ops_store_reads();
-    let database = state.store.ping().await.map_err(|e| e.to_string());
+    let database = state.health.ping().await.map_err(|e| e.to_string());
     let migrations = match &database {
         Ok(()) => state
-            .store
+            .health
             .migrations_current()
             .await
             .map_err(|e| e.to_string()),
         Err(_) => Err("the database is unreachable".to_string()),
     };
-    let outbox = match state.store.outbox_stats().await {
+    let outbox = match state.outbox.stats().await {
         Ok(stats) => Some(stats),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the outbox statistics for /metrics");
             None
         }
     };
-    let token_expiries = match state.store.token_list().await {
+    let token_expiries = match state.tokens.list().await {
         Ok(tokens) => Some(
             tokens
                 .into_iter()
@@ -136,7 +136,7 @@ pub async fn readyz(
         "checks": {
             "database": {
                 "ok": database_ok,
-                "backend": state.store.backend_name(),
+                "backend": state.health.backend_name(),
                 "detail": database.err(),
             },
             "migrations": {

@@ -123,8 +123,8 @@ pub async fn issue_token(
     // Checked before the database is asked: a flood of bad secrets costs no reads.
     state.auth_failures.check(client_addr).map_err(limited)?;
     let check = state
-        .store
-        .oauth_client_check(&id, &secret)
+        .oauth_clients
+        .check(&id, &secret)
         .await
         .map_err(|e| server_error(&ApiError::Store(e)))?;
     let client = match check {

@@ -26,7 +26,7 @@ pub async fn create(
     if kind == ResourceKind::User {
         state.config.roles.check_user(&body.attrs)?;
     }
-    Ok(state.store.create(write.context(), kind, body).await?)
+    Ok(state.resources.create(write.context(), kind, body).await?)
 }
 
 /// GET by id (RFC 7644 §3.4.1), loading members/groups only when the projection shows them.
@@ -38,7 +38,7 @@ pub async fn get(
     projection: &Projection,
 ) -> ApiResult<StoredResource> {
     Ok(state
-        .store
+        .resources
         .get(kind, id, GetOptions::for_projection(kind, projection))
         .await?)
 }
@@ -65,7 +65,7 @@ pub async fn replace(
         Ok(ResourceBody { attrs, password })
     };
     Ok(state
-        .store
+        .resources
         .replace_with(write.context(), kind, id, if_match, next)
         .await?)
 }
@@ -81,7 +81,7 @@ pub async fn patch(
 ) -> ApiResult<StoredResource> {
     let request = scim::patch::parse_request(body)?;
     Ok(state
-        .store
+        .resources
         .patch(
             write.context(),
             kind,
@@ -102,7 +102,7 @@ pub async fn delete(
     if_match: Option<&str>,
 ) -> ApiResult<()> {
     Ok(state
-        .store
+        .resources
         .delete(write.context(), kind, id, if_match)
         .await?)
 }
@@ -118,7 +118,7 @@ pub async fn list(
         scim::filter::validate(filter, kind, state.registry)?;
     }
     let page = state
-        .store
+        .resources
         .list(
             kind,
             query,

@@ -105,7 +105,8 @@ async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
     };
     let entra = srv
         .store
-        .token_create("entra", None, store::Scopes::ALL)
+        .tokens()
+        .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     let with = |token: &str| {
@@ -126,7 +127,7 @@ async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    srv.store.token_revoke("entra").await.unwrap();
+    srv.store.tokens().revoke("entra").await.unwrap();
     let revoked_at = clock::SystemClock.instant();
     loop {
         let status = srv.send(with(&entra)).await.status;
@@ -168,7 +169,7 @@ async fn jwt_bearers(backend: Backend) {
         )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
-    let audit = srv.store.audit_export(None).await.unwrap();
+    let audit = srv.store.audit().export(None).await.unwrap();
     assert_eq!(
         audit.last().unwrap().actor.as_deref(),
         Some("jwt:entra-provisioning")
@@ -294,7 +295,8 @@ async fn rate_limit_per_token(backend: Backend) {
     // Another token has its own quota.
     let entra = srv
         .store
-        .token_create("entra", None, store::Scopes::ALL)
+        .tokens()
+        .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     let other = srv

@@ -47,8 +47,8 @@ fn json_body(value: Value) -> Option<String> {
 async fn snapshot(srv: &TestServer) -> (Value, Value, usize, i64) {
     let users = srv.get("/Users?count=1000").await.body;
     let groups = srv.get("/Groups?count=1000").await.body;
-    let audit = srv.store.audit_export(None).await.unwrap().len();
-    let depth = srv.store.outbox_stats().await.unwrap().depth;
+    let audit = srv.store.audit().export(None).await.unwrap().len();
+    let depth = srv.store.outbox().stats().await.unwrap().depth;
     (users, groups, audit, depth)
 }
 

@@ -169,7 +169,11 @@ async fn a_revoked_token_is_refused_by_every_replica_within_a_second() {
     let cli = Store::connect(&srv.database_url, StoreOptions::default())
         .await
         .unwrap();
-    let token = cli.token_create("entra", None, Scopes::ALL).await.unwrap();
+    let token = cli
+        .tokens()
+        .create("entra", None, Scopes::ALL)
+        .await
+        .unwrap();
     let first = srv.url("/Users");
     let urls = [first.as_str(), replica.users_url.as_str()];
 
@@ -181,7 +185,7 @@ async fn a_revoked_token_is_refused_by_every_replica_within_a_second() {
     assert_eq!(status(&srv.client, urls[0], &token).await, 200);
     assert_eq!(status(&srv.client, urls[1], &token).await, 200);
 
-    cli.token_revoke("entra").await.unwrap();
+    cli.tokens().revoke("entra").await.unwrap();
     let took = until_every(&srv.client, &urls, &token, 401, Duration::from_millis(1500)).await;
     assert!(
         took.is_some(),
@@ -420,7 +424,7 @@ async fn jwt_scopes_decide_what_a_caller_may_do(backend: Backend) {
             .header("content-type", "application/scim+json")
             .body(crate::user_body("jwt-scope@example.com").to_string())
     };
-    let audited = srv.store.audit_export(None).await.unwrap().len();
+    let audited = srv.store.audit().export(None).await.unwrap().len();
     for read_only in [
         json!({"scp": "scim:read User.Read"}),
         json!({"scope": "openid scim:read"}),
@@ -443,7 +447,7 @@ async fn jwt_scopes_decide_what_a_caller_may_do(backend: Backend) {
     }
     assert_eq!(srv.get("/Users").await.body["totalResults"], 0);
     assert_eq!(
-        srv.store.audit_export(None).await.unwrap().len(),
+        srv.store.audit().export(None).await.unwrap().len(),
         audited,
         "a refused write leaves no audit record"
     );

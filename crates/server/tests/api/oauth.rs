@@ -32,7 +32,11 @@ async fn start(backend: Backend) -> Option<TestServer> {
 }
 
 async fn client(srv: &TestServer, name: &str, scopes: Scopes) -> NewOAuthClient {
-    srv.store.oauth_client_create(name, scopes).await.unwrap()
+    srv.store
+        .oauth_clients()
+        .create(name, scopes)
+        .await
+        .unwrap()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -167,7 +171,7 @@ async fn a_client_gets_a_bearer_token_that_works_on_the_scim_api(backend: Backen
         scim(&srv, &srv.root, Method::POST, &token, Some(&body)).await,
         201
     );
-    let records = srv.store.audit_export(None).await.unwrap();
+    let records = srv.store.audit().export(None).await.unwrap();
     assert!(
         records
             .iter()
@@ -384,7 +388,7 @@ async fn a_revoked_client_gets_no_token_and_its_tokens_stop(backend: Backend) {
     let reply = body_token(&srv, &entra, &[]).await;
     let token = reply.body["access_token"].as_str().unwrap().to_string();
     assert_eq!(scim(&srv, &srv.root, Method::GET, &token, None).await, 200);
-    srv.store.oauth_client_revoke("entra").await.unwrap();
+    srv.store.oauth_clients().revoke("entra").await.unwrap();
     let reply = body_token(&srv, &entra, &[]).await;
     assert_oauth_error(&reply, 401, "invalid_client");
     let started = clock::SystemClock.instant();
@@ -502,7 +506,7 @@ async fn a_token_from_one_replica_works_on_another(backend: Backend) {
     );
     // Revoked through one replica's store: the other replica refuses the client's tokens within
     // seconds, from its own token snapshot.
-    srv.store.oauth_client_revoke("entra").await.unwrap();
+    srv.store.oauth_clients().revoke("entra").await.unwrap();
     let started = clock::SystemClock.instant();
     while scim(&srv, &other, Method::GET, &from_first, None).await != 401 {
         assert!(

@@ -112,6 +112,7 @@ pub async fn store_state(srv: &TestServer) -> StoreState {
     for kind in [scim::ResourceKind::User, scim::ResourceKind::Group] {
         let page = srv
             .store
+            .resources()
             .list(kind, &query, store::GetOptions::BARE)
             .await
             .unwrap();
@@ -121,7 +122,7 @@ pub async fn store_state(srv: &TestServer) -> StoreState {
     resources.sort();
     StoreState {
         resources,
-        audit_records: srv.store.audit_export(None).await.unwrap().len(),
+        audit_records: srv.store.audit().export(None).await.unwrap().len(),
     }
 }
 
@@ -298,7 +299,8 @@ async fn a_read_only_token_reads_and_cannot_write(backend: Backend) {
     let group = srv.create_group("engineering", &[&user]).await;
     let reader = srv
         .store
-        .token_create("auditor", None, store::Scopes::READ)
+        .tokens()
+        .create("auditor", None, store::Scopes::READ)
         .await
         .unwrap();
     let before = store_state(&srv).await;
@@ -412,7 +414,8 @@ async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
     };
     let writer = srv
         .store
-        .token_create(
+        .tokens()
+        .create(
             "loader",
             None,
             store::Scopes::NONE.with(store::Scope::Write),
@@ -433,7 +436,7 @@ async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
         created.text
     );
     let id = created.body["id"].as_str().unwrap().to_string();
-    let audit = srv.store.audit_export(None).await.unwrap();
+    let audit = srv.store.audit().export(None).await.unwrap();
     assert_eq!(audit.last().unwrap().actor.as_deref(), Some("loader"));
     for path in ["/Users".to_string(), format!("/Users/{id}")] {
         let reply = call_with(&srv, &writer, "GET", &path, None).await;
@@ -567,7 +570,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
     assert!(srv.base.starts_with("http://127.0.0.1:"), "{}", srv.base);
     assert_eq!(created.header("location"), Some(expected.as_str()));
     assert_eq!(created.body["meta"]["location"], expected);
-    let audit = srv.store.audit_export(None).await.unwrap();
+    let audit = srv.store.audit().export(None).await.unwrap();
     assert_eq!(
         audit.last().unwrap().source_addr.as_deref(),
         Some("127.0.0.1")
@@ -612,7 +615,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
     let expected = format!("https://scim.example.com/scim/v2/Users/{id}");
     assert_eq!(created.header("location"), Some(expected.as_str()));
     assert_eq!(created.body["meta"]["location"], expected);
-    let audit = srv.store.audit_export(None).await.unwrap();
+    let audit = srv.store.audit().export(None).await.unwrap();
     assert_eq!(
         audit.last().unwrap().source_addr.as_deref(),
         Some("203.0.113.9")

@@ -116,7 +116,8 @@ impl TestServer {
             .await
             .expect("store");
         let token = store
-            .token_create("okta", None, store::Scopes::ALL)
+            .tokens()
+            .create("okta", None, store::Scopes::ALL)
             .await
             .expect("token");
         let mut config = ServerConfig {

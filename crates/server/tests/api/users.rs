@@ -343,7 +343,7 @@ async fn media_types_and_request_ids(backend: Backend) {
     );
 
     // The audit record carries the request id, the token name and the peer address.
-    let audit = srv.store.audit_export(None).await.unwrap();
+    let audit = srv.store.audit().export(None).await.unwrap();
     let record = audit
         .iter()
         .find(|r| r.request_id == "req-okta-0001")

@@ -30,6 +30,7 @@ async fn writes_form_a_verified_chain(db: &TestDb) {
     json["password"] = json!("s3cret-pass");
     let user = db
         .store
+        .resources()
         .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
         .await
         .unwrap();
@@ -42,10 +43,10 @@ async fn writes_form_a_verified_chain(db: &TestDb) {
     )
     .await
     .unwrap();
-    let appended = db.store.append_audit(&worker_entry(1)).await.unwrap();
+    let appended = db.store.audit().append(&worker_entry(1)).await.unwrap();
     assert_eq!(appended.seq, 3);
 
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0].prev_hash, GENESIS_HASH);
     for pair in records.windows(2) {
@@ -65,11 +66,12 @@ async fn writes_form_a_verified_chain(db: &TestDb) {
     }
     assert_eq!(records[0].change["password"], "[redacted]");
 
-    let report = db.store.audit_verify().await.unwrap();
+    let report = db.store.audit().verify().await.unwrap();
     assert_eq!((report.checked, report.first_broken), (3, None));
     let since = db
         .store
-        .audit_export(Some(crate::harness::start_time() + Duration::seconds(1)))
+        .audit()
+        .export(Some(crate::harness::start_time() + Duration::seconds(1)))
         .await
         .unwrap();
     assert_eq!(since.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
@@ -81,7 +83,11 @@ async fn concurrent_appends_keep_one_chain(db: &TestDb) {
         let store = db.store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..5 {
-                store.append_audit(&worker_entry(n * 10 + i)).await.unwrap();
+                store
+                    .audit()
+                    .append(&worker_entry(n * 10 + i))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -91,13 +97,13 @@ async fn concurrent_appends_keep_one_chain(db: &TestDb) {
     for task in tasks {
         task.await.unwrap();
     }
-    let report = db.store.audit_verify().await.unwrap();
+    let report = db.store.audit().verify().await.unwrap();
     assert_eq!((report.checked, report.first_broken), (84, None));
 }
 
 async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     for n in 0..4 {
-        db.store.append_audit(&worker_entry(n)).await.unwrap();
+        db.store.audit().append(&worker_entry(n)).await.unwrap();
     }
     // The triggers refuse changes made through SQL.
     assert!(
@@ -110,7 +116,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
             .await
             .is_err()
     );
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
 
     // Someone with DDL rights drops the triggers and edits a record: the chain shows where.
     drop_append_only_triggers(db).await;
@@ -120,7 +126,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
             .unwrap(),
         1
     );
-    let report = db.store.audit_verify().await.unwrap();
+    let report = db.store.audit().verify().await.unwrap();
     let (seq, reason) = report
         .first_broken
         .expect("an edited record must break the chain");
@@ -131,7 +137,14 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq = 2")
         .await
         .unwrap();
-    let (seq, reason) = db.store.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = db
+        .store
+        .audit()
+        .verify()
+        .await
+        .unwrap()
+        .first_broken
+        .unwrap();
     assert_eq!(seq, 3);
     assert!(reason.contains("missing"), "{reason}");
 
@@ -139,7 +152,14 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq >= 2")
         .await
         .unwrap();
-    let (seq, reason) = db.store.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = db
+        .store
+        .audit()
+        .verify()
+        .await
+        .unwrap()
+        .first_broken
+        .unwrap();
     assert_eq!(seq, 2);
     assert!(reason.contains("head"), "{reason}");
 }
@@ -150,15 +170,16 @@ async fn appends_from_another_store_keep_one_chain(db: &TestDb) {
     let other = db.second_store(StoreOptions::default()).await;
     for n in 0..3 {
         create_user(&db.store, &format!("before{n}@example.com")).await;
-        other.append_audit(&worker_entry(n)).await.unwrap();
+        other.audit().append(&worker_entry(n)).await.unwrap();
         create_user(&db.store, &format!("after{n}@example.com")).await;
         other
-            .token_create("t".repeat(n + 1).as_str(), None, store::Scopes::ALL)
+            .tokens()
+            .create("t".repeat(n + 1).as_str(), None, store::Scopes::ALL)
             .await
             .unwrap();
     }
     create_user(&db.store, "last@example.com").await;
-    let report = db.store.audit_verify().await.unwrap();
+    let report = db.store.audit().verify().await.unwrap();
     assert_eq!((report.checked, report.first_broken), (13, None));
 }
 
@@ -212,9 +233,10 @@ async fn write_every_kind(store: &Store, tag: &str) {
     )
     .await
     .unwrap();
-    store.append_audit(&worker_entry(7)).await.unwrap();
+    store.audit().append(&worker_entry(7)).await.unwrap();
     store
-        .token_create(&format!("{tag}-token"), None, store::Scopes::ALL)
+        .tokens()
+        .create(&format!("{tag}-token"), None, store::Scopes::ALL)
         .await
         .unwrap();
 }
@@ -228,7 +250,7 @@ async fn forge_from(db: &TestDb, seq: i64, key: Option<&[u8]>, key_id: Option<&s
 
 /// [`forge_from`], stopping after record `last` (the head row is left alone then).
 async fn forge_range(db: &TestDb, seq: i64, last: i64, key: Option<&[u8]>, key_id: Option<&str>) {
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let mut prev_hash = records
         .iter()
         .find(|r| r.seq == seq - 1)
@@ -291,7 +313,7 @@ fn attacker_hash(record: &AuditRecord, key: Option<&[u8]>) -> String {
 async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
     let keyed = keyed_store(db, 1, &[]).await;
     write_every_kind(&keyed, "k").await;
-    let records = keyed.audit_export(None).await.unwrap();
+    let records = keyed.audit().export(None).await.unwrap();
     assert_eq!(records.len(), 7);
     for record in &records {
         assert_eq!(record.key_id.as_deref(), Some(key(1).id()), "{record:?}");
@@ -305,38 +327,45 @@ async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
         records[0].hash
     );
 
-    let report = keyed.audit_verify().await.unwrap();
+    let report = keyed.audit().verify().await.unwrap();
     assert_eq!(
         (report.checked, report.keyed, report.first_broken),
         (7, 7, None)
     );
 
     for verifier in [&db.store, &keyed_store(db, 2, &[]).await] {
-        let (seq, reason) = verifier.audit_verify().await.unwrap().first_broken.unwrap();
+        let (seq, reason) = verifier
+            .audit()
+            .verify()
+            .await
+            .unwrap()
+            .first_broken
+            .unwrap();
         assert_eq!(seq, 1);
         assert!(reason.contains(key(1).id()), "{reason}");
     }
 
     // Rotation: the new key hashes from now on; with the old key kept, all of it verifies.
     let rotated = keyed_store(db, 2, &[1]).await;
-    let marker = rotated.audit_record_key().await.unwrap().unwrap();
+    let marker = rotated.audit().record_key().await.unwrap().unwrap();
     assert_eq!(marker.operation, "audit.key");
     assert_eq!(marker.change["key_id"], key(2).id());
     assert_eq!(marker.change["previous_key_id"], key(1).id());
     assert_eq!(
-        rotated.audit_record_key().await.unwrap(),
+        rotated.audit().record_key().await.unwrap(),
         None,
         "recorded once"
     );
     write_every_kind(&rotated, "r").await;
-    let report = rotated.audit_verify().await.unwrap();
+    let report = rotated.audit().verify().await.unwrap();
     assert_eq!(
         (report.checked, report.keyed, report.first_broken),
         (15, 15, None)
     );
     let (seq, _) = keyed_store(db, 2, &[])
         .await
-        .audit_verify()
+        .audit()
+        .verify()
         .await
         .unwrap()
         .first_broken
@@ -349,39 +378,46 @@ async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
 async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
     write_every_kind(&db.store, "u").await;
     let keyed = keyed_store(db, 1, &[]).await;
-    let (seq, reason) = keyed.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 7);
     assert!(reason.contains("not keyed"), "{reason}");
 
-    let marker = keyed.audit_record_key().await.unwrap().unwrap();
+    let marker = keyed.audit().record_key().await.unwrap().unwrap();
     assert_eq!(marker.seq, 8);
     assert_eq!(marker.change["previous_key_id"], json!(null));
-    let report = keyed.audit_verify().await.unwrap();
+    let report = keyed.audit().verify().await.unwrap();
     assert_eq!(
         (report.checked, report.keyed, report.first_broken),
         (8, 1, None)
     );
     write_every_kind(&keyed, "k").await;
-    let report = keyed.audit_verify().await.unwrap();
+    let report = keyed.audit().verify().await.unwrap();
     assert_eq!(
         (report.checked, report.keyed, report.first_broken),
         (15, 8, None)
     );
     // A store without the key cannot vouch for the keyed records.
-    let (seq, _) = db.store.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, _) = db
+        .store
+        .audit()
+        .verify()
+        .await
+        .unwrap()
+        .first_broken
+        .unwrap();
     assert_eq!(seq, 8);
     // Without a key there is nothing to record.
-    assert_eq!(db.store.audit_record_key().await.unwrap(), None);
+    assert_eq!(db.store.audit().record_key().await.unwrap(), None);
 
     // Rewriting an unkeyed record, with every later unkeyed hash recomputed, breaks the first
     // keyed record that follows; recomputing that one too leaves the chain ending unkeyed.
     drop_append_only_triggers(db).await;
     forge_range(db, 3, 7, None, None).await;
-    let (seq, reason) = keyed.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 8);
     assert!(reason.contains("prev_hash"), "{reason}");
     forge_from(db, 3, None, None).await;
-    let (seq, reason) = keyed.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 15);
     assert!(reason.contains("not keyed"), "{reason}");
 }
@@ -392,7 +428,7 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
 async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
     let keyed = keyed_store(db, 1, &[]).await;
     write_every_kind(&keyed, "k").await;
-    let anchor = keyed.audit_head().await.unwrap();
+    let anchor = keyed.audit().head().await.unwrap();
     assert_eq!(anchor.seq, 7);
     drop_append_only_triggers(db).await;
     let (real, attacker, attacker_secret) = (key(1), key(9), key_secret(9));
@@ -408,39 +444,41 @@ async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
         // The forgery is self-consistent: a verifier without the key finds nothing wrong with
         // an all-plain chain.
         if forge_key.is_none() && key_id.is_none() {
-            let report = db.store.audit_verify().await.unwrap();
+            let report = db.store.audit().verify().await.unwrap();
             assert_eq!(
                 report.first_broken.map(|b| b.0),
                 Some(1),
                 "{what}: records 1-3 keyed"
             );
         }
-        let report = keyed.audit_verify().await.unwrap();
+        let report = keyed.audit().verify().await.unwrap();
         let (seq, reason) = report.first_broken.expect(&what);
         assert!(seq == 4 || seq == 7, "{what}: {seq} {reason}");
         let report = keyed
-            .audit_verify_expecting(std::slice::from_ref(&anchor))
+            .audit()
+            .verify_expecting(std::slice::from_ref(&anchor))
             .await
             .unwrap();
         assert!(report.first_broken.is_some(), "{what}");
         // The head now differs from the anchor.
-        assert_ne!(keyed.audit_head().await.unwrap(), anchor, "{what}");
+        assert_ne!(keyed.audit().head().await.unwrap(), anchor, "{what}");
     }
 
     // A plain chain recomputed from the first record verifies on its own terms; only the
     // anchor shows it.
     forge_from(db, 1, None, None).await;
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
     let (seq, reason) = db
         .store
-        .audit_verify_expecting(std::slice::from_ref(&anchor))
+        .audit()
+        .verify_expecting(std::slice::from_ref(&anchor))
         .await
         .unwrap()
         .first_broken
         .unwrap();
     assert_eq!(seq, 7);
     assert!(reason.contains("expected head"), "{reason}");
-    let (seq, reason) = keyed.audit_verify().await.unwrap().first_broken.unwrap();
+    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 7);
     assert!(reason.contains("not keyed"), "{reason}");
 }
@@ -455,21 +493,22 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
         write_every_kind(&store, if keyed { "k" } else { "u" }).await;
     }
     let keyed = keyed_store(db, 1, &[]).await;
-    let anchor = keyed.audit_head().await.unwrap();
+    let anchor = keyed.audit().head().await.unwrap();
     assert_eq!(anchor.seq, 14);
     let early = AuditHead {
         seq: 5,
-        hash: keyed.audit_export(None).await.unwrap()[4].hash.clone(),
+        hash: keyed.audit().export(None).await.unwrap()[4].hash.clone(),
     };
     let both = [early.clone(), anchor.clone()];
-    let report = keyed.audit_verify_expecting(&both).await.unwrap();
+    let report = keyed.audit().verify_expecting(&both).await.unwrap();
     assert_eq!((report.checked, report.first_broken), (14, None));
     let wrong = AuditHead {
         seq: 5,
         hash: "0".repeat(63) + "1",
     };
     let (seq, _) = keyed
-        .audit_verify_expecting(&[wrong])
+        .audit()
+        .verify_expecting(&[wrong])
         .await
         .unwrap()
         .first_broken
@@ -481,18 +520,19 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq > 11")
         .await
         .unwrap();
-    let refused = keyed.audit_head().await.unwrap_err().to_string();
+    let refused = keyed.audit().head().await.unwrap_err().to_string();
     assert!(refused.contains("head row"), "{refused}");
-    let new_tip = keyed.audit_export(None).await.unwrap()[10].hash.clone();
+    let new_tip = keyed.audit().export(None).await.unwrap()[10].hash.clone();
     db.raw_execute(&format!(
         "UPDATE audit_head SET seq = 11, hash = '{new_tip}' WHERE id = 1"
     ))
     .await
     .unwrap();
     // Consistent again, and keyed to the end: only the anchor knows better.
-    assert_eq!(keyed.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(keyed.audit().verify().await.unwrap().first_broken, None);
     let (seq, reason) = keyed
-        .audit_verify_expecting(&both)
+        .audit()
+        .verify_expecting(&both)
         .await
         .unwrap()
         .first_broken
@@ -501,7 +541,8 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     assert!(reason.contains("removed"), "{reason}");
     assert_eq!(
         keyed
-            .audit_verify_expecting(&[early])
+            .audit()
+            .verify_expecting(&[early])
             .await
             .unwrap()
             .first_broken,
@@ -514,19 +555,20 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq > 7")
         .await
         .unwrap();
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     db.raw_execute(&format!(
         "UPDATE audit_head SET seq = 7, hash = '{}' WHERE id = 1",
         records[6].hash
     ))
     .await
     .unwrap();
-    let plain_anchor = db.store.audit_head().await.unwrap();
+    let plain_anchor = db.store.audit().head().await.unwrap();
     forge_from(db, 7, None, None).await;
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
     let (seq, reason) = db
         .store
-        .audit_verify_expecting(&[plain_anchor])
+        .audit()
+        .verify_expecting(&[plain_anchor])
         .await
         .unwrap()
         .first_broken

@@ -22,29 +22,32 @@ fn mapping(scim_id: &str, username: &str, db: &TestDb) -> CoderUser {
 
 async fn user_mappings(db: &TestDb) {
     let alice = mapping("s1", "alice-smith", db);
-    db.store.coder_user_upsert(&alice).await.unwrap();
+    db.store.coder_map().user_upsert(&alice).await.unwrap();
     assert_eq!(
-        db.store.coder_user_get("s1").await.unwrap(),
+        db.store.coder_map().user_get("s1").await.unwrap(),
         Some(alice.clone())
     );
     assert_eq!(
         db.store
-            .coder_user_by_username("Alice-Smith")
+            .coder_map()
+            .user_by_username("Alice-Smith")
             .await
             .unwrap(),
         Some(alice.clone())
     );
-    assert_eq!(db.store.coder_user_get("nope").await.unwrap(), None);
+    assert_eq!(db.store.coder_map().user_get("nope").await.unwrap(), None);
 
     // Coder usernames are unique ignoring case.
     let clash = db
         .store
-        .coder_user_upsert(&mapping("s2", "ALICE-SMITH", db))
+        .coder_map()
+        .user_upsert(&mapping("s2", "ALICE-SMITH", db))
         .await
         .unwrap_err();
     assert!(matches!(clash, StoreError::Uniqueness(_)), "{clash:?}");
     db.store
-        .coder_user_upsert(&mapping("s2", "alice-smith-2", db))
+        .coder_map()
+        .user_upsert(&mapping("s2", "alice-smith-2", db))
         .await
         .unwrap();
 
@@ -53,12 +56,12 @@ async fn user_mappings(db: &TestDb) {
         login_type: "github".into(),
         ..alice
     };
-    db.store.coder_user_upsert(&adopted).await.unwrap();
-    let listed = db.store.coder_user_list().await.unwrap();
+    db.store.coder_map().user_upsert(&adopted).await.unwrap();
+    let listed = db.store.coder_map().user_list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0], adopted);
-    assert!(db.store.coder_user_delete("s1").await.unwrap());
-    assert!(!db.store.coder_user_delete("s1").await.unwrap());
+    assert!(db.store.coder_map().user_delete("s1").await.unwrap());
+    assert!(!db.store.coder_map().user_delete("s1").await.unwrap());
 }
 
 async fn group_mappings(db: &TestDb) {
@@ -69,66 +72,75 @@ async fn group_mappings(db: &TestDb) {
         coder_name: "engineering".into(),
         updated_at: db.clock.now(),
     };
-    db.store.coder_group_upsert(&group).await.unwrap();
+    db.store.coder_map().group_upsert(&group).await.unwrap();
     assert_eq!(
-        db.store.coder_group_get("g1").await.unwrap(),
+        db.store.coder_map().group_get("g1").await.unwrap(),
         Some(group.clone())
     );
     let renamed = CoderGroup {
         coder_name: "eng".into(),
         ..group
     };
-    db.store.coder_group_upsert(&renamed).await.unwrap();
-    assert_eq!(db.store.coder_group_list().await.unwrap(), vec![renamed]);
-    assert!(db.store.coder_group_delete("g1").await.unwrap());
-    assert_eq!(db.store.coder_group_get("g1").await.unwrap(), None);
+    db.store.coder_map().group_upsert(&renamed).await.unwrap();
+    assert_eq!(
+        db.store.coder_map().group_list().await.unwrap(),
+        vec![renamed]
+    );
+    assert!(db.store.coder_map().group_delete("g1").await.unwrap());
+    assert_eq!(db.store.coder_map().group_get("g1").await.unwrap(), None);
 }
 
 async fn sync_issues(db: &TestDb) {
     let id = db
         .store
-        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "taken")
+        .sync_issues()
+        .record(ResourceKind::User, "s1", "username_conflict", "taken")
         .await
         .unwrap();
     let again = db
         .store
-        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "still taken")
+        .sync_issues()
+        .record(ResourceKind::User, "s1", "username_conflict", "still taken")
         .await
         .unwrap();
     assert_eq!(id, again, "one open issue per resource and type");
     db.store
-        .sync_issue_record(ResourceKind::Group, "g1", "idp_sync_overlap", "org sync on")
+        .sync_issues()
+        .record(ResourceKind::Group, "g1", "idp_sync_overlap", "org sync on")
         .await
         .unwrap();
-    let open = db.store.sync_issue_list(false).await.unwrap();
+    let open = db.store.sync_issues().list(false).await.unwrap();
     assert_eq!(open.len(), 2);
     assert_eq!(open[0].detail, "still taken");
 
     assert!(
         db.store
-            .sync_issue_resolve(ResourceKind::User, "s1", "username_conflict")
+            .sync_issues()
+            .resolve(ResourceKind::User, "s1", "username_conflict")
             .await
             .unwrap()
     );
     assert!(
         !db.store
-            .sync_issue_resolve(ResourceKind::User, "s1", "username_conflict")
+            .sync_issues()
+            .resolve(ResourceKind::User, "s1", "username_conflict")
             .await
             .unwrap()
     );
-    assert_eq!(db.store.sync_issue_list(false).await.unwrap().len(), 1);
+    assert_eq!(db.store.sync_issues().list(false).await.unwrap().len(), 1);
     // A new occurrence after resolution is a new issue.
     let reopened = db
         .store
-        .sync_issue_record(ResourceKind::User, "s1", "username_conflict", "again")
+        .sync_issues()
+        .record(ResourceKind::User, "s1", "username_conflict", "again")
         .await
         .unwrap();
     assert_ne!(reopened, id);
-    let all = db.store.sync_issue_list(true).await.unwrap();
+    let all = db.store.sync_issues().list(true).await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all[0].resolved_at.is_some());
-    assert!(db.store.sync_issue_delete(id).await.unwrap());
-    assert_eq!(db.store.sync_issue_list(true).await.unwrap().len(), 2);
+    assert!(db.store.sync_issues().delete(id).await.unwrap());
+    assert_eq!(db.store.sync_issues().list(true).await.unwrap().len(), 2);
 }
 
 backend_tests!(user_mappings, group_mappings, sync_issues);

@@ -27,6 +27,7 @@ struct Snapshot {
 async fn snapshot(store: &Store) -> Snapshot {
     let list = |kind| async move {
         let page = store
+            .resources()
             .list(
                 kind,
                 &list_query(None, 1, Some(1000)),
@@ -40,12 +41,12 @@ async fn snapshot(store: &Store) -> Snapshot {
     Snapshot {
         users: list(ResourceKind::User).await,
         groups: list(ResourceKind::Group).await,
-        outbox: store.outbox_list(OutboxFilter::All, 1000).await.unwrap(),
-        audit: store.audit_export(None).await.unwrap(),
-        tokens: store.token_list().await.unwrap(),
-        coder_users: store.coder_user_list().await.unwrap(),
-        coder_groups: store.coder_group_list().await.unwrap(),
-        sync_issues: store.sync_issue_list(true).await.unwrap(),
+        outbox: store.outbox().list(OutboxFilter::All, 1000).await.unwrap(),
+        audit: store.audit().export(None).await.unwrap(),
+        tokens: store.tokens().list().await.unwrap(),
+        coder_users: store.coder_map().user_list().await.unwrap(),
+        coder_groups: store.coder_map().group_list().await.unwrap(),
+        sync_issues: store.sync_issues().list(true).await.unwrap(),
     }
 }
 
@@ -64,20 +65,23 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     let tick = || db.clock.advance(Duration::microseconds(1_234_567));
     let okta = db
         .store
-        .token_create("okta", None, store::Scopes::ALL)
+        .tokens()
+        .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
     tick();
     let old = db
         .store
-        .token_create("entra", None, store::Scopes::ALL)
+        .tokens()
+        .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     tick();
-    db.store.token_revoke("entra").await.unwrap();
-    db.store.token_mark_used("okta").await.unwrap();
+    db.store.tokens().revoke("entra").await.unwrap();
+    db.store.tokens().mark_used("okta").await.unwrap();
     db.store
-        .oauth_client_create("entra-oauth", store::Scopes::READ)
+        .oauth_clients()
+        .create("entra-oauth", store::Scopes::READ)
         .await
         .unwrap();
 
@@ -110,12 +114,14 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     .unwrap();
     tick();
     db.store
+        .resources()
         .delete(&ctx(), ResourceKind::User, &carol.id, None)
         .await
         .unwrap();
     tick();
     db.store
-        .append_audit(&AuditEntry {
+        .audit()
+        .append(&AuditEntry {
             request_id: "worker-1".into(),
             actor: Some("worker".into()),
             source_addr: None,
@@ -132,18 +138,21 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     // Outbox: one row dead-lettered, one failed and waiting, one leased, the rest pending.
     let claimed = db
         .store
-        .outbox_claim("w1", Duration::seconds(30), 3)
+        .outbox()
+        .claim("w1", Duration::seconds(30), 3)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
     assert!(
         db.store
-            .outbox_dead_letter(&claimed[0], "Coder refused: 400")
+            .outbox()
+            .dead_letter(&claimed[0], "Coder refused: 400")
             .await
             .unwrap()
     );
     db.store
-        .outbox_fail(
+        .outbox()
+        .fail(
             &claimed[1],
             "connection refused",
             db.clock.now() + Duration::seconds(7),
@@ -151,12 +160,14 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         .await
         .unwrap();
     db.store
+        .outbox()
         .enqueue(ResourceKind::Group, &eng.id, OutboxPriority::Offboarding)
         .await
         .unwrap();
 
     db.store
-        .coder_user_upsert(&CoderUser {
+        .coder_map()
+        .user_upsert(&CoderUser {
             scim_id: alice.id.clone(),
             coder_user_id: clock::SystemIds.uuid_v4(),
             coder_username: "alice".into(),
@@ -168,7 +179,8 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         .await
         .unwrap();
     db.store
-        .coder_group_upsert(&CoderGroup {
+        .coder_map()
+        .group_upsert(&CoderGroup {
             scim_id: eng.id.clone(),
             coder_group_id: clock::SystemIds.uuid_v4(),
             organization_id: clock::SystemIds.uuid_v4(),
@@ -178,7 +190,8 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         .await
         .unwrap();
     db.store
-        .sync_issue_record(
+        .sync_issues()
+        .record(
             ResourceKind::User,
             &bob.id,
             "username_conflict",
@@ -188,12 +201,14 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         .unwrap();
     tick();
     db.store
-        .sync_issue_record(ResourceKind::User, &alice.id, "login_type", "was github")
+        .sync_issues()
+        .record(ResourceKind::User, &alice.id, "login_type", "was github")
         .await
         .unwrap();
     assert!(
         db.store
-            .sync_issue_resolve(ResourceKind::User, &alice.id, "login_type")
+            .sync_issues()
+            .resolve(ResourceKind::User, &alice.id, "login_type")
             .await
             .unwrap()
     );
@@ -235,6 +250,7 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     for resource in before.users.iter().chain(&before.groups) {
         let copied = target
             .store
+            .resources()
             .get(resource.kind, &resource.id, GetOptions::default())
             .await
             .unwrap();
@@ -242,14 +258,14 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     }
     assert!(!before.users[1].attrs["active"].as_bool().unwrap());
 
-    let verifier = target.store.token_verifier().await.unwrap();
+    let verifier = target.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), Some("okta"));
     assert_eq!(verifier.verify(&revoked), None);
     assert_eq!(
-        target.store.oauth_client_list().await.unwrap(),
-        source.store.oauth_client_list().await.unwrap()
+        target.store.oauth_clients().list().await.unwrap(),
+        source.store.oauth_clients().list().await.unwrap()
     );
-    let verified = target.store.audit_verify().await.unwrap();
+    let verified = target.store.audit().verify().await.unwrap();
     assert_eq!(verified.first_broken, None);
     assert_eq!(verified.checked, before.audit.len() as u64);
 
@@ -273,18 +289,21 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     let dave = create_user(&target.store, "dave@example.com").await;
     let new_token = target
         .store
-        .token_create("okta-2", None, store::Scopes::ALL)
+        .tokens()
+        .create("okta-2", None, store::Scopes::ALL)
         .await
         .unwrap();
     let issue = target
         .store
-        .sync_issue_record(ResourceKind::User, &dave.id, "username_conflict", "x")
+        .sync_issues()
+        .record(ResourceKind::User, &dave.id, "username_conflict", "x")
         .await
         .unwrap();
     assert!(issue > max_issue);
     let queued = target
         .store
-        .outbox_list(OutboxFilter::All, 1000)
+        .outbox()
+        .list(OutboxFilter::All, 1000)
         .await
         .unwrap();
     let dave_row = queued
@@ -295,13 +314,14 @@ async fn sqlite_store_copies_into_postgres_faithfully() {
     assert_eq!(
         target
             .store
-            .token_verifier()
+            .tokens()
+            .verifier()
             .await
             .unwrap()
             .verify(&new_token),
         Some("okta-2")
     );
-    let verified = target.store.audit_verify().await.unwrap();
+    let verified = target.store.audit().verify().await.unwrap();
     assert_eq!(verified.first_broken, None);
     assert_eq!(verified.checked, before.audit.len() as u64 + 2);
 }
@@ -345,7 +365,8 @@ async fn a_target_holding_only_a_token_is_refused() {
     lived_in(&source).await;
     target
         .store
-        .token_create("early", None, store::Scopes::ALL)
+        .tokens()
+        .create("early", None, store::Scopes::ALL)
         .await
         .unwrap();
     let before = snapshot(&target.store).await;
@@ -384,19 +405,21 @@ async fn copies_across_insert_batches() {
         assert_eq!(
             target
                 .store
+                .resources()
                 .get(kind, id, GetOptions::default())
                 .await
                 .unwrap(),
             source
                 .store
+                .resources()
                 .get(kind, id, GetOptions::default())
                 .await
                 .unwrap(),
         );
     }
     assert_eq!(
-        target.store.audit_export(None).await.unwrap(),
-        source.store.audit_export(None).await.unwrap()
+        target.store.audit().export(None).await.unwrap(),
+        source.store.audit().export(None).await.unwrap()
     );
 }
 

@@ -43,6 +43,7 @@ pub fn user_json(user_name: &str) -> Value {
 
 pub async fn create_user(store: &Store, user_name: &str) -> StoredResource {
     store
+        .resources()
         .create(
             &ctx(),
             ResourceKind::User,
@@ -64,6 +65,7 @@ pub async fn create_group(
         "members": members
     });
     store
+        .resources()
         .create(&ctx(), ResourceKind::Group, body(ResourceKind::Group, json))
         .await
         .unwrap()
@@ -81,6 +83,7 @@ pub async fn patch(
     }))
     .unwrap();
     store
+        .resources()
         .patch(&ctx(), kind, id, None, &request, &PatchOptions::default())
         .await
 }
@@ -99,6 +102,7 @@ pub fn list_query(filter: Option<&str>, start_index: usize, count: Option<usize>
 /// The sorted member ids of a group.
 pub async fn member_ids(store: &Store, group_id: &str) -> Vec<String> {
     let group = store
+        .resources()
         .get(ResourceKind::Group, group_id, store::GetOptions::default())
         .await
         .unwrap();

@@ -14,6 +14,7 @@ async fn migrations_are_current_and_idempotent(db: &TestDb) {
         .unwrap();
     assert!(again.migrations_current().await.unwrap());
     let read = again
+        .resources()
         .get(scim::ResourceKind::User, &user.id, GetOptions::default())
         .await
         .unwrap();

@@ -7,12 +7,14 @@ use store::{CLIENT_ID_PREFIX, ClientCheck, Scopes, StoreError, TOKEN_PREFIX};
 async fn clients_check_their_secret_until_revoked(db: &TestDb) {
     let entra = db
         .store
-        .oauth_client_create("entra", Scopes::ALL)
+        .oauth_clients()
+        .create("entra", Scopes::ALL)
         .await
         .unwrap();
     let reader = db
         .store
-        .oauth_client_create("reader", Scopes::READ)
+        .oauth_clients()
+        .create("reader", Scopes::READ)
         .await
         .unwrap();
     assert!(entra.client_id.starts_with(CLIENT_ID_PREFIX));
@@ -22,7 +24,7 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
 
     let check = |id: String, secret: String| {
         let store = db.store.clone();
-        async move { store.oauth_client_check(&id, &secret).await.unwrap() }
+        async move { store.oauth_clients().check(&id, &secret).await.unwrap() }
     };
     match check(entra.client_id.clone(), entra.client_secret.clone()).await {
         ClientCheck::Valid(info) => {
@@ -50,17 +52,18 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
 
     let dup = db
         .store
-        .oauth_client_create("entra", Scopes::ALL)
+        .oauth_clients()
+        .create("entra", Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Uniqueness(_)), "{dup:?}");
     assert!(matches!(
-        db.store.oauth_client_create("empty", Scopes::NONE).await,
+        db.store.oauth_clients().create("empty", Scopes::NONE).await,
         Err(StoreError::Invalid { .. })
     ));
 
-    assert!(db.store.oauth_clients_revoked().await.unwrap().is_empty());
-    db.store.oauth_client_revoke("entra").await.unwrap();
+    assert!(db.store.oauth_clients().revoked().await.unwrap().is_empty());
+    db.store.oauth_clients().revoke("entra").await.unwrap();
     assert_eq!(
         check(entra.client_id.clone(), entra.client_secret.clone()).await,
         ClientCheck::Revoked
@@ -71,22 +74,23 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
         "a wrong secret tells nothing about the client"
     );
     assert_eq!(
-        db.store.oauth_clients_revoked().await.unwrap(),
+        db.store.oauth_clients().revoked().await.unwrap(),
         vec![entra.client_id.clone()]
     );
     assert!(matches!(
-        db.store.oauth_client_revoke("entra").await,
+        db.store.oauth_clients().revoke("entra").await,
         Err(StoreError::NotFound(_))
     ));
     // The name is free again once revoked (rotation), with a new id and secret.
     let entra2 = db
         .store
-        .oauth_client_create("entra", Scopes::READ)
+        .oauth_clients()
+        .create("entra", Scopes::READ)
         .await
         .unwrap();
     assert_ne!(entra2.client_id, entra.client_id);
 
-    let listed = db.store.oauth_client_list().await.unwrap();
+    let listed = db.store.oauth_clients().list().await.unwrap();
     let summary: Vec<(&str, Scopes, bool)> = listed
         .iter()
         .map(|c| (c.name.as_str(), c.scopes, c.revoked_at.is_some()))
@@ -100,7 +104,7 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
         ]
     );
 
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let ops: Vec<(&str, Option<&str>, Option<&str>)> = records
         .iter()
         .map(|r| {
@@ -134,7 +138,8 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
     }
     assert!(
         db.store
-            .audit_verify()
+            .audit()
+            .verify()
             .await
             .unwrap()
             .first_broken

@@ -17,7 +17,7 @@ fn lease() -> Duration {
 
 async fn writes_to_one_resource_coalesce(db: &TestDb) {
     let user = create_user(&db.store, "q@example.com").await;
-    let first = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    let first = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(
         (first[0].resource_id.as_str(), first[0].generation),
@@ -41,7 +41,7 @@ async fn writes_to_one_resource_coalesce(db: &TestDb) {
     )
     .await
     .unwrap();
-    let rows = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    let rows = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
     assert_eq!(rows.len(), 1, "one row per resource");
     assert_eq!(rows[0].id, first[0].id);
     assert_eq!(rows[0].generation, 3);
@@ -49,14 +49,14 @@ async fn writes_to_one_resource_coalesce(db: &TestDb) {
         rows[0].enqueued_at, first[0].enqueued_at,
         "coalescing keeps the enqueue time"
     );
-    let stats = db.store.outbox_stats().await.unwrap();
+    let stats = db.store.outbox().stats().await.unwrap();
     assert_eq!((stats.depth, stats.retrying, stats.dead), (1, 0, 0));
     assert_eq!(stats.oldest_age, Some(Duration::seconds(5)));
 }
 
 async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
     let user = create_user(&db.store, "gen@example.com").await;
-    let claimed = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    let claimed = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].leased_by.as_deref(), Some("w1"));
     // A write lands while the worker reconciles.
@@ -69,20 +69,21 @@ async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
     .await
     .unwrap();
     assert_eq!(
-        db.store.outbox_complete(&claimed[0]).await.unwrap(),
+        db.store.outbox().complete(&claimed[0]).await.unwrap(),
         Completion::NewerChangePending
     );
     // Released at once, so the newer state is applied without waiting for the lease.
-    let again = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    let again = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
     assert_eq!((again.len(), again[0].generation), (1, 2));
     assert_eq!(
-        db.store.outbox_complete(&again[0]).await.unwrap(),
+        db.store.outbox().complete(&again[0]).await.unwrap(),
         Completion::Removed
     );
-    assert_eq!(db.store.outbox_stats().await.unwrap().depth, 0);
+    assert_eq!(db.store.outbox().stats().await.unwrap().depth, 0);
     assert!(
         db.store
-            .outbox_claim("w1", lease(), 10)
+            .outbox()
+            .claim("w1", lease(), 10)
             .await
             .unwrap()
             .is_empty()
@@ -91,31 +92,34 @@ async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
 
 async fn an_expired_lease_is_taken_over(db: &TestDb) {
     create_user(&db.store, "crash@example.com").await;
-    let by_w1 = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    let by_w1 = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
     assert_eq!(by_w1.len(), 1);
     assert!(
         db.store
-            .outbox_claim("w2", lease(), 10)
+            .outbox()
+            .claim("w2", lease(), 10)
             .await
             .unwrap()
             .is_empty(),
         "leased rows are not claimable"
     );
     db.clock.advance(lease() + Duration::seconds(1));
-    let by_w2 = db.store.outbox_claim("w2", lease(), 10).await.unwrap();
+    let by_w2 = db.store.outbox().claim("w2", lease(), 10).await.unwrap();
     assert_eq!(by_w2.len(), 1, "w1 crashed: its claim is taken over");
     assert_eq!(by_w2[0].id, by_w1[0].id);
     // w1 comes back late: its failure report must not disturb w2's lease.
     db.store
-        .outbox_fail(&by_w1[0], "late", db.clock.now() + Duration::hours(1))
+        .outbox()
+        .fail(&by_w1[0], "late", db.clock.now() + Duration::hours(1))
         .await
         .unwrap();
-    let row = &db.store.outbox_list(OutboxFilter::All, 10).await.unwrap()[0];
+    let row = &db.store.outbox().list(OutboxFilter::All, 10).await.unwrap()[0];
     assert_eq!((row.leased_by.as_deref(), row.attempts), (Some("w2"), 0));
-    assert_eq!(db.store.outbox_release_leases("w2").await.unwrap(), 1);
+    assert_eq!(db.store.outbox().release_leases("w2").await.unwrap(), 1);
     assert_eq!(
         db.store
-            .outbox_claim("w3", lease(), 10)
+            .outbox()
+            .claim("w3", lease(), 10)
             .await
             .unwrap()
             .len(),
@@ -132,7 +136,12 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
     create_group(&db.store, "Bulk", &[]).await;
     // Leases that expire put rows back in their original order.
     assert_eq!(
-        db.store.outbox_claim("w", lease(), 10).await.unwrap().len(),
+        db.store
+            .outbox()
+            .claim("w", lease(), 10)
+            .await
+            .unwrap()
+            .len(),
         4
     );
     db.clock.advance(lease() + Duration::seconds(1));
@@ -145,11 +154,11 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
     )
     .await
     .unwrap();
-    let first = db.store.outbox_claim("w", lease(), 1).await.unwrap();
+    let first = db.store.outbox().claim("w", lease(), 1).await.unwrap();
     assert_eq!(first[0].resource_id, users[1].id);
     assert_eq!(first[0].priority, OutboxPriority::Offboarding);
     // The rest in FIFO order.
-    let rest = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    let rest = db.store.outbox().claim("w", lease(), 10).await.unwrap();
     assert_eq!(rest.len(), 3);
     assert_eq!(rest[0].resource_id, users[0].id);
     assert_eq!(rest[1].resource_id, users[2].id);
@@ -164,7 +173,8 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
     .unwrap();
     let row = db
         .store
-        .outbox_list(OutboxFilter::All, 10)
+        .outbox()
+        .list(OutboxFilter::All, 10)
         .await
         .unwrap()
         .into_iter()
@@ -175,9 +185,10 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
 
 async fn failures_back_off_and_dead_letter(db: &TestDb) {
     let user = create_user(&db.store, "flaky@example.com").await;
-    let claimed = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    let claimed = db.store.outbox().claim("w", lease(), 10).await.unwrap();
     db.store
-        .outbox_fail(
+        .outbox()
+        .fail(
             &claimed[0],
             "coder: 503",
             db.clock.now() + Duration::seconds(60),
@@ -186,16 +197,17 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
         .unwrap();
     assert!(
         db.store
-            .outbox_claim("w", lease(), 10)
+            .outbox()
+            .claim("w", lease(), 10)
             .await
             .unwrap()
             .is_empty(),
         "backing off"
     );
-    let stats = db.store.outbox_stats().await.unwrap();
+    let stats = db.store.outbox().stats().await.unwrap();
     assert_eq!((stats.depth, stats.retrying), (1, 1));
     db.clock.advance(Duration::seconds(61));
-    let retry = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    let retry = db.store.outbox().claim("w", lease(), 10).await.unwrap();
     assert_eq!(
         (retry[0].attempts, retry[0].last_error.as_deref()),
         (1, Some("coder: 503"))
@@ -203,26 +215,34 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
 
     assert!(
         db.store
-            .outbox_dead_letter(&retry[0], "coder: 400 invalid username")
+            .outbox()
+            .dead_letter(&retry[0], "coder: 400 invalid username")
             .await
             .unwrap()
     );
     assert!(
         db.store
-            .outbox_claim("w", lease(), 10)
+            .outbox()
+            .claim("w", lease(), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    let dead = db.store.outbox_list(OutboxFilter::Dead, 10).await.unwrap();
+    let dead = db
+        .store
+        .outbox()
+        .list(OutboxFilter::Dead, 10)
+        .await
+        .unwrap();
     assert_eq!(
         dead[0].dead_reason.as_deref(),
         Some("coder: 400 invalid username")
     );
-    assert_eq!(db.store.outbox_stats().await.unwrap().dead, 1);
+    assert_eq!(db.store.outbox().stats().await.unwrap().dead, 1);
     assert!(
         db.store
-            .outbox_list(OutboxFilter::Pending, 10)
+            .outbox()
+            .list(OutboxFilter::Pending, 10)
             .await
             .unwrap()
             .is_empty()
@@ -230,14 +250,15 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
 
     // An operator retry revives it with a fresh count.
     assert_eq!(
-        db.store.outbox_retry(RetryTarget::AllDead).await.unwrap(),
+        db.store.outbox().retry(RetryTarget::AllDead).await.unwrap(),
         1
     );
-    let revived = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    let revived = db.store.outbox().claim("w", lease(), 10).await.unwrap();
     assert_eq!(revived[0].attempts, 0);
     assert!(
         db.store
-            .outbox_dead_letter(&revived[0], "again")
+            .outbox()
+            .dead_letter(&revived[0], "again")
             .await
             .unwrap()
     );
@@ -251,11 +272,16 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
     .await
     .unwrap();
     assert_eq!(
-        db.store.outbox_claim("w", lease(), 10).await.unwrap().len(),
+        db.store
+            .outbox()
+            .claim("w", lease(), 10)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert!(matches!(
-        db.store.outbox_retry(RetryTarget::One(999_999)).await,
+        db.store.outbox().retry(RetryTarget::One(999_999)).await,
         Err(store::StoreError::NotFound(_))
     ));
 }
@@ -264,9 +290,10 @@ async fn two_claimers_share_without_overlap(db: &TestDb) {
     enqueue_users(db, "u", 40, OutboxPriority::Normal).await;
     // Two replicas (separate pools) claim at the same moment.
     let other = db.second_store(StoreOptions::default()).await;
+    let (outbox_a, outbox_b) = (db.store.outbox(), other.outbox());
     let (a, b) = tokio::join!(
-        db.store.outbox_claim("a", lease(), 25),
-        other.outbox_claim("b", lease(), 25)
+        outbox_a.claim("a", lease(), 25),
+        outbox_b.claim("b", lease(), 25)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let ids_a: HashSet<i64> = a.iter().map(|e| e.id).collect();
@@ -277,7 +304,7 @@ async fn two_claimers_share_without_overlap(db: &TestDb) {
 }
 
 async fn commits_wake_the_worker(db: &TestDb) {
-    let notify = db.store.outbox_notified();
+    let notify = db.store.outbox().notified();
     let woken = notify.notified();
     create_user(&db.store, "wake@example.com").await;
     tokio::time::timeout(std::time::Duration::from_secs(10), woken)
@@ -286,15 +313,17 @@ async fn commits_wake_the_worker(db: &TestDb) {
 
     // Another replica's commit wakes this one (PostgreSQL NOTIFY); on SQLite the wake-ups are
     // local, which a single embedded replica is all it needs.
-    let mut wakeups = db.store.outbox_wakeups().await.unwrap();
+    let mut wakeups = db.store.outbox().wakeups().await.unwrap();
     let other = db.second_store(StoreOptions::default()).await;
     if db.is_postgres() {
         other
+            .outbox()
             .enqueue(ResourceKind::User, "from-elsewhere", OutboxPriority::Normal)
             .await
             .unwrap();
     } else {
         db.store
+            .outbox()
             .enqueue(ResourceKind::User, "local", OutboxPriority::Normal)
             .await
             .unwrap();
@@ -306,32 +335,35 @@ async fn commits_wake_the_worker(db: &TestDb) {
 
 async fn deferring_does_not_count_an_attempt(db: &TestDb) {
     db.store
+        .outbox()
         .enqueue(ResourceKind::User, "u1", OutboxPriority::Normal)
         .await
         .unwrap();
     let event = db
         .store
-        .outbox_claim("w1", lease(), 10)
+        .outbox()
+        .claim("w1", lease(), 10)
         .await
         .unwrap()
         .remove(0);
     // Coder answered 429: come back later, without moving towards the dead-letter queue.
     let until = db.clock.now() + Duration::seconds(20);
-    assert!(db.store.outbox_defer(&event, "429", until).await.unwrap());
+    assert!(db.store.outbox().defer(&event, "429", until).await.unwrap());
     assert!(
-        !db.store.outbox_defer(&event, "429", until).await.unwrap(),
+        !db.store.outbox().defer(&event, "429", until).await.unwrap(),
         "the lease is gone"
     );
     assert!(
         db.store
-            .outbox_claim("w1", lease(), 10)
+            .outbox()
+            .claim("w1", lease(), 10)
             .await
             .unwrap()
             .is_empty(),
         "not due yet"
     );
     db.clock.advance(Duration::seconds(21));
-    let again = db.store.outbox_claim("w1", lease(), 10).await.unwrap();
+    let again = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
     assert_eq!(
         (
             again.len(),
@@ -341,11 +373,12 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         (1, 0, Some("429"))
     );
     db.store
-        .outbox_fail(&again[0], "500", db.clock.now())
+        .outbox()
+        .fail(&again[0], "500", db.clock.now())
         .await
         .unwrap();
     assert_eq!(
-        db.store.outbox_claim("w1", lease(), 10).await.unwrap()[0].attempts,
+        db.store.outbox().claim("w1", lease(), 10).await.unwrap()[0].attempts,
         1
     );
 }
@@ -356,7 +389,8 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
     // Room for everything, yet the batch holds the offboarding rows alone.
     let first = db
         .store
-        .outbox_claim_priority("w", lease(), 10, OutboxPriority::Normal)
+        .outbox()
+        .claim_priority("w", lease(), 10, OutboxPriority::Normal)
         .await
         .unwrap();
     let ids: Vec<&str> = first.iter().map(|e| e.resource_id.as_str()).collect();
@@ -364,14 +398,16 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
     // While they are in flight the worker asks for offboarding only: there is none left.
     assert!(
         db.store
-            .outbox_claim_priority("w", lease(), 10, OutboxPriority::Offboarding)
+            .outbox()
+            .claim_priority("w", lease(), 10, OutboxPriority::Offboarding)
             .await
             .unwrap()
             .is_empty()
     );
     let rest = db
         .store
-        .outbox_claim_priority("w", lease(), 10, OutboxPriority::Normal)
+        .outbox()
+        .claim_priority("w", lease(), 10, OutboxPriority::Normal)
         .await
         .unwrap();
     assert_eq!(rest.len(), 3);
@@ -380,27 +416,34 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
 
 async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
     enqueue_users(db, "u", 3, OutboxPriority::Normal).await;
-    let claimed = db.store.outbox_claim("w", lease(), 2).await.unwrap();
+    let claimed = db.store.outbox().claim("w", lease(), 2).await.unwrap();
     let later = db.clock.now() + Duration::minutes(5);
     db.store
-        .outbox_fail(&claimed[0], "500", later)
+        .outbox()
+        .fail(&claimed[0], "500", later)
         .await
         .unwrap();
     db.store
-        .outbox_defer(&claimed[1], "waiting", later)
+        .outbox()
+        .defer(&claimed[1], "waiting", later)
         .await
         .unwrap();
-    let dead = db.store.outbox_claim("w", lease(), 1).await.unwrap();
-    db.store.outbox_dead_letter(&dead[0], "400").await.unwrap();
+    let dead = db.store.outbox().claim("w", lease(), 1).await.unwrap();
+    db.store
+        .outbox()
+        .dead_letter(&dead[0], "400")
+        .await
+        .unwrap();
     assert!(
         db.store
-            .outbox_claim("w", lease(), 10)
+            .outbox()
+            .claim("w", lease(), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(db.store.outbox_due_now().await.unwrap(), 2);
-    let due = db.store.outbox_claim("w", lease(), 10).await.unwrap();
+    assert_eq!(db.store.outbox().due_now().await.unwrap(), 2);
+    let due = db.store.outbox().claim("w", lease(), 10).await.unwrap();
     let mut attempts: Vec<(String, i32)> = due
         .iter()
         .map(|e| (e.resource_id.clone(), e.attempts))
@@ -408,12 +451,12 @@ async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
     attempts.sort();
     assert_eq!(attempts, [("u0".to_owned(), 1), ("u1".to_owned(), 0)]);
     assert_eq!(
-        db.store.outbox_stats().await.unwrap().dead,
+        db.store.outbox().stats().await.unwrap().dead,
         1,
         "dead rows stay dead"
     );
     assert_eq!(
-        db.store.outbox_due_now().await.unwrap(),
+        db.store.outbox().due_now().await.unwrap(),
         0,
         "leased rows are left alone"
     );
@@ -423,6 +466,7 @@ async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
 async fn enqueue_users(db: &TestDb, prefix: &str, count: usize, priority: OutboxPriority) {
     for i in 0..count {
         db.store
+            .outbox()
             .enqueue(ResourceKind::User, &format!("{prefix}{i}"), priority)
             .await
             .unwrap();

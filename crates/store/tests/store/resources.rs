@@ -19,6 +19,7 @@ async fn create_then_get_round_trips(db: &TestDb) {
         json!({"employeeNumber": "701984"});
     let created = db
         .store
+        .resources()
         .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
         .await
         .unwrap();
@@ -28,6 +29,7 @@ async fn create_then_get_round_trips(db: &TestDb) {
 
     let got = db
         .store
+        .resources()
         .get(ResourceKind::User, &created.id, GetOptions::default())
         .await
         .unwrap();
@@ -53,6 +55,7 @@ async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
     create_user(&db.store, "Bob@Example.com").await;
     let err = db
         .store
+        .resources()
         .create(
             &ctx(),
             ResourceKind::User,
@@ -68,6 +71,7 @@ async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
     let group = json!({"displayName": "ENGINEERING"});
     let err = db
         .store
+        .resources()
         .create(
             &ctx(),
             ResourceKind::Group,
@@ -105,6 +109,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     next["displayName"] = json!("Dave");
     let replaced = db
         .store
+        .resources()
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -120,6 +125,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     next["displayName"] = json!("David");
     let stale = db
         .store
+        .resources()
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -138,6 +144,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     .unwrap();
     let stale = db
         .store
+        .resources()
         .patch(
             &ctx(),
             ResourceKind::User,
@@ -150,6 +157,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
     let stale = db
         .store
+        .resources()
         .delete(&ctx(), ResourceKind::User, &user.id, Some("W/\"1\""))
         .await;
     assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
@@ -157,6 +165,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
 
     let any = db
         .store
+        .resources()
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -169,6 +178,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     assert_eq!(any.version, 3);
     let got = db
         .store
+        .resources()
         .get(ResourceKind::User, &user.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -180,7 +190,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
 
 async fn unchanged_writes_keep_the_version(db: &TestDb) {
     let user = create_user(&db.store, "erin@example.com").await;
-    let before = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    let before = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
     // Entra re-sends active:true each cycle; Okta re-PUTs the object it read.
     let same = patch(
         &db.store,
@@ -193,6 +203,7 @@ async fn unchanged_writes_keep_the_version(db: &TestDb) {
     assert_eq!(same.version, 1);
     let same = db
         .store
+        .resources()
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -204,25 +215,28 @@ async fn unchanged_writes_keep_the_version(db: &TestDb) {
         .unwrap();
     assert_eq!(same.version, 1);
     assert_eq!(
-        db.store.outbox_list(OutboxFilter::All, 10).await.unwrap(),
+        db.store.outbox().list(OutboxFilter::All, 10).await.unwrap(),
         before
     );
-    assert_eq!(db.store.audit_export(None).await.unwrap().len(), 1);
+    assert_eq!(db.store.audit().export(None).await.unwrap().len(), 1);
 }
 
 async fn delete_then_404_twice(db: &TestDb) {
     let user = create_user(&db.store, "frank@example.com").await;
     db.store
+        .resources()
         .delete(&ctx(), ResourceKind::User, &user.id, None)
         .await
         .unwrap();
     let get = db
         .store
+        .resources()
         .get(ResourceKind::User, &user.id, GetOptions::default())
         .await;
     assert!(matches!(get, Err(StoreError::NotFound(_))), "{get:?}");
     let again = db
         .store
+        .resources()
         .delete(&ctx(), ResourceKind::User, &user.id, None)
         .await;
     assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
@@ -231,6 +245,7 @@ async fn delete_then_404_twice(db: &TestDb) {
     let user = create_user(&db.store, "gina@example.com").await;
     let wrong_kind = db
         .store
+        .resources()
         .get(ResourceKind::Group, &user.id, GetOptions::default())
         .await;
     assert!(matches!(wrong_kind, Err(StoreError::NotFound(_))));
@@ -242,18 +257,21 @@ async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
     let group = create_group(&db.store, "Ops", &[&a.id, &b.id]).await;
     let user = db
         .store
+        .resources()
         .get(ResourceKind::User, &a.id, GetOptions::default())
         .await
         .unwrap();
     assert_eq!(user.groups.unwrap()[0].value, group.id);
 
     db.store
+        .resources()
         .delete(&ctx(), ResourceKind::User, &a.id, None)
         .await
         .unwrap();
     assert_eq!(member_ids(&db.store, &group.id).await, vec![b.id.clone()]);
     let group_now = db
         .store
+        .resources()
         .get(ResourceKind::Group, &group.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -262,7 +280,7 @@ async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
         "losing a member is a change of the group"
     );
     // The group is queued too: a suspended (not deleted) Coder user must leave its groups.
-    let queued = db.store.outbox_list(OutboxFilter::All, 10).await.unwrap();
+    let queued = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
     assert!(
         queued.iter().any(|e| e.kind == ResourceKind::Group
             && e.resource_id == group.id
@@ -280,6 +298,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
         json["title"] = json!(if i % 2 == 0 { "Engineer" } else { "Manager" });
         ids.push(
             db.store
+                .resources()
                 .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
                 .await
                 .unwrap()
@@ -292,6 +311,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
         let query = list_query(Some(filter), 1, None);
         async move {
             store
+                .resources()
                 .list(ResourceKind::User, &query, GetOptions::default())
                 .await
                 .unwrap()
@@ -349,6 +369,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
     let query = list_query(Some(&format!("members[value eq \"{}\"]", ids[0])), 1, None);
     let groups = db
         .store
+        .resources()
         .list(ResourceKind::Group, &query, GetOptions::BARE)
         .await
         .unwrap();
@@ -368,6 +389,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
         .await;
     let broad = list_query(Some("title eq \"Engineer\""), 1, None);
     let err = small
+        .resources()
         .list(ResourceKind::User, &broad, GetOptions::default())
         .await
         .unwrap_err();
@@ -379,6 +401,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
     );
     assert_eq!(
         small
+            .resources()
             .list(ResourceKind::User, &narrow, GetOptions::default())
             .await
             .unwrap()
@@ -398,6 +421,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     for start in [1, 11, 21] {
         let page = db
             .store
+            .resources()
             .list(
                 ResourceKind::User,
                 &list_query(None, start, Some(10)),
@@ -414,6 +438,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     );
     let empty = db
         .store
+        .resources()
         .list(
             ResourceKind::User,
             &list_query(None, 1, Some(0)),
@@ -426,6 +451,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     let filtered = list_query(Some("userName sw \"user1\""), 3, Some(5));
     let page = db
         .store
+        .resources()
         .list(ResourceKind::User, &filtered, GetOptions::BARE)
         .await
         .unwrap();
@@ -436,6 +462,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     sorted.sort_order = SortOrder::Descending;
     let page = db
         .store
+        .resources()
         .list(ResourceKind::User, &sorted, GetOptions::BARE)
         .await
         .unwrap();
@@ -458,6 +485,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
 /// A page of Users, without members or groups.
 async fn users_bare(db: &TestDb, query: &scim::query::ListQuery) -> store::ListPage {
     db.store
+        .resources()
         .list(ResourceKind::User, query, GetOptions::BARE)
         .await
         .unwrap()
@@ -474,6 +502,7 @@ async fn bounded_pages_equal_a_full_sort(db: &TestDb) {
         }
         json["displayName"] = json!(["Kim", "kim", "Lee"][i % 3]);
         db.store
+            .resources()
             .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
             .await
             .unwrap();
@@ -615,7 +644,7 @@ async fn large_membership_changes_net_out(db: &TestDb) {
     .unwrap();
     let members = member_ids(&db.store, &group.id).await;
     assert_eq!(members.len(), 60_000);
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let change = &records.last().unwrap().change["members"];
     let added = change["added"].as_array().unwrap();
     assert_eq!(
@@ -645,7 +674,7 @@ async fn large_membership_changes_net_out(db: &TestDb) {
         .map(|i| format!("m-{i:06}"))
         .collect();
     assert_eq!(members, expected);
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let change = &records.last().unwrap().change["members"];
     assert_eq!(
         (
@@ -695,6 +724,7 @@ async fn membership_is_rows(db: &TestDb) {
     assert_eq!(member_ids(&db.store, &group.id).await, sorted(&expected));
     let group_now = db
         .store
+        .resources()
         .get(ResourceKind::Group, &group.id, GetOptions::default())
         .await
         .unwrap();
@@ -766,6 +796,7 @@ async fn membership_is_rows(db: &TestDb) {
         .unwrap();
     let user = db
         .store
+        .resources()
         .get(ResourceKind::User, &users[1], GetOptions::default())
         .await
         .unwrap();
@@ -774,6 +805,7 @@ async fn membership_is_rows(db: &TestDb) {
     assert_eq!(groups, sorted(&[group.id.clone(), inner.id.clone()]));
     let bare = db
         .store
+        .resources()
         .get(ResourceKind::Group, &group.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -822,7 +854,7 @@ async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
         tasks.push(tokio::spawn(async move {
             for user in chunk {
                 let request = parse_request(&json!({"Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]})).unwrap();
-                store.patch(&crate::harness::ctx(), ResourceKind::Group, &group_id, None, &request, &PatchOptions::default()).await.unwrap();
+                store.resources().patch(&crate::harness::ctx(), ResourceKind::Group, &group_id, None, &request, &PatchOptions::default()).await.unwrap();
             }
         }));
     }
@@ -832,6 +864,7 @@ async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
     assert_eq!(member_ids(&db.store, &group.id).await.len(), 200);
     let group = db
         .store
+        .resources()
         .get(ResourceKind::Group, &group.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -839,13 +872,18 @@ async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
         group.version, 201,
         "every PATCH made exactly one new version"
     );
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
 }
 
 async fn a_failed_write_leaves_no_trace(db: &TestDb) {
     let user = create_user(&db.store, "atomic@example.com").await;
-    let audit_before = db.store.audit_export(None).await.unwrap().len();
-    let outbox_before = db.store.outbox_list(OutboxFilter::All, 100).await.unwrap();
+    let audit_before = db.store.audit().export(None).await.unwrap().len();
+    let outbox_before = db
+        .store
+        .outbox()
+        .list(OutboxFilter::All, 100)
+        .await
+        .unwrap();
 
     // A group whose second member does not exist: the group row, the first member row, the
     // outbox row and the audit row must all be rolled back.
@@ -853,12 +891,14 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
         json!({"displayName": "Broken", "members": [{"value": user.id}, {"value": "missing"}]});
     let err = db
         .store
+        .resources()
         .create(&ctx(), ResourceKind::Group, body(ResourceKind::Group, json))
         .await
         .unwrap_err();
     assert_eq!(err.to_scim().scim_type, Some(ScimType::InvalidValue));
     let dup = db
         .store
+        .resources()
         .create(
             &ctx(),
             ResourceKind::User,
@@ -877,6 +917,7 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
 
     let groups = db
         .store
+        .resources()
         .list(
             ResourceKind::Group,
             &list_query(None, 1, None),
@@ -886,15 +927,20 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
         .unwrap();
     assert_eq!(groups.total, 0);
     assert_eq!(
-        db.store.audit_export(None).await.unwrap().len(),
+        db.store.audit().export(None).await.unwrap().len(),
         audit_before
     );
     assert_eq!(
-        db.store.outbox_list(OutboxFilter::All, 100).await.unwrap(),
+        db.store
+            .outbox()
+            .list(OutboxFilter::All, 100)
+            .await
+            .unwrap(),
         outbox_before
     );
     let user_now = db
         .store
+        .resources()
         .get(ResourceKind::User, &user.id, GetOptions::default())
         .await
         .unwrap();
@@ -907,12 +953,13 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
     let first = create_user(&db.store, "early1@example.com").await.id;
     let second = create_user(&db.store, "early2@example.com").await.id;
     let group = create_group(&db.store, "Early", &[&first]).await;
-    let audit_before = db.store.audit_export(None).await.unwrap().len();
+    let audit_before = db.store.audit().export(None).await.unwrap().len();
     let add = |id: &str| json!([{"op": "add", "path": "members", "value": [{"value": id}]}]);
 
     let request = parse_request(&json!({"Operations": add(&second)})).unwrap();
     let stale = db
         .store
+        .resources()
         .patch(
             &ctx(),
             ResourceKind::Group,
@@ -940,6 +987,7 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
     assert_eq!(user_as_group.unwrap_err().to_scim().status, 404);
     let second_now = db
         .store
+        .resources()
         .get(ResourceKind::User, &second, GetOptions::default())
         .await
         .unwrap();
@@ -964,7 +1012,7 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
 
     assert_eq!(member_ids(&db.store, &group.id).await, vec![first.clone()]);
     assert_eq!(
-        db.store.audit_export(None).await.unwrap().len(),
+        db.store.audit().export(None).await.unwrap().len(),
         audit_before
     );
     // The writer is clean afterwards: the same add now goes through, as one new version.
@@ -976,7 +1024,7 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
         member_ids(&db.store, &group.id).await,
         sorted(&[first, second])
     );
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
 }
 
 /// Adding one member (on SQLite a single round trip of its own, see `add_one_member`) leaves
@@ -993,8 +1041,14 @@ async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
             .find(|e| e.resource_id == group.id)
             .map(|e| e.generation)
     };
-    let outbox_before = generation(db.store.outbox_list(OutboxFilter::All, 100).await.unwrap());
-    let audit_before = db.store.audit_export(None).await.unwrap();
+    let outbox_before = generation(
+        db.store
+            .outbox()
+            .list(OutboxFilter::All, 100)
+            .await
+            .unwrap(),
+    );
+    let audit_before = db.store.audit().export(None).await.unwrap();
     let add = |ids: &[&String]| {
         let values: Vec<_> = ids.iter().map(|id| json!({"value": id})).collect();
         json!([{"op": "add", "path": "members", "value": values}])
@@ -1023,7 +1077,7 @@ async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
     .unwrap();
     assert_eq!(both.version, added.version + 1);
 
-    let audit = db.store.audit_export(None).await.unwrap();
+    let audit = db.store.audit().export(None).await.unwrap();
     let new: Vec<_> = audit[audit_before.len()..].iter().collect();
     assert_eq!(new.len(), 2, "{new:?}");
     for (record, added) in new.iter().zip([&second, &third]) {
@@ -1036,14 +1090,20 @@ async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
         assert_eq!(record.result, "ok");
     }
     assert_eq!(
-        generation(db.store.outbox_list(OutboxFilter::All, 100).await.unwrap()),
+        generation(
+            db.store
+                .outbox()
+                .list(OutboxFilter::All, 100)
+                .await
+                .unwrap()
+        ),
         outbox_before.map(|g| g + 2)
     );
     assert_eq!(
         member_ids(&db.store, &group.id).await,
         sorted(&[first, second, third])
     );
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
 }
 
 fn sorted(ids: &[String]) -> Vec<String> {
@@ -1062,6 +1122,7 @@ async fn unique_key_filters_page_like_any_other(db: &TestDb) {
         let store = db.store.clone();
         async move {
             store
+                .resources()
                 .list(
                     ResourceKind::User,
                     &list_query(Some(&filter), start, count),
@@ -1097,6 +1158,7 @@ async fn unique_key_filters_page_like_any_other(db: &TestDb) {
     assert_eq!((page.total, page.items.len()), (0, 0));
     let groups_page = db
         .store
+        .resources()
         .list(
             ResourceKind::Group,
             &list_query(Some("displayName eq \"ERINS\""), 1, None),
@@ -1123,6 +1185,7 @@ async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
         );
         let page = db
             .store
+            .resources()
             .list(
                 ResourceKind::User,
                 &list_query(Some(&filter), 1, None),
@@ -1133,6 +1196,7 @@ async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
         assert_eq!((page.total, page.items.len()), (1, 1));
         let got = db
             .store
+            .resources()
             .get(ResourceKind::User, &who.id, GetOptions::default())
             .await
             .unwrap();
@@ -1166,6 +1230,7 @@ async fn concurrent_user_name_lookups_each_get_their_own_answer(db: &TestDb) {
         async move {
             let filter = format!("userName eq \"{name}\"");
             store
+                .resources()
                 .list(
                     ResourceKind::User,
                     &list_query(Some(&filter), 1, None),

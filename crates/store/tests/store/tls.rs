@@ -62,6 +62,7 @@ async fn verify_full_with_the_root_certificate_reaches_the_database_over_tls() {
     // The same database: the plain store sees what went over TLS.
     let seen = db
         .store
+        .resources()
         .get(scim::ResourceKind::User, &alice.id, Default::default())
         .await
         .unwrap();

@@ -8,17 +8,19 @@ use store::{Clock, Scopes, StoreError, TOKEN_PREFIX, TokenImport, TokenSource, V
 async fn tokens_verify_until_revoked(db: &TestDb) {
     let okta = db
         .store
-        .token_create("okta", None, store::Scopes::ALL)
+        .tokens()
+        .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
     let entra = db
         .store
-        .token_create("entra", None, store::Scopes::ALL)
+        .tokens()
+        .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     assert!(okta.starts_with(TOKEN_PREFIX));
     assert_ne!(okta, entra);
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), Some("okta"));
     assert_eq!(verifier.verify(&entra), Some("entra"));
     assert_eq!(verifier.verify(&format!("{okta}x")), None);
@@ -26,45 +28,48 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
 
     let dup = db
         .store
-        .token_create("okta", None, store::Scopes::ALL)
+        .tokens()
+        .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Uniqueness(_)), "{dup:?}");
     assert!(matches!(
         db.store
-            .token_create("bad name!", None, store::Scopes::ALL)
+            .tokens()
+            .create("bad name!", None, store::Scopes::ALL)
             .await,
         Err(StoreError::Invalid { .. })
     ));
 
-    db.store.token_revoke("okta").await.unwrap();
-    let verifier = db.store.token_verifier().await.unwrap();
+    db.store.tokens().revoke("okta").await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), None);
     assert_eq!(verifier.verify(&entra), Some("entra"));
     assert!(matches!(
-        db.store.token_revoke("okta").await,
+        db.store.tokens().revoke("okta").await,
         Err(StoreError::NotFound(_))
     ));
     // The name is free again once revoked (rotation).
     let okta2 = db
         .store
-        .token_create("okta", None, store::Scopes::ALL)
+        .tokens()
+        .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
     assert_eq!(
-        db.store.token_verifier().await.unwrap().verify(&okta2),
+        db.store.tokens().verifier().await.unwrap().verify(&okta2),
         Some("okta")
     );
 
-    db.store.token_mark_used("entra").await.unwrap();
-    let listed = db.store.token_list().await.unwrap();
+    db.store.tokens().mark_used("entra").await.unwrap();
+    let listed = db.store.tokens().list().await.unwrap();
     assert_eq!(
         listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         vec!["okta", "entra", "okta"]
     );
     assert!(listed[0].revoked_at.is_some());
     assert_eq!(listed[1].last_used_at, Some(db.clock.now()));
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let ops: Vec<&str> = records.iter().map(|r| r.operation.as_str()).collect();
     assert_eq!(
         ops,
@@ -84,14 +89,15 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
 async fn tokens_expire(db: &TestDb) {
     let token = db
         .store
-        .token_create(
+        .tokens()
+        .create(
             "short",
             Some(db.clock.now() + Duration::hours(1)),
             store::Scopes::ALL,
         )
         .await
         .unwrap();
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(&token), Some("short"));
     db.clock.advance(Duration::hours(2));
     assert_eq!(
@@ -102,10 +108,11 @@ async fn tokens_expire(db: &TestDb) {
     // An expired token's name can be reused without revoking it first.
     let fresh = db
         .store
-        .token_create("short", None, store::Scopes::ALL)
+        .tokens()
+        .create("short", None, store::Scopes::ALL)
         .await
         .unwrap();
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(
         (verifier.verify(&fresh), verifier.verify(&token)),
         (Some("short"), None)
@@ -116,14 +123,16 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
     let secret = "entra-secret-7c1e94b2f05d3a68e2b7c41f9d0a";
     assert_eq!(
         db.store
-            .token_import("entra", secret, store::Scopes::ALL)
+            .tokens()
+            .import("entra", secret, store::Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Created
     );
     assert_eq!(
         db.store
-            .token_import("entra", secret, store::Scopes::ALL)
+            .tokens()
+            .import("entra", secret, store::Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Unchanged
@@ -131,12 +140,13 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
     let rotated = "entra-secret-rotated-3f9a0d62c8e17b54a9f2";
     assert_eq!(
         db.store
-            .token_import("entra", rotated, store::Scopes::ALL)
+            .tokens()
+            .import("entra", rotated, store::Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Rotated
     );
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(
         (verifier.verify(rotated), verifier.verify(secret)),
         (Some("entra"), None)
@@ -144,19 +154,22 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
     // A stale secret file cannot resurrect a revoked token, nor can one token have two names.
     assert!(matches!(
         db.store
-            .token_import("entra", secret, store::Scopes::ALL)
+            .tokens()
+            .import("entra", secret, store::Scopes::ALL)
             .await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
         db.store
-            .token_import("other", rotated, store::Scopes::ALL)
+            .tokens()
+            .import("other", rotated, store::Scopes::ALL)
             .await,
         Err(StoreError::Uniqueness(_))
     ));
     assert!(matches!(
         db.store
-            .token_import("weak", "short", store::Scopes::ALL)
+            .tokens()
+            .import("weak", "short", store::Scopes::ALL)
             .await,
         Err(StoreError::Invalid { .. })
     ));
@@ -170,12 +183,13 @@ async fn every_token_among_many_is_found(db: &TestDb) {
         tokens.push((
             format!("idp-{i}"),
             db.store
-                .token_create(&format!("idp-{i}"), None, store::Scopes::ALL)
+                .tokens()
+                .create(&format!("idp-{i}"), None, store::Scopes::ALL)
                 .await
                 .unwrap(),
         ));
     }
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.len(), 40);
     for (name, token) in &tokens {
         assert_eq!(verifier.verify(token), Some(name.as_str()));
@@ -189,23 +203,26 @@ async fn every_token_among_many_is_found(db: &TestDb) {
 async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
     let reader = db
         .store
-        .token_create("reader", None, Scopes::READ)
+        .tokens()
+        .create("reader", None, Scopes::READ)
         .await
         .unwrap();
     let writer = db
         .store
-        .token_create("writer", None, Scopes::ALL)
+        .tokens()
+        .create("writer", None, Scopes::ALL)
         .await
         .unwrap();
     let imported = "okta-file-token-d4e81b7f2c09a3657e1d";
     assert_eq!(
         db.store
-            .token_import("okta", imported, Scopes::READ)
+            .tokens()
+            .import("okta", imported, Scopes::READ)
             .await
             .unwrap(),
         TokenImport::Created
     );
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(
         verifier.check(&reader),
         Some(VerifiedToken {
@@ -222,7 +239,8 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
 
     let listed: Vec<_> = db
         .store
-        .token_list()
+        .tokens()
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -240,14 +258,16 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
     // The file is the source of truth for an imported token's scopes.
     assert_eq!(
         db.store
-            .token_import("okta", imported, Scopes::ALL)
+            .tokens()
+            .import("okta", imported, Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Rescoped
     );
     assert_eq!(
         db.store
-            .token_verifier()
+            .tokens()
+            .verifier()
             .await
             .unwrap()
             .check(imported)
@@ -256,7 +276,8 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
     );
     assert_eq!(
         db.store
-            .token_import("okta", imported, Scopes::ALL)
+            .tokens()
+            .import("okta", imported, Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Unchanged
@@ -264,12 +285,16 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
 
     // A token that may do nothing is a mistake, whichever way it comes.
     assert!(matches!(
-        db.store.token_create("nothing", None, Scopes::NONE).await,
+        db.store
+            .tokens()
+            .create("nothing", None, Scopes::NONE)
+            .await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
         db.store
-            .token_import(
+            .tokens()
+            .import(
                 "nothing",
                 "nothing-file-token-8b2f6e0a4d91c37f5e2a",
                 Scopes::NONE
@@ -278,7 +303,7 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
         Err(StoreError::Invalid { .. })
     ));
 
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let scopes: Vec<(&str, &str)> = records
         .iter()
         .map(|r| {
@@ -308,7 +333,7 @@ async fn tokens_from_before_scopes_keep_full_access(db: &TestDb) {
     ))
     .await
     .unwrap();
-    let listed = db.store.token_list().await.unwrap();
+    let listed = db.store.tokens().list().await.unwrap();
     assert_eq!(
         listed
             .iter()
@@ -330,22 +355,26 @@ const ENTRA_FILE_TOKEN: &str = "e2b7d40f9a13c6e85b1f7d2a0c9e4b36";
 
 async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
     db.store
-        .token_import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
+        .tokens()
+        .import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap();
     db.store
-        .token_import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
+        .tokens()
+        .import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap();
     let operator = db
         .store
-        .token_create("operator", None, Scopes::ALL)
+        .tokens()
+        .create("operator", None, Scopes::ALL)
         .await
         .unwrap();
     // Nothing to do while every file token is still named.
     assert!(
         db.store
-            .token_revoke_removed_from_file(&["okta", "entra"])
+            .tokens()
+            .revoke_removed_from_file(&["okta", "entra"])
             .await
             .unwrap()
             .is_empty()
@@ -353,32 +382,38 @@ async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
     // "entra" leaves the file; "operator" was never in it and stays.
     assert_eq!(
         db.store
-            .token_revoke_removed_from_file(&["okta"])
+            .tokens()
+            .revoke_removed_from_file(&["okta"])
             .await
             .unwrap(),
         vec!["entra".to_string()]
     );
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(ENTRA_FILE_TOKEN), None);
     assert_eq!(verifier.verify(OKTA_FILE_TOKEN), Some("okta"));
     assert_eq!(verifier.verify(&operator), Some("operator"));
     // An empty file revokes every file token and still no `token create` token.
     assert_eq!(
-        db.store.token_revoke_removed_from_file(&[]).await.unwrap(),
+        db.store
+            .tokens()
+            .revoke_removed_from_file(&[])
+            .await
+            .unwrap(),
         vec!["okta".to_string()]
     );
-    let verifier = db.store.token_verifier().await.unwrap();
+    let verifier = db.store.tokens().verifier().await.unwrap();
     assert_eq!(verifier.verify(OKTA_FILE_TOKEN), None);
     assert_eq!(verifier.verify(&operator), Some("operator"));
     // A revoked line put back cannot revive its token.
     assert!(matches!(
         db.store
-            .token_import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
+            .tokens()
+            .import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
             .await,
         Err(StoreError::Invalid { .. })
     ));
 
-    let records = db.store.audit_export(None).await.unwrap();
+    let records = db.store.audit().export(None).await.unwrap();
     let revocations: Vec<(Option<&str>, Option<&str>, &str)> = records
         .iter()
         .filter(|r| r.operation == "token.revoke")
@@ -405,36 +440,43 @@ async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
             ),
         ]
     );
-    assert_eq!(db.store.audit_verify().await.unwrap().first_broken, None);
+    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
 }
 
 async fn the_file_never_replaces_a_token_made_with_the_cli(db: &TestDb) {
     let cli = db
         .store
-        .token_create("okta", None, Scopes::ALL)
+        .tokens()
+        .create("okta", None, Scopes::ALL)
         .await
         .unwrap();
     let refused = db
         .store
-        .token_import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
+        .tokens()
+        .import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(refused, StoreError::Uniqueness(_)), "{refused:?}");
     assert!(refused.to_string().contains("token create"), "{refused}");
     assert_eq!(
-        db.store.token_verifier().await.unwrap().verify(&cli),
+        db.store.tokens().verifier().await.unwrap().verify(&cli),
         Some("okta")
     );
     // A token the file names exactly becomes the file's (tokens imported before sources were
     // recorded show `cli`): removing its line then revokes it.
     db.store
-        .token_import("okta", &cli, Scopes::ALL)
+        .tokens()
+        .import("okta", &cli, Scopes::ALL)
         .await
         .unwrap();
-    let listed = db.store.token_list().await.unwrap();
+    let listed = db.store.tokens().list().await.unwrap();
     assert_eq!(listed[0].source, TokenSource::File);
     assert_eq!(
-        db.store.token_revoke_removed_from_file(&[]).await.unwrap(),
+        db.store
+            .tokens()
+            .revoke_removed_from_file(&[])
+            .await
+            .unwrap(),
         vec!["okta".to_string()]
     );
 }
@@ -448,13 +490,14 @@ async fn weak_imported_tokens_are_refused(db: &TestDb) {
     ] {
         let e = db
             .store
-            .token_import("weak", weak, Scopes::ALL)
+            .tokens()
+            .import("weak", weak, Scopes::ALL)
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Invalid { .. }), "{weak}: {e:?}");
         assert!(!e.to_string().contains(weak), "{e}");
     }
-    assert!(db.store.token_list().await.unwrap().is_empty());
+    assert!(db.store.tokens().list().await.unwrap().is_empty());
 }
 
 backend_tests!(
