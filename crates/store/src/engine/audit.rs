@@ -1,10 +1,8 @@
 //! The hash-chained audit log: appending, exporting and verifying it, and its head.
 
-use super::write_tx::{Stmt, WriteTx};
-use super::{Backend, Conn, DIALECT, Db, Guard};
-use crate::audit::{
-    AuditEntry, AuditHead, AuditKey, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport,
-};
+use super::write_tx::Stmt;
+use super::{Backend, DIALECT, Db, Guard};
+use crate::audit::{AuditEntry, AuditHead, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport};
 use crate::error::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -24,50 +22,6 @@ fn head_missed(expected: &AuditHead, seq: i64, hash: &str) -> Option<String> {
              rewritten at or before it"
         )
     })
-}
-
-/// Append to the audit chain. The head row is read with a row lock (PostgreSQL) or under the
-/// single writer (SQLite), so concurrent appends form one linear chain. Appended last in a
-/// transaction, so the lock is held only until the commit that follows.
-pub(super) async fn append_audit_in(
-    conn: &mut Conn,
-    entry: &AuditEntry,
-    now: DateTime<Utc>,
-    key: Option<&AuditKey>,
-) -> StoreResult<AuditRow> {
-    let (seq, prev_hash): (i64, String) = audit_head_stmt()
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?;
-    let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
-    for stmt in audit_append_stmts(&row, Guard::Always) {
-        stmt.execute(&mut *conn).await?;
-    }
-    Ok(row)
-}
-
-/// `append_audit_in` inside a batched write: the head is read with the statements queued
-/// before it, and the record is written with the COMMIT.
-pub(super) async fn append_audit_batched(
-    tx: &mut WriteTx,
-    entry: &AuditEntry,
-    now: DateTime<Utc>,
-    key: Option<&AuditKey>,
-) -> StoreResult<AuditRow> {
-    let (seq, prev_hash): (i64, String) = match tx.audit_head.take() {
-        Some(head) => head,
-        None => tx
-            .fetch_optional(audit_head_stmt())
-            .await?
-            .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))?,
-    };
-    let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
-    for stmt in audit_append_stmts(&row, Guard::Always) {
-        tx.defer(stmt).await?;
-    }
-    Ok(row)
 }
 
 pub(super) fn audit_head_stmt() -> Stmt {
@@ -117,8 +71,7 @@ pub(super) fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
 impl Backend {
     pub(crate) async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<AuditRecord> {
         let mut tx = self.begin_write().await?;
-        self.forget_audit_tip().await;
-        let row = append_audit_in(&mut tx, entry, self.now(), self.audit_key()).await?;
+        let row = tx.append_audit(entry, self.now(), self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(row.into_record())
@@ -251,10 +204,11 @@ impl Backend {
         };
         let mut tx = self.begin_write().await?;
         // Lock the tip first (PostgreSQL), so replicas starting together record the key once.
-        audit_head_stmt().execute(&mut tx).await?;
+        let conn = tx.conn().await?;
+        audit_head_stmt().execute(conn).await?;
         let newest: Option<(Option<String>,)> =
             sqlx::query_as("SELECT key_id FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
         let previous = newest.and_then(|(id,)| id);
         if previous.as_deref() == Some(key.id()) {
@@ -271,8 +225,7 @@ impl Backend {
             change: json!({ "key_id": key.id(), "previous_key_id": previous }),
             result: "ok".to_string(),
         };
-        self.forget_audit_tip().await;
-        let row = append_audit_in(&mut tx, &entry, self.now(), Some(key)).await?;
+        let row = tx.append_audit(&entry, self.now(), Some(key)).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(Some(row.into_record()))

@@ -107,14 +107,14 @@ impl Backend {
     ) -> StoreResult<()> {
         let now = self.now();
         let mut tx = self.begin_write().await?;
-        upsert_coder_user(&mut tx, user, now).await?;
+        upsert_coder_user(tx.conn().await?, user, now).await?;
         sqlx::query("DELETE FROM coder_user_intents WHERE scim_id = $1")
             .bind(&user.scim_id)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?;
         for group in queue_groups {
             enqueue_in(
-                &mut tx,
+                tx.conn().await?,
                 ResourceKind::Group,
                 group,
                 OutboxPriority::Normal,

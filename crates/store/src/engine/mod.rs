@@ -22,7 +22,6 @@ mod sync_issues;
 mod tokens;
 pub(crate) mod write_tx;
 
-use self::audit::append_audit_batched;
 use self::outbox::enqueue_stmt;
 use self::write_tx::{Stmt, WriteTx, Writer, WriterLot};
 use super::{DIALECT, Db, MIGRATOR};
@@ -42,7 +41,8 @@ type Conn = <Db as sqlx::Database>::Connection;
 
 type DbRow = <Db as sqlx::Database>::Row;
 
-type Tx = Transaction<'static, Db>;
+/// A read transaction: one snapshot for several statements.
+type ReadTx = Transaction<'static, Db>;
 
 /// Bind parameters per statement when a list of ids is sent in chunks (well under SQLite's
 /// 32,766 and PostgreSQL's 65,535).
@@ -163,10 +163,10 @@ impl Backend {
         self.shared.audit_keys.current()
     }
 
-    async fn begin_write(&self) -> StoreResult<Tx> {
-        // The lot's connection goes back to the pool for this transaction to take.
-        let _hold = self.writer_lot.hold().await;
-        Ok(self.write.begin_with(DIALECT.begin_write).await?)
+    /// A write transaction (see `write_tx.rs`): every write of more than one statement.
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let tip = DIALECT.batch.then_some(&self.shared.audit_tip);
+        WriteTx::begin(&self.write, &self.writer_lot, tip).await
     }
 
     /// The writer connection, for a single statement.
@@ -174,30 +174,12 @@ impl Backend {
         self.writer_lot.take(&self.write).await
     }
 
-    /// A write transaction for the SCIM resource paths (see `write_tx.rs`).
-    async fn begin_batch(&self) -> StoreResult<WriteTx> {
-        let tip = DIALECT.batch.then_some(&self.shared.audit_tip);
-        WriteTx::begin(&self.write, &self.writer_lot, tip).await
-    }
-
-    async fn begin_read(&self) -> StoreResult<Tx> {
+    async fn begin_read(&self) -> StoreResult<ReadTx> {
         Ok(self.read.begin_with(DIALECT.begin_read).await?)
     }
 
     /// Commit a transaction that queued outbox work, then wake the worker(s).
-    async fn commit_queued(&self, mut tx: Tx) -> StoreResult<()> {
-        if let Some(sql) = DIALECT.notify {
-            sqlx::query(sql)
-                .bind(OUTBOX_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.queued_committed().await
-    }
-
-    /// `commit_queued` for a batched write transaction.
-    async fn commit_batch(&self, mut tx: WriteTx) -> StoreResult<()> {
+    async fn commit_queued(&self, mut tx: WriteTx) -> StoreResult<()> {
         if let Some(sql) = DIALECT.notify {
             tx.defer(Stmt::new(sql).text(OUTBOX_CHANNEL)).await?;
         }
@@ -240,19 +222,11 @@ impl Backend {
         ))
         .await?;
         let entry = audit_entry(ctx, record);
-        if tx.audit_head.is_none() {
-            // SQLite: the tip this process's last write left, checked by the commit itself
-            // (a stale one makes the record's seq collide; `create` then retries).
-            tx.audit_head = tx.cached_tip();
-        }
-        let row = append_audit_batched(&mut tx, &entry, now, self.audit_key()).await?;
-        tx.set_next_tip((row.seq, row.hash));
-        self.commit_batch(tx).await
-    }
-
-    /// An audit append outside the resource paths: the cached tip no longer holds.
-    async fn forget_audit_tip(&self) {
-        *self.shared.audit_tip.lock().await = None;
+        // SQLite: unless the head was read with the resource, extend the tip this process's
+        // last write left (a stale one fails the commit; `create` then retries).
+        tx.use_cached_tip();
+        tx.append_audit(&entry, now, self.audit_key()).await?;
+        self.commit_queued(tx).await
     }
 
     pub(crate) async fn migrate(&self) -> StoreResult<()> {

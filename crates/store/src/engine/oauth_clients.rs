@@ -1,6 +1,5 @@
 //! The SQL of OAuth clients (see `oauth_client.rs`), compiled for each backend with the engine.
 
-use super::audit::append_audit_in;
 use super::tokens::token_audit;
 use super::{Backend, unique_violation};
 use crate::audit::AuditEntry;
@@ -59,7 +58,7 @@ impl Backend {
         .bind(oauth_client::secret_digest(&client.client_secret))
         .bind(scopes.to_string())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await
         .map_err(|e| {
             unique_violation(e, || {
@@ -67,14 +66,13 @@ impl Backend {
             })
         })?;
         let change = json!({ "client_id": client.client_id, "scopes": scopes.to_string() });
-        self.forget_audit_tip().await;
         let entry = client_audit(
             self.shared.ids.as_ref(),
             "oauth_client.create",
             name,
             change,
         );
-        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+        tx.append_audit(&entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(client)
@@ -95,21 +93,20 @@ impl Backend {
         )
         .bind(now)
         .bind(name)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn().await?)
         .await?;
         let Some((client_id,)) = revoked else {
             return Err(StoreError::NotFound(format!(
                 "no active OAuth client named \"{name}\""
             )));
         };
-        self.forget_audit_tip().await;
         let entry = client_audit(
             self.shared.ids.as_ref(),
             "oauth_client.revoke",
             name,
             json!({ "client_id": client_id }),
         );
-        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+        tx.append_audit(&entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(())

@@ -92,7 +92,7 @@ impl Backend {
         priority: OutboxPriority,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        enqueue_in(&mut tx, kind, id, priority, self.now()).await?;
+        enqueue_in(tx.conn().await?, kind, id, priority, self.now()).await?;
         self.commit_queued(tx).await
     }
 
@@ -135,7 +135,7 @@ impl Backend {
         if let Some(floor) = one_priority_from {
             query = query.bind(floor.as_i32());
         }
-        let rows: Vec<OutboxRow> = query.fetch_all(&mut *tx).await?;
+        let rows: Vec<OutboxRow> = query.fetch_all(tx.conn().await?).await?;
         tx.commit().await?;
         let mut events = outbox_events(rows);
         // RETURNING does not keep the subquery's order.
@@ -153,7 +153,7 @@ impl Backend {
         let removed = sqlx::query("DELETE FROM outbox WHERE id = $1 AND generation = $2")
             .bind(event.id)
             .bind(event.generation)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?
             .rows_affected();
         if removed > 0 {
@@ -168,10 +168,10 @@ impl Backend {
         )
         .bind(event.id)
         .bind(event.leased_by.as_deref())
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
-        let still_queued = released > 0 || outbox_row_exists(&mut tx, event.id).await?;
+        let still_queued = released > 0 || outbox_row_exists(tx.conn().await?, event.id).await?;
         self.commit_queued(tx).await?;
         Ok(if still_queued {
             Completion::NewerChangePending
@@ -220,7 +220,7 @@ impl Backend {
                AND (lease_until IS NULL OR lease_until <= $1)",
         )
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
         self.commit_queued(tx).await?;
@@ -243,7 +243,7 @@ impl Backend {
         .bind(event.id)
         .bind(event.generation)
         .bind(event.leased_by.as_deref())
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected()
             > 0;
@@ -257,7 +257,7 @@ impl Backend {
             .bind(now)
             .bind(event.id)
             .bind(event.leased_by.as_deref())
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?;
         }
         tx.commit().await?;
@@ -270,7 +270,7 @@ impl Backend {
             "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by = $1",
         )
         .bind(worker_id)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
         self.commit_queued(tx).await?;
@@ -282,7 +282,7 @@ impl Backend {
         let released = sqlx::query(
             "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by IS NOT NULL",
         )
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
         self.commit_queued(tx).await?;
@@ -342,7 +342,7 @@ impl Backend {
         if let Some(id) = id {
             query = query.bind(id);
         }
-        let count = query.execute(&mut *tx).await?.rows_affected();
+        let count = query.execute(tx.conn().await?).await?.rows_affected();
         if count == 0
             && let RetryTarget::One(id) = target
         {

@@ -1,7 +1,7 @@
 //! SCIM resource writes: create, read one, replace, patch and delete, each one write
 //! transaction holding the change, its outbox row and its audit record.
 
-use super::audit::{audit_append_stmts, audit_head_stmt};
+use super::audit::audit_head_stmt;
 use super::list::attach_relations;
 use super::members::{
     MembershipDelta, add_members_stmt, check_added, early_add, insert_members, load_members,
@@ -12,7 +12,6 @@ use super::write_tx::{Stmt, WriteTx, audit_tip_was_stale};
 use super::{
     Backend, Conn, DIALECT, DbRow, Guard, WriteRecord, audit_entry, kind_literal, not_found,
 };
-use crate::audit::AuditRow;
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::OutboxPriority;
 use crate::resource::{
@@ -179,7 +178,7 @@ impl WriteTx {
                     members,
                 )
                 .await?;
-            self.audit_head = Some(head);
+            self.head_was_read(head);
             Ok((rows.into_iter().next(), ran.then_some(ids)))
         } else {
             let row = self
@@ -211,12 +210,12 @@ fn add_one_member_stmts(group_id: &str, member: &MemberInput, now: DateTime<Utc>
     ]
 }
 
-/// Apply PATCH operations to a resource's attributes with the protocol core. The core sees the
-/// resource as served (with `id`: Okta's rename repeats it); what comes back is split into the
-/// stored attributes and, for a Group, the member list it holds (if any).
 /// Attributes after a PATCH, and the member list they held (Groups, when present).
 type PatchedAttributes = (Map<String, Value>, Option<Vec<MemberInput>>);
 
+/// Apply PATCH operations to a resource's attributes with the protocol core. The core sees the
+/// resource as served (with `id`: Okta's rename repeats it); what comes back is split into the
+/// stored attributes and, for a Group, the member list it holds (if any).
 fn apply_patch(
     kind: ResourceKind,
     id: &str,
@@ -264,17 +263,16 @@ impl Backend {
             },
         );
         let stmts = add_one_member_stmts(id, member, now);
-        let mut tx = self.begin_batch().await?;
-        let Some((seq, prev_hash)) = tx.cached_tip() else {
-            return Ok(None);
-        };
-        let audit = AuditRow::chained(&entry, seq + 1, now, prev_hash, self.audit_key());
-        tx.set_next_tip((audit.seq, audit.hash.clone()));
-        for stmt in stmts
-            .into_iter()
-            .chain(audit_append_stmts(&audit, Guard::AfterChange))
-        {
+        let mut tx = self.begin_write().await?;
+        // Deferred: nothing is sent before the commit.
+        for stmt in stmts {
             tx.defer(stmt).await?;
+        }
+        let appended = tx
+            .append_audit_after_change(&entry, now, self.audit_key())
+            .await?;
+        if appended.is_none() {
+            return Ok(None);
         }
         // Only the group's row has more than one column; it comes back only if the member
         // was added, and the audit row was then appended after it.
@@ -372,7 +370,7 @@ impl Backend {
         let columns = IndexedColumns::of(kind, &attrs)?;
         let now = self.now();
         let id = self.shared.ids.uuid_v7().to_string();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.begin_write().await?;
         // No uniqueness pre-check: the unique index on the name key rejects a taken name, and
         // every statement the single writer runs costs every other write its time.
         tx.defer(insert_stmt(kind, &id, &columns, &attrs, now))
@@ -442,7 +440,7 @@ impl Backend {
         F: FnOnce(&StoredResource) -> Result<(Map<String, Value>, bool), StoreError> + Send,
     {
         let now = self.now();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.begin_write().await?;
         let current = tx
             .select_for_write(kind, id)
             .await?
@@ -490,7 +488,7 @@ impl Backend {
         if_match: Option<&str>,
     ) -> StoreResult<()> {
         let now = self.now();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.begin_write().await?;
         let current = tx
             .select_for_write(kind, id)
             .await?
@@ -558,7 +556,7 @@ impl Backend {
             .as_ref()
             .and_then(|plan| early_add(id, plan, now))
             .unzip();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.begin_write().await?;
         // The row lock (or SQLite's single writer) is held from this read to the commit, so
         // parallel PATCHes to one group apply one after the other on the latest state.
         let (row, early_added) = tx.select_for_write_then(kind, id, early).await?;

@@ -1,6 +1,5 @@
 //! Bearer tokens: made by the CLI or imported from the IdP tokens file, listed, revoked.
 
-use super::audit::append_audit_in;
 use super::{Backend, Conn, unique_violation};
 use crate::audit::AuditEntry;
 use crate::clock::IdSource;
@@ -81,7 +80,7 @@ impl Backend {
         )
         .bind(now)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?;
         let plaintext = token::generate(self.shared.ids.as_ref());
         let new = NewToken {
@@ -91,11 +90,10 @@ impl Backend {
             source: TokenSource::Cli,
             expires_at,
         };
-        insert_token(&mut tx, &new, now).await?;
+        insert_token(tx.conn().await?, &new, now).await?;
         let change = json!({ "expires_at": expires_at, "scopes": scopes.to_string() });
-        self.forget_audit_tip().await;
         let entry = token_audit(self.shared.ids.as_ref(), "token.create", name, change);
-        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+        tx.append_audit(&entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(plaintext)
@@ -117,7 +115,7 @@ impl Backend {
             "SELECT name, revoked_at, scopes, source FROM api_tokens WHERE token_sha256 = $1",
         )
         .bind(&digest)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn().await?)
         .await?;
         match existing {
             Some((existing_name, None, stored, source)) if existing_name == name => {
@@ -134,13 +132,12 @@ impl Backend {
                 .bind(scopes.to_string())
                 .bind(TokenSource::File.as_str())
                 .bind(&digest)
-                .execute(&mut *tx)
+                .execute(tx.conn().await?)
                 .await?;
                 let change =
                     json!({ "scopes": scopes.to_string(), "source": TokenSource::File.as_str() });
-                self.forget_audit_tip().await;
                 let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
-                append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+                tx.append_audit(&entry, now, self.audit_key()).await?;
                 tx.commit().await?;
                 self.durable().await?;
                 return Ok(if rescoped {
@@ -168,7 +165,7 @@ impl Backend {
         )
         .bind(name)
         .bind(TokenSource::Cli.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn().await?)
         .await?;
         if cli_owned.is_some() {
             return Err(StoreError::Uniqueness(format!(
@@ -183,7 +180,7 @@ impl Backend {
         )
         .bind(now)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected()
             > 0;
@@ -194,11 +191,10 @@ impl Backend {
             source: TokenSource::File,
             expires_at: None,
         };
-        insert_token(&mut tx, &new, now).await?;
+        insert_token(tx.conn().await?, &new, now).await?;
         let change = json!({ "rotated": rotated, "scopes": scopes.to_string() });
-        self.forget_audit_tip().await;
         let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
-        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+        tx.append_audit(&entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(if rotated {
@@ -250,7 +246,7 @@ impl Backend {
         )
         .bind(now)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
         if revoked == 0 {
@@ -258,9 +254,8 @@ impl Backend {
                 "no active token named \"{name}\""
             )));
         }
-        self.forget_audit_tip().await;
         let entry = token_audit(self.shared.ids.as_ref(), "token.revoke", name, json!({}));
-        append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+        tx.append_audit(&entry, now, self.audit_key()).await?;
         tx.commit().await?;
         self.durable().await?;
         Ok(())
@@ -276,7 +271,7 @@ impl Backend {
             "SELECT name FROM api_tokens WHERE source = $1 AND revoked_at IS NULL ORDER BY name",
         )
         .bind(TokenSource::File.as_str())
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn().await?)
         .await?;
         let removed: Vec<String> = active
             .into_iter()
@@ -286,7 +281,6 @@ impl Backend {
         if removed.is_empty() {
             return Ok(removed);
         }
-        self.forget_audit_tip().await;
         for name in &removed {
             sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 \
@@ -295,7 +289,7 @@ impl Backend {
             .bind(now)
             .bind(name)
             .bind(TokenSource::File.as_str())
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?;
             let mut entry = token_audit(
                 self.shared.ids.as_ref(),
@@ -304,7 +298,7 @@ impl Backend {
                 json!({ "reason": "removed from the tokens file" }),
             );
             entry.actor = Some(TOKENS_FILE_ACTOR.to_string());
-            append_audit_in(&mut tx, &entry, now, self.audit_key()).await?;
+            tx.append_audit(&entry, now, self.audit_key()).await?;
         }
         tx.commit().await?;
         self.durable().await?;

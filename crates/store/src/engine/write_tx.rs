@@ -25,7 +25,9 @@
 //! straight to the next writer in line. Every other taker of the writer goes through the lot
 //! too ([`WriterLot::take`], [`WriterLot::hold`]).
 
-use super::{DIALECT, Db};
+use super::audit::{audit_append_stmts, audit_head_stmt};
+use super::{DIALECT, Db, Guard};
+use crate::audit::{AuditEntry, AuditKey, AuditRow};
 use crate::error::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
@@ -348,10 +350,12 @@ pub(crate) struct WriteTx {
     /// COMMIT or ROLLBACK succeeds.
     begun: bool,
     finished: bool,
-    /// The audit chain's tip, when it was read early (see `Backend::select_for_write`) or
-    /// taken from the cache.
-    pub(crate) audit_head: Option<(i64, String)>,
-    /// On SQLite, the cached tip, held from after the connection is acquired to the end.
+    /// The audit chain's head as this transaction knows it: read with its first statement
+    /// (see `WriteTx::head_was_read`), taken from the cache (`WriteTx::use_cached_tip`), or
+    /// the record it appended last.
+    audit_head: AuditTip,
+    /// On SQLite, the cached tip, held from after the connection is acquired to the end. Only
+    /// this type reads or changes it: a commit that appended sets it, a failure forgets it.
     tip: Option<OwnedMutexGuard<AuditTip>>,
     /// The tip this transaction's COMMIT makes.
     next_tip: AuditTip,
@@ -476,13 +480,72 @@ impl WriteTx {
     }
 
     /// The cached audit tip, if there is one.
-    pub(crate) fn cached_tip(&self) -> AuditTip {
+    fn cached_tip(&self) -> AuditTip {
         self.tip.as_ref().and_then(|tip| (**tip).clone())
     }
 
-    /// What the cached tip becomes if this transaction commits.
-    pub(crate) fn set_next_tip(&mut self, tip: (i64, String)) {
-        self.next_tip = Some(tip);
+    /// The audit chain's head, read by this transaction (with its first statement).
+    pub(crate) fn head_was_read(&mut self, head: (i64, String)) {
+        self.audit_head = Some(head);
+    }
+
+    /// Let the next append extend the tip this process's last write left instead of reading
+    /// the head (SQLite; nothing when no tip is cached). The commit itself checks it: a stale
+    /// tip (another process appended) makes the record's seq collide, and the commit fails
+    /// with an error [`audit_tip_was_stale`] recognises, after which the tip is forgotten.
+    pub(crate) fn use_cached_tip(&mut self) {
+        if self.audit_head.is_none() {
+            self.audit_head = self.cached_tip();
+        }
+    }
+
+    /// Append `entry` to the audit chain in this transaction, chained on the head this
+    /// transaction knows or else on the head read now: with a row lock on PostgreSQL, under
+    /// the single writer on SQLite, so concurrent appends form one linear chain. Appended last
+    /// in a transaction, so the lock is held only until the commit that follows. The record is
+    /// written with the next statement sent or with the COMMIT; the cached tip becomes this
+    /// record if the transaction commits.
+    pub(crate) async fn append_audit(
+        &mut self,
+        entry: &AuditEntry,
+        now: DateTime<Utc>,
+        key: Option<&AuditKey>,
+    ) -> StoreResult<AuditRow> {
+        let (seq, prev_hash) = match self.audit_head.take() {
+            Some(head) => head,
+            None => self
+                .fetch_optional(audit_head_stmt())
+                .await?
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?,
+        };
+        let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
+        for stmt in audit_append_stmts(&row, Guard::Always) {
+            self.defer(stmt).await?;
+        }
+        self.audit_head = Some((row.seq, row.hash.clone()));
+        self.next_tip.clone_from(&self.audit_head);
+        Ok(row)
+    }
+
+    /// [`WriteTx::append_audit`] on the cached tip, appended only if the statement before it
+    /// changed a row (SQLite's `changes()`; see `Backend::add_one_member`). `None` when no
+    /// tip is cached. The tip becomes this record only if [`WriteTx::commit_returning`] finds
+    /// that it was appended.
+    pub(crate) async fn append_audit_after_change(
+        &mut self,
+        entry: &AuditEntry,
+        now: DateTime<Utc>,
+        key: Option<&AuditKey>,
+    ) -> StoreResult<Option<AuditRow>> {
+        let Some((seq, prev_hash)) = self.cached_tip() else {
+            return Ok(None);
+        };
+        let row = AuditRow::chained(entry, seq + 1, now, prev_hash, key);
+        for stmt in audit_append_stmts(&row, Guard::AfterChange) {
+            self.defer(stmt).await?;
+        }
+        self.next_tip = Some((row.seq, row.hash.clone()));
+        Ok(Some(row))
     }
 
     /// The connection, with everything queued run first, for statements written directly
