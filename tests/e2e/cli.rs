@@ -117,6 +117,7 @@ fn read_commands_print_json_and_revocations_need_yes() {
     for args in [
         &["token", "revoke", "okta"][..],
         &["client", "revoke", "entra"],
+        &["agent", "revoke", "--agent", "build-bot", "--all"],
     ] {
         let (code, _, stderr) = run(&envs, args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

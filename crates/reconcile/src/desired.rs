@@ -203,6 +203,8 @@ pub struct DesiredUser {
     /// The SCIM groups of the user that some rule mentions (their ids, sorted): recorded with
     /// the mapping so a group's membership change finds the users whose roles it changed.
     pub rule_groups: Vec<String>,
+    /// An agent: a Coder service account (no email, `login_type` `none`, Premium).
+    pub service_account: bool,
 }
 
 /// Why a SCIM User cannot become a Coder user.
@@ -252,6 +254,7 @@ pub fn desired_user(
         active: scim::resource::active(attrs),
         roles: desired_roles(policy, attrs, groups),
         rule_groups,
+        service_account: false,
     })
 }
 
@@ -270,7 +273,7 @@ pub struct DesiredGroup {
     pub name: String,
     /// Trimmed, at most 64 characters.
     pub display_name: String,
-    /// SCIM ids of the member Users (nested Groups are not members in Coder).
+    /// SCIM ids of the member Users and Agents (nested Groups are not members in Coder).
     pub member_user_ids: BTreeSet<String>,
 }
 
@@ -287,7 +290,8 @@ pub fn desired_group(
         display_name: naming::bounded_display(display, GROUP_DISPLAY_NAME_MAX),
         member_user_ids: members
             .iter()
-            .filter(|m| m.kind == scim::ResourceKind::User)
+            // Agents join Coder groups as their service accounts do.
+            .filter(|m| m.kind.has_groups())
             .map(|m| m.value.clone())
             .collect(),
     }

@@ -246,6 +246,7 @@ mod tests {
                 ..DesiredRoles::default()
             },
             rule_groups: vec![],
+            service_account: false,
         }
     }
 

@@ -7,7 +7,7 @@
 //! organization) and groups (existence, name, members). Organization roles are not compared
 //! here (that needs a call per user); they are re-applied whenever a user is reconciled.
 
-use crate::desired::{GroupIdentity, desired_group, desired_user};
+use crate::desired::{GroupIdentity, desired_group};
 use crate::diff::{DriftKind, membership_diff, user_diff};
 use crate::error::ReconcileResult;
 use crate::policy::UserDeletePolicy;
@@ -197,7 +197,9 @@ pub async fn plan(
             .flatten()
             .filter_map(|g| groups.get(&g.value).map(|(i, _)| i.clone()))
             .collect();
-        let Ok(desired) = desired_user(policy, &user.id, &user.attrs, &identities) else {
+        let Ok(desired) =
+            crate::agents::desired_account_of_user(policy, &user.id, &user.attrs, &identities)
+        else {
             continue;
         };
         let push = |plan: &mut DriftPlan, kind, detail: String, priority| {
@@ -277,6 +279,18 @@ pub async fn plan(
         checked: plan.users_checked,
         total: total_users,
     });
+
+    // Agents' accounts are reconciled by their own rows (owners decide their status), not
+    // planned here; their mappings are not of deleted Users.
+    for_each_resource(
+        &store.resources,
+        ResourceKind::Agent,
+        GetOptions::BARE,
+        |a, _| {
+            seen.insert(a.id.clone());
+        },
+    )
+    .await?;
 
     // Mapped users whose SCIM User is gone but who still have access in Coder.
     for mapping in mappings.values().filter(|m| !seen.contains(&m.scim_id)) {

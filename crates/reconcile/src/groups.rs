@@ -86,7 +86,7 @@ impl Reconciler {
             .and_then(|g| g.members.as_deref())
             .unwrap_or_default()
             .iter()
-            .filter(|m| m.kind == ResourceKind::User)
+            .filter(|m| m.kind.has_groups())
             .map(|m| m.value.as_str())
             .collect();
         for mapping in self.store.coder_map.user_list().await? {

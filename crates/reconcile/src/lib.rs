@@ -6,7 +6,11 @@
 //! (offboarding first, leases, backoff with full jitter, dead letters, a pause while Coder
 //! refuses the token); [`drift`] compares everything in bulk and queues what differs.
 //!
-//! - [`Policy`]: the mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`).
+//! - [`Policy`]: the mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`,
+//!   `[agents]`).
+//! - Agents (SCIM `Agent` resources and Users an `[[agents.users]]` rule marks) become Coder
+//!   service accounts through the same reconcile as Users, with their own roles and an owner
+//!   cascade (see `agents`).
 //! - [`capabilities::check`]: what the Coder deployment offers and which of its own features
 //!   would undo the bridge's work.
 //! - New users: Coder's users are listed once and an email the listing lacks is created
@@ -79,6 +83,9 @@
 //! - **Audit notes** (a pending email, a login_type flag) are deduplicated against the stored
 //!   last-applied state; they are records, not effects.
 
+pub mod agent_policy;
+pub mod agent_tokens;
+mod agents;
 pub mod backoff;
 pub mod capabilities;
 pub mod desired;
@@ -96,6 +103,7 @@ pub mod status;
 mod users;
 mod worker;
 
+pub use agents::{ISSUE_OWNERS_INACTIVE, ISSUE_SERVICE_ACCOUNTS_UNLICENSED};
 pub use backoff::Backoff;
 pub use capabilities::CapabilityReport;
 pub use diff::DriftKind;

@@ -26,7 +26,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         PolicyError {
             key: key.into(),
             message: message.into(),
@@ -146,7 +146,7 @@ impl GroupSelector {
     }
 
     /// From a rule's `group` and `group_external_id` (exactly one), checked under `key`.
-    fn parse(
+    pub(crate) fn parse(
         key: &str,
         display_name: Option<String>,
         external_id: Option<String>,
@@ -273,6 +273,8 @@ pub struct Policy {
     pub offboarding: OffboardingPolicy,
     pub groups: GroupPolicy,
     pub roles: RolePolicy,
+    /// `[agents]`: agents and agent users as Coder service accounts.
+    pub agents: crate::agent_policy::AgentPolicy,
 }
 
 impl Default for Policy {
@@ -298,6 +300,7 @@ impl Default for Policy {
                 delete_policy: GroupDeletePolicy::Delete,
             },
             roles: RolePolicy::default(),
+            agents: crate::agent_policy::AgentPolicy::default(),
         }
     }
 }
@@ -393,7 +396,7 @@ fn section<T: for<'de> Deserialize<'de> + Default>(
 }
 
 impl Policy {
-    /// Read and validate the `[users]`, `[offboarding]`, `[groups]` and `[roles]` tables of
+    /// Read and validate the `[users]`, `[offboarding]`, `[groups]`, `[roles]` and `[agents]` tables of
     /// `table` (other keys are process settings and are not looked at). Absent tables and keys
     /// take the documented defaults; unknown keys inside them are errors.
     pub fn from_toml(table: &toml::Table) -> Result<Policy, PolicyError> {
@@ -523,13 +526,15 @@ impl Policy {
                     Some(file) => grantable(file)?,
                 },
             },
+            agents: crate::agent_policy::AgentPolicy::from_toml(table)?,
         })
     }
 
     /// Whether any rule (role or login type) looks at a user's group memberships: only then
     /// does a user's reconcile read its groups, and a group's membership change re-queue users.
     pub fn uses_groups(&self) -> bool {
-        !self.roles.rules.is_empty()
+        self.agents.uses_groups()
+            || !self.roles.rules.is_empty()
             || self
                 .users
                 .login_type_overrides
@@ -540,7 +545,8 @@ impl Policy {
     /// Whether a rule names the group with this displayName and externalId.
     pub fn mentions_group(&self, display_name: Option<&str>, external_id: Option<&str>) -> bool {
         let names = |selector: &GroupSelector| selector.matches(display_name, external_id);
-        self.roles.rules.iter().any(|r| names(&r.group))
+        self.agents.mentions_group(display_name, external_id)
+            || self.roles.rules.iter().any(|r| names(&r.group))
             || self
                 .users
                 .login_type_overrides
@@ -576,12 +582,23 @@ fn grantable(file: GrantableFile) -> Result<scim::roles::RoleCatalog, PolicyErro
     Ok(scim::roles::RoleCatalog::new(roles))
 }
 
-/// Organization roles by organization key, checked under `key` (`….org_roles`).
-fn check_org_roles(
+fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError> {
+    // Coder refuses `none` for anyone but service accounts.
+    if login_type == LoginType::None {
+        return Err(PolicyError::new(
+            key,
+            "\"none\" is only for Coder service accounts; use oidc, github or password",
+        ));
+    }
+    Ok(())
+}
+
+/// Organization roles by organization (`default`, a name or an id), checked under `key`.
+pub(crate) fn check_org_roles(
     key: &str,
     org_roles: BTreeMap<String, Vec<String>>,
 ) -> Result<BTreeMap<String, Vec<String>>, PolicyError> {
-    let mut checked_orgs = BTreeMap::new();
+    let mut checked_roles = BTreeMap::new();
     for (org, names) in org_roles {
         let org_key = format!("{key}.{org}");
         if org.trim().is_empty() {
@@ -606,23 +623,12 @@ fn check_org_roles(
                 checked.push(name);
             }
         }
-        checked_orgs.insert(org.trim().to_owned(), checked);
+        checked_roles.insert(org.trim().to_owned(), checked);
     }
-    Ok(checked_orgs)
+    Ok(checked_roles)
 }
 
-fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError> {
-    // Coder refuses `none` for anyone but service accounts.
-    if login_type == LoginType::None {
-        return Err(PolicyError::new(
-            key,
-            "\"none\" is only for Coder service accounts; use oidc, github or password",
-        ));
-    }
-    Ok(())
-}
-
-fn check_site_roles(key: &str, roles: Vec<String>) -> Result<Vec<String>, PolicyError> {
+pub(crate) fn check_site_roles(key: &str, roles: Vec<String>) -> Result<Vec<String>, PolicyError> {
     let mut checked = Vec::new();
     for role in roles {
         let role = role.trim().to_owned();

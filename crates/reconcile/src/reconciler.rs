@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 /// The audit actor of the worker's records.
 pub const AUDIT_ACTOR: &str = "worker";
+/// The audit actor of what an operator's command does (`scim-bridge agent token`).
+pub const AUDIT_ACTOR_CLI: &str = "cli";
 
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -391,6 +393,17 @@ impl Reconciler {
 }
 
 impl Reconciler {
+    /// Reconcile the resource of `kind` with this id, as an outbox row asks.
+    pub async fn reconcile(&self, kind: ResourceKind, id: &str) -> ReconcileResult<Report> {
+        match kind {
+            ResourceKind::User => self.reconcile_user(id).await,
+            ResourceKind::Group => self.reconcile_group(id).await,
+            ResourceKind::Agent => self.reconcile_agent(id).await,
+            // Stored and served; nothing of an application lives in Coder.
+            ResourceKind::AgenticApplication => Ok(Report::default()),
+        }
+    }
+
     /// The stored resource, or `None` when it does not exist (deleted by the IdP).
     pub(crate) async fn stored(
         &self,

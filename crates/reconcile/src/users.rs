@@ -1,7 +1,8 @@
 //! Reconciling one SCIM User with its Coder user: the account, its status (offboarding included)
 //! and its roles.
 
-use crate::desired::{DesiredUser, GroupIdentity, desired_user};
+use crate::agents::ISSUE_SERVICE_ACCOUNTS_UNLICENSED;
+use crate::desired::{DesiredUser, GroupIdentity};
 use crate::diff::{org_role_changes, user_diff};
 use crate::error::{ReconcileError, ReconcileResult};
 use crate::naming::username_candidate;
@@ -77,33 +78,45 @@ impl Reconciler {
     /// Bring the Coder user of SCIM User `scim_id` to the desired state: create or adopt it,
     /// update it, suspend or activate it, or apply the delete policy when the SCIM User is gone.
     pub async fn reconcile_user(&self, scim_id: &str) -> ReconcileResult<Report> {
-        let mut run = Run::new(ResourceKind::User, scim_id);
-        let result = self.user(scim_id, &mut run).await;
+        self.reconcile_account(ResourceKind::User, scim_id).await
+    }
+
+    /// Reconcile the Coder account of a SCIM User or Agent (both map to a Coder user).
+    pub(crate) async fn reconcile_account(
+        &self,
+        kind: ResourceKind,
+        scim_id: &str,
+    ) -> ReconcileResult<Report> {
+        let mut run = Run::new(kind, scim_id);
+        let result = self.account(scim_id, &mut run).await;
         self.finish(&run, &result).await?;
         result.map(|()| run.report)
     }
 
-    async fn user(&self, scim_id: &str, run: &mut Run) -> ReconcileResult<()> {
-        let options = GetOptions {
-            members: false,
-            groups: true,
-        };
-        let resource = self.stored(ResourceKind::User, scim_id, options).await?;
+    async fn account(&self, scim_id: &str, run: &mut Run) -> ReconcileResult<()> {
+        let resource = self.stored_account(run, scim_id).await?;
         let mapping = self.store.coder_map.user_get(scim_id).await?;
         let Some(resource) = resource else {
             let mapping = match mapping {
                 Some(mapping) => Some(mapping),
                 None => self.map_lost_create(scim_id, run).await?,
             };
+            if run.kind == ResourceKind::User {
+                self.queue_owned_agents(scim_id, false).await?;
+            }
             return match mapping {
                 Some(mapping) => self.remove_user(mapping, run).await,
                 None => Ok(()),
             };
         };
+        if run.kind == ResourceKind::User {
+            self.queue_owned_agents(scim_id, scim::resource::active(&resource.attrs))
+                .await?;
+        }
         run.report.resource_changed_at = Some(resource.last_modified);
         let group_ids = crate::explain::group_ids(&resource);
         let groups = self.group_identities(&group_ids).await?;
-        let desired = match desired_user(&self.policy, scim_id, &resource.attrs, &groups) {
+        let desired = match self.desired_account(run, &resource, &groups).await? {
             Ok(desired) => desired,
             Err(problem) => {
                 self.record_issue(run, ISSUE_NOT_PROVISIONABLE, &problem.0)
@@ -146,6 +159,9 @@ impl Reconciler {
                 found
             }
         };
+        if desired.service_account {
+            self.resolve(run, ISSUE_SERVICE_ACCOUNTS_UNLICENSED).await?;
+        }
         self.resolve(run, ISSUE_BRIDGE_ACCOUNT).await?;
         self.converge(&desired, mapping, actual, organization, &group_ids, run)
             .await
@@ -217,10 +233,12 @@ impl Reconciler {
         // An email a fresh listing of Coder's users lacks is not looked up: the create checks
         // it (409 below), so a user made in Coder since the listing is still found and decided
         // on as if it had been looked up first.
-        let existing = if self
-            .directory
-            .known_absent(&self.client, self.clock.as_ref(), &desired.email)
-            .await?
+        // A service account has no email to find it by: its username is its identity.
+        let existing = if desired.service_account
+            || self
+                .directory
+                .known_absent(&self.client, self.clock.as_ref(), &desired.email)
+                .await?
         {
             None
         } else {
@@ -256,21 +274,40 @@ impl Reconciler {
                 })
                 .await?;
             let target = json!({ "username": username, "email": desired.email, "login_type": desired.login_type.as_str() });
-            match self
-                .call(
+            let created = if desired.service_account {
+                let create = self.client.create_service_account(
+                    &username,
+                    &desired.name,
+                    vec![organization],
+                );
+                self.call(run, "create_service_account", target, create)
+                    .await
+            } else {
+                self.call(
                     run,
                     "create_user",
                     target,
                     self.client.create_user(&request),
                 )
                 .await
-            {
+            };
+            match created {
                 Ok(user) => {
                     let mapping = self
                         .save_new_mapping(desired, &user, false, group_ids)
                         .await?;
                     return Ok(Some((mapping, user)));
                 }
+                Err(CoderError::Unlicensed { message, .. }) if desired.service_account => {
+                    let detail = format!(
+                        "Coder answered {message:?} to creating service account {username}: service accounts need Coder Premium; the agent is not provisioned, everything else keeps syncing"
+                    );
+                    self.flag(run, ISSUE_SERVICE_ACCOUNTS_UNLICENSED, detail)
+                        .await?;
+                    return Ok(None);
+                }
+                // A service account has no email: a 409 means the username is taken.
+                Err(e) if e.is_conflict() && desired.service_account => continue,
                 // 409: the username or the email is taken. The email was free when looked up
                 // or listed; if it is taken now, the user was created since (by someone else,
                 // or by a create of ours whose answer was lost): adopt it.
@@ -789,7 +826,8 @@ impl Reconciler {
         if adopted && actual.has_role(ROLE_OWNER) && !self.policy.offboarding.adopted_owners {
             return Ok(());
         }
-        if self.policy.offboarding.delete_api_tokens {
+        // An agent's tokens always go: nobody is left to answer for what they do.
+        if self.policy.offboarding.delete_api_tokens || actual.is_service_account {
             for key in self.client.api_tokens(actual.id).await? {
                 let target =
                     json!({ "user": actual.id, "key": key.id, "token_name": key.token_name });

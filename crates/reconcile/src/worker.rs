@@ -747,10 +747,7 @@ impl Worker {
 
 /// Reconcile the resource an outbox row names.
 async fn dispatch(reconciler: &Reconciler, event: &OutboxEvent) -> ReconcileResult<Report> {
-    match event.kind {
-        ResourceKind::User => reconciler.reconcile_user(&event.resource_id).await,
-        ResourceKind::Group => reconciler.reconcile_group(&event.resource_id).await,
-    }
+    reconciler.reconcile(event.kind, &event.resource_id).await
 }
 
 /// One periodic drift repair: plan, then queue the fixes.

@@ -182,6 +182,7 @@ struct FileSettings {
     offboarding: Option<toml::Value>,
     groups: Option<toml::Value>,
     roles: Option<toml::Value>,
+    agents: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -712,6 +713,7 @@ impl Settings {
             ("offboarding", file.offboarding),
             ("groups", file.groups),
             ("roles", file.roles),
+            ("agents", file.agents),
         ] {
             if let Some(v) = value {
                 rules.insert(key.into(), v);

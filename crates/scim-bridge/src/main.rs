@@ -56,13 +56,19 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Agents' Coder service accounts: short-lived scoped API tokens.
+    Agent {
+        #[command(subcommand)]
+        action: commands::agent::AgentAction,
+    },
     /// The hash-chained audit trail.
     Audit {
         #[command(subcommand)]
         action: AuditAction,
     },
     /// Why a user or group is (or is not) in Coder as it is: the SCIM record, the rule behind
-    /// every role and the login type, Coder's state, outbox rows, sync issues and audit records.
+    /// every role and the login type, Coder's state, outbox rows, sync issues and audit records;
+    /// why an agent is active or suspended (exit 1 when it is suspended).
     Explain {
         #[command(subcommand)]
         kind: commands::explain::ExplainKind,
@@ -185,9 +191,10 @@ fn run() -> anyhow::Result<bool> {
                 commands::outbox::run(&settings, action).await.map(|_| true)
             }
             Command::Audit { action } => commands::audit::run(&settings, action).await,
-            Command::Explain { kind } => {
-                commands::explain::run(&settings, kind).await.map(|_| true)
+            Command::Agent { action } => {
+                commands::agent::run(&settings, action).await.map(|_| true)
             }
+            Command::Explain { kind } => commands::explain::run(&settings, kind).await,
             Command::Reconcile(args) => commands::reconcile::run(&settings, args)
                 .await
                 .map(|_| true),

@@ -416,7 +416,7 @@ impl<'r> Engine<'r> {
         let attr = target.attr.attr;
         // RFC 7643 §4.1: `groups` is readOnly and derived from Group membership; ignoring it keeps
         // Okta's `"groups":[]` harmless.
-        if self.kind == ResourceKind::User && attr.name == "groups" && !target.attr.is_extension() {
+        if self.kind.has_groups() && attr.name == "groups" && !target.attr.is_extension() {
             return Ok(());
         }
         // writeOnly (`password`): handed to the store by `take_password`, never stored.

@@ -290,7 +290,7 @@ fn selectors(list: &str) -> ScimResult<Vec<Selector>> {
             return Ok(());
         }
         // A whole schema (`urn:…:enterprise:2.0:User`) is no attribute path.
-        let whole_schema = [ResourceKind::User, ResourceKind::Group]
+        let whole_schema = ResourceKind::ALL
             .iter()
             .find_map(|kind| dialect::known_schema_urn(*kind, item));
         if let Some(urn) = whole_schema {

@@ -262,7 +262,7 @@ fn check_schemas(kind: ResourceKind, value: &Value) -> ScimResult<()> {
         if dialect::schema_urn_matches(urn, kind.core_schema()) {
             names_own_core = true;
         }
-        for other in [ResourceKind::User, ResourceKind::Group] {
+        for other in ResourceKind::ALL {
             if other != kind && dialect::schema_urn_matches(urn, other.core_schema()) {
                 names_other_core = Some(other);
             }
@@ -288,6 +288,12 @@ pub(crate) fn check_required(
     let Some(core) = registry.schema(kind.core_schema()) else {
         return Ok(());
     };
+    // draft-wzdk names an agent by agentUserName, draft-abbey by name: one of them is needed.
+    if kind == ResourceKind::Agent && agent_user_name(attrs).is_none() {
+        return Err(ScimError::invalid_value(
+            "an Agent needs a non-empty 'agentUserName' or 'name'",
+        ));
+    }
     for attr in &core.attributes {
         let required = attr.required || (kind == ResourceKind::Group && attr.name == "displayName");
         if !required
@@ -345,7 +351,7 @@ pub(crate) fn schemas_of(
 /// Whether `schema`'s attributes are stored at the top level (core and common attributes) rather
 /// than under the schema's URN key (extensions, RFC 7643 §3.3).
 fn is_core(schema: &SchemaDef) -> bool {
-    ![ResourceKind::User, ResourceKind::Group]
+    !ResourceKind::ALL
         .iter()
         .any(|kind| kind.extensions().contains(&schema.id.as_str()))
 }
@@ -589,6 +595,15 @@ fn coerce_complex(def: &AttributeDef, value: Value, label: Label<'_>) -> ScimRes
 /// The `userName` of a User.
 pub fn user_name(attrs: &Map<String, Value>) -> Option<&str> {
     attrs.get("userName").and_then(Value::as_str)
+}
+
+/// An Agent's user name: `agentUserName` (draft-wzdk-scim-agent-resource), else `name`
+/// (draft-abbey-scim-agent-extension); blank counts as absent.
+pub fn agent_user_name(attrs: &Map<String, Value>) -> Option<&str> {
+    ["agentUserName", "name"]
+        .iter()
+        .filter_map(|key| attrs.get(*key).and_then(Value::as_str))
+        .find(|s| !s.trim().is_empty())
 }
 
 /// The client-owned `externalId` (RFC 7643 §3.1).

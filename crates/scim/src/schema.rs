@@ -23,6 +23,12 @@ pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_USER_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The Agent core schema of draft-wzdk-scim-agent-resource-00 (and of
+/// draft-abbey-scim-agent-extension-00 before it).
+pub const AGENT_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Agent";
+/// The AgenticApplication core schema of draft-abbey-scim-agent-extension-00.
+pub const AGENTIC_APPLICATION_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:AgenticApplication";
 /// The `id` of the common-attribute definitions (`schemas/common-attributes.json`); not a URN
 /// because RFC 7643 §3.1 gives those attributes no schema.
 pub const COMMON_ATTRIBUTES: &str = "common";
@@ -36,21 +42,37 @@ const SCHEMA_DOCUMENTS: &[&str] = &[
     include_str!("../../../schemas/EnterpriseUser.json"),
     include_str!("../../../schemas/Group.json"),
     include_str!("../../../schemas/Role.json"),
+    include_str!("../../../schemas/Agent.json"),
+    include_str!("../../../schemas/AgenticApplication.json"),
 ];
 
-/// The two resource types the bridge serves.
+/// The resource types the bridge serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     User,
     Group,
+    /// An AI agent: becomes a Coder service account.
+    Agent,
+    /// An application exposing agents: stored and served, nothing in Coder.
+    AgenticApplication,
 }
 
 impl ResourceKind {
+    /// Every resource type, in the order `/ResourceTypes` lists them.
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::User,
+        ResourceKind::Group,
+        ResourceKind::Agent,
+        ResourceKind::AgenticApplication,
+    ];
+
     /// The resource type name (`meta.resourceType`, `/ResourceTypes/{id}`).
     pub fn name(self) -> &'static str {
         match self {
             ResourceKind::User => "User",
             ResourceKind::Group => "Group",
+            ResourceKind::Agent => "Agent",
+            ResourceKind::AgenticApplication => "AgenticApplication",
         }
     }
     /// The endpoint below the base URL.
@@ -58,6 +80,8 @@ impl ResourceKind {
         match self {
             ResourceKind::User => "/Users",
             ResourceKind::Group => "/Groups",
+            ResourceKind::Agent => "/Agents",
+            ResourceKind::AgenticApplication => "/AgenticApplications",
         }
     }
     /// The core schema URN.
@@ -65,14 +89,29 @@ impl ResourceKind {
         match self {
             ResourceKind::User => USER_SCHEMA,
             ResourceKind::Group => GROUP_SCHEMA,
+            ResourceKind::Agent => AGENT_SCHEMA,
+            ResourceKind::AgenticApplication => AGENTIC_APPLICATION_SCHEMA,
         }
     }
     /// Schema extensions this resource type accepts.
     pub fn extensions(self) -> &'static [&'static str] {
         match self {
             ResourceKind::User => &[ENTERPRISE_USER_SCHEMA],
-            ResourceKind::Group => &[],
+            ResourceKind::Group | ResourceKind::Agent | ResourceKind::AgenticApplication => &[],
         }
+    }
+    /// The kind whose `name()` is `name` (as stored, exact case).
+    pub fn from_name(name: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+    /// Whether the resource is a member of Groups, with a computed readOnly `groups` attribute
+    /// (RFC 7643 §4.1.2 for Users; the agent drafts give Agents the same).
+    pub fn has_groups(self) -> bool {
+        matches!(self, ResourceKind::User | ResourceKind::Agent)
+    }
+    /// Whether the resource has an `active` flag the store indexes.
+    pub fn has_active(self) -> bool {
+        !matches!(self, ResourceKind::Group)
     }
 }
 
@@ -196,9 +235,9 @@ impl<'a> ResolvedAttr<'a> {
     }
     /// Whether the attribute lives in an extension (stored under its URN key).
     pub fn is_extension(&self) -> bool {
-        self.schema.id != USER_SCHEMA
-            && self.schema.id != GROUP_SCHEMA
-            && self.schema.id != COMMON_ATTRIBUTES
+        ResourceKind::ALL
+            .iter()
+            .any(|kind| kind.extensions().contains(&self.schema.id.as_str()))
     }
 
     /// Whether the attribute is one of the common attributes (`id`, `externalId`, `meta`).
@@ -562,7 +601,7 @@ mod tests {
     fn common_attributes_resolve_but_are_not_served() {
         let r = Registry::standard();
         assert!(r.schemas().iter().all(|s| s.id != COMMON_ATTRIBUTES));
-        assert_eq!(r.schemas().len(), 4);
+        assert_eq!(r.schemas().len(), 6);
         let id = r
             .resolve(ResourceKind::User, &AttrPath::simple("ID"))
             .expect("id");

@@ -59,15 +59,9 @@ impl GetOptions {
         projection: &scim::projection::Projection,
     ) -> GetOptions {
         let wants = |name: &str| projection.wants(kind, &scim::filter::AttrPath::simple(name));
-        match kind {
-            ResourceKind::Group => GetOptions {
-                members: wants("members"),
-                groups: false,
-            },
-            ResourceKind::User => GetOptions {
-                members: false,
-                groups: wants("groups"),
-            },
+        GetOptions {
+            members: kind == ResourceKind::Group && wants("members"),
+            groups: kind.has_groups() && wants("groups"),
         }
     }
 }
@@ -103,11 +97,7 @@ pub(crate) fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(),
 }
 
 pub(crate) fn kind_from_str(name: &str) -> Option<ResourceKind> {
-    match name {
-        "User" => Some(ResourceKind::User),
-        "Group" => Some(ResourceKind::Group),
-        _ => None,
-    }
+    ResourceKind::from_name(name)
 }
 
 /// The case-folded form uniqueness and `eq` filters compare (userName and displayName are
@@ -127,20 +117,29 @@ pub(crate) struct IndexedColumns {
 
 impl IndexedColumns {
     /// Read the columns and check what the store requires: a User has a non-empty `userName`
-    /// (RFC 7643 §4.1.1 "REQUIRED"), a Group a non-empty `displayName` (§4.2).
+    /// (RFC 7643 §4.1.1 "REQUIRED"), a Group a non-empty `displayName` (§4.2), an Agent an
+    /// `agentUserName` or `name`, an AgenticApplication a `name`. The `user_name` column holds
+    /// the name each kind is unique by.
     pub fn of(
         kind: ResourceKind,
         attrs: &Map<String, Value>,
     ) -> Result<IndexedColumns, StoreError> {
+        let user_name = match kind {
+            ResourceKind::User | ResourceKind::Group => resource::user_name(attrs),
+            ResourceKind::Agent => resource::agent_user_name(attrs),
+            ResourceKind::AgenticApplication => attrs.get("name").and_then(Value::as_str),
+        };
         let columns = IndexedColumns {
-            user_name: resource::user_name(attrs).map(str::to_string),
+            user_name: user_name.map(str::to_string),
             external_id: resource::external_id(attrs).map(str::to_string),
             display_name: resource::display_name(attrs).map(str::to_string),
-            active: (kind == ResourceKind::User).then(|| resource::active(attrs)),
+            active: kind.has_active().then(|| resource::active(attrs)),
         };
         let (required, value) = match kind {
             ResourceKind::User => ("userName", &columns.user_name),
             ResourceKind::Group => ("displayName", &columns.display_name),
+            ResourceKind::Agent => ("agentUserName or name", &columns.user_name),
+            ResourceKind::AgenticApplication => ("name", &columns.user_name),
         };
         if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
             return Err(StoreError::invalid_value(format!(

@@ -157,12 +157,10 @@ impl Env {
                 return;
             }
             for event in events {
-                let result = match event.kind {
-                    ResourceKind::User => self.reconciler.reconcile_user(&event.resource_id).await,
-                    ResourceKind::Group => {
-                        self.reconciler.reconcile_group(&event.resource_id).await
-                    }
-                };
+                let result = self
+                    .reconciler
+                    .reconcile(event.kind, &event.resource_id)
+                    .await;
                 if let Err(e) = result {
                     panic!(
                         "reconcile of {} {} failed: {e}",

@@ -10,6 +10,7 @@ mod harness;
 #[path = "../../../../tests/shared/sink.rs"]
 mod sink;
 
+mod agents;
 mod capabilities;
 mod drift;
 mod groups;

@@ -28,6 +28,9 @@ pub enum ExplainKind {
     User(Target),
     /// A SCIM Group: by SCIM id or displayName.
     Group(Target),
+    /// An agent's owners, and why its service account is active or suspended (exit 1 when
+    /// suspended).
+    Agent(super::agent::AgentTarget),
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,13 +280,15 @@ fn roles(f: &mut Fields, label: &str, roles: &[RoleView]) {
     }
 }
 
-pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<()> {
-    let store = super::open_store(settings).await?;
-    let policy = crate::sync::policy(settings)?;
+/// Ok(false) when the answer is "no" (an agent is suspended).
+pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<bool> {
     let (kind, target) = match kind {
         ExplainKind::User(t) => (ResourceKind::User, t),
         ExplainKind::Group(t) => (ResourceKind::Group, t),
+        ExplainKind::Agent(target) => return super::agent::explain(settings, target).await,
     };
+    let store = super::open_store(settings).await?;
+    let policy = crate::sync::policy(settings)?;
     let resource = find(&store, kind, &target.id_or_name).await?;
     let client = match &settings.coder {
         Some(coder) => Some(crate::sync::coder_client(coder, None)?),
@@ -292,6 +297,9 @@ pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<()> {
     let mut view = match kind {
         ResourceKind::User => user(&store, &policy, client.as_ref(), resource).await?,
         ResourceKind::Group => group(&store, &policy, client.as_ref(), resource).await?,
+        ResourceKind::Agent | ResourceKind::AgenticApplication => {
+            unreachable!("agents are explained by commands::agent")
+        }
     };
     view.outbox = store
         .outbox()
@@ -326,7 +334,8 @@ pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<()> {
         })
         .collect();
     view.audit = audit.split_off(audit.len().saturating_sub(AUDIT_RECORDS));
-    output::print(target.output.output, &view)
+    output::print(target.output.output, &view)?;
+    Ok(true)
 }
 
 /// The resource with this SCIM id, or else with this userName / displayName (ignoring case).
@@ -347,6 +356,8 @@ async fn find(
     let attribute = match kind {
         ResourceKind::User => "userName",
         ResourceKind::Group => "displayName",
+        ResourceKind::Agent => "agentUserName",
+        ResourceKind::AgenticApplication => "name",
     };
     // A SCIM string literal is a JSON string (RFC 7644 §3.4.2.2).
     let literal = serde_json::to_string(id_or_name)?;

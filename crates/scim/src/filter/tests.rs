@@ -981,3 +981,19 @@ mod pushdown {
         }
     }
 }
+
+#[test]
+fn agent_owners_filter_by_value() {
+    let agent = object(json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
+        "id": "a1",
+        "name": "helper-bot",
+        "owners": [{"value": "u1"}, {"value": "U2", "display": "Bob"}],
+    }));
+    let registry = Registry::standard();
+    let matches = |f: &str| eval::matches(&parsed(f), &agent, ResourceKind::Agent, registry);
+    assert!(matches("owners.value eq \"u1\""));
+    assert!(matches("owners[value eq \"u2\"]"));
+    assert!(matches("name eq \"HELPER-BOT\""));
+    assert!(!matches("owners.value eq \"u3\""));
+}

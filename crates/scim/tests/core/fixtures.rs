@@ -1,7 +1,8 @@
-//! Every file in `fixtures/okta/` and `fixtures/entra/` is a real-shaped IdP request with the
-//! outcome the bridge must produce; this runs them all.
+//! Every file in `fixtures/okta/`, `fixtures/entra/` and `fixtures/agents/` (the agent drafts'
+//! request shapes) is a real-shaped IdP request with the outcome the bridge must produce; this
+//! runs them all.
 //!
-//! A fixture holds `kind` (`User`/`Group`), `action` (`create` = POST normalisation, `replace` =
+//! A fixture holds `kind` (`User`, `Group`, `Agent`, `AgenticApplication`), `action` (`create` = POST normalisation, `replace` =
 //! PUT, `patch`), the `request`, for `replace`/`patch` the `current` resource, and either
 //! `expected` (the resulting resource), optionally `expected_password`, or `expected_error`
 //! (`status`, `scimType`). Group PATCH fixtures may carry `expected_plan`: the member-row plan
@@ -42,11 +43,9 @@ fn load(idp: &str) -> Vec<(String, Value)> {
 }
 
 fn kind_of(fixture: &Value) -> ResourceKind {
-    match fixture["kind"].as_str() {
-        Some("User") => ResourceKind::User,
-        Some("Group") => ResourceKind::Group,
-        other => panic!("unknown kind {other:?}"),
-    }
+    let name = fixture["kind"].as_str();
+    name.and_then(ResourceKind::from_name)
+        .unwrap_or_else(|| panic!("unknown kind {name:?}"))
 }
 
 fn object(value: &Value) -> Map<String, Value> {
@@ -253,6 +252,11 @@ fn okta_fixtures() {
 #[test]
 fn entra_fixtures() {
     run_all("entra", 20);
+}
+
+#[test]
+fn agent_draft_fixtures() {
+    run_all("agents", 10);
 }
 
 /// The runner itself must be able to fail: a fixture whose expectation is wrong is caught.

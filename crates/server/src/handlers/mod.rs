@@ -114,8 +114,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, endpoints: Endpoints, table: &mut Ro
 fn scim(table: &mut RouteTable) -> actix_web::Scope {
     let protected = web::scope("")
         .wrap(from_fn(edge::authenticate))
-        .configure(|cfg| resources::routes(cfg, ResourceKind::User, table))
-        .configure(|cfg| resources::routes(cfg, ResourceKind::Group, table))
+        .configure(|cfg| {
+            for kind in ResourceKind::ALL {
+                resources::routes(cfg, kind, table);
+            }
+        })
         .service(
             table
                 .protected("/.search")

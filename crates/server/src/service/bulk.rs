@@ -168,7 +168,7 @@ fn parse_parsed(
         .next()
         .map(str::to_string)
         .filter(|s| !s.is_empty() && !s.contains('/'));
-    let kind = [ResourceKind::User, ResourceKind::Group]
+    let kind = ResourceKind::ALL
         .into_iter()
         .find(|k| k.endpoint().trim_start_matches('/') == endpoint)
         .ok_or_else(|| ScimError::invalid_value(format!("unknown bulk path \"{path}\"")))?;

@@ -60,7 +60,7 @@ pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
 }
 
 /// The ResourceType kinds the bridge serves.
-pub const KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
+pub const KINDS: [ResourceKind; 4] = ResourceKind::ALL;
 
 /// RFC 7643 §6.
 pub fn resource_type(kind: ResourceKind, registry: &Registry, base_url: &str) -> Value {

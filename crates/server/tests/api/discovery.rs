@@ -49,7 +49,7 @@ async fn discovery_documents_are_public_and_truthful(backend: Backend) {
 
     let types = srv.send(srv.client.get(srv.url("/ResourceTypes"))).await;
     assert_eq!(types.status, 200);
-    assert_eq!(types.body["totalResults"], 2);
+    assert_eq!(types.body["totalResults"], 4);
     insta::assert_json_snapshot!("resource_types", srv.redact(&types.body, &[]));
     let user_type = srv
         .send(srv.client.get(srv.url("/ResourceTypes/User")))
@@ -83,6 +83,12 @@ async fn discovery_documents_are_public_and_truthful(backend: Backend) {
         ids.contains(&"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"),
         "{ids:?}"
     );
+    for agent_schema in [
+        "urn:ietf:params:scim:schemas:core:2.0:Agent",
+        "urn:ietf:params:scim:schemas:core:2.0:AgenticApplication",
+    ] {
+        assert!(ids.contains(&agent_schema), "{ids:?}");
+    }
     let user_schema = srv
         .send(
             srv.client

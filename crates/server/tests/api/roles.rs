@@ -245,9 +245,10 @@ async fn without_a_catalog_roles_are_plain_data(backend: Backend) {
     let listed = srv.get("/Roles").await;
     assert_eq!(listed.status, 200);
     assert_eq!(listed.body["totalResults"], 0);
-    // Nothing offered: discovery does not advertise a Role resource type.
+    // Nothing offered: discovery does not advertise a Role resource type (User, Group, Agent
+    // and AgenticApplication only).
     let types = srv.send(srv.client.get(srv.url("/ResourceTypes"))).await;
-    assert_eq!(types.body["totalResults"], 2, "{}", types.text);
+    assert_eq!(types.body["totalResults"], 4, "{}", types.text);
     let role = srv
         .send(srv.client.get(srv.url("/ResourceTypes/Role")))
         .await;

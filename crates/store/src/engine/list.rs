@@ -45,7 +45,8 @@ pub(super) async fn attach_relations(
 ) -> StoreResult<()> {
     let wanted = match kind {
         ResourceKind::Group => options.members,
-        ResourceKind::User => options.groups,
+        ResourceKind::User | ResourceKind::Agent => options.groups,
+        ResourceKind::AgenticApplication => false,
     };
     if !wanted || resources.is_empty() {
         return Ok(());
@@ -58,7 +59,7 @@ pub(super) async fn attach_relations(
                 resource.members = Some(by_group.remove(&resource.id).unwrap_or_default());
             }
         }
-        ResourceKind::User => {
+        ResourceKind::User | ResourceKind::Agent | ResourceKind::AgenticApplication => {
             let mut by_user = load_groups(conn, &ids).await?;
             for resource in resources {
                 resource.groups = Some(by_user.remove(&resource.id).unwrap_or_default());
@@ -394,7 +395,7 @@ impl Backend {
         {
             // The IdPs' hot path (`userName eq`, `displayName eq`, `id eq`): at most one row, so
             // no count query and no transaction, just the row and its relations.
-            if kind == ResourceKind::User && options.groups {
+            if kind.has_groups() && options.groups {
                 // One statement for the user and its groups: each statement is a round trip
                 // to the connection's thread, the larger part of a lookup's cost. `userName eq`
                 // lookups in flight together share one (coalesce.rs).

@@ -43,10 +43,11 @@ pub(super) async fn resolve_members(
         }
         query.push(")");
         let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
-        kinds.extend(
-            rows.into_iter()
-                .filter_map(|(id, kind)| Some((id, kind_from_str(&kind)?))),
-        );
+        // An application is no member: Groups hold Users, Groups and Agents.
+        kinds.extend(rows.into_iter().filter_map(|(id, kind)| {
+            Some((id, kind_from_str(&kind)?))
+                .filter(|(_, k)| *k != ResourceKind::AgenticApplication)
+        }));
     }
     let missing: Vec<&str> = inputs
         .iter()
@@ -66,7 +67,7 @@ pub(super) async fn resolve_members(
             String::new()
         };
         return Err(StoreError::invalid_value(format!(
-            "members {shown}{more} are not existing Users or Groups"
+            "members {shown}{more} are not existing Users, Groups or Agents"
         )));
     }
     Ok(inputs
@@ -166,6 +167,7 @@ pub(super) fn add_members_stmt(
     sql.push_str(
         ") AS v JOIN resources r ON r.id = v.column1 \
          WHERE EXISTS (SELECT 1 FROM resources g WHERE g.id = $1 AND g.kind = 'Group') \
+         AND r.kind <> 'AgenticApplication' \
          ON CONFLICT (group_id, member_id) DO NOTHING RETURNING member_id",
     );
     let mut out = Stmt::new(sql).text(group_id).time(now);

@@ -125,6 +125,8 @@ fn kind_literal(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::User => "'User'",
         ResourceKind::Group => "'Group'",
+        ResourceKind::Agent => "'Agent'",
+        ResourceKind::AgenticApplication => "'AgenticApplication'",
     }
 }
 

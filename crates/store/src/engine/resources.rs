@@ -46,8 +46,10 @@ fn offboarding_priority(
     after: Option<&Map<String, Value>>,
 ) -> OutboxPriority {
     match (kind, after) {
-        (ResourceKind::User, None) => OutboxPriority::Offboarding,
-        (ResourceKind::User, Some(after)) if active(before) && !active(after) => {
+        (ResourceKind::User | ResourceKind::Agent, None) => OutboxPriority::Offboarding,
+        (ResourceKind::User | ResourceKind::Agent, Some(after))
+            if active(before) && !active(after) =>
+        {
             OutboxPriority::Offboarding
         }
         _ => OutboxPriority::Normal,
@@ -80,6 +82,8 @@ fn uniqueness_detail(kind: ResourceKind, columns: &IndexedColumns) -> String {
     let (attribute, value) = match kind {
         ResourceKind::User => ("userName", columns.user_name.as_deref()),
         ResourceKind::Group => ("displayName", columns.display_name.as_deref()),
+        ResourceKind::Agent => ("agentUserName or name", columns.user_name.as_deref()),
+        ResourceKind::AgenticApplication => ("name", columns.user_name.as_deref()),
     };
     format!(
         "a {} with {attribute} \"{}\" already exists",
@@ -388,7 +392,7 @@ impl Backend {
                 change["members"] = json!({ "added": member_values(&members) });
                 Some(members)
             }
-            ResourceKind::User => None,
+            ResourceKind::User | ResourceKind::Agent | ResourceKind::AgenticApplication => None,
         };
         let record = WriteRecord {
             kind,
@@ -406,7 +410,7 @@ impl Backend {
             created: now,
             last_modified: now,
             members,
-            groups: (kind == ResourceKind::User).then(Vec::new),
+            groups: kind.has_groups().then(Vec::new),
         })
     }
 
@@ -545,7 +549,7 @@ impl Backend {
         let now = self.now();
         let plan = match kind {
             ResourceKind::Group => plan_group_patch(request),
-            ResourceKind::User => None,
+            ResourceKind::User | ResourceKind::Agent | ResourceKind::AgenticApplication => None,
         };
         if let (Some(member), None) = (plan.as_ref().and_then(one_member_added), if_match)
             && let Some(updated) = self.add_one_member(ctx, id, &member, now).await?

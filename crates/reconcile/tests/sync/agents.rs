@@ -1,0 +1,475 @@
+//! Agents and agent users as Coder service accounts: least privilege, Premium, owners and the
+//! cascade, against the Coder fake.
+
+use crate::harness::{Env, TestDb, ctx};
+use crate::sync_tests;
+use coder_fake::{LoginType as FakeLoginType, UserStatus};
+use scim::ResourceKind;
+use scim::resource::normalize;
+use serde_json::{Value, json};
+use store::{OutboxFilter, OutboxPriority, StoredResource};
+
+sync_tests!(
+    an_agent_becomes_a_service_account_without_email_or_login,
+    without_premium_a_sync_issue_names_premium_and_people_still_sync,
+    agents_hold_only_the_roles_agent_rules_name,
+    an_agent_joins_its_groups,
+    the_last_owner_leaving_suspends_the_agent_and_deletes_its_tokens,
+    an_owner_back_does_not_reactivate_the_agent_unless_configured,
+    reactivate_with_owner_brings_the_agent_back_with_its_owner,
+    deleting_an_agent_suspends_it_and_deletes_its_tokens,
+    a_user_marked_as_an_agent_becomes_a_service_account,
+    agent_tokens_are_minted_within_bounds_listed_revoked_and_audited,
+    explain_shows_owners_and_why_the_agent_is_suspended,
+);
+
+async fn create_agent(env: &Env, name: &str, extra: Value) -> StoredResource {
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
+        "name": name,
+        "active": true,
+    });
+    if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        target.extend(extra.clone());
+    }
+    let body = normalize(ResourceKind::Agent, body, scim::Registry::standard()).unwrap();
+    env.store()
+        .resources()
+        .create(&ctx(), ResourceKind::Agent, body)
+        .await
+        .unwrap()
+}
+
+/// Every audit record about `resource_id`, whoever acted.
+async fn audit_of(env: &Env, resource_id: &str) -> Vec<store::AuditRecord> {
+    env.store()
+        .audit()
+        .export(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.resource_id.as_deref() == Some(resource_id))
+        .collect()
+}
+
+fn owners(ids: &[&str]) -> Value {
+    json!({ "owners": ids.iter().map(|id| json!({ "value": id })).collect::<Vec<_>>() })
+}
+
+async fn an_agent_becomes_a_service_account_without_email_or_login(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let agent = create_agent(
+        &env,
+        "Review Bot",
+        json!({ "displayName": "Review bot", "description": "Reviews merge requests" }),
+    )
+    .await;
+    env.drain().await;
+    let account = env.coder_user(&agent.id).await;
+    assert!(account.is_service_account);
+    assert_eq!(account.username, "review-bot");
+    assert_eq!(account.email, "");
+    assert_eq!(account.name, "Review bot");
+    assert_eq!(account.login_type, FakeLoginType::None);
+    assert_ne!(account.status, UserStatus::Suspended);
+    assert!(
+        account.roles.is_empty(),
+        "no site role: {:?}",
+        account.roles
+    );
+    let audit = env.worker_audit(&agent.id).await;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.change.to_string().contains("create_service_account")),
+        "the create is audited"
+    );
+    // A second pass changes nothing.
+    env.store()
+        .outbox()
+        .enqueue(ResourceKind::Agent, &agent.id, OutboxPriority::Normal)
+        .await
+        .unwrap();
+    let before = env.coder().calls.len();
+    env.drain().await;
+    let writes = env.coder().calls[before..]
+        .iter()
+        .filter(|c| c.method != "GET")
+        .count();
+    assert_eq!(writes, 0, "reconciling again writes nothing");
+}
+
+async fn without_premium_a_sync_issue_names_premium_and_people_still_sync(db: TestDb) {
+    let env = Env::start(db, false, "").await;
+    let agent = create_agent(&env, "deploy-bot", json!({})).await;
+    let alice = env.create_user("alice@corp.example", json!({})).await;
+    env.drain().await;
+    assert!(env.coder().user("alice").is_some());
+    assert!(!env.coder().users.iter().any(|u| u.is_service_account));
+    let issues = env
+        .issues(reconcile::ISSUE_SERVICE_ACCOUNTS_UNLICENSED)
+        .await;
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].resource_id, agent.id);
+    assert!(issues[0].detail.contains("Premium"), "{}", issues[0].detail);
+    assert!(
+        env.store()
+            .coder_map()
+            .user_get(&agent.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Licensed later: the next reconcile provisions the agent and closes the issue.
+    env.fake.set_premium(true);
+    env.store()
+        .outbox()
+        .enqueue(ResourceKind::Agent, &agent.id, OutboxPriority::Normal)
+        .await
+        .unwrap();
+    env.drain().await;
+    assert!(env.coder_user(&agent.id).await.is_service_account);
+    assert!(
+        env.issues(reconcile::ISSUE_SERVICE_ACCOUNTS_UNLICENSED)
+            .await
+            .is_empty()
+    );
+    assert!(!env.coder_user(&alice.id).await.is_service_account);
+}
+
+async fn agents_hold_only_the_roles_agent_rules_name(db: TestDb) {
+    let rules = r#"
+        [roles]
+        baseline_site_roles = ["auditor"]
+        [[roles.rules]]
+        group = "admins"
+        site_roles = ["owner", "template-admin"]
+        [agents.org_roles]
+        default = ["agents-access"]
+        [[agents.rules]]
+        group = "reviewers"
+        site_roles = ["auditor"]
+    "#;
+    let env = Env::start(db, true, rules).await;
+    let plain = create_agent(&env, "plain-bot", json!({})).await;
+    let reviewer = create_agent(&env, "review-bot", json!({})).await;
+    let person = env.create_user("ann@corp.example", json!({})).await;
+    env.create_group("admins", &[&plain.id, &person.id]).await;
+    env.create_group("reviewers", &[&reviewer.id]).await;
+    env.drain().await;
+    let plain_account = env.coder_user(&plain.id).await;
+    assert!(
+        plain_account.roles.is_empty(),
+        "people's roles never reach an agent: {:?}",
+        plain_account.roles
+    );
+    let org = env.fake.default_organization_id();
+    assert!(plain_account.organizations[&org].contains("agents-access"));
+    let reviewer_account = env.coder_user(&reviewer.id).await;
+    assert_eq!(
+        reviewer_account.roles.iter().collect::<Vec<_>>(),
+        ["auditor"]
+    );
+    // The person still gets the people's rules.
+    assert!(env.coder_user(&person.id).await.roles.contains("owner"));
+}
+
+async fn an_agent_joins_its_groups(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let agent = create_agent(&env, "ci-bot", json!({})).await;
+    let group = env.create_group("Builders", &[&agent.id]).await;
+    env.drain().await;
+    let account = env.coder_user(&agent.id).await;
+    let group_id = env.coder_group_id(&group.id).await;
+    let state = env.coder();
+    let coder_group = state.groups.iter().find(|g| g.id == group_id).unwrap();
+    assert!(coder_group.members.contains(&account.id));
+    // The Agent's groups attribute is computed from the membership.
+    let stored = env
+        .store()
+        .resources()
+        .get(ResourceKind::Agent, &agent.id, store::GetOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.groups.unwrap()[0].value, group.id);
+}
+
+async fn mint(env: &Env, username: &str, name: &str) {
+    env.fake.create_api_token(username, name).unwrap();
+}
+
+async fn the_last_owner_leaving_suspends_the_agent_and_deletes_its_tokens(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    let bob = env.create_user("bob@corp.example", json!({})).await;
+    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id, &bob.id])).await;
+    env.drain().await;
+    mint(&env, "helper-bot", "run-1").await;
+    mint(&env, "helper-bot", "run-2").await;
+
+    env.set_active(&ann.id, false).await;
+    env.drain().await;
+    let account = env.coder_user(&agent.id).await;
+    assert_ne!(account.status, UserStatus::Suspended, "bob is still active");
+    assert_eq!(
+        env.coder()
+            .keys
+            .iter()
+            .filter(|k| k.user_id == account.id)
+            .count(),
+        2
+    );
+
+    env.set_active(&bob.id, false).await;
+    // Bob's offboarding queues his agents at his priority.
+    env.reconciler.reconcile_user(&bob.id).await.unwrap();
+    let queued = env
+        .store()
+        .outbox()
+        .list(OutboxFilter::Pending, 100)
+        .await
+        .unwrap();
+    let row = queued
+        .iter()
+        .find(|e| e.kind == ResourceKind::Agent && e.resource_id == agent.id)
+        .expect("the agent is queued");
+    assert_eq!(row.priority, OutboxPriority::Offboarding);
+    env.drain().await;
+    let account = env.coder_user(&agent.id).await;
+    assert_eq!(account.status, UserStatus::Suspended);
+    assert!(
+        !env.coder().keys.iter().any(|k| k.user_id == account.id),
+        "every token of the agent is deleted"
+    );
+    let issues = env.issues(reconcile::ISSUE_OWNERS_INACTIVE).await;
+    assert_eq!(issues.len(), 1);
+    assert!(
+        issues[0].detail.contains("no owner"),
+        "{}",
+        issues[0].detail
+    );
+}
+
+async fn an_owner_back_does_not_reactivate_the_agent_unless_configured(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    env.drain().await;
+    env.delete(ResourceKind::User, &ann.id).await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended,
+        "a deleted owner suspends the agent"
+    );
+
+    // The IdP gives the agent a new, active owner.
+    let ann2 = env.create_user("ann2@corp.example", json!({})).await;
+    env.patch(
+        ResourceKind::Agent,
+        &agent.id,
+        json!([{ "op": "replace", "path": "owners", "value": [{ "value": ann2.id }] }]),
+    )
+    .await;
+    // Same instant as the cascade: not a later change of the agent.
+    env.drain().await;
+    let still = env.coder_user(&agent.id).await;
+    assert_eq!(still.status, UserStatus::Suspended);
+    let issue = &env.issues(reconcile::ISSUE_OWNERS_INACTIVE).await[0];
+    assert!(
+        issue.detail.contains("reactivate_with_owner"),
+        "{}",
+        issue.detail
+    );
+
+    // A later change of the agent in the IdP (off, then on again) is a deliberate reactivation.
+    for active in [false, true] {
+        env.db.clock.advance(chrono::Duration::minutes(5));
+        env.patch(
+            ResourceKind::Agent,
+            &agent.id,
+            json!([{ "op": "replace", "path": "active", "value": active }]),
+        )
+        .await;
+    }
+    env.drain().await;
+    assert_ne!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+    assert!(
+        env.issues(reconcile::ISSUE_OWNERS_INACTIVE)
+            .await
+            .is_empty()
+    );
+}
+
+async fn reactivate_with_owner_brings_the_agent_back_with_its_owner(db: TestDb) {
+    let env = Env::start(db, true, "[agents]\nreactivate_with_owner = true").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    env.drain().await;
+    env.set_active(&ann.id, false).await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+    env.set_active(&ann.id, true).await;
+    env.drain().await;
+    assert_ne!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+}
+
+async fn deleting_an_agent_suspends_it_and_deletes_its_tokens(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let agent = create_agent(&env, "temp-bot", json!({})).await;
+    env.drain().await;
+    mint(&env, "temp-bot", "run-1").await;
+    let account = env.coder_user(&agent.id).await;
+    env.delete(ResourceKind::Agent, &agent.id).await;
+    env.drain().await;
+    let state = env.coder();
+    let after = state.user_by_id(account.id).unwrap();
+    assert_eq!(after.status, UserStatus::Suspended);
+    assert!(!state.keys.iter().any(|k| k.user_id == account.id));
+}
+
+async fn a_user_marked_as_an_agent_becomes_a_service_account(db: TestDb) {
+    let env = Env::start(db, true, "[[agents.users]]\nuser_type = \"Agent\"").await;
+    let bot = env
+        .create_user(
+            "build-agent@corp.example",
+            json!({ "userType": "Agent", "displayName": "Build agent" }),
+        )
+        .await;
+    let person = env.create_user("carol@corp.example", json!({})).await;
+    env.drain().await;
+    let account = env.coder_user(&bot.id).await;
+    assert!(account.is_service_account);
+    assert_eq!(account.email, "");
+    assert_eq!(account.login_type, FakeLoginType::None);
+    assert_eq!(account.username, "build-agent");
+    let human = env.coder_user(&person.id).await;
+    assert!(!human.is_service_account);
+    assert_eq!(human.login_type, FakeLoginType::Oidc);
+}
+
+async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let agent = create_agent(&env, "review-bot", json!({})).await;
+    let person = env.create_user("dana@corp.example", json!({})).await;
+    env.drain().await;
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    let r = &env.reconciler;
+    for (lifetime, scopes, why) in [
+        (hours(5), vec![], "max_token_lifetime"),
+        (hours(1), vec!["coder:all".to_owned()], "token_scopes"),
+        (hours(1), vec!["template:update".to_owned()], "token_scopes"),
+    ] {
+        let error = r
+            .mint_agent_token("review-bot", lifetime, scopes, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(why), "{error}");
+    }
+    // A person's account never gets an agent token.
+    let error = r
+        .mint_agent_token("dana", hours(1), vec![], None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not an agent"), "{error}");
+    assert!(
+        env.coder()
+            .keys
+            .iter()
+            .all(|k| k.token_name != "scim-bridge")
+    );
+
+    let minted = r
+        .mint_agent_token(
+            "review-bot",
+            hours(4),
+            vec!["workspace:read".into()],
+            Some("ci-1".into()),
+        )
+        .await
+        .unwrap();
+    let account = env.coder_user(&agent.id).await;
+    let key = env
+        .coder()
+        .keys
+        .iter()
+        .find(|k| k.user_id == account.id)
+        .cloned()
+        .expect("the token exists in Coder");
+    assert_eq!(key.token, minted.secret);
+    assert_eq!(key.scopes, ["workspace:read"]);
+    assert_eq!((key.expires_at - key.created_at).num_hours(), 4);
+    let audit = audit_of(&env, &agent.id).await;
+    let mint = audit
+        .iter()
+        .find(|a| a.operation == "agent.token.mint")
+        .expect("the mint is audited");
+    assert_eq!(mint.actor.as_deref(), Some("cli"));
+    assert!(
+        !mint.change.to_string().contains(&minted.secret),
+        "never the token"
+    );
+    assert_eq!(mint.change["token_name"], "ci-1");
+
+    let (_, listed) = r.agent_tokens("review-bot").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].token_name, "ci-1");
+    assert_eq!(
+        r.revoke_agent_tokens("review-bot", Some("ci-1"))
+            .await
+            .unwrap(),
+        [key.id.clone()]
+    );
+    assert!(!env.coder().keys.iter().any(|k| k.user_id == account.id));
+    assert!(
+        audit_of(&env, &agent.id)
+            .await
+            .iter()
+            .any(|a| a.operation == "agent.token.revoke")
+    );
+    let _ = person;
+}
+
+async fn explain_shows_owners_and_why_the_agent_is_suspended(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    env.drain().await;
+    let before = env.reconciler.explain_agent("helper-bot").await.unwrap();
+    assert!(before.cascade.is_none());
+    assert_eq!(before.owners[0].active, Some(true));
+    env.set_active(&ann.id, false).await;
+    env.drain().await;
+    let after = env.reconciler.explain_agent("helper-bot").await.unwrap();
+    assert_eq!(after.owners[0].active, Some(false));
+    let (_, why) = after.cascade.expect("the cascade is explained");
+    assert!(why.contains("no owner"), "{why}");
+    assert_eq!(
+        after.account.coder_user.status,
+        coder::types::UserStatus::Suspended
+    );
+    // A suspended agent gets no token.
+    let error = env
+        .reconciler
+        .mint_agent_token(
+            "helper-bot",
+            std::time::Duration::from_secs(60),
+            vec![],
+            None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("suspended"), "{error}");
+}
