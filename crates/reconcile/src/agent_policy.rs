@@ -243,20 +243,14 @@ impl AgentPolicy {
         let mut rules = Vec::new();
         for (i, rule) in file.rules.into_iter().enumerate() {
             let key = format!("agents.rules[{i}]");
-            let group = GroupSelector::parse(&key, rule.group, rule.group_external_id)?;
             let site_roles = site_roles_checked(&format!("{key}.site_roles"), rule.site_roles)?;
-            let org_roles = check_org_roles(&format!("{key}.org_roles"), rule.org_roles)?;
-            if site_roles.is_empty() && org_roles.values().all(Vec::is_empty) {
-                return Err(PolicyError::new(
-                    key,
-                    "grants no role: give site_roles or org_roles",
-                ));
-            }
-            rules.push(RoleRule {
-                group,
+            rules.push(RoleRule::parse(
+                &key,
+                rule.group,
+                rule.group_external_id,
                 site_roles,
-                org_roles,
-            });
+                rule.org_roles,
+            )?);
         }
         let mut users = Vec::new();
         for (i, entry) in file.users.into_iter().enumerate() {

@@ -13,7 +13,9 @@
 //! queues the agents it owns, at offboarding priority when the User is inactive or deleted.
 
 use crate::agent_policy::AgentPolicy;
-use crate::desired::{DesiredRoles, DesiredUser, GroupIdentity, NotProvisionable, desired_user};
+use crate::desired::{
+    DesiredRoles, DesiredUser, GroupIdentity, NotProvisionable, apply_role_rules, desired_user,
+};
 use crate::error::ReconcileResult;
 use crate::naming::{self, USER_NAME_MAX};
 use crate::policy::{GroupSelector, LoginType, Policy};
@@ -31,26 +33,17 @@ pub const ISSUE_OWNERS_INACTIVE: &str = "owners_inactive";
 /// The roles an agent in `groups` holds: `[agents]` site and organization roles plus the
 /// matching `[[agents.rules]]`. `[roles]` (for people) never applies to agents.
 pub fn agent_roles(policy: &AgentPolicy, groups: &[GroupIdentity]) -> DesiredRoles {
-    let mut roles = DesiredRoles {
-        site: policy.site_roles.iter().cloned().collect(),
-        org: policy
-            .org_roles
-            .iter()
-            .map(|(org, names)| (org.clone(), names.iter().cloned().collect()))
-            .collect(),
-    };
-    for rule in &policy.rules {
-        let applies = groups.iter().any(|g| in_group(g, &rule.group));
-        for (org, names) in &rule.org_roles {
-            let entry = roles.org.entry(org.clone()).or_default();
-            if applies {
-                entry.extend(names.iter().cloned());
-            }
-        }
-        if applies {
-            roles.site.extend(rule.site_roles.iter().cloned());
+    let mut roles = DesiredRoles::default();
+    for role in &policy.site_roles {
+        roles.grant_site(role, "[agents] site_roles");
+    }
+    for (org, names) in &policy.org_roles {
+        roles.org.entry(org.clone()).or_default();
+        for name in names {
+            roles.grant_org(org, name, "[agents] org_roles");
         }
     }
+    apply_role_rules(&mut roles, &policy.rules, groups);
     // Validated at start-up already; kept here so no path can hand an agent an admin role.
     if !policy.allow_admin_roles {
         roles

@@ -2,7 +2,7 @@
 //! resource, the groups it belongs to and the mapping rules.
 
 use crate::naming::{self, GROUP_DISPLAY_NAME_MAX, USER_NAME_MAX};
-use crate::policy::{GroupSelector, LoginType, OverrideSelector, Policy, UsernameSource};
+use crate::policy::{GroupSelector, LoginType, OverrideSelector, Policy, RoleRule, UsernameSource};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,12 +46,12 @@ pub struct DesiredRoles {
 }
 
 impl DesiredRoles {
-    fn grant_site(&mut self, role: &str, source: &str) {
+    pub(crate) fn grant_site(&mut self, role: &str, source: &str) {
         self.site.insert(role.to_owned());
         self.note(role.to_owned(), source);
     }
 
-    fn grant_org(&mut self, org: &str, role: &str, source: &str) {
+    pub(crate) fn grant_org(&mut self, org: &str, role: &str, source: &str) {
         self.org
             .entry(org.to_owned())
             .or_default()
@@ -100,7 +100,29 @@ pub fn desired_roles(
     for role in &policy.roles.baseline_site_roles {
         roles.grant_site(role, "baseline");
     }
-    for rule in &policy.roles.rules {
+    apply_role_rules(&mut roles, &policy.roles.rules, groups);
+    let grantable = &policy.roles.grantable;
+    for org in grantable.organizations() {
+        roles.org.entry(org.to_owned()).or_default();
+    }
+    for role in grantable.held(attrs) {
+        let source = format!("SCIM role {:?}", role.id);
+        match &role.organization {
+            None => roles.grant_site(&role.value, &source),
+            Some(org) => roles.grant_org(org, &role.value, &source),
+        }
+    }
+    roles
+}
+
+/// Add the roles of each rule naming one of `groups`, with the rule as their source; every
+/// organization a rule mentions gets an entry, possibly empty.
+pub(crate) fn apply_role_rules(
+    roles: &mut DesiredRoles,
+    rules: &[RoleRule],
+    groups: &[GroupIdentity],
+) {
+    for rule in rules {
         let applies = groups.iter().any(|g| g.is_named(&rule.group));
         for org in rule.org_roles.keys() {
             roles.org.entry(org.clone()).or_default();
@@ -121,18 +143,6 @@ pub fn desired_roles(
             }
         }
     }
-    let grantable = &policy.roles.grantable;
-    for org in grantable.organizations() {
-        roles.org.entry(org.to_owned()).or_default();
-    }
-    for role in grantable.held(attrs) {
-        let source = format!("SCIM role {:?}", role.id);
-        match &role.organization {
-            None => roles.grant_site(&role.value, &source),
-            Some(org) => roles.grant_org(org, &role.value, &source),
-        }
-    }
-    roles
 }
 
 /// Why a user gets its login type.

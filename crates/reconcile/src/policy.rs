@@ -251,6 +251,32 @@ pub struct RoleRule {
     pub org_roles: BTreeMap<String, Vec<String>>,
 }
 
+impl RoleRule {
+    /// A rule from its TOML fields under `key`: one group selector, checked site roles, and at
+    /// least one role.
+    pub(crate) fn parse(
+        key: &str,
+        group: Option<String>,
+        group_external_id: Option<String>,
+        site_roles: Vec<String>,
+        org_roles: BTreeMap<String, Vec<String>>,
+    ) -> Result<RoleRule, PolicyError> {
+        let group = GroupSelector::parse(key, group, group_external_id)?;
+        let org_roles = check_org_roles(&format!("{key}.org_roles"), org_roles)?;
+        if site_roles.is_empty() && org_roles.values().all(Vec::is_empty) {
+            return Err(PolicyError::new(
+                key,
+                "grants no role: give site_roles or org_roles",
+            ));
+        }
+        Ok(RoleRule {
+            group,
+            site_roles,
+            org_roles,
+        })
+    }
+}
+
 /// `[roles]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RolePolicy {
@@ -471,21 +497,13 @@ impl Policy {
             check_site_roles("roles.baseline_site_roles", roles.baseline_site_roles)?;
         let mut rules = Vec::new();
         for (i, rule) in roles.rules.into_iter().enumerate() {
-            let key = format!("roles.rules[{i}]");
-            let group = GroupSelector::parse(&key, rule.group, rule.group_external_id)?;
-            let site_roles = check_site_roles(&format!("{key}.site_roles"), rule.site_roles)?;
-            let org_roles = check_org_roles(&format!("{key}.org_roles"), rule.org_roles)?;
-            if site_roles.is_empty() && org_roles.values().all(Vec::is_empty) {
-                return Err(PolicyError::new(
-                    key,
-                    "grants no role: give site_roles or org_roles",
-                ));
-            }
-            rules.push(RoleRule {
-                group,
-                site_roles,
-                org_roles,
-            });
+            rules.push(RoleRule::parse(
+                &format!("roles.rules[{i}]"),
+                rule.group,
+                rule.group_external_id,
+                check_site_roles(&format!("roles.rules[{i}].site_roles"), rule.site_roles)?,
+                rule.org_roles,
+            )?);
         }
 
         Ok(Policy {

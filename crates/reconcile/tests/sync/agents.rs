@@ -425,12 +425,11 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: Te
     let (_, listed) = r.agent_tokens("review-bot").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].token_name, "ci-1");
-    assert_eq!(
-        r.revoke_agent_tokens("review-bot", Some("ci-1"))
-            .await
-            .unwrap(),
-        [key.id.clone()]
-    );
+    let revoked = r
+        .revoke_agent_tokens("review-bot", Some("ci-1"))
+        .await
+        .unwrap();
+    assert_eq!(revoked, [key.id.as_str()]);
     assert!(!env.coder().keys.iter().any(|k| k.user_id == account.id));
     assert!(
         audit_of(&env, &agent.id)
