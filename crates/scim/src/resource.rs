@@ -295,6 +295,10 @@ pub(crate) fn check_required(
         ));
     }
     for attr in &core.attributes {
+        // An Agent's agentUserName was checked above, where draft-abbey's name may stand for it.
+        if kind == ResourceKind::Agent && attr.name == "agentUserName" {
+            continue;
+        }
         let required = attr.required || (kind == ResourceKind::Group && attr.name == "displayName");
         if !required
             || matches!(

@@ -128,7 +128,8 @@ pub async fn list(
     Ok((page.total, page.items))
 }
 
-/// A search at the root (RFC 7644 §3.4.3 `POST /.search`): Users then Groups, paged as one
+/// A search at the root (RFC 7644 §3.4.3 `POST /.search`): every resource type in the order
+/// `/ResourceTypes` lists them (Users, Groups, Agents, AgenticApplications), paged as one
 /// sequence. `sortBy` orders within each resource type.
 pub async fn list_all(
     state: &AppState,
@@ -139,7 +140,7 @@ pub async fn list_all(
     let mut wanted = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
     let mut total = 0;
     let mut items = Vec::new();
-    for kind in [ResourceKind::User, ResourceKind::Group] {
+    for kind in ResourceKind::ALL {
         let part = ListQuery {
             start_index: skip + 1,
             count: Some(wanted),

@@ -1,6 +1,6 @@
-//! `POST /Users/.search`, `POST /Groups/.search` and `POST /.search` (RFC 7644 §3.4.3): a list
+//! `POST /{resource}/.search` and `POST /.search` (RFC 7644 §3.4.3): a list
 //! whose parameters come in a SearchRequest body, keeping filters with personal data out of
-//! URLs and logs. At the root, Users and Groups are searched together and each resource
+//! URLs and logs. At the root, every resource type is searched together and each resource
 //! carries its `schemas` to tell them apart.
 
 use super::list::list_body;
