@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    Bridge, BridgeOptions, available, coder_fake_env, eventually, fresh_database,
-};
+use crate::support::{Bridge, available, eventually};
 
 const RULES: &str = r#"
 [[users.login_type_overrides]]
@@ -33,25 +31,7 @@ fn explain(bridge: &Bridge, envs: &[(String, String)], args: &[&str]) -> (i32, S
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_coder() {
     for db in available() {
-        let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
-            premium: true,
-            rate_limit_per_minute: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("rules.toml");
-        std::fs::write(&rules, RULES).unwrap();
-        let bridge = Bridge::start(BridgeOptions {
-            database: fresh_database(&db).await,
-            extra_env: [
-                coder_fake_env(&fake),
-                vec![("SCIM_BRIDGE_CONFIG".into(), rules.display().to_string())],
-            ]
-            .concat(),
-        })
-        .await;
+        let (bridge, fake, _dir) = crate::support::bridge_with_config(&db, RULES).await;
         let (status, alice) = bridge
             .call(
                 "POST",

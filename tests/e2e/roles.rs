@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use coder_fake::{CoderFake, FakeHandle, FakeOptions};
+use coder_fake::FakeHandle;
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, BridgeOptions, Db, coder_fake_env, eventually, fresh_database};
+use crate::support::{Bridge, Db, eventually};
 use crate::user;
 
 const RULES: &str = r#"
@@ -60,25 +60,7 @@ async fn converges_to(
 #[tokio::test(flavor = "multi_thread")]
 async fn granted_and_revoked_roles_reach_coder() {
     for db in crate::support::available() {
-        let fake = CoderFake::start(FakeOptions {
-            premium: true,
-            rate_limit_per_minute: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("bridge.toml");
-        std::fs::write(&config, RULES).unwrap();
-        let bridge = Bridge::start(BridgeOptions {
-            database: fresh_database(&db).await,
-            extra_env: [
-                coder_fake_env(&fake),
-                vec![("SCIM_BRIDGE_CONFIG".into(), config.display().to_string())],
-            ]
-            .concat(),
-        })
-        .await;
+        let (bridge, fake, _dir) = crate::support::bridge_with_config(&db, RULES).await;
         run(&db, &bridge, &fake).await;
         drop(bridge);
         fake.stop().await;

@@ -369,3 +369,31 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A bridge on a fresh database converging a Premium Coder fake (no rate limit), with `toml` as
+/// its configuration file; the directory holding the file lives as long as the caller keeps it.
+pub async fn bridge_with_config(
+    db: &Db,
+    toml: &str,
+) -> (Bridge, coder_fake::FakeHandle, tempfile::TempDir) {
+    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
+        premium: true,
+        rate_limit_per_minute: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, toml).unwrap();
+    let bridge = Bridge::start(BridgeOptions {
+        database: fresh_database(db).await,
+        extra_env: [
+            coder_fake_env(&fake),
+            vec![("SCIM_BRIDGE_CONFIG".into(), config.display().to_string())],
+        ]
+        .concat(),
+    })
+    .await;
+    (bridge, fake, dir)
+}
