@@ -1,7 +1,7 @@
 //! `Store::copy_from`: a SQLite store copied into PostgreSQL reads back identical, keeps its
 //! audit chain and tokens, and accepts new writes; a filled target is refused untouched.
 
-use crate::harness::{TestDb, create_group, create_user, ctx, list_query, patch};
+use crate::harness::{TestDb, create_group, create_user, ctx, list_query, patch, replace};
 use chrono::Duration;
 use clock::IdSource as _;
 use scim::ResourceKind;
@@ -104,14 +104,14 @@ async fn lived_in(db: &TestDb) -> (String, String) {
     .await
     .unwrap();
     tick();
-    patch(
-        &db.store,
+    replace(
+        db,
         ResourceKind::User,
         &alice.id,
-        json!([{"op": "replace", "path": "displayName", "value": "Alice Ünïcode 🚀"}]),
+        "displayName",
+        json!("Alice Ünïcode 🚀"),
     )
-    .await
-    .unwrap();
+    .await;
     tick();
     db.store
         .resources()

@@ -5,7 +5,7 @@ use scim::query::{ListQuery, SortOrder};
 use scim::resource::{ResourceBody, normalize};
 use scim::{Registry, ResourceKind};
 use serde_json::{Value, json};
-use store::{Store, StoreError, StoredResource, WriteContext};
+use store::{OutboxEvent, OutboxFilter, Store, StoreError, StoredResource, WriteContext};
 
 /// Generate `sqlite::name` and `postgres::name` tests that run `name(&TestDb)`.
 #[macro_export]
@@ -114,4 +114,36 @@ pub async fn member_ids(store: &Store, group_id: &str) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+/// Claims up to `limit` outbox rows for `worker` with a 30 s lease.
+pub async fn claim(db: &TestDb, worker: &str, limit: u32) -> Vec<OutboxEvent> {
+    db.store
+        .outbox()
+        .claim(worker, chrono::Duration::seconds(30), limit)
+        .await
+        .unwrap()
+}
+
+/// The first ten outbox rows `filter` selects.
+pub async fn rows(db: &TestDb, filter: OutboxFilter) -> Vec<OutboxEvent> {
+    db.store.outbox().list(filter, 10).await.unwrap()
+}
+
+/// One PATCH `replace` of `path` by `value`, which must succeed.
+pub async fn replace(
+    db: &TestDb,
+    kind: ResourceKind,
+    id: &str,
+    path: &str,
+    value: Value,
+) -> StoredResource {
+    patch(
+        &db.store,
+        kind,
+        id,
+        json!([{"op": "replace", "path": path, "value": value}]),
+    )
+    .await
+    .unwrap()
 }

@@ -1,7 +1,7 @@
 //! The outbox: coalescing, generations, leases, priority, backoff, dead letters and wake-ups.
 
 use crate::backend_tests;
-use crate::harness::{TestDb, create_group, create_user, patch};
+use crate::harness::{TestDb, claim, create_group, create_user, replace, rows};
 use chrono::Duration;
 use scim::ResourceKind;
 use serde_json::json;
@@ -17,7 +17,7 @@ fn lease() -> Duration {
 
 async fn writes_to_one_resource_coalesce(db: &TestDb) {
     let user = create_user(&db.store, "q@example.com").await;
-    let first = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
+    let first = rows(db, OutboxFilter::All).await;
     assert_eq!(first.len(), 1);
     assert_eq!(
         (first[0].resource_id.as_str(), first[0].generation),
@@ -25,23 +25,9 @@ async fn writes_to_one_resource_coalesce(db: &TestDb) {
     );
 
     db.clock.advance(Duration::seconds(5));
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "replace", "path": "displayName", "value": "Q"}]),
-    )
-    .await
-    .unwrap();
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "replace", "path": "nickName", "value": "q"}]),
-    )
-    .await
-    .unwrap();
-    let rows = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
+    replace(db, ResourceKind::User, &user.id, "displayName", json!("Q")).await;
+    replace(db, ResourceKind::User, &user.id, "nickName", json!("q")).await;
+    let rows = rows(db, OutboxFilter::All).await;
     assert_eq!(rows.len(), 1, "one row per resource");
     assert_eq!(rows[0].id, first[0].id);
     assert_eq!(rows[0].generation, 3);
@@ -56,55 +42,36 @@ async fn writes_to_one_resource_coalesce(db: &TestDb) {
 
 async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
     let user = create_user(&db.store, "gen@example.com").await;
-    let claimed = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
+    let claimed = claim(db, "w1", 10).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].leased_by.as_deref(), Some("w1"));
     // A write lands while the worker reconciles.
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "replace", "path": "title", "value": "CTO"}]),
-    )
-    .await
-    .unwrap();
+    replace(db, ResourceKind::User, &user.id, "title", json!("CTO")).await;
     assert_eq!(
         db.store.outbox().complete(&claimed[0]).await.unwrap(),
         Completion::NewerChangePending
     );
     // Released at once, so the newer state is applied without waiting for the lease.
-    let again = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
+    let again = claim(db, "w1", 10).await;
     assert_eq!((again.len(), again[0].generation), (1, 2));
     assert_eq!(
         db.store.outbox().complete(&again[0]).await.unwrap(),
         Completion::Removed
     );
     assert_eq!(db.store.outbox().stats().await.unwrap().depth, 0);
-    assert!(
-        db.store
-            .outbox()
-            .claim("w1", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(db, "w1", 10).await.is_empty());
 }
 
 async fn an_expired_lease_is_taken_over(db: &TestDb) {
     create_user(&db.store, "crash@example.com").await;
-    let by_w1 = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
+    let by_w1 = claim(db, "w1", 10).await;
     assert_eq!(by_w1.len(), 1);
     assert!(
-        db.store
-            .outbox()
-            .claim("w2", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim(db, "w2", 10).await.is_empty(),
         "leased rows are not claimable"
     );
     db.clock.advance(lease() + Duration::seconds(1));
-    let by_w2 = db.store.outbox().claim("w2", lease(), 10).await.unwrap();
+    let by_w2 = claim(db, "w2", 10).await;
     assert_eq!(by_w2.len(), 1, "w1 crashed: its claim is taken over");
     assert_eq!(by_w2[0].id, by_w1[0].id);
     // w1 comes back late: its failure report must not disturb w2's lease.
@@ -113,18 +80,10 @@ async fn an_expired_lease_is_taken_over(db: &TestDb) {
         .fail(&by_w1[0], "late", db.clock.now() + Duration::hours(1))
         .await
         .unwrap();
-    let row = &db.store.outbox().list(OutboxFilter::All, 10).await.unwrap()[0];
+    let row = &rows(db, OutboxFilter::All).await[0];
     assert_eq!((row.leased_by.as_deref(), row.attempts), (Some("w2"), 0));
     assert_eq!(db.store.outbox().release_leases("w2").await.unwrap(), 1);
-    assert_eq!(
-        db.store
-            .outbox()
-            .claim("w3", lease(), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(claim(db, "w3", 10).await.len(), 1);
 }
 
 async fn offboarding_jumps_the_queue(db: &TestDb) {
@@ -135,48 +94,22 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
     }
     create_group(&db.store, "Bulk", &[]).await;
     // Leases that expire put rows back in their original order.
-    assert_eq!(
-        db.store
-            .outbox()
-            .claim("w", lease(), 10)
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(claim(db, "w", 10).await.len(), 4);
     db.clock.advance(lease() + Duration::seconds(1));
     // users[1] is deactivated (Okta/Entra deprovisioning) after everything else was queued.
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &users[1].id,
-        json!([{"op": "replace", "path": "active", "value": false}]),
-    )
-    .await
-    .unwrap();
-    let first = db.store.outbox().claim("w", lease(), 1).await.unwrap();
+    replace(db, ResourceKind::User, &users[1].id, "active", json!(false)).await;
+    let first = claim(db, "w", 1).await;
     assert_eq!(first[0].resource_id, users[1].id);
     assert_eq!(first[0].priority, OutboxPriority::Offboarding);
     // The rest in FIFO order.
-    let rest = db.store.outbox().claim("w", lease(), 10).await.unwrap();
+    let rest = claim(db, "w", 10).await;
     assert_eq!(rest.len(), 3);
     assert_eq!(rest[0].resource_id, users[0].id);
     assert_eq!(rest[1].resource_id, users[2].id);
     // Reactivation later does not lower a pending offboarding.
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &users[1].id,
-        json!([{"op": "replace", "path": "active", "value": true}]),
-    )
-    .await
-    .unwrap();
-    let row = db
-        .store
-        .outbox()
-        .list(OutboxFilter::All, 10)
+    replace(db, ResourceKind::User, &users[1].id, "active", json!(true)).await;
+    let row = rows(db, OutboxFilter::All)
         .await
-        .unwrap()
         .into_iter()
         .find(|e| e.resource_id == users[1].id)
         .unwrap();
@@ -185,7 +118,7 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
 
 async fn failures_back_off_and_dead_letter(db: &TestDb) {
     let user = create_user(&db.store, "flaky@example.com").await;
-    let claimed = db.store.outbox().claim("w", lease(), 10).await.unwrap();
+    let claimed = claim(db, "w", 10).await;
     db.store
         .outbox()
         .fail(
@@ -195,19 +128,11 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert!(
-        db.store
-            .outbox()
-            .claim("w", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "backing off"
-    );
+    assert!(claim(db, "w", 10).await.is_empty(), "backing off");
     let stats = db.store.outbox().stats().await.unwrap();
     assert_eq!((stats.depth, stats.retrying), (1, 1));
     db.clock.advance(Duration::seconds(61));
-    let retry = db.store.outbox().claim("w", lease(), 10).await.unwrap();
+    let retry = claim(db, "w", 10).await;
     assert_eq!(
         (retry[0].attempts, retry[0].last_error.as_deref()),
         (1, Some("coder: 503"))
@@ -220,40 +145,21 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
             .await
             .unwrap()
     );
-    assert!(
-        db.store
-            .outbox()
-            .claim("w", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let dead = db
-        .store
-        .outbox()
-        .list(OutboxFilter::Dead, 10)
-        .await
-        .unwrap();
+    assert!(claim(db, "w", 10).await.is_empty());
+    let dead = rows(db, OutboxFilter::Dead).await;
     assert_eq!(
         dead[0].dead_reason.as_deref(),
         Some("coder: 400 invalid username")
     );
     assert_eq!(db.store.outbox().stats().await.unwrap().dead, 1);
-    assert!(
-        db.store
-            .outbox()
-            .list(OutboxFilter::Pending, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(rows(db, OutboxFilter::Pending).await.is_empty());
 
     // An operator retry revives it with a fresh count.
     assert_eq!(
         db.store.outbox().retry(RetryTarget::AllDead).await.unwrap(),
         1
     );
-    let revived = db.store.outbox().claim("w", lease(), 10).await.unwrap();
+    let revived = claim(db, "w", 10).await;
     assert_eq!(revived[0].attempts, 0);
     assert!(
         db.store
@@ -263,23 +169,8 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
             .unwrap()
     );
     // So does a new write to the resource.
-    patch(
-        &db.store,
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "replace", "path": "nickName", "value": "f"}]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        db.store
-            .outbox()
-            .claim("w", lease(), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    replace(db, ResourceKind::User, &user.id, "nickName", json!("f")).await;
+    assert_eq!(claim(db, "w", 10).await.len(), 1);
     assert!(matches!(
         db.store.outbox().retry(RetryTarget::One(999_999)).await,
         Err(store::StoreError::NotFound(_))
@@ -339,13 +230,7 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         .enqueue(ResourceKind::User, "u1", OutboxPriority::Normal)
         .await
         .unwrap();
-    let event = db
-        .store
-        .outbox()
-        .claim("w1", lease(), 10)
-        .await
-        .unwrap()
-        .remove(0);
+    let event = claim(db, "w1", 10).await.remove(0);
     // Coder answered 429: come back later, without moving towards the dead-letter queue.
     let until = db.clock.now() + Duration::seconds(20);
     assert!(db.store.outbox().defer(&event, "429", until).await.unwrap());
@@ -353,17 +238,9 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         !db.store.outbox().defer(&event, "429", until).await.unwrap(),
         "the lease is gone"
     );
-    assert!(
-        db.store
-            .outbox()
-            .claim("w1", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
+    assert!(claim(db, "w1", 10).await.is_empty(), "not due yet");
     db.clock.advance(Duration::seconds(21));
-    let again = db.store.outbox().claim("w1", lease(), 10).await.unwrap();
+    let again = claim(db, "w1", 10).await;
     assert_eq!(
         (
             again.len(),
@@ -377,10 +254,7 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         .fail(&again[0], "500", db.clock.now())
         .await
         .unwrap();
-    assert_eq!(
-        db.store.outbox().claim("w1", lease(), 10).await.unwrap()[0].attempts,
-        1
-    );
+    assert_eq!(claim(db, "w1", 10).await[0].attempts, 1);
 }
 
 async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
@@ -416,7 +290,7 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
 
 async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
     enqueue_users(db, "u", 3, OutboxPriority::Normal).await;
-    let claimed = db.store.outbox().claim("w", lease(), 2).await.unwrap();
+    let claimed = claim(db, "w", 2).await;
     let later = db.clock.now() + Duration::minutes(5);
     db.store
         .outbox()
@@ -428,22 +302,15 @@ async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
         .defer(&claimed[1], "waiting", later)
         .await
         .unwrap();
-    let dead = db.store.outbox().claim("w", lease(), 1).await.unwrap();
+    let dead = claim(db, "w", 1).await;
     db.store
         .outbox()
         .dead_letter(&dead[0], "400")
         .await
         .unwrap();
-    assert!(
-        db.store
-            .outbox()
-            .claim("w", lease(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(db, "w", 10).await.is_empty());
     assert_eq!(db.store.outbox().due_now().await.unwrap(), 2);
-    let due = db.store.outbox().claim("w", lease(), 10).await.unwrap();
+    let due = claim(db, "w", 10).await;
     let mut attempts: Vec<(String, i32)> = due
         .iter()
         .map(|e| (e.resource_id.clone(), e.attempts))

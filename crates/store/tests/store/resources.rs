@@ -3,7 +3,8 @@
 
 use crate::backend_tests;
 use crate::harness::{
-    TestDb, body, create_group, create_user, ctx, list_query, member_ids, patch, user_json,
+    TestDb, body, create_group, create_user, ctx, list_query, member_ids, patch, replace, rows,
+    user_json,
 };
 use chrono::Duration;
 use scim::patch::{PatchOptions, parse_request};
@@ -92,14 +93,14 @@ async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
     .await
     .unwrap_err();
     assert!(matches!(err, StoreError::Uniqueness(_)), "{err:?}");
-    let renamed = patch(
-        &db.store,
+    let renamed = replace(
+        db,
         ResourceKind::User,
         &carol.id,
-        json!([{"op": "replace", "path": "userName", "value": "Carol@example.com"}]),
+        "userName",
+        json!("Carol@example.com"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(renamed.attrs["userName"], "Carol@example.com");
 }
 
@@ -190,7 +191,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
 
 async fn unchanged_writes_keep_the_version(db: &TestDb) {
     let user = create_user(&db.store, "erin@example.com").await;
-    let before = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
+    let before = rows(db, OutboxFilter::All).await;
     // Entra re-sends active:true each cycle; Okta re-PUTs the object it read.
     let same = patch(
         &db.store,
@@ -214,10 +215,7 @@ async fn unchanged_writes_keep_the_version(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(same.version, 1);
-    assert_eq!(
-        db.store.outbox().list(OutboxFilter::All, 10).await.unwrap(),
-        before
-    );
+    assert_eq!(rows(db, OutboxFilter::All).await, before);
     assert_eq!(db.store.audit().export(None).await.unwrap().len(), 1);
 }
 
@@ -280,7 +278,7 @@ async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
         "losing a member is a change of the group"
     );
     // The group is queued too: a suspended (not deleted) Coder user must leave its groups.
-    let queued = db.store.outbox().list(OutboxFilter::All, 10).await.unwrap();
+    let queued = rows(db, OutboxFilter::All).await;
     assert!(
         queued.iter().any(|e| e.kind == ResourceKind::Group
             && e.resource_id == group.id
