@@ -26,6 +26,7 @@ fn worker_entry(n: usize) -> AuditEntry {
 }
 
 async fn writes_form_a_verified_chain(db: &TestDb) {
+    let audit = db.store.audit();
     let mut json = user_json("audited@example.com");
     json["password"] = json!("s3cret-pass");
     let user = db
@@ -43,10 +44,10 @@ async fn writes_form_a_verified_chain(db: &TestDb) {
     )
     .await
     .unwrap();
-    let appended = db.store.audit().append(&worker_entry(1)).await.unwrap();
+    let appended = audit.append(&worker_entry(1)).await.unwrap();
     assert_eq!(appended.seq, 3);
 
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0].prev_hash, GENESIS_HASH);
     for pair in records.windows(2) {
@@ -66,11 +67,9 @@ async fn writes_form_a_verified_chain(db: &TestDb) {
     }
     assert_eq!(records[0].change["password"], "[redacted]");
 
-    let report = db.store.audit().verify().await.unwrap();
+    let report = audit.verify().await.unwrap();
     assert_eq!((report.checked, report.first_broken), (3, None));
-    let since = db
-        .store
-        .audit()
+    let since = audit
         .export(Some(crate::harness::start_time() + Duration::seconds(1)))
         .await
         .unwrap();
@@ -102,8 +101,9 @@ async fn concurrent_appends_keep_one_chain(db: &TestDb) {
 }
 
 async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
+    let audit = db.store.audit();
     for n in 0..4 {
-        db.store.audit().append(&worker_entry(n)).await.unwrap();
+        audit.append(&worker_entry(n)).await.unwrap();
     }
     // The triggers refuse changes made through SQL.
     assert!(
@@ -116,7 +116,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
             .await
             .is_err()
     );
-    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
+    assert_eq!(audit.verify().await.unwrap().first_broken, None);
 
     // Someone with DDL rights drops the triggers and edits a record: the chain shows where.
     drop_append_only_triggers(db).await;
@@ -126,7 +126,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
             .unwrap(),
         1
     );
-    let report = db.store.audit().verify().await.unwrap();
+    let report = audit.verify().await.unwrap();
     let (seq, reason) = report
         .first_broken
         .expect("an edited record must break the chain");
@@ -137,14 +137,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq = 2")
         .await
         .unwrap();
-    let (seq, reason) = db
-        .store
-        .audit()
-        .verify()
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
+    let (seq, reason) = audit.verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 3);
     assert!(reason.contains("missing"), "{reason}");
 
@@ -152,14 +145,7 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq >= 2")
         .await
         .unwrap();
-    let (seq, reason) = db
-        .store
-        .audit()
-        .verify()
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
+    let (seq, reason) = audit.verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 2);
     assert!(reason.contains("head"), "{reason}");
 }
@@ -376,6 +362,7 @@ async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
 /// Records written before the key was set stay plain SHA-256; the key's start-up record makes
 /// the newest record keyed, which then covers all of them.
 async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
+    let audit = db.store.audit();
     write_every_kind(&db.store, "u").await;
     let keyed = keyed_store(db, 1, &[]).await;
     let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
@@ -397,17 +384,10 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
         (15, 8, None)
     );
     // A store without the key cannot vouch for the keyed records.
-    let (seq, _) = db
-        .store
-        .audit()
-        .verify()
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
+    let (seq, _) = audit.verify().await.unwrap().first_broken.unwrap();
     assert_eq!(seq, 8);
     // Without a key there is nothing to record.
-    assert_eq!(db.store.audit().record_key().await.unwrap(), None);
+    assert_eq!(audit.record_key().await.unwrap(), None);
 
     // Rewriting an unkeyed record, with every later unkeyed hash recomputed, breaks the first
     // keyed record that follows; recomputing that one too leaves the chain ending unkeyed.
@@ -426,6 +406,7 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
 /// (keeping or dropping the key ids) or with a key of their own. Keyed verification and the
 /// exported head each catch every variant.
 async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
+    let audit = db.store.audit();
     let keyed = keyed_store(db, 1, &[]).await;
     write_every_kind(&keyed, "k").await;
     let anchor = keyed.audit().head().await.unwrap();
@@ -444,7 +425,7 @@ async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
         // The forgery is self-consistent: a verifier without the key finds nothing wrong with
         // an all-plain chain.
         if forge_key.is_none() && key_id.is_none() {
-            let report = db.store.audit().verify().await.unwrap();
+            let report = audit.verify().await.unwrap();
             assert_eq!(
                 report.first_broken.map(|b| b.0),
                 Some(1),
@@ -467,10 +448,8 @@ async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
     // A plain chain recomputed from the first record verifies on its own terms; only the
     // anchor shows it.
     forge_from(db, 1, None, None).await;
-    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
-    let (seq, reason) = db
-        .store
-        .audit()
+    assert_eq!(audit.verify().await.unwrap().first_broken, None);
+    let (seq, reason) = audit
         .verify_expecting(std::slice::from_ref(&anchor))
         .await
         .unwrap()
@@ -486,6 +465,7 @@ async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
 /// The newest records cut off (head row moved back to match) and the head record rewritten:
 /// a chain that verifies on its own, found by the head exported before.
 async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
+    let audit = db.store.audit();
     for (store, keyed) in [
         (db.store.clone(), false),
         (keyed_store(db, 1, &[]).await, true),
@@ -555,19 +535,17 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     db.raw_execute("DELETE FROM audit_log WHERE seq > 7")
         .await
         .unwrap();
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     db.raw_execute(&format!(
         "UPDATE audit_head SET seq = 7, hash = '{}' WHERE id = 1",
         records[6].hash
     ))
     .await
     .unwrap();
-    let plain_anchor = db.store.audit().head().await.unwrap();
+    let plain_anchor = audit.head().await.unwrap();
     forge_from(db, 7, None, None).await;
-    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
-    let (seq, reason) = db
-        .store
-        .audit()
+    assert_eq!(audit.verify().await.unwrap().first_broken, None);
+    let (seq, reason) = audit
         .verify_expecting(&[plain_anchor])
         .await
         .unwrap()

@@ -21,32 +21,23 @@ fn mapping(scim_id: &str, username: &str, db: &TestDb) -> CoderUser {
 }
 
 async fn user_mappings(db: &TestDb) {
+    let coder_map = db.store.coder_map();
     let alice = mapping("s1", "alice-smith", db);
-    db.store.coder_map().user_upsert(&alice).await.unwrap();
+    coder_map.user_upsert(&alice).await.unwrap();
+    assert_eq!(coder_map.user_get("s1").await.unwrap(), Some(alice.clone()));
     assert_eq!(
-        db.store.coder_map().user_get("s1").await.unwrap(),
+        coder_map.user_by_username("Alice-Smith").await.unwrap(),
         Some(alice.clone())
     );
-    assert_eq!(
-        db.store
-            .coder_map()
-            .user_by_username("Alice-Smith")
-            .await
-            .unwrap(),
-        Some(alice.clone())
-    );
-    assert_eq!(db.store.coder_map().user_get("nope").await.unwrap(), None);
+    assert_eq!(coder_map.user_get("nope").await.unwrap(), None);
 
     // Coder usernames are unique ignoring case.
-    let clash = db
-        .store
-        .coder_map()
+    let clash = coder_map
         .user_upsert(&mapping("s2", "ALICE-SMITH", db))
         .await
         .unwrap_err();
     assert!(matches!(clash, StoreError::Uniqueness(_)), "{clash:?}");
-    db.store
-        .coder_map()
+    coder_map
         .user_upsert(&mapping("s2", "alice-smith-2", db))
         .await
         .unwrap();
@@ -56,15 +47,16 @@ async fn user_mappings(db: &TestDb) {
         login_type: "github".into(),
         ..alice
     };
-    db.store.coder_map().user_upsert(&adopted).await.unwrap();
-    let listed = db.store.coder_map().user_list().await.unwrap();
+    coder_map.user_upsert(&adopted).await.unwrap();
+    let listed = coder_map.user_list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0], adopted);
-    assert!(db.store.coder_map().user_delete("s1").await.unwrap());
-    assert!(!db.store.coder_map().user_delete("s1").await.unwrap());
+    assert!(coder_map.user_delete("s1").await.unwrap());
+    assert!(!coder_map.user_delete("s1").await.unwrap());
 }
 
 async fn group_mappings(db: &TestDb) {
+    let coder_map = db.store.coder_map();
     let group = CoderGroup {
         scim_id: "g1".into(),
         coder_group_id: clock::SystemIds.uuid_v4(),
@@ -72,22 +64,19 @@ async fn group_mappings(db: &TestDb) {
         coder_name: "engineering".into(),
         updated_at: db.clock.now(),
     };
-    db.store.coder_map().group_upsert(&group).await.unwrap();
+    coder_map.group_upsert(&group).await.unwrap();
     assert_eq!(
-        db.store.coder_map().group_get("g1").await.unwrap(),
+        coder_map.group_get("g1").await.unwrap(),
         Some(group.clone())
     );
     let renamed = CoderGroup {
         coder_name: "eng".into(),
         ..group
     };
-    db.store.coder_map().group_upsert(&renamed).await.unwrap();
-    assert_eq!(
-        db.store.coder_map().group_list().await.unwrap(),
-        vec![renamed]
-    );
-    assert!(db.store.coder_map().group_delete("g1").await.unwrap());
-    assert_eq!(db.store.coder_map().group_get("g1").await.unwrap(), None);
+    coder_map.group_upsert(&renamed).await.unwrap();
+    assert_eq!(coder_map.group_list().await.unwrap(), vec![renamed]);
+    assert!(coder_map.group_delete("g1").await.unwrap());
+    assert_eq!(coder_map.group_get("g1").await.unwrap(), None);
 }
 
 async fn sync_issues(db: &TestDb) {

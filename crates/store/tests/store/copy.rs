@@ -61,24 +61,23 @@ async fn source_and_target() -> Option<(TestDb, TestDb)> {
 /// groups, PATCHes, tokens (one revoked), an outbox with a dead, a retrying and a leased row,
 /// audit records, Coder mappings and sync issues. Returns the active and the revoked token.
 async fn lived_in(db: &TestDb) -> (String, String) {
+    let coder_map = db.store.coder_map();
+    let outbox = db.store.outbox();
+    let tokens = db.store.tokens();
     // Odd sub-second steps: timestamps carry microseconds.
     let tick = || db.clock.advance(Duration::microseconds(1_234_567));
-    let okta = db
-        .store
-        .tokens()
+    let okta = tokens
         .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
     tick();
-    let old = db
-        .store
-        .tokens()
+    let old = tokens
         .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     tick();
-    db.store.tokens().revoke("entra").await.unwrap();
-    db.store.tokens().mark_used("okta").await.unwrap();
+    tokens.revoke("entra").await.unwrap();
+    tokens.mark_used("okta").await.unwrap();
     db.store
         .oauth_clients()
         .create("entra-oauth", store::Scopes::READ)
@@ -136,22 +135,15 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         .unwrap();
 
     // Outbox: one row dead-lettered, one failed and waiting, one leased, the rest pending.
-    let claimed = db
-        .store
-        .outbox()
-        .claim("w1", Duration::seconds(30), 3)
-        .await
-        .unwrap();
+    let claimed = outbox.claim("w1", Duration::seconds(30), 3).await.unwrap();
     assert_eq!(claimed.len(), 3);
     assert!(
-        db.store
-            .outbox()
+        outbox
             .dead_letter(&claimed[0], "Coder refused: 400")
             .await
             .unwrap()
     );
-    db.store
-        .outbox()
+    outbox
         .fail(
             &claimed[1],
             "connection refused",
@@ -159,14 +151,12 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         )
         .await
         .unwrap();
-    db.store
-        .outbox()
+    outbox
         .enqueue(ResourceKind::Group, &eng.id, OutboxPriority::Offboarding)
         .await
         .unwrap();
 
-    db.store
-        .coder_map()
+    coder_map
         .user_upsert(&CoderUser {
             scim_id: alice.id.clone(),
             coder_user_id: clock::SystemIds.uuid_v4(),
@@ -178,8 +168,7 @@ async fn lived_in(db: &TestDb) -> (String, String) {
         })
         .await
         .unwrap();
-    db.store
-        .coder_map()
+    coder_map
         .group_upsert(&CoderGroup {
             scim_id: eng.id.clone(),
             coder_group_id: clock::SystemIds.uuid_v4(),

@@ -5,18 +5,10 @@ use crate::harness::TestDb;
 use store::{CLIENT_ID_PREFIX, ClientCheck, Scopes, StoreError, TOKEN_PREFIX};
 
 async fn clients_check_their_secret_until_revoked(db: &TestDb) {
-    let entra = db
-        .store
-        .oauth_clients()
-        .create("entra", Scopes::ALL)
-        .await
-        .unwrap();
-    let reader = db
-        .store
-        .oauth_clients()
-        .create("reader", Scopes::READ)
-        .await
-        .unwrap();
+    let oauth_clients = db.store.oauth_clients();
+    let audit = db.store.audit();
+    let entra = oauth_clients.create("entra", Scopes::ALL).await.unwrap();
+    let reader = oauth_clients.create("reader", Scopes::READ).await.unwrap();
     assert!(entra.client_id.starts_with(CLIENT_ID_PREFIX));
     assert!(entra.client_secret.starts_with(TOKEN_PREFIX));
     assert_ne!(entra.client_id, reader.client_id);
@@ -50,20 +42,18 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
         assert_eq!(check(id, secret).await, ClientCheck::Invalid);
     }
 
-    let dup = db
-        .store
-        .oauth_clients()
+    let dup = oauth_clients
         .create("entra", Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Uniqueness(_)), "{dup:?}");
     assert!(matches!(
-        db.store.oauth_clients().create("empty", Scopes::NONE).await,
+        oauth_clients.create("empty", Scopes::NONE).await,
         Err(StoreError::Invalid { .. })
     ));
 
-    assert!(db.store.oauth_clients().revoked().await.unwrap().is_empty());
-    db.store.oauth_clients().revoke("entra").await.unwrap();
+    assert!(oauth_clients.revoked().await.unwrap().is_empty());
+    oauth_clients.revoke("entra").await.unwrap();
     assert_eq!(
         check(entra.client_id.clone(), entra.client_secret.clone()).await,
         ClientCheck::Revoked
@@ -74,23 +64,18 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
         "a wrong secret tells nothing about the client"
     );
     assert_eq!(
-        db.store.oauth_clients().revoked().await.unwrap(),
+        oauth_clients.revoked().await.unwrap(),
         vec![entra.client_id.clone()]
     );
     assert!(matches!(
-        db.store.oauth_clients().revoke("entra").await,
+        oauth_clients.revoke("entra").await,
         Err(StoreError::NotFound(_))
     ));
     // The name is free again once revoked (rotation), with a new id and secret.
-    let entra2 = db
-        .store
-        .oauth_clients()
-        .create("entra", Scopes::READ)
-        .await
-        .unwrap();
+    let entra2 = oauth_clients.create("entra", Scopes::READ).await.unwrap();
     assert_ne!(entra2.client_id, entra.client_id);
 
-    let listed = db.store.oauth_clients().list().await.unwrap();
+    let listed = oauth_clients.list().await.unwrap();
     let summary: Vec<(&str, Scopes, bool)> = listed
         .iter()
         .map(|c| (c.name.as_str(), c.scopes, c.revoked_at.is_some()))
@@ -104,7 +89,7 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
         ]
     );
 
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     let ops: Vec<(&str, Option<&str>, Option<&str>)> = records
         .iter()
         .map(|r| {
@@ -136,15 +121,7 @@ async fn clients_check_their_secret_until_revoked(db: &TestDb) {
             "a secret reached the audit log"
         );
     }
-    assert!(
-        db.store
-            .audit()
-            .verify()
-            .await
-            .unwrap()
-            .first_broken
-            .is_none()
-    );
+    assert!(audit.verify().await.unwrap().first_broken.is_none());
 }
 
 backend_tests!(clients_check_their_secret_until_revoked);

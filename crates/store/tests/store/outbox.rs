@@ -41,6 +41,7 @@ async fn writes_to_one_resource_coalesce(db: &TestDb) {
 }
 
 async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
+    let outbox = db.store.outbox();
     let user = create_user(&db.store, "gen@example.com").await;
     let claimed = claim(db, "w1", 10).await;
     assert_eq!(claimed.len(), 1);
@@ -48,21 +49,22 @@ async fn complete_removes_only_the_claimed_generation(db: &TestDb) {
     // A write lands while the worker reconciles.
     replace(db, ResourceKind::User, &user.id, "title", json!("CTO")).await;
     assert_eq!(
-        db.store.outbox().complete(&claimed[0]).await.unwrap(),
+        outbox.complete(&claimed[0]).await.unwrap(),
         Completion::NewerChangePending
     );
     // Released at once, so the newer state is applied without waiting for the lease.
     let again = claim(db, "w1", 10).await;
     assert_eq!((again.len(), again[0].generation), (1, 2));
     assert_eq!(
-        db.store.outbox().complete(&again[0]).await.unwrap(),
+        outbox.complete(&again[0]).await.unwrap(),
         Completion::Removed
     );
-    assert_eq!(db.store.outbox().stats().await.unwrap().depth, 0);
+    assert_eq!(outbox.stats().await.unwrap().depth, 0);
     assert!(claim(db, "w1", 10).await.is_empty());
 }
 
 async fn an_expired_lease_is_taken_over(db: &TestDb) {
+    let outbox = db.store.outbox();
     create_user(&db.store, "crash@example.com").await;
     let by_w1 = claim(db, "w1", 10).await;
     assert_eq!(by_w1.len(), 1);
@@ -75,14 +77,13 @@ async fn an_expired_lease_is_taken_over(db: &TestDb) {
     assert_eq!(by_w2.len(), 1, "w1 crashed: its claim is taken over");
     assert_eq!(by_w2[0].id, by_w1[0].id);
     // w1 comes back late: its failure report must not disturb w2's lease.
-    db.store
-        .outbox()
+    outbox
         .fail(&by_w1[0], "late", db.clock.now() + Duration::hours(1))
         .await
         .unwrap();
     let row = &rows(db, OutboxFilter::All).await[0];
     assert_eq!((row.leased_by.as_deref(), row.attempts), (Some("w2"), 0));
-    assert_eq!(db.store.outbox().release_leases("w2").await.unwrap(), 1);
+    assert_eq!(outbox.release_leases("w2").await.unwrap(), 1);
     assert_eq!(claim(db, "w3", 10).await.len(), 1);
 }
 
@@ -117,10 +118,10 @@ async fn offboarding_jumps_the_queue(db: &TestDb) {
 }
 
 async fn failures_back_off_and_dead_letter(db: &TestDb) {
+    let outbox = db.store.outbox();
     let user = create_user(&db.store, "flaky@example.com").await;
     let claimed = claim(db, "w", 10).await;
-    db.store
-        .outbox()
+    outbox
         .fail(
             &claimed[0],
             "coder: 503",
@@ -129,7 +130,7 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
         .await
         .unwrap();
     assert!(claim(db, "w", 10).await.is_empty(), "backing off");
-    let stats = db.store.outbox().stats().await.unwrap();
+    let stats = outbox.stats().await.unwrap();
     assert_eq!((stats.depth, stats.retrying), (1, 1));
     db.clock.advance(Duration::seconds(61));
     let retry = claim(db, "w", 10).await;
@@ -139,8 +140,7 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
     );
 
     assert!(
-        db.store
-            .outbox()
+        outbox
             .dead_letter(&retry[0], "coder: 400 invalid username")
             .await
             .unwrap()
@@ -151,28 +151,19 @@ async fn failures_back_off_and_dead_letter(db: &TestDb) {
         dead[0].dead_reason.as_deref(),
         Some("coder: 400 invalid username")
     );
-    assert_eq!(db.store.outbox().stats().await.unwrap().dead, 1);
+    assert_eq!(outbox.stats().await.unwrap().dead, 1);
     assert!(rows(db, OutboxFilter::Pending).await.is_empty());
 
     // An operator retry revives it with a fresh count.
-    assert_eq!(
-        db.store.outbox().retry(RetryTarget::AllDead).await.unwrap(),
-        1
-    );
+    assert_eq!(outbox.retry(RetryTarget::AllDead).await.unwrap(), 1);
     let revived = claim(db, "w", 10).await;
     assert_eq!(revived[0].attempts, 0);
-    assert!(
-        db.store
-            .outbox()
-            .dead_letter(&revived[0], "again")
-            .await
-            .unwrap()
-    );
+    assert!(outbox.dead_letter(&revived[0], "again").await.unwrap());
     // So does a new write to the resource.
     replace(db, ResourceKind::User, &user.id, "nickName", json!("f")).await;
     assert_eq!(claim(db, "w", 10).await.len(), 1);
     assert!(matches!(
-        db.store.outbox().retry(RetryTarget::One(999_999)).await,
+        outbox.retry(RetryTarget::One(999_999)).await,
         Err(store::StoreError::NotFound(_))
     ));
 }
@@ -195,7 +186,8 @@ async fn two_claimers_share_without_overlap(db: &TestDb) {
 }
 
 async fn commits_wake_the_worker(db: &TestDb) {
-    let notify = db.store.outbox().notified();
+    let outbox = db.store.outbox();
+    let notify = outbox.notified();
     let woken = notify.notified();
     create_user(&db.store, "wake@example.com").await;
     tokio::time::timeout(std::time::Duration::from_secs(10), woken)
@@ -204,7 +196,7 @@ async fn commits_wake_the_worker(db: &TestDb) {
 
     // Another replica's commit wakes this one (PostgreSQL NOTIFY); on SQLite the wake-ups are
     // local, which a single embedded replica is all it needs.
-    let mut wakeups = db.store.outbox().wakeups().await.unwrap();
+    let mut wakeups = outbox.wakeups().await.unwrap();
     let other = db.second_store(StoreOptions::default()).await;
     if db.is_postgres() {
         other
@@ -213,8 +205,7 @@ async fn commits_wake_the_worker(db: &TestDb) {
             .await
             .unwrap();
     } else {
-        db.store
-            .outbox()
+        outbox
             .enqueue(ResourceKind::User, "local", OutboxPriority::Normal)
             .await
             .unwrap();
@@ -225,17 +216,17 @@ async fn commits_wake_the_worker(db: &TestDb) {
 }
 
 async fn deferring_does_not_count_an_attempt(db: &TestDb) {
-    db.store
-        .outbox()
+    let outbox = db.store.outbox();
+    outbox
         .enqueue(ResourceKind::User, "u1", OutboxPriority::Normal)
         .await
         .unwrap();
     let event = claim(db, "w1", 10).await.remove(0);
     // Coder answered 429: come back later, without moving towards the dead-letter queue.
     let until = db.clock.now() + Duration::seconds(20);
-    assert!(db.store.outbox().defer(&event, "429", until).await.unwrap());
+    assert!(outbox.defer(&event, "429", until).await.unwrap());
     assert!(
-        !db.store.outbox().defer(&event, "429", until).await.unwrap(),
+        !outbox.defer(&event, "429", until).await.unwrap(),
         "the lease is gone"
     );
     assert!(claim(db, "w1", 10).await.is_empty(), "not due yet");
@@ -249,21 +240,16 @@ async fn deferring_does_not_count_an_attempt(db: &TestDb) {
         ),
         (1, 0, Some("429"))
     );
-    db.store
-        .outbox()
-        .fail(&again[0], "500", db.clock.now())
-        .await
-        .unwrap();
+    outbox.fail(&again[0], "500", db.clock.now()).await.unwrap();
     assert_eq!(claim(db, "w1", 10).await[0].attempts, 1);
 }
 
 async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
+    let outbox = db.store.outbox();
     enqueue_users(db, "bulk", 3, OutboxPriority::Normal).await;
     enqueue_users(db, "leaver", 2, OutboxPriority::Offboarding).await;
     // Room for everything, yet the batch holds the offboarding rows alone.
-    let first = db
-        .store
-        .outbox()
+    let first = outbox
         .claim_priority("w", lease(), 10, OutboxPriority::Normal)
         .await
         .unwrap();
@@ -271,16 +257,13 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
     assert_eq!(ids, ["leaver0", "leaver1"]);
     // While they are in flight the worker asks for offboarding only: there is none left.
     assert!(
-        db.store
-            .outbox()
+        outbox
             .claim_priority("w", lease(), 10, OutboxPriority::Offboarding)
             .await
             .unwrap()
             .is_empty()
     );
-    let rest = db
-        .store
-        .outbox()
+    let rest = outbox
         .claim_priority("w", lease(), 10, OutboxPriority::Normal)
         .await
         .unwrap();
@@ -289,27 +272,16 @@ async fn a_claim_takes_one_priority_at_a_time(db: &TestDb) {
 }
 
 async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
+    let outbox = db.store.outbox();
     enqueue_users(db, "u", 3, OutboxPriority::Normal).await;
     let claimed = claim(db, "w", 2).await;
     let later = db.clock.now() + Duration::minutes(5);
-    db.store
-        .outbox()
-        .fail(&claimed[0], "500", later)
-        .await
-        .unwrap();
-    db.store
-        .outbox()
-        .defer(&claimed[1], "waiting", later)
-        .await
-        .unwrap();
+    outbox.fail(&claimed[0], "500", later).await.unwrap();
+    outbox.defer(&claimed[1], "waiting", later).await.unwrap();
     let dead = claim(db, "w", 1).await;
-    db.store
-        .outbox()
-        .dead_letter(&dead[0], "400")
-        .await
-        .unwrap();
+    outbox.dead_letter(&dead[0], "400").await.unwrap();
     assert!(claim(db, "w", 10).await.is_empty());
-    assert_eq!(db.store.outbox().due_now().await.unwrap(), 2);
+    assert_eq!(outbox.due_now().await.unwrap(), 2);
     let due = claim(db, "w", 10).await;
     let mut attempts: Vec<(String, i32)> = due
         .iter()
@@ -317,13 +289,9 @@ async fn due_now_ends_every_wait_but_keeps_attempts(db: &TestDb) {
         .collect();
     attempts.sort();
     assert_eq!(attempts, [("u0".to_owned(), 1), ("u1".to_owned(), 0)]);
+    assert_eq!(outbox.stats().await.unwrap().dead, 1, "dead rows stay dead");
     assert_eq!(
-        db.store.outbox().stats().await.unwrap().dead,
-        1,
-        "dead rows stay dead"
-    );
-    assert_eq!(
-        db.store.outbox().due_now().await.unwrap(),
+        outbox.due_now().await.unwrap(),
         0,
         "leased rows are left alone"
     );

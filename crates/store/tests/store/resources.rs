@@ -14,13 +14,12 @@ use serde_json::json;
 use store::{GetOptions, OutboxFilter, OutboxPriority, StoreError, StoreOptions};
 
 async fn create_then_get_round_trips(db: &TestDb) {
+    let resources = db.store.resources();
     let mut json = user_json("alice@example.com");
     json["password"] = json!("hunter2");
     json["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] =
         json!({"employeeNumber": "701984"});
-    let created = db
-        .store
-        .resources()
+    let created = resources
         .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
         .await
         .unwrap();
@@ -28,9 +27,7 @@ async fn create_then_get_round_trips(db: &TestDb) {
     assert_eq!(created.etag(), "W/\"1\"");
     assert!(uuid::Uuid::parse_str(&created.id).is_ok());
 
-    let got = db
-        .store
-        .resources()
+    let got = resources
         .get(ResourceKind::User, &created.id, GetOptions::default())
         .await
         .unwrap();
@@ -53,10 +50,9 @@ async fn create_then_get_round_trips(db: &TestDb) {
 }
 
 async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
+    let resources = db.store.resources();
     create_user(&db.store, "Bob@Example.com").await;
-    let err = db
-        .store
-        .resources()
+    let err = resources
         .create(
             &ctx(),
             ResourceKind::User,
@@ -70,9 +66,7 @@ async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
 
     create_group(&db.store, "Engineering", &[]).await;
     let group = json!({"displayName": "ENGINEERING"});
-    let err = db
-        .store
-        .resources()
+    let err = resources
         .create(
             &ctx(),
             ResourceKind::Group,
@@ -105,12 +99,11 @@ async fn user_name_and_group_name_are_unique_ignoring_case(db: &TestDb) {
 }
 
 async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
+    let resources = db.store.resources();
     let user = create_user(&db.store, "dave@example.com").await;
     let mut next = user_json("dave@example.com");
     next["displayName"] = json!("Dave");
-    let replaced = db
-        .store
-        .resources()
+    let replaced = resources
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -124,9 +117,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
     assert_eq!(replaced.attrs["displayName"], "Dave");
 
     next["displayName"] = json!("David");
-    let stale = db
-        .store
-        .resources()
+    let stale = resources
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -143,9 +134,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
         &json!({"Operations": [{"op": "replace", "path": "displayName", "value": "D"}]}),
     )
     .unwrap();
-    let stale = db
-        .store
-        .resources()
+    let stale = resources
         .patch(
             &ctx(),
             ResourceKind::User,
@@ -156,17 +145,13 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
         )
         .await;
     assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
-    let stale = db
-        .store
-        .resources()
+    let stale = resources
         .delete(&ctx(), ResourceKind::User, &user.id, Some("W/\"1\""))
         .await;
     assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
     assert_eq!(stale.unwrap_err().to_scim().status, 412);
 
-    let any = db
-        .store
-        .resources()
+    let any = resources
         .replace(
             &ctx(),
             ResourceKind::User,
@@ -177,9 +162,7 @@ async fn if_match_guards_replace_patch_and_delete(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(any.version, 3);
-    let got = db
-        .store
-        .resources()
+    let got = resources
         .get(ResourceKind::User, &user.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -220,56 +203,46 @@ async fn unchanged_writes_keep_the_version(db: &TestDb) {
 }
 
 async fn delete_then_404_twice(db: &TestDb) {
+    let resources = db.store.resources();
     let user = create_user(&db.store, "frank@example.com").await;
-    db.store
-        .resources()
+    resources
         .delete(&ctx(), ResourceKind::User, &user.id, None)
         .await
         .unwrap();
-    let get = db
-        .store
-        .resources()
+    let get = resources
         .get(ResourceKind::User, &user.id, GetOptions::default())
         .await;
     assert!(matches!(get, Err(StoreError::NotFound(_))), "{get:?}");
-    let again = db
-        .store
-        .resources()
+    let again = resources
         .delete(&ctx(), ResourceKind::User, &user.id, None)
         .await;
     assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
     assert_eq!(again.unwrap_err().to_scim().status, 404);
     // The id of a User is not a Group.
     let user = create_user(&db.store, "gina@example.com").await;
-    let wrong_kind = db
-        .store
-        .resources()
+    let wrong_kind = resources
         .get(ResourceKind::Group, &user.id, GetOptions::default())
         .await;
     assert!(matches!(wrong_kind, Err(StoreError::NotFound(_))));
 }
 
 async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
+    let resources = db.store.resources();
     let a = create_user(&db.store, "a@example.com").await;
     let b = create_user(&db.store, "b@example.com").await;
     let group = create_group(&db.store, "Ops", &[&a.id, &b.id]).await;
-    let user = db
-        .store
-        .resources()
+    let user = resources
         .get(ResourceKind::User, &a.id, GetOptions::default())
         .await
         .unwrap();
     assert_eq!(user.groups.unwrap()[0].value, group.id);
 
-    db.store
-        .resources()
+    resources
         .delete(&ctx(), ResourceKind::User, &a.id, None)
         .await
         .unwrap();
     assert_eq!(member_ids(&db.store, &group.id).await, vec![b.id.clone()]);
-    let group_now = db
-        .store
-        .resources()
+    let group_now = resources
         .get(ResourceKind::Group, &group.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -289,14 +262,14 @@ async fn deleting_a_user_removes_its_memberships(db: &TestDb) {
 }
 
 async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
+    let resources = db.store.resources();
     let mut ids = Vec::new();
     for (i, name) in ["ann", "ben", "cat", "dan"].iter().enumerate() {
         let mut json = user_json(&format!("{name}@example.com"));
         json["externalId"] = json!(format!("ext-{i}"));
         json["title"] = json!(if i % 2 == 0 { "Engineer" } else { "Manager" });
         ids.push(
-            db.store
-                .resources()
+            resources
                 .create(&ctx(), ResourceKind::User, body(ResourceKind::User, json))
                 .await
                 .unwrap()
@@ -365,9 +338,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
 
     let group = create_group(&db.store, "Team", &[&ids[0]]).await;
     let query = list_query(Some(&format!("members[value eq \"{}\"]", ids[0])), 1, None);
-    let groups = db
-        .store
-        .resources()
+    let groups = resources
         .list(ResourceKind::Group, &query, GetOptions::BARE)
         .await
         .unwrap();
@@ -409,6 +380,7 @@ async fn filters_run_in_sql_and_in_memory(db: &TestDb) {
 }
 
 async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
+    let resources = db.store.resources();
     // All created at the same instant: the order falls back to id, and must not change.
     for i in 0..25 {
         create_user(&db.store, &format!("user{i:02}@example.com")).await;
@@ -417,9 +389,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     assert_eq!(all.total, 25);
     let mut paged = Vec::new();
     for start in [1, 11, 21] {
-        let page = db
-            .store
-            .resources()
+        let page = resources
             .list(
                 ResourceKind::User,
                 &list_query(None, start, Some(10)),
@@ -434,9 +404,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
         paged,
         all.items.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
     );
-    let empty = db
-        .store
-        .resources()
+    let empty = resources
         .list(
             ResourceKind::User,
             &list_query(None, 1, Some(0)),
@@ -447,9 +415,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     assert_eq!((empty.total, empty.items.len()), (25, 0));
     // The same paging through the in-memory path.
     let filtered = list_query(Some("userName sw \"user1\""), 3, Some(5));
-    let page = db
-        .store
-        .resources()
+    let page = resources
         .list(ResourceKind::User, &filtered, GetOptions::BARE)
         .await
         .unwrap();
@@ -458,9 +424,7 @@ async fn paging_is_stable_and_sorting_uses_the_core(db: &TestDb) {
     let mut sorted = list_query(None, 1, Some(3));
     sorted.sort_by = Some(scim::filter::AttrPath::simple("userName"));
     sorted.sort_order = SortOrder::Descending;
-    let page = db
-        .store
-        .resources()
+    let page = resources
         .list(ResourceKind::User, &sorted, GetOptions::BARE)
         .await
         .unwrap();
@@ -613,6 +577,7 @@ fn raw_ids(range: std::ops::RangeInclusive<usize>) -> Vec<serde_json::Value> {
 /// to the loaded member list (an operation the planner cannot turn into rows). Either was
 /// O(added × removed) or O(members × added) before; this checks the result, not the time.
 async fn large_membership_changes_net_out(db: &TestDb) {
+    let audit = db.store.audit();
     seed_raw_users(db, 70_000).await;
     let group = create_group(&db.store, "Everyone", &[]).await;
     let inserted = db
@@ -642,7 +607,7 @@ async fn large_membership_changes_net_out(db: &TestDb) {
     .unwrap();
     let members = member_ids(&db.store, &group.id).await;
     assert_eq!(members.len(), 60_000);
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     let change = &records.last().unwrap().change["members"];
     let added = change["added"].as_array().unwrap();
     assert_eq!(
@@ -672,7 +637,7 @@ async fn large_membership_changes_net_out(db: &TestDb) {
         .map(|i| format!("m-{i:06}"))
         .collect();
     assert_eq!(members, expected);
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     let change = &records.last().unwrap().change["members"];
     assert_eq!(
         (
@@ -684,6 +649,7 @@ async fn large_membership_changes_net_out(db: &TestDb) {
 }
 
 async fn membership_is_rows(db: &TestDb) {
+    let resources = db.store.resources();
     let users: Vec<String> = {
         let mut ids = Vec::new();
         for name in ["m1", "m2", "m3", "m4"] {
@@ -720,9 +686,7 @@ async fn membership_is_rows(db: &TestDb) {
     assert_eq!(added.version, 2);
     expected.push(users[2].clone());
     assert_eq!(member_ids(&db.store, &group.id).await, sorted(&expected));
-    let group_now = db
-        .store
-        .resources()
+    let group_now = resources
         .get(ResourceKind::Group, &group.id, GetOptions::default())
         .await
         .unwrap();
@@ -792,18 +756,14 @@ async fn membership_is_rows(db: &TestDb) {
     patch(&db.store, ResourceKind::Group, &group.id, json!([{"op": "add", "path": "members", "value": [{"value": inner.id}, {"value": users[1]}]}]))
         .await
         .unwrap();
-    let user = db
-        .store
-        .resources()
+    let user = resources
         .get(ResourceKind::User, &users[1], GetOptions::default())
         .await
         .unwrap();
     let mut groups: Vec<String> = user.groups.unwrap().into_iter().map(|g| g.value).collect();
     groups.sort();
     assert_eq!(groups, sorted(&[group.id.clone(), inner.id.clone()]));
-    let bare = db
-        .store
-        .resources()
+    let bare = resources
         .get(ResourceKind::Group, &group.id, GetOptions::BARE)
         .await
         .unwrap();
@@ -874,29 +834,23 @@ async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
 }
 
 async fn a_failed_write_leaves_no_trace(db: &TestDb) {
+    let outbox = db.store.outbox();
+    let resources = db.store.resources();
+    let audit = db.store.audit();
     let user = create_user(&db.store, "atomic@example.com").await;
-    let audit_before = db.store.audit().export(None).await.unwrap().len();
-    let outbox_before = db
-        .store
-        .outbox()
-        .list(OutboxFilter::All, 100)
-        .await
-        .unwrap();
+    let audit_before = audit.export(None).await.unwrap().len();
+    let outbox_before = outbox.list(OutboxFilter::All, 100).await.unwrap();
 
     // A group whose second member does not exist: the group row, the first member row, the
     // outbox row and the audit row must all be rolled back.
     let json =
         json!({"displayName": "Broken", "members": [{"value": user.id}, {"value": "missing"}]});
-    let err = db
-        .store
-        .resources()
+    let err = resources
         .create(&ctx(), ResourceKind::Group, body(ResourceKind::Group, json))
         .await
         .unwrap_err();
     assert_eq!(err.to_scim().scim_type, Some(ScimType::InvalidValue));
-    let dup = db
-        .store
-        .resources()
+    let dup = resources
         .create(
             &ctx(),
             ResourceKind::User,
@@ -913,9 +867,7 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
     .await;
     assert!(bad_patch.is_err());
 
-    let groups = db
-        .store
-        .resources()
+    let groups = resources
         .list(
             ResourceKind::Group,
             &list_query(None, 1, None),
@@ -924,21 +876,12 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(groups.total, 0);
+    assert_eq!(audit.export(None).await.unwrap().len(), audit_before);
     assert_eq!(
-        db.store.audit().export(None).await.unwrap().len(),
-        audit_before
-    );
-    assert_eq!(
-        db.store
-            .outbox()
-            .list(OutboxFilter::All, 100)
-            .await
-            .unwrap(),
+        outbox.list(OutboxFilter::All, 100).await.unwrap(),
         outbox_before
     );
-    let user_now = db
-        .store
-        .resources()
+    let user_now = resources
         .get(ResourceKind::User, &user.id, GetOptions::default())
         .await
         .unwrap();
@@ -948,16 +891,16 @@ async fn a_failed_write_leaves_no_trace(db: &TestDb) {
 /// A member add is sent with the read of the group (SQLite): every way the read can turn the
 /// PATCH down must leave the membership, the version and the audit chain as they were.
 async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
+    let resources = db.store.resources();
+    let audit = db.store.audit();
     let first = create_user(&db.store, "early1@example.com").await.id;
     let second = create_user(&db.store, "early2@example.com").await.id;
     let group = create_group(&db.store, "Early", &[&first]).await;
-    let audit_before = db.store.audit().export(None).await.unwrap().len();
+    let audit_before = audit.export(None).await.unwrap().len();
     let add = |id: &str| json!([{"op": "add", "path": "members", "value": [{"value": id}]}]);
 
     let request = parse_request(&json!({"Operations": add(&second)})).unwrap();
-    let stale = db
-        .store
-        .resources()
+    let stale = resources
         .patch(
             &ctx(),
             ResourceKind::Group,
@@ -983,9 +926,7 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
     // A User's id is not a group: nothing may be added under it.
     let user_as_group = patch(&db.store, ResourceKind::Group, &first, add(&second)).await;
     assert_eq!(user_as_group.unwrap_err().to_scim().status, 404);
-    let second_now = db
-        .store
-        .resources()
+    let second_now = resources
         .get(ResourceKind::User, &second, GetOptions::default())
         .await
         .unwrap();
@@ -1009,10 +950,7 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
     );
 
     assert_eq!(member_ids(&db.store, &group.id).await, vec![first.clone()]);
-    assert_eq!(
-        db.store.audit().export(None).await.unwrap().len(),
-        audit_before
-    );
+    assert_eq!(audit.export(None).await.unwrap().len(), audit_before);
     // The writer is clean afterwards: the same add now goes through, as one new version.
     let added = patch(&db.store, ResourceKind::Group, &group.id, add(&second))
         .await
@@ -1022,13 +960,14 @@ async fn a_member_add_turned_down_adds_nothing(db: &TestDb) {
         member_ids(&db.store, &group.id).await,
         sorted(&[first, second])
     );
-    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
+    assert_eq!(audit.verify().await.unwrap().first_broken, None);
 }
 
 /// Adding one member (on SQLite a single round trip of its own, see `add_one_member`) leaves
 /// what any other PATCH leaves: one new version, the group queued once more, one audit record
 /// of the change; adding it again leaves nothing.
 async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
+    let outbox = db.store.outbox();
     let first = create_user(&db.store, "single1@example.com").await.id;
     let second = create_user(&db.store, "single2@example.com").await.id;
     let third = create_user(&db.store, "single3@example.com").await.id;
@@ -1039,13 +978,7 @@ async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
             .find(|e| e.resource_id == group.id)
             .map(|e| e.generation)
     };
-    let outbox_before = generation(
-        db.store
-            .outbox()
-            .list(OutboxFilter::All, 100)
-            .await
-            .unwrap(),
-    );
+    let outbox_before = generation(outbox.list(OutboxFilter::All, 100).await.unwrap());
     let audit_before = db.store.audit().export(None).await.unwrap();
     let add = |ids: &[&String]| {
         let values: Vec<_> = ids.iter().map(|id| json!({"value": id})).collect();
@@ -1088,13 +1021,7 @@ async fn a_single_member_add_is_versioned_queued_and_audited(db: &TestDb) {
         assert_eq!(record.result, "ok");
     }
     assert_eq!(
-        generation(
-            db.store
-                .outbox()
-                .list(OutboxFilter::All, 100)
-                .await
-                .unwrap()
-        ),
+        generation(outbox.list(OutboxFilter::All, 100).await.unwrap()),
         outbox_before.map(|g| g + 2)
     );
     assert_eq!(
@@ -1171,6 +1098,7 @@ async fn unique_key_filters_page_like_any_other(db: &TestDb) {
 /// The unique-key lookup reads a User and its groups in one statement: the groups (values,
 /// displays, order) are those a GET by id shows, for a User in several groups and in none.
 async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
+    let resources = db.store.resources();
     let user = create_user(&db.store, "fay@example.com").await;
     let loner = create_user(&db.store, "gus@example.com").await;
     for name in ["Zeta", "alpha", "Mid"] {
@@ -1181,9 +1109,7 @@ async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
             "userName eq \"{}\"",
             who.attrs["userName"].as_str().unwrap()
         );
-        let page = db
-            .store
-            .resources()
+        let page = resources
             .list(
                 ResourceKind::User,
                 &list_query(Some(&filter), 1, None),
@@ -1192,9 +1118,7 @@ async fn unique_key_lookup_shows_the_groups_a_get_shows(db: &TestDb) {
             .await
             .unwrap();
         assert_eq!((page.total, page.items.len()), (1, 1));
-        let got = db
-            .store
-            .resources()
+        let got = resources
             .get(ResourceKind::User, &who.id, GetOptions::default())
             .await
             .unwrap();

@@ -6,63 +6,53 @@ use chrono::Duration;
 use store::{Clock, Scopes, StoreError, TOKEN_PREFIX, TokenImport, TokenSource, VerifiedToken};
 
 async fn tokens_verify_until_revoked(db: &TestDb) {
-    let okta = db
-        .store
-        .tokens()
+    let tokens = db.store.tokens();
+    let okta = tokens
         .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
-    let entra = db
-        .store
-        .tokens()
+    let entra = tokens
         .create("entra", None, store::Scopes::ALL)
         .await
         .unwrap();
     assert!(okta.starts_with(TOKEN_PREFIX));
     assert_ne!(okta, entra);
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), Some("okta"));
     assert_eq!(verifier.verify(&entra), Some("entra"));
     assert_eq!(verifier.verify(&format!("{okta}x")), None);
     assert_eq!(verifier.verify(""), None);
 
-    let dup = db
-        .store
-        .tokens()
+    let dup = tokens
         .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(dup, StoreError::Uniqueness(_)), "{dup:?}");
     assert!(matches!(
-        db.store
-            .tokens()
-            .create("bad name!", None, store::Scopes::ALL)
-            .await,
+        tokens.create("bad name!", None, store::Scopes::ALL).await,
         Err(StoreError::Invalid { .. })
     ));
 
-    db.store.tokens().revoke("okta").await.unwrap();
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    tokens.revoke("okta").await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(verifier.verify(&okta), None);
     assert_eq!(verifier.verify(&entra), Some("entra"));
     assert!(matches!(
-        db.store.tokens().revoke("okta").await,
+        tokens.revoke("okta").await,
         Err(StoreError::NotFound(_))
     ));
     // The name is free again once revoked (rotation).
-    let okta2 = db
-        .store
-        .tokens()
+    let okta2 = tokens
         .create("okta", None, store::Scopes::ALL)
         .await
         .unwrap();
     assert_eq!(
-        db.store.tokens().verifier().await.unwrap().verify(&okta2),
+        tokens.verifier().await.unwrap().verify(&okta2),
         Some("okta")
     );
 
-    db.store.tokens().mark_used("entra").await.unwrap();
-    let listed = db.store.tokens().list().await.unwrap();
+    tokens.mark_used("entra").await.unwrap();
+    let listed = tokens.list().await.unwrap();
     assert_eq!(
         listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         vec!["okta", "entra", "okta"]
@@ -87,9 +77,8 @@ async fn tokens_verify_until_revoked(db: &TestDb) {
 }
 
 async fn tokens_expire(db: &TestDb) {
-    let token = db
-        .store
-        .tokens()
+    let tokens = db.store.tokens();
+    let token = tokens
         .create(
             "short",
             Some(db.clock.now() + Duration::hours(1)),
@@ -97,7 +86,7 @@ async fn tokens_expire(db: &TestDb) {
         )
         .await
         .unwrap();
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(verifier.verify(&token), Some("short"));
     db.clock.advance(Duration::hours(2));
     assert_eq!(
@@ -106,13 +95,11 @@ async fn tokens_expire(db: &TestDb) {
         "the cached verifier honours expiry by itself"
     );
     // An expired token's name can be reused without revoking it first.
-    let fresh = db
-        .store
-        .tokens()
+    let fresh = tokens
         .create("short", None, store::Scopes::ALL)
         .await
         .unwrap();
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(
         (verifier.verify(&fresh), verifier.verify(&token)),
         (Some("short"), None)
@@ -120,18 +107,17 @@ async fn tokens_expire(db: &TestDb) {
 }
 
 async fn imported_tokens_are_idempotent(db: &TestDb) {
+    let tokens = db.store.tokens();
     let secret = "entra-secret-7c1e94b2f05d3a68e2b7c41f9d0a";
     assert_eq!(
-        db.store
-            .tokens()
+        tokens
             .import("entra", secret, store::Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Created
     );
     assert_eq!(
-        db.store
-            .tokens()
+        tokens
             .import("entra", secret, store::Scopes::ALL)
             .await
             .unwrap(),
@@ -139,38 +125,28 @@ async fn imported_tokens_are_idempotent(db: &TestDb) {
     );
     let rotated = "entra-secret-rotated-3f9a0d62c8e17b54a9f2";
     assert_eq!(
-        db.store
-            .tokens()
+        tokens
             .import("entra", rotated, store::Scopes::ALL)
             .await
             .unwrap(),
         TokenImport::Rotated
     );
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(
         (verifier.verify(rotated), verifier.verify(secret)),
         (Some("entra"), None)
     );
     // A stale secret file cannot resurrect a revoked token, nor can one token have two names.
     assert!(matches!(
-        db.store
-            .tokens()
-            .import("entra", secret, store::Scopes::ALL)
-            .await,
+        tokens.import("entra", secret, store::Scopes::ALL).await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
-        db.store
-            .tokens()
-            .import("other", rotated, store::Scopes::ALL)
-            .await,
+        tokens.import("other", rotated, store::Scopes::ALL).await,
         Err(StoreError::Uniqueness(_))
     ));
     assert!(matches!(
-        db.store
-            .tokens()
-            .import("weak", "short", store::Scopes::ALL)
-            .await,
+        tokens.import("weak", "short", store::Scopes::ALL).await,
         Err(StoreError::Invalid { .. })
     ));
 }
@@ -201,28 +177,15 @@ async fn every_token_among_many_is_found(db: &TestDb) {
 }
 
 async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
-    let reader = db
-        .store
-        .tokens()
-        .create("reader", None, Scopes::READ)
-        .await
-        .unwrap();
-    let writer = db
-        .store
-        .tokens()
-        .create("writer", None, Scopes::ALL)
-        .await
-        .unwrap();
+    let tokens = db.store.tokens();
+    let reader = tokens.create("reader", None, Scopes::READ).await.unwrap();
+    let writer = tokens.create("writer", None, Scopes::ALL).await.unwrap();
     let imported = "okta-file-token-d4e81b7f2c09a3657e1d";
     assert_eq!(
-        db.store
-            .tokens()
-            .import("okta", imported, Scopes::READ)
-            .await
-            .unwrap(),
+        tokens.import("okta", imported, Scopes::READ).await.unwrap(),
         TokenImport::Created
     );
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(
         verifier.check(&reader),
         Some(VerifiedToken {
@@ -237,9 +200,7 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
     );
     assert_eq!(verifier.check("scimb_not-a-token"), None);
 
-    let listed: Vec<_> = db
-        .store
-        .tokens()
+    let listed: Vec<_> = tokens
         .list()
         .await
         .unwrap()
@@ -257,16 +218,11 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
 
     // The file is the source of truth for an imported token's scopes.
     assert_eq!(
-        db.store
-            .tokens()
-            .import("okta", imported, Scopes::ALL)
-            .await
-            .unwrap(),
+        tokens.import("okta", imported, Scopes::ALL).await.unwrap(),
         TokenImport::Rescoped
     );
     assert_eq!(
-        db.store
-            .tokens()
+        tokens
             .verifier()
             .await
             .unwrap()
@@ -275,25 +231,17 @@ async fn tokens_keep_their_scopes_and_source(db: &TestDb) {
         Some(Scopes::ALL)
     );
     assert_eq!(
-        db.store
-            .tokens()
-            .import("okta", imported, Scopes::ALL)
-            .await
-            .unwrap(),
+        tokens.import("okta", imported, Scopes::ALL).await.unwrap(),
         TokenImport::Unchanged
     );
 
     // A token that may do nothing is a mistake, whichever way it comes.
     assert!(matches!(
-        db.store
-            .tokens()
-            .create("nothing", None, Scopes::NONE)
-            .await,
+        tokens.create("nothing", None, Scopes::NONE).await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
-        db.store
-            .tokens()
+        tokens
             .import(
                 "nothing",
                 "nothing-file-token-8b2f6e0a4d91c37f5e2a",
@@ -354,26 +302,20 @@ const OKTA_FILE_TOKEN: &str = "9c4f1e7a2b8d05e3c6f9a1d4b7e20c5f";
 const ENTRA_FILE_TOKEN: &str = "e2b7d40f9a13c6e85b1f7d2a0c9e4b36";
 
 async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
-    db.store
-        .tokens()
+    let audit = db.store.audit();
+    let tokens = db.store.tokens();
+    tokens
         .import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap();
-    db.store
-        .tokens()
+    tokens
         .import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap();
-    let operator = db
-        .store
-        .tokens()
-        .create("operator", None, Scopes::ALL)
-        .await
-        .unwrap();
+    let operator = tokens.create("operator", None, Scopes::ALL).await.unwrap();
     // Nothing to do while every file token is still named.
     assert!(
-        db.store
-            .tokens()
+        tokens
             .revoke_removed_from_file(&["okta", "entra"])
             .await
             .unwrap()
@@ -381,39 +323,28 @@ async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
     );
     // "entra" leaves the file; "operator" was never in it and stays.
     assert_eq!(
-        db.store
-            .tokens()
-            .revoke_removed_from_file(&["okta"])
-            .await
-            .unwrap(),
+        tokens.revoke_removed_from_file(&["okta"]).await.unwrap(),
         vec!["entra".to_string()]
     );
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(verifier.verify(ENTRA_FILE_TOKEN), None);
     assert_eq!(verifier.verify(OKTA_FILE_TOKEN), Some("okta"));
     assert_eq!(verifier.verify(&operator), Some("operator"));
     // An empty file revokes every file token and still no `token create` token.
     assert_eq!(
-        db.store
-            .tokens()
-            .revoke_removed_from_file(&[])
-            .await
-            .unwrap(),
+        tokens.revoke_removed_from_file(&[]).await.unwrap(),
         vec!["okta".to_string()]
     );
-    let verifier = db.store.tokens().verifier().await.unwrap();
+    let verifier = tokens.verifier().await.unwrap();
     assert_eq!(verifier.verify(OKTA_FILE_TOKEN), None);
     assert_eq!(verifier.verify(&operator), Some("operator"));
     // A revoked line put back cannot revive its token.
     assert!(matches!(
-        db.store
-            .tokens()
-            .import("entra", ENTRA_FILE_TOKEN, Scopes::ALL)
-            .await,
+        tokens.import("entra", ENTRA_FILE_TOKEN, Scopes::ALL).await,
         Err(StoreError::Invalid { .. })
     ));
 
-    let records = db.store.audit().export(None).await.unwrap();
+    let records = audit.export(None).await.unwrap();
     let revocations: Vec<(Option<&str>, Option<&str>, &str)> = records
         .iter()
         .filter(|r| r.operation == "token.revoke")
@@ -440,64 +371,43 @@ async fn names_removed_from_the_file_are_revoked_and_audited(db: &TestDb) {
             ),
         ]
     );
-    assert_eq!(db.store.audit().verify().await.unwrap().first_broken, None);
+    assert_eq!(audit.verify().await.unwrap().first_broken, None);
 }
 
 async fn the_file_never_replaces_a_token_made_with_the_cli(db: &TestDb) {
-    let cli = db
-        .store
-        .tokens()
-        .create("okta", None, Scopes::ALL)
-        .await
-        .unwrap();
-    let refused = db
-        .store
-        .tokens()
+    let tokens = db.store.tokens();
+    let cli = tokens.create("okta", None, Scopes::ALL).await.unwrap();
+    let refused = tokens
         .import("okta", OKTA_FILE_TOKEN, Scopes::ALL)
         .await
         .unwrap_err();
     assert!(matches!(refused, StoreError::Uniqueness(_)), "{refused:?}");
     assert!(refused.to_string().contains("token create"), "{refused}");
-    assert_eq!(
-        db.store.tokens().verifier().await.unwrap().verify(&cli),
-        Some("okta")
-    );
+    assert_eq!(tokens.verifier().await.unwrap().verify(&cli), Some("okta"));
     // A token the file names exactly becomes the file's (tokens imported before sources were
     // recorded show `cli`): removing its line then revokes it.
-    db.store
-        .tokens()
-        .import("okta", &cli, Scopes::ALL)
-        .await
-        .unwrap();
-    let listed = db.store.tokens().list().await.unwrap();
+    tokens.import("okta", &cli, Scopes::ALL).await.unwrap();
+    let listed = tokens.list().await.unwrap();
     assert_eq!(listed[0].source, TokenSource::File);
     assert_eq!(
-        db.store
-            .tokens()
-            .revoke_removed_from_file(&[])
-            .await
-            .unwrap(),
+        tokens.revoke_removed_from_file(&[]).await.unwrap(),
         vec!["okta".to_string()]
     );
 }
 
 async fn weak_imported_tokens_are_refused(db: &TestDb) {
+    let tokens = db.store.tokens();
     for weak in [
         "0123456789abcdef0123456789abcdef",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "passwordpasswordpasswordpassword",
         "deadbeef",
     ] {
-        let e = db
-            .store
-            .tokens()
-            .import("weak", weak, Scopes::ALL)
-            .await
-            .unwrap_err();
+        let e = tokens.import("weak", weak, Scopes::ALL).await.unwrap_err();
         assert!(matches!(e, StoreError::Invalid { .. }), "{weak}: {e:?}");
         assert!(!e.to_string().contains(weak), "{e}");
     }
-    assert!(db.store.tokens().list().await.unwrap().is_empty());
+    assert!(tokens.list().await.unwrap().is_empty());
 }
 
 backend_tests!(
