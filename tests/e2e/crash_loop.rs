@@ -9,7 +9,7 @@ use clock::Clock as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use coder_fake::{CoderFake, FakeHandle, FakeOptions, UserStatus};
+use coder_fake::{FakeHandle, UserStatus};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -290,13 +290,7 @@ pub(crate) async fn differences(bridge: &Bridge, fake: &FakeHandle) -> Vec<Strin
 /// `replicas` bridges on one database (more than one only on PostgreSQL); each round one of
 /// them is SIGKILLed while the others keep serving, and restarted in the next round.
 async fn crash_loop_on(db: &Db, replicas: usize) {
-    let fake = CoderFake::start(FakeOptions {
-        premium: true,
-        rate_limit_per_minute: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let fake = crate::support::premium_fake().await;
     let first = Bridge::start(BridgeOptions {
         database: fresh_database(db).await,
         extra_env: [

@@ -548,16 +548,10 @@ fn demo_converges_coder() {
 /// lands mid-drain.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
-    use coder_fake::{CoderFake, FakeOptions, Fault, FaultKind};
+    use coder_fake::{Fault, FaultKind};
     const USERS: usize = 40;
     for db in support::available() {
-        let fake = CoderFake::start(FakeOptions {
-            premium: true,
-            rate_limit_per_minute: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let fake = crate::support::premium_fake().await;
         let mut bridge = start(
             &db,
             [

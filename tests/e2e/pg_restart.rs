@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
-use coder_fake::{CoderFake, FakeOptions};
 use serde_json::{Value, json};
 
 use crate::crash_loop::differences;
@@ -361,13 +360,7 @@ async fn a_postgres_restart_mid_load_answers_503_and_loses_nothing_acknowledged(
     };
     let mut pg = OwnPostgres::init(bin);
     pg.start().await;
-    let fake = CoderFake::start(FakeOptions {
-        premium: true,
-        rate_limit_per_minute: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let fake = crate::support::premium_fake().await;
     let bridge = Bridge::start(BridgeOptions {
         // A fresh database on the test's own server (dropped with the bridge, before the
         // server stops).

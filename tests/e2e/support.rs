@@ -376,13 +376,7 @@ pub async fn bridge_with_config(
     db: &Db,
     toml: &str,
 ) -> (Bridge, coder_fake::FakeHandle, tempfile::TempDir) {
-    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions {
-        premium: true,
-        rate_limit_per_minute: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let fake = premium_fake().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
     std::fs::write(&config, toml).unwrap();
@@ -396,4 +390,15 @@ pub async fn bridge_with_config(
     })
     .await;
     (bridge, fake, dir)
+}
+
+/// A Premium Coder fake without a rate limit: the bridge converges it as fast as it can.
+pub async fn premium_fake() -> coder_fake::FakeHandle {
+    coder_fake::CoderFake::start(coder_fake::FakeOptions {
+        premium: true,
+        rate_limit_per_minute: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
 }
