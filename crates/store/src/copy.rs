@@ -47,7 +47,7 @@ struct Table {
 
 /// Every table of `migrations/*/` except `audit_head` (one row, updated in
 /// place), parents before the rows that reference them.
-const TABLES: [Table; 10] = [
+const TABLES: [Table; 11] = [
     Table {
         name: "resources",
         columns: &[
@@ -200,6 +200,23 @@ const TABLES: [Table; 10] = [
         ],
         order_by: "id",
         serial_id: true,
+    },
+    // A sink's cursor, so the SIEM stream goes on after the move without sending every record
+    // again.
+    Table {
+        name: "audit_delivery",
+        columns: &[
+            ("sink", Text),
+            ("cursor_seq", BigInt),
+            ("delivered_at", Time),
+            ("leased_by", Text),
+            ("lease_until", Time),
+            ("failures", BigInt),
+            ("last_error", Text),
+            ("last_failure_at", Time),
+        ],
+        order_by: "sink",
+        serial_id: false,
     },
 ];
 

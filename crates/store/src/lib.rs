@@ -30,6 +30,7 @@
 
 mod api;
 mod audit;
+mod audit_delivery;
 mod clock;
 mod coalesce;
 mod coder_map;
@@ -47,13 +48,14 @@ mod sqlite;
 mod token;
 
 pub use api::{
-    Audit, CoderMap, Health, OAuthClients, Outbox, OutboxReader, ResourceReader, Resources,
-    SyncIssues, Tokens,
+    Audit, AuditStream, CoderMap, Health, OAuthClients, Outbox, OutboxReader, ResourceReader,
+    Resources, SyncIssues, Tokens,
 };
 pub use audit::{
     AuditEntry, AuditHead, AuditKey, AuditKeys, AuditRecord, GENESIS_HASH, MIN_AUDIT_KEY_LEN,
     VerifyReport,
 };
+pub use audit_delivery::{DeliveryCursor, DeliveryLag};
 pub use clock::{Clock, IdSource, ManualClock, SeededIds, SystemClock, SystemIds};
 pub use coder_map::{CoderGroup, CoderUser, CoderUserIntent, SyncIssue};
 pub use copy::CopyReport;

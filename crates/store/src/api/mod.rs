@@ -5,6 +5,7 @@
 //! rows. (lldap's capability traits make the same split.)
 
 mod audit;
+mod audit_delivery;
 mod coder_map;
 mod health;
 mod oauth_clients;
@@ -14,6 +15,7 @@ mod sync_issues;
 mod tokens;
 
 pub use audit::Audit;
+pub use audit_delivery::AuditStream;
 pub use coder_map::CoderMap;
 pub use health::Health;
 pub use oauth_clients::OAuthClients;
@@ -38,6 +40,11 @@ impl Store {
     /// The hash-chained audit log.
     pub fn audit(&self) -> Audit {
         Audit::new(self.clone())
+    }
+
+    /// The live audit stream: records after a cursor, and the sinks' cursors and leases.
+    pub fn audit_stream(&self) -> AuditStream {
+        AuditStream::new(self.clone())
     }
 
     /// Bearer tokens.

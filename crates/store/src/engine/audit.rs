@@ -11,7 +11,7 @@ use sqlx::QueryBuilder;
 /// Audit rows read per query while verifying.
 const VERIFY_PAGE: i64 = 1000;
 
-const AUDIT_COLUMNS: &str = "seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
+pub(super) const AUDIT_COLUMNS: &str = "seq, time, request_id, actor, source_addr, operation, resource_type, resource_id, \
                              change, result, prev_hash, hash, key_id";
 
 /// Why the chain fails to reach `expected` at the record (`seq`, `hash`), if it is that record's.

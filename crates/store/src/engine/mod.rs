@@ -12,6 +12,7 @@
 //! `oauth_clients`, `coder_map`, `sync_issues`; `write_tx` is the batched write transaction.
 
 mod audit;
+mod audit_delivery;
 mod coder_map;
 mod list;
 mod members;

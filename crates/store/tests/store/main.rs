@@ -9,6 +9,7 @@ mod harness;
 mod tls_front;
 
 mod audit;
+mod audit_stream;
 mod coder;
 mod copy;
 mod files;
