@@ -1,5 +1,7 @@
-//! The few places where the SQL of the two backends differs. Everything else in
-//! `engine/` is the same text for both (SQLite accepts `$1` placeholders too).
+//! The SQL text that differs between SQLite and PostgreSQL: one constant per backend
+//! (`sqlite::DIALECT`, `postgres::DIALECT`). Everything else in `engine/` is the same text for
+//! both (SQLite accepts `$1` placeholders too); what the backends *do* differently lives in
+//! their own modules (`sqlite/`, `postgres/`), not behind flags here.
 
 /// SQL fragments that differ between SQLite and PostgreSQL.
 #[derive(Debug, Clone, Copy)]
@@ -12,9 +14,4 @@ pub(crate) struct Dialect {
     pub lock_row: &'static str,
     /// Appended to the outbox claim's inner `SELECT`.
     pub skip_locked: &'static str,
-    /// Run inside a transaction that queued outbox work; `$1` is the channel.
-    pub notify: Option<&'static str>,
-    /// Write transactions send queued statements as one multi-statement query
-    /// (`write_tx.rs`): SQLite, where each statement is a hand-off to another thread.
-    pub batch: bool,
 }

@@ -36,7 +36,6 @@ mod coalesce;
 mod coder_map;
 mod copy;
 mod dialect;
-mod durability;
 mod error;
 mod oauth_client;
 mod outbox;
@@ -133,11 +132,6 @@ pub(crate) struct Shared {
     /// Fired after every commit that queued outbox work.
     pub outbox_notify: Arc<Notify>,
     pub max_filter_candidates: u64,
-    /// SQLite's group commit; PostgreSQL commits durably by itself.
-    pub wal_sync: Option<durability::WalSync>,
-    /// The audit chain's tip after this process's last resource write (SQLite), taken with the
-    /// writer: a POST extends it without reading it first. `None` when unknown.
-    pub audit_tip: Arc<tokio::sync::Mutex<Option<(i64, String)>>>,
     /// Every audit hash this store computes or checks is keyed with these.
     pub audit_keys: AuditKeys,
     /// `userName eq` lookups waiting to share a statement (see coalesce.rs), keyed by the
@@ -174,8 +168,6 @@ impl Store {
             ids: options.ids.clone(),
             outbox_notify: Arc::new(Notify::new()),
             max_filter_candidates: options.max_filter_candidates,
-            wal_sync: sqlite::database_file(url)?.map(durability::WalSync::new),
-            audit_tip: Arc::default(),
             audit_keys: options.audit_keys.clone(),
             user_lookups: coalesce::Coalescer::default(),
         });

@@ -1,12 +1,13 @@
 //! The hash-chained audit log: appending, exporting and verifying it, and its head.
 
 use super::write_tx::Stmt;
-use super::{Backend, DIALECT, Db, Guard};
+use super::{Backend, DIALECT, Db};
 use crate::audit::{AuditEntry, AuditHead, AuditRecord, AuditRow, GENESIS_HASH, VerifyReport};
 use crate::error::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::QueryBuilder;
+use std::borrow::Cow;
 
 /// Audit rows read per query while verifying.
 const VERIFY_PAGE: i64 = 1000;
@@ -24,22 +25,29 @@ fn head_missed(expected: &AuditHead, seq: i64, hash: &str) -> Option<String> {
     })
 }
 
-pub(super) fn audit_head_stmt() -> Stmt {
+/// The audit chain's head, locked until the commit (PostgreSQL; SQLite's single writer
+/// already excludes other appends).
+pub(crate) fn audit_head_stmt() -> Stmt {
     Stmt::new(format!(
         "SELECT seq, hash FROM audit_head WHERE id = 1{}",
         DIALECT.lock_row
     ))
 }
 
-pub(super) fn audit_append_stmts(row: &AuditRow, guard: Guard) -> [Stmt; 2] {
-    let (source, and) = match guard {
-        Guard::Always => (
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            "",
+/// The audit record's row and the head moved to it. With `condition` (SQL), each statement
+/// runs only if it holds.
+pub(crate) fn audit_append_stmts(row: &AuditRow, condition: Option<&str>) -> [Stmt; 2] {
+    let (source, and): (Cow<str>, Cow<str>) = match condition {
+        None => (
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)".into(),
+            "".into(),
         ),
-        Guard::AfterChange => (
-            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE changes() = 1",
-            " AND changes() = 1",
+        Some(condition) => (
+            format!(
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 WHERE {condition}"
+            )
+            .into(),
+            format!(" AND {condition}").into(),
         ),
     };
     [

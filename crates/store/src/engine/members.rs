@@ -2,12 +2,12 @@
 //! membership delta a PATCH records.
 
 use super::write_tx::Stmt;
-use super::{CHUNK, Conn, DIALECT, Db};
+use super::{CHUNK, Conn, Db};
 use crate::error::{StoreError, StoreResult};
 use crate::resource::{Member, MemberInput, kind_from_str};
 use chrono::{DateTime, Utc};
 use scim::ResourceKind;
-use scim::patch::{GroupPatchPlan, GroupPatchStep, MemberChange, MemberRef};
+use scim::patch::{MemberChange, MemberRef};
 use sqlx::QueryBuilder;
 use std::collections::{HashMap, HashSet};
 
@@ -130,7 +130,7 @@ async fn add_members(
 }
 
 /// Distinct member inputs, or an error if the group is among them.
-fn distinct_members<'a>(
+pub(crate) fn distinct_members<'a>(
     group_id: &str,
     inputs: &'a [MemberInput],
 ) -> StoreResult<Vec<&'a MemberInput>> {
@@ -146,7 +146,7 @@ fn distinct_members<'a>(
 
 /// Insert the members that exist as resources and are not members yet, each with its kind
 /// found by a join, if the group exists; returns the ids inserted.
-pub(super) fn add_members_stmt(
+pub(crate) fn add_members_stmt(
     group_id: &str,
     members: &[&MemberInput],
     now: DateTime<Utc>,
@@ -348,43 +348,15 @@ pub(super) async fn check_added(
     Ok(())
 }
 
-/// The member a Group PATCH adds when that is all it does.
-pub(super) fn one_member_added(plan: &GroupPatchPlan) -> Option<MemberInput> {
-    match plan.steps.as_slice() {
-        [GroupPatchStep::Members(MemberChange::Add(refs))] => match refs.as_slice() {
-            [one] => Some(MemberInput {
-                value: one.value.clone(),
-                display: one.display.clone(),
-            }),
-            _ => None,
-        },
-        _ => None,
-    }
+/// The first step of a Group PATCH when the backend sent it with the read (SQLite's
+/// `begin_patch`): the ids it added, the inputs, and how many distinct ones there were.
+pub(crate) struct EarlyAdd {
+    pub(crate) added: Vec<String>,
+    pub(crate) inputs: Vec<MemberInput>,
+    pub(crate) asked: usize,
 }
 
-/// When a Group PATCH begins by adding members (one statement's worth, to a group that is not
-/// among them), the statement that adds them, to send with the read (see
-/// `select_for_write_then`), with the inputs and how many distinct ones there are.
-pub(super) fn early_add(
-    group_id: &str,
-    plan: &GroupPatchPlan,
-    now: DateTime<Utc>,
-) -> Option<(Stmt, (Vec<MemberInput>, usize))> {
-    let Some(GroupPatchStep::Members(MemberChange::Add(refs))) = plan.steps.first() else {
-        return None;
-    };
-    if !DIALECT.batch || refs.len() > CHUNK {
-        return None;
-    }
-    let inputs = member_inputs(refs.clone());
-    // A group among its own members is reported by the usual path, after the read.
-    let distinct = distinct_members(group_id, &inputs).ok()?;
-    let stmt = add_members_stmt(group_id, &distinct, now);
-    let asked = distinct.len();
-    Some((stmt, (inputs, asked)))
-}
-
-pub(super) fn member_inputs(refs: Vec<MemberRef>) -> Vec<MemberInput> {
+pub(crate) fn member_inputs(refs: Vec<MemberRef>) -> Vec<MemberInput> {
     refs.into_iter()
         .map(|m| MemberInput {
             value: m.value,

@@ -1,36 +1,46 @@
 //! The store's SQL and transaction logic, written once and compiled for each backend.
 //!
 //! `sqlite/mod.rs` and `postgres/mod.rs` each include this directory as a module
-//! (`#[path = "../engine/mod.rs"]`) after defining `Db`, `DIALECT` and `MIGRATOR`, so the code
-//! below is checked against the concrete sqlx types of each database. That keeps native column
-//! types on both sides without sqlx's generic-executor bounds, and one copy of every query and
-//! rule (the approach of vaultwarden's `db_run!`). Where the two databases differ, the code
-//! reads `DIALECT`.
+//! (`#[path = "../engine/mod.rs"]`), so the code below is checked against the concrete sqlx
+//! types of each database. That keeps native column types on both sides without sqlx's
+//! generic-executor bounds, and one copy of every query and rule (the approach of
+//! vaultwarden's `db_run!`).
+//!
+//! Where the two databases differ, the backend module (`super`) decides, at compile time:
+//! - `Db`, `MIGRATOR`, and `DIALECT` (the SQL text that differs);
+//! - `WritePath`: begins write transactions and takes the writer (`begin`, `writer`, `hold`),
+//!   commits queued work (`commit_queued`: PostgreSQL notifies other replicas) and waits for
+//!   durability (`durable`: SQLite's group commit);
+//! - `HeldTip`: the audit tip cached between writes (SQLite) or none (PostgreSQL);
+//! - on [`WriteTx`], how statements are sent (`defer`, `fetch_all`, `flush`) and how a write
+//!   reads its resource (`select_for_write`);
+//! - on [`Backend`], `begin_patch` and `add_one_member`: SQLite's one-round-trip paths, plain
+//!   statements on PostgreSQL.
 //!
 //! One file per concern: `resources` (SCIM writes and reads of one resource), `list`
 //! (listing and filter pushdown), `members` (membership rows), `outbox`, `audit`, `tokens`,
-//! `oauth_clients`, `coder_map`, `sync_issues`; `write_tx` is the batched write transaction.
+//! `oauth_clients`, `coder_map`, `sync_issues`; `write_tx` is the write transaction.
 
-mod audit;
+pub(crate) mod audit;
 mod audit_delivery;
 mod coder_map;
 mod list;
-mod members;
+pub(crate) mod members;
 mod oauth_clients;
-mod outbox;
-mod resources;
+pub(crate) mod outbox;
+pub(crate) mod resources;
 mod sync_issues;
 mod tokens;
 pub(crate) mod write_tx;
 
 use self::outbox::enqueue_stmt;
-use self::write_tx::{Stmt, WriteTx, Writer, WriterLot};
-use super::{DIALECT, Db, MIGRATOR};
+use self::write_tx::{WriteTx, Writer};
+use super::{DIALECT, Db, HeldTip, MIGRATOR, WritePath};
 use crate::Shared;
 use crate::audit::{AuditEntry, AuditKey};
 use crate::clock::now_micros;
 use crate::error::{StoreError, StoreResult};
-use crate::outbox::{OUTBOX_CHANNEL, OutboxPriority};
+use crate::outbox::OutboxPriority;
 use crate::resource::WriteContext;
 use chrono::{DateTime, Utc};
 use scim::ResourceKind;
@@ -40,14 +50,12 @@ use std::sync::Arc;
 
 type Conn = <Db as sqlx::Database>::Connection;
 
-type DbRow = <Db as sqlx::Database>::Row;
-
 /// A read transaction: one snapshot for several statements.
 type ReadTx = Transaction<'static, Db>;
 
 /// Bind parameters per statement when a list of ids is sent in chunks (well under SQLite's
 /// 32,766 and PostgreSQL's 65,535).
-const CHUNK: usize = 500;
+pub(crate) const CHUNK: usize = 500;
 
 /// One backend's store: a read pool and a write pool (the same pool on PostgreSQL).
 #[derive(Debug, Clone)]
@@ -60,19 +68,18 @@ pub struct Backend {
     /// a second round trip to the connection's thread per lookup (as costly as the lookup).
     /// At most one per runner.
     lookup_conns: Arc<std::sync::Mutex<Vec<Conn>>>,
-    /// Where the SQLite writer waits between writes; every use of `write` goes through it
-    /// (see write_tx.rs).
-    writer_lot: WriterLot,
+    /// How this backend writes; every use of `write` goes through it.
+    writes: WritePath,
 }
 
 /// What a committed write queues and records.
-struct WriteRecord<'a> {
-    kind: ResourceKind,
-    id: &'a str,
-    priority: OutboxPriority,
+pub(crate) struct WriteRecord<'a> {
+    pub(crate) kind: ResourceKind,
+    pub(crate) id: &'a str,
+    pub(crate) priority: OutboxPriority,
     /// The store's name for the write, recorded when the context names no operation.
-    verb: &'static str,
-    change: Value,
+    pub(crate) verb: &'static str,
+    pub(crate) change: Value,
 }
 
 fn not_found(kind: ResourceKind, id: &str) -> StoreError {
@@ -89,7 +96,7 @@ fn unique_violation(error: sqlx::Error, detail: impl FnOnce() -> String) -> Stor
 }
 
 /// The audit entry of a SCIM write.
-fn audit_entry(ctx: &WriteContext, record: WriteRecord<'_>) -> AuditEntry {
+pub(crate) fn audit_entry(ctx: &WriteContext, record: WriteRecord<'_>) -> AuditEntry {
     let operation = if ctx.operation.is_empty() {
         format!("{} {}", record.verb, record.kind.name())
     } else {
@@ -105,14 +112,6 @@ fn audit_entry(ctx: &WriteContext, record: WriteRecord<'_>) -> AuditEntry {
         change: record.change,
         result: "ok".to_string(),
     }
-}
-
-/// Whether a statement always runs, or only when the statement before it changed a row
-/// (SQLite's `changes()`; see `Backend::add_one_member`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Guard {
-    Always,
-    AfterChange,
 }
 
 fn as_i64(n: usize) -> i64 {
@@ -132,13 +131,18 @@ fn kind_literal(kind: ResourceKind) -> &'static str {
 }
 
 impl Backend {
-    pub(crate) fn new(read: Pool<Db>, write: Pool<Db>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        read: Pool<Db>,
+        write: Pool<Db>,
+        writes: WritePath,
+        shared: Arc<Shared>,
+    ) -> Self {
         Backend {
             read,
             write,
             shared,
             lookup_conns: Arc::default(),
-            writer_lot: WriterLot::default(),
+            writes,
         }
     }
 
@@ -162,19 +166,18 @@ impl Backend {
     }
 
     /// The key every audit record this store appends is hashed with (none: plain SHA-256).
-    fn audit_key(&self) -> Option<&AuditKey> {
+    pub(crate) fn audit_key(&self) -> Option<&AuditKey> {
         self.shared.audit_keys.current()
     }
 
     /// A write transaction (see `write_tx.rs`): every write of more than one statement.
-    async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let tip = DIALECT.batch.then_some(&self.shared.audit_tip);
-        WriteTx::begin(&self.write, &self.writer_lot, tip).await
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTx> {
+        self.writes.begin(&self.write).await
     }
 
     /// The writer connection, for a single statement.
     async fn writer(&self) -> StoreResult<Writer> {
-        self.writer_lot.take(&self.write).await
+        self.writes.writer(&self.write).await
     }
 
     async fn begin_read(&self) -> StoreResult<ReadTx> {
@@ -182,17 +185,14 @@ impl Backend {
     }
 
     /// Commit a transaction that queued outbox work, then wake the worker(s).
-    async fn commit_queued(&self, mut tx: WriteTx) -> StoreResult<()> {
-        if let Some(sql) = DIALECT.notify {
-            tx.defer(Stmt::new(sql).text(OUTBOX_CHANNEL)).await?;
-        }
-        tx.commit().await?;
+    async fn commit_queued(&self, tx: WriteTx) -> StoreResult<()> {
+        self.writes.commit_queued(tx).await?;
         self.queued_committed().await
     }
 
     /// After a commit that queued outbox work: answer only once it is durable, then wake the
     /// worker(s).
-    async fn queued_committed(&self) -> StoreResult<()> {
+    pub(crate) async fn queued_committed(&self) -> StoreResult<()> {
         self.durable().await?;
         self.shared.outbox_notify.notify_one();
         Ok(())
@@ -201,10 +201,7 @@ impl Backend {
     /// Wait until the commits made so far are on disk (SQLite group commit; PostgreSQL's
     /// commit is already durable).
     async fn durable(&self) -> StoreResult<()> {
-        match &self.shared.wal_sync {
-            Some(sync) => sync.wait_durable().await,
-            None => Ok(()),
-        }
+        self.writes.durable().await
     }
 
     /// Queue the resource, append the audit record and commit: every SCIM write ends here, so
@@ -221,19 +218,20 @@ impl Backend {
             record.id,
             record.priority,
             now,
-            Guard::Always,
+            None,
         ))
         .await?;
         let entry = audit_entry(ctx, record);
-        // SQLite: unless the head was read with the resource, extend the tip this process's
-        // last write left (a stale one fails the commit; `create` then retries).
+        // Unless the head was read with the resource, extend the tip this process's last
+        // write left, where the backend caches one (a stale one fails the commit; `create`
+        // then retries).
         tx.use_cached_tip();
         tx.append_audit(&entry, now, self.audit_key()).await?;
         self.commit_queued(tx).await
     }
 
     pub(crate) async fn migrate(&self) -> StoreResult<()> {
-        let _hold = self.writer_lot.hold().await;
+        let _hold = self.writes.hold().await;
         MIGRATOR.run(self.write_pool()).await?;
         Ok(())
     }

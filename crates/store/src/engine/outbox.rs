@@ -2,13 +2,14 @@
 //! retries and the dead-letter queue.
 
 use super::write_tx::Stmt;
-use super::{Backend, Conn, DIALECT, Guard};
+use super::{Backend, Conn, DIALECT};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::{
     Completion, OutboxEvent, OutboxFilter, OutboxPriority, OutboxRow, OutboxStats, RetryTarget,
 };
 use chrono::{DateTime, Duration, Utc};
 use scim::ResourceKind;
+use std::borrow::Cow;
 
 const OUTBOX_COLUMNS: &str = "id, kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts, \
                               last_error, leased_by, lease_until, dead_at, dead_reason";
@@ -33,18 +34,18 @@ fn outbox_events(rows: Vec<OutboxRow>) -> Vec<OutboxEvent> {
 /// bumped (so an in-flight claim does not remove it), the higher priority kept, the original
 /// enqueue time kept (FIFO fairness), the row made due now (a row backing off after failures
 /// retries with the new state; its attempt count stays, so a persistent failure keeps backing
-/// off) and a dead-lettered row revived.
-pub(super) fn enqueue_stmt(
+/// off) and a dead-lettered row revived. With `condition` (SQL), only if it holds.
+pub(crate) fn enqueue_stmt(
     kind: ResourceKind,
     id: &str,
     priority: OutboxPriority,
     now: DateTime<Utc>,
-    guard: Guard,
+    condition: Option<&str>,
 ) -> Stmt {
-    let source = match guard {
-        Guard::Always => "VALUES ($1, $2, $3, 1, $4, $4, 0)",
+    let source: Cow<str> = match condition {
+        None => "VALUES ($1, $2, $3, 1, $4, $4, 0)".into(),
         // `WHERE` also keeps SQLite from reading the upsert's ON CONFLICT as part of the SELECT.
-        Guard::AfterChange => "SELECT $1, $2, $3, 1, $4, $4, 0 WHERE changes() = 1",
+        Some(condition) => format!("SELECT $1, $2, $3, 1, $4, $4, 0 WHERE {condition}").into(),
     };
     Stmt::new(format!(
         "INSERT INTO outbox (kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts) \
@@ -70,7 +71,7 @@ pub(super) async fn enqueue_in(
     priority: OutboxPriority,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    enqueue_stmt(kind, id, priority, now, Guard::Always)
+    enqueue_stmt(kind, id, priority, now, None)
         .execute(conn)
         .await?;
     Ok(())

@@ -1,17 +1,14 @@
 //! SCIM resource writes: create, read one, replace, patch and delete, each one write
 //! transaction holding the change, its outbox row and its audit record.
 
-use super::audit::audit_head_stmt;
 use super::list::attach_relations;
 use super::members::{
-    MembershipDelta, add_members_stmt, check_added, early_add, insert_members, load_members,
-    member_refs, member_values, one_member_added, replace_members, resolve_members,
+    EarlyAdd, MembershipDelta, check_added, insert_members, load_members, member_refs,
+    member_values, replace_members, resolve_members,
 };
 use super::outbox::enqueue_stmt;
 use super::write_tx::{Stmt, WriteTx, audit_tip_was_stale};
-use super::{
-    Backend, Conn, DIALECT, DbRow, Guard, WriteRecord, audit_entry, kind_literal, not_found,
-};
+use super::{Backend, Conn, WriteRecord, kind_literal, not_found};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::OutboxPriority;
 use crate::resource::{
@@ -25,7 +22,6 @@ use scim::patch::{
 use scim::resource::active;
 use scim::{Registry, ResourceKind};
 use serde_json::{Map, Value, json};
-use sqlx::{FromRow, Row as _};
 
 /// A PUT or PATCH result waiting to be committed.
 struct Update {
@@ -56,7 +52,8 @@ fn offboarding_priority(
     }
 }
 
-fn select_stmt(kind: ResourceKind, id: &str, lock: &str) -> Stmt {
+/// The resource `kind`/`id`, with `lock` appended.
+pub(crate) fn select_stmt(kind: ResourceKind, id: &str, lock: &str) -> Stmt {
     Stmt::new(format!(
         "SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1 AND kind = {}{lock}",
         kind_literal(kind)
@@ -150,70 +147,6 @@ fn touch_stmt(id: &str, now: DateTime<Utc>) -> Stmt {
         .text(id)
 }
 
-impl WriteTx {
-    /// Read the resource a write changes, locking its row (PostgreSQL). On SQLite the write
-    /// lock is held from `BEGIN IMMEDIATE` to the commit, so the audit chain's tip cannot move
-    /// in between: it is read in the same round trip, and the commit extends it.
-    async fn select_for_write(
-        &mut self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> StoreResult<Option<ResourceRow>> {
-        Ok(self.select_for_write_then(kind, id, None).await?.0)
-    }
-
-    /// `select_for_write`, and on SQLite `members` (a member-row statement that returns the
-    /// ids it changed) in the same round trip: a PATCH that adds a member then needs no
-    /// round trip of its own while it holds the writer. `members` must change nothing when
-    /// the resource does not exist; whatever it did is rolled back with the transaction
-    /// when the read turns the write down. On PostgreSQL it is not run: the caller runs it.
-    async fn select_for_write_then(
-        &mut self,
-        kind: ResourceKind,
-        id: &str,
-        members: Option<Stmt>,
-    ) -> StoreResult<(Option<ResourceRow>, Option<Vec<String>>)> {
-        if DIALECT.batch {
-            let ran = members.is_some();
-            let (head, rows, ids) = self
-                .fetch_one_then_all::<(i64, String), ResourceRow>(
-                    audit_head_stmt(),
-                    select_stmt(kind, id, DIALECT.lock_row),
-                    members,
-                )
-                .await?;
-            self.head_was_read(head);
-            Ok((rows.into_iter().next(), ran.then_some(ids)))
-        } else {
-            let row = self
-                .fetch_optional(select_stmt(kind, id, DIALECT.lock_row))
-                .await?;
-            Ok((row, None))
-        }
-    }
-}
-
-/// `Backend::add_one_member`'s statements before its audit row, in the order their guards rely
-/// on; the audit row's (`Guard::AfterChange`) follow them.
-fn add_one_member_stmts(group_id: &str, member: &MemberInput, now: DateTime<Utc>) -> [Stmt; 3] {
-    [
-        add_members_stmt(group_id, &[member], now),
-        Stmt::new(format!(
-            "UPDATE resources SET version = version + 1, last_modified = $1 \
-             WHERE id = $2 AND changes() = 1 RETURNING {RESOURCE_COLUMNS}"
-        ))
-        .time(now)
-        .text(group_id),
-        enqueue_stmt(
-            ResourceKind::Group,
-            group_id,
-            OutboxPriority::Normal,
-            now,
-            Guard::AfterChange,
-        ),
-    ]
-}
-
 /// Attributes after a PATCH, and the member list they held (Groups, when present).
 type PatchedAttributes = (Map<String, Value>, Option<Vec<MemberInput>>);
 
@@ -236,63 +169,6 @@ fn apply_patch(
 }
 
 impl Backend {
-    /// Add one member to a group in one round trip (SQLite): the member row, the group's new
-    /// version, the outbox row, the audit row and the COMMIT go together, each statement after
-    /// the member insert running only if the one before changed a row. This is what the IdPs
-    /// send most (Entra and Okta add members one PATCH at a time) and it holds the single
-    /// writer for one hand-off instead of two.
-    ///
-    /// `None` when it does not apply or changed nothing (a member already there, an unknown
-    /// member or group, no cached audit tip, or any error): the caller then runs the general
-    /// path, which gives those cases their answers.
-    async fn add_one_member(
-        &self,
-        ctx: &WriteContext,
-        id: &str,
-        member: &MemberInput,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<StoredResource>> {
-        if !DIALECT.batch || member.value == id {
-            return Ok(None);
-        }
-        // Everything but the audit row is built before the writer is taken.
-        let entry = audit_entry(
-            ctx,
-            WriteRecord {
-                kind: ResourceKind::Group,
-                id,
-                priority: OutboxPriority::Normal,
-                verb: "patch",
-                change: json!({"members": {"added": [member.value], "removed": []}}),
-            },
-        );
-        let stmts = add_one_member_stmts(id, member, now);
-        let mut tx = self.begin_write().await?;
-        // Deferred: nothing is sent before the commit.
-        for stmt in stmts {
-            tx.defer(stmt).await?;
-        }
-        let appended = tx
-            .append_audit_after_change(&entry, now, self.audit_key())
-            .await?;
-        if appended.is_none() {
-            return Ok(None);
-        }
-        // Only the group's row has more than one column; it comes back only if the member
-        // was added, and the audit row was then appended after it.
-        let group = |rows: &[DbRow]| rows.iter().find(|r| r.len() > 1).map(ResourceRow::from_row);
-        let Ok(rows) = tx.commit_returning(|rows| group(rows).is_some()).await else {
-            // Rolled back (a stale audit tip, say): the general path tries again.
-            return Ok(None);
-        };
-        let Some(row) = group(&rows) else {
-            return Ok(None);
-        };
-        let updated = row?.into_resource()?;
-        self.queued_committed().await?;
-        Ok(Some(updated))
-    }
-
     /// Finish a PUT or PATCH. When nothing changed (IdPs re-send unchanged objects every
     /// cycle; re-adding present members; a password alone, which is never stored) roll back:
     /// no new version, nothing to reconcile, nothing to audit. Otherwise write the new version
@@ -512,7 +388,7 @@ impl Backend {
                 parent,
                 OutboxPriority::Normal,
                 now,
-                Guard::Always,
+                None,
             ))
             .await?;
         }
@@ -551,26 +427,28 @@ impl Backend {
             ResourceKind::Group => plan_group_patch(request),
             ResourceKind::User | ResourceKind::Agent | ResourceKind::AgenticApplication => None,
         };
-        if let (Some(member), None) = (plan.as_ref().and_then(one_member_added), if_match)
-            && let Some(updated) = self.add_one_member(ctx, id, &member, now).await?
+        // The backend's one-round-trip path, where it has one.
+        if if_match.is_none()
+            && let Some(plan) = &plan
+            && let Some(updated) = self.add_one_member(ctx, id, plan, now).await?
         {
             return Ok(updated);
         }
-        let (early, early_inputs) = plan
-            .as_ref()
-            .and_then(|plan| early_add(id, plan, now))
-            .unzip();
-        let mut tx = self.begin_write().await?;
         // The row lock (or SQLite's single writer) is held from this read to the commit, so
         // parallel PATCHes to one group apply one after the other on the latest state.
-        let (row, early_added) = tx.select_for_write_then(kind, id, early).await?;
+        let (mut tx, row, early) = self.begin_patch(kind, id, plan.as_ref(), now).await?;
         let current = row.ok_or_else(|| not_found(kind, id))?.into_resource()?;
         check_if_match(if_match, current.version)?;
         let mut attrs = current.attrs.clone();
         let mut members = MembershipDelta::default();
-        // The first step, when it was sent with the read.
+        // The first step, when the backend sent it with the read.
         let mut done = 0;
-        if let (Some(added), Some((inputs, asked))) = (early_added, early_inputs) {
+        if let Some(early) = early {
+            let EarlyAdd {
+                added,
+                inputs,
+                asked,
+            } = early;
             check_added(tx.conn().await?, id, inputs, added.len(), asked).await?;
             members.merge(added, Vec::new());
             done = 1;

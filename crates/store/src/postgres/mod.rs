@@ -5,6 +5,9 @@
 //! so replicas share the queue without waiting on each other; commits that queue work also
 //! `NOTIFY` other replicas' workers.
 //!
+//! What PostgreSQL does its own way, for the shared engine (`engine/`) to call, is in
+//! `writes.rs`: statements sent as they come, no cached audit tip, no one-round-trip paths.
+//!
 //! TLS is whatever the URL says (`sslmode=verify-full&sslrootcert=/path/ca.crt`, sqlx's libpq
 //! parameters); nothing here overrides it.
 
@@ -28,14 +31,16 @@ pub(crate) const DIALECT: Dialect = Dialect {
     begin_read: "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     lock_row: " FOR NO KEY UPDATE",
     skip_locked: " FOR UPDATE SKIP LOCKED",
-    notify: Some("SELECT pg_notify($1, '')"),
-    batch: false,
 };
 
 // The same engine source is compiled for each backend on purpose (see engine/mod.rs).
 #[allow(clippy::duplicate_mod)]
 #[path = "../engine/mod.rs"]
 mod engine;
+
+mod writes;
+
+use self::writes::{HeldTip, WritePath};
 
 /// The store on PostgreSQL.
 pub type PgStore = engine::Backend;
@@ -58,7 +63,7 @@ pub(crate) async fn connect(
         .test_before_acquire(true)
         .connect(url)
         .await?;
-    Ok(engine::Backend::new(pool.clone(), pool, shared))
+    Ok(engine::Backend::new(pool.clone(), pool, WritePath, shared))
 }
 
 /// A root certificate named in the URL must be readable. sqlx reads it only once the server has

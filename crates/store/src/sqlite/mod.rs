@@ -8,6 +8,10 @@
 //!
 //! The file holds token digests, the audit trail and every identity the IdPs sent, so only the
 //! bridge's own user may read it: see [`owner_only`].
+//!
+//! What SQLite does its own way, for the shared engine (`engine/`) to call: the writer and its
+//! lot, the cached audit tip (`writer.rs`), group commit (`durability.rs`), statements sent in
+//! batches (`batch.rs`) and the one-round-trip write paths (`fast_paths.rs`).
 
 use crate::Shared;
 use crate::dialect::Dialect;
@@ -27,14 +31,19 @@ pub(crate) const DIALECT: Dialect = Dialect {
     // The single writer connection already serialises writers.
     lock_row: "",
     skip_locked: "",
-    notify: None,
-    batch: true,
 };
 
 // The same engine source is compiled for each backend on purpose (see engine/mod.rs).
 #[allow(clippy::duplicate_mod)]
 #[path = "../engine/mod.rs"]
 mod engine;
+
+mod batch;
+mod durability;
+mod fast_paths;
+mod writer;
+
+use self::writer::{HeldTip, WritePath};
 
 /// The store on SQLite.
 pub type SqliteStore = engine::Backend;
@@ -59,6 +68,7 @@ pub(crate) async fn connect(
         .busy_timeout(busy_timeout)
         .foreign_keys(true);
     owner_only(options.get_filename())?;
+    let wal = durability::WalSync::new(options.get_filename().to_path_buf());
     // The writer does not fsync per commit: writes wait for a shared WAL fsync before they
     // are acknowledged (group commit, see durability.rs), which is as durable as FULL.
     // A local file's connections do not go stale: skip the ping sqlx sends on every acquire.
@@ -72,7 +82,12 @@ pub(crate) async fn connect(
         .test_before_acquire(false)
         .connect_with(options.read_only(true))
         .await?;
-    Ok(engine::Backend::new(read, write, shared))
+    Ok(engine::Backend::new(
+        read,
+        write,
+        WritePath::new(wal),
+        shared,
+    ))
 }
 
 /// Makes the database readable by its owner only (mode 0600), before SQLite opens it.
@@ -139,154 +154,4 @@ fn owner_only(path: &std::path::Path) -> StoreResult<()> {
 #[cfg(not(unix))]
 fn owner_only(_path: &std::path::Path) -> StoreResult<()> {
     Ok(())
-}
-
-/// The database file a `sqlite:` URL names (None for other URLs).
-pub(crate) fn database_file(url: &str) -> StoreResult<Option<std::path::PathBuf>> {
-    if !url.starts_with("sqlite:") {
-        return Ok(None);
-    }
-    let options = SqliteConnectOptions::from_str(url)?;
-    Ok(Some(options.get_filename().to_path_buf()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::engine::write_tx::{Stmt, WriteTx, WriterLot};
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::sqlite::SqlitePoolOptions;
-
-    /// A one-connection write pool, as `connect` makes, and its lot.
-    struct Writer {
-        pool: sqlx::SqlitePool,
-        lot: WriterLot,
-    }
-
-    async fn one_writer(dir: &tempfile::TempDir) -> Writer {
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("w.db"))
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        Writer {
-            pool,
-            lot: WriterLot::default(),
-        }
-    }
-
-    impl Writer {
-        async fn begin(&self) -> WriteTx {
-            WriteTx::begin(&self.pool, &self.lot, None).await.unwrap()
-        }
-
-        /// A transaction that inserts `x` and commits.
-        async fn commit_insert(&self, x: i64) {
-            let mut tx = self.begin().await;
-            tx.defer(insert(x)).await.unwrap();
-            tx.commit().await.unwrap();
-        }
-
-        /// The rows, read through the pool as `Backend::begin_write` does: under a hold.
-        async fn rows(&self) -> Vec<i64> {
-            let _hold = self.lot.hold().await;
-            sqlx::query_scalar("SELECT x FROM t ORDER BY x")
-                .fetch_all(&self.pool)
-                .await
-                .unwrap()
-        }
-    }
-
-    fn insert(x: i64) -> Stmt {
-        Stmt::new("INSERT INTO t (x) VALUES ($1)").int(x)
-    }
-
-    #[tokio::test]
-    async fn a_transaction_dropped_midway_rolls_back_and_frees_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = one_writer(&dir).await;
-        // A temporary table lives only as long as its connection.
-        let mut writer = w.lot.take(&w.pool).await.unwrap();
-        sqlx::query("CREATE TEMP TABLE kept (x)")
-            .execute(writer.get().unwrap())
-            .await
-            .unwrap();
-        drop(writer);
-        let mut tx = w.begin().await;
-        tx.defer(insert(1)).await.unwrap();
-        // Sends BEGIN and the insert: the connection is now inside a transaction.
-        let seen: Vec<(i64,)> = tx.fetch_all(Stmt::new("SELECT x FROM t")).await.unwrap();
-        assert_eq!(seen, vec![(1,)]);
-        drop(tx);
-        // The next writer gets a connection outside any transaction, and the insert is gone.
-        w.commit_insert(2).await;
-        assert_eq!(w.rows().await, vec![2]);
-        // It was rolled back on its connection, which the lot kept: not closed and reopened.
-        let mut writer = w.lot.take(&w.pool).await.unwrap();
-        let kept: Vec<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM temp.kept")
-            .fetch_all(writer.get().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(kept, vec![(0,)]);
-    }
-
-    #[tokio::test]
-    async fn a_failing_statement_rolls_back_its_batch_and_maps_uniqueness() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = one_writer(&dir).await;
-        w.commit_insert(7).await;
-        let mut tx = w.begin().await;
-        tx.defer(insert(8)).await.unwrap();
-        tx.defer(insert(7).unique("seven is taken".into()))
-            .await
-            .unwrap();
-        let err = tx.commit().await.unwrap_err();
-        assert!(
-            matches!(&err, crate::StoreError::Uniqueness(d) if d == "seven is taken"),
-            "{err:?}"
-        );
-        // Nothing of the failed batch stayed, and the writer is usable.
-        assert_eq!(w.rows().await, vec![7]);
-        w.commit_insert(9).await;
-        assert_eq!(w.rows().await, vec![7, 9]);
-    }
-
-    #[tokio::test]
-    async fn a_rollback_before_anything_was_sent_sends_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = one_writer(&dir).await;
-        let mut tx = w.begin().await;
-        tx.defer(insert(1)).await.unwrap();
-        tx.rollback().await.unwrap();
-        assert_eq!(w.rows().await, Vec::<i64>::new());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_passes_from_writer_to_writer_outside_the_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = std::sync::Arc::new(one_writer(&dir).await);
-        w.commit_insert(0).await;
-        // Kept by the lot, not idle in the pool.
-        assert_eq!((w.pool.size(), w.pool.num_idle()), (1, 0));
-        let tasks: Vec<_> = (1..=40)
-            .map(|x| {
-                let w = w.clone();
-                tokio::spawn(async move { w.commit_insert(x).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        assert_eq!((w.pool.size(), w.pool.num_idle()), (1, 0));
-        // A hold gives it back to the pool, and the lot takes it again after.
-        assert_eq!(w.rows().await, (0..=40).collect::<Vec<_>>());
-        w.commit_insert(41).await;
-        assert_eq!(w.rows().await.len(), 42);
-    }
 }
