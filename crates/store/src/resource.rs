@@ -4,6 +4,7 @@
 use crate::error::StoreError;
 use chrono::{DateTime, Utc};
 use scim::ResourceKind;
+use scim::patch::MemberRef;
 use scim::resource;
 use serde_json::{Map, Value};
 
@@ -166,7 +167,7 @@ impl IndexedColumns {
 pub(crate) fn split_body(
     kind: ResourceKind,
     attrs: &mut Map<String, Value>,
-) -> Result<Option<Vec<MemberInput>>, StoreError> {
+) -> Result<Option<Vec<MemberRef>>, StoreError> {
     let mut members = None;
     let keys: Vec<String> = attrs.keys().cloned().collect();
     for key in keys {
@@ -178,7 +179,7 @@ pub(crate) fn split_body(
             "members" => {
                 let value = attrs.remove(&key).unwrap_or(Value::Null);
                 if kind == ResourceKind::Group && !value.is_null() {
-                    members = Some(member_inputs(&value)?);
+                    members = Some(member_refs(&value)?);
                 }
             }
             _ => {}
@@ -187,16 +188,10 @@ pub(crate) fn split_body(
     Ok(members)
 }
 
-/// A member as a client names it, before the store has checked that it exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MemberInput {
-    pub value: String,
-    pub display: Option<String>,
-}
-
-/// Parse a `members` value: an array of `{"value": id, "display"?: …}` objects. A bare id string
-/// is accepted too (seen from legacy Entra connectors).
-pub(crate) fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, StoreError> {
+/// Parse a `members` value: an array of `{"value": id, "display"?: …}` objects, as members a
+/// client names before the store has checked that they exist (`type` and `$ref` are not
+/// kept). A bare id string is accepted too (seen from legacy Entra connectors).
+pub(crate) fn member_refs(value: &Value) -> Result<Vec<MemberRef>, StoreError> {
     let items = match value {
         Value::Array(items) => items.as_slice(),
         single => std::slice::from_ref(single),
@@ -204,9 +199,11 @@ pub(crate) fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, StoreErro
     items
         .iter()
         .map(|item| match item {
-            Value::String(id) => Ok(MemberInput {
+            Value::String(id) => Ok(MemberRef {
                 value: id.clone(),
                 display: None,
+                r#type: None,
+                reference: None,
             }),
             Value::Object(map) => {
                 let field = |name: &str| {
@@ -219,9 +216,11 @@ pub(crate) fn member_inputs(value: &Value) -> Result<Vec<MemberInput>, StoreErro
                         "each member needs a non-empty \"value\" naming a User or Group id",
                     )
                 })?;
-                Ok(MemberInput {
+                Ok(MemberRef {
                     value: value.to_string(),
                     display: field("display").map(str::to_string),
+                    r#type: None,
+                    reference: None,
                 })
             }
             other => Err(StoreError::invalid_value(format!(
@@ -303,9 +302,11 @@ mod tests {
         assert_eq!(attrs.keys().collect::<Vec<_>>(), vec!["displayName"]);
         assert_eq!(
             members[0],
-            MemberInput {
+            MemberRef {
                 value: "u1".into(),
-                display: Some("Alice".into())
+                display: Some("Alice".into()),
+                r#type: None,
+                reference: None,
             }
         );
         assert_eq!(members[1].value, "u2");

@@ -4,7 +4,7 @@
 use super::write_tx::Stmt;
 use super::{CHUNK, Conn, Db};
 use crate::error::{StoreError, StoreResult};
-use crate::resource::{Member, MemberInput, kind_from_str};
+use crate::resource::{Member, kind_from_str};
 use chrono::{DateTime, Utc};
 use scim::ResourceKind;
 use scim::patch::{MemberChange, MemberRef};
@@ -22,10 +22,10 @@ pub(super) fn member_values(members: &[Member]) -> Vec<&str> {
 pub(super) async fn resolve_members(
     conn: &mut Conn,
     group_id: &str,
-    inputs: Vec<MemberInput>,
+    inputs: Vec<MemberRef>,
 ) -> StoreResult<Vec<Member>> {
     let mut seen = HashSet::new();
-    let inputs: Vec<MemberInput> = inputs
+    let inputs: Vec<MemberRef> = inputs
         .into_iter()
         .filter(|m| seen.insert(m.value.clone()))
         .collect();
@@ -115,7 +115,7 @@ pub(super) async fn insert_members(
 async fn add_members(
     conn: &mut Conn,
     group_id: &str,
-    inputs: &[MemberInput],
+    inputs: &[MemberRef],
     now: DateTime<Utc>,
 ) -> StoreResult<(Vec<String>, usize)> {
     let inputs = distinct_members(group_id, inputs)?;
@@ -132,10 +132,10 @@ async fn add_members(
 /// Distinct member inputs, or an error if the group is among them.
 pub(crate) fn distinct_members<'a>(
     group_id: &str,
-    inputs: &'a [MemberInput],
-) -> StoreResult<Vec<&'a MemberInput>> {
+    inputs: &'a [MemberRef],
+) -> StoreResult<Vec<&'a MemberRef>> {
     let mut seen = HashSet::new();
-    let inputs: Vec<&MemberInput> = inputs.iter().filter(|m| seen.insert(&m.value)).collect();
+    let inputs: Vec<&MemberRef> = inputs.iter().filter(|m| seen.insert(&m.value)).collect();
     if inputs.iter().any(|m| m.value == group_id) {
         return Err(StoreError::invalid_value(
             "a group cannot be a member of itself",
@@ -146,11 +146,7 @@ pub(crate) fn distinct_members<'a>(
 
 /// Insert the members that exist as resources and are not members yet, each with its kind
 /// found by a join, if the group exists; returns the ids inserted.
-pub(crate) fn add_members_stmt(
-    group_id: &str,
-    members: &[&MemberInput],
-    now: DateTime<Utc>,
-) -> Stmt {
+pub(crate) fn add_members_stmt(group_id: &str, members: &[&MemberRef], now: DateTime<Utc>) -> Stmt {
     let mut sql = String::from(
         "INSERT INTO group_members (group_id, member_id, member_type, display, added_at) \
          SELECT $1, r.id, r.kind, v.column2, $2 FROM (VALUES ",
@@ -291,15 +287,14 @@ impl MembershipDelta {
     ) -> StoreResult<()> {
         let (added, removed) = match change {
             MemberChange::Add(refs) => {
-                let inputs = member_inputs(refs);
-                let (added, asked) = add_members(conn, group_id, &inputs, now).await?;
-                check_added(conn, group_id, inputs, added.len(), asked).await?;
+                let (added, asked) = add_members(conn, group_id, &refs, now).await?;
+                check_added(conn, group_id, refs, added.len(), asked).await?;
                 (added, Vec::new())
             }
             MemberChange::Remove(ids) => (Vec::new(), delete_members(conn, group_id, &ids).await?),
             MemberChange::Clear => (Vec::new(), clear_members(conn, group_id).await?),
             MemberChange::Replace(refs) => {
-                let members = resolve_members(conn, group_id, member_inputs(refs)).await?;
+                let members = resolve_members(conn, group_id, refs).await?;
                 replace_members(conn, group_id, &members, now).await?
             }
         };
@@ -338,7 +333,7 @@ impl MembershipDelta {
 pub(super) async fn check_added(
     conn: &mut Conn,
     group_id: &str,
-    inputs: Vec<MemberInput>,
+    inputs: Vec<MemberRef>,
     added: usize,
     asked: usize,
 ) -> StoreResult<()> {
@@ -352,29 +347,8 @@ pub(super) async fn check_added(
 /// `begin_patch`): the ids it added, the inputs, and how many distinct ones there were.
 pub(crate) struct EarlyAdd {
     pub(crate) added: Vec<String>,
-    pub(crate) inputs: Vec<MemberInput>,
+    pub(crate) inputs: Vec<MemberRef>,
     pub(crate) asked: usize,
-}
-
-pub(crate) fn member_inputs(refs: Vec<MemberRef>) -> Vec<MemberInput> {
-    refs.into_iter()
-        .map(|m| MemberInput {
-            value: m.value,
-            display: m.display,
-        })
-        .collect()
-}
-
-pub(super) fn member_refs(inputs: Vec<MemberInput>) -> Vec<MemberRef> {
-    inputs
-        .into_iter()
-        .map(|m| MemberRef {
-            value: m.value,
-            display: m.display,
-            r#type: None,
-            reference: None,
-        })
-        .collect()
 }
 
 async fn clear_members(conn: &mut Conn, group_id: &str) -> StoreResult<Vec<String>> {

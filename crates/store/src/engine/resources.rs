@@ -3,8 +3,8 @@
 
 use super::list::attach_relations;
 use super::members::{
-    EarlyAdd, MembershipDelta, check_added, insert_members, load_members, member_refs,
-    member_values, replace_members, resolve_members,
+    EarlyAdd, MembershipDelta, check_added, insert_members, load_members, member_values,
+    replace_members, resolve_members,
 };
 use super::outbox::enqueue_stmt;
 use super::write_tx::{Stmt, WriteTx, audit_tip_was_stale};
@@ -12,12 +12,12 @@ use super::{Backend, Conn, WriteRecord, kind_literal, not_found};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::OutboxPriority;
 use crate::resource::{
-    GetOptions, IndexedColumns, Member, MemberInput, RESOURCE_COLUMNS, ResourceRow, StoredResource,
+    GetOptions, IndexedColumns, Member, RESOURCE_COLUMNS, ResourceRow, StoredResource,
     WriteContext, check_if_match, split_body,
 };
 use chrono::{DateTime, Utc};
 use scim::patch::{
-    GroupPatchStep, MemberChange, PatchOptions, PatchRequest, apply, plan_group_patch,
+    GroupPatchStep, MemberChange, MemberRef, PatchOptions, PatchRequest, apply, plan_group_patch,
 };
 use scim::resource::active;
 use scim::{Registry, ResourceKind};
@@ -148,7 +148,7 @@ fn touch_stmt(id: &str, now: DateTime<Utc>) -> Stmt {
 }
 
 /// Attributes after a PATCH, and the member list they held (Groups, when present).
-type PatchedAttributes = (Map<String, Value>, Option<Vec<MemberInput>>);
+type PatchedAttributes = (Map<String, Value>, Option<Vec<MemberRef>>);
 
 /// Apply PATCH operations to a resource's attributes with the protocol core. The core sees the
 /// resource as served (with `id`: Okta's rename repeats it); what comes back is split into the
@@ -462,7 +462,7 @@ impl Backend {
                             // The plan keeps member operations out of `part`; should the core
                             // still return a member list, it is applied, never stored as JSON.
                             if let Some(inputs) = stray {
-                                let change = MemberChange::Replace(member_refs(inputs));
+                                let change = MemberChange::Replace(inputs);
                                 members.apply(tx.conn().await?, id, change, now).await?;
                             }
                             attrs = next;
@@ -490,7 +490,7 @@ impl Backend {
                 }
                 let (next, inputs) = apply_patch(kind, id, &doc, request, options)?;
                 if kind == ResourceKind::Group {
-                    let change = MemberChange::Replace(member_refs(inputs.unwrap_or_default()));
+                    let change = MemberChange::Replace(inputs.unwrap_or_default());
                     members.apply(tx.conn().await?, id, change, now).await?;
                 }
                 attrs = next;

@@ -6,17 +6,17 @@
 use super::DIALECT;
 use super::batch::AFTER_CHANGE;
 use super::engine::audit::audit_head_stmt;
-use super::engine::members::{EarlyAdd, add_members_stmt, distinct_members, member_inputs};
+use super::engine::members::{EarlyAdd, add_members_stmt, distinct_members};
 use super::engine::outbox::enqueue_stmt;
 use super::engine::resources::select_stmt;
 use super::engine::write_tx::{Row, Stmt, WriteTx};
 use super::engine::{Backend, CHUNK, WriteRecord, audit_entry};
 use crate::error::StoreResult;
 use crate::outbox::OutboxPriority;
-use crate::resource::{MemberInput, RESOURCE_COLUMNS, ResourceRow, StoredResource, WriteContext};
+use crate::resource::{RESOURCE_COLUMNS, ResourceRow, StoredResource, WriteContext};
 use chrono::{DateTime, Utc};
 use scim::ResourceKind;
-use scim::patch::{GroupPatchPlan, GroupPatchStep, MemberChange};
+use scim::patch::{GroupPatchPlan, GroupPatchStep, MemberChange, MemberRef};
 use serde_json::json;
 use sqlx::{FromRow, Row as _};
 
@@ -58,7 +58,7 @@ impl WriteTx {
 
 /// `Backend::add_one_member`'s statements before its audit row, in the order their guards rely
 /// on; the audit row's (also guarded) follow them.
-fn add_one_member_stmts(group_id: &str, member: &MemberInput, now: DateTime<Utc>) -> [Stmt; 3] {
+fn add_one_member_stmts(group_id: &str, member: &MemberRef, now: DateTime<Utc>) -> [Stmt; 3] {
     [
         add_members_stmt(group_id, &[member], now),
         Stmt::new(format!(
@@ -78,13 +78,10 @@ fn add_one_member_stmts(group_id: &str, member: &MemberInput, now: DateTime<Utc>
 }
 
 /// The member a Group PATCH adds when that is all it does.
-fn one_member_added(plan: &GroupPatchPlan) -> Option<MemberInput> {
+fn one_member_added(plan: &GroupPatchPlan) -> Option<MemberRef> {
     match plan.steps.as_slice() {
         [GroupPatchStep::Members(MemberChange::Add(refs))] => match refs.as_slice() {
-            [one] => Some(MemberInput {
-                value: one.value.clone(),
-                display: one.display.clone(),
-            }),
+            [one] => Some(one.clone()),
             _ => None,
         },
         _ => None,
@@ -98,14 +95,14 @@ fn early_add(
     group_id: &str,
     plan: &GroupPatchPlan,
     now: DateTime<Utc>,
-) -> Option<(Stmt, (Vec<MemberInput>, usize))> {
+) -> Option<(Stmt, (Vec<MemberRef>, usize))> {
     let Some(GroupPatchStep::Members(MemberChange::Add(refs))) = plan.steps.first() else {
         return None;
     };
     if refs.len() > CHUNK {
         return None;
     }
-    let inputs = member_inputs(refs.clone());
+    let inputs = refs.clone();
     // A group among its own members is reported by the usual path, after the read.
     let distinct = distinct_members(group_id, &inputs).ok()?;
     let stmt = add_members_stmt(group_id, &distinct, now);
