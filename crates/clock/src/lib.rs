@@ -46,6 +46,26 @@ impl Clock for SystemClock {
     }
 }
 
+/// Real elapsed time, for figures that are reported and never decided on (what a test or a
+/// benchmark prints): the system's monotonic clock, which a test's paused tokio time does not
+/// stop. Anything the bridge does by time takes a [`Clock`] instead.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+// Measurement only: the one other place that reads the system clock.
+#[allow(clippy::disallowed_methods)]
+impl Stopwatch {
+    /// A stopwatch running from now.
+    pub fn start() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    /// Real time since [`Stopwatch::start`].
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
+    }
+}
+
 /// A test clock whose wall time only moves when told to. Its monotonic time is tokio's: a test
 /// that needs that to stand still too runs on paused time and advances both.
 #[derive(Debug)]
@@ -198,6 +218,15 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert!(clock.elapsed(before) >= std::time::Duration::from_millis(5));
         assert_eq!(clock.now(), start(), "wall time moves only when told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopwatch_measures_real_time_while_tokio_time_stands_still() {
+        let watch = Stopwatch::start();
+        let paused = SystemClock.instant();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(watch.elapsed() >= std::time::Duration::from_millis(5));
+        assert_eq!(SystemClock.instant(), paused);
     }
 
     #[test]

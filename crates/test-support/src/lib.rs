@@ -1,6 +1,6 @@
 //! What every test suite of the bridge shares: a fresh database per test on SQLite or PostgreSQL
 //! (removed when the test ends), a store on it with a manual clock, the macro that runs a test on both, a port nothing listens on,
-//! and a bounded wait for an HTTP server.
+//! a bounded wait for an HTTP server, and paused tokio time that only the test moves.
 //!
 //! The PostgreSQL server is `SCIM_BRIDGE_TEST_POSTGRES_URL` when set, and then it is required: a
 //! PostgreSQL variant fails when that server cannot be reached. When the variable is not set,
@@ -14,7 +14,9 @@ use clock::{IdSource as _, SystemIds};
 use sqlx::Connection;
 use std::time::Duration;
 
+mod paused;
 mod store;
+pub use paused::{TimeHold, hold_time, within};
 pub use store::{TestStore, start_time};
 
 /// The variable that names (and requires) the PostgreSQL server the tests use.
@@ -194,36 +196,44 @@ pub async fn wait_http(client: &reqwest::Client, url: &str, limit: Duration) {
 ///   name that calls `name(fixture)`, the fixture being `path(Backend).await` (an `Option`:
 ///   `None` skips, see [`TestDatabase::postgres`]).
 /// - `backend_tests!(open = path, by_ref; names…)`: the same, calling `name(&fixture)`.
+/// - `backend_tests!(open = path, paused; names…)`: like the first, on paused tokio time that
+///   moves only when the test advances it ([`hold_time`], taken before the fixture opens).
 /// - `backend_tests!(per_test; names…)`: a module per name with tests `sqlite` and `postgres`
 ///   that call `name(Backend)`; the test opens what it needs.
 #[macro_export]
 macro_rules! backend_tests {
     (open = $open:path; $($name:ident),* $(,)?) => {
-        $crate::backend_tests!(@by_backend $open, by_value, $($name),*);
+        $crate::backend_tests!(@by_backend $open, by_value, real, $($name),*);
     };
     (open = $open:path, by_ref; $($name:ident),* $(,)?) => {
-        $crate::backend_tests!(@by_backend $open, by_ref, $($name),*);
+        $crate::backend_tests!(@by_backend $open, by_ref, real, $($name),*);
+    };
+    (open = $open:path, paused; $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@by_backend $open, by_value, paused, $($name),*);
     };
     (@call by_value, $test:path, $fixture:ident) => { $test($fixture).await };
     (@call by_ref, $test:path, $fixture:ident) => { $test(&$fixture).await };
-    (@by_backend $open:path, $mode:ident, $($name:ident),*) => {
+    (@test real, $open:path, $mode:ident, $backend:ident, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(fixture) = $open($crate::Backend::$backend).await else { return };
+            $crate::backend_tests!(@call $mode, super::$name, fixture);
+        }
+    };
+    (@test paused, $open:path, $mode:ident, $backend:ident, $name:ident) => {
+        #[tokio::test(start_paused = true)]
+        async fn $name() {
+            let _time = $crate::hold_time();
+            let Some(fixture) = $open($crate::Backend::$backend).await else { return };
+            $crate::backend_tests!(@call $mode, super::$name, fixture);
+        }
+    };
+    (@by_backend $open:path, $mode:ident, $time:ident, $($name:ident),*) => {
         mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(fixture) = $open($crate::Backend::Sqlite).await else { return };
-                    $crate::backend_tests!(@call $mode, super::$name, fixture);
-                }
-            )*
+            $( $crate::backend_tests!(@test $time, $open, $mode, Sqlite, $name); )*
         }
         mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(fixture) = $open($crate::Backend::Postgres).await else { return };
-                    $crate::backend_tests!(@call $mode, super::$name, fixture);
-                }
-            )*
+            $( $crate::backend_tests!(@test $time, $open, $mode, Postgres, $name); )*
         }
     };
     (per_test; $($name:ident),* $(,)?) => {
