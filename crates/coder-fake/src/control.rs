@@ -154,6 +154,16 @@ async fn delete_outage(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
+struct Release {
+    count: usize,
+}
+
+async fn post_release_held(shared: web::Data<Shared>, body: web::Json<Release>) -> HttpResponse {
+    shared.held.release(body.count);
+    HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
 struct Premium {
     premium: bool,
 }
@@ -207,6 +217,7 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
             .route("/tokens", web::post().to(post_token))
             .route("/faults", web::post().to(post_fault))
             .route("/faults", web::delete().to(delete_faults))
+            .route("/held/release", web::post().to(post_release_held))
             .route("/outage", web::put().to(put_outage))
             .route("/outage", web::delete().to(delete_outage))
             .route("/premium", web::put().to(put_premium))

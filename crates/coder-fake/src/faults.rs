@@ -33,6 +33,11 @@ pub enum FaultKind {
     },
     /// Close the TCP connection without any HTTP answer.
     Drop,
+    /// Hold the request unanswered until [`crate::FakeHandle::release_held`] (or
+    /// `POST /__fake/held/release`) lets it through, then handle it normally: a call that is in
+    /// flight for exactly as long as a test wants. A held request ends at the latest when the
+    /// fake stops.
+    Hold,
     /// Answer this 3xx with `Location: location`, as a proxy or ingress in front of Coder does
     /// when the bridge's Coder URL is not the final one (http to https, another host, a login
     /// page).

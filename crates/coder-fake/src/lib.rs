@@ -122,6 +122,7 @@ impl CoderFake {
         let owner_token = owner.token;
         let shared = Arc::new(Shared {
             world: Mutex::new(world),
+            held: Default::default(),
         });
         let data = web::Data::from(shared.clone());
         let server = HttpServer::new(move || {
@@ -273,6 +274,21 @@ impl FakeHandle {
     /// Removes pending faults.
     pub fn clear_faults(&self) {
         lock(&self.shared.world).faults.clear();
+    }
+
+    /// Lets `count` requests a [`FaultKind::Hold`] holds (or will hold) through.
+    pub fn release_held(&self, count: usize) {
+        self.shared.held.release(count);
+    }
+
+    /// How many requests a [`FaultKind::Hold`] holds now.
+    pub fn held(&self) -> usize {
+        self.shared.held.waiting()
+    }
+
+    /// Waits until a [`FaultKind::Hold`] holds at least `count` requests.
+    pub async fn until_held(&self, count: usize) {
+        self.shared.held.until_waiting(count).await;
     }
 
     /// Makes Coder as a whole unavailable until the outage's time runs out or

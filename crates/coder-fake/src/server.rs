@@ -22,6 +22,60 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub world: Mutex<World>,
+    pub held: Held,
+}
+
+/// Requests a [`FaultKind::Hold`] holds, and the permits that let them through.
+#[derive(Debug)]
+pub(crate) struct Held {
+    permits: tokio::sync::Semaphore,
+    waiting: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Held {
+    fn default() -> Held {
+        Held {
+            permits: tokio::sync::Semaphore::new(0),
+            waiting: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+/// Counts a held request out however its wait ends (released, or the fake stopping).
+struct Holding<'h>(&'h tokio::sync::watch::Sender<usize>);
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Held {
+    /// Wait for a permit (one request through).
+    async fn hold(&self) {
+        self.waiting.send_modify(|n| *n += 1);
+        let _holding = Holding(&self.waiting);
+        if let Ok(permit) = self.permits.acquire().await {
+            permit.forget();
+        }
+    }
+
+    /// Let `count` held requests (present or future) through.
+    pub(crate) fn release(&self, count: usize) {
+        self.permits.add_permits(count);
+    }
+
+    /// How many requests are held now.
+    pub(crate) fn waiting(&self) -> usize {
+        *self.waiting.borrow()
+    }
+
+    /// Wait until at least `count` requests are held.
+    pub(crate) async fn until_waiting(&self, count: usize) {
+        let mut waiting = self.waiting.subscribe();
+        // The sender lives as long as `self`.
+        let _ = waiting.wait_for(|n| *n >= count).await;
+    }
 }
 
 /// Rate-limit headers to send with an answer.
@@ -62,6 +116,7 @@ pub(crate) async fn coder_api(
         Some(FaultKind::Latency { millis }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await
         }
+        Some(FaultKind::Hold) => shared.held.hold().await,
         Some(FaultKind::Status {
             status,
             retry_after,

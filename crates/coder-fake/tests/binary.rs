@@ -193,3 +193,46 @@ fn latency_ms_delays_every_coder_request() {
         );
     }
 }
+
+#[test]
+fn held_requests_wait_until_released() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
+            .await
+            .unwrap();
+        fake.inject(
+            coder_fake::Fault::next(2, coder_fake::FaultKind::Hold).on_paths("/api/v2/buildinfo"),
+        )
+        .unwrap();
+        let base = fake.base_url().to_owned();
+        let buildinfo = |base: String| {
+            tokio::task::spawn_blocking(move || {
+                request(&base, "GET", "/api/v2/buildinfo", None, None).0
+            })
+        };
+        // Released through the control API.
+        let first = buildinfo(base.clone());
+        fake.until_held(1).await;
+        assert!(!first.is_finished());
+        let release = r#"{"count":1}"#;
+        let (status, _) = tokio::task::spawn_blocking({
+            let base = base.clone();
+            move || request(&base, "POST", "/__fake/held/release", None, Some(release))
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 204);
+        assert_eq!(first.await.unwrap(), 200);
+        // Released through the handle.
+        let second = buildinfo(base.clone());
+        fake.until_held(1).await;
+        assert_eq!(fake.held(), 1);
+        fake.release_held(1);
+        assert_eq!(second.await.unwrap(), 200);
+        assert_eq!(fake.held(), 0);
+        // The fault is spent: no more holds.
+        assert_eq!(buildinfo(base).await.unwrap(), 200);
+        fake.stop().await;
+    });
+}
