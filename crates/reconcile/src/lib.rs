@@ -110,7 +110,7 @@ pub use diff::DriftKind;
 pub use drift::{DriftItem, DriftPlan, DriftProgress};
 pub use error::{ReconcileError, ReconcileResult};
 pub use groups::ISSUE_GROUP_NAME_CONFLICT;
-pub use observer::{MemoryObserver, NoObserver, SyncObserver};
+pub use observer::{MemoryObserver, NoObserver, Recorded, SyncObserver, WorkerWait};
 pub use policy::{Policy, PolicyError};
 pub use reconciler::{AUDIT_ACTOR, Reconciler, Report, SyncStore};
 pub use status::{PauseCause, StatusHandle, SyncStatus};

@@ -3,9 +3,24 @@
 
 use crate::diff::DriftKind;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use store::OutboxStats;
+use tokio::time::Instant;
+
+/// The worker has nothing in flight (no reconcile, no drift repair) and nothing it could start:
+/// it found no row to claim at `at`, or claims nothing now (paused, or a 429's wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerWait {
+    /// When the worker last looked at the queue (its monotonic time).
+    pub at: Instant,
+    /// When it looks again by itself: the next poll, probe, end of a 429's wait, statistics
+    /// sample or drift repair.
+    pub until: Instant,
+    /// Whether a wake-up (a commit that queued work) makes it look again before `until`.
+    pub wakes_on_commit: bool,
+    /// While paused: when it next asks Coder whether it answers again.
+    pub next_probe: Option<Instant>,
+}
 
 /// Receives the worker's measurements.
 pub trait SyncObserver: Send + Sync + std::fmt::Debug {
@@ -28,6 +43,9 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     fn login_type_mismatches(&self, _count: u64) {}
     /// The worker's adaptive concurrency limit changed (`scim_bridge_worker_concurrency_limit`).
     fn concurrency_limit(&self, _limit: usize) {}
+    /// The worker waits with nothing to do (no metric: tests on paused time move time on from
+    /// here, to the worker's next look at the queue).
+    fn waiting(&self, _wait: &WorkerWait) {}
 }
 
 /// Reports nothing.
@@ -36,10 +54,11 @@ pub struct NoObserver;
 
 impl SyncObserver for NoObserver {}
 
-/// Keeps every measurement in memory: for tests, benches and `scim-bridge reconcile`.
+/// Keeps every measurement in memory: for tests, benches and `scim-bridge reconcile`. A test
+/// can wait for what it expects to be recorded ([`MemoryObserver::until`]).
 #[derive(Debug, Default)]
 pub struct MemoryObserver {
-    inner: Mutex<Recorded>,
+    recorded: tokio::sync::watch::Sender<Recorded>,
 }
 
 /// What a [`MemoryObserver`] saw.
@@ -54,44 +73,69 @@ pub struct Recorded {
     pub login_type_mismatches: Option<u64>,
     /// Every value the worker's concurrency limit took, in order.
     pub concurrency_limits: Vec<usize>,
+    /// How many times the worker waited with nothing to do.
+    pub waits: u64,
+    /// The last of those waits.
+    pub last_wait: Option<WorkerWait>,
 }
 
 impl MemoryObserver {
     /// A copy of everything seen so far.
     pub fn recorded(&self) -> Recorded {
-        self.lock().clone()
+        self.recorded.borrow().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Wait until what is recorded satisfies `done` (checked at once, then at each record).
+    pub async fn until(&self, done: impl Fn(&Recorded) -> bool) -> Recorded {
+        let mut recorded = self.recorded.subscribe();
+        loop {
+            {
+                let now = recorded.borrow_and_update();
+                if done(&now) {
+                    return now.clone();
+                }
+            }
+            if recorded.changed().await.is_err() {
+                // The sender lives in `self`, so this cannot happen; never return unsatisfied.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    fn record(&self, change: impl FnOnce(&mut Recorded)) {
+        self.recorded.send_modify(change);
     }
 }
 
 impl SyncObserver for MemoryObserver {
     fn outbox(&self, stats: &OutboxStats) {
-        self.lock().last_outbox = Some(stats.clone());
+        self.record(|r| r.last_outbox = Some(stats.clone()));
     }
     fn retry_scheduled(&self) {
-        self.lock().retries += 1;
+        self.record(|r| r.retries += 1);
     }
     fn dead_lettered(&self) {
-        self.lock().dead_letters += 1;
+        self.record(|r| r.dead_letters += 1);
     }
     fn drift_found(&self, kind: DriftKind, count: u64) {
-        *self.lock().drift.entry(kind).or_default() += count;
+        self.record(|r| *r.drift.entry(kind).or_default() += count);
     }
     fn offboarded(&self, latency: Duration) {
-        self.lock().offboarding.push(latency);
+        self.record(|r| r.offboarding.push(latency));
     }
     fn coder_auth(&self, ok: bool) {
-        self.lock().coder_auth_ok = Some(ok);
+        self.record(|r| r.coder_auth_ok = Some(ok));
     }
     fn login_type_mismatches(&self, count: u64) {
-        self.lock().login_type_mismatches = Some(count);
+        self.record(|r| r.login_type_mismatches = Some(count));
     }
     fn concurrency_limit(&self, limit: usize) {
-        self.lock().concurrency_limits.push(limit);
+        self.record(|r| r.concurrency_limits.push(limit));
+    }
+    fn waiting(&self, wait: &WorkerWait) {
+        self.record(|r| {
+            r.waits += 1;
+            r.last_wait = Some(*wait);
+        });
     }
 }

@@ -21,7 +21,7 @@
 use crate::backoff::Backoff;
 use crate::drift;
 use crate::error::{ReconcileError, ReconcileResult};
-use crate::observer::SyncObserver;
+use crate::observer::{SyncObserver, WorkerWait};
 use crate::policy::Policy;
 use crate::reconciler::SyncStore;
 use crate::reconciler::{Reconciler, Report};
@@ -306,6 +306,11 @@ impl Worker {
 
         loop {
             let now = self.now();
+            // A 429's wait that has ended holds nothing back, and must not keep the wake-up
+            // below at `now` (the loop would spin).
+            if state.gate.is_some_and(|g| now >= g) {
+                state.gate = None;
+            }
             if state.paused() && now >= state.next_probe {
                 self.probe(&mut state).await;
             }
@@ -345,6 +350,14 @@ impl Worker {
                 wake_at = wake_at.min(at.max(now));
             }
             let gated = state.gate.is_some_and(|g| self.now() < g);
+            if tasks.is_empty() && drift_task.as_ref().is_none_or(JoinHandle::is_finished) {
+                self.reconciler.observer.waiting(&WorkerWait {
+                    at: now,
+                    until: wake_at,
+                    wakes_on_commit: !state.paused() && !gated,
+                    next_probe: state.paused().then_some(state.next_probe),
+                });
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,

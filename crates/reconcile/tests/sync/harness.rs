@@ -1,9 +1,20 @@
 //! A store (SQLite or PostgreSQL), a Coder fake and a reconciler wired together.
+//!
+//! The tests that run the worker run on paused tokio time that moves only when the test moves
+//! it (`sync_tests!(paused; …)`, `test_support::hold_time`): tokio's own auto-advance would move
+//! it while the runtime waits on the fake, SQLite or PostgreSQL, and fire timeouts and polls at
+//! moments that depend on the machine's load. The others reconcile one row at a time
+//! ([`Env::drain`]) and need no time at all; they keep a multi-threaded runtime, which paused
+//! time cannot have. A test with a running worker moves time with [`Env::advance`] or
+//! [`Env::run_until`], which step from one of the worker's own wake-ups to the next (the store's
+//! manual clock moving with tokio's) and, at each, wait until the worker has nothing left to do
+//! at that instant ([`Env::settle`]). So what a test sees at an instant is what the worker did
+//! by then, however slow the machine, and no test sleeps.
 
 use clock::Clock as _;
 use coder::{CoderClient, CoderConfig, SessionToken};
 use coder_fake::{CoderFake, FakeHandle, FakeOptions, FakeState};
-use reconcile::{MemoryObserver, Policy, Reconciler, Worker, WorkerConfig};
+use reconcile::{MemoryObserver, Policy, Reconciler, Worker, WorkerConfig, WorkerWait};
 use scim::ResourceKind;
 use scim::patch::{PatchOptions, parse_request};
 use scim::resource::normalize;
@@ -11,11 +22,16 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Store, StoredResource, WriteContext};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
-/// Generate `sqlite::name` and `postgres::name` tests that run `name(TestDb)`.
+/// Generate `sqlite::name` and `postgres::name` tests that run `name(TestDb)`; with `paused;`
+/// first, on paused time (for the tests that run the worker: see the module's doc).
 #[macro_export]
 macro_rules! sync_tests {
+    (paused; $($name:ident),* $(,)?) => {
+        test_support::backend_tests!(open = test_support::TestStore::open, paused; $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
         test_support::backend_tests!(open = test_support::TestStore::open; $($name),*);
     };
@@ -23,6 +39,13 @@ macro_rules! sync_tests {
 
 /// A fresh store on its own database, with a manual clock.
 pub use test_support::TestStore as TestDb;
+
+/// The longest any one wait on the worker may take in real time before the test fails: a bound
+/// for a hang, never reached by a passing test, however loaded the machine.
+const REAL_TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// How much of the worker's time [`Env::run_until`] gives a goal by default.
+pub const GOAL_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// Everything a sync test needs.
 pub struct Env {
@@ -32,6 +55,9 @@ pub struct Env {
     pub owner: CoderClient,
     pub reconciler: Arc<Reconciler>,
     pub observer: Arc<MemoryObserver>,
+    /// Workers of other replicas that [`Env::settle`] waits for too: their observers and their
+    /// stores' commit notifications.
+    replicas: std::sync::Mutex<Vec<(Arc<MemoryObserver>, Arc<Notify>)>>,
 }
 
 pub fn policy(text: &str) -> Policy {
@@ -61,19 +87,24 @@ impl Env {
 
     pub fn with_fake(db: TestDb, fake: FakeHandle, rules: &str) -> Env {
         let observer = Arc::new(MemoryObserver::default());
-        let reconciler = Arc::new(Reconciler::new(
-            (&db.store).into(),
-            client_for(&fake),
-            Arc::new(policy(rules)),
-            db.clock.clone(),
-            observer.clone(),
-        ));
+        // Seeded: the worker's backoff jitter, and so when a retry is due, repeats.
+        let reconciler = Arc::new(
+            Reconciler::new(
+                (&db.store).into(),
+                client_for(&fake),
+                Arc::new(policy(rules)),
+                db.clock.clone(),
+                observer.clone(),
+            )
+            .with_ids(Arc::new(clock::SeededIds::new(13))),
+        );
         Env {
             owner: client_for(&fake),
             db,
             fake,
             reconciler,
             observer,
+            replicas: Default::default(),
         }
     }
 
@@ -199,19 +230,87 @@ impl Env {
         Worker::from_reconciler(self.reconciler.clone(), config)
     }
 
-    /// Wait (real time, bounded) until `done` holds for the fake's state.
-    pub async fn wait_for(&self, what: &str, done: impl Fn(&FakeState) -> bool) {
-        let deadline = clock::SystemClock.instant() + Duration::from_secs(30);
+    /// The worker's time: tokio's, paused.
+    pub fn instant(&self) -> Instant {
+        self.db.clock.instant()
+    }
+
+    /// Move time on by `by` at once, the store's clock with tokio's, whatever the worker is
+    /// doing. [`Env::advance`] is the usual way; this one is for a step inside a wait.
+    pub async fn jump(&self, by: Duration) {
+        self.db
+            .clock
+            .advance(chrono::Duration::from_std(by).unwrap());
+        tokio::time::advance(by).await;
+    }
+
+    /// Wait until the running worker has nothing left to do at the current instant, and return
+    /// its wait: it has nothing in flight, and it found nothing to claim at this instant (or
+    /// claims nothing now, and nothing wakes it before its wait ends).
+    pub async fn settle(&self) -> WorkerWait {
+        let now = self.instant();
+        let mut wait = settle(&self.observer, &self.store().outbox().notified(), now).await;
+        let replicas = self.replicas.lock().unwrap().clone();
+        for (observer, commits) in replicas {
+            let other = settle(&observer, &commits, now).await;
+            wait.until = wait.until.min(other.until);
+        }
+        wait
+    }
+
+    /// Settle the worker reporting to `observer`, of a replica on its own store, with this
+    /// env's worker.
+    pub fn add_replica(&self, observer: Arc<MemoryObserver>, store: &Store) {
+        let commits = store.outbox().notified();
+        self.replicas.lock().unwrap().push((observer, commits));
+    }
+
+    /// Move time on by `by`, from one of the worker's wake-ups to the next, letting it finish
+    /// what it does at each ([`Env::settle`]) before moving on.
+    pub async fn advance(&self, by: Duration) {
+        let target = self.instant() + by;
+        let mut steps = Steps::default();
         loop {
-            if done(&self.coder()) {
+            let wait = self.settle().await;
+            let now = self.instant();
+            if now >= target {
                 return;
             }
-            assert!(
-                clock::SystemClock.instant() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.jump(steps.next(&wait, now, target)).await;
         }
+    }
+
+    /// Let the worker run, moving time on from one of its wake-ups to the next, until `done`
+    /// holds while it has nothing to do; fails when `limit` of the worker's time passes first.
+    pub async fn run_until(&self, what: &str, limit: Duration, done: impl AsyncFn() -> bool) {
+        let end = self.instant() + limit;
+        let mut steps = Steps::default();
+        loop {
+            let wait = self.settle().await;
+            if done().await {
+                return;
+            }
+            let now = self.instant();
+            assert!(
+                now < end,
+                "not within {limit:?} of the worker's time: {what}"
+            );
+            self.jump(steps.next(&wait, now, end)).await;
+        }
+    }
+
+    /// [`Env::run_until`] `done` holds for the fake's state, within [`GOAL_LIMIT`].
+    pub async fn run_until_coder(&self, what: &str, done: impl Fn(&FakeState) -> bool) {
+        self.run_until(what, GOAL_LIMIT, async || done(&self.coder()))
+            .await;
+    }
+
+    /// [`Env::run_until`] the outbox has no live row, within [`GOAL_LIMIT`].
+    pub async fn run_until_outbox_empty(&self) {
+        self.run_until("an empty outbox", GOAL_LIMIT, async || {
+            self.store().outbox().stats().await.unwrap().depth == 0
+        })
+        .await;
     }
 
     /// A Coder user made by hand (not by the bridge).
@@ -262,17 +361,6 @@ impl Env {
             .unwrap();
     }
 
-    /// Wait (real time, bounded) until the outbox has no live row.
-    pub async fn wait_for_empty_outbox(&self) {
-        for _ in 0..300 {
-            if self.store().outbox().stats().await.unwrap().depth == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        panic!("the outbox did not empty");
-    }
-
     /// Open sync issues of a type.
     pub async fn issues(&self, issue_type: &str) -> Vec<store::SyncIssue> {
         self.store()
@@ -301,6 +389,64 @@ impl Env {
     }
 }
 
+/// Wait until the worker that reports to `observer` has nothing left to do at `now` (see
+/// [`Env::settle`]). A worker that waits for a commit is woken through `commits` to make sure
+/// it looks at the queue at `now`; one that cannot be woken and waits past `now` is settled.
+pub async fn settle(observer: &MemoryObserver, commits: &Notify, now: Instant) -> WorkerWait {
+    let recorded = observer.recorded();
+    if let Some(wait) = recorded.last_wait
+        && !wait.wakes_on_commit
+        && now < wait.until
+    {
+        return wait;
+    }
+    // A spurious wake-up: the worker looks, and finds what it would have found anyway.
+    commits.notify_one();
+    let settled = |r: &reconcile::Recorded| {
+        r.waits > recorded.waits
+            && r.last_wait
+                .is_some_and(|wait| wait.at >= now || (!wait.wakes_on_commit && now < wait.until))
+    };
+    let recorded = test_support::within(
+        REAL_TIME_LIMIT,
+        "the worker to have nothing left to do",
+        observer.until(settled),
+    )
+    .await;
+    recorded.last_wait.unwrap()
+}
+
+/// Wait, without moving time or waking the worker, until `done` holds for what `observer`
+/// recorded.
+pub async fn recorded_until(
+    observer: &MemoryObserver,
+    what: &str,
+    done: impl Fn(&reconcile::Recorded) -> bool,
+) -> reconcile::Recorded {
+    test_support::within(REAL_TIME_LIMIT, what, observer.until(done)).await
+}
+
+/// How far each step of [`Env::advance`] and [`Env::run_until`] moves time.
+#[derive(Default)]
+struct Steps {
+    /// Waits in a row that ended when they began.
+    empty: u32,
+}
+
+impl Steps {
+    /// To the end of the worker's `wait`, or `target` if that comes first. A worker whose
+    /// waits keep ending as they begin is spinning: that fails the test.
+    fn next(&mut self, wait: &WorkerWait, now: Instant, target: Instant) -> Duration {
+        let step = wait.until.min(target).saturating_duration_since(now);
+        self.empty = if step.is_zero() { self.empty + 1 } else { 0 };
+        assert!(
+            self.empty < 100,
+            "the worker keeps waking at the instant it goes to sleep (it spins): {wait:?}"
+        );
+        step
+    }
+}
+
 /// A running worker and the means to stop it.
 pub struct Running {
     stop: oneshot::Sender<()>,
@@ -321,30 +467,30 @@ pub fn spawn(worker: Worker) -> Running {
 }
 
 impl Running {
+    /// Stop the worker and wait until it has released its leases.
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
+        let task = self.begin_stop();
+        test_support::within(REAL_TIME_LIMIT, "the worker to stop", task)
             .await
-            .unwrap()
             .unwrap();
+    }
+
+    /// Tell the worker to stop, without waiting: the task to await.
+    pub fn begin_stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(());
+        self.task
     }
 }
 
-/// A quick worker for tests: 4 at once (not adapting), polls every 25 ms, no drift, short
-/// probes.
+/// A worker for tests: the shipped intervals (paused time makes them free) but 4 reconciles at
+/// once (not adapting), a 30 s lease and no drift repair.
 pub fn worker_config(worker_id: &str) -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
         concurrency_min: 4,
-        max_attempts: 12,
         lease: Duration::from_secs(30),
         drift_interval: None,
         worker_id: worker_id.to_owned(),
-        poll_interval: Duration::from_millis(25),
-        auth_probe_interval: Duration::from_millis(100),
-        outage_probe_interval: Duration::from_millis(100),
-        stats_interval: Duration::from_millis(50),
-        shutdown_grace: Duration::from_secs(5),
         ..WorkerConfig::default()
     }
 }

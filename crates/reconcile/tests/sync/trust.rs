@@ -10,6 +10,7 @@ use reconcile::{ISSUE_ADOPTION_REFUSED, ISSUE_BRIDGE_ACCOUNT};
 use serde_json::json;
 
 sync_tests!(
+    paused;
     the_bridge_account_is_never_offboarded_and_the_worker_keeps_running,
     an_existing_account_is_not_adopted_by_default,
     adopt_existing_adopts_a_member_but_never_an_unlisted_owner,
@@ -36,7 +37,7 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
     let impostor = env
         .create_user("admin@coder.test", json!({ "active": false }))
         .await;
-    env.wait_for_empty_outbox().await;
+    env.run_until_outbox_empty().await;
     let issues = env.issues(ISSUE_BRIDGE_ACCOUNT).await;
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].resource_id, impostor.id);
@@ -48,8 +49,8 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
     );
     // A later user still goes through: the worker is running.
     let later = env.create_user("later@corp.com", json!({})).await;
-    env.wait_for_empty_outbox().await;
-    env.wait_for("the later user", |s| s.user("later").is_some())
+    env.run_until_outbox_empty().await;
+    env.run_until_coder("the later user", |s| s.user("later").is_some())
         .await;
 
     let state = env.coder();
@@ -92,7 +93,7 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
     // Reactivated, then deleted by the IdP: still nothing happens to the account.
     env.set_active(&impostor.id, true).await;
     env.delete(scim::ResourceKind::User, &impostor.id).await;
-    env.wait_for_empty_outbox().await;
+    env.run_until_outbox_empty().await;
     let state = env.coder();
     assert_ne!(
         state.user_by_id(bridge).unwrap().status,

@@ -1,18 +1,22 @@
 //! The worker: wake-ups, priority, outages, 429 storms, dead letters, leases, an auth pause,
-//! shutdown, and replicas sharing the queue.
+//! shutdown, and replicas sharing the queue. On paused time (see the harness): each check that
+//! something has not happened yet is made at the last instant before it may, and followed by
+//! the first instant after.
 
-use crate::harness::{Env, Running, TestDb, calls, spawn, worker_config};
+use crate::harness::{
+    Env, GOAL_LIMIT, Running, TestDb, calls, recorded_until, spawn, worker_config,
+};
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
-use clock::Clock as _;
 use coder_fake::{Fault, FaultKind, MAX_FAULT_COUNT, Outage, UserStatus};
-use reconcile::{PauseCause, Worker, WorkerConfig};
+use reconcile::{MemoryObserver, PauseCause, Worker, WorkerConfig};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{OutboxFilter, StoreOptions};
 
 sync_tests!(
+    paused;
     the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue,
     coder_down_for_minutes_loses_nothing_and_duplicates_nothing,
     after_an_outage_offboarding_lands_first_and_no_attempt_is_spent,
@@ -28,21 +32,33 @@ sync_tests!(
     two_replicas_write_each_group_from_one_reconcile_at_a_time,
 );
 
-/// Move the manual clock forward in steps until `done`, so backoffs end without sleeping.
-async fn advance_until(
-    env: &Env,
-    step: ChronoDuration,
-    what: &str,
-    done: impl Fn(&coder_fake::FakeState) -> bool,
-) {
-    for _ in 0..600 {
-        if done(&env.coder()) {
-            return;
-        }
-        env.db.clock.advance(step);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-    panic!("never reached: {what}");
+const MILLI: Duration = Duration::from_millis(1);
+
+/// The paused worker's next probe: move time to just before it (nothing reaches Coder: still
+/// paused), then to it (the probe finds Coder answering again).
+async fn resume_at_the_next_probe(env: &Env, paused: PauseCause) {
+    let wait = env.settle().await;
+    let probe = wait
+        .next_probe
+        .unwrap_or_else(|| panic!("not paused: {wait:?}"));
+    let calls_before = env.coder().calls.len();
+    env.advance(probe - env.instant() - MILLI).await;
+    let status = env.reconciler.status().snapshot();
+    assert_eq!(
+        status.pause_cause,
+        Some(paused),
+        "a moment before the probe"
+    );
+    assert_eq!(
+        env.coder().calls.len(),
+        calls_before,
+        "nothing reached Coder"
+    );
+    env.advance(MILLI).await;
+    assert!(
+        !env.reconciler.status().snapshot().paused,
+        "the probe resumed the worker"
+    );
 }
 
 async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db: TestDb) {
@@ -59,7 +75,12 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
         concurrency: 1,
         ..worker_config("w1")
     }));
-    env.wait_for("the backlog", |s| s.users.len() == 32).await;
+    // Neither here nor below does time move: only the commits' wake-ups drive the worker.
+    let start = env.instant();
+    recorded_until(&env.observer, "the backlog", |_| {
+        env.coder().users.len() == 32
+    })
+    .await;
     let state = env.coder();
     let first_write = state.calls[before..]
         .iter()
@@ -71,11 +92,17 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
     );
     assert_eq!(state.user("leaver").unwrap().status, UserStatus::Suspended);
 
-    // A new row wakes the worker at once (the 25 ms poll would also find it; the notify path
-    // is what the offboarding latency bench measures).
+    // A new row wakes the worker at once: with time standing still, no poll could find it.
+    recorded_until(&env.observer, "the worker idle", |r| {
+        r.last_wait.is_some_and(|w| w.wakes_on_commit)
+    })
+    .await;
     let late = env.create_user("late@corp.com", json!({})).await;
-    env.wait_for("the late user", |s| s.user("late").is_some())
-        .await;
+    recorded_until(&env.observer, "the late user with no time passing", |_| {
+        env.coder().user("late").is_some()
+    })
+    .await;
+    assert_eq!(env.instant(), start);
     running.stop().await;
     assert!(
         env.store()
@@ -102,8 +129,7 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
 
 async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb) {
     let env = Env::start(db, false, "").await;
-    let running = spawn(env.worker(worker_config("w1")));
-    // Coder is down: every request dropped or answered 503.
+    // Coder is down from the start: every request dropped or answered 503.
     env.fake.inject(Fault::next(1000, FaultKind::Drop)).unwrap();
     env.fake
         .inject(Fault::next(
@@ -114,6 +140,7 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
             },
         ))
         .unwrap();
+    let running = spawn(env.worker(worker_config("w1")));
     let mut ids = Vec::new();
     for n in 0..10 {
         // SCIM writes still commit while Coder is down.
@@ -123,20 +150,17 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
                 .id,
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let retrying = env.store().outbox().stats().await.unwrap();
-    assert_eq!(retrying.depth, 10);
-    // Minutes pass (ManualClock); the outage ends.
-    env.db.clock.advance(ChronoDuration::minutes(5));
+    // Minutes pass, probe after probe; nothing reaches Coder and nothing is lost.
+    env.advance(Duration::from_secs(5 * 60)).await;
+    let waiting = env.store().outbox().stats().await.unwrap();
+    assert_eq!((waiting.depth, waiting.dead), (10, 0));
+    assert_eq!(env.coder().users.len(), 1);
+    let status = env.reconciler.status().snapshot();
+    assert_eq!(status.pause_cause, Some(PauseCause::CoderUnavailable));
+    // The outage ends; the worker finds out at its next probe.
     env.fake.clear_faults();
-    advance_until(
-        &env,
-        ChronoDuration::seconds(30),
-        "all users after recovery",
-        |s| s.users.len() == 11,
-    )
-    .await;
-    env.wait_for_empty_outbox().await;
+    resume_at_the_next_probe(&env, PauseCause::CoderUnavailable).await;
+    env.run_until_outbox_empty().await;
     running.stop().await;
     let state = env.coder();
     assert_eq!(
@@ -157,27 +181,16 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
     );
 }
 
-/// Run a worker with `max_attempts`, moving the clock on, until one row is dead-lettered;
-/// the dead rows.
+/// Run a worker with `max_attempts` until one row is dead-lettered; the dead rows.
 async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::OutboxEvent> {
     let running = spawn(env.worker(WorkerConfig {
         max_attempts,
-        // The loop below moves the store's clock 10 s a step whatever the worker is doing. A
-        // lease on that clock must outlast every step a reconcile can span, however slow the
-        // machine: else the worker claims its own running row again, and the first settle is
-        // lost (one more attempt, retry and audit record than the test counts).
-        lease: Duration::from_secs(24 * 3600),
         ..worker_config("w1")
     }));
-    // Bounded in real time, not in steps: a slow machine gets more steps, not a failure.
-    let deadline = clock::SystemClock.instant() + Duration::from_secs(60);
-    while clock::SystemClock.instant() < deadline {
-        if env.store().outbox().stats().await.unwrap().dead == 1 {
-            break;
-        }
-        env.db.clock.advance(ChronoDuration::seconds(10));
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    env.run_until("a dead letter", GOAL_LIMIT, async || {
+        env.store().outbox().stats().await.unwrap().dead == 1
+    })
+    .await;
     running.stop().await;
     env.store()
         .outbox()
@@ -186,28 +199,17 @@ async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::Out
         .unwrap()
 }
 
-/// How long the outage of the next test lasts: a few seconds in CI;
-/// `SCIM_BRIDGE_TEST_OUTAGE_SECONDS=60` runs the minute-long outage of docs/BENCHMARKS.md with
-/// the same assertions.
-fn outage_length() -> Duration {
-    let seconds = std::env::var("SCIM_BRIDGE_TEST_OUTAGE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0 && *s <= 600.0)
-        .unwrap_or(3.0);
-    Duration::from_secs_f64(seconds)
-}
-
-/// 200 changes (140 new users, 30 renames, 30 deactivations) reach a worker while Coder is
-/// down. The clock stands still, so a row that got any backoff would never be due again: the
-/// drain after Coder returns proves that no row waited on a backoff, and the outbox proves
-/// that none spent an attempt. The fake's call log proves the order: after the return, every
-/// suspension is in Coder before any other write.
+/// 200 changes (140 new users, 30 renames, 30 deactivations) reach a worker during a minute of
+/// Coder outage. Time does not move once Coder is back, so a row that got any backoff would
+/// never be due again: the drain after Coder returns proves that no row waited on a backoff,
+/// and the outbox proves that none spent an attempt. The fake's call log proves the order:
+/// after the return, every suspension is in Coder before any other write. Prints the figures
+/// of docs/BENCHMARKS.md.
 async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: TestDb) {
     const SYNCED: usize = 60;
     const LEAVERS: usize = 30;
     const NEW: usize = 140;
-    let outage = outage_length();
+    const OUTAGE: Duration = Duration::from_secs(60);
     let env = Env::start(db, false, "").await;
     let mut synced = Vec::new();
     for n in 0..SYNCED {
@@ -219,11 +221,9 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
     }
     env.drain().await;
     let creates_before = calls(&env.coder(), "POST", "/api/v2/users", 201);
-    // The shipped probe interval: the time to recover below includes waiting for a probe.
-    let running = spawn(env.worker(WorkerConfig {
-        outage_probe_interval: WorkerConfig::default().outage_probe_interval,
-        ..worker_config("w1")
-    }));
+    // The shipped probe interval (the harness's worker has it): the time to recover below
+    // includes waiting for a probe.
+    let running = spawn(env.worker(worker_config("w1")));
     // The first creates are under way when Coder goes down.
     let mut changes = 0;
     for n in 0..20 {
@@ -237,9 +237,9 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
             millis: 600_000,
         })
         .unwrap();
-    let down_at = clock::SystemClock.instant();
+    let down_at = env.instant();
     // The rest arrive during the outage, spread over it.
-    let pace = outage.mul_f64(0.8) / 180;
+    let pace = OUTAGE.mul_f64(0.8) / 180;
     let mut next_new = 20;
     for n in 0..180 {
         match n % 6 {
@@ -259,10 +259,10 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
             }
         }
         changes += 1;
-        tokio::time::sleep(pace).await;
+        env.advance(pace).await;
     }
     assert_eq!((changes, next_new), (200, NEW));
-    tokio::time::sleep_until(down_at + outage).await;
+    env.advance(down_at + OUTAGE - env.instant()).await;
 
     // Coder is still down: the worker is paused, and nothing spent an attempt.
     let status = env.reconciler.status().snapshot();
@@ -296,33 +296,45 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
         .unwrap();
     let returned_at = env.coder().calls.len();
     env.fake.end_outage();
-    let back = clock::SystemClock.instant();
-    env.wait_for("every suspension", |s| {
-        s.users
+    let back = env.instant();
+    let probe = env.settle().await.next_probe.unwrap();
+    env.advance(probe - env.instant() - MILLI).await;
+    assert_eq!(
+        env.coder().calls.len(),
+        returned_at,
+        "paused until the probe"
+    );
+    env.jump(MILLI).await;
+    // From the probe on, time stands still: what follows is the worker's work, in real time.
+    let work = clock::Stopwatch::start();
+    recorded_until(&env.observer, "every suspension", |r| {
+        r.offboarding.len() >= LEAVERS
+    })
+    .await;
+    let suspended_after = (probe - back, work.elapsed());
+    env.settle().await;
+    let converged_after = (probe - back, work.elapsed());
+    assert_eq!(env.instant(), probe, "no row waited on a backoff");
+    let state = env.coder();
+    assert_eq!(
+        state.users.iter().filter(|u| !u.deleted).count(),
+        1 + SYNCED + NEW
+    );
+    assert_eq!(
+        state
+            .users
             .iter()
-            .filter(|u| u.status == UserStatus::Suspended)
-            .count()
-            == LEAVERS
-    })
-    .await;
-    let suspended_after = clock::SystemClock.elapsed(back);
-    env.wait_for("every change", |s| {
-        s.users.iter().filter(|u| !u.deleted).count() == 1 + SYNCED + NEW
-            && s.users
-                .iter()
-                .filter(|u| u.name == "Renamed Family")
-                .count()
-                == SYNCED - LEAVERS
-    })
-    .await;
-    env.wait_for_empty_outbox().await;
-    let converged_after = clock::SystemClock.elapsed(back);
+            .filter(|u| u.name == "Renamed Family")
+            .count(),
+        SYNCED - LEAVERS
+    );
+    assert_eq!(env.store().outbox().stats().await.unwrap().depth, 0);
     running.stop().await;
     eprintln!(
-        "outage of {outage:?}: every suspension {suspended_after:?} and every change {converged_after:?} after Coder's return"
+        "outage of {OUTAGE:?}: every suspension {:?} (probe wait) + {:?} (real) and every change {:?} + {:?} after Coder's return",
+        suspended_after.0, suspended_after.1, converged_after.0, converged_after.1
     );
 
-    let state = env.coder();
     let writes: Vec<&str> = state.calls[returned_at..]
         .iter()
         .filter(|c| c.method != "GET")
@@ -381,6 +393,11 @@ async fn a_request_coder_never_answers_is_dead_lettered_not_paused_on_forever(db
 
 async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
     let env = Env::start(db, false, "").await;
+    let running = spawn(env.worker(WorkerConfig {
+        max_attempts: 2,
+        ..worker_config("w1")
+    }));
+    env.settle().await;
     env.fake
         .inject(
             Fault::next(
@@ -397,25 +414,29 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
         env.create_user(&format!("storm{n}@corp.com"), json!({}))
             .await;
     }
-    let started = clock::SystemClock.instant();
-    let running = spawn(env.worker(WorkerConfig {
-        max_attempts: 2,
-        ..worker_config("w1")
-    }));
-    advance_until(
-        &env,
-        ChronoDuration::seconds(2),
-        "all users despite the storm",
-        |s| s.users.len() == 9,
-    )
-    .await;
+    // The first rows met a 429: the worker holds every claim back for the second it asked.
+    let held = env.settle().await;
+    let refused_at = held.at;
+    let calls_before = env.coder().calls.len();
+    assert!(calls(&env.coder(), "GET", "/api/v2/users", 429) > 0);
+    assert!(!held.wakes_on_commit, "held back: {held:?}");
+    assert_eq!(held.until, refused_at + Duration::from_secs(1));
+    env.advance(Duration::from_secs(1) - MILLI).await;
+    assert_eq!(
+        env.coder().calls.len(),
+        calls_before,
+        "nothing sent before Retry-After: 1 ended"
+    );
+    env.advance(MILLI).await;
+    assert!(
+        env.coder().calls.len() > calls_before,
+        "claims resume when it ends"
+    );
+    env.run_until_coder("all users despite the storm", |s| s.users.len() == 9)
+        .await;
     running.stop().await;
     let state = env.coder();
     assert_eq!(state.calls.iter().filter(|c| c.status == 429).count(), 12);
-    assert!(
-        clock::SystemClock.elapsed(started) >= Duration::from_secs(1),
-        "Retry-After: 1 was waited for"
-    );
     let stats = env.store().outbox().stats().await.unwrap();
     assert_eq!(
         stats.dead, 0,
@@ -477,17 +498,11 @@ async fn a_group_whose_member_fails_first_still_converges(db: TestDb) {
         max_attempts: 4,
         ..worker_config("w1")
     }));
-    advance_until(
-        &env,
-        ChronoDuration::seconds(10),
-        "the member in the Coder group",
-        |s| {
-            s.groups.iter().any(|g| {
-                g.name == "waiting-team"
-                    && s.user("late").is_some_and(|u| g.members.contains(&u.id))
-            })
-        },
-    )
+    env.run_until_coder("the member in the Coder group", |s| {
+        s.groups.iter().any(|g| {
+            g.name == "waiting-team" && s.user("late").is_some_and(|u| g.members.contains(&u.id))
+        })
+    })
     .await;
     running.stop().await;
     assert_eq!(
@@ -520,11 +535,19 @@ async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let running = spawn(env.worker(worker_config("w2")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The worker looks at the queue at the last instant of the lease: it still holds.
+    env.advance(Duration::from_secs(30) - MILLI).await;
     assert!(env.coder().user("orphan").is_none(), "the lease holds");
-    env.db.clock.advance(ChronoDuration::seconds(31));
-    env.wait_for("the takeover", |s| s.user("orphan").is_some())
-        .await;
+    let rows = env
+        .store()
+        .outbox()
+        .list(OutboxFilter::All, 10)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].leased_by.as_deref(), Some("crashed"));
+    // The instant it runs out, the row is the worker's.
+    env.advance(MILLI).await;
+    assert!(env.coder().user("orphan").is_some(), "taken over");
     running.stop().await;
 }
 
@@ -533,16 +556,11 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
     let running = spawn(env.worker(worker_config("w1")));
     // The whole start-up check, not just its organizations call: a 401 meant for the reconcile
     // must not be taken by the check's later calls.
-    for _ in 0..500 {
-        if env.reconciler.status().snapshot().capabilities.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    env.settle().await;
     assert!(env.reconciler.status().snapshot().capabilities.is_some());
     env.fake
         .inject(Fault::next(
-            6,
+            MAX_FAULT_COUNT,
             FaultKind::Status {
                 status: 401,
                 retry_after: None,
@@ -550,7 +568,16 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
         ))
         .unwrap();
     env.create_user("patient@corp.com", json!({})).await;
-    env.wait_for("the resumed worker", |s| s.user("patient").is_some())
+    env.settle().await;
+    assert!(env.coder().user("patient").is_none());
+    // Probe after probe is refused: the worker stays paused and spends nothing.
+    env.advance(Duration::from_secs(60)).await;
+    let status = env.reconciler.status().snapshot();
+    assert_eq!(status.coder_authorised, Some(false));
+    assert_eq!(env.observer.recorded().coder_auth_ok, Some(false));
+    env.fake.clear_faults();
+    resume_at_the_next_probe(&env, PauseCause::TokenRefused).await;
+    env.run_until_coder("the resumed worker", |s| s.user("patient").is_some())
         .await;
     running.stop().await;
     let recorded = env.observer.recorded();
@@ -576,10 +603,7 @@ async fn a_redirect_pauses_the_worker_and_the_other_host_receives_nothing(db: Te
     let env = Env::start(db, false, "").await;
     let other_host = crate::sink::Sink::start().await;
     let running = spawn(env.worker(worker_config("w1")));
-    env.wait_for("the start-up check", |s| {
-        s.calls.iter().any(|c| c.route == "/api/v2/organizations")
-    })
-    .await;
+    env.settle().await;
     let target = other_host.url("/api/v2/users");
     env.fake
         .inject(Fault::next(
@@ -591,16 +615,9 @@ async fn a_redirect_pauses_the_worker_and_the_other_host_receives_nothing(db: Te
         ))
         .unwrap();
     env.create_user("moved@corp.com", json!({})).await;
-    let mut paused = None;
-    for _ in 0..400 {
-        let status = env.reconciler.status().snapshot();
-        if status.paused {
-            paused = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let status = paused.expect("the worker paused on the redirect");
+    env.settle().await;
+    let status = env.reconciler.status().snapshot();
+    assert!(status.paused, "the worker paused on the redirect");
     let reason = status.pause_reason.clone().unwrap();
     for part in [
         "302 Found",
@@ -623,7 +640,8 @@ async fn a_redirect_pauses_the_worker_and_the_other_host_receives_nothing(db: Te
     );
 
     env.fake.clear_faults();
-    env.wait_for("the resumed worker", |s| s.user("moved").is_some())
+    resume_at_the_next_probe(&env, PauseCause::Redirected).await;
+    env.run_until_coder("the resumed worker", |s| s.user("moved").is_some())
         .await;
     running.stop().await;
     assert_eq!(other_host.accepted(), 0, "nothing reached the other host");
@@ -640,28 +658,80 @@ async fn a_redirect_pauses_the_worker_and_the_other_host_receives_nothing(db: Te
     );
 }
 
+/// Stopped while its reconciles wait on Coder, the worker lets them finish for its shutdown
+/// grace and not a moment more, then cuts the rest off and releases their leases.
 async fn shutdown_releases_leases(db: TestDb) {
+    const GRACE: Duration = Duration::from_millis(50);
     let env = Env::start(db, false, "").await;
+    let running = spawn(env.worker(WorkerConfig {
+        shutdown_grace: GRACE,
+        ..worker_config("w1")
+    }));
+    env.settle().await;
+    // The creates wait in Coder until the test lets them through.
     env.fake
-        .inject(Fault::next(50, FaultKind::Latency { millis: 300 }))
+        .inject(
+            Fault::next(4, FaultKind::Hold)
+                .on_paths("/api/v2/users")
+                .on_method("POST"),
+        )
         .unwrap();
     for n in 0..6 {
         env.create_user(&format!("slow{n}@corp.com"), json!({}))
             .await;
     }
-    let running = spawn(env.worker(WorkerConfig {
-        shutdown_grace: Duration::from_millis(50),
-        ..worker_config("w1")
-    }));
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    running.stop().await;
-    let rows = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::All, 10)
+    test_support::within(
+        Duration::from_secs(120),
+        "four creates in Coder's hands",
+        env.fake.until_held(4),
+    )
+    .await;
+    let rows = async || {
+        env.store()
+            .outbox()
+            .list(OutboxFilter::All, 10)
+            .await
+            .unwrap()
+    };
+    let task = running.begin_stop();
+    // Let the worker see the stop, and start its grace, before time moves.
+    tokio::task::yield_now().await;
+    env.jump(GRACE - MILLI).await;
+    // The last instant of the grace: a create Coder answers now still completes its row.
+    env.fake.release_held(1);
+    test_support::within(
+        Duration::from_secs(120),
+        "the answered row completed",
+        async {
+            while rows().await.len() != 5 {
+                // The store, not the clock, is polled: no time passes meanwhile.
+                tokio::task::yield_now().await;
+            }
+        },
+    )
+    .await;
+    assert!(!task.is_finished(), "still within the grace");
+    let held: Vec<_> = rows().await;
+    assert!(
+        held.iter()
+            .filter(|r| r.leased_by.as_deref() == Some("w1"))
+            .count()
+            == 3,
+        "{held:?}"
+    );
+    // The grace ends: the three still in Coder's hands are cut off and every lease released.
+    env.jump(MILLI).await;
+    test_support::within(Duration::from_secs(120), "the worker to stop", task)
         .await
         .unwrap();
+    let rows = rows().await;
+    assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r.leased_by.is_none()), "{rows:?}");
+    assert_eq!(
+        env.coder().users.len(),
+        2,
+        "only the answered create is in Coder"
+    );
 }
 
 /// Another replica's store: its own pool on the same PostgreSQL database.
@@ -678,14 +748,17 @@ async fn second_replica_store(db: &TestDb) -> store::Store {
     .unwrap()
 }
 
-/// A worker of another replica on `store`, against the same Coder.
+/// A worker of another replica on `store`, against the same Coder, that [`Env::settle`] waits
+/// for too.
 fn spawn_second_replica(env: &Env, store: store::Store) -> Running {
+    let observer = Arc::new(MemoryObserver::default());
+    env.add_replica(observer.clone(), &store);
     let other = Arc::new(reconcile::Reconciler::new(
         (&store).into(),
         crate::harness::client_for(&env.fake),
         Arc::new(reconcile::Policy::default()),
         env.db.clock.clone(),
-        Arc::new(reconcile::NoObserver),
+        observer,
     ));
     spawn(Worker::from_reconciler(other, worker_config("replica-b")))
 }
@@ -707,8 +780,9 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
     }
     let a = spawn(env.worker(worker_config("replica-a")));
     let b = spawn_second_replica(&env, second);
-    env.wait_for("all users", |s| s.users.len() == 41).await;
-    env.wait_for_empty_outbox().await;
+    env.run_until_coder("all users", |s| s.users.len() == 41)
+        .await;
+    env.run_until_outbox_empty().await;
     a.stop().await;
     b.stop().await;
     let state = env.coder();
@@ -779,11 +853,10 @@ async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) 
             json!([{ "op": "remove", "path": format!("members[value eq \"{user}\"]") }])
         };
         env.patch(scim::ResourceKind::Group, group, operation).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    env.wait_for("all users", |s| s.users.len() == users.len() + 1)
+    env.run_until_coder("all users", |s| s.users.len() == users.len() + 1)
         .await;
-    env.wait_for_empty_outbox().await;
+    env.run_until_outbox_empty().await;
     a.stop().await;
     b.stop().await;
 
