@@ -41,8 +41,9 @@ macro_rules! sync_tests {
 pub use test_support::TestStore as TestDb;
 
 /// The longest any one wait on the worker may take in real time before the test fails: a bound
-/// for a hang, never reached by a passing test, however loaded the machine.
-const REAL_TIME_LIMIT: Duration = Duration::from_secs(120);
+/// for a hang, far above what a passing test takes on a loaded machine (the longest wait, 200
+/// changes after an outage on PostgreSQL, takes about 5 s alone and 30 s under a load of 20).
+pub const REAL_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How much of the worker's time [`Env::run_until`] gives a goal by default.
 pub const GOAL_LIMIT: Duration = Duration::from_secs(15 * 60);

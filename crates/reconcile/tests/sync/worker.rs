@@ -4,7 +4,7 @@
 //! the first instant after.
 
 use crate::harness::{
-    Env, GOAL_LIMIT, Running, TestDb, calls, recorded_until, spawn, worker_config,
+    Env, GOAL_LIMIT, REAL_TIME_LIMIT, Running, TestDb, calls, recorded_until, spawn, worker_config,
 };
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
@@ -681,7 +681,7 @@ async fn shutdown_releases_leases(db: TestDb) {
             .await;
     }
     test_support::within(
-        Duration::from_secs(120),
+        REAL_TIME_LIMIT,
         "four creates in Coder's hands",
         env.fake.until_held(4),
     )
@@ -699,16 +699,12 @@ async fn shutdown_releases_leases(db: TestDb) {
     env.jump(GRACE - MILLI).await;
     // The last instant of the grace: a create Coder answers now still completes its row.
     env.fake.release_held(1);
-    test_support::within(
-        Duration::from_secs(120),
-        "the answered row completed",
-        async {
-            while rows().await.len() != 5 {
-                // The store, not the clock, is polled: no time passes meanwhile.
-                tokio::task::yield_now().await;
-            }
-        },
-    )
+    test_support::within(REAL_TIME_LIMIT, "the answered row completed", async {
+        while rows().await.len() != 5 {
+            // The store, not the clock, is polled: no time passes meanwhile.
+            tokio::task::yield_now().await;
+        }
+    })
     .await;
     assert!(!task.is_finished(), "still within the grace");
     let held: Vec<_> = rows().await;
@@ -721,7 +717,7 @@ async fn shutdown_releases_leases(db: TestDb) {
     );
     // The grace ends: the three still in Coder's hands are cut off and every lease released.
     env.jump(MILLI).await;
-    test_support::within(Duration::from_secs(120), "the worker to stop", task)
+    test_support::within(REAL_TIME_LIMIT, "the worker to stop", task)
         .await
         .unwrap();
     let rows = rows().await;
