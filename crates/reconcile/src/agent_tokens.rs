@@ -121,6 +121,8 @@ impl Reconciler {
             start_index: 1,
             count: Some(2),
             projection: scim::projection::Projection::default(),
+            cursor: None,
+            after: None,
         };
         let page = self
             .store

@@ -348,6 +348,8 @@ impl Reconciler {
                 start_index,
                 count: Some(scim::query::MAX_RESULTS),
                 projection: scim::projection::Projection::default(),
+                cursor: None,
+                after: None,
             };
             let page = self
                 .store

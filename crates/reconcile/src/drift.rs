@@ -115,6 +115,8 @@ async fn for_each_resource(
             start_index: start,
             count: Some(MAX_RESULTS),
             projection: Projection::default(),
+            cursor: None,
+            after: None,
         };
         let page = resources.list(kind, &query, options).await?;
         let n = page.items.len();

@@ -21,6 +21,12 @@ pub enum ScimType {
     InvalidValue,
     InvalidVers,
     Sensitive,
+    /// RFC 9865 §2.1: a cursor that is not one the service provider issued for this query.
+    InvalidCursor,
+    /// RFC 9865 §2.1: a cursor older than the advertised `cursorTimeout`.
+    ExpiredCursor,
+    /// RFC 9865 §2.1: a cursor-paged `count` above `maxPageSize`, or not the first page's.
+    InvalidCount,
 }
 
 impl ScimType {
@@ -37,6 +43,9 @@ impl ScimType {
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
             ScimType::Sensitive => "sensitive",
+            ScimType::InvalidCursor => "invalidCursor",
+            ScimType::ExpiredCursor => "expiredCursor",
+            ScimType::InvalidCount => "invalidCount",
         }
     }
 

@@ -7,16 +7,22 @@
 //! - Parameter names are matched ignoring case, `sortOrder` values too.
 //! - Sorting is stable, so pages do not overlap or skip (Okta pages with `startIndex` until it
 //!   reaches `totalResults`); unassigned values sort last in either order.
+//! - RFC 9865 cursor paging is asked for with a `cursor` parameter (empty for the first page);
+//!   without one a listing is index-paged, the default RFC 9865 §2.4 advises for a provider that
+//!   had index paging first. `cursor` with `startIndex` is 400 `invalidValue` (two methods at
+//!   once); a cursor with a character outside RFC 3986's unreserved set is 400 `invalidCursor`,
+//!   and a cursor-paged `count` above [`MAX_RESULTS`] is 400 `invalidCount` (RFC 9865 §2.1: it
+//!   "must be between 0 and maxPageSize"). The cursor itself is opened by the HTTP service.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::ops::Range;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::dialect;
-use crate::error::{ScimError, ScimResult};
+use crate::error::{ScimError, ScimResult, ScimType};
 use crate::filter::{self, Filter, ast::AttrPath};
 use crate::path::PatchPath;
 use crate::projection::Projection;
@@ -51,6 +57,35 @@ pub struct ListQuery {
     /// `None`: the server's page size.
     pub count: Option<usize>,
     pub projection: Projection,
+    /// RFC 9865 `cursor` as the client sent it: `Some` asks for cursor paging, `Some("")` for
+    /// its first page. Opaque here; the HTTP service opens it.
+    pub cursor: Option<String>,
+    /// Where a cursor-paged listing resumes: only resources after this one in listing order
+    /// (`created`, then `id`). Set by the service from a cursor it verified, never by a client.
+    pub after: Option<Keyset>,
+}
+
+/// A resource's place in listing order (`created`, then `id`): what a cursor resumes after.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Keyset {
+    pub created: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Default for ListQuery {
+    /// Every resource, index-paged from the first, at the server's page size.
+    fn default() -> Self {
+        ListQuery {
+            filter: None,
+            sort_by: None,
+            sort_order: SortOrder::Ascending,
+            start_index: 1,
+            count: None,
+            projection: Projection::default(),
+            cursor: None,
+            after: None,
+        }
+    }
 }
 
 /// The raw parameters, from a query string or a SearchRequest body.
@@ -63,6 +98,7 @@ struct RawQuery<'a> {
     count: Option<i64>,
     attributes: Option<String>,
     excluded: Option<String>,
+    cursor: Option<&'a str>,
 }
 
 impl ListQuery {
@@ -85,6 +121,7 @@ impl ListQuery {
             count: integer("count")?,
             attributes: get("attributes").map(str::to_string),
             excluded: get("excludedAttributes").map(str::to_string),
+            cursor: get("cursor"),
         }
         .build()
     }
@@ -158,6 +195,7 @@ impl ListQuery {
             count: integer("count")?,
             attributes: list("attributes")?,
             excluded: list("excludedAttributes")?,
+            cursor: text("cursor")?,
         }
         .build()
     }
@@ -195,6 +233,9 @@ impl RawQuery<'_> {
                 )));
             }
         };
+        if let Some(cursor) = self.cursor {
+            check_cursor_request(cursor, self.start_index, self.count)?;
+        }
         // RFC 7644 §3.4.2.4: a startIndex below 1 is read as 1, a negative count as 0.
         let start_index =
             usize::try_from(self.start_index.unwrap_or(1).max(1)).unwrap_or(usize::MAX);
@@ -211,8 +252,41 @@ impl RawQuery<'_> {
             start_index,
             count,
             projection,
+            cursor: self.cursor.map(str::to_string),
+            after: None,
         })
     }
+}
+
+/// The checks RFC 9865 puts on a cursor-paged request before its cursor is opened.
+fn check_cursor_request(
+    cursor: &str,
+    start_index: Option<i64>,
+    count: Option<i64>,
+) -> ScimResult<()> {
+    if start_index.is_some() {
+        // RFC 9865 §2.4: the client picks one method by sending `startIndex` or `cursor`.
+        return Err(ScimError::invalid_value(
+            "startIndex and cursor ask for two paging methods at once; send one",
+        ));
+    }
+    // RFC 9865 §2: a cursor holds only RFC 3986 §2.3 unreserved characters.
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    if !cursor.bytes().all(unreserved) {
+        return Err(ScimError::typed(
+            ScimType::InvalidCursor,
+            "the cursor is not one this service issued; send nextCursor from the previous page, or an empty cursor for the first",
+        ));
+    }
+    if let Some(count) = count
+        && usize::try_from(count).is_ok_and(|c| c > MAX_RESULTS)
+    {
+        return Err(ScimError::typed(
+            ScimType::InvalidCount,
+            format!("count {count} is above maxPageSize {MAX_RESULTS}"),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_integer(name: &str, value: &str) -> ScimResult<i64> {
@@ -433,13 +507,25 @@ pub fn list_response(total: usize, start_index: usize, resources: Vec<Value>) ->
 
 /// The ListResponse of one page of `query`. A page asked with `count=0` returns only the totals
 /// (RFC 7644 §3.4.2.4: "no resource results are to be returned except for totalResults"); a
-/// `startIndex` past the end is an empty page that still echoes it.
-pub fn page_response(query: &ListQuery, total: usize, resources: Vec<Value>) -> Value {
+/// `startIndex` past the end is an empty page that still echoes it. A cursor-paged page
+/// (RFC 9865 §2) has no `startIndex` and carries `nextCursor` unless it is the last.
+pub fn page_response(
+    query: &ListQuery,
+    total: usize,
+    resources: Vec<Value>,
+    next_cursor: Option<String>,
+) -> Value {
     let mut body = list_response(total, query.start_index, resources);
-    if query.count == Some(0)
-        && let Some(object) = body.as_object_mut()
-    {
-        object.remove("Resources");
+    if let Some(object) = body.as_object_mut() {
+        if query.count == Some(0) {
+            object.remove("Resources");
+        }
+        if query.cursor.is_some() {
+            object.remove("startIndex");
+        }
+        if let Some(next) = next_cursor {
+            object.insert("nextCursor".into(), Value::String(next));
+        }
     }
     body
 }

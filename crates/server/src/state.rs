@@ -31,6 +31,8 @@ pub struct AppState {
     pub patch_options: PatchOptions,
     /// What `/metrics` and `/readyz` last read from the store.
     pub ops_cache: crate::handlers::health::OpsCache,
+    /// RFC 9865 cursors, sealed with a key the replicas share through the database.
+    pub cursors: crate::cursor::Cursors,
     pub clock: Arc<dyn clock::Clock>,
     pub ids: Arc<dyn clock::IdSource>,
 }
@@ -71,6 +73,11 @@ impl AppState {
             metrics: deps.metrics,
             readiness: deps.readiness,
             ops_cache: Default::default(),
+            cursors: crate::cursor::Cursors::new(
+                deps.store.service_secrets(),
+                deps.clock.clone(),
+                deps.ids.clone(),
+            ),
             clock: deps.clock,
             ids: deps.ids,
         }

@@ -129,6 +129,8 @@ fn store_benches(c: &mut Criterion) {
                 start_index: 1,
                 count: None,
                 projection: Default::default(),
+                cursor: None,
+                after: None,
             };
             let page = rt
                 .block_on(

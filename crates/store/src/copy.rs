@@ -46,7 +46,9 @@ struct Table {
 }
 
 /// Every table of `migrations/*/` except `audit_head` (one row, updated in
-/// place), parents before the rows that reference them.
+/// place) and `service_secrets` (the target makes its own on first use; cursors issued by the
+/// source stop working, which a client recovers from by listing again), parents before the rows
+/// that reference them.
 const TABLES: [Table; 11] = [
     Table {
         name: "resources",

@@ -48,7 +48,7 @@ mod token;
 
 pub use api::{
     Audit, AuditStream, CoderMap, Health, OAuthClients, Outbox, OutboxReader, ResourceReader,
-    Resources, SyncIssues, Tokens,
+    Resources, ServiceSecrets, SyncIssues, Tokens,
 };
 pub use audit::{
     AuditEntry, AuditHead, AuditKey, AuditKeys, AuditRecord, GENESIS_HASH, MIN_AUDIT_KEY_LEN,

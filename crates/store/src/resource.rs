@@ -74,6 +74,9 @@ pub struct ListPage {
     pub total: u64,
     /// This page, in order.
     pub items: Vec<StoredResource>,
+    /// Whether matching resources follow this page: with a cursor (RFC 9865), after its last
+    /// resource in listing order; index-paged, past `startIndex + count - 1`.
+    pub more: bool,
 }
 
 /// RFC 7644 §3.14 / RFC 7232 §3.1: `If-Match` holds `*` or a list of entity tags; it passes when

@@ -288,12 +288,17 @@ fn list_response_shapes() {
             .collect();
         query::ListQuery::from_params(&params).unwrap()
     };
-    let count_zero = query::page_response(&page(&[("count", "0")]), 42, vec![]);
+    let count_zero = query::page_response(&page(&[("count", "0")]), 42, vec![], None);
     assert_eq!(count_zero["totalResults"], 42);
     assert_eq!(count_zero["itemsPerPage"], 0);
     assert!(count_zero.get("Resources").is_none());
     // RFC 7644 §3.4.2: Resources is REQUIRED when totalResults is non-zero, also past the end.
-    let past_end = query::page_response(&page(&[("startIndex", "50"), ("count", "5")]), 42, vec![]);
+    let past_end = query::page_response(
+        &page(&[("startIndex", "50"), ("count", "5")]),
+        42,
+        vec![],
+        None,
+    );
     assert_eq!(past_end["startIndex"], 50);
     assert_eq!(past_end["itemsPerPage"], 0);
     assert_eq!(past_end["Resources"], json!([]));
@@ -301,9 +306,66 @@ fn list_response_shapes() {
         &page(&[("startIndex", "-3")]),
         42,
         vec![json!({"id": "u1"})],
+        None,
     );
     assert_eq!(below_one["startIndex"], 1);
     assert_eq!(below_one["itemsPerPage"], 1);
+    // RFC 9865 §2: a cursor page has no startIndex, and nextCursor unless it is the last.
+    let cursor_page = query::page_response(
+        &page(&[("cursor", ""), ("count", "1")]),
+        42,
+        vec![json!({"id": "u1"})],
+        Some("next".into()),
+    );
+    assert!(cursor_page.get("startIndex").is_none());
+    assert_eq!(cursor_page["nextCursor"], "next");
+    let last = query::page_response(&page(&[("cursor", "abc")]), 1, vec![], None);
+    assert!(last.get("nextCursor").is_none());
+}
+
+#[test]
+fn cursor_parameters_follow_rfc_9865() {
+    let parse = |pairs: &[(&str, &str)]| ListQuery::from_params(&params(pairs));
+    assert_eq!(parse(&[]).unwrap().cursor, None);
+    assert_eq!(
+        parse(&[("cursor", "")]).unwrap().cursor.as_deref(),
+        Some("")
+    );
+    let q = parse(&[("Cursor", "aZ09-._~"), ("count", "-4")]).unwrap();
+    assert_eq!((q.cursor.as_deref(), q.count), (Some("aZ09-._~"), Some(0)));
+    assert_eq!(q.after, None);
+    let scim_type = |pairs: &[(&str, &str)]| parse(pairs).unwrap_err().scim_type;
+    for garbled in ["a b", "a/b", "a+b", "a%b", "ü", "a=b"] {
+        assert_eq!(
+            scim_type(&[("cursor", garbled)]),
+            Some(ScimType::InvalidCursor),
+            "{garbled}"
+        );
+    }
+    assert_eq!(
+        scim_type(&[("cursor", ""), ("count", &(MAX_RESULTS + 1).to_string())]),
+        Some(ScimType::InvalidCount)
+    );
+    assert_eq!(
+        scim_type(&[("cursor", ""), ("startIndex", "1")]),
+        Some(ScimType::InvalidValue)
+    );
+    assert_eq!(
+        scim_type(&[("cursor", ""), ("count", "many")]),
+        Some(ScimType::InvalidValue)
+    );
+    // Index paging keeps capping a large count, as before.
+    let capped = parse(&[("count", &(MAX_RESULTS + 1).to_string())]).unwrap();
+    assert_eq!(capped.count, Some(MAX_RESULTS));
+    // The same in a SearchRequest body (RFC 9865 §3).
+    let body = json!({"schemas": [query::SEARCH_REQUEST_SCHEMA], "cursor": "", "count": 10});
+    let q = ListQuery::from_search_request(&body).unwrap();
+    assert_eq!((q.cursor.as_deref(), q.count), (Some(""), Some(10)));
+    let bad = json!({"cursor": 5});
+    assert_eq!(
+        ListQuery::from_search_request(&bad).unwrap_err().scim_type,
+        Some(ScimType::InvalidValue)
+    );
 }
 
 #[test]

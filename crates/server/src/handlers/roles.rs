@@ -18,7 +18,7 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::from_params(&query_params(&req))?;
-    let body = roles::list(&state, &reader, &query, &base_url(&req, &state));
+    let body = roles::list(&state, &reader, &query, &base_url(&req, &state)).await?;
     Ok(scim_json(StatusCode::OK, &body))
 }
 

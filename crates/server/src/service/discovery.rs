@@ -11,7 +11,8 @@ const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Resour
 
 /// RFC 7643 §5. Every flag matches what the endpoints do: PATCH, Bulk (with its limits),
 /// filters (capped at `MAX_RESULTS` a page), sorting and ETags are supported; password changes
-/// are not (the bridge stores no passwords).
+/// are not (the bridge stores no passwords). Paging (RFC 9865 §4): by index and by cursor, index
+/// when a request names neither (RFC 9865 §2.4), `MAX_RESULTS` a page by default and at most.
 pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
     let mut document = json!({
         "schemas": [SPC_SCHEMA],
@@ -23,6 +24,14 @@ pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
             "maxPayloadSize": config.bulk_max_payload_bytes,
         },
         "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": MAX_RESULTS,
+            "maxPageSize": MAX_RESULTS,
+            "cursorTimeout": crate::cursor::CURSOR_TIMEOUT_SECS,
+        },
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},

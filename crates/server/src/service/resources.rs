@@ -107,35 +107,76 @@ pub async fn delete(
         .await?)
 }
 
-/// One page of a listing (RFC 7644 §3.4.2): `(totalResults, page)`.
+/// One page of a listing.
+pub struct Listed {
+    /// `totalResults`.
+    pub total: u64,
+    pub items: Vec<StoredResource>,
+    /// RFC 9865 `nextCursor`: cursor-paged, and not the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of a listing (RFC 7644 §3.4.2), index- or cursor-paged (RFC 9865). By cursor
+/// without `sortBy` the pages are keyset pages in listing order (`created`, then `id`): every
+/// resource there at the first page and still there at the last is listed exactly once,
+/// whatever is added or removed meanwhile. By cursor with `sortBy` (RFC 9865 §2.2: sorted
+/// results stay sorted) the cursor holds the position in the sorted order, so, as with
+/// `startIndex`, a change that moves a resource across it can repeat or skip one.
 pub async fn list(
     state: &AppState,
     _reader: &Caller<impl MayRead>,
     kind: ResourceKind,
     query: &ListQuery,
-) -> ApiResult<(u64, Vec<StoredResource>)> {
+) -> ApiResult<Listed> {
     if let Some(filter) = &query.filter {
         scim::filter::validate(filter, kind, state.registry)?;
+    }
+    let listing = kind.endpoint();
+    let mut query = query.clone();
+    let sorted = query.sort_by.is_some();
+    if sorted {
+        state.cursors.resume_at_offset(listing, &mut query).await?;
+    } else {
+        state.cursors.resume_after(listing, &mut query).await?;
     }
     let page = state
         .resources
         .list(
             kind,
-            query,
+            &query,
             GetOptions::for_projection(kind, &query.projection),
         )
         .await?;
-    Ok((page.total, page.items))
+    let next_cursor = if sorted {
+        state
+            .cursors
+            .next_at_offset(listing, &query, page.items.len(), page.total)
+            .await?
+    } else {
+        state
+            .cursors
+            .next_after(listing, &query, page.items.last(), page.more)
+            .await?
+    };
+    Ok(Listed {
+        total: page.total,
+        items: page.items,
+        next_cursor,
+    })
 }
 
 /// A search at the root (RFC 7644 §3.4.3 `POST /.search`): every resource type in the order
 /// `/ResourceTypes` lists them (Users, Groups, Agents, AgenticApplications), paged as one
-/// sequence. `sortBy` orders within each resource type.
+/// sequence. `sortBy` orders within each resource type. A cursor holds the position in that
+/// sequence.
 pub async fn list_all(
     state: &AppState,
     reader: &Caller<impl MayRead>,
     query: &ListQuery,
-) -> ApiResult<(u64, Vec<StoredResource>)> {
+) -> ApiResult<Listed> {
+    const LISTING: &str = "/.search";
+    let mut query = query.clone();
+    state.cursors.resume_at_offset(LISTING, &mut query).await?;
     let mut skip = query.start_index.max(1) - 1;
     let mut wanted = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
     let mut total = 0;
@@ -144,13 +185,23 @@ pub async fn list_all(
         let part = ListQuery {
             start_index: skip + 1,
             count: Some(wanted),
+            cursor: None,
+            after: None,
             ..query.clone()
         };
-        let (kind_total, page) = list(state, reader, kind, &part).await?;
-        total += kind_total;
-        skip = skip.saturating_sub(usize::try_from(kind_total).unwrap_or(usize::MAX));
-        wanted = wanted.saturating_sub(page.len());
-        items.extend(page);
+        let page = list(state, reader, kind, &part).await?;
+        total += page.total;
+        skip = skip.saturating_sub(usize::try_from(page.total).unwrap_or(usize::MAX));
+        wanted = wanted.saturating_sub(page.items.len());
+        items.extend(page.items);
     }
-    Ok((total, items))
+    let next_cursor = state
+        .cursors
+        .next_at_offset(LISTING, &query, items.len(), total)
+        .await?;
+    Ok(Listed {
+        total,
+        items,
+        next_cursor,
+    })
 }

@@ -8,16 +8,24 @@ use scim::query::{ListQuery, page_response};
 use scim::roles::GrantableRole;
 use serde_json::Value;
 
-/// One page of the offered roles as a ListResponse (RFC 7644 §3.4.2).
-pub fn list(
+/// One page of the offered roles as a ListResponse (RFC 7644 §3.4.2), index- or cursor-paged
+/// (RFC 9865; the catalog is fixed while the process runs, so a cursor holds a position).
+pub async fn list(
     state: &AppState,
     _reader: &Caller<impl MayRead>,
     query: &ListQuery,
     base_url: &str,
-) -> Value {
-    let (total, page) = state.config.roles.list(query);
+) -> ApiResult<Value> {
+    const LISTING: &str = "/Roles";
+    let mut query = query.clone();
+    state.cursors.resume_at_offset(LISTING, &mut query).await?;
+    let (total, page) = state.config.roles.list(&query);
+    let next_cursor = state
+        .cursors
+        .next_at_offset(LISTING, &query, page.len(), total as u64)
+        .await?;
     let items = page.iter().map(|r| r.to_scim(base_url)).collect();
-    page_response(query, total, items)
+    Ok(page_response(&query, total, items, next_cursor))
 }
 
 /// One offered role by id; 404 for any other.

@@ -7,8 +7,7 @@ use crate::support::{Backend, TestServer};
 use clock::Clock as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use server::{JwtConfig, JwtKey, ServerConfig, ServerDeps};
-use std::net::SocketAddr;
+use server::{JwtConfig, JwtKey, ServerConfig};
 use std::path::Path;
 use std::time::Duration;
 use store::{Scopes, Store, StoreOptions};
@@ -90,32 +89,6 @@ impl TestServer {
     }
 }
 
-/// A second replica: its own store handle and server on the database of `srv`.
-struct Replica {
-    users_url: String,
-    handle: server::ServiceHandle,
-}
-
-impl Replica {
-    async fn start(srv: &TestServer) -> Replica {
-        let store = Store::connect(&srv.database_url, StoreOptions::default())
-            .await
-            .unwrap();
-        let config = ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            rate_limit_per_second: 0,
-            workers: 1,
-            shutdown_timeout: Duration::from_secs(5),
-            ..ServerConfig::default()
-        };
-        let bound = server::bind(config, ServerDeps::new(store)).await.unwrap();
-        let users_url = format!("http://{}/scim/v2/Users", bound.local_addr());
-        let handle = bound.handle();
-        tokio::spawn(bound.run());
-        Replica { users_url, handle }
-    }
-}
-
 /// The status of `GET url` with `token`.
 async fn status(client: &reqwest::Client, url: &str, token: &str) -> u16 {
     client
@@ -165,7 +138,7 @@ async fn a_revoked_token_is_refused_by_every_replica_within_a_second() {
         ServerConfig::default().token_cache_ttl,
         Duration::from_secs(1)
     );
-    let replica = Replica::start(&srv).await;
+    let replica = srv.replica().await;
     let cli = Store::connect(&srv.database_url, StoreOptions::default())
         .await
         .unwrap();
@@ -175,7 +148,8 @@ async fn a_revoked_token_is_refused_by_every_replica_within_a_second() {
         .await
         .unwrap();
     let first = srv.url("/Users");
-    let urls = [first.as_str(), replica.users_url.as_str()];
+    let replica_users = format!("{}/Users", replica.base);
+    let urls = [first.as_str(), replica_users.as_str()];
 
     // Accepted by both before the revocation (a new token too appears within the bound).
     until_every(&srv.client, &urls, &token, 200, Duration::from_secs(3))

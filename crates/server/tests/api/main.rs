@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod bulk;
 mod credentials;
+mod cursor;
 mod discovery;
 mod entra_validation;
 mod fixtures;

@@ -39,6 +39,13 @@ pub struct TestServer {
     _database: TestDatabase,
 }
 
+/// A second replica: its own store handle and server on the database of a [`TestServer`].
+pub struct Replica {
+    /// `http://127.0.0.1:PORT/scim/v2`
+    pub base: String,
+    pub handle: server::ServiceHandle,
+}
+
 /// One HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -150,6 +157,27 @@ impl TestServer {
             handle,
             _database: database,
         })
+    }
+
+    /// Another replica on this server's database, with the default settings.
+    pub async fn replica(&self) -> Replica {
+        let store = Store::connect(&self.database_url, StoreOptions::default())
+            .await
+            .expect("store");
+        let config = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rate_limit_per_second: 0,
+            workers: 1,
+            shutdown_timeout: std::time::Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let bound = server::bind(config, ServerDeps::new(store))
+            .await
+            .expect("bind");
+        let base = format!("http://{}/scim/v2", bound.local_addr());
+        let handle = bound.handle();
+        tokio::spawn(bound.run());
+        Replica { base, handle }
     }
 
     /// The URL of `path`: relative to the SCIM base when it starts with `/`, else as given.

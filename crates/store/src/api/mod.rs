@@ -11,6 +11,7 @@ mod health;
 mod oauth_clients;
 mod outbox;
 mod resources;
+mod service_secrets;
 mod sync_issues;
 mod tokens;
 
@@ -21,6 +22,7 @@ pub use health::Health;
 pub use oauth_clients::OAuthClients;
 pub use outbox::{Outbox, OutboxReader};
 pub use resources::{ResourceReader, Resources};
+pub use service_secrets::ServiceSecrets;
 pub use sync_issues::SyncIssues;
 pub use tokens::Tokens;
 
@@ -45,6 +47,11 @@ impl Store {
     /// The live audit stream: records after a cursor, and the sinks' cursors and leases.
     pub fn audit_stream(&self) -> AuditStream {
         AuditStream::new(self.clone())
+    }
+
+    /// Secrets the bridge makes for itself and every replica shares.
+    pub fn service_secrets(&self) -> ServiceSecrets {
+        ServiceSecrets::new(self.clone())
     }
 
     /// Bearer tokens.

@@ -8,9 +8,9 @@ use crate::error::{StoreError, StoreResult};
 use crate::resource::{
     GetOptions, GroupRef, ListPage, RESOURCE_COLUMNS, ResourceRow, StoredResource, fold_case,
 };
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use scim::filter::{AttrPath, Filter, IndexedColumn, IndexedPredicate, indexed, matches};
-use scim::query::{ListQuery, MAX_RESULTS, SortKey, TopK};
+use scim::query::{Keyset, ListQuery, MAX_RESULTS, SortKey, TopK};
 use scim::{Registry, ResourceKind, ScimType};
 use serde_json::{Map, Value};
 use sqlx::QueryBuilder;
@@ -243,6 +243,24 @@ fn resource_query<'a>(
     query
 }
 
+/// Append ` AND (created, id) > after`: a row-value comparison both databases run as a range
+/// of the listing index (kind, created, id), with `created >=` for a planner that would not.
+fn push_after(query: &mut QueryBuilder<'_, Db>, after: &Keyset) {
+    query
+        .push(" AND created >= ")
+        .push_bind(after.created)
+        .push(" AND (created, id) > (")
+        .push_bind(after.created)
+        .push(", ")
+        .push_bind(after.id.clone())
+        .push(")");
+}
+
+/// Whether `resource` comes after `after` in listing order.
+fn is_after(resource: &StoredResource, after: Option<&Keyset>) -> bool {
+    after.is_none_or(|a| (resource.created, resource.id.as_str()) > (a.created, a.id.as_str()))
+}
+
 async fn count_resources(
     conn: &mut Conn,
     kind: ResourceKind,
@@ -387,12 +405,21 @@ impl Backend {
                 None => (None, false),
             },
         };
-        let offset = query.start_index.max(1) - 1;
+        // RFC 9865 cursor paging without sortBy: keyset pages on (created, id) after the
+        // cursor's resource, one row more than the page read to learn whether another follows.
+        // (A sorted listing by cursor is index-paged by the service.)
+        let keyset = query.cursor.is_some() && query.sort_by.is_none();
+        let after = query.after.as_ref().filter(|_| keyset);
+        let offset = if keyset {
+            0
+        } else {
+            query.start_index.max(1) - 1
+        };
         let count = query.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
-        if let Some(predicate) = predicate
-            .as_ref()
-            .filter(|p| exact && query.sort_by.is_none() && is_unique_key(kind, p))
-        {
+        let index_more = |len: usize, total: u64| (offset.saturating_add(len) as u64) < total;
+        if let Some(predicate) = predicate.as_ref().filter(|p| {
+            exact && query.sort_by.is_none() && after.is_none() && is_unique_key(kind, p)
+        }) {
             // The IdPs' hot path (`userName eq`, `displayName eq`, `id eq`): at most one row, so
             // no count query and no transaction, just the row and its relations.
             if kind.has_groups() && options.groups {
@@ -411,7 +438,8 @@ impl Backend {
                 } else {
                     Vec::new()
                 };
-                return Ok(ListPage { total, items });
+                let more = !keyset && index_more(items.len(), total);
+                return Ok(ListPage { total, items, more });
             }
             let mut conn = self.read.acquire().await?;
             let mut select = resource_query(RESOURCE_COLUMNS, kind, Some(predicate));
@@ -426,7 +454,8 @@ impl Backend {
                 Vec::new()
             };
             attach_relations(&mut conn, kind, &mut items, options).await?;
-            return Ok(ListPage { total, items });
+            let more = !keyset && index_more(items.len(), total);
+            return Ok(ListPage { total, items, more });
         }
         let mut tx = self.begin_read().await?;
         let candidates = count_resources(&mut tx, kind, predicate.as_ref()).await?;
@@ -434,12 +463,26 @@ impl Backend {
         if exact && query.sort_by.is_none() {
             // SQL answers the whole query: count and page there.
             let mut select = resource_query(RESOURCE_COLUMNS, kind, predicate.as_ref());
+            if let Some(after) = after {
+                push_after(&mut select, after);
+            }
+            let limit = if keyset && count > 0 {
+                count + 1
+            } else {
+                count
+            };
             select
                 .push(" ORDER BY created, id LIMIT ")
-                .push_bind(as_i64(count))
+                .push_bind(as_i64(limit))
                 .push(" OFFSET ")
                 .push_bind(as_i64(offset));
-            let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let mut rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let more = if keyset {
+                rows.len() > count
+            } else {
+                index_more(rows.len(), candidates)
+            };
+            rows.truncate(count);
             let mut items = rows
                 .into_iter()
                 .map(ResourceRow::into_resource)
@@ -449,6 +492,7 @@ impl Backend {
             return Ok(ListPage {
                 total: candidates,
                 items,
+                more,
             });
         }
 
@@ -477,25 +521,22 @@ impl Backend {
             .map(|sort_by| (sort_by, TopK::new(keep, query.sort_order)));
         let mut in_order: Vec<StoredResource> = Vec::new();
         let mut total: u64 = 0;
-        let mut after: Option<(DateTime<Utc>, String)> = None;
+        let mut scanned: Option<Keyset> = None;
         loop {
             // Keyset pages: memory is bounded by a page of candidates and the kept matches.
             let mut select = resource_query(RESOURCE_COLUMNS, kind, predicate.as_ref());
-            if let Some((created, id)) = &after {
-                select.push(" AND (created > ").push_bind(*created);
-                select
-                    .push(" OR (created = ")
-                    .push_bind(*created)
-                    .push(" AND id > ")
-                    .push_bind(id.clone())
-                    .push("))");
+            if let Some(scanned) = &scanned {
+                push_after(&mut select, scanned);
             }
             select
                 .push(" ORDER BY created, id LIMIT ")
                 .push_bind(as_i64(SCAN_PAGE));
             let rows: Vec<ResourceRow> = select.build_query_as().fetch_all(&mut *tx).await?;
             let Some(last) = rows.last() else { break };
-            after = Some((last.created, last.id.clone()));
+            scanned = Some(Keyset {
+                created: last.created,
+                id: last.id.clone(),
+            });
             let full_page = rows.len() == SCAN_PAGE;
             let mut page = rows
                 .into_iter()
@@ -518,7 +559,13 @@ impl Backend {
                 }
                 let position = usize::try_from(total).unwrap_or(usize::MAX);
                 total += 1;
-                if sorted.is_none() && !(offset..keep).contains(&position) {
+                let on_page = if keyset {
+                    // The matches before the cursor still count towards totalResults.
+                    is_after(&resource, after) && in_order.len() <= count && count > 0
+                } else {
+                    (offset..keep).contains(&position)
+                };
+                if sorted.is_none() && !on_page {
                     continue;
                 }
                 // Drop what was loaded only for the filter, so the page has what `options` asked.
@@ -539,14 +586,26 @@ impl Backend {
                 break;
             }
         }
-        let mut items = match sorted {
-            Some((_, top)) => top.into_sorted().into_iter().skip(offset).collect(),
-            None => in_order,
+        let (mut items, more) = match sorted {
+            Some((_, top)) => {
+                let items: Vec<_> = top.into_sorted().into_iter().skip(offset).collect();
+                let more = index_more(items.len(), total);
+                (items, more)
+            }
+            None if keyset => {
+                let more = in_order.len() > count;
+                in_order.truncate(count);
+                (in_order, more)
+            }
+            None => {
+                let more = index_more(in_order.len(), total);
+                (in_order, more)
+            }
         };
         if !relations_needed {
             attach_relations(&mut tx, kind, &mut items, options).await?;
         }
         tx.commit().await?;
-        Ok(ListPage { total, items })
+        Ok(ListPage { total, items, more })
     }
 }

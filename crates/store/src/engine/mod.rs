@@ -29,6 +29,7 @@ pub(crate) mod members;
 mod oauth_clients;
 pub(crate) mod outbox;
 pub(crate) mod resources;
+mod service_secrets;
 mod sync_issues;
 mod tokens;
 pub(crate) mod write_tx;

@@ -96,6 +96,8 @@ pub fn list_query(filter: Option<&str>, start_index: usize, count: Option<usize>
         start_index,
         count,
         projection: Default::default(),
+        cursor: None,
+        after: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod files;
 mod lifecycle;
 mod oauth_clients;
 mod outbox;
+mod paging;
 mod resources;
 mod tls;
 mod tokens;

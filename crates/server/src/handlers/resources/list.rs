@@ -1,4 +1,5 @@
-//! `GET /Users`, `GET /Groups` (RFC 7644 §3.4.2): filter, sort, page and project. A filter that
+//! `GET /Users`, `GET /Groups` (RFC 7644 §3.4.2): filter, sort, page (by `startIndex`, or by
+//! `cursor` as RFC 9865 defines) and project. A filter that
 //! matches nothing is 200 with an empty ListResponse — Okta's "Test Connector" and Entra's
 //! random-GUID probe rely on it.
 
@@ -23,8 +24,8 @@ pub async fn list(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::from_params(&query_params(&req))?;
-    let (total, page) = resources::list(&state, &reader, kind, &query).await?;
-    Ok(list_body(&state, &req, &query, total, &page))
+    let page = resources::list(&state, &reader, kind, &query).await?;
+    Ok(list_body(&state, &req, &query, page))
 }
 
 /// The ListResponse of a page, each resource projected.
@@ -32,17 +33,17 @@ pub fn list_body(
     state: &AppState,
     req: &HttpRequest,
     query: &ListQuery,
-    total: u64,
-    page: &[store::StoredResource],
+    page: resources::Listed,
 ) -> HttpResponse {
     let base = base_url(req, state);
     let items: Vec<Rendered<'_>> = page
+        .items
         .iter()
         .map(|r| projected(state.registry, r, &base, &query.projection))
         .collect();
-    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let total = usize::try_from(page.total).unwrap_or(usize::MAX);
     // The envelope from the core, the resources written into it (see `scim::render::projected`).
-    let envelope = page_response(query, total, Vec::new());
+    let envelope = page_response(query, total, Vec::new(), page.next_cursor);
     scim_json(
         StatusCode::OK,
         &ListBody {

@@ -21,8 +21,8 @@ pub async fn search(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = search_request(&req, payload, &state).await?;
-    let (total, page) = resources::list(&state, &reader, kind, &query).await?;
-    Ok(list_body(&state, &req, &query, total, &page))
+    let page = resources::list(&state, &reader, kind, &query).await?;
+    Ok(list_body(&state, &req, &query, page))
 }
 
 pub async fn all(
@@ -32,8 +32,8 @@ pub async fn all(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = search_request(&req, payload, &state).await?;
-    let (total, page) = resources::list_all(&state, &reader, &query).await?;
-    Ok(list_body(&state, &req, &query, total, &page))
+    let page = resources::list_all(&state, &reader, &query).await?;
+    Ok(list_body(&state, &req, &query, page))
 }
 
 /// The list parameters of a SearchRequest body.
