@@ -185,7 +185,7 @@ pub struct AuditRecord {
     pub key_id: Option<String>,
 }
 
-/// The outcome of [`crate::Store::audit_verify`].
+/// The outcome of [`crate::Audit::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records checked.

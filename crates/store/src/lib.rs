@@ -7,6 +7,20 @@
 //! resource to reconcile, and an audit record; the caller gets its result only after the commit.
 //! The HTTP layer never calls Coder: the worker converges Coder from the outbox.
 //!
+//! Where things live:
+//! - `api/`: the public surface, one handle per capability ([`Resources`], [`Outbox`],
+//!   [`Audit`], [`Tokens`], [`CoderMap`], …), each operation documented there once;
+//! - the records and their rules, one file each: `resource.rs`, `outbox.rs`, `audit.rs`,
+//!   `audit_delivery.rs`, `token.rs`, `oauth_client.rs`, `coder_map.rs`, `scope.rs`;
+//! - `engine/`: the SQL and transactions, one file per concern, written once and compiled for
+//!   each backend;
+//! - `sqlite/` and `postgres/`: connecting, migrations and what each backend does its own way
+//!   (SQLite's writer lot, group commit, batched statements and one-round-trip paths;
+//!   PostgreSQL's plain statements and NOTIFY), chosen at compile time; `dialect.rs` the SQL
+//!   text that differs;
+//! - `coalesce.rs` (`userName eq` lookups sharing a statement), `copy.rs` (SQLite into
+//!   PostgreSQL), `schema.rs` (migration state), `clock.rs` (time and ids, from `crates/clock`).
+//!
 //! Decisions:
 //! - **Passwords are not stored**, not even hashed. Coder users sign in through OIDC (or GitHub),
 //!   so the bridge never checks a SCIM password; keeping a hash would only be a liability. A

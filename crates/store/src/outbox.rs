@@ -47,7 +47,7 @@ pub struct OutboxEvent {
     pub kind: ResourceKind,
     pub resource_id: String,
     pub priority: OutboxPriority,
-    /// Bumped by every write that coalesced into this row. [`crate::Store::outbox_complete`]
+    /// Bumped by every write that coalesced into this row. [`crate::Outbox::complete`]
     /// only removes the row if no write came in after the claim.
     pub generation: i64,
     /// When the resource was first queued (coalescing keeps it, for FIFO fairness).
@@ -101,7 +101,7 @@ impl OutboxRow {
     }
 }
 
-/// What [`crate::Store::outbox_complete`] did.
+/// What [`crate::Outbox::complete`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
     /// The row was removed: Coder now matches the state the worker read.
@@ -123,7 +123,7 @@ pub struct OutboxStats {
     pub dead: i64,
 }
 
-/// Which rows [`crate::Store::outbox_list`] shows.
+/// Which rows [`crate::OutboxReader::list`] shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxFilter {
     All,
@@ -134,7 +134,7 @@ pub enum OutboxFilter {
     Dead,
 }
 
-/// Which rows [`crate::Store::outbox_retry`] makes due again.
+/// Which rows [`crate::Outbox::retry`] makes due again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryTarget {
     One(i64),

@@ -86,7 +86,7 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// What [`crate::Store::token_import`] did.
+/// What [`crate::Tokens::import`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenImport {
     /// The token was already active under this name.
@@ -261,7 +261,7 @@ pub struct VerifiedToken<'a> {
 /// A snapshot of the active tokens that checks a presented bearer token in constant time.
 ///
 /// The server caches it and calls [`TokenVerifier::verify`] per request, and rebuilds it with
-/// [`crate::Store::token_verifier`] after a token is made or revoked (or periodically, so other
+/// [`crate::Tokens::verifier`] after a token is made or revoked (or periodically, so other
 /// replicas' changes are picked up).
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {

@@ -181,9 +181,7 @@ impl Backend {
         })
     }
 
-    /// Release a claimed row until `at` with `reason`, counting a failed attempt or not.
-    /// Returns false when the lease was no longer this worker's (it expired and was taken
-    /// over), in which case nothing changes.
+    /// `Outbox::fail` and `Outbox::defer`: `count_attempt` tells them apart.
     pub(crate) async fn outbox_retry_later(
         &self,
         event: &OutboxEvent,
@@ -211,7 +209,6 @@ impl Backend {
         Ok(released.rows_affected() > 0)
     }
 
-    /// Every waiting row (not dead, not leased) becomes due now, its attempts kept.
     pub(crate) async fn outbox_due_now(&self) -> StoreResult<u64> {
         let now = self.now();
         let mut tx = self.begin_write().await?;

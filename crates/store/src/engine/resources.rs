@@ -306,8 +306,6 @@ impl Backend {
         resources.pop().ok_or_else(|| not_found(kind, id))
     }
 
-    /// PUT: `next` computes the new attributes from the current resource inside the write
-    /// transaction (row locked), so the version check and the replacement are one step.
     pub(crate) async fn replace_with<F>(
         &self,
         ctx: &WriteContext,
