@@ -43,6 +43,9 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     fn login_type_mismatches(&self, _count: u64) {}
     /// The worker's adaptive concurrency limit changed (`scim_bridge_worker_concurrency_limit`).
     fn concurrency_limit(&self, _limit: usize) {}
+    /// The worker starts a look at its timers and the queue (no metric: with
+    /// [`SyncObserver::waiting`], what tests on paused time follow the worker by).
+    fn looking(&self) {}
     /// The worker waits with nothing to do (no metric: tests on paused time move time on from
     /// here, to the worker's next look at the queue).
     fn waiting(&self, _wait: &WorkerWait) {}
@@ -73,10 +76,13 @@ pub struct Recorded {
     pub login_type_mismatches: Option<u64>,
     /// Every value the worker's concurrency limit took, in order.
     pub concurrency_limits: Vec<usize>,
+    /// How many looks at its timers and the queue the worker has started.
+    pub looks: u64,
     /// How many times the worker waited with nothing to do.
     pub waits: u64,
-    /// The last of those waits.
+    /// The last of those waits, and the look it ended.
     pub last_wait: Option<WorkerWait>,
+    pub last_wait_look: u64,
 }
 
 impl MemoryObserver {
@@ -132,10 +138,14 @@ impl SyncObserver for MemoryObserver {
     fn concurrency_limit(&self, limit: usize) {
         self.record(|r| r.concurrency_limits.push(limit));
     }
+    fn looking(&self) {
+        self.record(|r| r.looks += 1);
+    }
     fn waiting(&self, wait: &WorkerWait) {
         self.record(|r| {
             r.waits += 1;
             r.last_wait = Some(*wait);
+            r.last_wait_look = r.looks;
         });
     }
 }

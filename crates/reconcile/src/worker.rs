@@ -306,6 +306,7 @@ impl Worker {
 
         loop {
             let now = self.now();
+            self.reconciler.observer.looking();
             // A 429's wait that has ended holds nothing back, and must not keep the wake-up
             // below at `now` (the loop would spin).
             if state.gate.is_some_and(|g| now >= g) {

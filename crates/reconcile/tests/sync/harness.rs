@@ -395,18 +395,24 @@ impl Env {
 /// it looks at the queue at `now`; one that cannot be woken and waits past `now` is settled.
 pub async fn settle(observer: &MemoryObserver, commits: &Notify, now: Instant) -> WorkerWait {
     let recorded = observer.recorded();
+    // Asleep since its last look, which ended in a wait nothing but its timer ends.
     if let Some(wait) = recorded.last_wait
+        && recorded.last_wait_look == recorded.looks
         && !wait.wakes_on_commit
         && now < wait.until
     {
         return wait;
     }
-    // A spurious wake-up: the worker looks, and finds what it would have found anyway.
+    // A spurious wake-up: the worker looks, and finds what it would have found anyway. Only a
+    // look that starts from here on counts: one already under way may have missed what the
+    // test just did (time standing still, its instant is no tell).
     commits.notify_one();
+    // Or, from any look, a wait only its timer ends: paused or held back, it claims nothing.
     let settled = |r: &reconcile::Recorded| {
-        r.waits > recorded.waits
-            && r.last_wait
-                .is_some_and(|wait| wait.at >= now || (!wait.wakes_on_commit && now < wait.until))
+        r.last_wait_look > recorded.looks
+            || (r.waits > recorded.waits
+                && r.last_wait
+                    .is_some_and(|wait| !wait.wakes_on_commit && now < wait.until))
     };
     let recorded = test_support::within(
         REAL_TIME_LIMIT,
@@ -414,7 +420,12 @@ pub async fn settle(observer: &MemoryObserver, commits: &Notify, now: Instant) -
         observer.until(settled),
     )
     .await;
-    recorded.last_wait.unwrap()
+    let wait = recorded.last_wait.unwrap();
+    assert!(
+        wait.at >= now,
+        "a look that started at {now:?} or later: {wait:?}"
+    );
+    wait
 }
 
 /// Wait, without moving time or waking the worker, until `done` holds for what `observer`
