@@ -11,8 +11,11 @@ mod explain;
 mod oauth;
 mod ops_listener;
 mod pg_restart;
+#[path = "../shared/receiver.rs"]
+mod receiver;
 mod roles;
 mod schema;
+mod siem;
 #[path = "../shared/sink.rs"]
 mod sink;
 mod support;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use validator::Validate;
 
+pub mod audit_webhook;
 pub mod check;
 
 /// A value that must never be printed.
@@ -151,6 +152,21 @@ pub struct SettingsArgs {
     /// How long a worker's claim on an outbox row lasts before another replica may take it over.
     #[arg(long, env = "SCIM_BRIDGE_OUTBOX_LEASE", global = true)]
     pub outbox_lease: Option<String>,
+    /// Push every audit record to this HTTPS URL as it commits (plain http only to loopback).
+    #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_URL", global = true)]
+    pub audit_webhook_url: Option<String>,
+    /// `json` (JSON lines, as `audit export` prints) or `set` (RFC 8417 Security Event Tokens).
+    #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_FORMAT", global = true)]
+    pub audit_webhook_format: Option<String>,
+    /// The most records in one delivery.
+    #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_SIZE", global = true)]
+    pub audit_webhook_batch_size: Option<String>,
+    /// How long a record waits for others to fill its batch.
+    #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_WAIT", global = true)]
+    pub audit_webhook_batch_wait: Option<String>,
+    /// The `aud` of SETs (default: the webhook URL).
+    #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_AUDIENCE", global = true)]
+    pub audit_webhook_audience: Option<String>,
 }
 
 /// The TOML file. Unknown keys are refused so a typo is reported, not ignored.
@@ -177,6 +193,8 @@ struct FileSettings {
     worker: FileWorker,
     #[serde(default)]
     oauth: FileOAuth,
+    #[serde(default)]
+    audit_webhook: audit_webhook::FileAuditWebhook,
     // Mapping rules: handed as they are to the reconcile crate, which validates them.
     users: Option<toml::Value>,
     offboarding: Option<toml::Value>,
@@ -316,6 +334,8 @@ pub struct Settings {
     /// The audit chain's HMAC keys (empty: plain SHA-256). Only their ids are ever printed.
     pub audit_keys: store::AuditKeys,
     pub oauth: OAuthSettings,
+    /// Where audit records are pushed as they commit; `None`: nowhere.
+    pub audit_webhook: Option<audit_webhook::AuditWebhookSettings>,
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -720,6 +740,8 @@ impl Settings {
             }
         }
 
+        let audit_webhook =
+            audit_webhook::settings(args, env, file.audit_webhook, base_url.as_ref())?;
         let settings = Settings {
             listen,
             ops_listen,
@@ -788,6 +810,7 @@ impl Settings {
                 args.oauth_token_ttl.as_deref(),
                 file.oauth.token_ttl.as_deref(),
             )?,
+            audit_webhook,
         };
         settings.validate().map_err(validation_error)?;
         let worker = &settings.worker;
@@ -969,13 +992,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    struct FakeEnv(HashMap<&'static str, String>);
+    pub(super) struct FakeEnv(HashMap<&'static str, String>);
     impl Environment for FakeEnv {
         fn var(&self, name: &str) -> Option<String> {
             self.0.get(name).cloned()
         }
     }
-    fn env(pairs: &[(&'static str, &str)]) -> FakeEnv {
+    /// The environment `pairs` give (the submodules' tests use it too).
+    pub(super) fn env(pairs: &[(&'static str, &str)]) -> FakeEnv {
         FakeEnv(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
     }
 

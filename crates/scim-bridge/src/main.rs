@@ -1,5 +1,6 @@
 //! `scim-bridge`: the SCIM 2.0 provisioning bridge between identity providers and Coder.
 
+mod audit_webhook;
 mod build;
 mod commands;
 mod config;

@@ -85,6 +85,9 @@ struct Families {
     build_info: Family<BuildLabels, Gauge>,
     token_expiry: Family<TokenLabels, Gauge>,
     token_expiry_shown: std::sync::Mutex<Vec<TokenLabels>>,
+    audit_webhook_delivered: Counter,
+    audit_webhook_failures: Counter,
+    audit_webhook_lag: Gauge<f64, AtomicU64>,
 }
 
 /// The metric registry and its families. Cheap to clone; every clone records into the same
@@ -208,6 +211,24 @@ impl Metrics {
             "When each token that expires does so (Unix time); tokens without an expiry are absent",
             token_expiry.clone(),
         );
+        let audit_webhook_delivered = Counter::default();
+        registry.register(
+            "scim_bridge_audit_webhook_delivered",
+            "Audit records the SIEM webhook acknowledged (a record sent again counts again)",
+            audit_webhook_delivered.clone(),
+        );
+        let audit_webhook_failures = Counter::default();
+        registry.register(
+            "scim_bridge_audit_webhook_failures",
+            "Failed audit webhook deliveries (each is retried from the same record)",
+            audit_webhook_failures.clone(),
+        );
+        let audit_webhook_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "scim_bridge_audit_webhook_lag_seconds",
+            "Age of the oldest audit record the SIEM webhook has not acknowledged (0 when caught up)",
+            audit_webhook_lag.clone(),
+        );
         Metrics {
             inner: Arc::new(Families {
                 registry,
@@ -228,8 +249,26 @@ impl Metrics {
                 build_info,
                 token_expiry,
                 token_expiry_shown: std::sync::Mutex::default(),
+                audit_webhook_delivered,
+                audit_webhook_failures,
+                audit_webhook_lag,
             }),
         }
+    }
+
+    /// Audit records the SIEM webhook acknowledged.
+    pub fn inc_audit_webhook_delivered(&self, records: u64) {
+        self.inner.audit_webhook_delivered.inc_by(records);
+    }
+
+    /// A failed audit webhook delivery.
+    pub fn inc_audit_webhook_failures(&self) {
+        self.inner.audit_webhook_failures.inc();
+    }
+
+    /// How long the oldest unacknowledged audit record has waited.
+    pub fn set_audit_webhook_lag(&self, seconds: f64) {
+        self.inner.audit_webhook_lag.set(seconds);
     }
 
     /// The registry, for callers that encode it themselves.

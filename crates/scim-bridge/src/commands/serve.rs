@@ -139,6 +139,24 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         tracing::warn!("no Coder URL is set: SCIM changes are stored and queued but not synced");
     }
 
+    let (stop_webhook, webhook_stopped) = tokio::sync::oneshot::channel::<()>();
+    let webhook_task = match &settings.audit_webhook {
+        Some(webhook) => {
+            let webhook = crate::audit_webhook::Webhook::new(
+                webhook.clone(),
+                store.clone(),
+                std::sync::Arc::new(clock::SystemClock),
+                std::sync::Arc::new(clock::SystemIds),
+                std::sync::Arc::new(metrics.clone()),
+                webhook_holder(&store),
+            )?;
+            Some(tokio::spawn(webhook.run(async move {
+                let _ = webhook_stopped.await;
+            })))
+        }
+        None => None,
+    };
+
     let config = server::ServerConfig {
         roles: std::sync::Arc::new(grantable),
         ..server_config(settings)
@@ -173,13 +191,28 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests and releasing outbox leases");
     let _ = stop_worker.send(());
+    let _ = stop_webhook.send(());
     handle.stop(true).await;
     let _ = tokio::time::timeout(Duration::from_secs(35), server).await;
     if let Some(task) = worker_task {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
+    if let Some(task) = webhook_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This replica's name on the audit webhook's lease. One process serves an SQLite store, so a
+/// restarted one takes its predecessor's lease over at once; PostgreSQL replicas each have
+/// their own (the pod's name, when there is one, for `status`).
+fn webhook_holder(store: &Store) -> String {
+    if store.backend_name() == "sqlite" {
+        return "local".to_string();
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".to_string());
+    format!("{host}-{}", clock::IdSource::uuid_v4(&clock::SystemIds))
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ struct StatusReport {
     outbox: OutboxSummary,
     coder: CoderStatus,
     sync_issues: Vec<IssueRow>,
+    /// The SIEM stream's cursor and lag; absent without SCIM_BRIDGE_AUDIT_WEBHOOK_URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_webhook: Option<crate::audit_webhook::WebhookStatus>,
     /// What will need a person soon (a token about to expire), in plain sentences.
     warnings: Vec<String>,
 }
@@ -196,6 +199,12 @@ impl View for StatusReport {
                 ));
             }
         }
+        if let Some(webhook) = &self.audit_webhook {
+            f.field("audit webhook", webhook.summary());
+            if let Some(failing) = webhook.failing() {
+                f.note(format!("FAILING: {failing}"));
+            }
+        }
         for w in &self.warnings {
             f.field("warning", w);
         }
@@ -255,13 +264,23 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
             "make a new one for the bridge's owner account in Coder and replace it (docs/coder.md)",
         )
     }));
-    let healthy = outbox.dead == 0 && coder.error.is_none() && sync_issues.is_empty();
+    let audit_webhook = match &settings.audit_webhook {
+        Some(webhook) => {
+            Some(crate::audit_webhook::WebhookStatus::read(&store, webhook, now).await?)
+        }
+        None => None,
+    };
+    let healthy = outbox.dead == 0
+        && coder.error.is_none()
+        && sync_issues.is_empty()
+        && audit_webhook.as_ref().is_none_or(|w| w.failing().is_none());
     let report = StatusReport {
         healthy,
         database,
         outbox,
         coder,
         sync_issues,
+        audit_webhook,
         warnings,
     };
     output::print(args.output.output, &report)?;
@@ -289,6 +308,7 @@ mod tests {
             ],
         };
         StatusReport {
+            audit_webhook: None,
             healthy: false,
             database: DatabaseStatus {
                 backend: "sqlite",

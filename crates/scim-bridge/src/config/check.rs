@@ -170,6 +170,11 @@ const LAYERED: &[Layered] = layered![
     drift_interval, "SCIM_BRIDGE_DRIFT_INTERVAL", Some("worker.drift_interval"), "15m";
     outbox_lease, "SCIM_BRIDGE_OUTBOX_LEASE", Some("worker.lease"), "2m";
     oauth_token_ttl, "SCIM_BRIDGE_OAUTH_TOKEN_TTL", Some("oauth.token_ttl"), "1h";
+    audit_webhook_url, "SCIM_BRIDGE_AUDIT_WEBHOOK_URL", Some("audit_webhook.url"), "- (no live stream)";
+    audit_webhook_format, "SCIM_BRIDGE_AUDIT_WEBHOOK_FORMAT", Some("audit_webhook.format"), "json";
+    audit_webhook_batch_size, "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_SIZE", Some("audit_webhook.batch_size"), "100";
+    audit_webhook_batch_wait, "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_WAIT", Some("audit_webhook.batch_wait"), "1s";
+    audit_webhook_audience, "SCIM_BRIDGE_AUDIT_WEBHOOK_AUDIENCE", Some("audit_webhook.audience"), "- (the webhook URL)";
 ];
 
 /// Secrets only the environment gives (`NAME` or `NAME_FILE`).
@@ -178,10 +183,16 @@ const SECRETS: &[&str] = &[
     "SCIM_BRIDGE_JWT_HS256_SECRET",
     "SCIM_BRIDGE_AUDIT_KEY",
     "SCIM_BRIDGE_OAUTH_SIGNING_KEY",
+    "SCIM_BRIDGE_AUDIT_WEBHOOK_SECRET",
 ];
 
 /// Settings that are only valid together: an error about one is cleared by taking them all back.
 const TOGETHER: &[&[&str]] = &[
+    &[
+        "SCIM_BRIDGE_AUDIT_WEBHOOK_URL",
+        "SCIM_BRIDGE_AUDIT_WEBHOOK_SECRET",
+        "SCIM_BRIDGE_AUDIT_WEBHOOK_FORMAT",
+    ],
     &["SCIM_BRIDGE_CODER_URL", "SCIM_BRIDGE_CODER_TOKEN"],
     &[
         "SCIM_BRIDGE_JWT_ISSUER",
@@ -463,6 +474,9 @@ pub fn check(
             };
             let value = match raw {
                 Some(v) if l.env == "SCIM_BRIDGE_DATABASE_URL" => redact_url(&v),
+                Some(v) if l.env == "SCIM_BRIDGE_AUDIT_WEBHOOK_URL" => {
+                    url::Url::parse(v.trim()).map_or(v, |u| super::audit_webhook::shown_url(&u))
+                }
                 Some(v) => v,
                 None => l.default.to_string(),
             };
@@ -487,7 +501,18 @@ pub fn check(
                 format!("<redacted> (read from {path})"),
                 Source::Env { variable: file_var },
             ),
-            (None, None) => ("-".to_string(), Source::Default),
+            (None, None) => match file.as_ref().and_then(|f| {
+                // The webhook's secret may also be a file named in the TOML file.
+                let key = (*name == "SCIM_BRIDGE_AUDIT_WEBHOOK_SECRET")
+                    .then_some("audit_webhook.secret_file")?;
+                f.source_of(key)
+            }) {
+                Some(source) => (
+                    "<redacted> (read from audit_webhook.secret_file)".to_string(),
+                    source,
+                ),
+                None => ("-".to_string(), Source::Default),
+            },
         };
         effective.push(Effective {
             setting: name,
@@ -630,6 +655,43 @@ mod tests {
             "{:#?}",
             check.errors
         );
+    }
+
+    #[test]
+    fn the_audit_webhook_secret_and_url_token_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("webhook-secret");
+        std::fs::write(&secret_file, "w".repeat(40)).unwrap();
+        let path = file(
+            dir.path(),
+            &format!(
+                "[audit_webhook]\nurl = \"https://siem.example.com/in?token=t0ps3cret\"\nsecret_file = \"{}\"\nbatch_size = 7\n",
+                secret_file.display()
+            ),
+        );
+        let args = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let (check, settings) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        assert!(check.valid, "{:#?}", check.errors);
+        let webhook = settings.unwrap().audit_webhook.unwrap();
+        assert_eq!(webhook.secret.unwrap().expose(), "w".repeat(40));
+        assert_eq!(webhook.batch_size, 7);
+        let secret = named(&check, "SCIM_BRIDGE_AUDIT_WEBHOOK_SECRET");
+        assert!(
+            matches!(&secret.source, Source::File { line: 3, .. }),
+            "{secret:?}"
+        );
+        let url = named(&check, "SCIM_BRIDGE_AUDIT_WEBHOOK_URL");
+        assert_eq!(url.value, "https://siem.example.com/in?redacted");
+        for format in [Format::Table, Format::Json] {
+            let shown = render(format, &check).unwrap();
+            assert!(
+                !shown.contains("wwww") && !shown.contains("t0ps3cret"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
