@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reconcile::{DriftKind, Policy, Reconciler, StatusHandle, SyncObserver, Worker, WorkerConfig};
-use store::{Store, SystemClock};
+use store::Store;
 
 use crate::config::Settings;
 
@@ -86,13 +86,15 @@ pub fn policy(settings: &Settings) -> anyhow::Result<Policy> {
     })
 }
 
-/// A Coder client for the configured deployment.
+/// A Coder client for the configured deployment, on the run's `clock` (the store's).
 pub fn coder_client(
     coder: &coder::CoderConfig,
     metrics: Option<&server::Metrics>,
+    clock: Arc<dyn clock::Clock>,
 ) -> anyhow::Result<coder::CoderClient> {
     let client = coder::CoderClient::new(coder.clone())
-        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CODER_URL: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("SCIM_BRIDGE_CODER_URL: {e}"))?
+        .with_clock(clock);
     Ok(match metrics {
         Some(m) => client.with_observer(Arc::new(MetricsObserver(m.clone()))),
         None => client,
@@ -124,7 +126,8 @@ pub async fn watch_coder_token_expiry(
     }
 }
 
-/// The reconciler over `store`, or an error naming the missing Coder settings.
+/// The reconciler over `store`, on the store's clock and id source, or an error naming the
+/// missing Coder settings.
 pub fn reconciler(
     settings: &Settings,
     store: &Store,
@@ -135,18 +138,21 @@ pub fn reconciler(
             "SCIM_BRIDGE_CODER_URL: no Coder deployment is configured (set SCIM_BRIDGE_CODER_URL and SCIM_BRIDGE_CODER_TOKEN)"
         );
     };
-    let client = coder_client(coder, metrics)?;
+    let client = coder_client(coder, metrics, store.clock())?;
     let observer: Arc<dyn SyncObserver> = match metrics {
         Some(m) => Arc::new(MetricsObserver(m.clone())),
         None => Arc::new(reconcile::NoObserver),
     };
-    Ok(Arc::new(Reconciler::new(
-        store.into(),
-        client,
-        Arc::new(policy(settings)?),
-        Arc::new(SystemClock),
-        observer,
-    )))
+    Ok(Arc::new(
+        Reconciler::new(
+            store.into(),
+            client,
+            Arc::new(policy(settings)?),
+            store.clock(),
+            observer,
+        )
+        .with_ids(store.ids()),
+    ))
 }
 
 /// The outbox worker as configured.

@@ -202,6 +202,18 @@ impl Store {
         Ok(store)
     }
 
+    /// The clock the store was opened with: what a command builds around the store (the HTTP
+    /// service, the worker, the Coder client) takes this one, so a run has one clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        on_backend!(self, b => b.shared().clock.clone())
+    }
+
+    /// The id and secret source the store was opened with, shared the same way as
+    /// [`Store::clock`].
+    pub fn ids(&self) -> Arc<dyn IdSource> {
+        on_backend!(self, b => b.shared().ids.clone())
+    }
+
     /// `sqlite` or `postgres`, for logs and `/readyz`.
     pub fn backend_name(&self) -> &'static str {
         match self {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use store::{Store, StoreOptions, SystemClock};
+use store::{Store, StoreOptions};
 
 use crate::config::Settings;
 use crate::output::Table;
@@ -52,14 +52,19 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
         coder_url,
         coder::SessionToken::new(fake.owner_token()),
     ))?
-    .with_observer(Arc::new(crate::sync::MetricsObserver(metrics.clone())));
-    let reconciler = Arc::new(reconcile::Reconciler::new(
-        (&store).into(),
-        client,
-        Arc::new(policy),
-        Arc::new(SystemClock),
-        Arc::new(crate::sync::MetricsObserver(metrics.clone())),
-    ));
+    .with_observer(Arc::new(crate::sync::MetricsObserver(metrics.clone())))
+    .with_clock(store.clock());
+    // The store's clock and ids for everything the demo builds.
+    let reconciler = Arc::new(
+        reconcile::Reconciler::new(
+            (&store).into(),
+            client,
+            Arc::new(policy),
+            store.clock(),
+            Arc::new(crate::sync::MetricsObserver(metrics.clone())),
+        )
+        .with_ids(store.ids()),
+    );
     // One resource at a time, started after the push: the audit trail reads the same on every
     // run, and shows that the IdP had all its answers before Coder was touched.
     let worker = reconcile::Worker::from_reconciler(
@@ -74,6 +79,8 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
 
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics;
+    deps.clock = store.clock();
+    deps.ids = store.ids();
     deps.readiness = Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
     let mut config = super::serve::server_config(settings);
     config.rate_limit_per_second = 0;

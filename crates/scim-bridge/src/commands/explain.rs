@@ -291,7 +291,7 @@ pub async fn run(settings: &Settings, kind: ExplainKind) -> anyhow::Result<bool>
     let policy = crate::sync::policy(settings)?;
     let resource = find(&store, kind, &target.id_or_name).await?;
     let client = match &settings.coder {
-        Some(coder) => Some(crate::sync::coder_client(coder, None)?),
+        Some(coder) => Some(crate::sync::coder_client(coder, None, store.clock())?),
         None => None,
     };
     let mut view = match kind {

@@ -55,10 +55,13 @@ async fn copy(target: &Store, source_url: &str, settings: &Settings) -> anyhow::
     if !std::path::Path::new(file).is_file() {
         anyhow::bail!("--copy-from: there is no SQLite store at {file}");
     }
+    // The target's clock and ids: one of each for the run.
     let source = Store::connect(
         source_url,
         StoreOptions {
             run_migrations: false,
+            clock: target.clock(),
+            ids: target.ids(),
             ..super::store_options(settings)
         },
     )

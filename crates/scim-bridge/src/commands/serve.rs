@@ -94,8 +94,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!(count = report.lines, "imported IdP tokens");
     }
     let metrics = crate::build::metrics();
+    // One clock and one id source for the whole process: the store's, opened above with them.
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics.clone();
+    deps.clock = store.clock();
+    deps.ids = store.ids();
 
     // The worker, when Coder is configured and this replica runs one.
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -106,7 +109,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             && let Some(key_id) = coder.token.key_id()
         {
             tokio::spawn(crate::sync::watch_coder_token_expiry(
-                crate::sync::coder_client(coder, Some(&metrics))?,
+                crate::sync::coder_client(coder, Some(&metrics), store.clock())?,
                 key_id.to_string(),
                 metrics.clone(),
             ));
@@ -145,8 +148,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             let webhook = crate::audit_webhook::Webhook::new(
                 webhook.clone(),
                 store.clone(),
-                std::sync::Arc::new(clock::SystemClock),
-                std::sync::Arc::new(clock::SystemIds),
+                store.clock(),
+                store.ids(),
                 std::sync::Arc::new(metrics.clone()),
                 webhook_holder(&store),
             )?;

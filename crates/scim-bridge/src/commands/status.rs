@@ -228,7 +228,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
             token_expires_at: None,
         },
         Some(coder) => {
-            let client = crate::sync::coder_client(coder, None)?;
+            let client = crate::sync::coder_client(coder, None, store.clock())?;
             let (capabilities, error) = match reconcile::capabilities::check(&client, &policy).await
             {
                 Ok(report) => (Some(Capabilities::from(report)), None),
@@ -254,7 +254,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<bool> 
         .into_iter()
         .map(IssueRow::from)
         .collect();
-    let now = clock::Clock::now(&clock::SystemClock);
+    let now = store.clock().now();
     let mut warnings = token_warnings(&store.tokens().list().await?, now);
     warnings.extend(coder.token_expires_at.and_then(|at| {
         expiry_warning(

@@ -1,7 +1,6 @@
 //! `scim-bridge token create|list|revoke`: the bearer tokens IdPs present.
 
 use chrono::Utc;
-use clock::Clock as _;
 use store::Scopes;
 
 use crate::config::Settings;
@@ -47,7 +46,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
                     let d = humantime::parse_duration(&raw).map_err(|e| {
                         anyhow::anyhow!("--expires-in: '{raw}' is not a duration such as 90d: {e}")
                     })?;
-                    Some(clock::SystemClock.now() + chrono::Duration::from_std(d)?)
+                    Some(store.clock().now() + chrono::Duration::from_std(d)?)
                 }
                 None => None,
             };
@@ -62,7 +61,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
             println!("{token}");
         }
         TokenAction::List { output } => {
-            let now = clock::SystemClock.now();
+            let now = store.clock().now();
             let rows: Vec<TokenRow> = store
                 .tokens()
                 .list()
