@@ -301,6 +301,38 @@ impl AgentPolicy {
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.token_scopes.iter().any(|s| s == scope)
     }
+
+    /// The scopes a token asked for with `lifetime` and `scopes` gets (the default when none
+    /// is named), or why it is refused: a lifetime of zero or above `max_token_lifetime`, or
+    /// a scope outside `token_scopes`.
+    pub fn check_mint(
+        &self,
+        lifetime: Duration,
+        scopes: Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        if lifetime.is_zero() || lifetime > self.max_token_lifetime {
+            return Err(format!(
+                "a lifetime of {} is refused: agent tokens live at most {} ([agents] max_token_lifetime)",
+                humantime::format_duration(lifetime),
+                humantime::format_duration(self.max_token_lifetime)
+            ));
+        }
+        let scopes = if scopes.is_empty() {
+            DEFAULT_MINT_SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        } else {
+            scopes
+        };
+        if let Some(bad) = scopes.iter().find(|s| !self.allows_scope(s)) {
+            return Err(format!(
+                "scope {bad:?} is not allowed for agent tokens; allowed: {} ([agents] token_scopes)",
+                self.token_scopes.join(", ")
+            ));
+        }
+        Ok(scopes)
+    }
 }
 
 /// A Coder API key scope's shape: `all`, `application_connect`, or `<resource>:<action>`.

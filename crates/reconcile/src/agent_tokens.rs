@@ -5,8 +5,7 @@
 //! user's), only within `[agents] max_token_lifetime` and `token_scopes`, and never for a
 //! suspended agent. The secret goes to the caller once and never into the audit log or the store.
 
-use crate::agent_policy::DEFAULT_MINT_SCOPES;
-use crate::agents::{ISSUE_OWNERS_INACTIVE, OwnerState, owner_ids};
+use crate::agents::{ISSUE_OWNERS_INACTIVE, OwnerState};
 use crate::error::{ReconcileError, ReconcileResult};
 use crate::reconciler::{AUDIT_ACTOR_CLI, Reconciler};
 use chrono::{DateTime, Utc};
@@ -141,28 +140,11 @@ impl Reconciler {
         scopes: Vec<String>,
         token_name: Option<String>,
     ) -> ReconcileResult<MintedToken> {
-        let policy = &self.policy.agents;
-        if lifetime.is_zero() || lifetime > policy.max_token_lifetime {
-            return Err(refused(format!(
-                "a lifetime of {} is refused: agent tokens live at most {} ([agents] max_token_lifetime)",
-                humantime::format_duration(lifetime),
-                humantime::format_duration(policy.max_token_lifetime)
-            )));
-        }
-        let scopes = if scopes.is_empty() {
-            DEFAULT_MINT_SCOPES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        } else {
-            scopes
-        };
-        if let Some(bad) = scopes.iter().find(|s| !policy.allows_scope(s)) {
-            return Err(refused(format!(
-                "scope {bad:?} is not allowed for agent tokens; allowed: {} ([agents] token_scopes)",
-                policy.token_scopes.join(", ")
-            )));
-        }
+        let scopes = self
+            .policy
+            .agents
+            .check_mint(lifetime, scopes)
+            .map_err(refused)?;
         let account = self.agent_account(name).await?;
         if account.coder_user.status == UserStatus::Suspended {
             return Err(refused(format!(
@@ -250,7 +232,7 @@ impl Reconciler {
     pub async fn explain_agent(&self, name: &str) -> ReconcileResult<AgentExplanation> {
         let account = self.agent_account(name).await?;
         let mut owners = Vec::new();
-        for id in owner_ids(&account.resource.attrs) {
+        for id in scim::resource::agent_owner_ids(&account.resource.attrs) {
             let active = self
                 .stored(ResourceKind::User, &id, GetOptions::BARE)
                 .await?

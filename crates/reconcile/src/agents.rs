@@ -136,24 +136,6 @@ pub fn desired_account_of_user(
     ))
 }
 
-/// The SCIM ids of the Users that own an Agent (`owners` entries of type `User` or untyped;
-/// the drafts also allow Groups, which do not take part in the cascade).
-pub fn owner_ids(attrs: &Map<String, Value>) -> Vec<String> {
-    attrs
-        .get("owners")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|o| {
-            o.get("type")
-                .and_then(Value::as_str)
-                .is_none_or(|t| t.eq_ignore_ascii_case("User"))
-        })
-        .filter_map(|o| o.get("value").and_then(Value::as_str))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// One owner as the cascade sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerState {
@@ -277,7 +259,7 @@ impl Reconciler {
             ));
         }
         let mut owners = Vec::new();
-        for id in owner_ids(&resource.attrs) {
+        for id in scim::resource::agent_owner_ids(&resource.attrs) {
             let active = self
                 .stored(ResourceKind::User, &id, GetOptions::BARE)
                 .await?
@@ -323,50 +305,25 @@ impl Reconciler {
     }
 
     /// Queue the Agents that SCIM User `owner_id` owns, at offboarding priority when the owner
-    /// is inactive or deleted: its agents must stop as soon as it does.
+    /// is inactive or deleted: its agents must stop as soon as it does. The store's owner index
+    /// answers which they are, so no Agent is read.
     pub(crate) async fn queue_owned_agents(
         &self,
         owner_id: &str,
         owner_active: bool,
     ) -> ReconcileResult<()> {
-        let filter = scim::filter::parse(&format!(
-            "owners.value eq \"{}\"",
-            owner_id.replace('\\', "\\\\").replace('"', "\\\"")
-        ))
-        .map_err(|e| crate::error::ReconcileError::Unappliable(e.to_string()))?;
         let priority = if owner_active {
             OutboxPriority::Normal
         } else {
             OutboxPriority::Offboarding
         };
-        let mut start_index = 1;
-        loop {
-            let query = scim::query::ListQuery {
-                filter: Some(filter.clone()),
-                sort_by: None,
-                sort_order: scim::query::SortOrder::default(),
-                start_index,
-                count: Some(scim::query::MAX_RESULTS),
-                projection: scim::projection::Projection::default(),
-                cursor: None,
-                after: None,
-            };
-            let page = self
-                .store
-                .resources
-                .list(ResourceKind::Agent, &query, GetOptions::BARE)
+        for agent in self.store.resources.agents_owned_by(owner_id).await? {
+            self.store
+                .outbox
+                .enqueue(ResourceKind::Agent, &agent, priority)
                 .await?;
-            for agent in &page.items {
-                self.store
-                    .outbox
-                    .enqueue(ResourceKind::Agent, &agent.id, priority)
-                    .await?;
-            }
-            start_index += page.items.len();
-            if page.items.is_empty() || start_index > usize::try_from(page.total).unwrap_or(0) {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 }
 
@@ -420,14 +377,6 @@ mod tests {
         assert!(touched.active && touched.cascade.is_none());
         // The agent's own active=false still wins.
         assert!(!owner_verdict(false, &back, Some(at(2)), at(3), false).active);
-    }
-
-    #[test]
-    fn owners_are_users_by_value() {
-        let attrs = json!({"owners": [
-            {"value": "u1"}, {"value": "g1", "type": "Group"}, {"value": "u2", "type": "User"}, {"display": "x"}
-        ]});
-        assert_eq!(owner_ids(attrs.as_object().unwrap()), ["u1", "u2"]);
     }
 
     fn policy(text: &str) -> Policy {

@@ -3,16 +3,20 @@
 //! the resources that differ. The worker runs it every `drift_interval`; `scim-bridge reconcile
 //! [--dry-run]` runs it on demand.
 //!
-//! The plan covers users (existence, status, name, username, site roles, login_type,
-//! organization) and groups (existence, name, members). Organization roles are not compared
-//! here (that needs a call per user); they are re-applied whenever a user is reconciled.
+//! The plan covers users and agents' service accounts (existence, status, name, username, site
+//! roles, login_type, organization) and groups (existence, name, members, agents included). An
+//! agent's wanted status follows its owners as the worker decides it (the owner cascade).
+//! Organization roles are not compared here (that needs a call per user); they are re-applied
+//! whenever a user or agent is reconciled.
 
-use crate::desired::{GroupIdentity, desired_group};
+use crate::agents::{ISSUE_OWNERS_INACTIVE, OwnerState, desired_agent, owner_verdict};
+use crate::desired::{DesiredUser, GroupIdentity, desired_group};
 use crate::diff::{DriftKind, membership_diff, user_diff};
 use crate::error::ReconcileResult;
 use crate::policy::UserDeletePolicy;
 use crate::reconciler::Reconciler;
 use crate::users::LastApplied;
+use chrono::{DateTime, Utc};
 use coder::types::{User, UserStatus};
 use scim::ResourceKind;
 use scim::projection::Projection;
@@ -40,6 +44,8 @@ pub struct DriftItem {
 pub struct DriftPlan {
     pub items: Vec<DriftItem>,
     pub users_checked: u64,
+    /// Agents (the `Agent` resources; agent users count as users).
+    pub agents_checked: u64,
     pub groups_checked: u64,
 }
 
@@ -63,8 +69,9 @@ impl fmt::Display for DriftPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "checked {} users and {} groups: {} difference(s)",
+            "checked {} users, {} agents and {} groups: {} difference(s)",
             self.users_checked,
+            self.agents_checked,
             self.groups_checked,
             self.items.len()
         )?;
@@ -189,6 +196,18 @@ pub async fn plan(
     )
     .await?;
     let total_users = users.len() as u64;
+    // What the owner cascade reads: each User's `active`, and since when the open cascade
+    // holds each agent.
+    let user_active: HashMap<String, bool> = users
+        .iter()
+        .map(|u| (u.id.clone(), scim::resource::active(&u.attrs)))
+        .collect();
+    let actual_state = ActualAccounts {
+        coder_users: &coder_users,
+        mappings: &mappings,
+        organization,
+        bridge_user: identity.user.id,
+    };
     let mut seen = HashSet::new();
     for user in users {
         plan.users_checked += 1;
@@ -204,72 +223,7 @@ pub async fn plan(
         else {
             continue;
         };
-        let push = |plan: &mut DriftPlan, kind, detail: String, priority| {
-            plan.items.push(DriftItem {
-                kind,
-                resource: ResourceKind::User,
-                id: user.id.clone(),
-                detail,
-                priority,
-            });
-        };
-        let actual = mappings
-            .get(&user.id)
-            .and_then(|m| coder_users.get(&m.coder_user_id).map(|a| (m, a)));
-        match actual {
-            None => push(
-                &mut plan,
-                DriftKind::UserMissing,
-                format!("no Coder user for {}", desired.email),
-                OutboxPriority::Normal,
-            ),
-            Some((mapping, actual)) => {
-                let renamed = LastApplied::of(mapping).username_base != desired.username_base;
-                let username = if renamed {
-                    desired.username_base.clone()
-                } else {
-                    mapping.coder_username.clone()
-                };
-                let diff = user_diff(
-                    &desired,
-                    &username,
-                    actual,
-                    organization,
-                    actual.id != identity.user.id,
-                );
-                let priority = if diff.suspend {
-                    OutboxPriority::Offboarding
-                } else {
-                    OutboxPriority::Normal
-                };
-                for kind in diff.kinds() {
-                    let detail = match kind {
-                        DriftKind::UserStatus => format!(
-                            "Coder user {} is {:?}; SCIM active = {}",
-                            actual.username, actual.status, desired.active
-                        ),
-                        DriftKind::UserProfile => format!(
-                            "Coder has {:?}/{:?}; want {:?}/{:?}",
-                            actual.username, actual.name, username, desired.name
-                        ),
-                        DriftKind::UserRoles => format!(
-                            "Coder site roles {:?}; want {:?}",
-                            crate::diff::site_roles_of(actual),
-                            desired.roles.site
-                        ),
-                        DriftKind::LoginType => format!(
-                            "Coder login_type {:?}; policy {}",
-                            actual.login_type, desired.login_type
-                        ),
-                        DriftKind::UserOrganization => {
-                            format!("{} is not in the organization", actual.username)
-                        }
-                        _ => String::new(),
-                    };
-                    push(&mut plan, kind, detail, priority);
-                }
-            }
-        }
+        plan_account(&mut plan, ResourceKind::User, &desired, &actual_state);
         if plan.users_checked % 1000 == 0 {
             progress(DriftProgress::UsersChecked {
                 checked: plan.users_checked,
@@ -282,17 +236,55 @@ pub async fn plan(
         total: total_users,
     });
 
-    // Agents' accounts are reconciled by their own rows (owners decide their status), not
-    // planned here; their mappings are not of deleted Users.
+    let cascades: HashMap<String, DateTime<Utc>> = store
+        .sync_issues
+        .list(false)
+        .await?
+        .into_iter()
+        .filter(|i| i.kind == ResourceKind::Agent.name() && i.issue_type == ISSUE_OWNERS_INACTIVE)
+        .map(|i| (i.resource_id, i.created_at))
+        .collect();
+    let mut agents = Vec::new();
     for_each_resource(
         &store.resources,
         ResourceKind::Agent,
-        GetOptions::BARE,
-        |a, _| {
-            seen.insert(a.id.clone());
+        GetOptions {
+            members: false,
+            groups: true,
         },
+        |a, _| agents.push(a),
     )
     .await?;
+    for agent in agents {
+        plan.agents_checked += 1;
+        seen.insert(agent.id.clone());
+        let identities: Vec<GroupIdentity> = agent
+            .groups
+            .iter()
+            .flatten()
+            .filter_map(|g| groups.get(&g.value).map(|(i, _)| i.clone()))
+            .collect();
+        let owners: Vec<OwnerState> = scim::resource::agent_owner_ids(&agent.attrs)
+            .into_iter()
+            .map(|id| OwnerState {
+                active: user_active.get(&id).copied(),
+                id,
+            })
+            .collect();
+        let verdict = owner_verdict(
+            scim::resource::active(&agent.attrs),
+            &owners,
+            cascades.get(&agent.id).copied(),
+            agent.last_modified,
+            policy.agents.reactivate_with_owner,
+        );
+        let Ok(desired) =
+            desired_agent(policy, &agent.id, &agent.attrs, &identities, verdict.active)
+        else {
+            continue;
+        };
+        plan_account(&mut plan, ResourceKind::Agent, &desired, &actual_state);
+    }
 
     // Mapped users whose SCIM User is gone but who still have access in Coder.
     for mapping in mappings.values().filter(|m| !seen.contains(&m.scim_id)) {
@@ -333,6 +325,91 @@ pub async fn plan(
         reconciler.observer.drift_found(kind, count);
     }
     Ok(plan)
+}
+
+/// What drift repair read of Coder's accounts, and the bridge's own mappings to them.
+struct ActualAccounts<'a> {
+    coder_users: &'a HashMap<Uuid, User>,
+    mappings: &'a HashMap<String, store::CoderUser>,
+    organization: Uuid,
+    /// The bridge's own Coder user, whose roles are never changed.
+    bridge_user: Uuid,
+}
+
+/// The differences between one desired account (a person's or an agent's service account) and
+/// the Coder user mapped to it, as drift items of `resource`.
+fn plan_account(
+    plan: &mut DriftPlan,
+    resource: ResourceKind,
+    desired: &DesiredUser,
+    actual: &ActualAccounts<'_>,
+) {
+    let mut push = |kind, detail: String, priority| {
+        plan.items.push(DriftItem {
+            kind,
+            resource,
+            id: desired.scim_id.clone(),
+            detail,
+            priority,
+        });
+    };
+    let found = actual
+        .mappings
+        .get(&desired.scim_id)
+        .and_then(|m| actual.coder_users.get(&m.coder_user_id).map(|a| (m, a)));
+    let Some((mapping, coder_user)) = found else {
+        let what = if desired.service_account {
+            format!("no Coder service account {}", desired.username_base)
+        } else {
+            format!("no Coder user for {}", desired.email)
+        };
+        push(DriftKind::UserMissing, what, OutboxPriority::Normal);
+        return;
+    };
+    let renamed = LastApplied::of(mapping).username_base != desired.username_base;
+    let username = if renamed {
+        desired.username_base.clone()
+    } else {
+        mapping.coder_username.clone()
+    };
+    let diff = user_diff(
+        desired,
+        &username,
+        coder_user,
+        actual.organization,
+        coder_user.id != actual.bridge_user,
+    );
+    let priority = if diff.suspend {
+        OutboxPriority::Offboarding
+    } else {
+        OutboxPriority::Normal
+    };
+    for kind in diff.kinds() {
+        let detail = match kind {
+            DriftKind::UserStatus => format!(
+                "Coder user {} is {:?}; wanted active = {}",
+                coder_user.username, coder_user.status, desired.active
+            ),
+            DriftKind::UserProfile => format!(
+                "Coder has {:?}/{:?}; want {:?}/{:?}",
+                coder_user.username, coder_user.name, username, desired.name
+            ),
+            DriftKind::UserRoles => format!(
+                "Coder site roles {:?}; want {:?}",
+                crate::diff::site_roles_of(coder_user),
+                desired.roles.site
+            ),
+            DriftKind::LoginType => format!(
+                "Coder login_type {:?}; policy {}",
+                coder_user.login_type, desired.login_type
+            ),
+            DriftKind::UserOrganization => {
+                format!("{} is not in the organization", coder_user.username)
+            }
+            _ => String::new(),
+        };
+        push(kind, detail, priority);
+    }
 }
 
 async fn plan_groups(

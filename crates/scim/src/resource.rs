@@ -681,6 +681,29 @@ pub fn name_formatted(attrs: &Map<String, Value>) -> Option<String> {
     }
 }
 
+/// The SCIM ids of the Users that own an Agent: its `owners` entries of type `User` or untyped,
+/// each once (the drafts also allow Groups as owners; those are left out).
+pub fn agent_owner_ids(attrs: &Map<String, Value>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let listed = attrs
+        .get("owners")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            o.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t.eq_ignore_ascii_case("User"))
+        })
+        .filter_map(|o| o.get("value").and_then(Value::as_str));
+    for id in listed {
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
 /// The `value` (member id) of each of a Group's `members`.
 pub fn group_member_ids(attrs: &Map<String, Value>) -> Vec<&str> {
     attrs
@@ -698,6 +721,16 @@ pub fn group_member_ids(attrs: &Map<String, Value>) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_owners_are_users_by_value_each_once() {
+        let attrs = json!({"owners": [
+            {"value": "u1"}, {"value": "g1", "type": "Group"}, {"value": "u2", "type": "User"},
+            {"display": "x"}, {"value": "u1", "type": "user"}
+        ]});
+        assert_eq!(agent_owner_ids(attrs.as_object().unwrap()), ["u1", "u2"]);
+        assert!(agent_owner_ids(&Map::new()).is_empty());
+    }
     use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
     use serde_json::json;
 

@@ -49,7 +49,7 @@ struct Table {
 /// place) and `service_secrets` (the target makes its own on first use; cursors issued by the
 /// source stop working, which a client recovers from by listing again), parents before the rows
 /// that reference them.
-const TABLES: [Table; 11] = [
+const TABLES: [Table; 12] = [
     Table {
         name: "resources",
         columns: &[
@@ -79,6 +79,12 @@ const TABLES: [Table; 11] = [
             ("added_at", Time),
         ],
         order_by: "group_id, member_id",
+        serial_id: false,
+    },
+    Table {
+        name: "agent_owners",
+        columns: &[("agent_id", Text), ("owner_id", Text)],
+        order_by: "agent_id, owner_id",
         serial_id: false,
     },
     Table {

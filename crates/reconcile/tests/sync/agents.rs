@@ -4,6 +4,7 @@
 use crate::harness::{Env, TestDb, ctx};
 use crate::sync_tests;
 use coder_fake::{LoginType as FakeLoginType, UserStatus};
+use reconcile::{DriftKind, drift};
 use scim::ResourceKind;
 use scim::resource::normalize;
 use serde_json::{Value, json};
@@ -21,6 +22,9 @@ sync_tests!(
     a_user_marked_as_an_agent_becomes_a_service_account,
     agent_tokens_are_minted_within_bounds_listed_revoked_and_audited,
     explain_shows_owners_and_why_the_agent_is_suspended,
+    an_owner_named_by_a_later_patch_takes_part_in_the_cascade,
+    drift_repair_converges_an_agent_changed_by_hand,
+    drift_repair_keeps_an_agent_its_owners_left_suspended,
 );
 
 async fn create_agent(env: &Env, name: &str, extra: Value) -> StoredResource {
@@ -471,4 +475,188 @@ async fn explain_shows_owners_and_why_the_agent_is_suspended(db: TestDb) {
         .unwrap_err()
         .to_string();
     assert!(error.contains("suspended"), "{error}");
+}
+
+/// Owners set after the agent was created (a PATCH) are found through the store's owner index:
+/// the owner's offboarding queues the agent, and a former owner's does not.
+async fn an_owner_named_by_a_later_patch_takes_part_in_the_cascade(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    let carl = env.create_user("carl@corp.example", json!({})).await;
+    let agent = create_agent(&env, "late-bot", owners(&[&ann.id])).await;
+    env.drain().await;
+    env.patch(
+        ResourceKind::Agent,
+        &agent.id,
+        json!([{"op": "replace", "path": "owners", "value": [{"value": carl.id}]}]),
+    )
+    .await;
+    env.drain().await;
+
+    // Ann owns nothing any more: her leaving queues no agent.
+    env.set_active(&ann.id, false).await;
+    env.reconciler.reconcile_user(&ann.id).await.unwrap();
+    let queued_agents = |rows: Vec<store::OutboxEvent>| {
+        rows.into_iter()
+            .filter(|e| e.kind == ResourceKind::Agent)
+            .collect::<Vec<_>>()
+    };
+    let pending = env
+        .store()
+        .outbox()
+        .list(OutboxFilter::Pending, 100)
+        .await
+        .unwrap();
+    assert!(queued_agents(pending).is_empty());
+    env.drain().await;
+    assert_ne!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+
+    // Carl is deleted: his agent is queued at offboarding priority and suspended.
+    env.delete(ResourceKind::User, &carl.id).await;
+    env.reconciler.reconcile_user(&carl.id).await.unwrap();
+    let pending = env
+        .store()
+        .outbox()
+        .list(OutboxFilter::Pending, 100)
+        .await
+        .unwrap();
+    let rows = queued_agents(pending);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].resource_id.as_str(), rows[0].priority),
+        (agent.id.as_str(), OutboxPriority::Offboarding)
+    );
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+}
+
+/// An agent's service account changed in Coder by hand (reactivated after the IdP deactivated
+/// it, renamed, given a role, taken out of its group) is found by drift repair and put back.
+async fn drift_repair_converges_an_agent_changed_by_hand(db: TestDb) {
+    let rules = "[[agents.rules]]\ngroup = \"reviewers\"\nsite_roles = [\"auditor\"]";
+    let env = Env::start(db, true, rules).await;
+    let agent = create_agent(&env, "fix-bot", json!({"displayName": "Fix bot"})).await;
+    let idle = create_agent(&env, "idle-bot", json!({})).await;
+    let group = env.create_group("reviewers", &[&agent.id]).await;
+    env.drain().await;
+    env.patch(
+        ResourceKind::Agent,
+        &idle.id,
+        json!([{"op": "replace", "path": "active", "value": false}]),
+    )
+    .await;
+    env.drain().await;
+    assert!(
+        drift::plan(&env.reconciler, &mut |_| {})
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let account = env.coder_user(&agent.id).await.id;
+    let idle_account = env.coder_user(&idle.id).await.id;
+    env.owner.activate_user(idle_account).await.unwrap();
+    env.owner
+        .update_profile(
+            account,
+            &coder::types::UpdateUserProfileRequest {
+                username: "renamed".into(),
+                name: "R".into(),
+            },
+        )
+        .await
+        .unwrap();
+    env.owner
+        .set_site_roles(account, &["template-admin".to_owned()])
+        .await
+        .unwrap();
+    env.patch_group_by_hand(&group.id, vec![], vec![account])
+        .await;
+
+    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    assert_eq!(plan.agents_checked, 2, "{plan}");
+    let mut found: Vec<(DriftKind, &str, String)> = plan
+        .items
+        .iter()
+        .map(|i| (i.kind, i.resource.name(), i.id.clone()))
+        .collect();
+    found.sort();
+    let mut want = vec![
+        (DriftKind::UserStatus, "Agent", idle.id.clone()),
+        (DriftKind::UserProfile, "Agent", agent.id.clone()),
+        (DriftKind::UserRoles, "Agent", agent.id.clone()),
+        (DriftKind::GroupMembers, "Group", group.id.clone()),
+    ];
+    want.sort();
+    assert_eq!(found, want, "{plan}");
+    let status = plan
+        .items
+        .iter()
+        .find(|i| i.kind == DriftKind::UserStatus)
+        .unwrap();
+    assert_eq!(status.priority, OutboxPriority::Offboarding);
+
+    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
+    env.drain().await;
+    let after = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    assert!(after.is_empty(), "{after}");
+    let fixed = env.coder_user(&agent.id).await;
+    assert_eq!(fixed.username, "fix-bot");
+    assert_eq!(fixed.roles.iter().collect::<Vec<_>>(), ["auditor"]);
+    assert_eq!(env.coder_user(&idle.id).await.status, UserStatus::Suspended);
+}
+
+/// Drift repair wants what the owner cascade wants: an agent whose owners all left stays
+/// suspended (reactivated by hand, it is suspended again), also once an owner is back while
+/// `reactivate_with_owner` is false.
+async fn drift_repair_keeps_an_agent_its_owners_left_suspended(db: TestDb) {
+    let env = Env::start(db, true, "").await;
+    let ann = env.create_user("ann@corp.example", json!({})).await;
+    let agent = create_agent(&env, "owned-bot", owners(&[&ann.id])).await;
+    env.drain().await;
+    env.set_active(&ann.id, false).await;
+    env.drain().await;
+    let account = env.coder_user(&agent.id).await.id;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+
+    env.owner.activate_user(account).await.unwrap();
+    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    assert_eq!(plan.items.len(), 1, "{plan}");
+    assert_eq!(
+        (
+            plan.items[0].kind,
+            plan.items[0].resource,
+            plan.items[0].priority
+        ),
+        (
+            DriftKind::UserStatus,
+            ResourceKind::Agent,
+            OutboxPriority::Offboarding
+        )
+    );
+    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+
+    // Ann is back; the agent stays suspended, and drift repair agrees.
+    env.set_active(&ann.id, true).await;
+    env.drain().await;
+    assert_eq!(
+        env.coder_user(&agent.id).await.status,
+        UserStatus::Suspended
+    );
+    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    assert!(plan.is_empty(), "{plan}");
 }

@@ -20,6 +20,7 @@ pub struct ReconcileArgs {
 struct PlanView {
     dry_run: bool,
     users_checked: u64,
+    agents_checked: u64,
     groups_checked: u64,
     differences: Vec<Difference>,
     /// Resources queued for sync; `None` on a dry run.
@@ -37,8 +38,12 @@ struct Difference {
 
 impl View for PlanView {
     fn table(&self) -> String {
+        let agents = match self.agents_checked {
+            0 => String::new(),
+            n => format!(", {n} agents"),
+        };
         let mut text = format!(
-            "checked {} users and {} groups: {} difference(s)\n",
+            "checked {} users{agents} and {} groups: {} difference(s)\n",
             self.users_checked,
             self.groups_checked,
             self.differences.len()
@@ -95,6 +100,7 @@ pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()>
     let view = PlanView {
         dry_run: args.dry_run,
         users_checked: plan.users_checked,
+        agents_checked: plan.agents_checked,
         groups_checked: plan.groups_checked,
         differences: plan
             .items
@@ -120,6 +126,7 @@ mod tests {
         PlanView {
             dry_run: queued.is_none(),
             users_checked: 1200,
+            agents_checked: 4,
             groups_checked: 35,
             differences: vec![
                 Difference {

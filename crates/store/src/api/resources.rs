@@ -158,4 +158,10 @@ impl ResourceReader {
     ) -> StoreResult<ListPage> {
         on_backend!(&self.store, b => b.list(kind, query, options).await)
     }
+
+    /// The ids of the Agents whose `owners` name User `owner_id` (entries of type `User` or
+    /// untyped), through the owner index: no Agent is read.
+    pub async fn agents_owned_by(&self, owner_id: &str) -> StoreResult<Vec<String>> {
+        on_backend!(&self.store, b => b.agents_owned_by(owner_id).await)
+    }
 }

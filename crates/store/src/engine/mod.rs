@@ -18,9 +18,11 @@
 //!   statements on PostgreSQL.
 //!
 //! One file per concern: `resources` (SCIM writes and reads of one resource), `list`
-//! (listing and filter pushdown), `members` (membership rows), `outbox`, `audit`, `tokens`,
-//! `oauth_clients`, `coder_map`, `sync_issues`; `write_tx` is the write transaction.
+//! (listing and filter pushdown), `members` (membership rows), `agent_owners` (the owner
+//! index of Agents), `outbox`, `audit`, `tokens`, `oauth_clients`, `coder_map`,
+//! `sync_issues`; `write_tx` is the write transaction.
 
+mod agent_owners;
 pub(crate) mod audit;
 mod audit_delivery;
 mod coder_map;

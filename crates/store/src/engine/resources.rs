@@ -1,6 +1,7 @@
 //! SCIM resource writes: create, read one, replace, patch and delete, each one write
 //! transaction holding the change, its outbox row and its audit record.
 
+use super::agent_owners::owner_index_stmts;
 use super::list::attach_relations;
 use super::members::{
     EarlyAdd, MembershipDelta, check_added, insert_members, load_members, member_values,
@@ -206,6 +207,13 @@ impl Backend {
             tx.defer(touch_stmt(&updated.id, now)).await?;
         } else {
             tx.defer(update_stmt(&updated, &columns)).await?;
+            if updated.kind == ResourceKind::Agent
+                && updated.attrs.get("owners") != current.attrs.get("owners")
+            {
+                for stmt in owner_index_stmts(&updated.id, &updated.attrs) {
+                    tx.defer(stmt).await?;
+                }
+            }
         }
         let priority = offboarding_priority(current.kind, &current.attrs, Some(&updated.attrs));
         let record = WriteRecord {
@@ -255,6 +263,11 @@ impl Backend {
         // every statement the single writer runs costs every other write its time.
         tx.defer(insert_stmt(kind, &id, &columns, &attrs, now))
             .await?;
+        if kind == ResourceKind::Agent {
+            for stmt in owner_index_stmts(&id, &attrs) {
+                tx.defer(stmt).await?;
+            }
+        }
         let mut change = json!({ "attrs": attrs });
         if password_supplied {
             // Recorded as supplied; `audit::redact` replaces the value.

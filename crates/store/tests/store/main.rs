@@ -8,6 +8,7 @@ mod harness;
 #[path = "../../../../tests/shared/tls_front.rs"]
 mod tls_front;
 
+mod agent_owners;
 mod audit;
 mod audit_stream;
 mod coder;
