@@ -197,8 +197,10 @@ async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(
         !cuts.is_empty() && cuts.iter().all(|(from, to)| *to <= from.div_ceil(2)),
         "a 429 halves the limit, and nothing else lowers it: {seen:?}"
     );
+    // The three 429s may land in one round (one cut) or, when enough reconciles finish between
+    // them, in two (a second halving from the first's result): the first cut is the growth's.
     assert!(
-        cuts.iter().all(|(from, _)| *from >= grown),
+        cuts.first().is_some_and(|(from, _)| *from >= grown),
         "the cut came after the growth: {seen:?}"
     );
     assert!(seen.iter().all(|l| (1..=16).contains(l)), "{seen:?}");
