@@ -41,9 +41,17 @@ pub struct DesiredRoles {
     /// role revoked in the IdP must leave Coder.
     pub org: BTreeMap<String, BTreeSet<String>>,
     /// What granted each role, for the audit: the role (`template-admin`, or
-    /// `<organization>:<name>`) and its sources (`baseline`, `group rule "…"`, `SCIM role "…"`).
+    /// `<organization>:<name>`) and its sources (`baseline`, `group rule "…"`, `SCIM role "…"`,
+    /// `SCIM entitlement "…"` for `<organization>:organization-member`).
     pub granted_by: BTreeMap<String, BTreeSet<String>>,
+    /// Membership of every organization `[entitlements.grantable]` offers, by its key: whether
+    /// the user holds the entitlement. Present when not held too: a revoked entitlement must
+    /// take the user out of the organization.
+    pub memberships: BTreeMap<String, bool>,
 }
+
+/// Coder's implied role of an organization's members (it cannot be granted by PUT).
+pub const ORGANIZATION_MEMBER: &str = "organization-member";
 
 impl DesiredRoles {
     pub(crate) fn grant_site(&mut self, role: &str, source: &str) {
@@ -74,23 +82,37 @@ impl DesiredRoles {
             .collect()
     }
 
-    /// The sources of the roles in organization `org` (its key in the rules).
+    /// The sources of the roles in organization `org` (its key in the rules), with
+    /// `organization-member` when an entitlement grants the membership.
     pub fn org_sources(&self, org: &str) -> BTreeMap<&str, &BTreeSet<String>> {
+        let member = self
+            .memberships
+            .get(org)
+            .is_some_and(|held| *held)
+            .then_some(ORGANIZATION_MEMBER);
         self.org
             .get(org)
             .into_iter()
             .flatten()
-            .filter_map(|r| {
-                self.granted_by
-                    .get(&format!("{org}:{r}"))
-                    .map(|s| (r.as_str(), s))
-            })
+            .map(String::as_str)
+            .chain(member)
+            .filter_map(|r| self.granted_by.get(&format!("{org}:{r}")).map(|s| (r, s)))
+            .collect()
+    }
+
+    /// Every organization key with a role or a membership to converge.
+    pub fn organizations(&self) -> BTreeSet<&str> {
+        self.org
+            .keys()
+            .chain(self.memberships.keys())
+            .map(String::as_str)
             .collect()
     }
 }
 
-/// The roles of a member of `groups` holding the SCIM `roles` in `attrs`: the union over the
-/// matching rules, the offered roles the user holds (`[roles.grantable]`) and the baseline.
+/// The roles of a member of `groups` holding the SCIM `roles` and `entitlements` in `attrs`: the
+/// union over the matching rules, the offered roles the user holds (`[roles.grantable]`) and the
+/// baseline; and the offered organization memberships (`[entitlements.grantable]`) it holds.
 pub fn desired_roles(
     policy: &Policy,
     attrs: &Map<String, Value>,
@@ -111,6 +133,20 @@ pub fn desired_roles(
             None => roles.grant_site(&role.value, &source),
             Some(org) => roles.grant_org(org, &role.value, &source),
         }
+    }
+    let entitlements = &policy.entitlements.grantable;
+    for offered in entitlements.entitlements() {
+        roles
+            .memberships
+            .insert(offered.organization_key().to_owned(), false);
+    }
+    for held in entitlements.held(attrs) {
+        let org = held.organization_key();
+        roles.memberships.insert(org.to_owned(), true);
+        roles.note(
+            format!("{org}:{ORGANIZATION_MEMBER}"),
+            &format!("SCIM entitlement {:?}", held.id),
+        );
     }
     roles
 }
@@ -458,6 +494,38 @@ mod tests {
         let roles = desired_roles(&p, &revoked, &[]);
         assert!(roles.site.is_empty());
         assert_eq!(roles.org["Eng"], BTreeSet::new());
+    }
+
+    #[test]
+    fn scim_entitlements_grant_memberships_and_say_so() {
+        use scim::entitlements::{EntitlementCatalog, GrantableEntitlement};
+        let mut p = policy();
+        p.entitlements.grantable = EntitlementCatalog::new(vec![
+            GrantableEntitlement::organization("Eng"),
+            GrantableEntitlement::organization("Research"),
+        ]);
+        let a = attrs(json!({
+            "userName": "a@b.c",
+            "entitlements": [{"value": "eng", "type": "Entitlement"}]
+        }));
+        let roles = desired_roles(&p, &a, &[]);
+        assert_eq!(
+            roles.memberships,
+            BTreeMap::from([("Eng".into(), true), ("Research".into(), false)])
+        );
+        assert_eq!(
+            roles.org_sources("Eng")[ORGANIZATION_MEMBER],
+            &BTreeSet::from(["SCIM entitlement \"Eng\"".to_string()])
+        );
+        assert!(roles.org_sources("Research").is_empty());
+        assert!(
+            roles
+                .organizations()
+                .is_superset(&BTreeSet::from(["Eng", "Research"]))
+        );
+        // Revoked in the IdP: still managed, now not a member.
+        let revoked = desired_roles(&p, &attrs(json!({"userName": "a@b.c"})), &[]);
+        assert!(!revoked.memberships["Eng"]);
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub enum OrganizationRef {
 }
 
 impl OrganizationRef {
-    fn parse(text: &str) -> OrganizationRef {
+    /// `default` (any case) or a name or id, as the configuration writes an organization.
+    pub(crate) fn parse(text: &str) -> OrganizationRef {
         if text.eq_ignore_ascii_case("default") {
             OrganizationRef::Default
         } else {
@@ -288,6 +289,14 @@ pub struct RolePolicy {
     pub grantable: scim::roles::RoleCatalog,
 }
 
+/// `[entitlements]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntitlementPolicy {
+    /// `[entitlements.grantable]`: the organization memberships an IdP may grant on a User's
+    /// `entitlements` (listed at `/Entitlements`); not enabled when the table is absent.
+    pub grantable: scim::entitlements::EntitlementCatalog,
+}
+
 /// Site roles `[roles.grantable]` offers when it does not say: every site role but `owner`,
 /// which is offered only when listed.
 pub const DEFAULT_GRANTABLE_SITE_ROLES: &[&str] = &["template-admin", "user-admin", "auditor"];
@@ -299,6 +308,7 @@ pub struct Policy {
     pub offboarding: OffboardingPolicy,
     pub groups: GroupPolicy,
     pub roles: RolePolicy,
+    pub entitlements: EntitlementPolicy,
     /// `[agents]`: agents and agent users as Coder service accounts.
     pub agents: crate::agent_policy::AgentPolicy,
 }
@@ -326,6 +336,7 @@ impl Default for Policy {
                 delete_policy: GroupDeletePolicy::Delete,
             },
             roles: RolePolicy::default(),
+            entitlements: EntitlementPolicy::default(),
             agents: crate::agent_policy::AgentPolicy::default(),
         }
     }
@@ -390,6 +401,19 @@ struct GrantableFile {
     org_roles: BTreeMap<String, Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementsFile {
+    grantable: Option<GrantableEntitlementsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantableEntitlementsFile {
+    #[serde(default)]
+    organizations: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
@@ -422,7 +446,8 @@ fn section<T: for<'de> Deserialize<'de> + Default>(
 }
 
 impl Policy {
-    /// Read and validate the `[users]`, `[offboarding]`, `[groups]`, `[roles]` and `[agents]` tables of
+    /// Read and validate the `[users]`, `[offboarding]`, `[groups]`, `[roles]`, `[entitlements]`
+    /// and `[agents]` tables of
     /// `table` (other keys are process settings and are not looked at). Absent tables and keys
     /// take the documented defaults; unknown keys inside them are errors.
     pub fn from_toml(table: &toml::Table) -> Result<Policy, PolicyError> {
@@ -430,6 +455,7 @@ impl Policy {
         let offboarding: OffboardingFile = section(table, "offboarding")?;
         let groups: GroupsFile = section(table, "groups")?;
         let roles: RolesFile = section(table, "roles")?;
+        let entitlements: EntitlementsFile = section(table, "entitlements")?;
         let defaults = Policy::default();
 
         let organization = match users.organization {
@@ -493,6 +519,10 @@ impl Policy {
             adopt_owners.push(entry);
         }
 
+        let entitlement_catalog = match entitlements.grantable {
+            None => scim::entitlements::EntitlementCatalog::default(),
+            Some(file) => grantable_entitlements(file, &organization)?,
+        };
         let baseline_site_roles =
             check_site_roles("roles.baseline_site_roles", roles.baseline_site_roles)?;
         let mut rules = Vec::new();
@@ -543,6 +573,9 @@ impl Policy {
                     None => scim::roles::RoleCatalog::default(),
                     Some(file) => grantable(file)?,
                 },
+            },
+            entitlements: EntitlementPolicy {
+                grantable: entitlement_catalog,
             },
             agents: crate::agent_policy::AgentPolicy::from_toml(table)?,
         })
@@ -609,6 +642,47 @@ fn check_login_type(key: &str, login_type: LoginType) -> Result<(), PolicyError>
         ));
     }
     Ok(())
+}
+
+/// `[entitlements.grantable]` as the catalog `/Entitlements` lists: one membership per
+/// organization, in the order written. The users' own organization (`users.organization`) is
+/// refused: every managed user is a member there, so it grants nothing.
+fn grantable_entitlements(
+    file: GrantableEntitlementsFile,
+    home: &OrganizationRef,
+) -> Result<scim::entitlements::EntitlementCatalog, PolicyError> {
+    use scim::entitlements::GrantableEntitlement;
+    let mut offered: Vec<GrantableEntitlement> = Vec::new();
+    for (i, name) in file.organizations.iter().enumerate() {
+        let key = format!("entitlements.grantable.organizations[{i}]");
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(PolicyError::new(key, "must name an organization"));
+        }
+        if name.contains([':', '/']) {
+            return Err(PolicyError::new(
+                key,
+                "an organization name or id has no ':' or '/' (it is the id of a SCIM resource)",
+            ));
+        }
+        let is_home = match (OrganizationRef::parse(name), home) {
+            (OrganizationRef::Default, OrganizationRef::Default) => true,
+            (OrganizationRef::Named(a), OrganizationRef::Named(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        if is_home {
+            return Err(PolicyError::new(
+                key,
+                format!(
+                    "{name:?} is users.organization: every managed user is a member there already"
+                ),
+            ));
+        }
+        if !offered.iter().any(|o| o.id.eq_ignore_ascii_case(name)) {
+            offered.push(GrantableEntitlement::organization(name));
+        }
+    }
+    Ok(scim::entitlements::EntitlementCatalog::new(offered))
 }
 
 /// Organization roles by organization (`default`, a name or an id), checked under `key`.
@@ -823,6 +897,53 @@ mod tests {
         assert!(by_id.matches(Some("anything"), Some("ext-42")));
         assert!(!by_id.matches(Some("ext-42"), None));
         assert!(!by_id.matches(None, Some("EXT-42")), "externalId is exact");
+    }
+
+    #[test]
+    fn grantable_entitlements_are_organizations_but_not_the_home_one() {
+        assert!(!parse("").unwrap().entitlements.grantable.is_enabled());
+        let policy =
+            parse("[entitlements.grantable]\norganizations = [\" eng \", \"Research\", \"ENG\"]")
+                .unwrap();
+        let ids: Vec<&str> = policy
+            .entitlements
+            .grantable
+            .entitlements()
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["eng", "Research"]);
+        for (text, key) in [
+            (
+                "[entitlements.grantable]\norganizations = [\"default\"]",
+                "entitlements.grantable.organizations[0]",
+            ),
+            (
+                "[users]\norganization = \"Eng\"\n[entitlements.grantable]\norganizations = [\"x\", \"eng\"]",
+                "entitlements.grantable.organizations[1]",
+            ),
+            (
+                "[entitlements.grantable]\norganizations = [\"a:b\"]",
+                "entitlements.grantable.organizations[0]",
+            ),
+            (
+                "[entitlements.grantable]\norganizations = [\" \"]",
+                "entitlements.grantable.organizations[0]",
+            ),
+            (
+                "[entitlements.grantable]\norganisations = []",
+                "entitlements",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.key, key, "{text}: {error}");
+        }
+        // Another home organization: default may be offered.
+        let policy = parse(
+            "[users]\norganization = \"Eng\"\n[entitlements.grantable]\norganizations = [\"default\"]",
+        )
+        .unwrap();
+        assert_eq!(policy.entitlements.grantable.entitlements().len(), 1);
     }
 
     #[test]

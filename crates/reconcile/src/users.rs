@@ -14,7 +14,7 @@ use coder::types::{
 };
 use scim::ResourceKind;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use store::{CoderUser, CoderUserIntent, GetOptions};
 use uuid::Uuid;
@@ -884,6 +884,18 @@ impl Reconciler {
         run: &mut Run,
     ) -> ReconcileResult<()> {
         let target = json!({ "organization": organization, "user": user });
+        self.join_organization_as(organization, user, target, run)
+            .await
+    }
+
+    /// Join with `target` as the audit's description of the call.
+    async fn join_organization_as(
+        &self,
+        organization: Uuid,
+        user: Uuid,
+        target: Value,
+        run: &mut Run,
+    ) -> ReconcileResult<()> {
         match self
             .call(
                 run,
@@ -904,33 +916,63 @@ impl Reconciler {
         }
     }
 
-    /// Put the organization roles the rules give, in every organization a rule manages.
+    /// Put the organization roles the rules and the SCIM roles give, in every organization they
+    /// manage; and the memberships the SCIM entitlements give, in every organization
+    /// `[entitlements.grantable]` offers: joined while an entitlement is held, left when none
+    /// is and nothing else keeps the user there (a role in it, or `users.organization`).
     async fn converge_org_roles(
         &self,
         desired: &DesiredUser,
         user: Uuid,
         run: &mut Run,
     ) -> ReconcileResult<()> {
-        if desired.roles.org.is_empty() {
+        if desired.roles.organizations().is_empty() {
             return Ok(());
         }
         let mut wanted: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
+        let mut entitled: BTreeMap<Uuid, bool> = BTreeMap::new();
         let mut granted_by: BTreeMap<Uuid, BTreeMap<&str, &BTreeSet<String>>> = BTreeMap::new();
-        for (key, roles) in &desired.roles.org {
-            let org_ref = if key.eq_ignore_ascii_case("default") {
-                OrganizationRef::Default
-            } else {
-                OrganizationRef::Named(key.clone())
-            };
-            let id = self.organization_id(&org_ref).await?;
-            wanted.entry(id).or_default().extend(roles.iter().cloned());
+        for key in desired.roles.organizations() {
+            let id = self.organization_id(&OrganizationRef::parse(key)).await?;
+            if let Some(roles) = desired.roles.org.get(key) {
+                wanted.entry(id).or_default().extend(roles.iter().cloned());
+            }
+            if let Some(held) = desired.roles.memberships.get(key) {
+                *entitled.entry(id).or_default() |= held;
+            }
             granted_by
                 .entry(id)
                 .or_default()
                 .extend(desired.roles.org_sources(key));
         }
-        let actual = self.client.user_roles(user).await?.organization_roles;
+        let mut actual = self.client.user_roles(user).await?.organization_roles;
+        let home = self.home_organization().await?;
+        let keeps = |org: &Uuid| {
+            *org == home
+                || entitled.get(org).is_some_and(|held| *held)
+                || wanted.get(org).is_some_and(|roles| !roles.is_empty())
+        };
+        for (organization, _) in entitled.iter().filter(|(_, held)| **held) {
+            if !actual.contains_key(organization) {
+                let target = json!({
+                    "organization": organization,
+                    "user": user,
+                    "granted_by": granted_by.get(organization),
+                });
+                self.join_organization_as(*organization, user, target, run)
+                    .await?;
+                actual.insert(*organization, Vec::new());
+            }
+        }
+        let leaving: BTreeSet<Uuid> = entitled
+            .keys()
+            .filter(|org| actual.contains_key(org) && !keeps(org))
+            .copied()
+            .collect();
         for (organization, roles) in org_role_changes(&wanted, &actual) {
+            if leaving.contains(&organization) {
+                continue;
+            }
             if !actual.contains_key(&organization) {
                 self.join_organization(organization, user, run).await?;
             }
@@ -948,6 +990,28 @@ impl Reconciler {
                     .set_organization_member_roles(organization, user, &roles),
             )
             .await?;
+        }
+        for organization in leaving {
+            // The entitlement was revoked (or never held) and nothing else keeps the user here.
+            let target = json!({
+                "organization": organization,
+                "user": user,
+                "revoked": "no SCIM entitlement, organization role or users.organization keeps the user in this organization",
+            });
+            match self
+                .call(
+                    run,
+                    "remove_organization_member",
+                    target,
+                    self.client.remove_organization_member(organization, user),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Gone already: what we wanted.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }

@@ -200,6 +200,7 @@ struct FileSettings {
     offboarding: Option<toml::Value>,
     groups: Option<toml::Value>,
     roles: Option<toml::Value>,
+    entitlements: Option<toml::Value>,
     agents: Option<toml::Value>,
 }
 
@@ -733,6 +734,7 @@ impl Settings {
             ("offboarding", file.offboarding),
             ("groups", file.groups),
             ("roles", file.roles),
+            ("entitlements", file.entitlements),
             ("agents", file.agents),
         ] {
             if let Some(v) = value {

@@ -5,7 +5,9 @@
 //! No I/O and no async: everything here is a pure function of its inputs, which is why most of
 //! the bridge's tests, property tests and fuzz targets live in this crate.
 
+pub mod catalog;
 pub mod dialect;
+pub mod entitlements;
 pub mod error;
 pub mod filter;
 pub mod patch;

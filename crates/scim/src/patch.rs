@@ -69,6 +69,9 @@ pub struct PatchOptions {
     /// The roles a User may carry once patched (see [`crate::roles`]); the default catalog
     /// offers none and checks nothing.
     pub roles: std::sync::Arc<crate::roles::RoleCatalog>,
+    /// The entitlements a User may carry once patched (see [`crate::entitlements`]); the
+    /// default catalog offers none and checks nothing.
+    pub entitlements: std::sync::Arc<crate::entitlements::EntitlementCatalog>,
 }
 
 impl Default for PatchOptions {
@@ -77,6 +80,7 @@ impl Default for PatchOptions {
         PatchOptions {
             replace_missing_filter_adds: true,
             roles: Default::default(),
+            entitlements: Default::default(),
         }
     }
 }
@@ -88,6 +92,16 @@ impl PatchOptions {
             replace_missing_filter_adds: false,
             ..PatchOptions::default()
         }
+    }
+
+    /// A User, however written (POST, PUT, PATCH, Bulk), may only carry the roles and
+    /// entitlements on offer: otherwise 400 `invalidValue` naming the first other one.
+    pub fn check_grants(&self, kind: ResourceKind, attrs: &Map<String, Value>) -> ScimResult<()> {
+        if kind == ResourceKind::User {
+            self.roles.check_user(attrs)?;
+            self.entitlements.check_user(attrs)?;
+        }
+        Ok(())
     }
 }
 
@@ -260,9 +274,7 @@ pub fn apply(
     // A PATCH may clear what a POST must carry (`"userName":""`, a remove of a Group's
     // `displayName`): the result is checked like a POST body, a 400 `invalidValue`.
     resource::check_required(kind, &engine.doc, registry)?;
-    if kind == ResourceKind::User {
-        opts.roles.check_user(&engine.doc)?;
-    }
+    opts.check_grants(kind, &engine.doc)?;
     resource::refresh_schemas(kind, &mut engine.doc);
     Ok(engine.doc)
 }

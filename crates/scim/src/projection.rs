@@ -115,6 +115,30 @@ impl Projection {
         out
     }
 
+    /// The projection of `resource`, a resource with the one schema `urn` and no extension (a
+    /// catalog's `Role` or `Entitlement`).
+    pub fn apply_in_schema(
+        &self,
+        urn: &str,
+        resource: &Map<String, Value>,
+        registry: &Registry,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (key, value) in resource {
+            if key == SCHEMAS {
+                out.insert(key.clone(), value.clone());
+                continue;
+            }
+            let def = registry
+                .resolve_in_schema(urn, &AttrPath::simple(key))
+                .map(|r| r.attr);
+            if let Some(value) = self.project(urn, def, key, value) {
+                out.insert(key.clone(), value);
+            }
+        }
+        out
+    }
+
     /// Whether a response would carry (some of) `path`: the store asks before loading a Group's
     /// members (Entra reads groups with `excludedAttributes=members`).
     pub fn wants(&self, kind: ResourceKind, path: &AttrPath) -> bool {

@@ -27,7 +27,7 @@ use crate::filter::{self, Filter, ast::AttrPath};
 use crate::path::PatchPath;
 use crate::projection::Projection;
 use crate::resource::{attribute_in, is_primary};
-use crate::schema::{AttrType, Registry, ResourceKind};
+use crate::schema::{AttrType, Registry, ResolvedAttr, ResourceKind};
 
 /// The most resources one page returns.
 pub const MAX_RESULTS: usize = 1000;
@@ -330,7 +330,26 @@ impl SortKey {
         sort_by: &AttrPath,
         registry: &Registry,
     ) -> SortKey {
-        SortKey(sort_key(kind, item, sort_by, registry))
+        SortKey(
+            registry
+                .resolve(kind, sort_by)
+                .and_then(|resolved| sort_key(item, &resolved)),
+        )
+    }
+
+    /// The key of `item`, a resource with the one schema `urn` (a catalog's `Role` or
+    /// `Entitlement`), for `sort_by`, read as [`SortKey::of`] reads it.
+    pub fn in_schema(
+        urn: &str,
+        item: &Map<String, Value>,
+        sort_by: &AttrPath,
+        registry: &Registry,
+    ) -> SortKey {
+        SortKey(
+            registry
+                .resolve_in_schema(urn, sort_by)
+                .and_then(|resolved| sort_key(item, &resolved)),
+        )
     }
 }
 
@@ -456,13 +475,7 @@ impl<T> PartialEq for Ranked<T> {
 
 impl<T> Eq for Ranked<T> {}
 
-fn sort_key(
-    kind: ResourceKind,
-    item: &Map<String, Value>,
-    path: &AttrPath,
-    registry: &Registry,
-) -> Option<KeyValue> {
-    let resolved = registry.resolve(kind, path)?;
+fn sort_key(item: &Map<String, Value>, resolved: &ResolvedAttr<'_>) -> Option<KeyValue> {
     let mut value = attribute_in(item, resolved.schema, &resolved.attr.name)?;
     if let Value::Array(values) = value {
         value = values

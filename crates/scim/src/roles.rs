@@ -1,7 +1,7 @@
 //! The Coder roles an IdP may grant on a User (`roles`), as Okta Identity Governance discovers
 //! them: a `Role` resource type at `/Roles` (Okta's guide "Build a SCIM 2.0 server with
-//! entitlements"; draft-ietf-scim-roles-entitlements), the check every User write passes, and
-//! which offered roles a stored User holds.
+//! entitlements"; draft-ietf-scim-roles-entitlements). The check, the holding and the listing
+//! are the [`Catalog`]'s.
 //!
 //! Decisions:
 //! - A role's `id` is what a client sends back as `roles[].value`: Okta assigns by the Role
@@ -12,10 +12,8 @@
 //! - The catalog is configured (`[roles.grantable]`). Without it the bridge offers no role,
 //!   `roles` stays plain data and is not checked (Entra maps its own app roles there).
 
-use crate::error::{ScimError, ScimResult};
-use crate::filter::{self, Filter};
-use crate::query::ListQuery;
-use serde_json::{Map, Value, json};
+use crate::catalog::{Catalog, CatalogType, Offer};
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// The schema Okta Identity Governance requires of a Role resource type.
@@ -26,6 +24,16 @@ pub const ROLE_RESOURCE_TYPE: &str = "Role";
 
 /// The endpoint below the base URL.
 pub const ROLE_ENDPOINT: &str = "/Roles";
+
+/// The `Role` resource type.
+pub static ROLE_TYPE: CatalogType = CatalogType {
+    name: ROLE_RESOURCE_TYPE,
+    endpoint: ROLE_ENDPOINT,
+    schema: ROLE_SCHEMA,
+    description: "Coder roles an identity provider may grant on a User's roles",
+    user_attribute: "roles",
+    noun: "role",
+};
 
 /// One Coder role an IdP may grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +81,18 @@ impl GrantableRole {
             Some(org) => format!("organization:{org}"),
         }
     }
+}
+
+impl Offer for GrantableRole {
+    const TYPE: &'static CatalogType = &ROLE_TYPE;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
 
     /// The Role resource: Okta's `id` and `displayName`, the draft's `value`, `display`,
     /// `type` and `supported`.
-    pub fn to_scim(&self, base_url: &str) -> Value {
+    fn to_scim(&self, base_url: &str) -> Value {
         let display = self.display_name();
         json!({
             "schemas": [ROLE_SCHEMA],
@@ -86,123 +102,35 @@ impl GrantableRole {
             "display": display,
             "type": self.role_type(),
             "supported": true,
-            "meta": {
-                "resourceType": ROLE_RESOURCE_TYPE,
-                "location": format!("{}{ROLE_ENDPOINT}/{}", base_url.trim_end_matches('/'), self.id),
-            },
+            "meta": ROLE_TYPE.meta(base_url, &self.id),
         })
     }
 }
 
 /// The roles on offer, in a stable order (site roles, then each organization's).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoleCatalog {
-    roles: Vec<GrantableRole>,
-    enabled: bool,
-}
+pub type RoleCatalog = Catalog<GrantableRole>;
 
 impl RoleCatalog {
-    /// A configured catalog (possibly empty: then every role a User carries is refused).
-    pub fn new(roles: Vec<GrantableRole>) -> RoleCatalog {
-        RoleCatalog {
-            roles,
-            enabled: true,
-        }
-    }
-
-    /// Whether roles are offered at all (`[roles.grantable]` is configured).
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Every offered role.
     pub fn roles(&self) -> &[GrantableRole] {
-        &self.roles
+        self.offers()
     }
 
     /// The organizations some offered role lives in: the bridge manages the roles of these.
     pub fn organizations(&self) -> BTreeSet<&str> {
-        self.roles
+        self.offers()
             .iter()
             .filter_map(|r| r.organization.as_deref())
             .collect()
     }
-
-    /// The offered role a client names (`roles[].value`), by id, ignoring case (Coder's names
-    /// are lower case).
-    pub fn find(&self, id: &str) -> Option<&GrantableRole> {
-        let id = id.trim();
-        self.roles.iter().find(|r| r.id.eq_ignore_ascii_case(id))
-    }
-
-    /// The offered roles a User's attributes hold, each once, with the value that named it.
-    /// Values that name no offered role are skipped (a write never stores one while the catalog
-    /// is enabled; see [`RoleCatalog::check_user`]).
-    pub fn held<'c>(&'c self, attrs: &Map<String, Value>) -> Vec<&'c GrantableRole> {
-        if !self.enabled {
-            return Vec::new();
-        }
-        let mut held: Vec<&GrantableRole> = Vec::new();
-        for value in role_values(attrs) {
-            if let Some(role) = self.find(value)
-                && !held.iter().any(|h| h.id == role.id)
-            {
-                held.push(role);
-            }
-        }
-        held
-    }
-
-    /// A User write may only carry offered roles: otherwise 400 `invalidValue` naming the role.
-    pub fn check_user(&self, attrs: &Map<String, Value>) -> ScimResult<()> {
-        if !self.enabled {
-            return Ok(());
-        }
-        match role_values(attrs).find(|v| self.find(v).is_none()) {
-            None => Ok(()),
-            Some(value) => Err(ScimError::invalid_value(format!(
-                "role \"{value}\" is not offered: GET /Roles lists the roles this bridge may grant in Coder"
-            ))),
-        }
-    }
-
-    /// One page of `/Roles` (RFC 7644 §3.4.2): the roles matching the filter, in catalog order,
-    /// paged by `startIndex` and `count`. Returns `(totalResults, page)`.
-    pub fn list(&self, query: &ListQuery) -> (usize, Vec<&GrantableRole>) {
-        let matching: Vec<&GrantableRole> = self
-            .roles
-            .iter()
-            .filter(|r| query.filter.as_ref().is_none_or(|f| role_matches(f, r)))
-            .collect();
-        let total = matching.len();
-        let page = matching[query.window(total)].to_vec();
-        (total, page)
-    }
-}
-
-/// Whether `role` matches `filter` (any attribute of the Role resource, strings ignoring case).
-pub fn role_matches(filter: &Filter, role: &GrantableRole) -> bool {
-    filter::eval::matches_schemaless(filter, &role.to_scim(""))
-}
-
-/// The non-empty `value`s of a User's `roles`.
-fn role_values(attrs: &Map<String, Value>) -> impl Iterator<Item = &str> {
-    crate::dialect::get_ignore_case(attrs, "roles")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| match entry {
-            Value::Object(o) => crate::dialect::get_ignore_case(o, "value").and_then(Value::as_str),
-            Value::String(s) => Some(s.as_str()),
-            _ => None,
-        })
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Registry;
+    use crate::query::ListQuery;
+    use serde_json::Map;
 
     fn catalog() -> RoleCatalog {
         RoleCatalog::new(vec![
@@ -272,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn listing_filters_and_pages() {
+    fn listing_filters_sorts_projects_and_pages() {
         let c = catalog();
         let query = |params: &[(&str, &str)]| {
             let params: Vec<(String, String)> = params
@@ -281,16 +209,54 @@ mod tests {
                 .collect();
             ListQuery::from_params(&params).unwrap()
         };
-        let (total, page) = c.list(&query(&[("filter", "type eq \"site\"")]));
+        let list = |params: &[(&str, &str)]| -> (usize, Vec<Value>) {
+            c.list(
+                &query(params),
+                "https://b.example/scim/v2",
+                Registry::standard(),
+            )
+        };
+        let ids = |page: &[Value]| -> Vec<String> {
+            page.iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let (total, page) = list(&[("filter", "type eq \"site\"")]);
         assert_eq!((total, page.len()), (2, 2));
-        let (total, page) = c.list(&query(&[("filter", "value eq \"Organization-Admin\"")]));
+        let (total, page) = list(&[("filter", "value eq \"Organization-Admin\"")]);
         assert_eq!(
-            (total, page[0].id.as_str()),
-            (1, "default:organization-admin")
+            (total, ids(&page)),
+            (1, vec!["default:organization-admin".into()])
         );
-        let (total, page) = c.list(&query(&[("startIndex", "2"), ("count", "1")]));
-        assert_eq!((total, page[0].id.as_str()), (3, "auditor"));
-        let (_, page) = c.list(&query(&[("filter", "displayName co \"template\"")]));
+        let (total, page) = list(&[("startIndex", "2"), ("count", "1")]);
+        assert_eq!((total, ids(&page)), (3, vec!["auditor".into()]));
+        let (_, page) = list(&[("filter", "displayName co \"template\"")]);
         assert_eq!(page.len(), 1);
+        // RFC 7644 §3.4.2.3: sortBy any attribute, strings ignoring case (caseExact false).
+        let (_, page) = list(&[("sortBy", "value")]);
+        assert_eq!(
+            ids(&page),
+            ["auditor", "default:organization-admin", "template-admin"]
+        );
+        // "Coder template-admin", "Coder organization-admin in …", "Coder auditor".
+        let (_, page) = list(&[("sortBy", "displayName"), ("sortOrder", "descending")]);
+        assert_eq!(
+            ids(&page),
+            ["template-admin", "default:organization-admin", "auditor"]
+        );
+        // RFC 7644 §3.4.2.5: `id` is returned always, `schemas` too.
+        let (_, page) = list(&[("attributes", "displayName")]);
+        let mut keys: Vec<&str> = page[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["displayName", "id", "schemas"]);
+        let (_, page) = list(&[("excludedAttributes", "display,meta,id")]);
+        let first: &Map<String, Value> = page[0].as_object().unwrap();
+        assert!(!first.contains_key("display") && !first.contains_key("meta"));
+        assert!(first.contains_key("id") && first.contains_key("value"));
     }
 }

@@ -42,6 +42,7 @@ const SCHEMA_DOCUMENTS: &[&str] = &[
     include_str!("../../../schemas/EnterpriseUser.json"),
     include_str!("../../../schemas/Group.json"),
     include_str!("../../../schemas/Role.json"),
+    include_str!("../../../schemas/Entitlement.json"),
     include_str!("../../../schemas/Agent.json"),
     include_str!("../../../schemas/AgenticApplication.json"),
 ];
@@ -340,11 +341,21 @@ impl Registry {
                 true,
             )?,
         };
-        let sub = match &path.sub_attr {
-            Some(name) => Some(attr.sub_attribute(name)?),
-            None => None,
-        };
-        Some(ResolvedAttr { schema, attr, sub })
+        with_sub(schema, attr, path)
+    }
+
+    /// Resolve `path` in a resource with the one schema `urn` and no extension (a `Role` or an
+    /// `Entitlement` of a catalog): the common attributes, then that schema's.
+    pub fn resolve_in_schema(&self, urn: &str, path: &AttrPath) -> Option<ResolvedAttr<'_>> {
+        if path
+            .urn
+            .as_deref()
+            .is_some_and(|u| !u.eq_ignore_ascii_case(urn))
+        {
+            return None;
+        }
+        let (schema, attr) = self.find_attribute(&path.attr, std::iter::once(urn), true)?;
+        with_sub(schema, attr, path)
     }
 
     /// The first of the common attributes (when `with_common`) and the schemas `urns` that
@@ -361,6 +372,19 @@ impl Registry {
         urns.filter_map(|urn| self.schema(urn))
             .find_map(|schema| schema.attribute(name).map(|attr| (schema, attr)))
     }
+}
+
+/// `attr` of `schema` with the sub-attribute `path` names, if it has it.
+fn with_sub<'r>(
+    schema: &'r SchemaDef,
+    attr: &'r AttributeDef,
+    path: &AttrPath,
+) -> Option<ResolvedAttr<'r>> {
+    let sub = match &path.sub_attr {
+        Some(name) => Some(attr.sub_attribute(name)?),
+        None => None,
+    };
+    Some(ResolvedAttr { schema, attr, sub })
 }
 
 /// List the common attribute `externalId` among the attributes a core schema document serves.
@@ -601,7 +625,7 @@ mod tests {
     fn common_attributes_resolve_but_are_not_served() {
         let r = Registry::standard();
         assert!(r.schemas().iter().all(|s| s.id != COMMON_ATTRIBUTES));
-        assert_eq!(r.schemas().len(), 6);
+        assert_eq!(r.schemas().len(), 7);
         let id = r
             .resolve(ResourceKind::User, &AttrPath::simple("ID"))
             .expect("id");

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     /// The Coder roles an IdP may grant on a User's `roles` (`[roles.grantable]`), listed at
     /// `/Roles`; by default none, and `roles` is not checked.
     pub roles: std::sync::Arc<scim::roles::RoleCatalog>,
+    /// The Coder entitlements (organization memberships) an IdP may grant on a User's
+    /// `entitlements` (`[entitlements.grantable]`), listed at `/Entitlements`; by default none,
+    /// and `entitlements` is not checked.
+    pub entitlements: std::sync::Arc<scim::entitlements::EntitlementCatalog>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             token_cache_ttl: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             roles: Default::default(),
+            entitlements: Default::default(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl AppState {
             registry: Registry::standard(),
             patch_options: PatchOptions {
                 roles: config.roles.clone(),
+                entitlements: config.entitlements.clone(),
                 ..PatchOptions::default()
             },
             config,

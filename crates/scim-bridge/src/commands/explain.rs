@@ -51,8 +51,9 @@ struct RoleView {
     granted_by: String,
 }
 
-/// Every desired role with what grants it (the rule's group, an offered SCIM role or the
-/// baseline), site roles first.
+/// Every desired role with what grants it (the rule's group, an offered SCIM role or
+/// entitlement, or the baseline), site roles first; an entitled organization membership shows as
+/// its implied role `organization-member`.
 fn role_views(roles: &DesiredRoles) -> Vec<RoleView> {
     let view =
         |scope: String, (role, sources): (&str, &std::collections::BTreeSet<String>)| RoleView {
@@ -64,7 +65,7 @@ fn role_views(roles: &DesiredRoles) -> Vec<RoleView> {
         .site_sources()
         .into_iter()
         .map(|r| view("site".to_owned(), r));
-    let org = roles.org.keys().flat_map(|org| {
+    let org = roles.organizations().into_iter().flat_map(|org| {
         roles
             .org_sources(org)
             .into_iter()

@@ -74,9 +74,11 @@ pub async fn shutdown_signal() {
 }
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    // The mapping rules are checked before anything starts; the service keeps the roles an IdP
-    // may grant (`[roles.grantable]`), the worker reads the rules itself.
-    let grantable = crate::sync::policy(settings)?.roles.grantable;
+    // The mapping rules are checked before anything starts; the service keeps the roles and
+    // entitlements an IdP may grant (`[roles.grantable]`, `[entitlements.grantable]`), the worker
+    // reads the rules itself.
+    let policy = crate::sync::policy(settings)?;
+    let (grantable, entitlements) = (policy.roles.grantable, policy.entitlements.grantable);
     let store = open_and_migrate(settings).await?;
     // From here on the chain ends in a record keyed with the current key.
     if let Some(record) = store.audit().record_key().await? {
@@ -162,6 +164,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 
     let config = server::ServerConfig {
         roles: std::sync::Arc::new(grantable),
+        entitlements: std::sync::Arc::new(entitlements),
         ..server_config(settings)
     };
     let bound = server::bind(config, deps).await.map_err(|e| match &e {

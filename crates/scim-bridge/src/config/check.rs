@@ -522,7 +522,7 @@ pub fn check(
         });
     }
     if let Some(f) = &file {
-        for table in ["users", "offboarding", "groups", "roles"] {
+        for table in ["users", "offboarding", "groups", "roles", "entitlements"] {
             if let Some(source) = f.source_of(table) {
                 effective.push(Effective {
                     setting: "SCIM_BRIDGE_CONFIG",

@@ -16,31 +16,28 @@ pub async fn service_provider_config(req: HttpRequest, state: web::Data<AppState
     scim_json(StatusCode::OK, &body)
 }
 
-/// The resource types (User, Group, and Role while roles are offered), as a ListResponse.
+/// The resource types (User, Group, Agent, AgenticApplication, and Role and Entitlement while
+/// they are offered), as a ListResponse.
 pub async fn resource_types(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     scim_json(
         StatusCode::OK,
-        &discovery::resource_types(
-            state.registry,
-            &base_url(&req, &state),
-            state.config.roles.is_enabled(),
-        ),
+        &discovery::resource_types(state.registry, &base_url(&req, &state), &state.config),
     )
 }
 
-/// One resource type by name (`User`, `Group`, `Role` while roles are offered); 404 for any
-/// other.
+/// One resource type by name (`User`, `Group`, …, `Role` and `Entitlement` while offered); 404
+/// for any other.
 pub async fn resource_type(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let id = path_id(&req);
     let base = base_url(&req, &state);
-    if state.config.roles.is_enabled() && id.eq_ignore_ascii_case(scim::roles::ROLE_RESOURCE_TYPE) {
-        return Ok(scim_json(
-            StatusCode::OK,
-            &discovery::role_resource_type(&base),
-        ));
+    if let Some(catalog) = discovery::catalog_types(&state.config)
+        .into_iter()
+        .find(|t| t.name.eq_ignore_ascii_case(&id))
+    {
+        return Ok(scim_json(StatusCode::OK, &catalog.resource_type(&base)));
     }
     let kind = discovery::find_resource_type(&id)
         .ok_or_else(|| ApiError::not_found(format!("no resource type \"{id}\"")))?;

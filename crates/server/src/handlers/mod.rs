@@ -8,13 +8,13 @@
 //! can reach a protected handler without passing the middleware.
 
 mod bulk;
+mod catalogs;
 mod discovery;
 mod fallback;
 pub(crate) mod health;
 mod me;
 mod oauth_token;
 mod resources;
-mod roles;
 
 use crate::SCIM_BASE_PATH;
 use crate::edge;
@@ -131,8 +131,16 @@ fn scim(table: &mut RouteTable) -> actix_web::Scope {
                 .route(web::post().to(bulk::bulk))
                 .default_service(web::to(fallback::method_not_allowed)),
         )
-        .service(get_only(table.protected("/Roles"), roles::list))
-        .service(get_only(table.protected("/Roles/{id}"), roles::get))
+        .service(get_only(table.protected("/Roles"), catalogs::roles))
+        .service(get_only(table.protected("/Roles/{id}"), catalogs::role))
+        .service(get_only(
+            table.protected("/Entitlements"),
+            catalogs::entitlements,
+        ))
+        .service(get_only(
+            table.protected("/Entitlements/{id}"),
+            catalogs::entitlement,
+        ))
         .service(table.protected("/Me").to(me::me))
         .service(table.protected("/Me/{tail:.*}").to(me::me))
         .default_service(web::to(fallback::not_found));

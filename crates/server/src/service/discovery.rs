@@ -1,7 +1,10 @@
 //! Discovery documents (RFC 7644 §4, RFC 7643 §5–§7): what the bridge supports, told truthfully.
 
 use crate::config::ServerConfig;
+use scim::catalog::CatalogType;
+use scim::entitlements::ENTITLEMENT_TYPE;
 use scim::query::{MAX_RESULTS, list_response};
+use scim::roles::ROLE_TYPE;
 use scim::schema::SchemaDef;
 use scim::{Registry, ResourceKind};
 use serde_json::{Value, json};
@@ -47,21 +50,30 @@ pub fn service_provider_config(config: &ServerConfig, base_url: &str) -> Value {
             "location": format!("{base_url}/ServiceProviderConfig"),
         },
     });
-    // draft-ietf-scim-roles-entitlements: a provider serving /Roles says so here. A user may
-    // hold several roles; `primary` and `type` on a user's roles mean nothing to the bridge.
-    if config.roles.is_enabled()
+    // draft-ietf-scim-roles-entitlements: a provider serving /Roles or /Entitlements says so
+    // here. A user may hold several of each; `primary` and `type` on them mean nothing to the
+    // bridge.
+    let (roles, entitlements) = (config.roles.is_enabled(), config.entitlements.is_enabled());
+    if (roles || entitlements)
         && let Some(object) = document.as_object_mut()
     {
+        let block = |supported: bool, multiple: &str| {
+            if supported {
+                json!({
+                    "supported": true,
+                    multiple: true,
+                    "primarySupported": false,
+                    "typeSupported": false,
+                })
+            } else {
+                json!({"supported": false})
+            }
+        };
         object.insert(
             "RolesAndEntitlements".into(),
             json!({
-                "roles": {
-                    "supported": true,
-                    "multipleRolesSupported": true,
-                    "primarySupported": false,
-                    "typeSupported": false,
-                },
-                "entitlements": {"supported": false},
+                "roles": block(roles, "multipleRolesSupported"),
+                "entitlements": block(entitlements, "multipleEntitlementsSupported"),
             }),
         );
     }
@@ -96,35 +108,31 @@ pub fn resource_type(kind: ResourceKind, registry: &Registry, base_url: &str) ->
     })
 }
 
-/// `/ResourceTypes` as a ListResponse; `Role` only while roles are offered (`[roles.grantable]`).
-pub fn resource_types(registry: &Registry, base_url: &str, roles_offered: bool) -> Value {
+/// `/ResourceTypes` as a ListResponse; `Role` and `Entitlement` only while offered
+/// (`[roles.grantable]`, `[entitlements.grantable]`).
+pub fn resource_types(registry: &Registry, base_url: &str, config: &ServerConfig) -> Value {
     let mut items: Vec<Value> = KINDS
         .iter()
         .map(|k| resource_type(*k, registry, base_url))
         .collect();
-    if roles_offered {
-        items.push(role_resource_type(base_url));
-    }
+    items.extend(
+        catalog_types(config)
+            .into_iter()
+            .map(|t| t.resource_type(base_url)),
+    );
     list_response(items.len(), 1, items)
 }
 
-/// The `Role` resource type as Okta Identity Governance reads it: its `schema` must be Okta's
-/// Role URN for the roles to appear on the app's Governance tab.
-pub fn role_resource_type(base_url: &str) -> Value {
-    use scim::roles::{ROLE_ENDPOINT, ROLE_RESOURCE_TYPE, ROLE_SCHEMA};
-    json!({
-        "schemas": [RESOURCE_TYPE_SCHEMA],
-        "id": ROLE_RESOURCE_TYPE,
-        "name": ROLE_RESOURCE_TYPE,
-        "endpoint": ROLE_ENDPOINT,
-        "description": "Coder roles an identity provider may grant on a User's roles",
-        "schema": ROLE_SCHEMA,
-        "schemaExtensions": [],
-        "meta": {
-            "resourceType": "ResourceType",
-            "location": format!("{base_url}/ResourceTypes/{ROLE_RESOURCE_TYPE}"),
-        },
-    })
+/// The catalog resource types the configuration offers: `Role`, `Entitlement`.
+pub fn catalog_types(config: &ServerConfig) -> Vec<&'static CatalogType> {
+    let mut types = Vec::new();
+    if config.roles.is_enabled() {
+        types.push(&ROLE_TYPE);
+    }
+    if config.entitlements.is_enabled() {
+        types.push(&ENTITLEMENT_TYPE);
+    }
+    types
 }
 
 /// A ResourceType by id (`User`, `Group`; case-insensitive).

@@ -23,9 +23,7 @@ pub async fn create(
     body: Value,
 ) -> ApiResult<StoredResource> {
     let body = normalize(kind, body, state.registry)?;
-    if kind == ResourceKind::User {
-        state.config.roles.check_user(&body.attrs)?;
-    }
+    state.patch_options.check_grants(kind, &body.attrs)?;
     Ok(state.resources.create(write.context(), kind, body).await?)
 }
 
@@ -55,13 +53,11 @@ pub async fn replace(
 ) -> ApiResult<StoredResource> {
     let body = normalize(kind, body, state.registry)?;
     let registry = state.registry;
-    let roles = state.config.roles.clone();
+    let grants = state.patch_options.clone();
     let next = move |current: &StoredResource| {
         let password = body.password.clone();
         let attrs = apply_put(kind, &current.attrs, body, registry)?;
-        if kind == ResourceKind::User {
-            roles.check_user(&attrs)?;
-        }
+        grants.check_grants(kind, &attrs)?;
         Ok(ResourceBody { attrs, password })
     };
     Ok(state

@@ -13,6 +13,7 @@ mod bulk;
 mod credentials;
 mod cursor;
 mod discovery;
+mod entitlements;
 mod entra_validation;
 mod fixtures;
 mod groups;

@@ -85,6 +85,36 @@ async fn roles_are_listed_filtered_and_paged(backend: Backend) {
     assert_eq!(page.body["itemsPerPage"], 2);
     assert_eq!(ids(&page.body), ["user-admin", "auditor"]);
 
+    // sortBy/sortOrder and attributes/excludedAttributes as on /Users.
+    let sorted = srv.get("/Roles?sortBy=value&sortOrder=descending").await;
+    assert_eq!(sorted.status, 200, "{}", sorted.text);
+    assert_eq!(
+        ids(&sorted.body),
+        [
+            "user-admin",
+            "template-admin",
+            "default:organization-admin",
+            "auditor"
+        ]
+    );
+    let projected = srv.get("/Roles?attributes=value&count=1").await;
+    let mut keys: Vec<&String> = projected.body["Resources"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "value"], "{}", projected.text);
+    let excluded = srv
+        .get("/Roles/auditor?excludedAttributes=displayName,display")
+        .await;
+    assert_eq!(excluded.body["value"], "auditor");
+    assert!(
+        excluded.body.get("displayName").is_none(),
+        "{}",
+        excluded.text
+    );
+
     let one = srv.get("/Roles/default:organization-admin").await;
     assert_eq!(one.status, 200, "{}", one.text);
     assert_eq!(one.body["value"], "organization-admin");
