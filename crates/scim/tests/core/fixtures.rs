@@ -3,13 +3,14 @@
 //! runs them all.
 //!
 //! A fixture holds `kind` (`User`, `Group`, `Agent`, `AgenticApplication`), `action` (`create` = POST normalisation, `replace` =
-//! PUT, `patch`), the `request`, for `replace`/`patch` the `current` resource, and either
+//! PUT, `patch`; `list`, a GET of `/Roles` or `/Entitlements`, is the API suite's), the `request`, for `replace`/`patch` the `current` resource, and either
 //! `expected` (the resulting resource), optionally `expected_password`, or `expected_error`
 //! (`status`, `scimType`). Group PATCH fixtures may carry `expected_plan`: the member-row plan
 //! the store follows, which is also checked to produce the same membership as `apply`.
 
 use std::path::{Path, PathBuf};
 
+use scim::entitlements::{EntitlementCatalog, GrantableEntitlement};
 use scim::patch::{self, GroupPatchStep, MemberChange, PatchOptions};
 use scim::resource;
 use scim::roles::{GrantableRole, RoleCatalog};
@@ -52,23 +53,39 @@ fn object(value: &Value) -> Map<String, Value> {
     value.as_object().cloned().expect("a JSON object")
 }
 
-/// The roles the bridge offers while the fixture runs (`options.grantable_roles`: site role
-/// names and `<organization>:<name>`); none configured without it.
-fn catalog(fixture: &Value) -> RoleCatalog {
-    let Some(ids) = fixture["options"]["grantable_roles"].as_array() else {
-        return RoleCatalog::default();
-    };
-    RoleCatalog::new(
-        ids.iter()
-            .map(|id| {
-                let id = id.as_str().expect("a role id");
-                match id.split_once(':') {
-                    Some((org, name)) => GrantableRole::in_organization(org, name),
-                    None => GrantableRole::site(id),
-                }
-            })
-            .collect(),
-    )
+/// The roles and entitlements the bridge offers while the fixture runs
+/// (`options.grantable_roles`: site role names and `<organization>:<name>`;
+/// `options.grantable_entitlements`: organizations); none configured without them.
+fn grants(fixture: &Value) -> PatchOptions {
+    let roles = fixture["options"]["grantable_roles"].as_array().map(|ids| {
+        RoleCatalog::new(
+            ids.iter()
+                .map(|id| {
+                    let id = id.as_str().expect("a role id");
+                    match id.split_once(':') {
+                        Some((org, name)) => GrantableRole::in_organization(org, name),
+                        None => GrantableRole::site(id),
+                    }
+                })
+                .collect(),
+        )
+    });
+    let entitlements = fixture["options"]["grantable_entitlements"]
+        .as_array()
+        .map(|orgs| {
+            EntitlementCatalog::new(
+                orgs.iter()
+                    .map(|o| {
+                        GrantableEntitlement::organization(o.as_str().expect("an organization"))
+                    })
+                    .collect(),
+            )
+        });
+    PatchOptions {
+        roles: roles.unwrap_or_default().into(),
+        entitlements: entitlements.unwrap_or_default().into(),
+        ..PatchOptions::default()
+    }
 }
 
 /// What running a fixture produced: the resource and the password taken out of the request.
@@ -79,14 +96,14 @@ fn run(fixture: &Value) -> ScimResult<(Map<String, Value>, Option<String>)> {
     match fixture["action"].as_str() {
         Some("create") => {
             let body = resource::normalize(kind, request, registry)?;
-            catalog(fixture).check_user(&body.attrs)?;
+            grants(fixture).check_grants(kind, &body.attrs)?;
             Ok((body.attrs, body.password))
         }
         Some("replace") => {
             let body = resource::normalize(kind, request, registry)?;
             let password = body.password.clone();
             let next = resource::replace(kind, &object(&fixture["current"]), body, registry)?;
-            catalog(fixture).check_user(&next)?;
+            grants(fixture).check_grants(kind, &next)?;
             Ok((next, password))
         }
         Some("patch") => {
@@ -96,10 +113,7 @@ fn run(fixture: &Value) -> ScimResult<(Map<String, Value>, Option<String>)> {
             } else {
                 None
             };
-            let mut options = PatchOptions {
-                roles: catalog(fixture).into(),
-                ..PatchOptions::default()
-            };
+            let mut options = grants(fixture);
             if let Some(adds) = fixture["options"]["replace_missing_filter_adds"].as_bool() {
                 options.replace_missing_filter_adds = adds;
             }
@@ -240,6 +254,10 @@ fn run_all(idp: &str, minimum: usize) {
         "expected at least {minimum} {idp} fixtures"
     );
     for (name, fixture) in &fixtures {
+        // A GET of a catalog (`/Roles`, `/Entitlements`): replayed over HTTP by the API suite.
+        if fixture["action"] == "list" {
+            continue;
+        }
         check(name, fixture);
     }
 }

@@ -7,9 +7,13 @@
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestServer};
+use scim::entitlements::{EntitlementCatalog, GrantableEntitlement};
+use scim::roles::{GrantableRole, RoleCatalog};
 use serde_json::{Map, Value};
+use server::ServerConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 on_both_backends!(okta_fixtures, entra_fixtures);
 
@@ -37,17 +41,46 @@ async fn replay_all(backend: Backend, idp: &str) {
     {
         let fixture: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         // Fixtures of the strict RFC PATCH mode: the service runs the IdP-compatible mode.
-        if fixture.get("options").is_some() {
+        if fixture["options"]
+            .get("replace_missing_filter_adds")
+            .is_some()
+        {
             continue;
         }
-        // A fresh server per fixture, so names and ids never collide between fixtures.
-        let Some(srv) = TestServer::start(backend).await else {
+        // A fresh server per fixture, so names and ids never collide between fixtures; with the
+        // roles and entitlements the fixture offers.
+        let Some(srv) = TestServer::start_with(backend, |c| offer(c, &fixture), None).await else {
             return;
         };
         replay(&srv, file.file_name().unwrap().to_str().unwrap(), &fixture).await;
         replayed += 1;
     }
     assert!(replayed >= 10, "only {replayed} {idp} fixtures replayed");
+}
+
+/// `options.grantable_roles` (site role names and `<organization>:<name>`) and
+/// `options.grantable_entitlements` (organizations), as `[roles.grantable]` and
+/// `[entitlements.grantable]` would configure them.
+fn offer(config: &mut ServerConfig, fixture: &Value) {
+    let strings = |key: &str| -> Option<Vec<String>> {
+        fixture["options"][key].as_array().map(|items| {
+            items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_owned())
+                .collect()
+        })
+    };
+    if let Some(ids) = strings("grantable_roles") {
+        let roles = ids.iter().map(|id| match id.split_once(':') {
+            Some((org, name)) => GrantableRole::in_organization(org, name),
+            None => GrantableRole::site(id),
+        });
+        config.roles = Arc::new(RoleCatalog::new(roles.collect()));
+    }
+    if let Some(orgs) = strings("grantable_entitlements") {
+        let offered = orgs.iter().map(|o| GrantableEntitlement::organization(o));
+        config.entitlements = Arc::new(EntitlementCatalog::new(offered.collect()));
+    }
 }
 
 fn members(resource: &Value) -> Vec<String> {
@@ -76,6 +109,9 @@ fn rewrite(value: &Value, ids: &[(String, String)]) -> Value {
 }
 
 async fn replay(srv: &TestServer, name: &str, fixture: &Value) {
+    if fixture["action"] == "list" {
+        return replay_list(srv, name, fixture).await;
+    }
     let kind = fixture["kind"].as_str().unwrap();
     let endpoint = if kind == "User" { "/Users" } else { "/Groups" };
     let action = fixture["action"].as_str().unwrap();
@@ -134,6 +170,23 @@ async fn replay(srv: &TestServer, name: &str, fixture: &Value) {
     let actual = srv.get(&format!("{endpoint}/{id}")).await.body;
     let expected = rewrite(expected, &ids);
     compare(name, &expected, &actual);
+}
+
+/// A GET of a catalog (`/Roles`, `/Entitlements`) answers the expected ListResponse; each
+/// resource as [`compare`] reads it (`meta` carries this server's address).
+async fn replay_list(srv: &TestServer, name: &str, fixture: &Value) {
+    let reply = srv.get(fixture["request"]["path"].as_str().unwrap()).await;
+    assert_eq!(reply.status, 200, "{name}: {}", reply.text);
+    let expected = &fixture["expected"];
+    for key in ["schemas", "totalResults", "startIndex", "itemsPerPage"] {
+        assert_eq!(reply.body[key], expected[key], "{name}: {key}");
+    }
+    let got = reply.body["Resources"].as_array().unwrap();
+    let want = expected["Resources"].as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{name}: {}", reply.text);
+    for (got, want) in got.iter().zip(want) {
+        compare(name, want, got);
+    }
 }
 
 /// The resource read back holds exactly the expected attributes (members as a set of ids;
