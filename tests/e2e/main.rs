@@ -13,6 +13,7 @@ mod ops_listener;
 mod pg_restart;
 #[path = "../shared/receiver.rs"]
 mod receiver;
+mod reports;
 mod roles;
 mod schema;
 mod siem;

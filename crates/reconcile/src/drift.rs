@@ -8,6 +8,9 @@
 //! agent's wanted status follows its owners as the worker decides it (the owner cascade).
 //! Organization roles are not compared here (that needs a call per user); they are re-applied
 //! whenever a user or agent is reconciled.
+//!
+//! The plan also lists the Coder accounts no SCIM resource manages (`orphans`); [`repair`]
+//! queues the fixes and applies `[orphans]` to them.
 
 use crate::agents::{ISSUE_OWNERS_INACTIVE, OwnerState, desired_agent, owner_verdict};
 use crate::desired::{DesiredUser, GroupIdentity, desired_group};
@@ -47,6 +50,8 @@ pub struct DriftPlan {
     /// Agents (the `Agent` resources; agent users count as users).
     pub agents_checked: u64,
     pub groups_checked: u64,
+    /// Coder accounts no SCIM resource manages, by username, with what `[orphans]` does.
+    pub orphans: Vec<crate::orphans::Orphan>,
 }
 
 impl DriftPlan {
@@ -59,7 +64,7 @@ impl DriftPlan {
         counts
     }
 
-    /// Whether Coder matches the desired state.
+    /// Whether Coder matches the desired state of every SCIM resource (orphans aside).
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -85,6 +90,23 @@ impl fmt::Display for DriftPlan {
                 item.detail
             )?;
         }
+        if !self.orphans.is_empty() {
+            writeln!(
+                f,
+                "{} Coder account(s) no SCIM resource manages:",
+                self.orphans.len()
+            )?;
+            for orphan in &self.orphans {
+                writeln!(
+                    f,
+                    "  orphan             {} <{}> {:?}: {}",
+                    orphan.user.username,
+                    orphan.user.email,
+                    orphan.user.status,
+                    orphan.disposition.as_str()
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -107,7 +129,7 @@ pub enum DriftProgress {
 }
 
 /// Page through every stored resource of `kind`.
-async fn for_each_resource(
+pub async fn for_each_resource(
     resources: &ResourceReader,
     kind: ResourceKind,
     options: GetOptions,
@@ -209,6 +231,8 @@ pub async fn plan(
         bridge_user: identity.user.id,
     };
     let mut seen = HashSet::new();
+    // Emails of stored Users: an account with one is theirs (mapped, adopted, or flagged).
+    let mut claimed: HashSet<String> = HashSet::new();
     for user in users {
         plan.users_checked += 1;
         seen.insert(user.id.clone());
@@ -223,6 +247,7 @@ pub async fn plan(
         else {
             continue;
         };
+        claimed.insert(desired.email.to_ascii_lowercase());
         plan_account(&mut plan, ResourceKind::User, &desired, &actual_state);
         if plan.users_checked % 1000 == 0 {
             progress(DriftProgress::UsersChecked {
@@ -308,6 +333,14 @@ pub async fn plan(
             });
         }
     }
+
+    plan.orphans = crate::orphans::find(
+        &policy.orphans,
+        coder_users.values().cloned(),
+        &managed,
+        &claimed,
+        identity.user.id,
+    );
 
     if reconciler.mirroring_groups().await? {
         plan_groups(
@@ -516,6 +549,26 @@ async fn plan_groups(
         }
     }
     Ok(())
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Resources queued for sync.
+    pub queued: u64,
+    /// Orphaned Coder accounts suspended.
+    pub orphans_suspended: u64,
+}
+
+/// Act on the plan: queue the resources it names, and apply `[orphans]` to the accounts no
+/// SCIM resource manages.
+pub async fn repair(reconciler: &Reconciler, plan: &DriftPlan) -> ReconcileResult<Repaired> {
+    let queued = enqueue(&reconciler.store().outbox, plan).await?;
+    let orphans_suspended = crate::orphans::apply(reconciler, &plan.orphans).await?;
+    Ok(Repaired {
+        queued,
+        orphans_suspended,
+    })
 }
 
 /// Queue every resource the plan names (once each, at the highest priority any of its items

@@ -53,6 +53,28 @@ pub fn group_ids(user: &StoredResource) -> Vec<String> {
         .collect()
 }
 
+/// The desired Coder account of a stored User or Agent (loaded with its groups), for the access
+/// report: the person's account, or the service account of an Agent or of a User an
+/// `[[agents.users]]` rule marks. An Agent is taken as active when its SCIM record is; the
+/// owner cascade (which may keep it suspended) is the worker's and shows in Coder's status.
+pub async fn desired_account(
+    store: &ResourceReader,
+    policy: &Policy,
+    resource: &StoredResource,
+) -> ReconcileResult<Result<DesiredUser, NotProvisionable>> {
+    let groups = group_identities(store, policy, &group_ids(resource)).await?;
+    Ok(match resource.kind {
+        ResourceKind::Agent => crate::agents::desired_agent(
+            policy,
+            &resource.id,
+            &resource.attrs,
+            &groups,
+            scim::resource::active(&resource.attrs),
+        ),
+        _ => crate::agents::desired_account_of_user(policy, &resource.id, &resource.attrs, &groups),
+    })
+}
+
 /// The explanation of stored User `resource` (loaded with its groups).
 pub async fn explain_user(
     store: &ResourceReader,

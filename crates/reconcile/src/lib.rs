@@ -7,7 +7,7 @@
 //! refuses the token); [`drift`] compares everything in bulk and queues what differs.
 //!
 //! - [`Policy`]: the mapping rules (`[users]`, `[offboarding]`, `[groups]`, `[roles]`,
-//!   `[agents]`).
+//!   `[agents]`, `[orphans]`).
 //! - Agents (SCIM `Agent` resources and Users an `[[agents.users]]` rule marks) become Coder
 //!   service accounts through the same reconcile as Users, with their own roles and an owner
 //!   cascade (see `agents`).
@@ -39,7 +39,9 @@
 //!   member to the group's organization only when Coder refuses the group PATCH for that
 //!   reason. Adding is idempotent (Coder's "already a member" counts as done).
 //!
-//! Drift repair and the CLI queue rows; they write nothing to Coder themselves.
+//! Drift repair and the CLI queue rows; they write nothing to Coder themselves, except that
+//! drift repair suspends Coder accounts no SCIM resource manages when `[orphans] action =
+//! "suspend"` (no reconcile writes those: see `orphans`).
 //!
 //! # Level-triggered: what each path keeps true after a crash at any instant
 //!
@@ -97,6 +99,7 @@ pub mod explain;
 mod groups;
 pub mod naming;
 pub mod observer;
+pub mod orphans;
 pub mod policy;
 mod reconciler;
 pub mod status;

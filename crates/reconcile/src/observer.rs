@@ -49,6 +49,11 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     /// The worker waits with nothing to do (no metric: tests on paused time move time on from
     /// here, to the worker's next look at the queue).
     fn waiting(&self, _wait: &WorkerWait) {}
+    /// Drift repair found this many Coder accounts no SCIM resource manages
+    /// (`scim_bridge_orphan_accounts`).
+    fn orphans(&self, _count: u64) {}
+    /// Drift repair suspended one of them (`scim_bridge_orphans_suspended_total`).
+    fn orphan_suspended(&self) {}
 }
 
 /// Reports nothing.
@@ -83,6 +88,9 @@ pub struct Recorded {
     /// The last of those waits, and the look it ended.
     pub last_wait: Option<WorkerWait>,
     pub last_wait_look: u64,
+    /// The last count of orphaned Coder accounts.
+    pub orphans: Option<u64>,
+    pub orphans_suspended: u64,
 }
 
 impl MemoryObserver {
@@ -147,5 +155,11 @@ impl SyncObserver for MemoryObserver {
             r.last_wait = Some(*wait);
             r.last_wait_look = r.looks;
         });
+    }
+    fn orphans(&self, count: u64) {
+        self.record(|r| r.orphans = Some(count));
+    }
+    fn orphan_suspended(&self) {
+        self.record(|r| r.orphans_suspended += 1);
     }
 }

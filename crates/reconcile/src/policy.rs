@@ -116,7 +116,7 @@ pub enum OrganizationRef {
 
 impl OrganizationRef {
     /// `default` (any case) or a name or id, as the configuration writes an organization.
-    pub(crate) fn parse(text: &str) -> OrganizationRef {
+    pub fn parse(text: &str) -> OrganizationRef {
         if text.eq_ignore_ascii_case("default") {
             OrganizationRef::Default
         } else {
@@ -311,6 +311,8 @@ pub struct Policy {
     pub entitlements: EntitlementPolicy,
     /// `[agents]`: agents and agent users as Coder service accounts.
     pub agents: crate::agent_policy::AgentPolicy,
+    /// `[orphans]`: Coder accounts no SCIM resource manages.
+    pub orphans: crate::orphans::OrphanPolicy,
 }
 
 impl Default for Policy {
@@ -338,6 +340,7 @@ impl Default for Policy {
             roles: RolePolicy::default(),
             entitlements: EntitlementPolicy::default(),
             agents: crate::agent_policy::AgentPolicy::default(),
+            orphans: crate::orphans::OrphanPolicy::default(),
         }
     }
 }
@@ -425,6 +428,25 @@ struct RuleFile {
     org_roles: BTreeMap<String, Vec<String>>,
 }
 
+/// Emails or Coder usernames, trimmed and in lower case (compared ignoring case); an empty
+/// entry is an error naming it (`key[i]`).
+pub(crate) fn account_names(key: &str, entries: &[String]) -> Result<Vec<String>, PolicyError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let entry = entry.trim().to_ascii_lowercase();
+            if entry.is_empty() {
+                return Err(PolicyError::new(
+                    format!("{key}[{i}]"),
+                    "must be an email or a Coder username",
+                ));
+            }
+            Ok(entry)
+        })
+        .collect()
+}
+
 /// Deserialise the table `key` of `table`, or its default when absent; errors name the table.
 fn section<T: for<'de> Deserialize<'de> + Default>(
     table: &toml::Table,
@@ -446,8 +468,8 @@ fn section<T: for<'de> Deserialize<'de> + Default>(
 }
 
 impl Policy {
-    /// Read and validate the `[users]`, `[offboarding]`, `[groups]`, `[roles]`, `[entitlements]`
-    /// and `[agents]` tables of
+    /// Read and validate the `[users]`, `[offboarding]`, `[groups]`, `[roles]`, `[entitlements]`,
+    /// `[agents]` and `[orphans]` tables of
     /// `table` (other keys are process settings and are not looked at). Absent tables and keys
     /// take the documented defaults; unknown keys inside them are errors.
     pub fn from_toml(table: &toml::Table) -> Result<Policy, PolicyError> {
@@ -507,17 +529,7 @@ impl Policy {
             });
         }
 
-        let mut adopt_owners = Vec::new();
-        for (i, entry) in users.adopt_owners.iter().enumerate() {
-            let entry = entry.trim().to_ascii_lowercase();
-            if entry.is_empty() {
-                return Err(PolicyError::new(
-                    format!("users.adopt_owners[{i}]"),
-                    "must be an email or a Coder username",
-                ));
-            }
-            adopt_owners.push(entry);
-        }
+        let adopt_owners = account_names("users.adopt_owners", &users.adopt_owners)?;
 
         let entitlement_catalog = match entitlements.grantable {
             None => scim::entitlements::EntitlementCatalog::default(),
@@ -578,6 +590,7 @@ impl Policy {
                 grantable: entitlement_catalog,
             },
             agents: crate::agent_policy::AgentPolicy::from_toml(table)?,
+            orphans: section::<crate::orphans::OrphansFile>(table, "orphans")?.validate()?,
         })
     }
 

@@ -40,6 +40,9 @@ pub struct SyncStatus {
     pub login_type_mismatches: u64,
     /// How many resources the worker reconciles at once now (it adapts; `None` before it runs).
     pub concurrency_limit: Option<usize>,
+    /// Coder accounts no SCIM resource manages that the last drift repair left alone because
+    /// `[orphans] action = "report"`.
+    pub orphans_reported: u64,
 }
 
 impl SyncStatus {
@@ -76,6 +79,12 @@ impl SyncStatus {
             warnings.push(format!(
                 "{} managed user(s) have a Coder login_type that differs from the policy; see `scim-bridge status` for the fix",
                 self.login_type_mismatches
+            ));
+        }
+        if self.orphans_reported > 0 {
+            warnings.push(format!(
+                "{} Coder account(s) are not managed by any SCIM resource ([orphans] action = \"report\"); `scim-bridge report access` lists them",
+                self.orphans_reported
             ));
         }
         warnings

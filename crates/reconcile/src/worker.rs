@@ -764,11 +764,11 @@ async fn dispatch(reconciler: &Reconciler, event: &OutboxEvent) -> ReconcileResu
     reconciler.reconcile(event.kind, &event.resource_id).await
 }
 
-/// One periodic drift repair: plan, then queue the fixes.
+/// One periodic drift repair: plan, then queue the fixes and apply `[orphans]`.
 async fn run_drift(reconciler: Arc<Reconciler>) -> ReconcileResult<u64> {
     let plan = drift::plan(&reconciler, &mut |_| {}).await?;
     if !plan.is_empty() {
         tracing::info!(differences = plan.items.len(), "drift repair queued fixes");
     }
-    drift::enqueue(&reconciler.store().outbox, &plan).await
+    Ok(drift::repair(&reconciler, &plan).await?.queued)
 }

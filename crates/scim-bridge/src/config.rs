@@ -146,6 +146,14 @@ pub struct SettingsArgs {
     pub max_attempts: Option<String>,
     #[arg(long, env = "SCIM_BRIDGE_DRIFT_INTERVAL", global = true)]
     pub drift_interval: Option<String>,
+    /// What drift repair does with Coder accounts no SCIM resource manages: `report` or
+    /// `suspend`.
+    #[arg(long, env = "SCIM_BRIDGE_ORPHANS_ACTION", global = true)]
+    pub orphans_action: Option<String>,
+    /// Coder usernames or emails (comma-separated) drift repair never suspends: break-glass
+    /// accounts.
+    #[arg(long, env = "SCIM_BRIDGE_ORPHANS_ALLOW", global = true)]
+    pub orphans_allow: Option<String>,
     /// How long an access token from /oauth/token lives (5m to 6h).
     #[arg(long, env = "SCIM_BRIDGE_OAUTH_TOKEN_TTL", global = true)]
     pub oauth_token_ttl: Option<String>,
@@ -195,6 +203,7 @@ struct FileSettings {
     oauth: FileOAuth,
     #[serde(default)]
     audit_webhook: audit_webhook::FileAuditWebhook,
+    orphans: FileOrphans,
     // Mapping rules: handed as they are to the reconcile crate, which validates them.
     users: Option<toml::Value>,
     offboarding: Option<toml::Value>,
@@ -255,6 +264,14 @@ struct FileCoder {
     rate_limit: Option<u64>,
     allow_http: Option<bool>,
     ca_file: Option<PathBuf>,
+}
+
+/// `[orphans]`: a process setting (flag, variable or file) that drift repair applies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOrphans {
+    action: Option<String>,
+    allow: Option<FileList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -337,6 +354,39 @@ pub struct Settings {
     pub oauth: OAuthSettings,
     /// Where audit records are pushed as they commit; `None`: nowhere.
     pub audit_webhook: Option<audit_webhook::AuditWebhookSettings>,
+}
+
+/// `[orphans]` from its flags, variables or file keys, as the reconcile crate reads it; `None`
+/// when nothing sets it (the defaults apply).
+fn orphans_rules(
+    args: &SettingsArgs,
+    file: FileOrphans,
+) -> Result<Option<toml::Table>, ConfigError> {
+    let mut table = toml::Table::new();
+    if let Some(action) = args.orphans_action.clone().or(file.action) {
+        let action = action.trim().to_ascii_lowercase();
+        if action != "report" && action != "suspend" {
+            return Err(bad(
+                "SCIM_BRIDGE_ORPHANS_ACTION",
+                format!("'{action}' is neither \"report\" nor \"suspend\""),
+            ));
+        }
+        table.insert("action".into(), toml::Value::String(action));
+    }
+    if let Some(allow) = args
+        .orphans_allow
+        .clone()
+        .or(file.allow.map(FileList::joined))
+    {
+        let names: Vec<toml::Value> = allow
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| toml::Value::String(n.to_owned()))
+            .collect();
+        table.insert("allow".into(), toml::Value::Array(names));
+    }
+    Ok((!table.is_empty()).then_some(table))
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -741,6 +791,9 @@ impl Settings {
                 rules.insert(key.into(), v);
             }
         }
+        if let Some(orphans) = orphans_rules(args, file.orphans)? {
+            rules.insert("orphans".into(), toml::Value::Table(orphans));
+        }
 
         let audit_webhook =
             audit_webhook::settings(args, env, file.audit_webhook, base_url.as_ref())?;
@@ -1131,6 +1184,53 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.setting, "SCIM_BRIDGE_DRIFT_INTERVAL");
+    }
+
+    #[test]
+    fn orphans_come_from_the_file_or_its_variables_which_win() {
+        let policy = |s: &Settings| reconcile::Policy::from_toml(&s.rules).unwrap().orphans;
+        let defaults = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        assert_eq!(
+            policy(&defaults),
+            reconcile::orphans::OrphanPolicy::default()
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            "[orphans]\naction = \"suspend\"\nallow = [\"BreakGlass\", \"oncall@corp.example\"]\n",
+        )
+        .unwrap();
+        let from_file = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::load(&from_file, &env(&[])).unwrap();
+        assert_eq!(policy(&s).action, reconcile::orphans::OrphanAction::Suspend);
+        assert_eq!(policy(&s).allow, ["breakglass", "oncall@corp.example"]);
+
+        let s = Settings::load(
+            &SettingsArgs {
+                orphans_action: Some("report".into()),
+                orphans_allow: Some("root, ops".into()),
+                ..from_file
+            },
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(policy(&s).action, reconcile::orphans::OrphanAction::Report);
+        assert_eq!(policy(&s).allow, ["root", "ops"]);
+
+        let e = Settings::load(
+            &SettingsArgs {
+                orphans_action: Some("delete".into()),
+                ..Default::default()
+            },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "SCIM_BRIDGE_ORPHANS_ACTION");
     }
 
     #[test]

@@ -74,6 +74,12 @@ enum Command {
         #[command(subcommand)]
         kind: commands::explain::ExplainKind,
     },
+    /// Evidence for access reviews and audits: who holds which Coder role and why (with the
+    /// accounts no SCIM resource manages), and per-user offboarding; `-o table|csv|json`.
+    Report {
+        #[command(subcommand)]
+        kind: commands::report::ReportKind,
+    },
     /// Compare the stored state with Coder and queue the fixes (drift repair).
     Reconcile(commands::reconcile::ReconcileArgs),
     /// Coder capabilities and conflicts, the outbox, and open sync issues (exit 1 when something needs a person).
@@ -196,6 +202,7 @@ fn run() -> anyhow::Result<bool> {
                 commands::agent::run(&settings, action).await.map(|_| true)
             }
             Command::Explain { kind } => commands::explain::run(&settings, kind).await,
+            Command::Report { kind } => commands::report::run(&settings, kind).await,
             Command::Reconcile(args) => commands::reconcile::run(&settings, args)
                 .await
                 .map(|_| true),

@@ -51,6 +51,13 @@ impl SyncObserver for MetricsObserver {
         self.0
             .set_worker_concurrency_limit(i64::try_from(limit).unwrap_or(i64::MAX));
     }
+    fn orphans(&self, count: u64) {
+        self.0
+            .set_orphan_accounts(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    fn orphan_suspended(&self) {
+        self.0.inc_orphans_suspended();
+    }
 }
 
 /// `/readyz`'s Coder half, answered from the worker's status (no Coder call per probe).

@@ -82,6 +82,8 @@ struct Families {
     offboarding: Histogram,
     login_type_mismatches: Gauge,
     worker_concurrency_limit: Gauge,
+    orphan_accounts: Gauge,
+    orphans_suspended: Counter,
     build_info: Family<BuildLabels, Gauge>,
     token_expiry: Family<TokenLabels, Gauge>,
     token_expiry_shown: std::sync::Mutex<Vec<TokenLabels>>,
@@ -199,6 +201,18 @@ impl Metrics {
             "Resources the worker reconciles at once now (adapts to Coder's 429s)",
             worker_concurrency_limit.clone(),
         );
+        let orphan_accounts = Gauge::default();
+        registry.register(
+            "scim_bridge_orphan_accounts",
+            "Coder accounts no SCIM resource manages, at the last drift repair (the bridge's own and allow-listed ones included)",
+            orphan_accounts.clone(),
+        );
+        let orphans_suspended = Counter::default();
+        registry.register(
+            "scim_bridge_orphans_suspended",
+            "Coder accounts no SCIM resource manages that drift repair suspended ([orphans] action = \"suspend\")",
+            orphans_suspended.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "scim_bridge_build_info",
@@ -246,6 +260,8 @@ impl Metrics {
                 offboarding,
                 login_type_mismatches,
                 worker_concurrency_limit,
+                orphan_accounts,
+                orphans_suspended,
                 build_info,
                 token_expiry,
                 token_expiry_shown: std::sync::Mutex::default(),
@@ -369,6 +385,16 @@ impl Metrics {
         self.inner.worker_concurrency_limit.set(limit);
     }
 
+    /// Coder accounts no SCIM resource manages, as the last drift repair counted.
+    pub fn set_orphan_accounts(&self, count: i64) {
+        self.inner.orphan_accounts.set(count);
+    }
+
+    /// Drift repair suspended an orphaned Coder account.
+    pub fn inc_orphans_suspended(&self) {
+        self.inner.orphans_suspended.inc();
+    }
+
     /// `scim_bridge_build_info{version, commit} 1`, set once at start-up.
     pub fn set_build_info(&self, version: &str, commit: &str) {
         self.inner
@@ -435,6 +461,8 @@ mod tests {
             "scim_bridge_offboarding_duration_seconds",
             "scim_bridge_login_type_mismatches",
             "scim_bridge_worker_concurrency_limit",
+            "scim_bridge_orphan_accounts",
+            "scim_bridge_orphans_suspended_total",
             "scim_bridge_build_info",
             "scim_bridge_token_expiry_timestamp_seconds",
         ] {

@@ -17,6 +17,7 @@ mod drift;
 mod entitlements;
 mod groups;
 mod initial_sync;
+mod orphans;
 mod restore;
 mod roles;
 mod trust;

@@ -9,6 +9,7 @@ pub mod healthcheck;
 pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
+pub mod report;
 pub mod serve;
 pub mod status;
 pub mod token;

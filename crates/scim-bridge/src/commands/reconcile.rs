@@ -25,6 +25,19 @@ struct PlanView {
     differences: Vec<Difference>,
     /// Resources queued for sync; `None` on a dry run.
     queued: Option<u64>,
+    /// Coder accounts no SCIM resource manages, with what `[orphans]` does with each.
+    orphans: Vec<OrphanView>,
+    /// Orphans suspended (`[orphans] action = "suspend"`); `None` on a dry run.
+    orphans_suspended: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct OrphanView {
+    username: String,
+    email: String,
+    status: String,
+    /// `suspend`, `report only`, `allow-listed`, `the bridge's own account`, `already suspended`.
+    action: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +73,25 @@ impl View for PlanView {
             }
             text.push_str(&table.to_string());
         }
+        if !self.orphans.is_empty() {
+            text.push_str(&format!(
+                "{} Coder account(s) no SCIM resource manages:\n",
+                self.orphans.len()
+            ));
+            let mut table = Table::new(&["ORPHAN", "EMAIL", "STATUS", "ACTION"]);
+            for o in &self.orphans {
+                table.row(vec![
+                    o.username.clone(),
+                    o.email.clone(),
+                    o.status.clone(),
+                    o.action.into(),
+                ]);
+            }
+            text.push_str(&table.to_string());
+        }
+        if let Some(n) = self.orphans_suspended.filter(|n| *n > 0) {
+            text.push_str(&format!("{n} orphaned Coder account(s) suspended\n"));
+        }
         match self.queued {
             None => text.push_str("dry run: nothing was queued\n"),
             Some(n) => text.push_str(&format!(
@@ -92,10 +124,10 @@ pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()>
     let plan = reconcile::drift::plan(&reconciler, &mut progress).await;
     bar.finish_and_clear();
     let plan = plan?;
-    let queued = if args.dry_run {
+    let repaired = if args.dry_run {
         None
     } else {
-        Some(reconcile::drift::enqueue(&store.outbox(), &plan).await?)
+        Some(reconcile::drift::repair(&reconciler, &plan).await?)
     };
     let view = PlanView {
         dry_run: args.dry_run,
@@ -112,7 +144,18 @@ pub async fn run(settings: &Settings, args: ReconcileArgs) -> anyhow::Result<()>
                 detail: i.detail.clone(),
             })
             .collect(),
-        queued,
+        queued: repaired.map(|r| r.queued),
+        orphans: plan
+            .orphans
+            .iter()
+            .map(|o| OrphanView {
+                username: o.user.username.clone(),
+                email: o.user.email.clone(),
+                status: format!("{:?}", o.user.status).to_lowercase(),
+                action: o.disposition.as_str(),
+            })
+            .collect(),
+        orphans_suspended: repaired.map(|r| r.orphans_suspended),
     };
     output::print(args.output.output, &view)
 }
@@ -143,6 +186,13 @@ mod tests {
                 },
             ],
             queued,
+            orphans: vec![OrphanView {
+                username: "breakglass".into(),
+                email: "breakglass@corp.example".into(),
+                status: "active".into(),
+                action: "allow-listed",
+            }],
+            orphans_suspended: queued.map(|_| 0),
         }
     }
 

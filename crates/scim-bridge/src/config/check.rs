@@ -168,6 +168,8 @@ const LAYERED: &[Layered] = layered![
     worker_concurrency_min, "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN", Some("worker.concurrency_min"), "1";
     max_attempts, "SCIM_BRIDGE_MAX_ATTEMPTS", Some("worker.max_attempts"), "12";
     drift_interval, "SCIM_BRIDGE_DRIFT_INTERVAL", Some("worker.drift_interval"), "15m";
+    orphans_action, "SCIM_BRIDGE_ORPHANS_ACTION", Some("orphans.action"), "report";
+    orphans_allow, "SCIM_BRIDGE_ORPHANS_ALLOW", Some("orphans.allow"), "- (none)";
     outbox_lease, "SCIM_BRIDGE_OUTBOX_LEASE", Some("worker.lease"), "2m";
     oauth_token_ttl, "SCIM_BRIDGE_OAUTH_TOKEN_TTL", Some("oauth.token_ttl"), "1h";
     audit_webhook_url, "SCIM_BRIDGE_AUDIT_WEBHOOK_URL", Some("audit_webhook.url"), "- (no live stream)";

@@ -25,6 +25,26 @@ impl Audit {
         on_backend!(&self.store, b => b.audit_export(since).await)
     }
 
+    /// The records about resources of `resource_type` (`User`, `Group`, …), in chain order;
+    /// those at or after `since` when given.
+    pub async fn of_type(
+        &self,
+        resource_type: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        on_backend!(&self.store, b => b.audit_of_type(resource_type, since).await)
+    }
+
+    /// Every record about one resource, in chain order (including those of a resource deleted
+    /// since).
+    pub async fn of_resource(
+        &self,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        on_backend!(&self.store, b => b.audit_of_resource(resource_type, resource_id).await)
+    }
+
     /// Recompute the chain (with the store's audit keys) and report the first record that does
     /// not verify. With keys, the newest record must be keyed: a chain recomputed without the
     /// key ends in an unkeyed record.

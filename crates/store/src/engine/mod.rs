@@ -19,12 +19,14 @@
 //!
 //! One file per concern: `resources` (SCIM writes and reads of one resource), `list`
 //! (listing and filter pushdown), `members` (membership rows), `agent_owners` (the owner
-//! index of Agents), `outbox`, `audit`, `tokens`, `oauth_clients`, `coder_map`,
+//! index of Agents), `outbox`, `audit`
+//! (`audit_trail`: reads by resource), `tokens`, `oauth_clients`, `coder_map`,
 //! `sync_issues`; `write_tx` is the write transaction.
 
 mod agent_owners;
 pub(crate) mod audit;
 mod audit_delivery;
+mod audit_trail;
 mod coder_map;
 mod list;
 pub(crate) mod members;

@@ -11,6 +11,7 @@ mod tls_front;
 mod agent_owners;
 mod audit;
 mod audit_stream;
+mod audit_trail;
 mod coder;
 mod copy;
 mod files;
