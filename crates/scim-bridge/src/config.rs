@@ -203,6 +203,7 @@ struct FileSettings {
     oauth: FileOAuth,
     #[serde(default)]
     audit_webhook: audit_webhook::FileAuditWebhook,
+    #[serde(default)]
     orphans: FileOrphans,
     // Mapping rules: handed as they are to the reconcile crate, which validates them.
     users: Option<toml::Value>,

@@ -430,7 +430,7 @@ pub async fn run(settings: &Settings, args: ReportArgs) -> anyhow::Result<bool> 
             ),
         ));
     };
-    let client = crate::sync::coder_client(coder, None)?;
+    let client = crate::sync::coder_client(coder, None, store.clock())?;
     let spinner = output::spinner("reading Coder's users and roles");
     let input = gather(&store, &policy, &client).await;
     spinner.finish_and_clear();
