@@ -4,6 +4,7 @@
 // A test binary: a failed expectation is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agents;
 mod audit;
 mod cli;
 mod crash_loop;

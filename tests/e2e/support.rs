@@ -376,7 +376,15 @@ pub async fn bridge_with_config(
     db: &Db,
     toml: &str,
 ) -> (Bridge, coder_fake::FakeHandle, tempfile::TempDir) {
-    let fake = premium_fake().await;
+    bridge_on_fake(db, toml, premium_fake().await).await
+}
+
+/// [`bridge_with_config`] converging `fake` (a Community Edition one, say).
+pub async fn bridge_on_fake(
+    db: &Db,
+    toml: &str,
+    fake: coder_fake::FakeHandle,
+) -> (Bridge, coder_fake::FakeHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
     std::fs::write(&config, toml).unwrap();

@@ -74,19 +74,31 @@ pub async fn run(settings: &Settings, action: AgentAction) -> anyhow::Result<()>
             "Revoke {which} of agent {agent}? Whatever uses it can no longer reach Coder."
         ))?;
     }
+    // A lifetime or scope the configuration does not allow is a mistake on the command line:
+    // refused before anything is opened, with the usage exit code, and nothing is minted.
+    let mint = match &action {
+        AgentAction::Token {
+            lifetime, scopes, ..
+        } => {
+            let lifetime = humantime::parse_duration(lifetime).map_err(|e| {
+                crate::exit::usage(format!(
+                    "--lifetime: '{lifetime}' is not a duration such as 4h: {e}"
+                ))
+            })?;
+            let scopes = scopes.as_deref().map(split_scopes).unwrap_or_default();
+            let scopes = crate::sync::policy(settings)?
+                .agents
+                .check_mint(lifetime, scopes)
+                .map_err(crate::exit::usage)?;
+            Some((lifetime, scopes))
+        }
+        _ => None,
+    };
     let store = super::open_store(settings).await?;
     let reconciler = crate::sync::reconciler(settings, &store, None)?;
     match action {
-        AgentAction::Token {
-            agent,
-            lifetime,
-            scopes,
-            name,
-        } => {
-            let lifetime = humantime::parse_duration(&lifetime).map_err(|e| {
-                anyhow::anyhow!("--lifetime: '{lifetime}' is not a duration such as 4h: {e}")
-            })?;
-            let scopes = scopes.as_deref().map(split_scopes).unwrap_or_default();
+        AgentAction::Token { agent, name, .. } => {
+            let (lifetime, scopes) = mint.unwrap_or_default();
             let minted = reconciler
                 .mint_agent_token(&agent, lifetime, scopes, name)
                 .await?;
