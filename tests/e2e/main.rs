@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod cli;
 mod crash_loop;
+mod email_domains;
 mod explain;
 mod oauth;
 mod ops_listener;

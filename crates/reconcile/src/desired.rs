@@ -2,7 +2,9 @@
 //! resource, the groups it belongs to and the mapping rules.
 
 use crate::naming::{self, GROUP_DISPLAY_NAME_MAX, USER_NAME_MAX};
-use crate::policy::{GroupSelector, LoginType, OverrideSelector, Policy, RoleRule, UsernameSource};
+use crate::policy::{
+    GroupSelector, LoginType, OutsideDomain, OverrideSelector, Policy, RoleRule, UsernameSource,
+};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -205,7 +207,7 @@ pub fn login_type_with_source(
     email: &str,
     groups: &[GroupIdentity],
 ) -> (LoginType, LoginTypeSource) {
-    let domain = email.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let domain = crate::policy::email_domain(email).map(str::to_lowercase);
     policy
         .users
         .login_type_overrides
@@ -302,6 +304,65 @@ pub fn desired_user(
         rule_groups,
         service_account: false,
     })
+}
+
+/// How `[users] allowed_email_domains` sees a desired user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailDomainVerdict {
+    /// Not looked at: no domain is listed, the user does not sign in by OIDC (Coder's
+    /// `CODER_OIDC_EMAIL_DOMAIN` gates OIDC logins only), or it is a service account (no
+    /// email). The reason, for `explain`.
+    NotChecked(&'static str),
+    /// The email's domain is listed.
+    Allowed,
+    /// The email's domain is not listed: Coder refuses the user's OIDC logins.
+    Outside,
+}
+
+/// The verdict of `[users] allowed_email_domains` on `desired`.
+pub fn email_domain_verdict(policy: &Policy, desired: &DesiredUser) -> EmailDomainVerdict {
+    let users = &policy.users;
+    if users.allowed_email_domains.is_empty() {
+        EmailDomainVerdict::NotChecked("no [users] allowed_email_domains")
+    } else if desired.service_account {
+        EmailDomainVerdict::NotChecked("a service account has no email")
+    } else if desired.login_type != LoginType::Oidc {
+        EmailDomainVerdict::NotChecked("the user does not sign in by OIDC")
+    } else if users.email_domain_allowed(&desired.email) {
+        EmailDomainVerdict::Allowed
+    } else {
+        EmailDomainVerdict::Outside
+    }
+}
+
+/// The sync issue of a user whose email is outside `[users] allowed_email_domains`, saying
+/// whether its Coder account exists (`provisioned`), or `None` when the verdict is not
+/// [`EmailDomainVerdict::Outside`].
+pub fn email_domain_issue(
+    policy: &Policy,
+    desired: &DesiredUser,
+    provisioned: bool,
+) -> Option<String> {
+    if email_domain_verdict(policy, desired) != EmailDomainVerdict::Outside {
+        return None;
+    }
+    let users = &policy.users;
+    let outcome = match (users.outside_domain, provisioned) {
+        (OutsideDomain::Provision, _) => {
+            "its Coder account is provisioned all the same ([users] outside_domain = \"provision\")"
+        }
+        (OutsideDomain::Skip, false) => {
+            "no Coder account is created for it ([users] outside_domain = \"skip\")"
+        }
+        (OutsideDomain::Skip, true) => {
+            "the Coder account the bridge already manages stays managed, offboarding included ([users] outside_domain = \"skip\")"
+        }
+    };
+    Some(format!(
+        "email {} is outside [users] allowed_email_domains ({}): Coder refuses OIDC logins whose email domain is not in CODER_OIDC_EMAIL_DOMAIN, so this user cannot sign in; {outcome}. Fix: correct the email in the IdP, or add its domain to CODER_OIDC_EMAIL_DOMAIN and to allowed_email_domains",
+        desired.email,
+        users.allowed_email_domains.join(", ")
+    ))
 }
 
 fn looks_like_email(value: &str) -> bool {
@@ -421,6 +482,52 @@ mod tests {
             desired_login_type(&p, "x@corp.com", &[group("g", "devs")]),
             LoginType::Oidc
         );
+    }
+
+    #[test]
+    fn email_domains_compare_whole_and_ignore_case_as_coder_does() {
+        let mut p = policy();
+        p.users.login_type_overrides.clear();
+        p.users.allowed_email_domains = vec!["corp.example".into()];
+        let user =
+            |email: &str| desired_user(&p, "u", &attrs(json!({ "userName": email })), &[]).unwrap();
+        for allowed in ["a@corp.example", "a@CORP.Example", "a+tag@corp.EXAMPLE"] {
+            assert_eq!(
+                email_domain_verdict(&p, &user(allowed)),
+                EmailDomainVerdict::Allowed,
+                "{allowed}"
+            );
+        }
+        for outside in [
+            "a@eu.corp.example",
+            "a@evilcorp.example",
+            "a@corp.example.evil",
+            "a@other.example",
+        ] {
+            assert_eq!(
+                email_domain_verdict(&p, &user(outside)),
+                EmailDomainVerdict::Outside,
+                "{outside}"
+            );
+            let issue = email_domain_issue(&p, &user(outside), true).unwrap();
+            assert!(issue.contains("CODER_OIDC_EMAIL_DOMAIN"), "{issue}");
+        }
+        assert_eq!(email_domain_issue(&p, &user("a@corp.example"), true), None);
+        let mut github = user("a@other.example");
+        github.login_type = LoginType::Github;
+        assert!(matches!(
+            email_domain_verdict(&p, &github),
+            EmailDomainVerdict::NotChecked(_)
+        ));
+        let mut agent = user("a@other.example");
+        agent.service_account = true;
+        assert_eq!(email_domain_issue(&p, &agent, false), None);
+        let outside = user("a@other.example");
+        p.users.allowed_email_domains.clear();
+        assert!(matches!(
+            email_domain_verdict(&p, &outside),
+            EmailDomainVerdict::NotChecked(_)
+        ));
     }
 
     #[test]

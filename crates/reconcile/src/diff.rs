@@ -35,6 +35,9 @@ pub enum DriftKind {
     UserRoles,
     UserOrganization,
     LoginType,
+    /// The user's email is outside `[users] allowed_email_domains` and no sync issue says so
+    /// yet, or a sync issue says so and it no longer is (the email or the rules changed).
+    EmailDomain,
     UserNotRemoved,
     GroupMissing,
     GroupName,
@@ -52,6 +55,7 @@ impl DriftKind {
             DriftKind::UserRoles => "user_roles",
             DriftKind::UserOrganization => "user_organization",
             DriftKind::LoginType => "login_type",
+            DriftKind::EmailDomain => "email_domain",
             DriftKind::UserNotRemoved => "user_not_removed",
             DriftKind::GroupMissing => "group_missing",
             DriftKind::GroupName => "group_name",

@@ -13,11 +13,14 @@
 //! queues the fixes and applies `[orphans]` to them.
 
 use crate::agents::{ISSUE_OWNERS_INACTIVE, OwnerState, desired_agent, owner_verdict};
-use crate::desired::{DesiredUser, GroupIdentity, desired_group};
+use crate::desired::{
+    DesiredUser, EmailDomainVerdict, GroupIdentity, desired_group, email_domain_verdict,
+};
 use crate::diff::{DriftKind, membership_diff, user_diff};
 use crate::error::ReconcileResult;
-use crate::policy::UserDeletePolicy;
+use crate::policy::{OutsideDomain, UserDeletePolicy};
 use crate::reconciler::Reconciler;
+use crate::users::ISSUE_EMAIL_OUTSIDE_DOMAINS;
 use crate::users::LastApplied;
 use chrono::{DateTime, Utc};
 use coder::types::{User, UserStatus};
@@ -188,6 +191,18 @@ pub async fn plan(
         .map(|m| (m.scim_id.clone(), m))
         .collect();
     let managed: HashSet<Uuid> = mappings.values().map(|m| m.coder_user_id).collect();
+    // Users whose email a sync issue says is outside `[users] allowed_email_domains`: the rules
+    // may have changed since, and only a reconcile opens or clears that issue.
+    let flagged_outside: HashSet<String> = store
+        .sync_issues
+        .list(false)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            i.issue_type == ISSUE_EMAIL_OUTSIDE_DOMAINS && i.kind == ResourceKind::User.name()
+        })
+        .map(|i| i.resource_id)
+        .collect();
 
     let mut groups: HashMap<String, (GroupIdentity, StoredResource)> = HashMap::new();
     for_each_resource(
@@ -248,7 +263,33 @@ pub async fn plan(
             continue;
         };
         claimed.insert(desired.email.to_ascii_lowercase());
-        plan_account(&mut plan, ResourceKind::User, &desired, &actual_state);
+        let outside = email_domain_verdict(policy, &desired) == EmailDomainVerdict::Outside;
+        if outside != flagged_outside.contains(&user.id) {
+            let detail = if outside {
+                format!("{} is outside [users] allowed_email_domains", desired.email)
+            } else {
+                format!(
+                    "{} is no longer outside [users] allowed_email_domains",
+                    desired.email
+                )
+            };
+            plan.items.push(DriftItem {
+                kind: DriftKind::EmailDomain,
+                resource: ResourceKind::User,
+                id: user.id.clone(),
+                detail,
+                priority: OutboxPriority::Normal,
+            });
+        }
+        // Left out of Coder on purpose (`[users] outside_domain = "skip"`): not missing.
+        let left_out = outside && policy.users.outside_domain == OutsideDomain::Skip;
+        plan_account(
+            &mut plan,
+            ResourceKind::User,
+            &desired,
+            &actual_state,
+            left_out,
+        );
         if plan.users_checked % 1000 == 0 {
             progress(DriftProgress::UsersChecked {
                 checked: plan.users_checked,
@@ -308,7 +349,13 @@ pub async fn plan(
         else {
             continue;
         };
-        plan_account(&mut plan, ResourceKind::Agent, &desired, &actual_state);
+        plan_account(
+            &mut plan,
+            ResourceKind::Agent,
+            &desired,
+            &actual_state,
+            false,
+        );
     }
 
     // Mapped users whose SCIM User is gone but who still have access in Coder.
@@ -376,6 +423,7 @@ fn plan_account(
     resource: ResourceKind,
     desired: &DesiredUser,
     actual: &ActualAccounts<'_>,
+    left_out: bool,
 ) {
     let mut push = |kind, detail: String, priority| {
         plan.items.push(DriftItem {
@@ -391,6 +439,9 @@ fn plan_account(
         .get(&desired.scim_id)
         .and_then(|m| actual.coder_users.get(&m.coder_user_id).map(|a| (m, a)));
     let Some((mapping, coder_user)) = found else {
+        if left_out {
+            return;
+        }
         let what = if desired.service_account {
             format!("no Coder service account {}", desired.username_base)
         } else {

@@ -41,6 +41,9 @@ pub trait SyncObserver: Send + Sync + std::fmt::Debug {
     /// Managed users whose Coder login_type differs from the policy
     /// (`scim_bridge_login_type_mismatches`).
     fn login_type_mismatches(&self, _count: u64) {}
+    /// Users whose email is outside `[users] allowed_email_domains`
+    /// (`scim_bridge_users_outside_email_domains`).
+    fn users_outside_email_domains(&self, _count: u64) {}
     /// The worker's adaptive concurrency limit changed (`scim_bridge_worker_concurrency_limit`).
     fn concurrency_limit(&self, _limit: usize) {}
     /// The worker starts a look at its timers and the queue (no metric: with
@@ -79,6 +82,7 @@ pub struct Recorded {
     pub offboarding: Vec<Duration>,
     pub coder_auth_ok: Option<bool>,
     pub login_type_mismatches: Option<u64>,
+    pub users_outside_email_domains: Option<u64>,
     /// Every value the worker's concurrency limit took, in order.
     pub concurrency_limits: Vec<usize>,
     /// How many looks at its timers and the queue the worker has started.
@@ -142,6 +146,9 @@ impl SyncObserver for MemoryObserver {
     }
     fn login_type_mismatches(&self, count: u64) {
         self.record(|r| r.login_type_mismatches = Some(count));
+    }
+    fn users_outside_email_domains(&self, count: u64) {
+        self.lock().users_outside_email_domains = Some(count);
     }
     fn concurrency_limit(&self, limit: usize) {
         self.record(|r| r.concurrency_limits.push(limit));

@@ -105,6 +105,65 @@ pub enum GroupDeletePolicy {
     Keep,
 }
 
+/// What happens to a user whose email is outside `[users] allowed_email_domains`
+/// (`[users] outside_domain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutsideDomain {
+    /// Create the Coder account all the same (a sync issue says the user cannot sign in).
+    #[default]
+    Provision,
+    /// Create no Coder account (a sync issue says why); an account the bridge already manages
+    /// stays managed, so the user's offboarding still reaches Coder.
+    Skip,
+}
+
+impl OutsideDomain {
+    /// The TOML value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutsideDomain::Provision => "provision",
+            OutsideDomain::Skip => "skip",
+        }
+    }
+
+    /// From a flag or variable's value.
+    pub fn parse(raw: &str) -> Result<OutsideDomain, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "provision" => Ok(OutsideDomain::Provision),
+            "skip" => Ok(OutsideDomain::Skip),
+            _ => Err(format!(
+                "unknown value {raw:?}: expected \"provision\" or \"skip\""
+            )),
+        }
+    }
+}
+
+/// An email domain as written in the rules (`corp.example`, or `@corp.example` as Coder also
+/// takes it), lower-cased. Coder compares the whole domain, so a wildcard or a leading dot
+/// would never match: refused.
+pub fn parse_email_domain(raw: &str) -> Result<String, String> {
+    let domain = raw.trim().trim_start_matches('@').to_lowercase();
+    if domain.is_empty()
+        || domain.contains('@')
+        || domain.contains(char::is_whitespace)
+        || domain.contains(',')
+    {
+        return Err(format!("{raw:?} is not a domain such as \"corp.example\""));
+    }
+    if domain.contains('*') || domain.starts_with('.') {
+        return Err(format!(
+            "{raw:?}: domains are compared whole, as Coder compares CODER_OIDC_EMAIL_DOMAIN (no wildcards, no subdomains): list each domain, e.g. \"eu.corp.example\""
+        ));
+    }
+    Ok(domain)
+}
+
+/// The part of `email` after its last `@`, as Coder takes it for `CODER_OIDC_EMAIL_DOMAIN`.
+pub fn email_domain(email: &str) -> Option<&str> {
+    email.trim().rsplit_once('@').map(|(_, domain)| domain)
+}
+
 /// The organization new users join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrganizationRef {
@@ -214,6 +273,11 @@ pub struct UserPolicy {
     /// Emails or usernames (lower case) of `owner` accounts that may be adopted; no other owner
     /// ever is.
     pub adopt_owners: Vec<String>,
+    /// The email domains Coder accepts OIDC logins from (`CODER_OIDC_EMAIL_DOMAIN`), lower
+    /// case; empty: every domain.
+    pub allowed_email_domains: Vec<String>,
+    /// What happens to a user whose email is outside them.
+    pub outside_domain: OutsideDomain,
 }
 
 impl UserPolicy {
@@ -222,6 +286,19 @@ impl UserPolicy {
         self.adopt_owners
             .iter()
             .any(|o| o.eq_ignore_ascii_case(email) || o.eq_ignore_ascii_case(username))
+    }
+
+    /// Whether Coder would accept an OIDC login with `email` under `allowed_email_domains`
+    /// (always, when it lists none). As Coder checks `CODER_OIDC_EMAIL_DOMAIN`: the part after
+    /// the last `@`, ignoring case, equal to a listed domain; a subdomain is another domain.
+    pub fn email_domain_allowed(&self, email: &str) -> bool {
+        if self.allowed_email_domains.is_empty() {
+            return true;
+        }
+        email_domain(email).is_some_and(|domain| {
+            let domain = domain.to_lowercase();
+            self.allowed_email_domains.contains(&domain)
+        })
     }
 }
 
@@ -327,6 +404,8 @@ impl Default for Policy {
                 login_type_overrides: Vec::new(),
                 adopt_existing: false,
                 adopt_owners: Vec::new(),
+                allowed_email_domains: Vec::new(),
+                outside_domain: OutsideDomain::Provision,
             },
             offboarding: OffboardingPolicy {
                 delete_api_tokens: true,
@@ -360,6 +439,9 @@ struct UsersFile {
     adopt_existing: Option<bool>,
     #[serde(default)]
     adopt_owners: Vec<String>,
+    #[serde(default)]
+    allowed_email_domains: Vec<String>,
+    outside_domain: Option<OutsideDomain>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,19 +580,10 @@ impl Policy {
             check_login_type(&format!("{key}.login_type"), entry.login_type)?;
             let by_group = entry.group.is_some() || entry.group_external_id.is_some();
             let selector = match entry.email_domain {
-                Some(domain) if !by_group => {
-                    let domain = domain.trim().trim_start_matches('@').to_ascii_lowercase();
-                    if domain.is_empty()
-                        || domain.contains('@')
-                        || domain.contains(char::is_whitespace)
-                    {
-                        return Err(PolicyError::new(
-                            format!("{key}.email_domain"),
-                            "must be a domain such as \"contractors.example.com\"",
-                        ));
-                    }
-                    OverrideSelector::EmailDomain(domain)
-                }
+                Some(domain) if !by_group => OverrideSelector::EmailDomain(
+                    parse_email_domain(&domain)
+                        .map_err(|e| PolicyError::new(format!("{key}.email_domain"), e))?,
+                ),
                 None if by_group => OverrideSelector::Group(GroupSelector::parse(
                     &key,
                     entry.group,
@@ -535,6 +608,16 @@ impl Policy {
             None => scim::entitlements::EntitlementCatalog::default(),
             Some(file) => grantable_entitlements(file, &organization)?,
         };
+        let mut allowed_email_domains = Vec::new();
+        for (i, entry) in users.allowed_email_domains.iter().enumerate() {
+            let domain = parse_email_domain(entry)
+                .map_err(|e| PolicyError::new(format!("users.allowed_email_domains[{i}]"), e))?;
+            if !allowed_email_domains.contains(&domain) {
+                allowed_email_domains.push(domain);
+            }
+        }
+        let outside_domain = users.outside_domain.unwrap_or_default();
+
         let baseline_site_roles =
             check_site_roles("roles.baseline_site_roles", roles.baseline_site_roles)?;
         let mut rules = Vec::new();
@@ -562,6 +645,8 @@ impl Policy {
                     .adopt_existing
                     .unwrap_or(defaults.users.adopt_existing),
                 adopt_owners,
+                allowed_email_domains,
+                outside_domain,
             },
             offboarding: OffboardingPolicy {
                 delete_api_tokens: offboarding
@@ -881,6 +966,16 @@ mod tests {
                 "roles.grantable.org_roles.a:b",
             ),
             ("[roles.grantable]\nsite_role = []", "roles"),
+            (
+                "[users]\nallowed_email_domains = [\"*.corp.example\"]",
+                "users.allowed_email_domains[0]",
+            ),
+            (
+                "[users]\nallowed_email_domains = [\"corp.example\", \"a b\"]",
+                "users.allowed_email_domains[1]",
+            ),
+            ("[users]\nallowed_email_domains = \"corp.example\"", "users"),
+            ("[users]\noutside_domain = \"drop\"", "users"),
         ];
         for (text, key) in cases {
             let error = parse(text).unwrap_err();
@@ -895,6 +990,27 @@ mod tests {
                 .message
                 .contains("login_typ")
         );
+    }
+
+    #[test]
+    fn allowed_email_domains_are_normalised_and_outside_domain_defaults_to_provision() {
+        let policy = parse(
+            "[users]\nallowed_email_domains = [\"Corp.Example\", \"@partner.example\", \"corp.example\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            policy.users.allowed_email_domains,
+            ["corp.example", "partner.example"]
+        );
+        assert_eq!(policy.users.outside_domain, OutsideDomain::Provision);
+        assert!(policy.users.email_domain_allowed("a@PARTNER.example"));
+        assert!(!policy.users.email_domain_allowed("a@sub.partner.example"));
+        assert!(!policy.users.email_domain_allowed("not-an-email"));
+        let skip = parse("[users]\noutside_domain = \"skip\"").unwrap();
+        assert_eq!(skip.users.outside_domain, OutsideDomain::Skip);
+        assert!(skip.users.email_domain_allowed("anyone@anywhere.example"));
+        assert_eq!(OutsideDomain::parse(" Skip "), Ok(OutsideDomain::Skip));
+        assert!(OutsideDomain::parse("drop").is_err());
     }
 
     #[test]

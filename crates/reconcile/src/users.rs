@@ -6,7 +6,7 @@ use crate::desired::{DesiredUser, GroupIdentity};
 use crate::diff::{org_role_changes, user_diff};
 use crate::error::{ReconcileError, ReconcileResult};
 use crate::naming::username_candidate;
-use crate::policy::{OrganizationRef, UserDeletePolicy};
+use crate::policy::{OrganizationRef, OutsideDomain, UserDeletePolicy};
 use crate::reconciler::{Reconciler, Report, Run};
 use coder::CoderError;
 use coder::types::{
@@ -32,6 +32,8 @@ pub const ISSUE_USERNAME_CONFLICT: &str = "username_conflict";
 pub const ISSUE_COULD_NOT_SUSPEND: &str = "could_not_suspend";
 pub const ISSUE_BRIDGE_ACCOUNT: &str = "bridge_account";
 pub const ISSUE_ADOPTION_REFUSED: &str = "adoption_refused";
+/// The email is outside `[users] allowed_email_domains`: Coder refuses the user's OIDC logins.
+pub const ISSUE_EMAIL_OUTSIDE_DOMAINS: &str = "email_outside_domains";
 
 /// What the bridge last applied to a Coder user, kept in the mapping's `last_applied`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +106,7 @@ impl Reconciler {
             if run.kind == ResourceKind::User {
                 self.queue_owned_agents(scim_id, false).await?;
             }
+            self.resolve(run, ISSUE_EMAIL_OUTSIDE_DOMAINS).await?;
             return match mapping {
                 Some(mapping) => self.remove_user(mapping, run).await,
                 None => Ok(()),
@@ -119,6 +122,7 @@ impl Reconciler {
         let desired = match self.desired_account(run, &resource, &groups).await? {
             Ok(desired) => desired,
             Err(problem) => {
+                self.resolve(run, ISSUE_EMAIL_OUTSIDE_DOMAINS).await?;
                 self.record_issue(run, ISSUE_NOT_PROVISIONABLE, &problem.0)
                     .await?;
                 run.note(format!("not provisioned in Coder: {}", problem.0));
@@ -147,8 +151,29 @@ impl Reconciler {
             },
             None => None,
         };
+        let outside = crate::desired::email_domain_issue(
+            &self.policy,
+            &desired,
+            existing.is_some() || self.policy.users.outside_domain == OutsideDomain::Provision,
+        );
+        match &outside {
+            Some(detail) => {
+                self.record_issue(run, ISSUE_EMAIL_OUTSIDE_DOMAINS, detail)
+                    .await?
+            }
+            None => self.resolve(run, ISSUE_EMAIL_OUTSIDE_DOMAINS).await?,
+        }
         let (mapping, actual) = match existing {
             Some(found) => found,
+            None if outside.is_some()
+                && self.policy.users.outside_domain == OutsideDomain::Skip =>
+            {
+                run.note(format!(
+                    "not provisioned in Coder: email {} is outside [users] allowed_email_domains",
+                    desired.email
+                ));
+                return Ok(());
+            }
             None => {
                 let Some(found) = self
                     .provision(&desired, organization, &group_ids, run)

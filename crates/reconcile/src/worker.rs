@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::reconciler::SyncStore;
 use crate::reconciler::{Reconciler, Report};
 use crate::status::{PauseCause, StatusHandle};
-use crate::users::ISSUE_LOGIN_TYPE_MISMATCH;
+use crate::users::{ISSUE_EMAIL_OUTSIDE_DOMAINS, ISSUE_LOGIN_TYPE_MISMATCH};
 use coder::CoderClient;
 use scim::ResourceKind;
 use std::collections::HashMap;
@@ -727,6 +727,13 @@ impl Worker {
                 .filter(|i| i.issue_type == ISSUE_LOGIN_TYPE_MISMATCH)
                 .count() as u64;
             self.reconciler.observer.login_type_mismatches(mismatches);
+            let outside = issues
+                .iter()
+                .filter(|i| i.issue_type == ISSUE_EMAIL_OUTSIDE_DOMAINS)
+                .count() as u64;
+            self.reconciler
+                .observer
+                .users_outside_email_domains(outside);
             self.reconciler
                 .status
                 .update(|s| s.login_type_mismatches = mismatches);

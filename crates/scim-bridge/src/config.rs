@@ -175,6 +175,14 @@ pub struct SettingsArgs {
     /// The `aud` of SETs (default: the webhook URL).
     #[arg(long, env = "SCIM_BRIDGE_AUDIT_WEBHOOK_AUDIENCE", global = true)]
     pub audit_webhook_audience: Option<String>,
+    /// `[users] allowed_email_domains`, comma-separated: the domains Coder's
+    /// CODER_OIDC_EMAIL_DOMAIN accepts.
+    #[arg(long, env = "SCIM_BRIDGE_USERS_ALLOWED_EMAIL_DOMAINS", global = true)]
+    pub users_allowed_email_domains: Option<String>,
+    /// `[users] outside_domain`: `provision` (default) or `skip` a user whose email is outside
+    /// them.
+    #[arg(long, env = "SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN", global = true)]
+    pub users_outside_domain: Option<String>,
 }
 
 /// The TOML file. Unknown keys are refused so a typo is reported, not ignored.
@@ -388,6 +396,40 @@ fn orphans_rules(
         table.insert("allow".into(), toml::Value::Array(names));
     }
     Ok((!table.is_empty()).then_some(table))
+/// The `[users]` keys a flag or variable may set, checked here so an error names the flag or
+/// variable, and written into the rules, where they win over the file's.
+fn users_from_layers(rules: &mut toml::Table, args: &SettingsArgs) -> Result<(), ConfigError> {
+    let mut set = Vec::new();
+    if let Some(raw) = &args.users_allowed_email_domains {
+        let mut domains = Vec::new();
+        for entry in raw.split(',').filter(|d| !d.trim().is_empty()) {
+            let domain = reconcile::policy::parse_email_domain(entry)
+                .map_err(|e| bad("SCIM_BRIDGE_USERS_ALLOWED_EMAIL_DOMAINS", e))?;
+            domains.push(toml::Value::String(domain));
+        }
+        set.push(("allowed_email_domains", toml::Value::Array(domains)));
+    }
+    if let Some(raw) = &args.users_outside_domain {
+        let action = reconcile::policy::OutsideDomain::parse(raw)
+            .map_err(|e| bad("SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN", e))?;
+        set.push((
+            "outside_domain",
+            toml::Value::String(action.as_str().into()),
+        ));
+    }
+    if set.is_empty() {
+        return Ok(());
+    }
+    let users = rules
+        .entry("users")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    // A `users` that is not a table is the rules' error to report.
+    if let toml::Value::Table(users) = users {
+        for (key, value) in set {
+            users.insert(key.into(), value);
+        }
+    }
+    Ok(())
 }
 
 /// The variable a validated field is set by, for error messages.
@@ -798,6 +840,8 @@ impl Settings {
 
         let audit_webhook =
             audit_webhook::settings(args, env, file.audit_webhook, base_url.as_ref())?;
+        users_from_layers(&mut rules, args)?;
+
         let settings = Settings {
             listen,
             ops_listen,

@@ -47,6 +47,10 @@ impl SyncObserver for MetricsObserver {
         self.0
             .set_login_type_mismatches(i64::try_from(count).unwrap_or(i64::MAX));
     }
+    fn users_outside_email_domains(&self, count: u64) {
+        self.0
+            .set_users_outside_email_domains(i64::try_from(count).unwrap_or(i64::MAX));
+    }
     fn concurrency_limit(&self, limit: usize) {
         self.0
             .set_worker_concurrency_limit(i64::try_from(limit).unwrap_or(i64::MAX));

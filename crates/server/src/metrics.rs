@@ -81,6 +81,7 @@ struct Families {
     drift_found: Family<KindLabels, Counter>,
     offboarding: Histogram,
     login_type_mismatches: Gauge,
+    users_outside_email_domains: Gauge,
     worker_concurrency_limit: Gauge,
     orphan_accounts: Gauge,
     orphans_suspended: Counter,
@@ -195,6 +196,12 @@ impl Metrics {
             "Managed users whose Coder login_type differs from the policy",
             login_type_mismatches.clone(),
         );
+        let users_outside_email_domains = Gauge::default();
+        registry.register(
+            "scim_bridge_users_outside_email_domains",
+            "Users whose email is outside [users] allowed_email_domains (Coder refuses their OIDC logins)",
+            users_outside_email_domains.clone(),
+        );
         let worker_concurrency_limit = Gauge::default();
         registry.register(
             "scim_bridge_worker_concurrency_limit",
@@ -259,6 +266,7 @@ impl Metrics {
                 drift_found,
                 offboarding,
                 login_type_mismatches,
+                users_outside_email_domains,
                 worker_concurrency_limit,
                 orphan_accounts,
                 orphans_suspended,
@@ -380,6 +388,11 @@ impl Metrics {
         self.inner.login_type_mismatches.set(count);
     }
 
+    /// Users whose email is outside `[users] allowed_email_domains`.
+    pub fn set_users_outside_email_domains(&self, count: i64) {
+        self.inner.users_outside_email_domains.set(count);
+    }
+
     /// The worker's adaptive concurrency limit.
     pub fn set_worker_concurrency_limit(&self, limit: i64) {
         self.inner.worker_concurrency_limit.set(limit);
@@ -460,6 +473,7 @@ mod tests {
             "scim_bridge_drift_found_total",
             "scim_bridge_offboarding_duration_seconds",
             "scim_bridge_login_type_mismatches",
+            "scim_bridge_users_outside_email_domains",
             "scim_bridge_worker_concurrency_limit",
             "scim_bridge_orphan_accounts",
             "scim_bridge_orphans_suspended_total",

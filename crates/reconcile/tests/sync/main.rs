@@ -14,6 +14,7 @@ mod sink;
 mod agents;
 mod capabilities;
 mod drift;
+mod email_domains;
 mod entitlements;
 mod groups;
 mod initial_sync;

@@ -6,7 +6,9 @@
 //! the output: the stored half of the answer is what the operator needs most when Coder is down.
 
 use chrono::{DateTime, Utc};
-use reconcile::desired::{DesiredRoles, GroupIdentity, LoginTypeSource, desired_roles};
+use reconcile::desired::{
+    DesiredRoles, DesiredUser, GroupIdentity, LoginTypeSource, desired_roles,
+};
 use scim::ResourceKind;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -91,6 +93,23 @@ fn login_type_source(source: &LoginTypeSource) -> String {
     }
 }
 
+/// `[users] allowed_email_domains`' verdict on the desired user, as the worker reaches it.
+fn email_domain(policy: &reconcile::Policy, desired: &DesiredUser, mapped: bool) -> String {
+    use reconcile::desired::{EmailDomainVerdict, email_domain_issue, email_domain_verdict};
+    match email_domain_verdict(policy, desired) {
+        EmailDomainVerdict::Allowed => "allowed".into(),
+        EmailDomainVerdict::NotChecked(why) => format!("not checked: {why}"),
+        EmailDomainVerdict::Outside => {
+            let provisioned = mapped
+                || policy.users.outside_domain == reconcile::policy::OutsideDomain::Provision;
+            format!(
+                "outside: {}",
+                email_domain_issue(policy, desired, provisioned).unwrap_or_default()
+            )
+        }
+    }
+}
+
 fn group_name(g: &GroupIdentity) -> String {
     format!("{} ({})", g.display_name.as_deref().unwrap_or("?"), g.id)
 }
@@ -103,6 +122,9 @@ struct DesiredUserView {
     active: bool,
     login_type: &'static str,
     login_type_source: String,
+    /// What `[users] allowed_email_domains` makes of the email: `allowed`, `outside: …` (Coder
+    /// refuses the user's OIDC logins) or `not checked: …`.
+    email_domain: String,
     roles: Vec<RoleView>,
 }
 
@@ -226,7 +248,8 @@ impl View for Explanation {
                     d.login_type
                 ),
             )
-            .field("login_type from", &d.login_type_source);
+            .field("login_type from", &d.login_type_source)
+            .field("email domain", &d.email_domain);
             roles(&mut f, "desired roles", &d.roles);
         }
         if let Some(name) = &self.desired_group_name {
@@ -490,6 +513,7 @@ async fn user(
                     .as_ref()
                     .map(login_type_source)
                     .unwrap_or_default(),
+                email_domain: email_domain(policy, d, view.mapping.is_some()),
                 roles: role_views(&d.roles),
             })
         }
@@ -582,6 +606,7 @@ mod tests {
                 active: true,
                 login_type: "oidc",
                 login_type_source: login_type_source(&LoginTypeSource::Default),
+                email_domain: "allowed".into(),
                 roles: vec![RoleView {
                     scope: "site".into(),
                     role: "owner".into(),
@@ -616,5 +641,58 @@ mod tests {
     #[test]
     fn explain_user_json() {
         insta::assert_snapshot!(render(Format::Json, &alice()).unwrap());
+    }
+
+    /// A group whose rule makes its members owners, mapped, with a sync issue.
+    fn admins() -> Explanation {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut scim = Map::new();
+        scim.insert("displayName".into(), json!("coder-admins"));
+        Explanation {
+            kind: "Group",
+            id: "g-1".into(),
+            name: "coder-admins".into(),
+            created: at("2026-12-01T09:00:00Z"),
+            last_modified: at("2026-12-02T11:00:00Z"),
+            scim,
+            related: related(
+                [
+                    (&"u-1".to_owned(), &Some("alice@corp.example".to_owned())),
+                    (&"u-2".to_owned(), &None),
+                ]
+                .into_iter(),
+            ),
+            desired_user: None,
+            not_provisionable: None,
+            desired_group_name: Some("coder-admins".into()),
+            roles_granted_to_members: vec![RoleView {
+                scope: "site".into(),
+                role: "owner".into(),
+                granted_by: "group rule \"coder-admins\"".into(),
+            }],
+            mapping: Some(
+                json!({ "coder_group_id": "7f0e8d2c-0000-4000-8000-000000000001", "coder_name": "coder-admins" }),
+            ),
+            coder: CoderView::state("not configured", None),
+            outbox: Vec::new(),
+            sync_issues: vec![IssueRow {
+                kind: "Group".into(),
+                resource_id: "g-1".into(),
+                issue_type: "group_name_conflict".into(),
+                detail: "Coder group coder-admins exists and the bridge did not create it".into(),
+                created_at: at("2026-12-02T11:00:05Z"),
+            }],
+            audit: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn explain_group_table() {
+        insta::assert_snapshot!(render(Format::Table, &admins()).unwrap());
+    }
+
+    #[test]
+    fn explain_group_json() {
+        insta::assert_snapshot!(render(Format::Json, &admins()).unwrap());
     }
 }

@@ -177,6 +177,8 @@ const LAYERED: &[Layered] = layered![
     audit_webhook_batch_size, "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_SIZE", Some("audit_webhook.batch_size"), "100";
     audit_webhook_batch_wait, "SCIM_BRIDGE_AUDIT_WEBHOOK_BATCH_WAIT", Some("audit_webhook.batch_wait"), "1s";
     audit_webhook_audience, "SCIM_BRIDGE_AUDIT_WEBHOOK_AUDIENCE", Some("audit_webhook.audience"), "- (the webhook URL)";
+    users_allowed_email_domains, "SCIM_BRIDGE_USERS_ALLOWED_EMAIL_DOMAINS", Some("users.allowed_email_domains"), "- (any domain)";
+    users_outside_domain, "SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN", Some("users.outside_domain"), "provision";
 ];
 
 /// Secrets only the environment gives (`NAME` or `NAME_FILE`).
@@ -244,6 +246,45 @@ impl FileText {
             table = item.as_table_like()?;
         }
         None
+    }
+
+    /// The file and line of a mapping-rule key such as `roles.rules[2].site_roles`: the
+    /// deepest part of it the file holds.
+    fn line_of_rule(&self, key: &str) -> Option<(String, usize)> {
+        let mut table: &dyn toml_edit::TableLike = self.original.as_table();
+        let mut start = None;
+        for part in key.split('.') {
+            let (name, index) = match part.split_once('[') {
+                Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            let Some((k, item)) = table.get_key_value(name) else {
+                break;
+            };
+            start = k.span().map(|s| s.start).or(start);
+            let next = match index {
+                None => item.as_table_like(),
+                Some(i) => {
+                    if let Some(entry) = item.as_array_of_tables().and_then(|a| a.get(i)) {
+                        start = entry.span().map(|s| s.start).or(start);
+                        Some(entry as &dyn toml_edit::TableLike)
+                    } else {
+                        if let Some(value) = item.as_array().and_then(|a| a.get(i)) {
+                            start = value.span().map(|s| s.start).or(start);
+                        }
+                        None
+                    }
+                }
+            };
+            match next {
+                Some(inner) => table = inner,
+                None => break,
+            }
+        }
+        Some((
+            self.path.display().to_string(),
+            line_at(self.original.raw(), start?),
+        ))
     }
 
     fn source_of(&self, key: &str) -> Option<Source> {
@@ -441,16 +482,8 @@ pub fn check(
             }
         }
     }
-    if let Some(s) = &settings
-        && let Err(e) = reconcile::Policy::from_toml(&s.rules)
-    {
-        errors.push(Problem {
-            setting: args
-                .config
-                .as_ref()
-                .map_or("SCIM_BRIDGE_CONFIG".into(), |p| p.display().to_string()),
-            problem: e.to_string(),
-        });
+    if let Some(s) = &settings {
+        errors.extend(rule_errors(s.rules.clone(), file.as_ref()));
     }
 
     let mut effective: Vec<Effective> = LAYERED
@@ -545,6 +578,48 @@ pub fn check(
     };
     let settings = if check.valid { settings } else { None };
     (check, settings)
+}
+
+/// Every mistake in the mapping rules, each under its TOML key and line. The rules stop at
+/// their first mistake: after each, the key's part of the rules (up to its first array index,
+/// so indices stay right) is taken out and they are read again.
+fn rule_errors(mut rules: toml::Table, file: Option<&FileText>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    // Each round takes a key out, so the rounds are bounded by the number of keys.
+    for _ in 0..64 {
+        let Err(e) = reconcile::Policy::from_toml(&rules) else {
+            break;
+        };
+        let setting = match file.and_then(|f| f.line_of_rule(&e.key)) {
+            Some((path, line)) => format!("{} ({path}:{line})", e.key),
+            None => e.key.clone(),
+        };
+        problems.push(Problem {
+            setting,
+            problem: e.message.clone(),
+        });
+        if !take_out(&mut rules, &e.key) {
+            break;
+        }
+    }
+    problems
+}
+
+/// Remove dotted `key` (up to its first `[`) from `rules`; false when it is not there.
+fn take_out(rules: &mut toml::Table, key: &str) -> bool {
+    let path = key.split('[').next().unwrap_or(key);
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return false;
+    };
+    let mut table = rules;
+    for part in parts {
+        match table.get_mut(part) {
+            Some(toml::Value::Table(inner)) => table = inner,
+            _ => return false,
+        }
+    }
+    table.remove(last).is_some()
 }
 
 /// What is valid but probably not what the operator wants.
@@ -765,6 +840,21 @@ mod tests {
     }
 
     #[test]
+    fn config_check_table_and_json() {
+        let args = SettingsArgs {
+            listen: Some("0.0.0.0:8080".into()),
+            database_url: Some("postgres://scim:hunter2@db.internal/scim".into()),
+            users_allowed_email_domains: Some("corp.example".into()),
+            ..Default::default()
+        };
+        let flags = HashSet::from(["listen".to_string()]);
+        let env = Env(HashMap::from([("SCIM_BRIDGE_AUDIT_KEY", "k".repeat(40))]));
+        let (check, _) = check(&args, &flags, &env);
+        insta::assert_snapshot!("config_check_table", render(Format::Table, &check).unwrap());
+        insta::assert_snapshot!("config_check_json", render(Format::Json, &check).unwrap());
+    }
+
+    #[test]
     fn warnings_for_no_coder_and_a_base_url_without_scim_v2() {
         let args = SettingsArgs {
             base_url: Some("https://scim.example.com/".into()),
@@ -793,15 +883,85 @@ mod tests {
     }
 
     #[test]
-    fn a_mapping_rule_error_names_the_file() {
+    fn every_mapping_rule_error_names_its_key_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(dir.path(), "[roles]\nbaseline_site_roles = 3\n");
+        let path = file(
+            dir.path(),
+            "[users]\nallowed_email_domains = [\"corp.example\", \"*.corp.example\"]\n\n[[roles.rules]]\ngroup = \"a\"\nsite_roles = [\"owner\"]\n\n[[roles.rules]]\ngroup = \"b\"\nsite_roles = [\"admin\"]\n\n[groups]\ndelete_policy = \"archive\"\n",
+        );
         let args = SettingsArgs {
             config: Some(path.clone()),
             ..Default::default()
         };
         let (check, _) = check(&args, &HashSet::new(), &Env(HashMap::new()));
-        assert_eq!(check.errors.len(), 1, "{:#?}", check.errors);
-        assert_eq!(check.errors[0].setting, path.display().to_string());
+        let file = path.display();
+        let mut names: Vec<&str> = check.errors.iter().map(|e| e.setting.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                format!("groups ({file}:12)"),
+                format!("roles.rules[1].site_roles ({file}:10)"),
+                format!("users.allowed_email_domains[1] ({file}:2)"),
+            ],
+            "{:#?}",
+            check.errors
+        );
+        assert!(
+            check
+                .errors
+                .iter()
+                .any(|e| e.problem.contains("no wildcards")),
+            "{:#?}",
+            check.errors
+        );
+    }
+
+    #[test]
+    fn the_email_domain_policy_from_the_environment_wins_and_its_errors_name_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
+            "[users]\nallowed_email_domains = [\"old.example\"]\noutside_domain = \"skip\"\n",
+        );
+        let args = SettingsArgs {
+            config: Some(path),
+            users_allowed_email_domains: Some("corp.example, @Partner.Example".into()),
+            ..Default::default()
+        };
+        let (check, settings) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        assert!(check.valid, "{:#?}", check.errors);
+        let policy = reconcile::Policy::from_toml(&settings.unwrap().rules).unwrap();
+        assert_eq!(
+            policy.users.allowed_email_domains,
+            ["corp.example", "partner.example"]
+        );
+        assert_eq!(
+            policy.users.outside_domain,
+            reconcile::policy::OutsideDomain::Skip
+        );
+        let domains = named(&check, "SCIM_BRIDGE_USERS_ALLOWED_EMAIL_DOMAINS");
+        assert!(matches!(domains.source, Source::Env { .. }), "{domains:?}");
+        let outside = named(&check, "SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN");
+        assert!(matches!(outside.source, Source::File { line: 3, .. }));
+        assert_eq!(outside.value, "skip");
+
+        let args = SettingsArgs {
+            users_allowed_email_domains: Some("corp.example,*.corp.example".into()),
+            users_outside_domain: Some("drop".into()),
+            ..Default::default()
+        };
+        let flags = HashSet::from(["users_outside_domain".to_string()]);
+        let (bad, _) = super::check(&args, &flags, &Env(HashMap::new()));
+        let names: Vec<&str> = bad.errors.iter().map(|e| e.setting.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "SCIM_BRIDGE_USERS_ALLOWED_EMAIL_DOMAINS",
+                "--users-outside-domain"
+            ],
+            "{:#?}",
+            bad.errors
+        );
     }
 }
