@@ -1,8 +1,12 @@
 //! `scim-bridge agent token|tokens|revoke` and `scim-bridge explain agent`: short-lived scoped
 //! Coder API tokens for agents' service accounts, and why an agent is active or suspended.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
 use crate::config::Settings;
 use crate::confirm::ConfirmArgs;
+use crate::output::{self, Fields, OutputArgs, Row, Table, View};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentAction {
@@ -26,6 +30,8 @@ pub enum AgentAction {
     Tokens {
         #[arg(long)]
         agent: String,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Delete one of the agent's tokens (by id or name), or all of them with --all.
     Revoke {
@@ -46,6 +52,120 @@ pub enum AgentAction {
 pub struct AgentTarget {
     /// The agent: its agentUserName or name, or its Coder username.
     pub name: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One of an agent's Coder API tokens (`agent tokens`), never its value.
+#[derive(Debug, Serialize)]
+struct TokenRow {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl Row for TokenRow {
+    const HEADERS: &'static [&'static str] = &["ID", "NAME", "SCOPES", "CREATED", "EXPIRES"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.scopes.join(","),
+            output::time(self.created_at),
+            output::time(self.expires_at),
+        ]
+    }
+}
+
+/// `agent tokens`: the service account and its tokens.
+#[derive(Debug, Serialize)]
+struct AgentTokens {
+    agent: String,
+    coder_username: String,
+    coder_user_id: uuid::Uuid,
+    tokens: Vec<TokenRow>,
+}
+
+impl View for AgentTokens {
+    fn table(&self) -> String {
+        let mut text = format!(
+            "agent {}: Coder service account {} ({})\n",
+            self.agent, self.coder_username, self.coder_user_id
+        );
+        let mut table = Table::new(TokenRow::HEADERS);
+        for token in &self.tokens {
+            table.row(token.cells());
+        }
+        text.push_str(&table.to_string());
+        text
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct OwnerView {
+    id: String,
+    /// `active`, `inactive` or `deleted`.
+    state: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueView {
+    issue_type: String,
+    detail: String,
+}
+
+/// `explain agent`: the agent, its service account, its owners and why it is as it is.
+#[derive(Debug, Serialize)]
+struct AgentView {
+    agent: String,
+    kind: &'static str,
+    scim_id: String,
+    coder_username: String,
+    coder_user_id: uuid::Uuid,
+    suspended: bool,
+    own_active: bool,
+    owners: Vec<OwnerView>,
+    why: String,
+    sync_issues: Vec<IssueView>,
+}
+
+impl View for AgentView {
+    fn table(&self) -> String {
+        let mut f = Fields::new();
+        f.field(
+            "agent",
+            format!("{} ({} {})", self.agent, self.kind, self.scim_id),
+        )
+        .field(
+            "coder",
+            format!(
+                "service account {} ({}), {}",
+                self.coder_username,
+                self.coder_user_id,
+                if self.suspended {
+                    "SUSPENDED"
+                } else {
+                    "active"
+                }
+            ),
+        )
+        .field("own active", self.own_active);
+        if self.owners.is_empty() {
+            f.field("owners", "none (the agent follows only its own active)");
+        } else {
+            f.field("owners", self.owners.len());
+            for owner in &self.owners {
+                f.note(format!("- {} {}", owner.id, owner.state));
+            }
+        }
+        f.field("why", &self.why);
+        for issue in &self.sync_issues {
+            f.field("issue", format!("{}: {}", issue.issue_type, issue.detail));
+        }
+        f.to_string()
+    }
 }
 
 fn split_scopes(raw: &str) -> Vec<String> {
@@ -111,26 +231,24 @@ pub async fn run(settings: &Settings, action: AgentAction) -> anyhow::Result<()>
             );
             println!("{}", minted.secret);
         }
-        AgentAction::Tokens { agent } => {
+        AgentAction::Tokens { agent, output } => {
             let (account, keys) = reconciler.agent_tokens(&agent).await?;
-            println!(
-                "agent {agent}: Coder service account {} ({})",
-                account.coder_user.username, account.coder_user.id
-            );
-            println!(
-                "{:<12} {:<32} {:<40} {:<26} EXPIRES",
-                "ID", "NAME", "SCOPES", "CREATED"
-            );
-            for key in keys {
-                println!(
-                    "{:<12} {:<32} {:<40} {:<26} {}",
-                    key.id,
-                    key.token_name,
-                    key.scopes.join(","),
-                    key.created_at.to_rfc3339(),
-                    key.expires_at.to_rfc3339()
-                );
-            }
+            let view = AgentTokens {
+                agent,
+                coder_username: account.coder_user.username.clone(),
+                coder_user_id: account.coder_user.id,
+                tokens: keys
+                    .into_iter()
+                    .map(|key| TokenRow {
+                        id: key.id,
+                        name: key.token_name,
+                        scopes: key.scopes,
+                        created_at: key.created_at,
+                        expires_at: key.expires_at,
+                    })
+                    .collect(),
+            };
+            output::print(output.output, &view)?;
         }
         AgentAction::Revoke {
             agent,
@@ -152,42 +270,19 @@ pub async fn run(settings: &Settings, action: AgentAction) -> anyhow::Result<()>
 
 /// `scim-bridge explain agent NAME`. Ok(false) when the agent is suspended.
 pub async fn explain(settings: &Settings, target: AgentTarget) -> anyhow::Result<bool> {
-    let name = target.name;
     let store = super::open_store(settings).await?;
     let reconciler = crate::sync::reconciler(settings, &store, None)?;
-    let e = reconciler.explain_agent(&name).await?;
+    let e = reconciler.explain_agent(&target.name).await?;
+    let view = agent_view(target.name, e);
+    output::print(target.output.output, &view)?;
+    Ok(!view.suspended)
+}
+
+fn agent_view(name: String, e: reconcile::agent_tokens::AgentExplanation) -> AgentView {
     let user = &e.account.coder_user;
     let suspended = user.status == coder::types::UserStatus::Suspended;
-    println!(
-        "agent:        {name} ({} {})",
-        e.account.resource.kind.name(),
-        e.account.resource.id
-    );
-    println!(
-        "coder:        service account {} ({}), {}",
-        user.username,
-        user.id,
-        if suspended { "SUSPENDED" } else { "active" }
-    );
-    println!("own active:   {}", e.own_active);
-    if e.owners.is_empty() {
-        println!("owners:       none (the agent follows only its own active)");
-    } else {
-        println!("owners:");
-        for owner in &e.owners {
-            let state = match owner.active {
-                Some(true) => "active",
-                Some(false) => "inactive",
-                None => "deleted",
-            };
-            println!("  - {} {state}", owner.id);
-        }
-    }
     let why = match (&e.cascade, e.own_active, suspended) {
-        (Some((since, detail)), _, _) => format!(
-            "{detail} (since {})",
-            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
+        (Some((since, detail)), _, _) => format!("{detail} (since {})", output::time(*since)),
         (None, false, _) => "suspended: the IdP set the agent inactive".to_owned(),
         (None, true, true) => {
             "suspended in Coder while the IdP says active: the worker has not converged yet (see `scim-bridge outbox status`)".to_owned()
@@ -200,9 +295,113 @@ pub async fn explain(settings: &Settings, target: AgentTarget) -> anyhow::Result
             }
         }
     };
-    println!("why:          {why}");
-    for (issue_type, detail) in &e.issues {
-        println!("issue:        {issue_type}: {detail}");
+    AgentView {
+        agent: name,
+        kind: e.account.resource.kind.name(),
+        scim_id: e.account.resource.id.clone(),
+        coder_username: user.username.clone(),
+        coder_user_id: user.id,
+        suspended,
+        own_active: e.own_active,
+        owners: e
+            .owners
+            .iter()
+            .map(|owner| OwnerView {
+                id: owner.id.clone(),
+                state: match owner.active {
+                    Some(true) => "active",
+                    Some(false) => "inactive",
+                    None => "deleted",
+                },
+            })
+            .collect(),
+        why,
+        sync_issues: e
+            .issues
+            .into_iter()
+            .map(|(issue_type, detail)| IssueView { issue_type, detail })
+            .collect(),
     }
-    Ok(!suspended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn tokens() -> AgentTokens {
+        AgentTokens {
+            agent: "build-bot".into(),
+            coder_username: "build-bot".into(),
+            coder_user_id: uuid::Uuid::from_u128(0x0a1b_2c3d),
+            tokens: vec![
+                TokenRow {
+                    id: "k1A2b3C4d5".into(),
+                    name: "scim-bridge-20261203T101500Z".into(),
+                    scopes: vec!["coder:workspaces.access".into()],
+                    created_at: at("2026-12-03T10:15:00Z"),
+                    expires_at: at("2026-12-03T14:15:00Z"),
+                },
+                TokenRow {
+                    id: "Zz9Yy8Xx7W".into(),
+                    name: "ci".into(),
+                    scopes: vec!["workspace:read".into(), "template:read".into()],
+                    created_at: at("2026-12-02T08:00:00.123Z"),
+                    expires_at: at("2026-12-02T12:00:00Z"),
+                },
+            ],
+        }
+    }
+
+    fn explained() -> AgentView {
+        AgentView {
+            agent: "build-bot".into(),
+            kind: "Agent",
+            scim_id: "7c1e0f2a-agent".into(),
+            coder_username: "build-bot".into(),
+            coder_user_id: uuid::Uuid::from_u128(0x0a1b_2c3d),
+            suspended: true,
+            own_active: true,
+            owners: vec![
+                OwnerView {
+                    id: "u-alice".into(),
+                    state: "inactive",
+                },
+                OwnerView {
+                    id: "u-bob".into(),
+                    state: "deleted",
+                },
+            ],
+            why: "suspended: every owner is inactive or deleted (since 2026-12-03T09:00:00Z)"
+                .into(),
+            sync_issues: vec![IssueView {
+                issue_type: "owners_inactive".into(),
+                detail: "every owner is inactive or deleted".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn agent_tokens_table() {
+        insta::assert_snapshot!(render(Format::Table, &tokens()).unwrap());
+    }
+
+    #[test]
+    fn agent_tokens_json() {
+        insta::assert_snapshot!(render(Format::Json, &tokens()).unwrap());
+    }
+
+    #[test]
+    fn explain_agent_table() {
+        insta::assert_snapshot!(render(Format::Table, &explained()).unwrap());
+    }
+
+    #[test]
+    fn explain_agent_json() {
+        insta::assert_snapshot!(render(Format::Json, &explained()).unwrap());
+    }
 }

@@ -2,9 +2,11 @@
 
 use std::io::Write;
 
+use serde::Serialize;
 use store::AuditHead;
 
 use crate::config::Settings;
+use crate::output::{self, OutputArgs, View};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditAction {
@@ -27,10 +29,77 @@ pub enum AuditAction {
         /// Repeat for several.
         #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
         expect_head: Vec<AuditHead>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Print the chain's head as SEQ:HASH, to keep outside the database (a SIEM, an object store)
     /// for `audit verify --expect-head`.
-    Head,
+    Head {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Serialize)]
+struct Verification {
+    intact: bool,
+    checked: u64,
+    keyed: u64,
+    /// The `--expect-head` values the chain reaches (all of them when intact).
+    expected_heads: Vec<String>,
+    /// The first record that does not verify.
+    first_broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokenLink {
+    seq: i64,
+    reason: String,
+    /// What to do about it, when the bridge can tell.
+    hint: Option<String>,
+}
+
+impl View for Verification {
+    fn table(&self) -> String {
+        match &self.first_broken {
+            None => {
+                let reached: String = self
+                    .expected_heads
+                    .iter()
+                    .map(|head| format!(", reaches {head}"))
+                    .collect();
+                format!(
+                    "audit chain intact: {} record(s) verified, {} keyed{reached}\n",
+                    self.checked, self.keyed
+                )
+            }
+            Some(broken) => {
+                let hint = broken
+                    .hint
+                    .as_ref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                format!(
+                    "audit chain BROKEN at record {}: {}{hint} ({} record(s) checked)\n",
+                    broken.seq, broken.reason, self.checked
+                )
+            }
+        }
+    }
+}
+
+/// `audit head`: `SEQ:HASH` in a table, for scripts that keep it as it is.
+#[derive(Debug, Serialize)]
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+impl View for Head {
+    fn table(&self) -> String {
+        format!("{}:{}\n", self.seq, self.hash)
+    }
 }
 
 /// Records read per query while exporting or following.
@@ -115,7 +184,9 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
                 Some(raw) => Some(
                     chrono::DateTime::parse_from_rfc3339(&raw)
                         .map_err(|e| {
-                            anyhow::anyhow!("--since: '{raw}' is not an RFC 3339 time: {e}")
+                            crate::exit::usage(format!(
+                                "--since: '{raw}' is not an RFC 3339 time: {e}"
+                            ))
                         })?
                         .with_timezone(&chrono::Utc),
                 ),
@@ -134,43 +205,108 @@ pub async fn run(settings: &Settings, action: AuditAction) -> anyhow::Result<boo
             out.flush()?;
             Ok(true)
         }
-        AuditAction::Verify { expect_head } => {
+        AuditAction::Verify {
+            expect_head,
+            output,
+        } => {
             let report = store.audit().verify_expecting(&expect_head).await?;
-            match report.first_broken {
-                None => {
-                    let reached = expect_head
-                        .iter()
-                        .map(|head| format!(", reaches {head}"))
-                        .collect::<String>();
-                    println!(
-                        "audit chain intact: {} record(s) verified, {} keyed{reached}",
-                        report.checked, report.keyed
-                    );
-                    Ok(true)
-                }
-                Some((seq, reason)) => {
-                    let hint = if settings.audit_keys.current().is_none() && reason.contains("key")
-                    {
-                        " (set SCIM_BRIDGE_AUDIT_KEY or SCIM_BRIDGE_AUDIT_KEY_FILE to verify keyed records)"
-                    } else {
-                        ""
-                    };
-                    println!(
-                        "audit chain BROKEN at record {seq}: {reason}{hint} ({} record(s) checked)",
-                        report.checked
-                    );
-                    Ok(false)
-                }
-            }
+            let view = Verification {
+                intact: report.first_broken.is_none(),
+                checked: report.checked,
+                keyed: report.keyed,
+                expected_heads: if report.first_broken.is_none() {
+                    expect_head.iter().map(ToString::to_string).collect()
+                } else {
+                    Vec::new()
+                },
+                first_broken: report.first_broken.map(|(seq, reason)| BrokenLink {
+                    hint: (settings.audit_keys.current().is_none() && reason.contains("key"))
+                        .then(|| {
+                            "set SCIM_BRIDGE_AUDIT_KEY or SCIM_BRIDGE_AUDIT_KEY_FILE to verify keyed records".to_owned()
+                        }),
+                    seq,
+                    reason,
+                }),
+            };
+            output::print(output.output, &view)?;
+            Ok(view.intact)
         }
-        AuditAction::Head => {
+        AuditAction::Head { output } => {
             let head = store
                 .audit()
                 .head()
                 .await
                 .map_err(|e| anyhow::anyhow!("reading the audit head: {e}"))?;
-            println!("{head}");
+            output::print(
+                output.output,
+                &Head {
+                    seq: head.seq,
+                    hash: head.hash,
+                },
+            )?;
             Ok(true)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Format, render};
+
+    fn intact() -> Verification {
+        Verification {
+            intact: true,
+            checked: 42,
+            keyed: 40,
+            expected_heads: vec![format!("17:{}", "ab".repeat(32))],
+            first_broken: None,
+        }
+    }
+
+    fn broken() -> Verification {
+        Verification {
+            intact: false,
+            checked: 12,
+            keyed: 12,
+            expected_heads: Vec::new(),
+            first_broken: Some(BrokenLink {
+                seq: 12,
+                reason: "keyed with key k1, which is not configured".into(),
+                hint: Some(
+                    "set SCIM_BRIDGE_AUDIT_KEY or SCIM_BRIDGE_AUDIT_KEY_FILE to verify keyed records"
+                        .into(),
+                ),
+            }),
+        }
+    }
+
+    #[test]
+    fn audit_verify_table() {
+        let text =
+            render(Format::Table, &intact()).unwrap() + &render(Format::Table, &broken()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn audit_verify_json() {
+        let text =
+            render(Format::Json, &intact()).unwrap() + &render(Format::Json, &broken()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn audit_head_table_is_seq_colon_hash_and_json_an_object() {
+        let head = Head {
+            seq: 17,
+            hash: "ab".repeat(32),
+        };
+        let table = render(Format::Table, &head).unwrap();
+        assert_eq!(
+            table.trim_end().parse::<AuditHead>().unwrap().to_string(),
+            table.trim_end(),
+            "what `audit verify --expect-head` takes"
+        );
+        insta::assert_snapshot!(table + &render(Format::Json, &head).unwrap());
     }
 }
