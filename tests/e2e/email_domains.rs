@@ -141,12 +141,26 @@ fn bad_email_domain_settings_are_configuration_errors_under_their_names() {
     )
     .unwrap();
     let database = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let envs: Vec<(String, String)> = vec![
+        ("SCIM_BRIDGE_DATABASE_URL".into(), database),
+        ("SCIM_BRIDGE_CONFIG".into(), config.display().to_string()),
+    ];
+    let file_error = format!(
+        "error: users.allowed_email_domains[0] ({}:2)",
+        config.display()
+    );
+    // Any command refuses the rules before it starts, naming the key and its line.
+    let out = crate::support::cli(&envs, &["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&file_error), "{stderr}");
+
     let out = crate::support::cli(
         &[
-            ("SCIM_BRIDGE_DATABASE_URL".into(), database),
-            ("SCIM_BRIDGE_CONFIG".into(), config.display().to_string()),
-            ("SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN".into(), "drop".into()),
-        ],
+            envs,
+            vec![("SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN".into(), "drop".into())],
+        ]
+        .concat(),
         &["config", "check"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -155,11 +169,5 @@ fn bad_email_domain_settings_are_configuration_errors_under_their_names() {
         stderr.contains("error: SCIM_BRIDGE_USERS_OUTSIDE_DOMAIN: unknown value \"drop\""),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(&format!(
-            "error: users.allowed_email_domains[0] ({}:2)",
-            config.display()
-        )),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&file_error), "{stderr}");
 }

@@ -148,7 +148,7 @@ impl SyncObserver for MemoryObserver {
         self.record(|r| r.login_type_mismatches = Some(count));
     }
     fn users_outside_email_domains(&self, count: u64) {
-        self.lock().users_outside_email_domains = Some(count);
+        self.record(|r| r.users_outside_email_domains = Some(count));
     }
     fn concurrency_limit(&self, limit: usize) {
         self.record(|r| r.concurrency_limits.push(limit));

@@ -162,7 +162,14 @@ fn run() -> anyhow::Result<bool> {
             Some(errors) => Err(errors),
         };
     }
-    let settings = match config::Settings::load(&cli.settings, &config::ProcessEnv) {
+    let loaded = config::Settings::load(&cli.settings, &config::ProcessEnv)
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| {
+            // The mapping rules too, so a mistake there is named by its key and line here.
+            reconcile::Policy::from_toml(&settings.rules)?;
+            Ok(settings)
+        });
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(first) => {
             // Every problem, each under the name the operator used, not just the first.
