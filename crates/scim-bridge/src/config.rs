@@ -396,6 +396,8 @@ fn orphans_rules(
         table.insert("allow".into(), toml::Value::Array(names));
     }
     Ok((!table.is_empty()).then_some(table))
+}
+
 /// The `[users]` keys a flag or variable may set, checked here so an error names the flag or
 /// variable, and written into the rules, where they win over the file's.
 fn users_from_layers(rules: &mut toml::Table, args: &SettingsArgs) -> Result<(), ConfigError> {
