@@ -1,14 +1,13 @@
 //! Agents and agent users as Coder service accounts: least privilege, Premium, owners and the
 //! cascade, against the Coder fake.
 
-use crate::harness::{Env, TestDb, ctx};
+use crate::harness::{Env, TestDb};
 use crate::sync_tests;
 use coder_fake::{LoginType as FakeLoginType, UserStatus};
-use reconcile::{DriftKind, drift};
+use reconcile::DriftKind;
 use scim::ResourceKind;
-use scim::resource::normalize;
 use serde_json::{Value, json};
-use store::{OutboxFilter, OutboxPriority, StoredResource};
+use store::{OutboxFilter, OutboxPriority};
 
 sync_tests!(
     an_agent_becomes_a_service_account_without_email_or_login,
@@ -27,47 +26,18 @@ sync_tests!(
     drift_repair_keeps_an_agent_its_owners_left_suspended,
 );
 
-async fn create_agent(env: &Env, name: &str, extra: Value) -> StoredResource {
-    let mut body = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
-        "name": name,
-        "active": true,
-    });
-    if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        target.extend(extra.clone());
-    }
-    let body = normalize(ResourceKind::Agent, body, scim::Registry::standard()).unwrap();
-    env.store()
-        .resources()
-        .create(&ctx(), ResourceKind::Agent, body)
-        .await
-        .unwrap()
-}
-
-/// Every audit record about `resource_id`, whoever acted.
-async fn audit_of(env: &Env, resource_id: &str) -> Vec<store::AuditRecord> {
-    env.store()
-        .audit()
-        .export(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.resource_id.as_deref() == Some(resource_id))
-        .collect()
-}
-
 fn owners(ids: &[&str]) -> Value {
     json!({ "owners": ids.iter().map(|id| json!({ "value": id })).collect::<Vec<_>>() })
 }
 
 async fn an_agent_becomes_a_service_account_without_email_or_login(db: TestDb) {
     let env = Env::start(db, true, "").await;
-    let agent = create_agent(
-        &env,
-        "Review Bot",
-        json!({ "displayName": "Review bot", "description": "Reviews merge requests" }),
-    )
-    .await;
+    let agent = env
+        .create_agent(
+            "Review Bot",
+            json!({ "displayName": "Review bot", "description": "Reviews merge requests" }),
+        )
+        .await;
     env.drain().await;
     let account = env.coder_user(&agent.id).await;
     assert!(account.is_service_account);
@@ -89,11 +59,7 @@ async fn an_agent_becomes_a_service_account_without_email_or_login(db: TestDb) {
         "the create is audited"
     );
     // A second pass changes nothing.
-    env.store()
-        .outbox()
-        .enqueue(ResourceKind::Agent, &agent.id, OutboxPriority::Normal)
-        .await
-        .unwrap();
+    env.enqueue(ResourceKind::Agent, &agent.id).await;
     let before = env.coder().calls.len();
     env.drain().await;
     let writes = env.coder().calls[before..]
@@ -105,7 +71,7 @@ async fn an_agent_becomes_a_service_account_without_email_or_login(db: TestDb) {
 
 async fn without_premium_a_sync_issue_names_premium_and_people_still_sync(db: TestDb) {
     let env = Env::start(db, false, "").await;
-    let agent = create_agent(&env, "deploy-bot", json!({})).await;
+    let agent = env.create_agent("deploy-bot", json!({})).await;
     let alice = env.create_user("alice@corp.example", json!({})).await;
     env.drain().await;
     assert!(env.coder().user("alice").is_some());
@@ -116,21 +82,10 @@ async fn without_premium_a_sync_issue_names_premium_and_people_still_sync(db: Te
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].resource_id, agent.id);
     assert!(issues[0].detail.contains("Premium"), "{}", issues[0].detail);
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&agent.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_mapped(&agent.id).await);
     // Licensed later: the next reconcile provisions the agent and closes the issue.
     env.fake.set_premium(true);
-    env.store()
-        .outbox()
-        .enqueue(ResourceKind::Agent, &agent.id, OutboxPriority::Normal)
-        .await
-        .unwrap();
+    env.enqueue(ResourceKind::Agent, &agent.id).await;
     env.drain().await;
     assert!(env.coder_user(&agent.id).await.is_service_account);
     assert!(
@@ -155,8 +110,8 @@ async fn agents_hold_only_the_roles_agent_rules_name(db: TestDb) {
         site_roles = ["auditor"]
     "#;
     let env = Env::start(db, true, rules).await;
-    let plain = create_agent(&env, "plain-bot", json!({})).await;
-    let reviewer = create_agent(&env, "review-bot", json!({})).await;
+    let plain = env.create_agent("plain-bot", json!({})).await;
+    let reviewer = env.create_agent("review-bot", json!({})).await;
     let person = env.create_user("ann@corp.example", json!({})).await;
     env.create_group("admins", &[&plain.id, &person.id]).await;
     env.create_group("reviewers", &[&reviewer.id]).await;
@@ -180,7 +135,7 @@ async fn agents_hold_only_the_roles_agent_rules_name(db: TestDb) {
 
 async fn an_agent_joins_its_groups(db: TestDb) {
     let env = Env::start(db, true, "").await;
-    let agent = create_agent(&env, "ci-bot", json!({})).await;
+    let agent = env.create_agent("ci-bot", json!({})).await;
     let group = env.create_group("Builders", &[&agent.id]).await;
     env.drain().await;
     let account = env.coder_user(&agent.id).await;
@@ -206,7 +161,9 @@ async fn the_last_owner_leaving_suspends_the_agent_and_deletes_its_tokens(db: Te
     let env = Env::start(db, true, "").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
     let bob = env.create_user("bob@corp.example", json!({})).await;
-    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id, &bob.id])).await;
+    let agent = env
+        .create_agent("helper-bot", owners(&[&ann.id, &bob.id]))
+        .await;
     env.drain().await;
     mint(&env, "helper-bot", "run-1").await;
     mint(&env, "helper-bot", "run-2").await;
@@ -227,12 +184,7 @@ async fn the_last_owner_leaving_suspends_the_agent_and_deletes_its_tokens(db: Te
     env.set_active(&bob.id, false).await;
     // Bob's offboarding queues his agents at his priority.
     env.reconciler.reconcile_user(&bob.id).await.unwrap();
-    let queued = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::Pending, 100)
-        .await
-        .unwrap();
+    let queued = env.outbox_rows(OutboxFilter::Pending).await;
     let row = queued
         .iter()
         .find(|e| e.kind == ResourceKind::Agent && e.resource_id == agent.id)
@@ -257,24 +209,21 @@ async fn the_last_owner_leaving_suspends_the_agent_and_deletes_its_tokens(db: Te
 async fn an_owner_back_does_not_reactivate_the_agent_unless_configured(db: TestDb) {
     let env = Env::start(db, true, "").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
-    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    let agent = env.create_agent("helper-bot", owners(&[&ann.id])).await;
     env.drain().await;
     env.delete(ResourceKind::User, &ann.id).await;
     env.drain().await;
     assert_eq!(
-        env.coder_user(&agent.id).await.status,
+        env.coder_status(&agent.id).await,
         UserStatus::Suspended,
         "a deleted owner suspends the agent"
     );
 
     // The IdP gives the agent a new, active owner.
     let ann2 = env.create_user("ann2@corp.example", json!({})).await;
-    env.patch(
-        ResourceKind::Agent,
-        &agent.id,
-        json!([{ "op": "replace", "path": "owners", "value": [{ "value": ann2.id }] }]),
-    )
-    .await;
+    let new_owner = json!([{ "value": ann2.id }]);
+    env.replace(ResourceKind::Agent, &agent.id, "owners", new_owner)
+        .await;
     // Same instant as the cascade: not a later change of the agent.
     env.drain().await;
     let still = env.coder_user(&agent.id).await;
@@ -289,18 +238,11 @@ async fn an_owner_back_does_not_reactivate_the_agent_unless_configured(db: TestD
     // A later change of the agent in the IdP (off, then on again) is a deliberate reactivation.
     for active in [false, true] {
         env.db.clock.advance(chrono::Duration::minutes(5));
-        env.patch(
-            ResourceKind::Agent,
-            &agent.id,
-            json!([{ "op": "replace", "path": "active", "value": active }]),
-        )
-        .await;
+        env.replace(ResourceKind::Agent, &agent.id, "active", active)
+            .await;
     }
     env.drain().await;
-    assert_ne!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_ne!(env.coder_status(&agent.id).await, UserStatus::Suspended);
     assert!(
         env.issues(reconcile::ISSUE_OWNERS_INACTIVE)
             .await
@@ -311,25 +253,19 @@ async fn an_owner_back_does_not_reactivate_the_agent_unless_configured(db: TestD
 async fn reactivate_with_owner_brings_the_agent_back_with_its_owner(db: TestDb) {
     let env = Env::start(db, true, "[agents]\nreactivate_with_owner = true").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
-    let agent = create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    let agent = env.create_agent("helper-bot", owners(&[&ann.id])).await;
     env.drain().await;
     env.set_active(&ann.id, false).await;
     env.drain().await;
-    assert_eq!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_eq!(env.coder_status(&agent.id).await, UserStatus::Suspended);
     env.set_active(&ann.id, true).await;
     env.drain().await;
-    assert_ne!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_ne!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 }
 
 async fn deleting_an_agent_suspends_it_and_deletes_its_tokens(db: TestDb) {
     let env = Env::start(db, true, "").await;
-    let agent = create_agent(&env, "temp-bot", json!({})).await;
+    let agent = env.create_agent("temp-bot", json!({})).await;
     env.drain().await;
     mint(&env, "temp-bot", "run-1").await;
     let account = env.coder_user(&agent.id).await;
@@ -363,7 +299,7 @@ async fn a_user_marked_as_an_agent_becomes_a_service_account(db: TestDb) {
 
 async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: TestDb) {
     let env = Env::start(db, true, "").await;
-    let agent = create_agent(&env, "review-bot", json!({})).await;
+    let agent = env.create_agent("review-bot", json!({})).await;
     let person = env.create_user("dana@corp.example", json!({})).await;
     env.drain().await;
     let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
@@ -414,7 +350,7 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: Te
     assert_eq!(key.token, minted.secret);
     assert_eq!(key.scopes, ["workspace:read"]);
     assert_eq!((key.expires_at - key.created_at).num_hours(), 4);
-    let audit = audit_of(&env, &agent.id).await;
+    let audit = env.audit_of(&agent.id).await;
     let mint = audit
         .iter()
         .find(|a| a.operation == "agent.token.mint")
@@ -436,7 +372,7 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: Te
     assert_eq!(revoked, [key.id.as_str()]);
     assert!(!env.coder().keys.iter().any(|k| k.user_id == account.id));
     assert!(
-        audit_of(&env, &agent.id)
+        env.audit_of(&agent.id)
             .await
             .iter()
             .any(|a| a.operation == "agent.token.revoke")
@@ -447,7 +383,7 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_audited(db: Te
 async fn explain_shows_owners_and_why_the_agent_is_suspended(db: TestDb) {
     let env = Env::start(db, true, "").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
-    create_agent(&env, "helper-bot", owners(&[&ann.id])).await;
+    env.create_agent("helper-bot", owners(&[&ann.id])).await;
     env.drain().await;
     let before = env.reconciler.explain_agent("helper-bot").await.unwrap();
     assert!(before.cascade.is_none());
@@ -483,14 +419,11 @@ async fn an_owner_named_by_a_later_patch_takes_part_in_the_cascade(db: TestDb) {
     let env = Env::start(db, true, "").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
     let carl = env.create_user("carl@corp.example", json!({})).await;
-    let agent = create_agent(&env, "late-bot", owners(&[&ann.id])).await;
+    let agent = env.create_agent("late-bot", owners(&[&ann.id])).await;
     env.drain().await;
-    env.patch(
-        ResourceKind::Agent,
-        &agent.id,
-        json!([{"op": "replace", "path": "owners", "value": [{"value": carl.id}]}]),
-    )
-    .await;
+    let new_owner = json!([{ "value": carl.id }]);
+    env.replace(ResourceKind::Agent, &agent.id, "owners", new_owner)
+        .await;
     env.drain().await;
 
     // Ann owns nothing any more: her leaving queues no agent.
@@ -501,28 +434,15 @@ async fn an_owner_named_by_a_later_patch_takes_part_in_the_cascade(db: TestDb) {
             .filter(|e| e.kind == ResourceKind::Agent)
             .collect::<Vec<_>>()
     };
-    let pending = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::Pending, 100)
-        .await
-        .unwrap();
+    let pending = env.outbox_rows(OutboxFilter::Pending).await;
     assert!(queued_agents(pending).is_empty());
     env.drain().await;
-    assert_ne!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_ne!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 
     // Carl is deleted: his agent is queued at offboarding priority and suspended.
     env.delete(ResourceKind::User, &carl.id).await;
     env.reconciler.reconcile_user(&carl.id).await.unwrap();
-    let pending = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::Pending, 100)
-        .await
-        .unwrap();
+    let pending = env.outbox_rows(OutboxFilter::Pending).await;
     let rows = queued_agents(pending);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
@@ -530,10 +450,7 @@ async fn an_owner_named_by_a_later_patch_takes_part_in_the_cascade(db: TestDb) {
         (agent.id.as_str(), OutboxPriority::Offboarding)
     );
     env.drain().await;
-    assert_eq!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_eq!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 }
 
 /// An agent's service account changed in Coder by hand (reactivated after the IdP deactivated
@@ -541,37 +458,21 @@ async fn an_owner_named_by_a_later_patch_takes_part_in_the_cascade(db: TestDb) {
 async fn drift_repair_converges_an_agent_changed_by_hand(db: TestDb) {
     let rules = "[[agents.rules]]\ngroup = \"reviewers\"\nsite_roles = [\"auditor\"]";
     let env = Env::start(db, true, rules).await;
-    let agent = create_agent(&env, "fix-bot", json!({"displayName": "Fix bot"})).await;
-    let idle = create_agent(&env, "idle-bot", json!({})).await;
+    let agent = env
+        .create_agent("fix-bot", json!({"displayName": "Fix bot"}))
+        .await;
+    let idle = env.create_agent("idle-bot", json!({})).await;
     let group = env.create_group("reviewers", &[&agent.id]).await;
     env.drain().await;
-    env.patch(
-        ResourceKind::Agent,
-        &idle.id,
-        json!([{"op": "replace", "path": "active", "value": false}]),
-    )
-    .await;
+    env.replace(ResourceKind::Agent, &idle.id, "active", false)
+        .await;
     env.drain().await;
-    assert!(
-        drift::plan(&env.reconciler, &mut |_| {})
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.drift_plan().await.is_empty());
 
     let account = env.coder_user(&agent.id).await.id;
     let idle_account = env.coder_user(&idle.id).await.id;
     env.owner.activate_user(idle_account).await.unwrap();
-    env.owner
-        .update_profile(
-            account,
-            &coder::types::UpdateUserProfileRequest {
-                username: "renamed".into(),
-                name: "R".into(),
-            },
-        )
-        .await
-        .unwrap();
+    env.rename_by_hand(account, "renamed", "R").await;
     env.owner
         .set_site_roles(account, &["template-admin".to_owned()])
         .await
@@ -579,7 +480,7 @@ async fn drift_repair_converges_an_agent_changed_by_hand(db: TestDb) {
     env.patch_group_by_hand(&group.id, vec![], vec![account])
         .await;
 
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     assert_eq!(plan.agents_checked, 2, "{plan}");
     let mut found: Vec<(DriftKind, &str, String)> = plan
         .items
@@ -602,14 +503,13 @@ async fn drift_repair_converges_an_agent_changed_by_hand(db: TestDb) {
         .unwrap();
     assert_eq!(status.priority, OutboxPriority::Offboarding);
 
-    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
-    env.drain().await;
-    let after = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    env.repair_through_outbox(&plan).await;
+    let after = env.drift_plan().await;
     assert!(after.is_empty(), "{after}");
     let fixed = env.coder_user(&agent.id).await;
     assert_eq!(fixed.username, "fix-bot");
     assert_eq!(fixed.roles.iter().collect::<Vec<_>>(), ["auditor"]);
-    assert_eq!(env.coder_user(&idle.id).await.status, UserStatus::Suspended);
+    assert_eq!(env.coder_status(&idle.id).await, UserStatus::Suspended);
 }
 
 /// Drift repair wants what the owner cascade wants: an agent whose owners all left stays
@@ -618,18 +518,15 @@ async fn drift_repair_converges_an_agent_changed_by_hand(db: TestDb) {
 async fn drift_repair_keeps_an_agent_its_owners_left_suspended(db: TestDb) {
     let env = Env::start(db, true, "").await;
     let ann = env.create_user("ann@corp.example", json!({})).await;
-    let agent = create_agent(&env, "owned-bot", owners(&[&ann.id])).await;
+    let agent = env.create_agent("owned-bot", owners(&[&ann.id])).await;
     env.drain().await;
     env.set_active(&ann.id, false).await;
     env.drain().await;
     let account = env.coder_user(&agent.id).await.id;
-    assert_eq!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_eq!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 
     env.owner.activate_user(account).await.unwrap();
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     assert_eq!(plan.items.len(), 1, "{plan}");
     assert_eq!(
         (
@@ -643,20 +540,13 @@ async fn drift_repair_keeps_an_agent_its_owners_left_suspended(db: TestDb) {
             OutboxPriority::Offboarding
         )
     );
-    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
-    env.drain().await;
-    assert_eq!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    env.repair_through_outbox(&plan).await;
+    assert_eq!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 
     // Ann is back; the agent stays suspended, and drift repair agrees.
     env.set_active(&ann.id, true).await;
     env.drain().await;
-    assert_eq!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    assert_eq!(env.coder_status(&agent.id).await, UserStatus::Suspended);
+    let plan = env.drift_plan().await;
     assert!(plan.is_empty(), "{plan}");
 }

@@ -1,6 +1,6 @@
 //! Drift repair.
 
-use crate::harness::{Env, TestDb};
+use crate::harness::{ADMINS_ARE_AUDITORS, Env, TestDb};
 use crate::sync_tests;
 use coder_fake::UserStatus;
 use reconcile::{DriftKind, DriftProgress, drift};
@@ -43,27 +43,13 @@ async fn a_user_reactivated_by_hand_is_suspended_again(db: TestDb) {
         Some(&1)
     );
 
-    assert_eq!(
-        drift::enqueue(&env.store().outbox(), &plan).await.unwrap(),
-        1
-    );
-    env.drain().await;
-    assert_eq!(env.coder_user(&user.id).await.status, UserStatus::Suspended);
-    assert!(
-        drift::plan(&env.reconciler, &mut |_| {})
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(env.repair_through_outbox(&plan).await, 1);
+    assert_eq!(env.coder_status(&user.id).await, UserStatus::Suspended);
+    assert!(env.drift_plan().await.is_empty());
 }
 
 async fn the_plan_lists_every_kind_without_changing_anything(db: TestDb) {
-    let env = Env::start(
-        db,
-        true,
-        "[[roles.rules]]\ngroup = \"admins\"\nsite_roles = [\"auditor\"]",
-    )
-    .await;
+    let env = Env::start(db, true, ADMINS_ARE_AUDITORS).await;
     let kept = env
         .create_user("tom@corp.com", json!({ "displayName": "Tom" }))
         .await;
@@ -74,21 +60,12 @@ async fn the_plan_lists_every_kind_without_changing_anything(db: TestDb) {
     let uma = env.coder_user(&missing.id).await.id;
     env.owner.delete_user(uma).await.unwrap();
     let tom = env.coder_user(&kept.id).await.id;
-    env.owner
-        .update_profile(
-            tom,
-            &coder::types::UpdateUserProfileRequest {
-                username: "tommy".into(),
-                name: "T".into(),
-            },
-        )
-        .await
-        .unwrap();
+    env.rename_by_hand(tom, "tommy", "T").await;
     env.owner.set_site_roles(tom, &[]).await.unwrap();
     env.patch_group_by_hand(&group.id, vec![], vec![tom]).await;
 
     let calls_before = env.coder().calls.len();
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     let kinds: Vec<DriftKind> = plan.counts().into_keys().collect();
     assert_eq!(
         kinds,
@@ -108,8 +85,7 @@ async fn the_plan_lists_every_kind_without_changing_anything(db: TestDb) {
         "a plan only reads"
     );
 
-    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
-    env.drain().await;
-    let after = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    env.repair_through_outbox(&plan).await;
+    let after = env.drift_plan().await;
     assert!(after.is_empty(), "{after}");
 }

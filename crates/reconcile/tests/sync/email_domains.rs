@@ -2,7 +2,7 @@
 
 use crate::harness::{Env, TestDb, policy};
 use crate::sync_tests;
-use reconcile::{DriftKind, ISSUE_EMAIL_OUTSIDE_DOMAINS, MemoryObserver, Reconciler, drift};
+use reconcile::{DriftKind, ISSUE_EMAIL_OUTSIDE_DOMAINS, MemoryObserver, Reconciler};
 use scim::ResourceKind;
 use serde_json::json;
 use std::sync::Arc;
@@ -16,12 +16,8 @@ sync_tests!(
 const CORP_ONLY: &str = "[users]\nallowed_email_domains = [\"corp.example\"]";
 
 async fn set_email(env: &Env, id: &str, email: &str) {
-    env.patch(
-        ResourceKind::User,
-        id,
-        json!([{ "op": "replace", "path": "emails", "value": [{ "value": email, "primary": true }] }]),
-    )
-    .await;
+    let emails = json!([{ "value": email, "primary": true }]);
+    env.replace(ResourceKind::User, id, "emails", emails).await;
 }
 
 async fn issue_ids(env: &Env) -> Vec<String> {
@@ -73,14 +69,8 @@ async fn an_outside_email_is_provisioned_with_an_issue_an_email_change_clears(db
     env.delete(ResourceKind::User, &sub.id).await;
     env.drain().await;
     assert_eq!(issue_ids(&env).await, vec![lookalike.id]);
-    assert!(
-        drift::plan(&env.reconciler, &mut |_| {})
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .all(|i| i.kind != DriftKind::EmailDomain)
-    );
+    let plan = env.drift_plan().await;
+    assert!(plan.items.iter().all(|i| i.kind != DriftKind::EmailDomain));
 }
 
 async fn skip_creates_no_account_until_the_email_is_allowed(db: TestDb) {
@@ -94,14 +84,7 @@ async fn skip_creates_no_account_until_the_email_is_allowed(db: TestDb) {
     let alice = env.create_user("alice@corp.example", json!({})).await;
     env.drain().await;
     env.coder_user(&alice.id).await;
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&bob.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_mapped(&bob.id).await);
     assert!(
         !env.coder()
             .users
@@ -117,7 +100,7 @@ async fn skip_creates_no_account_until_the_email_is_allowed(db: TestDb) {
         issues[0].detail
     );
     // Left out on purpose: drift repair does not queue it again and again.
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     assert!(plan.is_empty(), "{plan}");
 
     set_email(&env, &bob.id, "bob@corp.example").await;
@@ -138,7 +121,7 @@ async fn skip_creates_no_account_until_the_email_is_allowed(db: TestDb) {
     env.set_active(&bob.id, false).await;
     env.drain().await;
     assert_eq!(
-        env.coder_user(&bob.id).await.status,
+        env.coder_status(&bob.id).await,
         coder_fake::UserStatus::Suspended
     );
 }
@@ -162,32 +145,25 @@ async fn a_rules_change_opens_and_clears_the_issue_through_drift(db: TestDb) {
     assert!(env.issues(ISSUE_EMAIL_OUTSIDE_DOMAINS).await.is_empty());
 
     with_rules(&mut env, CORP_ONLY);
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     assert_eq!(plan.items.len(), 1, "{plan}");
     assert_eq!(
         (plan.items[0].kind, plan.items[0].id.as_str()),
         (DriftKind::EmailDomain, bob.id.as_str())
     );
-    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
-    env.drain().await;
+    env.repair_through_outbox(&plan).await;
     assert_eq!(issue_ids(&env).await, vec![bob.id.clone()]);
-    assert!(
-        drift::plan(&env.reconciler, &mut |_| {})
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.drift_plan().await.is_empty());
 
     // The domain is added (to CODER_OIDC_EMAIL_DOMAIN and to the rules): the issue clears.
     with_rules(
         &mut env,
         "[users]\nallowed_email_domains = [\"corp.example\", \"Partner.Example\"]",
     );
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     assert_eq!(plan.items.len(), 1, "{plan}");
     assert_eq!(plan.items[0].kind, DriftKind::EmailDomain);
-    drift::enqueue(&env.store().outbox(), &plan).await.unwrap();
-    env.drain().await;
+    env.repair_through_outbox(&plan).await;
     assert!(env.issues(ISSUE_EMAIL_OUTSIDE_DOMAINS).await.is_empty());
 }
 

@@ -1,9 +1,9 @@
 //! SCIM entitlements (`[entitlements.grantable]`) as Coder organization memberships: held, the
 //! user joins; revoked, the user leaves, unless a role there or `users.organization` keeps them.
 
-use crate::harness::{Env, TestDb};
+use crate::harness::{Env, TestDb, fake_options};
 use crate::sync_tests;
-use coder_fake::{CoderFake, FakeOptions};
+use coder_fake::FakeOptions;
 use scim::ResourceKind;
 use serde_json::json;
 
@@ -21,15 +21,11 @@ const RULES: &str = r#"
 "#;
 
 async fn env(db: TestDb) -> Env {
-    let fake = CoderFake::start(FakeOptions {
-        premium: true,
-        rate_limit_per_minute: None,
+    let options = FakeOptions {
         extra_organizations: vec!["eng".into(), "research".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    Env::with_fake(db, fake, RULES)
+        ..fake_options(true)
+    };
+    Env::start_with(db, options, RULES).await
 }
 
 async fn an_entitlement_joins_and_its_revocation_leaves(db: TestDb) {
@@ -84,12 +80,8 @@ async fn an_entitlement_joins_and_its_revocation_leaves(db: TestDb) {
         .add_organization_member(eng, coder.id)
         .await
         .unwrap();
-    env.patch(
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "remove", "path": "entitlements"}]),
-    )
-    .await;
+    env.remove(ResourceKind::User, &user.id, "entitlements")
+        .await;
     env.drain().await;
     let coder = env.coder_user(&user.id).await;
     assert!(!coder.organizations.contains_key(&eng), "{coder:?}");
@@ -115,12 +107,8 @@ async fn a_role_in_the_organization_keeps_the_member_after_the_entitlement_goes(
         coder.organizations[&eng].iter().collect::<Vec<_>>(),
         ["organization-auditor"]
     );
-    env.patch(
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "remove", "path": "entitlements"}]),
-    )
-    .await;
+    env.remove(ResourceKind::User, &user.id, "entitlements")
+        .await;
     env.drain().await;
     let coder = env.coder_user(&user.id).await;
     assert!(
@@ -128,12 +116,7 @@ async fn a_role_in_the_organization_keeps_the_member_after_the_entitlement_goes(
         "the role keeps the membership: {coder:?}"
     );
     // The role goes too: nothing keeps the user there any more.
-    env.patch(
-        ResourceKind::User,
-        &user.id,
-        json!([{"op": "remove", "path": "roles"}]),
-    )
-    .await;
+    env.remove(ResourceKind::User, &user.id, "roles").await;
     env.drain().await;
     assert!(
         !env.coder_user(&user.id)

@@ -69,17 +69,7 @@ async fn a_group_is_mirrored_with_its_members(db: TestDb) {
 
 async fn membership_changes_are_minimal_and_spare_unmanaged_users(db: TestDb) {
     let env = Env::start(db, true, "").await;
-    let ids: Vec<String> = {
-        let mut ids = Vec::new();
-        for n in 0..4 {
-            ids.push(
-                env.create_user(&format!("m{n}@corp.com"), json!({}))
-                    .await
-                    .id,
-            );
-        }
-        ids
-    };
+    let ids = env.create_users("m", 4).await;
     let group = env.create_group("devs", &[&ids[0], &ids[1], &ids[2]]).await;
     env.drain().await;
     // Someone adds an unmanaged Coder user to the group by hand.
@@ -138,12 +128,7 @@ async fn a_member_created_after_its_group_joins_it(db: TestDb) {
         report.calls
     );
     assert!(members(&env.coder(), "ops").is_empty());
-    let queued = env
-        .store()
-        .outbox()
-        .list(store::OutboxFilter::Pending, 10)
-        .await
-        .unwrap();
+    let queued = env.outbox_rows(store::OutboxFilter::Pending).await;
     assert!(
         queued
             .iter()
@@ -168,12 +153,8 @@ async fn renames_and_delete_policies(db: TestDb) {
     env.drain().await;
     let id = env.coder_group_id(&group.id).await;
 
-    env.patch(
-        ResourceKind::Group,
-        &group.id,
-        json!([{ "op": "replace", "path": "displayName", "value": "Team Alpha" }]),
-    )
-    .await;
+    env.replace(ResourceKind::Group, &group.id, "displayName", "Team Alpha")
+        .await;
     env.drain().await;
     let state = env.coder();
     let renamed = state.groups.iter().find(|g| g.id == id).unwrap();
@@ -183,12 +164,8 @@ async fn renames_and_delete_policies(db: TestDb) {
     );
 
     // A rename onto a taken name is reported, the rest still applied.
-    env.patch(
-        ResourceKind::Group,
-        &taken.id,
-        json!([{ "op": "replace", "path": "displayName", "value": "team alpha!" }]),
-    )
-    .await;
+    env.replace(ResourceKind::Group, &taken.id, "displayName", "team alpha!")
+        .await;
     env.drain().await;
     assert_eq!(env.issues(ISSUE_GROUP_NAME_CONFLICT).await.len(), 1);
     let state = env.coder();
@@ -201,40 +178,16 @@ async fn renames_and_delete_policies(db: TestDb) {
         env.coder().groups.iter().all(|g| g.id != id),
         "delete_policy = delete"
     );
-    assert!(
-        env.store()
-            .coder_map()
-            .group_get(&group.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_group_mapped(&group.id).await);
 
     // delete_policy = keep leaves the Coder group alone.
-    let keep = Env::with_fake(
-        crate::harness::TestDb::sqlite().await,
-        coder_fake::CoderFake::start(coder_fake::FakeOptions {
-            premium: true,
-            rate_limit_per_minute: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap(),
-        keep_env_rules,
-    );
+    let keep = Env::start(TestDb::sqlite().await, true, keep_env_rules).await;
     let kept = keep.create_group("Kept", &[]).await;
     keep.drain().await;
     keep.delete(ResourceKind::Group, &kept.id).await;
     keep.drain().await;
     assert!(keep.coder().groups.iter().any(|g| g.name == "kept"));
-    assert!(
-        keep.store()
-            .coder_map()
-            .group_get(&kept.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!keep.is_group_mapped(&kept.id).await);
 }
 
 async fn a_member_outside_the_organization_joins_it_first(db: TestDb) {
@@ -298,16 +251,7 @@ async fn a_member_whose_mapping_trails_a_rename_is_still_removed(db: TestDb) {
         members(&env.coder(), "trailing"),
         BTreeSet::from([coder_id])
     );
-    env.owner
-        .update_profile(
-            coder_id,
-            &coder::types::UpdateUserProfileRequest {
-                username: "trail-renamed".into(),
-                name: String::new(),
-            },
-        )
-        .await
-        .unwrap();
+    env.rename_by_hand(coder_id, "trail-renamed", "").await;
     env.patch(
         ResourceKind::Group,
         &group.id,

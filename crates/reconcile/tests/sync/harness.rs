@@ -13,15 +13,15 @@
 
 use clock::Clock as _;
 use coder::{CoderClient, CoderConfig, SessionToken};
-use coder_fake::{CoderFake, FakeHandle, FakeOptions, FakeState};
-use reconcile::{MemoryObserver, Policy, Reconciler, Worker, WorkerConfig, WorkerWait};
+use coder_fake::{CoderFake, FakeHandle, FakeOptions, FakeState, Fault, FaultKind};
+use reconcile::{DriftPlan, MemoryObserver, Policy, Reconciler, Worker, WorkerConfig, WorkerWait};
 use scim::ResourceKind;
 use scim::patch::{PatchOptions, parse_request};
 use scim::resource::normalize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Store, StoredResource, WriteContext};
+use store::{OutboxEvent, OutboxFilter, Store, StoredResource, WriteContext};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -39,6 +39,10 @@ macro_rules! sync_tests {
 
 /// A fresh store on its own database, with a manual clock.
 pub use test_support::TestStore as TestDb;
+
+/// Mapping rules that make the members of the group `admins` Coder auditors.
+pub const ADMINS_ARE_AUDITORS: &str =
+    "[[roles.rules]]\ngroup = \"admins\"\nsite_roles = [\"auditor\"]";
 
 /// The longest any one wait on the worker may take in real time before the test fails: a bound
 /// for a hang, far above what a passing test takes on a loaded machine (the longest wait, 200
@@ -73,16 +77,24 @@ pub fn client_for(fake: &FakeHandle) -> CoderClient {
     .unwrap()
 }
 
+/// The fake's options for a test: Premium or not, and no rate limit (tests count Coder calls).
+pub fn fake_options(premium: bool) -> FakeOptions {
+    FakeOptions {
+        premium,
+        rate_limit_per_minute: None,
+        ..Default::default()
+    }
+}
+
 impl Env {
     /// A fake (Premium or not, no rate limit) and a reconciler with the mapping rules `rules`.
     pub async fn start(db: TestDb, premium: bool, rules: &str) -> Env {
-        let fake = CoderFake::start(FakeOptions {
-            premium,
-            rate_limit_per_minute: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        Env::start_with(db, fake_options(premium), rules).await
+    }
+
+    /// A fake started with `options` and a reconciler with the mapping rules `rules`.
+    pub async fn start_with(db: TestDb, options: FakeOptions, rules: &str) -> Env {
+        let fake = CoderFake::start(options).await.unwrap();
         Env::with_fake(db, fake, rules)
     }
 
@@ -117,17 +129,32 @@ impl Env {
         self.fake.state()
     }
 
-    pub async fn create_user(&self, user_name: &str, extra: Value) -> StoredResource {
-        let mut body = user_json(user_name);
-        if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-            target.extend(extra.clone());
-        }
-        let body = normalize(ResourceKind::User, body, scim::Registry::standard()).unwrap();
+    /// Store a resource from its SCIM JSON, as a POST through the API would.
+    pub async fn create(&self, kind: ResourceKind, body: Value) -> StoredResource {
+        let body = normalize(kind, body, scim::Registry::standard()).unwrap();
         self.store()
             .resources()
-            .create(&ctx(), ResourceKind::User, body)
+            .create(&ctx(), kind, body)
             .await
             .unwrap()
+    }
+
+    /// An Okta-shaped user ([`user_json`]) with the attributes of `extra` on top.
+    pub async fn create_user(&self, user_name: &str, extra: Value) -> StoredResource {
+        self.create(ResourceKind::User, with_extra(user_json(user_name), extra))
+            .await
+    }
+
+    /// `count` users `{prefix}{n}@corp.com`, `n` from 0: their ids.
+    pub async fn create_users(&self, prefix: &str, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let user = self
+                .create_user(&format!("{prefix}{n}@corp.com"), json!({}))
+                .await;
+            ids.push(user.id);
+        }
+        ids
     }
 
     pub async fn create_group(&self, display_name: &str, members: &[&str]) -> StoredResource {
@@ -137,12 +164,18 @@ impl Env {
             "displayName": display_name,
             "members": members,
         });
-        let body = normalize(ResourceKind::Group, body, scim::Registry::standard()).unwrap();
-        self.store()
-            .resources()
-            .create(&ctx(), ResourceKind::Group, body)
+        self.create(ResourceKind::Group, body).await
+    }
+
+    /// An active Agent with the attributes of `extra` on top.
+    pub async fn create_agent(&self, name: &str, extra: Value) -> StoredResource {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
+            "name": name,
+            "active": true,
+        });
+        self.create(ResourceKind::Agent, with_extra(body, extra))
             .await
-            .unwrap()
     }
 
     pub async fn patch(&self, kind: ResourceKind, id: &str, operations: Value) {
@@ -158,13 +191,20 @@ impl Env {
             .unwrap();
     }
 
+    /// A PATCH with one `replace` of `path`.
+    pub async fn replace(&self, kind: ResourceKind, id: &str, path: &str, value: impl Into<Value>) {
+        let operation = json!({ "op": "replace", "path": path, "value": value.into() });
+        self.patch(kind, id, json!([operation])).await;
+    }
+
+    /// A PATCH with one `remove` of `path`.
+    pub async fn remove(&self, kind: ResourceKind, id: &str, path: &str) {
+        self.patch(kind, id, json!([{ "op": "remove", "path": path }]))
+            .await;
+    }
+
     pub async fn set_active(&self, id: &str, active: bool) {
-        self.patch(
-            ResourceKind::User,
-            id,
-            json!([{ "op": "replace", "path": "active", "value": active }]),
-        )
-        .await;
+        self.replace(ResourceKind::User, id, "active", active).await;
     }
 
     pub async fn delete(&self, kind: ResourceKind, id: &str) {
@@ -206,6 +246,25 @@ impl Env {
         panic!("the outbox did not drain");
     }
 
+    /// Queue a resource for a reconcile at normal priority, as a change to it would.
+    pub async fn enqueue(&self, kind: ResourceKind, id: &str) {
+        self.store()
+            .outbox()
+            .enqueue(kind, id, store::OutboxPriority::Normal)
+            .await
+            .unwrap();
+    }
+
+    /// The outbox rows `filter` selects (the first thousand).
+    pub async fn outbox_rows(&self, filter: OutboxFilter) -> Vec<OutboxEvent> {
+        self.store().outbox().list(filter, 1_000).await.unwrap()
+    }
+
+    /// The outbox's counts.
+    pub async fn outbox_stats(&self) -> store::OutboxStats {
+        self.store().outbox().stats().await.unwrap()
+    }
+
     pub async fn mapping(&self, scim_id: &str) -> store::CoderUser {
         self.store()
             .coder_map()
@@ -213,6 +272,18 @@ impl Env {
             .await
             .unwrap()
             .expect("a Coder mapping")
+    }
+
+    /// Whether a SCIM user or agent maps to a Coder user.
+    pub async fn is_mapped(&self, scim_id: &str) -> bool {
+        let mapping = self.store().coder_map().user_get(scim_id).await.unwrap();
+        mapping.is_some()
+    }
+
+    /// Whether a SCIM group maps to a Coder group.
+    pub async fn is_group_mapped(&self, scim_id: &str) -> bool {
+        let mapping = self.store().coder_map().group_get(scim_id).await.unwrap();
+        mapping.is_some()
     }
 
     /// The non-deleted Coder user a SCIM user maps to.
@@ -225,6 +296,11 @@ impl Env {
             .clone();
         assert!(!user.deleted, "mapped user {} is deleted", user.username);
         user
+    }
+
+    /// The status of the Coder user a SCIM user or agent maps to.
+    pub async fn coder_status(&self, scim_id: &str) -> coder_fake::UserStatus {
+        self.coder_user(scim_id).await.status
     }
 
     pub fn worker(&self, config: WorkerConfig) -> Worker {
@@ -309,7 +385,7 @@ impl Env {
     /// [`Env::run_until`] the outbox has no live row, within [`GOAL_LIMIT`].
     pub async fn run_until_outbox_empty(&self) {
         self.run_until("an empty outbox", GOAL_LIMIT, async || {
-            self.store().outbox().stats().await.unwrap().depth == 0
+            self.outbox_stats().await.depth == 0
         })
         .await;
     }
@@ -331,6 +407,15 @@ impl Env {
             service_account: false,
         };
         self.owner.create_user(&request).await.unwrap()
+    }
+
+    /// Change a Coder user's username and name by hand.
+    pub async fn rename_by_hand(&self, coder_id: uuid::Uuid, username: &str, name: &str) {
+        let profile = coder::types::UpdateUserProfileRequest {
+            username: username.into(),
+            name: name.into(),
+        };
+        self.owner.update_profile(coder_id, &profile).await.unwrap();
     }
 
     /// The id of the Coder group a SCIM group is mirrored to.
@@ -374,20 +459,49 @@ impl Env {
             .collect()
     }
 
+    /// Every audit record, oldest first.
+    pub async fn audit(&self) -> Vec<store::AuditRecord> {
+        self.store().audit().export(None).await.unwrap()
+    }
+
+    /// Every audit record about `resource_id`, whoever acted.
+    pub async fn audit_of(&self, resource_id: &str) -> Vec<store::AuditRecord> {
+        let mut records = self.audit().await;
+        records.retain(|r| r.resource_id.as_deref() == Some(resource_id));
+        records
+    }
+
     /// Audit records the worker wrote for a resource.
     pub async fn worker_audit(&self, resource_id: &str) -> Vec<store::AuditRecord> {
-        self.store()
-            .audit()
-            .export(None)
+        let mut records = self.audit_of(resource_id).await;
+        records.retain(|r| r.actor.as_deref() == Some(reconcile::AUDIT_ACTOR));
+        records
+    }
+
+    /// Drift repair's comparison of the store with Coder (its progress reports dropped).
+    pub async fn drift_plan(&self) -> DriftPlan {
+        reconcile::drift::plan(&self.reconciler, &mut |_| {})
             .await
             .unwrap()
-            .into_iter()
-            .filter(|r| {
-                r.actor.as_deref() == Some(reconcile::AUDIT_ACTOR)
-                    && r.resource_id.as_deref() == Some(resource_id)
-            })
-            .collect()
     }
+
+    /// Queue the plan's repairs, as a drift pass does, and reconcile them ([`Env::drain`]):
+    /// how many rows it queued.
+    pub async fn repair_through_outbox(&self, plan: &DriftPlan) -> u64 {
+        let queued = reconcile::drift::enqueue(&self.store().outbox(), plan)
+            .await
+            .unwrap();
+        self.drain().await;
+        queued
+    }
+}
+
+/// `body` with the attributes of `extra` added, or put in place of its own.
+fn with_extra(mut body: Value, extra: Value) -> Value {
+    if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+    body
 }
 
 /// Wait until the worker that reports to `observer` has nothing left to do at `now` (see
@@ -525,6 +639,15 @@ pub fn user_json(user_name: &str) -> Value {
         "emails": [{ "value": user_name, "type": "work", "primary": true }],
         "active": true,
     })
+}
+
+/// Coder answering `count` requests with `status`, without a Retry-After.
+pub fn status_fault(count: u32, status: u16) -> Fault {
+    let kind = FaultKind::Status {
+        status,
+        retry_after: None,
+    };
+    Fault::next(count, kind)
 }
 
 /// Every call the fake answered for `method route` with `status`.

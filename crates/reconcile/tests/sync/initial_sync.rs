@@ -45,10 +45,7 @@ fn with_email<'a>(state: &'a FakeState, email: &str) -> Vec<&'a FakeUser> {
 async fn an_initial_sync_costs_at_most_1_1_coder_calls_per_new_user(db: TestDb) {
     const USERS: usize = 200;
     let env = Env::start(db, false, "").await;
-    for n in 0..USERS {
-        env.create_user(&format!("new{n}@corp.com"), json!({}))
-            .await;
-    }
+    env.create_users("new", USERS).await;
     let before = env.coder().calls.len();
     run_until(
         env.worker(worker_config("initial")),
@@ -148,10 +145,7 @@ async fn the_worker_takes_more_at_once_while_coder_keeps_up_and_halves_on_a_429(
     let env = Env::start(db, false, "").await;
     // Calls that take a while, so the backlog outlasts the growth of the limit.
     env.fake.set_latency(Duration::from_millis(20));
-    for n in 0..USERS {
-        env.create_user(&format!("paced{n}@corp.com"), json!({}))
-            .await;
-    }
+    env.create_users("paced", USERS).await;
     let running = spawn(env.worker(WorkerConfig {
         concurrency: 16,
         concurrency_min: 1,

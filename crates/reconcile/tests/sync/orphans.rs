@@ -17,14 +17,9 @@ sync_tests!(
 const SUSPEND_ROUTE: &str = "/api/v2/users/{user}/status/suspend";
 
 async fn orphan_audit(env: &Env) -> Vec<store::AuditRecord> {
-    env.store()
-        .audit()
-        .export(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.operation == AUDIT_OPERATION)
-        .collect()
+    let mut records = env.audit().await;
+    records.retain(|r| r.operation == AUDIT_OPERATION);
+    records
 }
 
 async fn report_mode_lists_orphans_and_changes_nothing(db: TestDb) {
@@ -34,7 +29,7 @@ async fn report_mode_lists_orphans_and_changes_nothing(db: TestDb) {
     env.hand_made_user("stray", "stray@corp.com", LoginType::Password)
         .await;
 
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     let found: Vec<(&str, OrphanDisposition)> = plan
         .orphans
         .iter()
@@ -65,10 +60,7 @@ async fn report_mode_lists_orphans_and_changes_nothing(db: TestDb) {
             .any(|w| w.starts_with("1 Coder account(s) are not managed")),
         "{warnings:?}"
     );
-    assert_ne!(
-        env.coder_user(&managed.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_ne!(env.coder_status(&managed.id).await, UserStatus::Suspended);
 }
 
 async fn suspend_mode_spares_the_bridge_allow_listed_managed_and_claimed_accounts(db: TestDb) {
@@ -79,26 +71,7 @@ async fn suspend_mode_spares_the_bridge_allow_listed_managed_and_claimed_account
     )
     .await;
     let managed = env.create_user("ann@corp.com", json!({})).await;
-    let agent_body = scim::resource::normalize(
-        scim::ResourceKind::Agent,
-        json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
-            "name": "Review Bot",
-            "active": true,
-        }),
-        scim::Registry::standard(),
-    )
-    .unwrap();
-    let agent = env
-        .store()
-        .resources()
-        .create(
-            &crate::harness::ctx(),
-            scim::ResourceKind::Agent,
-            agent_body,
-        )
-        .await
-        .unwrap();
+    let agent = env.create_agent("Review Bot", json!({})).await;
     env.drain().await;
     // Attackers' favourites: a hand-made account named like the allow-list, one whose email is
     // on it, one a SCIM User is about to claim by email, and one nobody manages.
@@ -112,7 +85,7 @@ async fn suspend_mode_spares_the_bridge_allow_listed_managed_and_claimed_account
     env.hand_made_user("stray", "stray@corp.com", LoginType::Password)
         .await;
 
-    let plan = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let plan = env.drift_plan().await;
     let repaired = drift::repair(&env.reconciler, &plan).await.unwrap();
     assert_eq!(repaired.orphans_suspended, 1, "{plan}");
 
@@ -127,14 +100,8 @@ async fn suspend_mode_spares_the_bridge_allow_listed_managed_and_claimed_account
             "{spared} was suspended"
         );
     }
-    assert_ne!(
-        env.coder_user(&managed.id).await.status,
-        UserStatus::Suspended
-    );
-    assert_ne!(
-        env.coder_user(&agent.id).await.status,
-        UserStatus::Suspended
-    );
+    assert_ne!(env.coder_status(&managed.id).await, UserStatus::Suspended);
+    assert_ne!(env.coder_status(&agent.id).await, UserStatus::Suspended);
 
     let audit = orphan_audit(&env).await;
     assert_eq!(audit.len(), 1);
@@ -145,7 +112,7 @@ async fn suspend_mode_spares_the_bridge_allow_listed_managed_and_claimed_account
     assert_eq!(env.observer.recorded().orphans_suspended, 1);
 
     // The next drift repair finds it suspended and does nothing more.
-    let again = drift::plan(&env.reconciler, &mut |_| {}).await.unwrap();
+    let again = env.drift_plan().await;
     assert_eq!(
         drift::repair(&env.reconciler, &again)
             .await

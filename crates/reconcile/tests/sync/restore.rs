@@ -98,12 +98,8 @@ async fn unassign_then_reassign_reactivates_the_same_coder_account(db: TestDb) {
         assert_eq!(attrs["active"], false);
         assert_eq!(groups, scim_before.1, "memberships kept while inactive");
 
-        env.patch(
-            ResourceKind::User,
-            &user.id,
-            json!([{ "op": "replace", "path": "active", "value": enable }]),
-        )
-        .await;
+        env.replace(ResourceKind::User, &user.id, "active", enable)
+            .await;
         env.drain().await;
         let after = env.coder_user(&user.id).await;
         assert_eq!(after.status, UserStatus::Active);

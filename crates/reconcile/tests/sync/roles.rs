@@ -37,10 +37,11 @@ async fn roles_are_the_union_over_groups_and_leave_with_the_group(db: TestDb) {
     let other = env.create_user("quinn@corp.com", json!({})).await;
     let admins = env.create_group("Coder-Admins", &[&user.id]).await;
     let templates = env.create_group("Template people", &[&user.id]).await;
-    env.patch(
+    env.replace(
         ResourceKind::Group,
         &templates.id,
-        json!([{ "op": "replace", "path": "externalId", "value": "tmpl-ext-id" }]),
+        "externalId",
+        "tmpl-ext-id",
     )
     .await;
     env.create_group("platform-agents", &[&user.id]).await;
@@ -64,12 +65,7 @@ async fn roles_are_the_union_over_groups_and_leave_with_the_group(db: TestDb) {
     );
 
     // Leaving a group takes its roles away; the group's change re-queues the member.
-    env.patch(
-        ResourceKind::Group,
-        &admins.id,
-        json!([{ "op": "remove", "path": "members" }]),
-    )
-    .await;
+    env.remove(ResourceKind::Group, &admins.id, "members").await;
     env.drain().await;
     assert_eq!(
         env.coder_user(&user.id).await.roles,
@@ -119,20 +115,12 @@ async fn a_group_named_like_another_groups_external_id_does_not_borrow_its_rule(
     let honest = env.create_user("honest@corp.com", json!({})).await;
     let borrower = env.create_user("borrower@corp.com", json!({})).await;
     let real = env.create_group("Template people", &[&honest.id]).await;
-    env.patch(
-        ResourceKind::Group,
-        &real.id,
-        json!([{ "op": "replace", "path": "externalId", "value": "tmpl-ext-id" }]),
-    )
-    .await;
+    env.replace(ResourceKind::Group, &real.id, "externalId", "tmpl-ext-id")
+        .await;
     // Named after the real group's externalId, and given the admins rule's name as externalId.
     let fake = env.create_group("tmpl-ext-id", &[&borrower.id]).await;
-    env.patch(
-        ResourceKind::Group,
-        &fake.id,
-        json!([{ "op": "replace", "path": "externalId", "value": "coder-admins" }]),
-    )
-    .await;
+    env.replace(ResourceKind::Group, &fake.id, "externalId", "coder-admins")
+        .await;
     env.drain().await;
 
     assert_eq!(

@@ -72,23 +72,8 @@ async fn the_bridge_account_is_never_offboarded_and_the_worker_keeps_running(db:
             .all(|w| w.status == coder_fake::WorkspaceStatus::Running),
         "the bridge's workspace keeps running"
     );
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&impostor.id)
-            .await
-            .unwrap()
-            .is_none(),
-        "never mapped"
-    );
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&later.id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(!env.is_mapped(&impostor.id).await, "never mapped");
+    assert!(env.is_mapped(&later.id).await);
 
     // Reactivated, then deleted by the IdP: still nothing happens to the account.
     env.set_active(&impostor.id, true).await;
@@ -111,6 +96,16 @@ fn writes_since(state: &coder_fake::FakeState, from: usize) -> Vec<String> {
         .filter(|c| c.method != "GET")
         .map(|c| format!("{} {}", c.method, c.route))
         .collect()
+}
+
+/// A Coder owner made by hand (not by the bridge).
+async fn hand_made_owner(env: &Env, username: &str, email: &str) -> coder::types::User {
+    let owner = env.hand_made_user(username, email, LoginType::Oidc).await;
+    env.owner
+        .set_site_roles(owner.id, &["owner".to_owned()])
+        .await
+        .unwrap();
+    owner
 }
 
 async fn an_existing_account_is_not_adopted_by_default(db: TestDb) {
@@ -138,14 +133,7 @@ async fn an_existing_account_is_not_adopted_by_default(db: TestDb) {
     assert_ne!(account.status, UserStatus::Suspended);
     assert_eq!(account.username, "bobby");
     assert!(state.keys.iter().any(|k| k.user_id == existing.id));
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&bob.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_mapped(&bob.id).await);
     let issues = env.issues(ISSUE_ADOPTION_REFUSED).await;
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].resource_id, bob.id);
@@ -161,13 +149,7 @@ async fn adopt_existing_adopts_a_member_but_never_an_unlisted_owner(db: TestDb) 
     let member = env
         .hand_made_user("carla", "carla@corp.com", LoginType::Oidc)
         .await;
-    let owner = env
-        .hand_made_user("root", "root@corp.com", LoginType::Oidc)
-        .await;
-    env.owner
-        .set_site_roles(owner.id, &["owner".to_owned()])
-        .await
-        .unwrap();
+    let owner = hand_made_owner(&env, "root", "root@corp.com").await;
     let carla = env.create_user("carla@corp.com", json!({})).await;
     let root = env
         .create_user("root@corp.com", json!({ "active": false }))
@@ -178,14 +160,7 @@ async fn adopt_existing_adopts_a_member_but_never_an_unlisted_owner(db: TestDb) 
     let mapping = env.mapping(&carla.id).await;
     assert!(mapping.adopted);
     assert_eq!(mapping.coder_user_id, member.id);
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&root.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_mapped(&root.id).await);
     let state = env.coder();
     let account = state.user_by_id(owner.id).unwrap();
     assert_ne!(account.status, UserStatus::Suspended);
@@ -216,13 +191,7 @@ async fn an_adopted_owner_keeps_its_tokens_and_workspaces_when_offboarded(db: Te
         site_roles = ["owner"]
     "#;
     let env = Env::start(db, false, rules).await;
-    let owner = env
-        .hand_made_user("root", "root@corp.com", LoginType::Oidc)
-        .await;
-    env.owner
-        .set_site_roles(owner.id, &["owner".to_owned()])
-        .await
-        .unwrap();
+    let owner = hand_made_owner(&env, "root", "root@corp.com").await;
     env.fake.create_api_token("root", "automation").unwrap();
     env.fake.create_workspace("root", "ops", true).unwrap();
     let root = env.create_user("root@corp.com", json!({})).await;

@@ -1,6 +1,6 @@
 //! Users and instant offboarding.
 
-use crate::harness::{Env, TestDb, calls};
+use crate::harness::{ADMINS_ARE_AUDITORS, Env, TestDb, calls};
 use crate::sync_tests;
 use coder::types::LoginType;
 use coder_fake::{Fault, FaultKind, LoginType as FakeLoginType, UserStatus, WorkspaceStatus};
@@ -189,11 +189,7 @@ async fn a_login_type_mismatch_is_flagged_with_the_fix(db: TestDb) {
     );
 
     // Audited once, not at every reconcile.
-    env.store()
-        .outbox()
-        .enqueue(ResourceKind::User, &carol.id, store::OutboxPriority::Normal)
-        .await
-        .unwrap();
+    env.enqueue(ResourceKind::User, &carol.id).await;
     env.drain().await;
     let notes: Vec<_> = env
         .worker_audit(&carol.id)
@@ -276,21 +272,8 @@ async fn renames_and_name_changes_go_through_the_profile(db: TestDb) {
     );
 
     // Renamed by hand in Coder: put back.
-    env.owner
-        .update_profile(
-            id,
-            &coder::types::UpdateUserProfileRequest {
-                username: "hand-made".into(),
-                name: "X".into(),
-            },
-        )
-        .await
-        .unwrap();
-    env.store()
-        .outbox()
-        .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
-        .await
-        .unwrap();
+    env.rename_by_hand(id, "hand-made", "X").await;
+    env.enqueue(ResourceKind::User, &user.id).await;
     env.drain().await;
     let restored = env.coder_user(&user.id).await;
     assert_eq!(
@@ -303,12 +286,9 @@ async fn an_email_change_is_recorded_as_pending(db: TestDb) {
     let env = Env::start(db, false, "").await;
     let user = env.create_user("gina@corp.com", json!({})).await;
     env.drain().await;
-    env.patch(
-        ResourceKind::User,
-        &user.id,
-        json!([{ "op": "replace", "path": "emails", "value": [{ "value": "gina.new@corp.com", "primary": true }] }]),
-    )
-    .await;
+    let email = json!([{ "value": "gina.new@corp.com", "primary": true }]);
+    env.replace(ResourceKind::User, &user.id, "emails", email)
+        .await;
     env.drain().await;
 
     assert_eq!(
@@ -341,12 +321,7 @@ async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db
     env.fake.create_workspace(&username, "dev", true).unwrap();
 
     env.set_active(&user.id, false).await;
-    let queued = env
-        .store()
-        .outbox()
-        .list(store::OutboxFilter::Pending, 10)
-        .await
-        .unwrap();
+    let queued = env.outbox_rows(store::OutboxFilter::Pending).await;
     assert_eq!(
         queued[0].priority,
         store::OutboxPriority::Offboarding,
@@ -393,7 +368,7 @@ async fn deactivation_suspends_first_then_removes_tokens_and_stops_workspaces(db
 
     env.set_active(&user.id, true).await;
     env.drain().await;
-    assert_eq!(env.coder_user(&user.id).await.status, UserStatus::Active);
+    assert_eq!(env.coder_status(&user.id).await, UserStatus::Active);
 }
 
 async fn delete_suspends_by_default(db: TestDb) {
@@ -409,15 +384,7 @@ async fn delete_suspends_by_default(db: TestDb) {
         (coder_user.status, coder_user.deleted),
         (UserStatus::Suspended, false)
     );
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&user.id)
-            .await
-            .unwrap()
-            .is_some(),
-        "still managed"
-    );
+    assert!(env.is_mapped(&user.id).await, "still managed");
 }
 
 async fn delete_policy_delete_removes_the_user_or_falls_back_to_suspend(db: TestDb) {
@@ -438,12 +405,7 @@ async fn delete_policy_delete_removes_the_user_or_falls_back_to_suspend(db: Test
     let state = env.coder();
     assert!(state.user_by_id(plain_id).unwrap().deleted);
     assert!(
-        env.store()
-            .coder_map()
-            .user_get(&plain.id)
-            .await
-            .unwrap()
-            .is_none(),
+        !env.is_mapped(&plain.id).await,
         "mapping removed after a confirmed delete"
     );
     let busy_now = state.user_by_id(busy_user.id).unwrap();
@@ -463,11 +425,7 @@ async fn a_user_deleted_by_hand_in_coder_is_provisioned_again(db: TestDb) {
     env.drain().await;
     let old = env.coder_user(&user.id).await.id;
     env.owner.delete_user(old).await.unwrap();
-    env.store()
-        .outbox()
-        .enqueue(ResourceKind::User, &user.id, store::OutboxPriority::Normal)
-        .await
-        .unwrap();
+    env.enqueue(ResourceKind::User, &user.id).await;
     env.drain().await;
     let again = env.coder_user(&user.id).await;
     assert_ne!(again.id, old);
@@ -478,24 +436,12 @@ async fn a_user_without_an_email_is_reported_not_provisioned(db: TestDb) {
     let env = Env::start(db, false, "").await;
     let user = env.create_user("E12345", json!({ "emails": [] })).await;
     env.drain().await;
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&user.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!env.is_mapped(&user.id).await);
     assert_eq!(env.issues(ISSUE_NOT_PROVISIONABLE).await.len(), 1);
 }
 
 async fn reconciling_twice_changes_nothing(db: TestDb) {
-    let env = Env::start(
-        db,
-        false,
-        "[[roles.rules]]\ngroup = \"admins\"\nsite_roles = [\"auditor\"]",
-    )
-    .await;
+    let env = Env::start(db, false, ADMINS_ARE_AUDITORS).await;
     let user = env.create_user("mia@corp.com", json!({})).await;
     env.create_group("admins", &[&user.id]).await;
     env.drain().await;
@@ -528,6 +474,12 @@ async fn lose_the_create_answer(env: &Env, scim_id: &str) {
     assert!(env.reconciler.reconcile_user(scim_id).await.is_err());
 }
 
+/// Whether a create of `scim_id`'s Coder user is recorded as under way.
+async fn has_create_intent(env: &Env, scim_id: &str) -> bool {
+    let intent = env.store().coder_map().intent_get(scim_id).await.unwrap();
+    intent.is_some()
+}
+
 /// Coder makes the user but the answer is lost (here a 502 after the effect; a crash between
 /// the request and the saved mapping is the same). The next reconcile finds the user the create
 /// made, by the recorded intent, and neither creates a second one nor takes it for someone
@@ -558,12 +510,7 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated(db: TestDb) {
     assert!(!mapping.adopted, "the bridge's own create, not an adoption");
     assert_eq!(mapping.coder_user_id, env.coder_user(&user.id).await.id);
     assert!(
-        env.store()
-            .coder_map()
-            .intent_get(&user.id)
-            .await
-            .unwrap()
-            .is_none(),
+        !has_create_intent(&env, &user.id).await,
         "the intent goes with the saved mapping"
     );
     let audit = env.worker_audit(&user.id).await;
@@ -592,14 +539,7 @@ async fn a_user_deleted_before_its_lost_create_was_found_gets_the_delete_policy(
         .find(|u| u.email == "gone@corp.com")
         .expect("the create made the user");
     assert_eq!(coder_user.status, UserStatus::Suspended);
-    assert!(
-        env.store()
-            .coder_map()
-            .intent_get(&user.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!has_create_intent(&env, &user.id).await);
 }
 
 /// The stored record says the new username base was applied, Coder still has the old name (a
@@ -609,12 +549,8 @@ async fn a_rename_recorded_ahead_of_coder_is_still_applied(db: TestDb) {
     let env = Env::start(db, false, "").await;
     let user = env.create_user("before@corp.com", json!({})).await;
     env.drain().await;
-    env.patch(
-        ResourceKind::User,
-        &user.id,
-        json!([{ "op": "replace", "path": "userName", "value": "after@corp.com" }]),
-    )
-    .await;
+    env.replace(ResourceKind::User, &user.id, "userName", "after@corp.com")
+        .await;
     let mut mapping = env.mapping(&user.id).await;
     mapping.last_applied["username_base"] = json!("after");
     env.store().coder_map().user_upsert(&mapping).await.unwrap();

@@ -4,7 +4,8 @@
 //! the first instant after.
 
 use crate::harness::{
-    Env, GOAL_LIMIT, REAL_TIME_LIMIT, Running, TestDb, calls, recorded_until, spawn, worker_config,
+    Env, GOAL_LIMIT, REAL_TIME_LIMIT, Running, TestDb, calls, recorded_until, spawn, status_fault,
+    worker_config,
 };
 use crate::sync_tests;
 use chrono::Duration as ChronoDuration;
@@ -65,10 +66,7 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
     let env = Env::start(db, false, "").await;
     let leaver = env.create_user("leaver@corp.com", json!({})).await;
     env.drain().await;
-    for n in 0..30 {
-        env.create_user(&format!("bulk{n}@corp.com"), json!({}))
-            .await;
-    }
+    env.create_users("bulk", 30).await;
     env.set_active(&leaver.id, false).await;
     let before = env.coder().calls.len();
     let running = spawn(env.worker(WorkerConfig {
@@ -104,55 +102,26 @@ async fn the_worker_applies_new_rows_at_once_and_offboarding_jumps_the_queue(db:
     .await;
     assert_eq!(env.instant(), start);
     running.stop().await;
-    assert!(
-        env.store()
-            .outbox()
-            .list(OutboxFilter::All, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(env.outbox_rows(OutboxFilter::All).await.is_empty());
     assert_eq!(
         env.observer.recorded().offboarding.len(),
         1,
         "offboarding latency recorded"
     );
-    assert!(
-        env.store()
-            .coder_map()
-            .user_get(&late.id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(env.is_mapped(&late.id).await);
 }
 
 async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb) {
     let env = Env::start(db, false, "").await;
     // Coder is down from the start: every request dropped or answered 503.
     env.fake.inject(Fault::next(1000, FaultKind::Drop)).unwrap();
-    env.fake
-        .inject(Fault::next(
-            1000,
-            FaultKind::Status {
-                status: 503,
-                retry_after: None,
-            },
-        ))
-        .unwrap();
+    env.fake.inject(status_fault(1000, 503)).unwrap();
     let running = spawn(env.worker(worker_config("w1")));
-    let mut ids = Vec::new();
-    for n in 0..10 {
-        // SCIM writes still commit while Coder is down.
-        ids.push(
-            env.create_user(&format!("down{n}@corp.com"), json!({}))
-                .await
-                .id,
-        );
-    }
+    // SCIM writes still commit while Coder is down.
+    let ids = env.create_users("down", 10).await;
     // Minutes pass, probe after probe; nothing reaches Coder and nothing is lost.
     env.advance(Duration::from_secs(5 * 60)).await;
-    let waiting = env.store().outbox().stats().await.unwrap();
+    let waiting = env.outbox_stats().await;
     assert_eq!((waiting.depth, waiting.dead), (10, 0));
     assert_eq!(env.coder().users.len(), 1);
     let status = env.reconciler.status().snapshot();
@@ -172,7 +141,7 @@ async fn coder_down_for_minutes_loses_nothing_and_duplicates_nothing(db: TestDb)
     for id in &ids {
         env.coder_user(id).await;
     }
-    let stats = env.store().outbox().stats().await.unwrap();
+    let stats = env.outbox_stats().await;
     assert_eq!((stats.depth, stats.dead), (0, 0));
     assert_eq!(
         env.observer.recorded().retries,
@@ -188,15 +157,11 @@ async fn run_until_dead_lettered(env: &Env, max_attempts: u32) -> Vec<store::Out
         ..worker_config("w1")
     }));
     env.run_until("a dead letter", GOAL_LIMIT, async || {
-        env.store().outbox().stats().await.unwrap().dead == 1
+        env.outbox_stats().await.dead == 1
     })
     .await;
     running.stop().await;
-    env.store()
-        .outbox()
-        .list(OutboxFilter::Dead, 10)
-        .await
-        .unwrap()
+    env.outbox_rows(OutboxFilter::Dead).await
 }
 
 /// 200 changes (140 new users, 30 renames, 30 deactivations) reach a worker during a minute of
@@ -211,26 +176,15 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
     const NEW: usize = 140;
     const OUTAGE: Duration = Duration::from_secs(60);
     let env = Env::start(db, false, "").await;
-    let mut synced = Vec::new();
-    for n in 0..SYNCED {
-        synced.push(
-            env.create_user(&format!("staff{n}@corp.com"), json!({}))
-                .await
-                .id,
-        );
-    }
+    let synced = env.create_users("staff", SYNCED).await;
     env.drain().await;
     let creates_before = calls(&env.coder(), "POST", "/api/v2/users", 201);
     // The shipped probe interval (the harness's worker has it): the time to recover below
     // includes waiting for a probe.
     let running = spawn(env.worker(worker_config("w1")));
     // The first creates are under way when Coder goes down.
-    let mut changes = 0;
-    for n in 0..20 {
-        env.create_user(&format!("new{n}@corp.com"), json!({}))
-            .await;
-        changes += 1;
-    }
+    env.create_users("new", 20).await;
+    let mut changes = 20;
     env.fake
         .start_outage(Outage {
             kind: FaultKind::Drop,
@@ -268,12 +222,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
     let status = env.reconciler.status().snapshot();
     assert_eq!(status.pause_cause, Some(PauseCause::CoderUnavailable));
     assert!(!status.is_ready());
-    let waiting = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::All, 1_000)
-        .await
-        .unwrap();
+    let waiting = env.outbox_rows(OutboxFilter::All).await;
     assert!(waiting.len() >= 180, "{} rows waiting", waiting.len());
     assert!(
         waiting
@@ -328,7 +277,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
             .count(),
         SYNCED - LEAVERS
     );
-    assert_eq!(env.store().outbox().stats().await.unwrap().depth, 0);
+    assert_eq!(env.outbox_stats().await.depth, 0);
     running.stop().await;
     eprintln!(
         "outage of {OUTAGE:?}: every suspension {:?} (probe wait) + {:?} (real) and every change {:?} + {:?} after Coder's return",
@@ -354,7 +303,7 @@ async fn after_an_outage_offboarding_lands_first_and_no_attempt_is_spent(db: Tes
         &writes[..writes.len().min(40)]
     );
     for id in &synced[..LEAVERS] {
-        assert_eq!(env.coder_user(id).await.status, UserStatus::Suspended);
+        assert_eq!(env.coder_status(id).await, UserStatus::Suspended);
     }
     assert_eq!(
         calls(&state, "POST", "/api/v2/users", 201) - creates_before,
@@ -410,10 +359,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
             .on_paths("/api/v2/users"),
         )
         .unwrap();
-    for n in 0..8 {
-        env.create_user(&format!("storm{n}@corp.com"), json!({}))
-            .await;
-    }
+    env.create_users("storm", 8).await;
     // The first rows met a 429: the worker holds every claim back for the second it asked.
     let held = env.settle().await;
     let refused_at = held.at;
@@ -437,7 +383,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
     running.stop().await;
     let state = env.coder();
     assert_eq!(state.calls.iter().filter(|c| c.status == 429).count(), 12);
-    let stats = env.store().outbox().stats().await.unwrap();
+    let stats = env.outbox_stats().await;
     assert_eq!(
         stats.dead, 0,
         "429s spend no attempts, even with max_attempts = 2"
@@ -448,16 +394,7 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
 async fn rows_are_dead_lettered_after_max_attempts(db: TestDb) {
     let env = Env::start(db, false, "").await;
     env.fake
-        .inject(
-            Fault::next(
-                1000,
-                FaultKind::Status {
-                    status: 500,
-                    retry_after: None,
-                },
-            )
-            .on_paths("/api/v2/users"),
-        )
+        .inject(status_fault(1000, 500).on_paths("/api/v2/users"))
         .unwrap();
     let user = env.create_user("doomed@corp.com", json!({})).await;
     let dead = run_until_dead_lettered(&env, 3).await;
@@ -483,16 +420,7 @@ async fn a_group_whose_member_fails_first_still_converges(db: TestDb) {
     let user = env.create_user("late@corp.com", json!({})).await;
     let group = env.create_group("waiting-team", &[&user.id]).await;
     env.fake
-        .inject(
-            Fault::next(
-                3,
-                FaultKind::Status {
-                    status: 500,
-                    retry_after: None,
-                },
-            )
-            .on_paths("/api/v2/users"),
-        )
+        .inject(status_fault(3, 500).on_paths("/api/v2/users"))
         .unwrap();
     let running = spawn(env.worker(WorkerConfig {
         max_attempts: 4,
@@ -505,17 +433,8 @@ async fn a_group_whose_member_fails_first_still_converges(db: TestDb) {
     })
     .await;
     running.stop().await;
-    assert_eq!(
-        env.store().outbox().stats().await.unwrap().dead,
-        0,
-        "nothing dead-lettered"
-    );
-    let left = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::All, 10)
-        .await
-        .unwrap();
+    assert_eq!(env.outbox_stats().await.dead, 0, "nothing dead-lettered");
+    let left = env.outbox_rows(OutboxFilter::All).await;
     assert!(
         left.iter()
             .all(|e| e.resource_id != group.id || e.attempts == 0),
@@ -538,12 +457,7 @@ async fn a_crashed_workers_lease_is_taken_over(db: TestDb) {
     // The worker looks at the queue at the last instant of the lease: it still holds.
     env.advance(Duration::from_secs(30) - MILLI).await;
     assert!(env.coder().user("orphan").is_none(), "the lease holds");
-    let rows = env
-        .store()
-        .outbox()
-        .list(OutboxFilter::All, 10)
-        .await
-        .unwrap();
+    let rows = env.outbox_rows(OutboxFilter::All).await;
     assert_eq!(rows[0].leased_by.as_deref(), Some("crashed"));
     // The instant it runs out, the row is the worker's.
     env.advance(MILLI).await;
@@ -558,15 +472,7 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
     // must not be taken by the check's later calls.
     env.settle().await;
     assert!(env.reconciler.status().snapshot().capabilities.is_some());
-    env.fake
-        .inject(Fault::next(
-            MAX_FAULT_COUNT,
-            FaultKind::Status {
-                status: 401,
-                retry_after: None,
-            },
-        ))
-        .unwrap();
+    env.fake.inject(status_fault(MAX_FAULT_COUNT, 401)).unwrap();
     env.create_user("patient@corp.com", json!({})).await;
     env.settle().await;
     assert!(env.coder().user("patient").is_none());
@@ -583,7 +489,7 @@ async fn an_auth_failure_pauses_without_spending_attempts(db: TestDb) {
     let recorded = env.observer.recorded();
     assert_eq!(recorded.retries, 0, "an auth failure spends no retry");
     assert_eq!(recorded.coder_auth_ok, Some(true), "resumed");
-    let audit = env.store().audit().export(None).await.unwrap();
+    let audit = env.audit().await;
     assert!(
         audit.iter().any(|r| r.result.contains("401")),
         "the refused attempt is audited"
@@ -676,23 +582,14 @@ async fn shutdown_releases_leases(db: TestDb) {
                 .on_method("POST"),
         )
         .unwrap();
-    for n in 0..6 {
-        env.create_user(&format!("slow{n}@corp.com"), json!({}))
-            .await;
-    }
+    env.create_users("slow", 6).await;
     test_support::within(
         REAL_TIME_LIMIT,
         "four creates in Coder's hands",
         env.fake.until_held(4),
     )
     .await;
-    let rows = async || {
-        env.store()
-            .outbox()
-            .list(OutboxFilter::All, 10)
-            .await
-            .unwrap()
-    };
+    let rows = async || env.outbox_rows(OutboxFilter::All).await;
     let task = running.begin_stop();
     // Let the worker see the stop, and start its grace, before time moves.
     tokio::task::yield_now().await;
@@ -766,14 +663,7 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
     }
     let second = second_replica_store(&db).await;
     let env = Env::start(db, true, "").await;
-    let mut ids = Vec::new();
-    for n in 0..40 {
-        ids.push(
-            env.create_user(&format!("shared{n}@corp.com"), json!({}))
-                .await
-                .id,
-        );
-    }
+    let ids = env.create_users("shared", 40).await;
     let a = spawn(env.worker(worker_config("replica-a")));
     let b = spawn_second_replica(&env, second);
     env.run_until_coder("all users", |s| s.users.len() == 41)
@@ -791,7 +681,7 @@ async fn two_workers_share_the_queue_without_double_applying(db: TestDb) {
     for id in &ids {
         env.coder_user(id).await;
     }
-    let audit = env.store().audit().export(None).await.unwrap();
+    let audit = env.audit().await;
     assert_eq!(
         audit
             .iter()
@@ -819,14 +709,7 @@ async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) 
             FaultKind::Latency { millis: 15 },
         ))
         .unwrap();
-    let mut users = Vec::new();
-    for n in 0..24 {
-        users.push(
-            env.create_user(&format!("churn{n}@corp.com"), json!({}))
-                .await
-                .id,
-        );
-    }
+    let users = env.create_users("churn", 24).await;
     let mut groups = Vec::new();
     for g in 0..3 {
         let members: Vec<&str> = users
@@ -889,7 +772,7 @@ async fn two_replicas_write_each_group_from_one_reconcile_at_a_time(db: TestDb) 
         assert_eq!(have, &want, "members of team-{g}");
     }
     // Every group write came from that group's own reconcile.
-    for record in env.store().audit().export(None).await.unwrap() {
+    for record in env.audit().await {
         if record.operation == "reconcile User" {
             assert!(
                 !record.change.to_string().contains("patch_group"),
