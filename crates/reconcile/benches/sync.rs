@@ -34,6 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::{Store, StoreOptions, SystemClock, WriteContext};
 
+#[path = "../tests/sync/running.rs"]
+mod running;
+use running::spawn;
+
 const LEAVERS: usize = 200;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -63,6 +67,17 @@ fn ctx() -> WriteContext {
     }
 }
 
+/// Store a resource from its SCIM JSON, as a POST through the API would: its id.
+async fn create(store: &Store, kind: ResourceKind, body: serde_json::Value) -> String {
+    let body = normalize(kind, body, scim::Registry::standard()).unwrap();
+    store
+        .resources()
+        .create(&ctx(), kind, body)
+        .await
+        .unwrap()
+        .id
+}
+
 async fn create_user(store: &Store, user_name: &str) -> String {
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -71,13 +86,7 @@ async fn create_user(store: &Store, user_name: &str) -> String {
         "emails": [{ "value": user_name, "primary": true }],
         "active": true,
     });
-    let body = normalize(ResourceKind::User, body, scim::Registry::standard()).unwrap();
-    store
-        .resources()
-        .create(&ctx(), ResourceKind::User, body)
-        .await
-        .unwrap()
-        .id
+    create(store, ResourceKind::User, body).await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -88,13 +97,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn spawn_worker(
-    reconciler: Arc<Reconciler>,
-    id: &str,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+fn worker(reconciler: Arc<Reconciler>, id: &str) -> Worker {
     let config = WorkerConfig {
         concurrency: 8,
         worker_id: id.to_owned(),
@@ -102,17 +105,7 @@ fn spawn_worker(
         poll_interval: Duration::from_millis(200),
         ..WorkerConfig::default()
     };
-    let worker = Worker::from_reconciler(reconciler, config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (stop, task)
+    Worker::from_reconciler(reconciler, config)
 }
 
 async fn wait_drained(store: &Store, limit: Duration) -> bool {
@@ -180,13 +173,12 @@ async fn main() {
     for n in 0..LEAVERS {
         leavers.push(create_user(&store, &format!("leaver{n}@corp.example")).await);
     }
-    let (stop, task) = spawn_worker(reconciler.clone(), "bench-a");
+    let running = spawn(worker(reconciler.clone(), "bench-a"));
     assert!(
         wait_drained(&store, Duration::from_secs(120)).await,
         "leavers did not sync"
     );
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 
     // Phase B: the backlog, stored with the worker stopped.
     let started = clock::SystemClock.instant();
@@ -206,12 +198,7 @@ async fn main() {
             "displayName": format!("Bench Group {g}"),
             "members": chosen,
         });
-        let body = normalize(ResourceKind::Group, body, scim::Registry::standard()).unwrap();
-        store
-            .resources()
-            .create(&ctx(), ResourceKind::Group, body)
-            .await
-            .unwrap();
+        create(&store, ResourceKind::Group, body).await;
     }
     println!(
         "stored the backlog in {:.1} s (outbox depth {})",
@@ -221,7 +208,7 @@ async fn main() {
 
     // Phase C: drain, deactivating a leaver every 50 ms meanwhile.
     let drain_started = clock::SystemClock.instant();
-    let (stop, task) = spawn_worker(reconciler.clone(), "bench-c");
+    let running = spawn(worker(reconciler.clone(), "bench-c"));
     let deactivate = parse_request(&json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{ "op": "replace", "path": "active", "value": false }],
@@ -254,8 +241,7 @@ async fn main() {
         }
     };
     let drain_time = clock::SystemClock.elapsed(drain_started);
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 
     let plan = drift::plan(&reconciler, &mut |_| {}).await.unwrap();
     let mut latencies = observer.recorded().offboarding;

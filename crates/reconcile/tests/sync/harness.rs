@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{OutboxEvent, OutboxFilter, Store, StoredResource, WriteContext};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Generate `sqlite::name` and `postgres::name` tests that run `name(TestDb)`; with `paused;`
@@ -40,14 +40,11 @@ macro_rules! sync_tests {
 /// A fresh store on its own database, with a manual clock.
 pub use test_support::TestStore as TestDb;
 
+pub use crate::running::{REAL_TIME_LIMIT, Running, spawn};
+
 /// Mapping rules that make the members of the group `admins` Coder auditors.
 pub const ADMINS_ARE_AUDITORS: &str =
     "[[roles.rules]]\ngroup = \"admins\"\nsite_roles = [\"auditor\"]";
-
-/// The longest any one wait on the worker may take in real time before the test fails: a bound
-/// for a hang, far above what a passing test takes on a loaded machine (the longest wait, 200
-/// changes after an outage on PostgreSQL, takes about 5 s alone and 30 s under a load of 20).
-pub const REAL_TIME_LIMIT: Duration = Duration::from_secs(300);
 
 /// How much of the worker's time [`Env::run_until`] gives a goal by default.
 pub const GOAL_LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -570,41 +567,6 @@ impl Steps {
             "the worker keeps waking at the instant it goes to sleep (it spins): {wait:?}"
         );
         step
-    }
-}
-
-/// A running worker and the means to stop it.
-pub struct Running {
-    stop: oneshot::Sender<()>,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-pub fn spawn(worker: Worker) -> Running {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running { stop, task }
-}
-
-impl Running {
-    /// Stop the worker and wait until it has released its leases.
-    pub async fn stop(self) {
-        let task = self.begin_stop();
-        test_support::within(REAL_TIME_LIMIT, "the worker to stop", task)
-            .await
-            .unwrap();
-    }
-
-    /// Tell the worker to stop, without waiting: the task to await.
-    pub fn begin_stop(self) -> tokio::task::JoinHandle<()> {
-        let _ = self.stop.send(());
-        self.task
     }
 }
 

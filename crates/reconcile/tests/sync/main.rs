@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod running;
 #[path = "../../../../tests/shared/sink.rs"]
 mod sink;
 
