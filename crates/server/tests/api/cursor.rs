@@ -8,7 +8,6 @@ use crate::{filter_param, user_body};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use scim::ResourceKind;
-use scim::roles::{GrantableRole, RoleCatalog};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,19 +154,7 @@ async fn cursor_pages_list_every_user_once(backend: Backend) {
 }
 
 async fn cursor_pages_work_on_every_listing(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            c.roles = Arc::new(RoleCatalog::new(vec![
-                GrantableRole::site("template-admin"),
-                GrantableRole::site("user-admin"),
-                GrantableRole::site("auditor"),
-                GrantableRole::in_organization("default", "organization-admin"),
-            ]))
-        },
-        None,
-    )
-    .await
+    let Some(srv) = TestServer::start_with(backend, crate::catalogs::offer_roles, None).await
     else {
         return;
     };

@@ -10,17 +10,16 @@ mod agents;
 mod auth;
 mod bad_input;
 mod bulk;
+mod catalogs;
 mod credentials;
 mod cursor;
 mod discovery;
-mod entitlements;
 mod entra_validation;
 mod fixtures;
 mod groups;
 mod limits;
 mod oauth;
 mod operations;
-mod roles;
 mod search;
 mod security;
 mod users;
@@ -47,4 +46,14 @@ pub fn patch_op(operations: Value) -> Value {
 /// A filter in a query string.
 pub fn filter_param(filter: &str) -> String {
     url::form_urlencoded::byte_serialize(filter.as_bytes()).collect()
+}
+
+/// `field` of each item of the JSON array `items`, as strings.
+pub fn field_of_each<'a>(items: &'a Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|item| item[field].as_str().expect("a string"))
+        .collect()
 }

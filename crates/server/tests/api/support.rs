@@ -220,6 +220,11 @@ impl TestServer {
         self.send(builder).await
     }
 
+    /// A GET without the bearer token: what anyone may read, or the 401 for what they may not.
+    pub async fn get_anonymous(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, None).await
     }
