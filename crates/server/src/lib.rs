@@ -96,14 +96,15 @@ pub struct ServerDeps {
 }
 
 impl ServerDeps {
-    /// Dependencies with fresh metrics and no Coder configured.
+    /// Dependencies with fresh metrics and no Coder configured, on the store's clock and id
+    /// source: a run has one of each, chosen where the store is opened.
     pub fn new(store: store::Store) -> ServerDeps {
         ServerDeps {
+            clock: store.clock(),
+            ids: store.ids(),
             store,
             metrics: Metrics::new(),
             readiness: Arc::new(CoderNotConfigured),
-            clock: Arc::new(clock::SystemClock),
-            ids: Arc::new(clock::SystemIds),
         }
     }
 }

@@ -79,8 +79,6 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
 
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics;
-    deps.clock = store.clock();
-    deps.ids = store.ids();
     deps.readiness = Arc::new(crate::sync::WorkerReadiness(reconciler.status()));
     let mut config = super::serve::server_config(settings);
     config.rate_limit_per_second = 0;

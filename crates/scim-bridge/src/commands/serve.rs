@@ -99,8 +99,6 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     // One clock and one id source for the whole process: the store's, opened above with them.
     let mut deps = server::ServerDeps::new(store.clone());
     deps.metrics = metrics.clone();
-    deps.clock = store.clock();
-    deps.ids = store.ids();
 
     // The worker, when Coder is configured and this replica runs one.
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
