@@ -30,8 +30,11 @@ impl OutboxPriority {
             OutboxPriority::Offboarding => 100,
         }
     }
+}
 
-    pub(crate) fn from_i32(value: i32) -> Self {
+impl From<i32> for OutboxPriority {
+    /// The stored priority column; values between the known ones round down.
+    fn from(value: i32) -> Self {
         if value >= OutboxPriority::Offboarding.as_i32() {
             OutboxPriority::Offboarding
         } else {
@@ -40,12 +43,15 @@ impl OutboxPriority {
     }
 }
 
-/// One queued resource, as claimed or listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One queued resource, as claimed or listed: an `outbox` row, decoded straight from its
+/// columns.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutboxEvent {
     pub id: i64,
+    #[sqlx(try_from = "crate::resource::KindName")]
     pub kind: ResourceKind,
     pub resource_id: String,
+    #[sqlx(try_from = "i32")]
     pub priority: OutboxPriority,
     /// Bumped by every write that coalesced into this row. [`crate::Outbox::complete`]
     /// only removes the row if no write came in after the claim.
@@ -60,45 +66,6 @@ pub struct OutboxEvent {
     pub lease_until: Option<DateTime<Utc>>,
     pub dead_at: Option<DateTime<Utc>>,
     pub dead_reason: Option<String>,
-}
-
-/// An outbox row as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct OutboxRow {
-    pub id: i64,
-    pub kind: String,
-    pub resource_id: String,
-    pub priority: i32,
-    pub generation: i64,
-    pub enqueued_at: DateTime<Utc>,
-    pub next_attempt_at: DateTime<Utc>,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub leased_by: Option<String>,
-    pub lease_until: Option<DateTime<Utc>>,
-    pub dead_at: Option<DateTime<Utc>>,
-    pub dead_reason: Option<String>,
-}
-
-impl OutboxRow {
-    /// `None` when the kind column holds something this build does not know.
-    pub fn into_event(self) -> Option<OutboxEvent> {
-        Some(OutboxEvent {
-            id: self.id,
-            kind: crate::resource::kind_from_str(&self.kind)?,
-            resource_id: self.resource_id,
-            priority: OutboxPriority::from_i32(self.priority),
-            generation: self.generation,
-            enqueued_at: self.enqueued_at,
-            next_attempt_at: self.next_attempt_at,
-            attempts: self.attempts,
-            last_error: self.last_error,
-            leased_by: self.leased_by,
-            lease_until: self.lease_until,
-            dead_at: self.dead_at,
-            dead_reason: self.dead_reason,
-        })
-    }
 }
 
 /// What [`crate::Outbox::complete`] did.

@@ -104,6 +104,25 @@ pub(crate) fn kind_from_str(name: &str) -> Option<ResourceKind> {
     ResourceKind::from_name(name)
 }
 
+/// A `kind` column's text: rows decode it into a [`ResourceKind`] with
+/// `#[sqlx(try_from = "KindName")]`.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+pub struct KindName(String);
+
+/// A `kind` column naming a resource kind this build does not know (a newer one wrote it).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown resource kind {0:?}")]
+pub struct UnknownKind(String);
+
+impl TryFrom<KindName> for ResourceKind {
+    type Error = UnknownKind;
+
+    fn try_from(KindName(name): KindName) -> Result<ResourceKind, UnknownKind> {
+        kind_from_str(&name).ok_or(UnknownKind(name))
+    }
+}
+
 /// The case-folded form uniqueness and `eq` filters compare (userName and displayName are
 /// `caseExact: false`, RFC 7643 §4.1.1).
 pub(crate) fn fold_case(value: &str) -> String {

@@ -129,14 +129,14 @@ impl Outbox {
 
     /// Release every lease `worker_id` holds (graceful shutdown). Returns how many.
     pub async fn release_leases(&self, worker_id: &str) -> StoreResult<u64> {
-        on_backend!(self.store(), b => b.outbox_release_leases(worker_id).await)
+        on_backend!(self.store(), b => b.outbox_release_leases(Some(worker_id)).await)
     }
 
     /// Release every lease, whoever holds it. Only for a store one process serves (SQLite: a
     /// lease found at start-up was left by this replica's previous, crashed run), so its rows
     /// are retried at once instead of after the lease runs out.
     pub async fn release_all_leases(&self) -> StoreResult<u64> {
-        on_backend!(self.store(), b => b.outbox_release_all_leases().await)
+        on_backend!(self.store(), b => b.outbox_release_leases(None).await)
     }
 
     /// Make rows due now with a fresh attempt count (reviving dead ones). Returns how many.

@@ -2,32 +2,38 @@
 //! retries and the dead-letter queue.
 
 use super::write_tx::Stmt;
-use super::{Backend, Conn, DIALECT};
+use super::{Backend, Conn, DIALECT, Db};
 use crate::error::{StoreError, StoreResult};
 use crate::outbox::{
-    Completion, OutboxEvent, OutboxFilter, OutboxPriority, OutboxRow, OutboxStats, RetryTarget,
+    Completion, OutboxEvent, OutboxFilter, OutboxPriority, OutboxStats, RetryTarget,
 };
 use chrono::{DateTime, Duration, Utc};
 use scim::ResourceKind;
+use sqlx::{FromRow, Row};
 use std::borrow::Cow;
 
 const OUTBOX_COLUMNS: &str = "id, kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts, \
                               last_error, leased_by, lease_until, dead_at, dead_reason";
 
-fn outbox_events(rows: Vec<OutboxRow>) -> Vec<OutboxEvent> {
-    rows.into_iter()
-        .filter_map(|row| {
-            let id = row.id;
-            let event = row.into_event();
-            if event.is_none() {
+/// The events of `rows`, skipping (with a warning) a row whose kind this build does not know:
+/// one such row must not stop the worker.
+fn outbox_events(rows: Vec<<Db as sqlx::Database>::Row>) -> StoreResult<Vec<OutboxEvent>> {
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match OutboxEvent::from_row(row) {
+            Ok(event) => events.push(event),
+            // A `kind` column holds text any build could have written: its decoding fails only
+            // on a kind this build does not know.
+            Err(sqlx::Error::ColumnDecode { index, .. }) if index == "kind" => {
                 tracing::warn!(
-                    outbox_id = id,
+                    outbox_id = row.try_get::<i64, _>("id")?,
                     "outbox row names an unknown resource kind; skipped"
                 );
             }
-            event
-        })
-        .collect()
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(events)
 }
 
 /// Queue `kind`/`id` for reconciliation, coalescing into its existing row: the generation is
@@ -128,7 +134,7 @@ impl Backend {
             DIALECT.skip_locked
         );
         let mut tx = self.begin_write().await?;
-        let mut query = sqlx::query_as(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(worker_id)
             .bind(now + lease)
             .bind(now)
@@ -136,9 +142,8 @@ impl Backend {
         if let Some(floor) = one_priority_from {
             query = query.bind(floor.as_i32());
         }
-        let rows: Vec<OutboxRow> = query.fetch_all(tx.conn().await?).await?;
+        let mut events = outbox_events(query.fetch_all(tx.conn().await?).await?)?;
         tx.commit().await?;
-        let mut events = outbox_events(rows);
         // RETURNING does not keep the subquery's order.
         events.sort_by(|a, b| {
             b.priority
@@ -262,27 +267,19 @@ impl Backend {
         Ok(dead)
     }
 
-    pub(crate) async fn outbox_release_leases(&self, worker_id: &str) -> StoreResult<u64> {
+    /// The leases of `worker_id`, or of every worker when `None`.
+    pub(crate) async fn outbox_release_leases(&self, worker_id: Option<&str>) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        let released = sqlx::query(
-            "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by = $1",
-        )
-        .bind(worker_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-        self.commit_queued(tx).await?;
-        Ok(released)
-    }
-
-    pub(crate) async fn outbox_release_all_leases(&self) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let released = sqlx::query(
-            "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by IS NOT NULL",
-        )
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
+        let query = match worker_id {
+            Some(worker_id) => sqlx::query(
+                "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by = $1",
+            )
+            .bind(worker_id),
+            None => sqlx::query(
+                "UPDATE outbox SET leased_by = NULL, lease_until = NULL WHERE leased_by IS NOT NULL",
+            ),
+        };
+        let released = query.execute(tx.conn().await?).await?.rows_affected();
         self.commit_queued(tx).await?;
         Ok(released)
     }
@@ -320,11 +317,11 @@ impl Backend {
         let sql = format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {condition} ORDER BY priority DESC, enqueued_at, id LIMIT $1"
         );
-        let rows: Vec<OutboxRow> = sqlx::query_as(&sql)
+        let rows = sqlx::query(&sql)
             .bind(i64::from(limit))
             .fetch_all(&self.read)
             .await?;
-        Ok(outbox_events(rows))
+        outbox_events(rows)
     }
 
     pub(crate) async fn outbox_retry(&self, target: RetryTarget) -> StoreResult<u64> {

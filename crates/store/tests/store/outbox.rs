@@ -308,7 +308,29 @@ async fn enqueue_users(db: &TestDb, prefix: &str, count: usize, priority: Outbox
     }
 }
 
+/// A row a newer build queued, of a kind this one does not know, is skipped: it must not stop
+/// the worker or the listing.
+async fn rows_of_an_unknown_kind_are_skipped(db: &TestDb) {
+    let user = create_user(&db.store, "kind@example.com").await;
+    db.raw_execute(
+        "INSERT INTO outbox (kind, resource_id, priority, generation, enqueued_at, next_attempt_at, attempts) \
+         SELECT 'Widget', resource_id, priority, generation, enqueued_at, next_attempt_at, attempts FROM outbox",
+    )
+    .await
+    .unwrap();
+    let listed = rows(db, OutboxFilter::All).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].kind, listed[0].resource_id.as_str()),
+        (ResourceKind::User, user.id.as_str())
+    );
+    let claimed = claim(db, "w1", 10).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, listed[0].id);
+}
+
 backend_tests!(
+    rows_of_an_unknown_kind_are_skipped,
     writes_to_one_resource_coalesce,
     complete_removes_only_the_claimed_generation,
     an_expired_lease_is_taken_over,
