@@ -28,54 +28,49 @@ pub use tokens::Tokens;
 
 use crate::Store;
 
-impl Store {
+/// One accessor on [`Store`] per capability handle, each a handle on a clone of the store (a
+/// clone shares the pools).
+macro_rules! handles {
+    ($($(#[$doc:meta])* $name:ident -> $handle:ident;)*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> $handle {
+                    $handle::new(self.clone())
+                }
+            )*
+        }
+    };
+}
+
+handles! {
     /// SCIM Users and Groups, read and written (the HTTP service).
-    pub fn resources(&self) -> Resources {
-        Resources::new(self.clone())
-    }
+    resources -> Resources;
 
     /// The outbox the Coder worker drains.
-    pub fn outbox(&self) -> Outbox {
-        Outbox::new(self.clone())
-    }
+    outbox -> Outbox;
 
     /// The hash-chained audit log.
-    pub fn audit(&self) -> Audit {
-        Audit::new(self.clone())
-    }
+    audit -> Audit;
 
     /// The live audit stream: records after a cursor, and the sinks' cursors and leases.
-    pub fn audit_stream(&self) -> AuditStream {
-        AuditStream::new(self.clone())
-    }
+    audit_stream -> AuditStream;
 
     /// Secrets the bridge makes for itself and every replica shares.
-    pub fn service_secrets(&self) -> ServiceSecrets {
-        ServiceSecrets::new(self.clone())
-    }
+    service_secrets -> ServiceSecrets;
 
     /// Bearer tokens.
-    pub fn tokens(&self) -> Tokens {
-        Tokens::new(self.clone())
-    }
+    tokens -> Tokens;
 
     /// OAuth clients (client credentials grant).
-    pub fn oauth_clients(&self) -> OAuthClients {
-        OAuthClients::new(self.clone())
-    }
+    oauth_clients -> OAuthClients;
 
     /// The worker's mapping from SCIM resources to Coder users and groups.
-    pub fn coder_map(&self) -> CoderMap {
-        CoderMap::new(self.clone())
-    }
+    coder_map -> CoderMap;
 
     /// Whether the database answers and its schema is this build's (`/readyz`).
-    pub fn health(&self) -> Health {
-        Health::new(self.clone())
-    }
+    health -> Health;
 
     /// Problems the worker found that need an operator.
-    pub fn sync_issues(&self) -> SyncIssues {
-        SyncIssues::new(self.clone())
-    }
+    sync_issues -> SyncIssues;
 }
