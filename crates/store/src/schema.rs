@@ -26,33 +26,31 @@ pub enum SchemaStatus {
     },
 }
 
+/// The versions of the `migrations` (`(version, checksum)`) that `keep` selects, in order.
+fn versions_where<C>(migrations: &[(i64, C)], keep: impl Fn(&(i64, C)) -> bool) -> Vec<i64> {
+    let mut versions: Vec<i64> = migrations
+        .iter()
+        .filter(|migration| keep(migration))
+        .map(|(version, _)| *version)
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 impl SchemaStatus {
     /// Compares applied migrations `(version, checksum)` with this build's.
     pub(crate) fn compare(known: &[(i64, &[u8])], applied: &[(i64, Vec<u8>)]) -> SchemaStatus {
-        let mut unknown: Vec<i64> = applied
-            .iter()
-            .filter(|(v, _)| !known.iter().any(|(k, _)| k == v))
-            .map(|(v, _)| *v)
-            .collect();
-        unknown.sort_unstable();
+        let unknown = versions_where(applied, |(v, _)| !known.iter().any(|(k, _)| k == v));
         if !unknown.is_empty() {
             return SchemaStatus::Ahead { unknown };
         }
-        let mut versions: Vec<i64> = known
-            .iter()
-            .filter(|(v, sum)| applied.iter().any(|(a, s)| a == v && s.as_slice() != *sum))
-            .map(|(v, _)| *v)
-            .collect();
-        versions.sort_unstable();
+        let versions = versions_where(known, |(v, sum)| {
+            applied.iter().any(|(a, s)| a == v && s.as_slice() != *sum)
+        });
         if !versions.is_empty() {
             return SchemaStatus::Changed { versions };
         }
-        let mut pending: Vec<i64> = known
-            .iter()
-            .filter(|(v, _)| !applied.iter().any(|(a, _)| a == v))
-            .map(|(v, _)| *v)
-            .collect();
-        pending.sort_unstable();
+        let pending = versions_where(known, |(v, _)| !applied.iter().any(|(a, _)| a == v));
         if pending.is_empty() {
             SchemaStatus::Current
         } else {

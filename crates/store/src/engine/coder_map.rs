@@ -52,38 +52,47 @@ async fn upsert_coder_user(
 }
 
 impl Backend {
-    pub(crate) async fn coder_user_get(&self, scim_id: &str) -> StoreResult<Option<CoderUser>> {
-        let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE scim_id = $1");
-        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+    /// Delete the row of `table` (a `scim_id`-keyed table of this file); false if there was none.
+    async fn delete_by_scim_id(&self, table: &str, scim_id: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE scim_id = $1"))
             .bind(scim_id)
+            .execute(self.writer().await?.get()?)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The user mapping whose `column` holds `value`.
+    async fn coder_user_where(
+        &self,
+        column: &str,
+        value: String,
+    ) -> StoreResult<Option<CoderUser>> {
+        let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE {column} = $1");
+        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+            .bind(value)
             .fetch_optional(&self.read)
             .await?;
         Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+    }
+
+    pub(crate) async fn coder_user_get(&self, scim_id: &str) -> StoreResult<Option<CoderUser>> {
+        self.coder_user_where("scim_id", scim_id.to_string()).await
     }
 
     pub(crate) async fn coder_user_by_username(
         &self,
         username: &str,
     ) -> StoreResult<Option<CoderUser>> {
-        let sql =
-            format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE coder_username_key = $1");
-        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
-            .bind(fold_case(username))
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+        self.coder_user_where("coder_username_key", fold_case(username))
+            .await
     }
 
     pub(crate) async fn coder_user_by_coder_id(
         &self,
         coder_user_id: uuid::Uuid,
     ) -> StoreResult<Option<CoderUser>> {
-        let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE coder_user_id = $1");
-        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
-            .bind(coder_user_id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+        self.coder_user_where("coder_user_id", coder_user_id.to_string())
+            .await
     }
 
     pub(crate) async fn coder_user_list(&self) -> StoreResult<Vec<CoderUser>> {
@@ -163,19 +172,11 @@ impl Backend {
     }
 
     pub(crate) async fn coder_user_intent_delete(&self, scim_id: &str) -> StoreResult<bool> {
-        let deleted = sqlx::query("DELETE FROM coder_user_intents WHERE scim_id = $1")
-            .bind(scim_id)
-            .execute(self.writer().await?.get()?)
-            .await?;
-        Ok(deleted.rows_affected() > 0)
+        self.delete_by_scim_id("coder_user_intents", scim_id).await
     }
 
     pub(crate) async fn coder_user_delete(&self, scim_id: &str) -> StoreResult<bool> {
-        let deleted = sqlx::query("DELETE FROM coder_users WHERE scim_id = $1")
-            .bind(scim_id)
-            .execute(self.writer().await?.get()?)
-            .await?;
-        Ok(deleted.rows_affected() > 0)
+        self.delete_by_scim_id("coder_users", scim_id).await
     }
 
     pub(crate) async fn coder_group_get(&self, scim_id: &str) -> StoreResult<Option<CoderGroup>> {
@@ -215,10 +216,6 @@ impl Backend {
     }
 
     pub(crate) async fn coder_group_delete(&self, scim_id: &str) -> StoreResult<bool> {
-        let deleted = sqlx::query("DELETE FROM coder_groups WHERE scim_id = $1")
-            .bind(scim_id)
-            .execute(self.writer().await?.get()?)
-            .await?;
-        Ok(deleted.rows_affected() > 0)
+        self.delete_by_scim_id("coder_groups", scim_id).await
     }
 }

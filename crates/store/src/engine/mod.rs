@@ -235,6 +235,19 @@ impl Backend {
         self.commit_queued(tx).await
     }
 
+    /// Append `entry`, commit, and answer once it is durable: the end of an audited write that
+    /// queues no outbox work (tokens, OAuth clients).
+    async fn commit_audited(
+        &self,
+        mut tx: WriteTx,
+        entry: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        tx.append_audit(entry, now, self.audit_key()).await?;
+        tx.commit().await?;
+        self.durable().await
+    }
+
     pub(crate) async fn migrate(&self) -> StoreResult<()> {
         let _hold = self.writes.hold().await;
         MIGRATOR.run(self.write_pool()).await?;

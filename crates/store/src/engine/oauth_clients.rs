@@ -72,9 +72,7 @@ impl Backend {
             name,
             change,
         );
-        tx.append_audit(&entry, now, self.audit_key()).await?;
-        tx.commit().await?;
-        self.durable().await?;
+        self.commit_audited(tx, &entry, now).await?;
         Ok(client)
     }
 
@@ -106,9 +104,7 @@ impl Backend {
             name,
             json!({ "client_id": client_id }),
         );
-        tx.append_audit(&entry, now, self.audit_key()).await?;
-        tx.commit().await?;
-        self.durable().await?;
+        self.commit_audited(tx, &entry, now).await?;
         Ok(())
     }
 

@@ -62,6 +62,17 @@ async fn insert_token(conn: &mut Conn, new: &NewToken<'_>, now: DateTime<Utc>) -
     Ok(())
 }
 
+/// Revoke the active token named `name`; false when there is none.
+async fn revoke_active(conn: &mut Conn, name: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+    let revoked =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(name)
+            .execute(conn)
+            .await?;
+    Ok(revoked.rows_affected() > 0)
+}
+
 impl Backend {
     pub(crate) async fn token_create(
         &self,
@@ -93,9 +104,7 @@ impl Backend {
         insert_token(tx.conn().await?, &new, now).await?;
         let change = json!({ "expires_at": expires_at, "scopes": scopes.to_string() });
         let entry = token_audit(self.shared.ids.as_ref(), "token.create", name, change);
-        tx.append_audit(&entry, now, self.audit_key()).await?;
-        tx.commit().await?;
-        self.durable().await?;
+        self.commit_audited(tx, &entry, now).await?;
         Ok(plaintext)
     }
 
@@ -137,9 +146,7 @@ impl Backend {
                 let change =
                     json!({ "scopes": scopes.to_string(), "source": TokenSource::File.as_str() });
                 let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
-                tx.append_audit(&entry, now, self.audit_key()).await?;
-                tx.commit().await?;
-                self.durable().await?;
+                self.commit_audited(tx, &entry, now).await?;
                 return Ok(if rescoped {
                     TokenImport::Rescoped
                 } else {
@@ -175,15 +182,7 @@ impl Backend {
         }
         // The secret file is the source of truth: a different token under the same name
         // replaces the old one.
-        let rotated = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(name)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected()
-            > 0;
+        let rotated = revoke_active(tx.conn().await?, name, now).await?;
         let new = NewToken {
             name,
             plaintext,
@@ -194,9 +193,7 @@ impl Backend {
         insert_token(tx.conn().await?, &new, now).await?;
         let change = json!({ "rotated": rotated, "scopes": scopes.to_string() });
         let entry = token_audit(self.shared.ids.as_ref(), "token.import", name, change);
-        tx.append_audit(&entry, now, self.audit_key()).await?;
-        tx.commit().await?;
-        self.durable().await?;
+        self.commit_audited(tx, &entry, now).await?;
         Ok(if rotated {
             TokenImport::Rotated
         } else {
@@ -241,23 +238,13 @@ impl Backend {
     pub(crate) async fn token_revoke(&self, name: &str) -> StoreResult<()> {
         let now = self.now();
         let mut tx = self.begin_write().await?;
-        let revoked = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(name)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-        if revoked == 0 {
+        if !revoke_active(tx.conn().await?, name, now).await? {
             return Err(StoreError::NotFound(format!(
                 "no active token named \"{name}\""
             )));
         }
         let entry = token_audit(self.shared.ids.as_ref(), "token.revoke", name, json!({}));
-        tx.append_audit(&entry, now, self.audit_key()).await?;
-        tx.commit().await?;
-        self.durable().await?;
+        self.commit_audited(tx, &entry, now).await?;
         Ok(())
     }
 
