@@ -25,6 +25,26 @@ fn worker_entry(n: usize) -> AuditEntry {
     }
 }
 
+/// The first record where verifying `store`'s chain (and that it reaches the `expected` heads)
+/// fails, and why; panics when the chain verifies.
+async fn first_break(store: &Store, expected: &[AuditHead]) -> (i64, String) {
+    store
+        .audit()
+        .verify_expecting(expected)
+        .await
+        .unwrap()
+        .first_broken
+        .expect("the chain must not verify")
+}
+
+/// Verifying `store`'s chain (and that it reaches the `expected` heads) fails first at record
+/// `seq`, for a reason that mentions `why`.
+async fn assert_breaks_at(store: &Store, expected: &[AuditHead], seq: i64, why: &str) {
+    let (broken, reason) = first_break(store, expected).await;
+    assert_eq!(broken, seq, "{reason}");
+    assert!(reason.contains(why), "{reason}");
+}
+
 async fn writes_form_a_verified_chain(db: &TestDb) {
     let audit = db.store.audit();
     let mut json = user_json("audited@example.com");
@@ -126,28 +146,19 @@ async fn the_log_is_append_only_and_tampering_is_detected(db: &TestDb) {
             .unwrap(),
         1
     );
-    let report = audit.verify().await.unwrap();
-    let (seq, reason) = report
-        .first_broken
-        .expect("an edited record must break the chain");
-    assert_eq!(seq, 2);
-    assert!(reason.contains("hash"), "{reason}");
+    assert_breaks_at(&db.store, &[], 2, "hash").await;
 
     // Deleting a record (even re-chaining is impossible without the hashes) is found too.
     db.raw_execute("DELETE FROM audit_log WHERE seq = 2")
         .await
         .unwrap();
-    let (seq, reason) = audit.verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 3);
-    assert!(reason.contains("missing"), "{reason}");
+    assert_breaks_at(&db.store, &[], 3, "missing").await;
 
     // And so is cutting off the tail.
     db.raw_execute("DELETE FROM audit_log WHERE seq >= 2")
         .await
         .unwrap();
-    let (seq, reason) = audit.verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 2);
-    assert!(reason.contains("head"), "{reason}");
+    assert_breaks_at(&db.store, &[], 2, "head").await;
 }
 
 /// Another process (a CLI `token create`, a second replica) extends the chain between two
@@ -320,15 +331,7 @@ async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
     );
 
     for verifier in [&db.store, &keyed_store(db, 2, &[]).await] {
-        let (seq, reason) = verifier
-            .audit()
-            .verify()
-            .await
-            .unwrap()
-            .first_broken
-            .unwrap();
-        assert_eq!(seq, 1);
-        assert!(reason.contains(key(1).id()), "{reason}");
+        assert_breaks_at(verifier, &[], 1, key(1).id()).await;
     }
 
     // Rotation: the new key hashes from now on; with the old key kept, all of it verifies.
@@ -348,15 +351,12 @@ async fn a_keyed_chain_verifies_only_with_its_key(db: &TestDb) {
         (report.checked, report.keyed, report.first_broken),
         (15, 15, None)
     );
-    let (seq, _) = keyed_store(db, 2, &[])
-        .await
-        .audit()
-        .verify()
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
-    assert_eq!(seq, 1, "the old key's records need the old key");
+    let old_key_dropped = keyed_store(db, 2, &[]).await;
+    assert_eq!(
+        first_break(&old_key_dropped, &[]).await.0,
+        1,
+        "the old key's records need the old key"
+    );
 }
 
 /// Records written before the key was set stay plain SHA-256; the key's start-up record makes
@@ -365,9 +365,7 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
     let audit = db.store.audit();
     write_every_kind(&db.store, "u").await;
     let keyed = keyed_store(db, 1, &[]).await;
-    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 7);
-    assert!(reason.contains("not keyed"), "{reason}");
+    assert_breaks_at(&keyed, &[], 7, "not keyed").await;
 
     let marker = keyed.audit().record_key().await.unwrap().unwrap();
     assert_eq!(marker.seq, 8);
@@ -384,8 +382,7 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
         (15, 8, None)
     );
     // A store without the key cannot vouch for the keyed records.
-    let (seq, _) = audit.verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 8);
+    assert_eq!(first_break(&db.store, &[]).await.0, 8);
     // Without a key there is nothing to record.
     assert_eq!(audit.record_key().await.unwrap(), None);
 
@@ -393,13 +390,9 @@ async fn an_unkeyed_chain_continues_keyed(db: &TestDb) {
     // keyed record that follows; recomputing that one too leaves the chain ending unkeyed.
     drop_append_only_triggers(db).await;
     forge_range(db, 3, 7, None, None).await;
-    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 8);
-    assert!(reason.contains("prev_hash"), "{reason}");
+    assert_breaks_at(&keyed, &[], 8, "prev_hash").await;
     forge_from(db, 3, None, None).await;
-    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 15);
-    assert!(reason.contains("not keyed"), "{reason}");
+    assert_breaks_at(&keyed, &[], 15, "not keyed").await;
 }
 
 /// Someone with database access recomputes a keyed chain after an edit: with plain SHA-256
@@ -449,17 +442,8 @@ async fn a_chain_recomputed_without_the_key_is_detected(db: &TestDb) {
     // anchor shows it.
     forge_from(db, 1, None, None).await;
     assert_eq!(audit.verify().await.unwrap().first_broken, None);
-    let (seq, reason) = audit
-        .verify_expecting(std::slice::from_ref(&anchor))
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
-    assert_eq!(seq, 7);
-    assert!(reason.contains("expected head"), "{reason}");
-    let (seq, reason) = keyed.audit().verify().await.unwrap().first_broken.unwrap();
-    assert_eq!(seq, 7);
-    assert!(reason.contains("not keyed"), "{reason}");
+    assert_breaks_at(&db.store, &[anchor], 7, "expected head").await;
+    assert_breaks_at(&keyed, &[], 7, "not keyed").await;
 }
 
 /// The newest records cut off (head row moved back to match) and the head record rewritten:
@@ -486,14 +470,7 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
         seq: 5,
         hash: "0".repeat(63) + "1",
     };
-    let (seq, _) = keyed
-        .audit()
-        .verify_expecting(&[wrong])
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
-    assert_eq!(seq, 5);
+    assert_eq!(first_break(&keyed, &[wrong]).await.0, 5);
 
     // Cut the last three records.
     drop_append_only_triggers(db).await;
@@ -510,15 +487,7 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     .unwrap();
     // Consistent again, and keyed to the end: only the anchor knows better.
     assert_eq!(keyed.audit().verify().await.unwrap().first_broken, None);
-    let (seq, reason) = keyed
-        .audit()
-        .verify_expecting(&both)
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
-    assert_eq!(seq, 12);
-    assert!(reason.contains("removed"), "{reason}");
+    assert_breaks_at(&keyed, &both, 12, "removed").await;
     assert_eq!(
         keyed
             .audit()
@@ -545,14 +514,7 @@ async fn a_cut_tail_and_a_rewritten_head_miss_the_exported_head(db: &TestDb) {
     let plain_anchor = audit.head().await.unwrap();
     forge_from(db, 7, None, None).await;
     assert_eq!(audit.verify().await.unwrap().first_broken, None);
-    let (seq, reason) = audit
-        .verify_expecting(&[plain_anchor])
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
-    assert_eq!(seq, 7);
-    assert!(reason.contains("rewritten"), "{reason}");
+    assert_breaks_at(&db.store, &[plain_anchor], 7, "rewritten").await;
 }
 
 backend_tests!(

@@ -80,56 +80,48 @@ async fn group_mappings(db: &TestDb) {
 }
 
 async fn sync_issues(db: &TestDb) {
-    let id = db
-        .store
-        .sync_issues()
+    let issues = db.store.sync_issues();
+    let id = issues
         .record(ResourceKind::User, "s1", "username_conflict", "taken")
         .await
         .unwrap();
-    let again = db
-        .store
-        .sync_issues()
+    let again = issues
         .record(ResourceKind::User, "s1", "username_conflict", "still taken")
         .await
         .unwrap();
     assert_eq!(id, again, "one open issue per resource and type");
-    db.store
-        .sync_issues()
+    issues
         .record(ResourceKind::Group, "g1", "idp_sync_overlap", "org sync on")
         .await
         .unwrap();
-    let open = db.store.sync_issues().list(false).await.unwrap();
+    let open = issues.list(false).await.unwrap();
     assert_eq!(open.len(), 2);
     assert_eq!(open[0].detail, "still taken");
 
     assert!(
-        db.store
-            .sync_issues()
+        issues
             .resolve(ResourceKind::User, "s1", "username_conflict")
             .await
             .unwrap()
     );
     assert!(
-        !db.store
-            .sync_issues()
+        !issues
             .resolve(ResourceKind::User, "s1", "username_conflict")
             .await
             .unwrap()
     );
-    assert_eq!(db.store.sync_issues().list(false).await.unwrap().len(), 1);
+    assert_eq!(issues.list(false).await.unwrap().len(), 1);
     // A new occurrence after resolution is a new issue.
-    let reopened = db
-        .store
-        .sync_issues()
+    let reopened = issues
         .record(ResourceKind::User, "s1", "username_conflict", "again")
         .await
         .unwrap();
     assert_ne!(reopened, id);
-    let all = db.store.sync_issues().list(true).await.unwrap();
+    let all = issues.list(true).await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all[0].resolved_at.is_some());
-    assert!(db.store.sync_issues().delete(id).await.unwrap());
-    assert_eq!(db.store.sync_issues().list(true).await.unwrap().len(), 2);
+    assert!(issues.delete(id).await.unwrap());
+    assert_eq!(issues.list(true).await.unwrap().len(), 2);
 }
 
 backend_tests!(user_mappings, group_mappings, sync_issues);

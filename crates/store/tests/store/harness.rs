@@ -53,6 +53,18 @@ pub async fn create_user(store: &Store, user_name: &str) -> StoredResource {
         .unwrap()
 }
 
+/// A User for each of `user_names`, created in order; their ids.
+pub async fn create_users(
+    store: &Store,
+    user_names: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for user_name in user_names {
+        ids.push(create_user(store, &user_name).await.id);
+    }
+    ids
+}
+
 pub async fn create_group(
     store: &Store,
     display_name: &str,

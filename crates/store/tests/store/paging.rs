@@ -3,7 +3,7 @@
 //! and the shared secret that seals the cursors.
 
 use crate::backend_tests;
-use crate::harness::{TestDb, create_user, ctx, list_query};
+use crate::harness::{TestDb, create_user, create_users, ctx, list_query};
 use chrono::Duration;
 use scim::ResourceKind;
 use scim::query::{Keyset, ListQuery};
@@ -105,14 +105,11 @@ async fn keyset_pages_are_the_listing_order(db: &TestDb) {
 }
 
 async fn keyset_pages_survive_inserts_and_deletes(db: &TestDb) {
-    let mut before = Vec::new();
-    for i in 0..30 {
-        before.push(
-            create_user(&db.store, &format!("before{i:02}@example.com"))
-                .await
-                .id,
-        );
-    }
+    let before = create_users(
+        &db.store,
+        (0..30).map(|i| format!("before{i:02}@example.com")),
+    )
+    .await;
     let first = page(&db.store, &by_cursor(None, 10, None)).await;
     let mut seen: Vec<String> = first.items.iter().map(|r| r.id.clone()).collect();
     // Between pages: users added after the cursor and, with the clock set back, before it;

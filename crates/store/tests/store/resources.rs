@@ -3,8 +3,8 @@
 
 use crate::backend_tests;
 use crate::harness::{
-    TestDb, body, create_group, create_user, ctx, list_query, member_ids, patch, replace, rows,
-    user_json,
+    TestDb, body, create_group, create_user, create_users, ctx, list_query, member_ids, patch,
+    replace, rows, user_json,
 };
 use chrono::Duration;
 use scim::patch::{PatchOptions, parse_request};
@@ -650,37 +650,23 @@ async fn large_membership_changes_net_out(db: &TestDb) {
 
 async fn membership_is_rows(db: &TestDb) {
     let resources = db.store.resources();
-    let users: Vec<String> = {
-        let mut ids = Vec::new();
-        for name in ["m1", "m2", "m3", "m4"] {
-            ids.push(
-                create_user(&db.store, &format!("{name}@example.com"))
-                    .await
-                    .id,
-            );
-        }
-        ids
-    };
+    let users = create_users(
+        &db.store,
+        ["m1", "m2", "m3", "m4"].map(|name| format!("{name}@example.com")),
+    )
+    .await;
     let mut expected = vec![users[0].clone(), users[1].clone()];
     let group = create_group(&db.store, "Members", &[&users[0], &users[1]]).await;
+    let patch_group = |operations| patch(&db.store, ResourceKind::Group, &group.id, operations);
     assert_eq!(member_ids(&db.store, &group.id).await, sorted(&expected));
 
     // Adding an existing member is a no-op, not a 409 (SimpleIdServer#245).
-    let same = patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "add", "path": "members", "value": [{"value": users[0]}]}]),
-    )
-    .await
-    .unwrap();
+    let same =
+        patch_group(json!([{"op": "add", "path": "members", "value": [{"value": users[0]}]}]))
+            .await
+            .unwrap();
     assert_eq!(same.version, 1);
-    let added = patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "add", "path": "members", "value": [{"value": users[0]}, {"value": users[2], "display": "Third"}]}]),
-    )
+    let added = patch_group(json!([{"op": "add", "path": "members", "value": [{"value": users[0]}, {"value": users[2], "display": "Third"}]}]))
     .await
     .unwrap();
     assert_eq!(added.version, 2);
@@ -699,29 +685,19 @@ async fn membership_is_rows(db: &TestDb) {
     assert_eq!(third.display.as_deref(), Some("Third"));
 
     // Okta: remove by filter; Entra legacy: remove with a value list.
-    patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}]),
-    )
-    .await
-    .unwrap();
-    patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "Remove", "path": "members", "value": [{"value": users[1]}]}]),
-    )
-    .await
-    .unwrap();
+    patch_group(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[0])}]))
+        .await
+        .unwrap();
+    patch_group(json!([{"op": "Remove", "path": "members", "value": [{"value": users[1]}]}]))
+        .await
+        .unwrap();
     assert_eq!(
         member_ids(&db.store, &group.id).await,
         vec![users[2].clone()]
     );
 
     // Replace the whole membership (Okta's push), then clear it.
-    patch(&db.store, ResourceKind::Group, &group.id, json!([{"op": "replace", "path": "members", "value": [{"value": users[3]}, {"value": users[0]}]}]))
+    patch_group(json!([{"op": "replace", "path": "members", "value": [{"value": users[3]}, {"value": users[0]}]}]))
         .await
         .unwrap();
     assert_eq!(
@@ -729,31 +705,21 @@ async fn membership_is_rows(db: &TestDb) {
         sorted(&[users[3].clone(), users[0].clone()])
     );
     // A filter other than `value eq` needs the member list: the fallback path.
-    patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "remove", "path": "members[display eq \"m4@example.com\"]"}]),
-    )
-    .await
-    .unwrap();
+    patch_group(json!([{"op": "remove", "path": "members[display eq \"m4@example.com\"]"}]))
+        .await
+        .unwrap();
     assert_eq!(
         member_ids(&db.store, &group.id).await,
         vec![users[0].clone()]
     );
-    let cleared = patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "remove", "path": "members"}]),
-    )
-    .await
-    .unwrap();
+    let cleared = patch_group(json!([{"op": "remove", "path": "members"}]))
+        .await
+        .unwrap();
     assert!(member_ids(&db.store, &group.id).await.is_empty());
 
     // A User's groups are computed from the rows; a nested group is a member like a user.
     let inner = create_group(&db.store, "Inner", &[&users[1]]).await;
-    patch(&db.store, ResourceKind::Group, &group.id, json!([{"op": "add", "path": "members", "value": [{"value": inner.id}, {"value": users[1]}]}]))
+    patch_group(json!([{"op": "add", "path": "members", "value": [{"value": inner.id}, {"value": users[1]}]}]))
         .await
         .unwrap();
     let user = resources
@@ -774,35 +740,20 @@ async fn membership_is_rows(db: &TestDb) {
     assert!(bare.version > cleared.version);
 
     // Members must exist; a group cannot contain itself.
-    let unknown = patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "add", "path": "members", "value": [{"value": "no-such-id"}]}]),
-    )
-    .await
-    .unwrap_err();
+    let unknown =
+        patch_group(json!([{"op": "add", "path": "members", "value": [{"value": "no-such-id"}]}]))
+            .await
+            .unwrap_err();
     assert_eq!(unknown.to_scim().scim_type, Some(ScimType::InvalidValue));
-    let itself = patch(
-        &db.store,
-        ResourceKind::Group,
-        &group.id,
-        json!([{"op": "add", "path": "members", "value": [{"value": group.id}]}]),
-    )
-    .await
-    .unwrap_err();
+    let itself =
+        patch_group(json!([{"op": "add", "path": "members", "value": [{"value": group.id}]}]))
+            .await
+            .unwrap_err();
     assert_eq!(itself.to_scim().status, 400);
 }
 
 async fn parallel_patches_to_one_group_lose_nothing(db: &TestDb) {
-    let mut users = Vec::new();
-    for i in 0..200 {
-        users.push(
-            create_user(&db.store, &format!("p{i:03}@example.com"))
-                .await
-                .id,
-        );
-    }
+    let users = create_users(&db.store, (0..200).map(|i| format!("p{i:03}@example.com"))).await;
     let group = create_group(&db.store, "Parallel", &[]).await;
     let mut tasks = Vec::new();
     for chunk in users.chunks(25) {
