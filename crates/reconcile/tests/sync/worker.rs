@@ -35,6 +35,16 @@ sync_tests!(
 
 const MILLI: Duration = Duration::from_millis(1);
 
+/// Move time on to a moment before `by` has passed, and check that no call reached Coder
+/// meanwhile (`what` says why not): the count of calls Coder had answered, for the check a
+/// moment later.
+async fn no_call_until_a_moment_before(env: &Env, by: Duration, what: &str) -> usize {
+    let calls_before = env.coder().calls.len();
+    env.advance(by - MILLI).await;
+    assert_eq!(env.coder().calls.len(), calls_before, "{what}");
+    calls_before
+}
+
 /// The paused worker's next probe: move time to just before it (nothing reaches Coder: still
 /// paused), then to it (the probe finds Coder answering again).
 async fn resume_at_the_next_probe(env: &Env, paused: PauseCause) {
@@ -42,18 +52,12 @@ async fn resume_at_the_next_probe(env: &Env, paused: PauseCause) {
     let probe = wait
         .next_probe
         .unwrap_or_else(|| panic!("not paused: {wait:?}"));
-    let calls_before = env.coder().calls.len();
-    env.advance(probe - env.instant() - MILLI).await;
+    no_call_until_a_moment_before(env, probe - env.instant(), "nothing reached Coder").await;
     let status = env.reconciler.status().snapshot();
     assert_eq!(
         status.pause_cause,
         Some(paused),
         "a moment before the probe"
-    );
-    assert_eq!(
-        env.coder().calls.len(),
-        calls_before,
-        "nothing reached Coder"
     );
     env.advance(MILLI).await;
     assert!(
@@ -363,16 +367,15 @@ async fn a_429_storm_is_honoured_without_dead_letters(db: TestDb) {
     // The first rows met a 429: the worker holds every claim back for the second it asked.
     let held = env.settle().await;
     let refused_at = held.at;
-    let calls_before = env.coder().calls.len();
     assert!(calls(&env.coder(), "GET", "/api/v2/users", 429) > 0);
     assert!(!held.wakes_on_commit, "held back: {held:?}");
     assert_eq!(held.until, refused_at + Duration::from_secs(1));
-    env.advance(Duration::from_secs(1) - MILLI).await;
-    assert_eq!(
-        env.coder().calls.len(),
-        calls_before,
-        "nothing sent before Retry-After: 1 ended"
-    );
+    let calls_before = no_call_until_a_moment_before(
+        &env,
+        Duration::from_secs(1),
+        "nothing sent before Retry-After: 1 ended",
+    )
+    .await;
     env.advance(MILLI).await;
     assert!(
         env.coder().calls.len() > calls_before,
