@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use store::{Audit, AuditEntry, Clock, CoderMap, Outbox, ResourceReader, Store, SyncIssues};
+use store::{
+    Audit, AuditEntry, Clock, CoderMap, IdSource, Outbox, ResourceReader, Store, SyncIssues,
+};
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
@@ -119,6 +121,8 @@ pub struct SyncStore {
     pub audit: Audit,
     pub coder_map: CoderMap,
     pub sync_issues: SyncIssues,
+    /// The run's id source, the one the store was opened with ([`Store::ids`]).
+    pub ids: Arc<dyn IdSource>,
 }
 
 impl From<&Store> for SyncStore {
@@ -129,6 +133,7 @@ impl From<&Store> for SyncStore {
             audit: store.audit(),
             coder_map: store.coder_map(),
             sync_issues: store.sync_issues(),
+            ids: store.ids(),
         }
     }
 }
@@ -147,12 +152,13 @@ pub struct Reconciler {
     groups_licensed: SharedGroupsLicence,
     /// Coder's users' emails, so a new user needs no lookup before its create.
     pub(crate) directory: UserDirectory,
-    /// Audit request ids and the worker's backoff jitter.
-    pub(crate) ids: Arc<dyn clock::IdSource>,
+    /// Audit request ids, the worker's name and its backoff jitter.
+    pub(crate) ids: Arc<dyn IdSource>,
 }
 
 impl Reconciler {
-    /// A reconciler applying `policy` from `store` to the Coder behind `client`.
+    /// A reconciler applying `policy` from `store` to the Coder behind `client`, drawing ids
+    /// from the store's id source.
     pub fn new(
         store: SyncStore,
         client: CoderClient,
@@ -161,6 +167,7 @@ impl Reconciler {
         observer: Arc<dyn SyncObserver>,
     ) -> Reconciler {
         Reconciler {
+            ids: store.ids.clone(),
             store,
             client,
             policy,
@@ -170,12 +177,11 @@ impl Reconciler {
             organizations: RwLock::new(Vec::new()),
             groups_licensed: SharedGroupsLicence::new(),
             directory: UserDirectory::default(),
-            ids: Arc::new(clock::SystemIds),
         }
     }
 
     /// The same reconciler drawing ids (and jitter seeds) from `ids`.
-    pub fn with_ids(mut self, ids: Arc<dyn clock::IdSource>) -> Reconciler {
+    pub fn with_ids(mut self, ids: Arc<dyn IdSource>) -> Reconciler {
         self.ids = ids;
         self
     }

@@ -64,7 +64,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// Period of drift repair; `None` turns it off.
     pub drift_interval: Option<Duration>,
-    /// This worker's name in leases (unique per replica).
+    /// This worker's name in leases (unique per replica). Left empty (the default), the worker
+    /// is named `worker-<uuid>` from the run's id source when it is built.
     pub worker_id: String,
     /// How often to look for rows whose backoff or lease ran out.
     pub poll_interval: Duration,
@@ -93,7 +94,7 @@ impl Default for WorkerConfig {
             max_attempts: 12,
             lease: Duration::from_secs(120),
             drift_interval: Some(Duration::from_secs(15 * 60)),
-            worker_id: format!("worker-{}", clock::IdSource::uuid_v4(&clock::SystemIds)),
+            worker_id: String::new(),
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
             auth_probe_interval: Duration::from_secs(15),
@@ -243,8 +244,12 @@ impl Worker {
         )
     }
 
-    /// A worker around an existing reconciler (shares its status and caches).
-    pub fn from_reconciler(reconciler: Arc<Reconciler>, config: WorkerConfig) -> Worker {
+    /// A worker around an existing reconciler (shares its status and caches, and draws its name
+    /// and jitter from its id source).
+    pub fn from_reconciler(reconciler: Arc<Reconciler>, mut config: WorkerConfig) -> Worker {
+        if config.worker_id.is_empty() {
+            config.worker_id = format!("worker-{}", reconciler.ids.uuid_v4());
+        }
         Worker {
             rng: Box::new(reconciler.ids.rng()),
             reconciler,
@@ -778,4 +783,50 @@ async fn run_drift(reconciler: Arc<Reconciler>) -> ReconcileResult<u64> {
         tracing::info!(differences = plan.items.len(), "drift repair queued fixes");
     }
     Ok(drift::repair(&reconciler, &plan).await?.queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoObserver;
+    use clock::{IdSource as _, SeededIds};
+    use coder::{CoderConfig, SessionToken};
+
+    /// A worker on a fresh SQLite store opened with `SeededIds::new(seed)`.
+    async fn worker_with(seed: u64, config: WorkerConfig) -> Worker {
+        let db = test_support::TestDatabase::sqlite();
+        let clock: Arc<dyn Clock> = Arc::new(store::ManualClock::new(test_support::start_time()));
+        let options = store::StoreOptions {
+            ids: Arc::new(SeededIds::new(seed)),
+            ..store::StoreOptions::with_clock(clock.clone())
+        };
+        let store = store::Store::connect(db.url(), options).await.unwrap();
+        let client = CoderClient::new(CoderConfig::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            SessionToken::new("unused"),
+        ))
+        .unwrap();
+        let policy = Arc::new(Policy::default());
+        Worker::new(
+            (&store).into(),
+            client,
+            policy,
+            config,
+            clock,
+            Arc::new(NoObserver),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_unnamed_worker_is_named_from_the_store_s_ids() {
+        let worker = worker_with(5, WorkerConfig::default()).await;
+        let expected = format!("worker-{}", SeededIds::new(5).uuid_v4());
+        assert_eq!(worker.config.worker_id, expected);
+
+        let named = WorkerConfig {
+            worker_id: "replica-a".to_owned(),
+            ..WorkerConfig::default()
+        };
+        assert_eq!(worker_with(5, named).await.config.worker_id, "replica-a");
+    }
 }

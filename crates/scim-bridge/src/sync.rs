@@ -154,16 +154,13 @@ pub fn reconciler(
         Some(m) => Arc::new(MetricsObserver(m.clone())),
         None => Arc::new(reconcile::NoObserver),
     };
-    Ok(Arc::new(
-        Reconciler::new(
-            store.into(),
-            client,
-            Arc::new(policy(settings)?),
-            store.clock(),
-            observer,
-        )
-        .with_ids(store.ids()),
-    ))
+    Ok(Arc::new(Reconciler::new(
+        store.into(),
+        client,
+        Arc::new(policy(settings)?),
+        store.clock(),
+        observer,
+    )))
 }
 
 /// The outbox worker as configured.

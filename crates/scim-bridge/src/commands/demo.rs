@@ -55,16 +55,13 @@ pub async fn run(settings: &Settings, args: DemoArgs) -> anyhow::Result<bool> {
     .with_observer(Arc::new(crate::sync::MetricsObserver(metrics.clone())))
     .with_clock(store.clock());
     // The store's clock and ids for everything the demo builds.
-    let reconciler = Arc::new(
-        reconcile::Reconciler::new(
-            (&store).into(),
-            client,
-            Arc::new(policy),
-            store.clock(),
-            Arc::new(crate::sync::MetricsObserver(metrics.clone())),
-        )
-        .with_ids(store.ids()),
-    );
+    let reconciler = Arc::new(reconcile::Reconciler::new(
+        (&store).into(),
+        client,
+        Arc::new(policy),
+        store.clock(),
+        Arc::new(crate::sync::MetricsObserver(metrics.clone())),
+    ));
     // One resource at a time, started after the push: the audit trail reads the same on every
     // run, and shows that the IdP had all its answers before Coder was touched.
     let worker = reconcile::Worker::from_reconciler(
