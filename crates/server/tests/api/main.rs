@@ -4,6 +4,7 @@
 // A test binary: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod logs;
 mod support;
 
 mod agents;
