@@ -4,13 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::str::FromStr;
 use uuid::Uuid;
 
-/// The Coder user a SCIM User is provisioned as.
-#[derive(Debug, Clone, PartialEq)]
+/// The Coder user a SCIM User is provisioned as: a `coder_users` row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct CoderUser {
     /// The SCIM resource id.
     pub scim_id: String,
+    #[sqlx(try_from = "Parsed<Uuid>")]
     pub coder_user_id: Uuid,
     /// The username chosen in Coder (IdP userNames like `alice.smith@corp.com` are not valid
     /// Coder usernames, so the mapping is kept). Unique ignoring case, as in Coder.
@@ -20,6 +22,7 @@ pub struct CoderUser {
     /// Whether the Coder user existed before the bridge and was taken over.
     pub adopted: bool,
     /// The state last applied to Coder, for diffing and for `scim-bridge status`.
+    #[sqlx(try_from = "Parsed<Value>")]
     pub last_applied: Value,
     pub updated_at: DateTime<Utc>,
 }
@@ -35,11 +38,13 @@ pub struct CoderUserIntent {
     pub created_at: DateTime<Utc>,
 }
 
-/// The Coder group a SCIM Group is mirrored to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The Coder group a SCIM Group is mirrored to: a `coder_groups` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CoderGroup {
     pub scim_id: String,
+    #[sqlx(try_from = "Parsed<Uuid>")]
     pub coder_group_id: Uuid,
+    #[sqlx(try_from = "Parsed<Uuid>")]
     pub organization_id: Uuid,
     pub coder_name: String,
     pub updated_at: DateTime<Utc>,
@@ -60,60 +65,43 @@ pub struct SyncIssue {
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct CoderUserRow {
-    pub scim_id: String,
-    pub coder_user_id: String,
-    pub coder_username: String,
-    pub login_type: String,
-    pub adopted: bool,
-    pub last_applied: String,
-    pub updated_at: DateTime<Utc>,
-}
+/// A column stored as text and parsed with `FromStr` (the Coder ids, `last_applied`'s JSON):
+/// `#[sqlx(try_from = "Parsed<T>")]` decodes it straight into `T`, and text that does not parse
+/// fails the column's decoding with the parser's error.
+pub struct Parsed<T>(T);
 
-impl CoderUserRow {
-    pub fn into_mapping(self) -> Result<CoderUser, sqlx::Error> {
-        Ok(CoderUser {
-            coder_user_id: parse_uuid("coder_user_id", &self.coder_user_id)?,
-            last_applied: serde_json::from_str(&self.last_applied).map_err(|e| {
-                sqlx::Error::ColumnDecode {
-                    index: "last_applied".into(),
-                    source: Box::new(e),
-                }
-            })?,
-            scim_id: self.scim_id,
-            coder_username: self.coder_username,
-            login_type: self.login_type,
-            adopted: self.adopted,
-            updated_at: self.updated_at,
-        })
+impl<T, DB: sqlx::Database> sqlx::Type<DB> for Parsed<T>
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct CoderGroupRow {
-    pub scim_id: String,
-    pub coder_group_id: String,
-    pub organization_id: String,
-    pub coder_name: String,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl CoderGroupRow {
-    pub fn into_mapping(self) -> Result<CoderGroup, sqlx::Error> {
-        Ok(CoderGroup {
-            coder_group_id: parse_uuid("coder_group_id", &self.coder_group_id)?,
-            organization_id: parse_uuid("organization_id", &self.organization_id)?,
-            scim_id: self.scim_id,
-            coder_name: self.coder_name,
-            updated_at: self.updated_at,
-        })
+impl<'r, T, DB: sqlx::Database> sqlx::Decode<'r, DB> for Parsed<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Parsed(<&str as sqlx::Decode<DB>>::decode(value)?.parse()?))
     }
 }
 
-fn parse_uuid(column: &str, text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|e| sqlx::Error::ColumnDecode {
-        index: column.into(),
-        source: Box::new(e),
-    })
+impl From<Parsed<Uuid>> for Uuid {
+    fn from(Parsed(id): Parsed<Uuid>) -> Uuid {
+        id
+    }
+}
+
+impl From<Parsed<Value>> for Value {
+    fn from(Parsed(json): Parsed<Value>) -> Value {
+        json
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::outbox::enqueue_in;
 use super::{Backend, Conn, unique_violation};
-use crate::coder_map::{CoderGroup, CoderGroupRow, CoderUser, CoderUserIntent, CoderUserRow};
+use crate::coder_map::{CoderGroup, CoderUser, CoderUserIntent};
 use crate::error::StoreResult;
 use crate::outbox::OutboxPriority;
 use crate::resource::fold_case;
@@ -68,11 +68,10 @@ impl Backend {
         value: String,
     ) -> StoreResult<Option<CoderUser>> {
         let sql = format!("SELECT {CODER_USER_COLUMNS} FROM coder_users WHERE {column} = $1");
-        let row: Option<CoderUserRow> = sqlx::query_as(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(value)
             .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(CoderUserRow::into_mapping).transpose()?)
+            .await?)
     }
 
     pub(crate) async fn coder_user_get(&self, scim_id: &str) -> StoreResult<Option<CoderUser>> {
@@ -98,11 +97,7 @@ impl Backend {
     pub(crate) async fn coder_user_list(&self) -> StoreResult<Vec<CoderUser>> {
         let sql =
             format!("SELECT {CODER_USER_COLUMNS} FROM coder_users ORDER BY coder_username_key");
-        let rows: Vec<CoderUserRow> = sqlx::query_as(&sql).fetch_all(&self.read).await?;
-        Ok(rows
-            .into_iter()
-            .map(CoderUserRow::into_mapping)
-            .collect::<Result<_, _>>()?)
+        Ok(sqlx::query_as(&sql).fetch_all(&self.read).await?)
     }
 
     pub(crate) async fn coder_user_upsert(&self, user: &CoderUser) -> StoreResult<()> {
@@ -181,20 +176,15 @@ impl Backend {
 
     pub(crate) async fn coder_group_get(&self, scim_id: &str) -> StoreResult<Option<CoderGroup>> {
         let sql = format!("SELECT {CODER_GROUP_COLUMNS} FROM coder_groups WHERE scim_id = $1");
-        let row: Option<CoderGroupRow> = sqlx::query_as(&sql)
+        Ok(sqlx::query_as(&sql)
             .bind(scim_id)
             .fetch_optional(&self.read)
-            .await?;
-        Ok(row.map(CoderGroupRow::into_mapping).transpose()?)
+            .await?)
     }
 
     pub(crate) async fn coder_group_list(&self) -> StoreResult<Vec<CoderGroup>> {
         let sql = format!("SELECT {CODER_GROUP_COLUMNS} FROM coder_groups ORDER BY coder_name");
-        let rows: Vec<CoderGroupRow> = sqlx::query_as(&sql).fetch_all(&self.read).await?;
-        Ok(rows
-            .into_iter()
-            .map(CoderGroupRow::into_mapping)
-            .collect::<Result<_, _>>()?)
+        Ok(sqlx::query_as(&sql).fetch_all(&self.read).await?)
     }
 
     pub(crate) async fn coder_group_upsert(&self, group: &CoderGroup) -> StoreResult<()> {

@@ -124,4 +124,26 @@ async fn sync_issues(db: &TestDb) {
     assert_eq!(issues.list(true).await.unwrap().len(), 2);
 }
 
-backend_tests!(user_mappings, group_mappings, sync_issues);
+/// A mapping whose stored text no longer parses is an error naming the column, not a panic
+/// or a made-up value.
+async fn unparsable_mappings_fail_with_their_column(db: &TestDb) {
+    let coder_map = db.store.coder_map();
+    for (column, text) in [("coder_user_id", "not-a-uuid"), ("last_applied", "{")] {
+        coder_map
+            .user_upsert(&mapping("s1", "alice", db))
+            .await
+            .unwrap();
+        db.raw_execute(&format!("UPDATE coder_users SET {column} = '{text}'"))
+            .await
+            .unwrap();
+        let error = coder_map.user_get("s1").await.unwrap_err().to_string();
+        assert!(error.contains(column), "{error}");
+    }
+}
+
+backend_tests!(
+    user_mappings,
+    group_mappings,
+    sync_issues,
+    unparsable_mappings_fail_with_their_column
+);
