@@ -151,7 +151,8 @@ async fn follow_from(
     mut cursor: i64,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let clock = clock::SystemClock;
+    // The run's one clock: the store's.
+    let clock = store.clock();
     loop {
         let page = store.audit_stream().after(cursor, PAGE).await?;
         match page.last() {
@@ -162,7 +163,7 @@ async fn follow_from(
                 out.flush()?;
             }
             None => {
-                tokio::time::sleep_until(clock::Clock::instant(&clock) + FOLLOW_POLL).await;
+                tokio::time::sleep_until(clock.instant() + FOLLOW_POLL).await;
             }
         }
     }

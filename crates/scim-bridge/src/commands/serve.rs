@@ -216,7 +216,7 @@ fn webhook_holder(store: &Store) -> String {
         return "local".to_string();
     }
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".to_string());
-    format!("{host}-{}", clock::IdSource::uuid_v4(&clock::SystemIds))
+    format!("{host}-{}", store.ids().uuid_v4())
 }
 
 #[cfg(test)]

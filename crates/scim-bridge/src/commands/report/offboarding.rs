@@ -286,10 +286,7 @@ pub async fn run(settings: &Settings, args: OffboardingArgs) -> anyhow::Result<b
     let store = super::super::open_store(settings).await?;
     let policy = crate::sync::policy(settings)?;
     let since = match &args.since {
-        Some(raw) => Some(super::parse_since(
-            raw,
-            clock::Clock::now(&clock::SystemClock),
-        )?),
+        Some(raw) => Some(super::parse_since(raw, store.clock().now())?),
         None => None,
     };
     // All of the trail: whether a user was active before `since` decides what its first
