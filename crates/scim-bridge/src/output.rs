@@ -50,6 +50,22 @@ impl<R: Row> View for Vec<R> {
     }
 }
 
+/// Snapshot tests of what commands print, one `#[test]` each: `snapshot_tests! { name => text; }`
+/// checks `text` against `snapshots/<module>__name.snap` (insta names the file after the test).
+#[cfg(test)]
+macro_rules! snapshot_tests {
+    ($($test:ident => $printed:expr;)+) => {
+        $(
+            #[test]
+            fn $test() {
+                insta::assert_snapshot!($printed);
+            }
+        )+
+    };
+}
+#[cfg(test)]
+pub(crate) use snapshot_tests;
+
 /// The view rendered in `format`.
 pub fn render<V: View + ?Sized>(format: Format, view: &V) -> anyhow::Result<String> {
     Ok(match format {

@@ -385,23 +385,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn agent_tokens_table() {
-        insta::assert_snapshot!(render(Format::Table, &tokens()).unwrap());
-    }
-
-    #[test]
-    fn agent_tokens_json() {
-        insta::assert_snapshot!(render(Format::Json, &tokens()).unwrap());
-    }
-
-    #[test]
-    fn explain_agent_table() {
-        insta::assert_snapshot!(render(Format::Table, &explained()).unwrap());
-    }
-
-    #[test]
-    fn explain_agent_json() {
-        insta::assert_snapshot!(render(Format::Json, &explained()).unwrap());
+    crate::output::snapshot_tests! {
+        agent_tokens_table => render(Format::Table, &tokens()).unwrap();
+        agent_tokens_json => render(Format::Json, &tokens()).unwrap();
+        explain_agent_table => render(Format::Table, &explained()).unwrap();
+        explain_agent_json => render(Format::Json, &explained()).unwrap();
     }
 }

@@ -128,13 +128,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn client_list_table() {
-        insta::assert_snapshot!(render(Format::Table, &rows()).unwrap());
-    }
-
-    #[test]
-    fn client_list_json() {
-        insta::assert_snapshot!(render(Format::Json, &rows()).unwrap());
+    crate::output::snapshot_tests! {
+        client_list_table => render(Format::Table, &rows()).unwrap();
+        client_list_json => render(Format::Json, &rows()).unwrap();
     }
 }

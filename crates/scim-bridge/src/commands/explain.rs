@@ -633,14 +633,9 @@ mod tests {
 
     use serde_json::json;
 
-    #[test]
-    fn explain_user_table() {
-        insta::assert_snapshot!(render(Format::Table, &alice()).unwrap());
-    }
-
-    #[test]
-    fn explain_user_json() {
-        insta::assert_snapshot!(render(Format::Json, &alice()).unwrap());
+    crate::output::snapshot_tests! {
+        explain_user_table => render(Format::Table, &alice()).unwrap();
+        explain_user_json => render(Format::Json, &alice()).unwrap();
     }
 
     /// A group whose rule makes its members owners, mapped, with a sync issue.
@@ -686,13 +681,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn explain_group_table() {
-        insta::assert_snapshot!(render(Format::Table, &admins()).unwrap());
-    }
-
-    #[test]
-    fn explain_group_json() {
-        insta::assert_snapshot!(render(Format::Json, &admins()).unwrap());
+    crate::output::snapshot_tests! {
+        explain_group_table => render(Format::Table, &admins()).unwrap();
+        explain_group_json => render(Format::Json, &admins()).unwrap();
     }
 }

@@ -231,23 +231,10 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn outbox_status_table() {
-        insta::assert_snapshot!(render(Format::Table, &summary()).unwrap());
-    }
-
-    #[test]
-    fn outbox_status_json() {
-        insta::assert_snapshot!(render(Format::Json, &summary()).unwrap());
-    }
-
-    #[test]
-    fn outbox_list_table() {
-        insta::assert_snapshot!(render(Format::Table, &rows()).unwrap());
-    }
-
-    #[test]
-    fn outbox_list_json() {
-        insta::assert_snapshot!(render(Format::Json, &rows()).unwrap());
+    crate::output::snapshot_tests! {
+        outbox_status_table => render(Format::Table, &summary()).unwrap();
+        outbox_status_json => render(Format::Json, &summary()).unwrap();
+        outbox_list_table => render(Format::Table, &rows()).unwrap();
+        outbox_list_json => render(Format::Json, &rows()).unwrap();
     }
 }

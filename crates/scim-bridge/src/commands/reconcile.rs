@@ -196,18 +196,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reconcile_dry_run_table() {
-        insta::assert_snapshot!(render(Format::Table, &plan(None)).unwrap());
-    }
-
-    #[test]
-    fn reconcile_dry_run_json() {
-        insta::assert_snapshot!(render(Format::Json, &plan(None)).unwrap());
-    }
-
-    #[test]
-    fn reconcile_queued_table() {
-        insta::assert_snapshot!(render(Format::Table, &plan(Some(2))).unwrap());
+    crate::output::snapshot_tests! {
+        reconcile_dry_run_table => render(Format::Table, &plan(None)).unwrap();
+        reconcile_dry_run_json => render(Format::Json, &plan(None)).unwrap();
+        reconcile_queued_table => render(Format::Table, &plan(Some(2))).unwrap();
     }
 }

@@ -339,14 +339,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn status_table() {
-        insta::assert_snapshot!(render(Format::Table, &report(true)).unwrap());
-    }
-
-    #[test]
-    fn status_table_when_coder_does_not_answer() {
-        insta::assert_snapshot!(render(Format::Table, &report(false)).unwrap());
+    crate::output::snapshot_tests! {
+        status_table => render(Format::Table, &report(true)).unwrap();
+        status_table_when_coder_does_not_answer => render(Format::Table, &report(false)).unwrap();
     }
 
     #[test]

@@ -209,13 +209,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn token_list_table() {
-        insta::assert_snapshot!(render(Format::Table, &rows()).unwrap());
-    }
-
-    #[test]
-    fn token_list_json() {
-        insta::assert_snapshot!(render(Format::Json, &rows()).unwrap());
+    crate::output::snapshot_tests! {
+        token_list_table => render(Format::Table, &rows()).unwrap();
+        token_list_json => render(Format::Json, &rows()).unwrap();
     }
 }

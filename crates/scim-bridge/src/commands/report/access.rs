@@ -619,19 +619,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn report_access_table() {
-        insta::assert_snapshot!(render(ReportFormat::Table, &rows(&input())).unwrap());
-    }
-
-    #[test]
-    fn report_access_csv() {
-        insta::assert_snapshot!(render(ReportFormat::Csv, &rows(&input())).unwrap());
-    }
-
-    #[test]
-    fn report_access_json() {
-        insta::assert_snapshot!(render(ReportFormat::Json, &rows(&input())).unwrap());
+    crate::output::snapshot_tests! {
+        report_access_table => render(ReportFormat::Table, &rows(&input())).unwrap();
+        report_access_csv => render(ReportFormat::Csv, &rows(&input())).unwrap();
+        report_access_json => render(ReportFormat::Json, &rows(&input())).unwrap();
     }
 
     #[test]

@@ -509,13 +509,8 @@ mod tests {
         insta::assert_snapshot!(text);
     }
 
-    #[test]
-    fn report_offboarding_csv() {
-        insta::assert_snapshot!(render(ReportFormat::Csv, &offboardings(&trail())).unwrap());
-    }
-
-    #[test]
-    fn report_offboarding_json() {
-        insta::assert_snapshot!(render(ReportFormat::Json, &offboardings(&trail())).unwrap());
+    crate::output::snapshot_tests! {
+        report_offboarding_csv => render(ReportFormat::Csv, &offboardings(&trail())).unwrap();
+        report_offboarding_json => render(ReportFormat::Json, &offboardings(&trail())).unwrap();
     }
 }
