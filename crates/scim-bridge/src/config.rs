@@ -1105,9 +1105,39 @@ mod tests {
         FakeEnv(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
     }
 
+    /// The default flags with `set` applied, e.g. `flags(|a| a.listen = Some("nope".into()))`.
+    pub(super) fn flags(set: impl FnOnce(&mut SettingsArgs)) -> SettingsArgs {
+        let mut args = SettingsArgs::default();
+        set(&mut args);
+        args
+    }
+
+    /// Writes `text` to the file `name` in `dir`; its path.
+    pub(super) fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The flags that name a `bridge.toml` holding `toml`, written in `dir`.
+    pub(super) fn config_file(dir: &tempfile::TempDir, toml: &str) -> SettingsArgs {
+        let path = write_file(dir, "bridge.toml", toml);
+        flags(|a| a.config = Some(path))
+    }
+
+    /// The settings `args` give with an empty environment.
+    fn loaded(args: &SettingsArgs) -> Settings {
+        Settings::load(args, &env(&[])).unwrap()
+    }
+
+    /// The error `args` give with an empty environment.
+    fn refused(args: &SettingsArgs) -> ConfigError {
+        Settings::load(args, &env(&[])).unwrap_err()
+    }
+
     #[test]
     fn defaults_are_documented_values() {
-        let s = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        let s = loaded(&SettingsArgs::default());
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database_url.expose(), "sqlite://scim-bridge.db");
         assert_eq!(s.rate_limit_per_second, 100);
@@ -1119,14 +1149,14 @@ mod tests {
     #[test]
     fn flag_beats_file_and_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[worker]\nconcurrency = 2\n[roles]\nbaseline_site_roles = []\n").unwrap();
-        let args = SettingsArgs {
-            config: Some(path.clone()),
+        let from_file = config_file(
+            &dir,
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[worker]\nconcurrency = 2\n[roles]\nbaseline_site_roles = []\n",
+        );
+        let s = loaded(&SettingsArgs {
             listen: Some("127.0.0.1:9100".into()),
-            ..Default::default()
-        };
-        let s = Settings::load(&args, &env(&[])).unwrap();
+            ..from_file
+        });
         assert_eq!(s.listen.port(), 9100);
         assert_eq!(s.max_body_bytes, 4096);
         assert_eq!(s.worker.concurrency, 2);
@@ -1135,39 +1165,26 @@ mod tests {
 
     #[test]
     fn ops_listen_is_optional_layered_and_not_the_scim_address() {
-        let s = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        let s = loaded(&SettingsArgs::default());
         assert_eq!(s.ops_listen, None, "unset: probes share the SCIM listener");
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(
-            &path,
+        let from_file = config_file(
+            &dir,
             "listen = \"0.0.0.0:8080\"\nops_listen = \"0.0.0.0:9090\"\n",
-        )
-        .unwrap();
-        let from_file = SettingsArgs {
-            config: Some(path.clone()),
-            ..Default::default()
-        };
-        let s = Settings::load(&from_file, &env(&[])).unwrap();
+        );
+        let s = loaded(&from_file);
         assert_eq!(s.ops_listen.unwrap().to_string(), "0.0.0.0:9090");
         let flag = SettingsArgs {
             ops_listen: Some("127.0.0.1:9191".into()),
             ..from_file
         };
-        let s = Settings::load(&flag, &env(&[])).unwrap();
+        let s = loaded(&flag);
         assert_eq!(s.ops_listen.unwrap().to_string(), "127.0.0.1:9191");
         for (ops, problem) in [
             ("9090", "not a host:port"),
             ("127.0.0.1:8080", "SCIM_BRIDGE_LISTEN's address"),
         ] {
-            let e = Settings::load(
-                &SettingsArgs {
-                    ops_listen: Some(ops.into()),
-                    ..Default::default()
-                },
-                &env(&[]),
-            )
-            .unwrap_err();
+            let e = refused(&flags(|a| a.ops_listen = Some(ops.into())));
             assert_eq!(e.setting, "SCIM_BRIDGE_OPS_LISTEN", "{ops}");
             assert!(e.problem.contains(problem), "{ops}: {e}");
         }
@@ -1175,189 +1192,112 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting() {
-        let e = Settings::load(
-            &SettingsArgs {
-                listen: Some("nope".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_LISTEN");
-        let e = Settings::load(
-            &SettingsArgs {
-                worker_concurrency: Some("0".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_WORKER_CONCURRENCY");
+        for (args, setting) in [
+            (
+                flags(|a| a.listen = Some("nope".into())),
+                "SCIM_BRIDGE_LISTEN",
+            ),
+            (
+                flags(|a| a.worker_concurrency = Some("0".into())),
+                "SCIM_BRIDGE_WORKER_CONCURRENCY",
+            ),
+            (
+                flags(|a| {
+                    a.worker_concurrency = Some("8".into());
+                    a.worker_concurrency_min = Some("9".into());
+                }),
+                "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN",
+            ),
+            (
+                flags(|a| a.database_url = Some("mysql://x".into())),
+                "SCIM_BRIDGE_DATABASE_URL",
+            ),
+            (
+                flags(|a| a.coder_url = Some("https://coder.example.com".into())),
+                "SCIM_BRIDGE_CODER_TOKEN",
+            ),
+            (
+                flags(|a| a.drift_interval = Some("soon".into())),
+                "SCIM_BRIDGE_DRIFT_INTERVAL",
+            ),
+        ] {
+            assert_eq!(refused(&args).setting, setting);
+        }
+        let e = refused(&flags(|a| a.worker_concurrency = Some("0".into())));
         assert!(e.problem.contains("between 1 and 256"), "{}", e.problem);
-        let e = Settings::load(
-            &SettingsArgs {
-                worker_concurrency: Some("8".into()),
-                worker_concurrency_min: Some("9".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_WORKER_CONCURRENCY_MIN");
-        let e = Settings::load(
-            &SettingsArgs {
-                database_url: Some("mysql://x".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_DATABASE_URL");
-        let e = Settings::load(
-            &SettingsArgs {
-                coder_url: Some("https://coder.example.com".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_CODER_TOKEN");
-        let e = Settings::load(
-            &SettingsArgs {
-                drift_interval: Some("soon".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
-        assert_eq!(e.setting, "SCIM_BRIDGE_DRIFT_INTERVAL");
     }
 
     #[test]
     fn orphans_come_from_the_file_or_its_variables_which_win() {
         let policy = |s: &Settings| reconcile::Policy::from_toml(&s.rules).unwrap().orphans;
-        let defaults = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        let defaults = loaded(&SettingsArgs::default());
         assert_eq!(
             policy(&defaults),
             reconcile::orphans::OrphanPolicy::default()
         );
 
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(
-            &path,
+        let from_file = config_file(
+            &dir,
             "[orphans]\naction = \"suspend\"\nallow = [\"BreakGlass\", \"oncall@corp.example\"]\n",
-        )
-        .unwrap();
-        let from_file = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let s = Settings::load(&from_file, &env(&[])).unwrap();
+        );
+        let s = loaded(&from_file);
         assert_eq!(policy(&s).action, reconcile::orphans::OrphanAction::Suspend);
         assert_eq!(policy(&s).allow, ["breakglass", "oncall@corp.example"]);
 
-        let s = Settings::load(
-            &SettingsArgs {
-                orphans_action: Some("report".into()),
-                orphans_allow: Some("root, ops".into()),
-                ..from_file
-            },
-            &env(&[]),
-        )
-        .unwrap();
+        let s = loaded(&SettingsArgs {
+            orphans_action: Some("report".into()),
+            orphans_allow: Some("root, ops".into()),
+            ..from_file
+        });
         assert_eq!(policy(&s).action, reconcile::orphans::OrphanAction::Report);
         assert_eq!(policy(&s).allow, ["root", "ops"]);
 
-        let e = Settings::load(
-            &SettingsArgs {
-                orphans_action: Some("delete".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
+        let e = refused(&flags(|a| a.orphans_action = Some("delete".into())));
         assert_eq!(e.setting, "SCIM_BRIDGE_ORPHANS_ACTION");
     }
 
     #[test]
     fn edge_settings_come_from_flags_or_the_file_and_errors_name_them() {
-        let defaults = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        let defaults = loaded(&SettingsArgs::default());
         assert_eq!(defaults.auth_failure_rate_limit_per_second, 5);
         assert_eq!(defaults.auth_failure_rate_limit_burst, 20);
         assert!(defaults.trusted_proxies.is_empty());
 
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(
-            &path,
+        let args = config_file(
+            &dir,
             "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n[rate_limit]\nauth_failures_per_second = 2\nauth_failure_burst = 4\n",
-        )
-        .unwrap();
-        let args = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let s = Settings::load(&args, &env(&[])).unwrap();
+        );
+        let s = loaded(&args);
         assert_eq!(s.auth_failure_rate_limit_per_second, 2);
         assert_eq!(s.auth_failure_rate_limit_burst, 4);
         assert!(s.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
         assert!(s.trusted_proxies.contains("192.168.1.7".parse().unwrap()));
         assert!(!s.trusted_proxies.contains("192.168.1.8".parse().unwrap()));
 
-        let s = Settings::load(
-            &SettingsArgs {
-                trusted_proxies: Some("10.0.0.1, fd00::/8".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap();
+        let s = loaded(&flags(|a| {
+            a.trusted_proxies = Some("10.0.0.1, fd00::/8".into());
+        }));
         assert!(s.trusted_proxies.contains("fd00::1".parse().unwrap()));
 
-        let e = Settings::load(
-            &SettingsArgs {
-                trusted_proxies: Some("10.0.0.0/8,proxy.internal".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
+        let e = refused(&flags(|a| {
+            a.trusted_proxies = Some("10.0.0.0/8,proxy.internal".into());
+        }));
         assert_eq!(e.setting, "SCIM_BRIDGE_TRUSTED_PROXIES");
         assert!(e.problem.contains("proxy.internal"), "{}", e.problem);
-        let e = Settings::load(
-            &SettingsArgs {
-                auth_failure_rate_limit_burst: Some("0".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
+        let e = refused(&flags(|a| {
+            a.auth_failure_rate_limit_burst = Some("0".into());
+        }));
         assert_eq!(e.setting, "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT_BURST");
-        let e = Settings::load(
-            &SettingsArgs {
-                auth_failure_rate_limit: Some("many".into()),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
+        let e = refused(&flags(|a| a.auth_failure_rate_limit = Some("many".into())));
         assert_eq!(e.setting, "SCIM_BRIDGE_AUTH_FAILURE_RATE_LIMIT");
     }
 
     #[test]
     fn unknown_file_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
-        let e = Settings::load(
-            &SettingsArgs {
-                config: Some(path),
-                ..Default::default()
-            },
-            &env(&[]),
-        )
-        .unwrap_err();
+        let e = refused(&config_file(&dir, "listn = \"127.0.0.1:9000\"\n"));
         assert_eq!(e.setting, "SCIM_BRIDGE_CONFIG");
         assert!(e.problem.contains("listn"), "{}", e.problem);
     }
@@ -1365,12 +1305,8 @@ mod tests {
     #[test]
     fn secrets_from_file_and_never_debug_printed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("coder-token");
-        std::fs::write(&path, "  s3cr3t-coder-token\n").unwrap();
-        let args = SettingsArgs {
-            coder_url: Some("http://127.0.0.1:3000".into()),
-            ..Default::default()
-        };
+        let path = write_file(&dir, "coder-token", "  s3cr3t-coder-token\n");
+        let args = flags(|a| a.coder_url = Some("http://127.0.0.1:3000".into()));
         let s = Settings::load(
             &args,
             &env(&[("SCIM_BRIDGE_CODER_TOKEN_FILE", path.to_str().unwrap())]),
@@ -1421,16 +1357,10 @@ mod tests {
         );
         // The TOML key does the same.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(
-            &path,
+        let from_file = config_file(
+            &dir,
             "[coder]\nurl = \"http://coder.internal.example.com:3000\"\nallow_http = true\n",
-        )
-        .unwrap();
-        let from_file = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
+        );
         assert!(
             Settings::load(&from_file, &token)
                 .unwrap()
@@ -1445,10 +1375,7 @@ mod tests {
             "http://[::1]:3000",
             "https://coder.example.com",
         ] {
-            let args = SettingsArgs {
-                coder_url: Some(url.into()),
-                ..Default::default()
-            };
+            let args = flags(|a| a.coder_url = Some(url.into()));
             let coder = Settings::load(&args, &token).unwrap().coder.unwrap();
             assert!(!coder.allow_http, "{url}");
         }
@@ -1458,8 +1385,7 @@ mod tests {
     fn the_coder_ca_file_must_hold_a_certificate() {
         let token = env(&[("SCIM_BRIDGE_CODER_TOKEN", "t")]);
         let dir = tempfile::tempdir().unwrap();
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
+        let empty = write_file(&dir, "empty.pem", "");
         for path in [dir.path().join("absent.pem"), empty] {
             let args = SettingsArgs {
                 coder_url: Some("https://coder.example.com".into()),
@@ -1478,15 +1404,13 @@ mod tests {
 
     #[test]
     fn audit_keys_come_from_the_environment_or_a_file() {
-        let none = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
+        let none = loaded(&SettingsArgs::default());
         assert!(none.audit_keys.current().is_none());
 
+        let with_env =
+            |pairs: &[(&'static str, &str)]| Settings::load(&SettingsArgs::default(), &env(pairs));
         let current = "c".repeat(32);
-        let s = Settings::load(
-            &SettingsArgs::default(),
-            &env(&[("SCIM_BRIDGE_AUDIT_KEY", &current)]),
-        )
-        .unwrap();
+        let s = with_env(&[("SCIM_BRIDGE_AUDIT_KEY", &current)]).unwrap();
         let id = store::AuditKey::new(current.as_bytes())
             .unwrap()
             .id()
@@ -1500,37 +1424,33 @@ mod tests {
 
         // A file: the first line hashes, the others are earlier keys.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit-key");
         let previous = "p".repeat(40);
-        std::fs::write(&path, format!("{current}\n\n{previous}\n")).unwrap();
-        let s = Settings::load(
-            &SettingsArgs::default(),
-            &env(&[("SCIM_BRIDGE_AUDIT_KEY_FILE", path.to_str().unwrap())]),
-        )
-        .unwrap();
+        let path = write_file(&dir, "audit-key", &format!("{current}\n\n{previous}\n"));
+        let s = with_env(&[("SCIM_BRIDGE_AUDIT_KEY_FILE", path.to_str().unwrap())]).unwrap();
         assert_eq!(s.audit_keys.current().unwrap().id(), id);
         assert!(
             format!("{:?}", s.audit_keys)
                 .contains(store::AuditKey::new(previous.as_bytes()).unwrap().id())
         );
 
-        let e = Settings::load(
-            &SettingsArgs::default(),
-            &env(&[("SCIM_BRIDGE_AUDIT_KEY", "tiny-key")]),
-        )
-        .unwrap_err();
+        let e = with_env(&[("SCIM_BRIDGE_AUDIT_KEY", "tiny-key")]).unwrap_err();
         assert_eq!(e.setting, "SCIM_BRIDGE_AUDIT_KEY");
         assert!(e.problem.contains("32 bytes"), "{}", e.problem);
         assert!(!e.problem.contains("tiny-key"), "the key is not echoed");
     }
 
-    #[test]
-    fn jwt_needs_exactly_one_key() {
-        let args = SettingsArgs {
+    /// The flags of JWT validation without a key.
+    fn jwt_flags() -> SettingsArgs {
+        SettingsArgs {
             jwt_issuer: Some("https://sts.windows.net/t/".into()),
             jwt_audience: Some("aud".into()),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn jwt_needs_exactly_one_key() {
+        let args = jwt_flags();
         assert!(Settings::load(&args, &env(&[])).is_err());
         let s = Settings::load(&args, &env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")])).unwrap();
         assert!(matches!(s.jwt.unwrap().key, server::JwtKey::Hs256(_)));
@@ -1540,27 +1460,19 @@ mod tests {
     fn jwt_clients_and_default_scopes() {
         let secret = env(&[("SCIM_BRIDGE_JWT_HS256_SECRET", "k")]);
         let args = SettingsArgs {
-            jwt_issuer: Some("https://sts.windows.net/t/".into()),
-            jwt_audience: Some("aud".into()),
             jwt_allowed_clients: Some("app-1, app-2".into()),
             jwt_default_scopes: Some("scim:read".into()),
-            ..Default::default()
+            ..jwt_flags()
         };
         let jwt = Settings::load(&args, &secret).unwrap().jwt.unwrap();
         assert_eq!(jwt.allowed_clients, ["app-1", "app-2"]);
         assert_eq!(jwt.default_scopes, store::Scopes::READ);
 
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(
-            &path,
+        let file = config_file(
+            &dir,
             "[jwt]\nissuer = \"i\"\naudience = \"a\"\nallowed_clients = [\"app-3\"]\ndefault_scopes = \"\"\n",
-        )
-        .unwrap();
-        let file = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
+        );
         let jwt = Settings::load(&file, &secret).unwrap().jwt.unwrap();
         assert_eq!(jwt.allowed_clients, ["app-3"]);
         assert_eq!(jwt.default_scopes, store::Scopes::NONE);
@@ -1580,12 +1492,9 @@ mod tests {
             Settings::load(&empty_client, &secret).unwrap_err().setting,
             "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS"
         );
-        let without_jwt = SettingsArgs {
-            jwt_allowed_clients: Some("app-1".into()),
-            ..Default::default()
-        };
+        let without_jwt = flags(|a| a.jwt_allowed_clients = Some("app-1".into()));
         assert_eq!(
-            Settings::load(&without_jwt, &env(&[])).unwrap_err().setting,
+            refused(&without_jwt).setting,
             "SCIM_BRIDGE_JWT_ALLOWED_CLIENTS"
         );
     }
@@ -1593,51 +1502,31 @@ mod tests {
 
 #[cfg(test)]
 mod oauth_tests {
+    use super::tests::{config_file, env, flags};
     use super::*;
-
-    struct Env(Vec<(&'static str, String)>);
-    impl Environment for Env {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        }
-    }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
     fn the_token_lifetime_is_an_hour_by_default_and_bounded() {
-        let s = Settings::load(&SettingsArgs::default(), &Env(vec![])).unwrap();
+        let s = Settings::load(&SettingsArgs::default(), &env(&[])).unwrap();
         assert_eq!(s.oauth.token_ttl, Duration::from_secs(3600));
         assert!(s.oauth.signing_keys.is_empty());
 
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bridge.toml");
-        std::fs::write(&path, "[oauth]\ntoken_ttl = \"6h\"\n").unwrap();
-        let from_file = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let s = Settings::load(&from_file, &Env(vec![])).unwrap();
+        let from_file = config_file(&dir, "[oauth]\ntoken_ttl = \"6h\"\n");
+        let s = Settings::load(&from_file, &env(&[])).unwrap();
         assert_eq!(s.oauth.token_ttl, Duration::from_secs(6 * 3600));
         let flag = SettingsArgs {
             oauth_token_ttl: Some("5m".into()),
             ..from_file
         };
-        let s = Settings::load(&flag, &Env(vec![])).unwrap();
+        let s = Settings::load(&flag, &env(&[])).unwrap();
         assert_eq!(s.oauth.token_ttl, Duration::from_secs(300));
 
         for out_of_range in ["4m", "6h 1s", "0", "7d"] {
-            let e = Settings::load(
-                &SettingsArgs {
-                    oauth_token_ttl: Some(out_of_range.into()),
-                    ..Default::default()
-                },
-                &Env(vec![]),
-            )
-            .unwrap_err();
+            let args = flags(|a| a.oauth_token_ttl = Some(out_of_range.into()));
+            let e = Settings::load(&args, &env(&[])).unwrap_err();
             assert_eq!(e.setting, "SCIM_BRIDGE_OAUTH_TOKEN_TTL", "{out_of_range}");
             assert!(e.problem.contains("5m to 6h"), "{}", e.problem);
         }
@@ -1645,19 +1534,15 @@ mod oauth_tests {
 
     #[test]
     fn signing_keys_rotate_one_a_line_and_short_ones_are_refused() {
-        let env = Env(vec![(
-            "SCIM_BRIDGE_OAUTH_SIGNING_KEY",
-            format!("{KEY}-new\n\n{KEY}-old\n"),
-        )]);
-        let s = Settings::load(&SettingsArgs::default(), &env).unwrap();
+        let keys = format!("{KEY}-new\n\n{KEY}-old\n");
+        let env_keys = env(&[("SCIM_BRIDGE_OAUTH_SIGNING_KEY", &keys)]);
+        let s = Settings::load(&SettingsArgs::default(), &env_keys).unwrap();
         let keys: Vec<&str> = s.oauth.signing_keys.iter().map(Secret::expose).collect();
         assert_eq!(keys, [format!("{KEY}-new"), format!("{KEY}-old")]);
         assert!(!format!("{s:?}").contains(KEY), "a key reached Debug");
 
-        let short = Env(vec![(
-            "SCIM_BRIDGE_OAUTH_SIGNING_KEY",
-            format!("{KEY}\nshort"),
-        )]);
+        let short_keys = format!("{KEY}\nshort");
+        let short = env(&[("SCIM_BRIDGE_OAUTH_SIGNING_KEY", &short_keys)]);
         let e = Settings::load(&SettingsArgs::default(), &short).unwrap_err();
         assert_eq!(e.setting, "SCIM_BRIDGE_OAUTH_SIGNING_KEY");
         assert!(e.problem.contains("key 2"), "{}", e.problem);

@@ -670,22 +670,9 @@ pub fn from_command_line(matches: &clap::ArgMatches) -> HashSet<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{config_file, env, write_file};
     use super::*;
     use crate::output::{Format, render};
-    use std::collections::HashMap;
-
-    struct Env(HashMap<&'static str, String>);
-    impl Environment for Env {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).cloned()
-        }
-    }
-
-    fn file(dir: &std::path::Path, text: &str) -> PathBuf {
-        let path = dir.join("bridge.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
 
     fn named<'a>(check: &'a Check, setting: &str) -> &'a Effective {
         check
@@ -698,18 +685,13 @@ mod tests {
     #[test]
     fn every_error_is_reported_under_the_name_the_operator_used() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(
-            dir.path(),
-            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = \"big\"\nlistn = 1\n\n[worker]\nconcurrency = 0\nlease = \"1s\"\n",
-        );
         let args = SettingsArgs {
-            config: Some(path),
             drift_interval: Some("soon".into()),
             rate_limit: Some("many".into()),
             ..Default::default()
         };
         let flags = HashSet::from(["drift_interval".to_string()]);
-        let (check, settings) = check(&args, &flags, &Env(HashMap::new()));
+        let (check, settings) = check(&args, &flags, &env(&[]));
         assert!(!check.valid && settings.is_none());
         let mut names: Vec<&str> = check.errors.iter().map(|e| e.setting.as_str()).collect();
         names.sort_unstable();
@@ -737,20 +719,15 @@ mod tests {
     #[test]
     fn the_audit_webhook_secret_and_url_token_are_redacted() {
         let dir = tempfile::tempdir().unwrap();
-        let secret_file = dir.path().join("webhook-secret");
-        std::fs::write(&secret_file, "w".repeat(40)).unwrap();
-        let path = file(
-            dir.path(),
+        let secret_file = write_file(&dir, "webhook-secret", &"w".repeat(40));
+        let args = config_file(
+            &dir,
             &format!(
                 "[audit_webhook]\nurl = \"https://siem.example.com/in?token=t0ps3cret\"\nsecret_file = \"{}\"\nbatch_size = 7\n",
                 secret_file.display()
             ),
         );
-        let args = SettingsArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let (check, settings) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        let (check, settings) = check(&args, &HashSet::new(), &env(&[]));
         assert!(check.valid, "{:#?}", check.errors);
         let webhook = settings.unwrap().audit_webhook.unwrap();
         assert_eq!(webhook.secret.unwrap().expose(), "w".repeat(40));
@@ -774,27 +751,22 @@ mod tests {
     #[test]
     fn sources_values_and_secrets() {
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("coder-token");
-        std::fs::write(&token_file, "s3cr3t-coder-token\n").unwrap();
-        let path = file(
-            dir.path(),
-            "listen = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 4\n[coder]\nurl = \"https://coder.example.com\"\n[roles]\nbaseline_site_roles = []\n",
-        );
+        let token_file = write_file(&dir, "coder-token", "s3cr3t-coder-token\n");
         let args = SettingsArgs {
-            config: Some(path),
             database_url: Some("postgres://scim:hunter2@db.internal/scim".into()),
             base_url: Some("https://scim.example.com/scim/v2".into()),
             log_level: Some("debug".into()),
-            ..Default::default()
+            ..config_file(
+                &dir,
+                "listen = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 4\n[coder]\nurl = \"https://coder.example.com\"\n[roles]\nbaseline_site_roles = []\n",
+            )
         };
         let flags = HashSet::from(["log_level".to_string()]);
-        let env = Env(HashMap::from([
-            (
-                "SCIM_BRIDGE_CODER_TOKEN_FILE",
-                token_file.display().to_string(),
-            ),
-            ("SCIM_BRIDGE_AUDIT_KEY", "k".repeat(40)),
-        ]));
+        let key = "k".repeat(40);
+        let env = env(&[
+            ("SCIM_BRIDGE_CODER_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("SCIM_BRIDGE_AUDIT_KEY", &key),
+        ]);
         let (check, settings) = check(&args, &flags, &env);
         assert!(check.valid, "{:#?}", check.errors);
         assert_eq!(settings.unwrap().worker.concurrency, 4);
@@ -848,7 +820,7 @@ mod tests {
             ..Default::default()
         };
         let flags = HashSet::from(["listen".to_string()]);
-        let env = Env(HashMap::from([("SCIM_BRIDGE_AUDIT_KEY", "k".repeat(40))]));
+        let env = env(&[("SCIM_BRIDGE_AUDIT_KEY", &"k".repeat(40))]);
         let (check, _) = check(&args, &flags, &env);
         insta::assert_snapshot!("config_check_table", render(Format::Table, &check).unwrap());
         insta::assert_snapshot!("config_check_json", render(Format::Json, &check).unwrap());
@@ -860,7 +832,7 @@ mod tests {
             base_url: Some("https://scim.example.com/".into()),
             ..Default::default()
         };
-        let (check, _) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        let (check, _) = check(&args, &HashSet::new(), &env(&[]));
         assert!(check.valid);
         assert_eq!(check.warnings.len(), 2, "{:?}", check.warnings);
         assert!(check.warnings[0].contains("no Coder URL"));
@@ -874,7 +846,7 @@ mod tests {
             max_attempts: Some("0".into()),
             ..Default::default()
         };
-        let (check, _) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        let (check, _) = check(&args, &HashSet::new(), &env(&[]));
         let names: Vec<&str> = check.errors.iter().map(|e| e.setting.as_str()).collect();
         assert_eq!(
             names,
@@ -885,16 +857,12 @@ mod tests {
     #[test]
     fn every_mapping_rule_error_names_its_key_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(
-            dir.path(),
+        let args = config_file(
+            &dir,
             "[users]\nallowed_email_domains = [\"corp.example\", \"*.corp.example\"]\n\n[[roles.rules]]\ngroup = \"a\"\nsite_roles = [\"owner\"]\n\n[[roles.rules]]\ngroup = \"b\"\nsite_roles = [\"admin\"]\n\n[groups]\ndelete_policy = \"archive\"\n",
         );
-        let args = SettingsArgs {
-            config: Some(path.clone()),
-            ..Default::default()
-        };
-        let (check, _) = check(&args, &HashSet::new(), &Env(HashMap::new()));
-        let file = path.display();
+        let (check, _) = check(&args, &HashSet::new(), &env(&[]));
+        let file = dir.path().join("bridge.toml").display().to_string();
         let mut names: Vec<&str> = check.errors.iter().map(|e| e.setting.as_str()).collect();
         names.sort_unstable();
         assert_eq!(
@@ -920,16 +888,14 @@ mod tests {
     #[test]
     fn the_email_domain_policy_from_the_environment_wins_and_its_errors_name_the_variable() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(
-            dir.path(),
-            "[users]\nallowed_email_domains = [\"old.example\"]\noutside_domain = \"skip\"\n",
-        );
         let args = SettingsArgs {
-            config: Some(path),
             users_allowed_email_domains: Some("corp.example, @Partner.Example".into()),
-            ..Default::default()
+            ..config_file(
+                &dir,
+                "[users]\nallowed_email_domains = [\"old.example\"]\noutside_domain = \"skip\"\n",
+            )
         };
-        let (check, settings) = check(&args, &HashSet::new(), &Env(HashMap::new()));
+        let (check, settings) = check(&args, &HashSet::new(), &env(&[]));
         assert!(check.valid, "{:#?}", check.errors);
         let policy = reconcile::Policy::from_toml(&settings.unwrap().rules).unwrap();
         assert_eq!(
@@ -949,10 +915,13 @@ mod tests {
         let args = SettingsArgs {
             users_allowed_email_domains: Some("corp.example,*.corp.example".into()),
             users_outside_domain: Some("drop".into()),
-            ..Default::default()
+            ..config_file(
+                &dir,
+                "listen = \"127.0.0.1:9000\"\nmax_body_bytes = \"big\"\nlistn = 1\n\n[worker]\nconcurrency = 0\nlease = \"1s\"\n",
+            )
         };
         let flags = HashSet::from(["users_outside_domain".to_string()]);
-        let (bad, _) = super::check(&args, &flags, &Env(HashMap::new()));
+        let (bad, _) = super::check(&args, &flags, &env(&[]));
         let names: Vec<&str> = bad.errors.iter().map(|e| e.setting.as_str()).collect();
         assert_eq!(
             names,
