@@ -25,6 +25,11 @@ impl coder::CallObserver for MetricsObserver {
     }
 }
 
+/// A count as a gauge's value (saturating: a gauge is an `i64`).
+fn gauge_value(count: impl TryInto<i64>) -> i64 {
+    count.try_into().unwrap_or(i64::MAX)
+}
+
 impl SyncObserver for MetricsObserver {
     fn outbox(&self, stats: &store::OutboxStats) {
         self.0.set_outbox(stats);
@@ -44,20 +49,16 @@ impl SyncObserver for MetricsObserver {
         self.0.set_coder_auth_ok(ok);
     }
     fn login_type_mismatches(&self, count: u64) {
-        self.0
-            .set_login_type_mismatches(i64::try_from(count).unwrap_or(i64::MAX));
+        self.0.set_login_type_mismatches(gauge_value(count));
     }
     fn users_outside_email_domains(&self, count: u64) {
-        self.0
-            .set_users_outside_email_domains(i64::try_from(count).unwrap_or(i64::MAX));
+        self.0.set_users_outside_email_domains(gauge_value(count));
     }
     fn concurrency_limit(&self, limit: usize) {
-        self.0
-            .set_worker_concurrency_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.0.set_worker_concurrency_limit(gauge_value(limit));
     }
     fn orphans(&self, count: u64) {
-        self.0
-            .set_orphan_accounts(i64::try_from(count).unwrap_or(i64::MAX));
+        self.0.set_orphan_accounts(gauge_value(count));
     }
     fn orphan_suspended(&self) {
         self.0.inc_orphans_suspended();
