@@ -93,6 +93,17 @@ fn start(db: &TestStore, settings: AuditWebhookSettings, holder: &str) -> Runnin
     Running { stop, task, counts }
 }
 
+/// `start` with JSON lines to the receiver's `/hook`, `batch_size` records a request.
+fn start_json(db: &TestStore, receiver: &Receiver, batch_size: u32, holder: &str) -> Running {
+    let settings = settings(&receiver.url("/hook"), WebhookFormat::Json, batch_size);
+    start(db, settings, holder)
+}
+
+/// The webhook's delivery cursor, which it has made by now.
+async fn delivery_cursor(db: &TestStore) -> store::DeliveryCursor {
+    db.store.audit_stream().cursor(SINK).await.unwrap().unwrap()
+}
+
 impl Running {
     async fn stop(self) -> Arc<Counts> {
         let _ = self.stop.send(());
@@ -167,11 +178,7 @@ fn signature_is_valid(request: &Received, secret: &str) -> bool {
 async fn batches_arrive_in_order_signed_and_acknowledged(db: TestStore) {
     let receiver = Receiver::start().await;
     append(&db, 5).await;
-    let running = start(
-        &db,
-        settings(&receiver.url("/hook"), WebhookFormat::Json, 2),
-        "a",
-    );
+    let running = start_json(&db, &receiver, 2, "a");
     until(|| running.counts.delivered.load(Ordering::SeqCst) >= 5).await;
     let counts = running.stop().await;
     let requests = receiver.accepted();
@@ -193,7 +200,7 @@ async fn batches_arrive_in_order_signed_and_acknowledged(db: TestStore) {
         assert!(!signature_is_valid(&tampered, SECRET));
     }
     assert_eq!(counts.delivered.load(Ordering::SeqCst), 5);
-    let cursor = db.store.audit_stream().cursor(SINK).await.unwrap().unwrap();
+    let cursor = delivery_cursor(&db).await;
     assert_eq!((cursor.cursor_seq, cursor.leased_by), (5, None));
     // The lines are `audit export`'s.
     let exported = db.store.audit().export(None).await.unwrap();
@@ -213,14 +220,10 @@ async fn a_failing_receiver_gets_the_same_records_until_it_recovers(db: TestStor
     let receiver = Receiver::start().await;
     receiver.answer(500);
     append(&db, 3).await;
-    let running = start(
-        &db,
-        settings(&receiver.url("/hook"), WebhookFormat::Json, 10),
-        "a",
-    );
+    let running = start_json(&db, &receiver, 10, "a");
     until(|| receiver.requests().len() >= 3).await;
     // Nothing acknowledged, nothing skipped: the cursor stays and the failure is on record.
-    let cursor = db.store.audit_stream().cursor(SINK).await.unwrap().unwrap();
+    let cursor = delivery_cursor(&db).await;
     assert_eq!(cursor.cursor_seq, 0);
     assert!(cursor.failures >= 1, "{cursor:?}");
     assert!(
@@ -242,7 +245,7 @@ async fn a_failing_receiver_gets_the_same_records_until_it_recovers(db: TestStor
     }
     assert_eq!(delivered_seqs(&receiver), vec![1, 2, 3, 4, 5]);
     assert!(counts.failed.load(Ordering::SeqCst) >= first_accepted as u64);
-    let cursor = db.store.audit_stream().cursor(SINK).await.unwrap().unwrap();
+    let cursor = delivery_cursor(&db).await;
     assert_eq!(
         (cursor.cursor_seq, cursor.failures, cursor.last_error),
         (5, 0, None)
@@ -254,18 +257,14 @@ async fn redirects_are_not_followed(db: TestStore) {
     let receiver = Receiver::start().await;
     receiver.redirect(307, &elsewhere.url("/stolen"));
     append(&db, 1).await;
-    let running = start(
-        &db,
-        settings(&receiver.url("/hook"), WebhookFormat::Json, 10),
-        "a",
-    );
+    let running = start_json(&db, &receiver, 10, "a");
     until(|| receiver.requests().len() >= 2).await;
     let counts = running.stop().await;
     // Neither the records nor the signature went to the other host, and nothing counts as
     // delivered.
     assert_eq!(elsewhere.accepted(), 0);
     assert_eq!(counts.delivered.load(Ordering::SeqCst), 0);
-    let cursor = db.store.audit_stream().cursor(SINK).await.unwrap().unwrap();
+    let cursor = delivery_cursor(&db).await;
     assert_eq!(cursor.cursor_seq, 0);
 }
 
@@ -279,11 +278,7 @@ async fn another_holder_waits_while_the_lease_runs(db: TestStore) {
         .unwrap()
         .unwrap();
     append(&db, 2).await;
-    let running = start(
-        &db,
-        settings(&receiver.url("/hook"), WebhookFormat::Json, 10),
-        "b",
-    );
+    let running = start_json(&db, &receiver, 10, "b");
     // Once it runs out, "b" takes over from the cursor.
     db.clock.advance(chrono::Duration::seconds(31));
     until(|| delivered_seqs(&receiver).len() >= 2).await;
