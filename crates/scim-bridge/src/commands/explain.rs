@@ -423,11 +423,12 @@ fn base(resource: &StoredResource, name: String, coder: CoderView) -> Explanatio
     }
 }
 
-/// What Coder says, or why there is no answer: never an error for the whole command.
+/// What Coder says of the object `mapped` to (its id), or why there is no answer: never an
+/// error for the whole command.
 async fn ask_coder<T: Serialize>(
     client: Option<&coder::CoderClient>,
-    mapped: bool,
-    call: impl AsyncFnOnce(&coder::CoderClient) -> Result<T, coder::CoderError>,
+    mapped: Option<uuid::Uuid>,
+    call: impl AsyncFnOnce(&coder::CoderClient, uuid::Uuid) -> Result<T, coder::CoderError>,
 ) -> CoderView {
     let Some(client) = client else {
         return CoderView::state(
@@ -435,13 +436,13 @@ async fn ask_coder<T: Serialize>(
             Some("SCIM_BRIDGE_CODER_URL is not set".into()),
         );
     };
-    if !mapped {
+    let Some(id) = mapped else {
         return CoderView::state(
             "not mapped",
             Some("the bridge has no Coder object for this resource yet".into()),
         );
-    }
-    match call(client).await {
+    };
+    match call(client, id).await {
         Ok(object) => CoderView {
             state: "found",
             detail: None,
@@ -462,11 +463,8 @@ async fn user(
     resource: StoredResource,
 ) -> anyhow::Result<Explanation> {
     let mapping = store.coder_map().user_get(&resource.id).await?;
-    let coder = ask_coder(client, mapping.is_some(), async |c: &coder::CoderClient| {
-        let id = mapping
-            .as_ref()
-            .map(|m| m.coder_user_id)
-            .unwrap_or_default();
+    let mapped = mapping.as_ref().map(|m| m.coder_user_id);
+    let coder = ask_coder(client, mapped, async |c: &coder::CoderClient, id| {
         let user = c.user(id).await?;
         let roles = c.user_roles(id).await?;
         Ok(serde_json::json!({
@@ -529,11 +527,8 @@ async fn group(
     resource: StoredResource,
 ) -> anyhow::Result<Explanation> {
     let mapping = store.coder_map().group_get(&resource.id).await?;
-    let coder = ask_coder(client, mapping.is_some(), async |c: &coder::CoderClient| {
-        let id = mapping
-            .as_ref()
-            .map(|m| m.coder_group_id)
-            .unwrap_or_default();
+    let mapped = mapping.as_ref().map(|m| m.coder_group_id);
+    let coder = ask_coder(client, mapped, async |c: &coder::CoderClient, id| {
         let g = c.group(id).await?;
         Ok(serde_json::json!({
             "id": g.id,
