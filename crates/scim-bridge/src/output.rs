@@ -50,6 +50,16 @@ impl<R: Row> View for Vec<R> {
     }
 }
 
+/// Print `items` as a list to stdout in `format`, each made a row by `row`.
+pub fn print_rows<T, R: Row>(
+    format: Format,
+    items: impl IntoIterator<Item = T>,
+    row: impl FnMut(T) -> R,
+) -> anyhow::Result<()> {
+    let rows: Vec<R> = items.into_iter().map(row).collect();
+    print(format, &rows)
+}
+
 /// Snapshot tests of what commands print, one `#[test]` each: `snapshot_tests! { name => text; }`
 /// checks `text` against `snapshots/<module>__name.snap` (insta names the file after the test).
 #[cfg(test)]

@@ -81,14 +81,8 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
             println!("client_secret={}", client.client_secret);
         }
         ClientAction::List { output } => {
-            let rows: Vec<ClientRow> = store
-                .oauth_clients()
-                .list()
-                .await?
-                .into_iter()
-                .map(ClientRow::from)
-                .collect();
-            output::print(output.output, &rows)?;
+            let clients = store.oauth_clients().list().await?;
+            output::print_rows(output.output, clients, ClientRow::from)?;
         }
         ClientAction::Revoke { name, confirm } => {
             confirm.ask(&format!(

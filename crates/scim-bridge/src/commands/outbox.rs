@@ -139,15 +139,9 @@ pub async fn run(settings: &Settings, action: OutboxAction) -> anyhow::Result<()
             } else {
                 OutboxFilter::All
             };
-            let rows: Vec<OutboxRow> = store
-                .outbox()
-                .list(filter, limit)
-                .await?
-                .into_iter()
-                .filter(|e| dead || e.dead_at.is_none())
-                .map(OutboxRow::from)
-                .collect();
-            output::print(output.output, &rows)?;
+            let events = store.outbox().list(filter, limit).await?;
+            let shown = events.into_iter().filter(|e| dead || e.dead_at.is_none());
+            output::print_rows(output.output, shown, OutboxRow::from)?;
         }
         OutboxAction::Retry { id, all_dead } => {
             let target = match (id, all_dead) {

@@ -62,14 +62,8 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
         }
         TokenAction::List { output } => {
             let now = store.clock().now();
-            let rows: Vec<TokenRow> = store
-                .tokens()
-                .list()
-                .await?
-                .into_iter()
-                .map(|t| TokenRow::new(t, now))
-                .collect();
-            output::print(output.output, &rows)?;
+            let tokens = store.tokens().list().await?;
+            output::print_rows(output.output, tokens, |t| TokenRow::new(t, now))?;
         }
         TokenAction::Revoke { name, confirm } => {
             confirm.ask(&format!(
@@ -156,6 +150,7 @@ pub(super) fn parse_scopes(raw: &str) -> Result<Scopes, String> {
 mod tests {
     use super::*;
     use crate::output::{Format, render};
+    use store::TokenSource::{Cli, File};
 
     fn at(s: &str) -> chrono::DateTime<Utc> {
         s.parse().unwrap()
@@ -178,34 +173,10 @@ mod tests {
             )
         };
         vec![
-            token(
-                "okta",
-                store::Scopes::ALL,
-                store::TokenSource::Cli,
-                Some("2027-03-01T00:00:00Z"),
-                None,
-            ),
-            token(
-                "entra-reader",
-                store::Scopes::READ,
-                store::TokenSource::File,
-                None,
-                None,
-            ),
-            token(
-                "old",
-                store::Scopes::ALL,
-                store::TokenSource::Cli,
-                Some("2026-12-01T00:00:00Z"),
-                None,
-            ),
-            token(
-                "gone",
-                store::Scopes::ALL,
-                store::TokenSource::Cli,
-                None,
-                Some("2026-11-20T10:00:00Z"),
-            ),
+            token("okta", Scopes::ALL, Cli, Some("2027-03-01T00:00:00Z"), None),
+            token("entra-reader", Scopes::READ, File, None, None),
+            token("old", Scopes::ALL, Cli, Some("2026-12-01T00:00:00Z"), None),
+            token("gone", Scopes::ALL, Cli, None, Some("2026-11-20T10:00:00Z")),
         ]
     }
 
