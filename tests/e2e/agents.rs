@@ -25,6 +25,18 @@ fn run(bridge: &Bridge, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `scim-bridge agent SUBCOMMAND --agent AGENT ARGS…`, as `run` reports it.
+fn agent_command(
+    bridge: &Bridge,
+    subcommand: &str,
+    agent: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut command = vec!["agent", subcommand, "--agent", agent];
+    command.extend_from_slice(args);
+    run(bridge, &command)
+}
+
 fn agent(name: &str, owners: &[&str]) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Agent"],
@@ -94,13 +106,11 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
         assert!(account.is_service_account && account.email.is_empty());
 
         // Minted: the token is printed once, as the last line, and works in Coder.
-        let (code, stdout, stderr) = run(
+        let (code, stdout, stderr) = agent_command(
             &bridge,
+            "token",
+            "review-bot",
             &[
-                "agent",
-                "token",
-                "--agent",
-                "review-bot",
                 "--lifetime",
                 "2h",
                 "--scopes",
@@ -126,17 +136,8 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
 
         // Refused, with the usage exit code, and nothing reaches Coder.
         let keys_before = fake.state().keys.len();
-        let (code, stdout, stderr) = run(
-            &bridge,
-            &[
-                "agent",
-                "token",
-                "--agent",
-                "review-bot",
-                "--lifetime",
-                "5h",
-            ],
-        );
+        let (code, stdout, stderr) =
+            agent_command(&bridge, "token", "review-bot", &["--lifetime", "5h"]);
         assert_eq!(code, 2, "{db:?}: {stdout}{stderr}");
         assert!(
             stderr.contains("agent tokens live at most 4h")
@@ -144,17 +145,8 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
             "{stderr}"
         );
         for scopes in ["all", "coder:workspaces.access,template:write"] {
-            let (code, stdout, stderr) = run(
-                &bridge,
-                &[
-                    "agent",
-                    "token",
-                    "--agent",
-                    "review-bot",
-                    "--scopes",
-                    scopes,
-                ],
-            );
+            let (code, stdout, stderr) =
+                agent_command(&bridge, "token", "review-bot", &["--scopes", scopes]);
             assert_eq!(code, 2, "{db:?} {scopes}: {stdout}{stderr}");
             assert!(
                 stderr.contains("is not allowed for agent tokens")
@@ -165,7 +157,7 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
         assert_eq!(fake.state().keys.len(), keys_before, "{db:?}");
 
         // Listed, never with the value.
-        let (code, stdout, stderr) = run(&bridge, &["agent", "tokens", "--agent", "review-bot"]);
+        let (code, stdout, stderr) = agent_command(&bridge, "tokens", "review-bot", &[]);
         assert_eq!(code, 0, "{stderr}");
         assert!(
             stdout
@@ -190,45 +182,26 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
         );
 
         // Revoked: asked first (refused without --yes in a script), then gone from Coder.
-        let (code, _, stderr) = run(
-            &bridge,
-            &[
-                "agent",
-                "revoke",
-                "--agent",
-                "review-bot",
-                "--token",
-                "run-1",
-            ],
-        );
+        let (code, _, stderr) =
+            agent_command(&bridge, "revoke", "review-bot", &["--token", "run-1"]);
         assert_eq!(code, 2, "{stderr}");
         assert!(coder_accepts(&bridge, &fake, &token).await);
-        let (code, stdout, stderr) = run(
+        let (code, stdout, stderr) = agent_command(
             &bridge,
-            &[
-                "agent",
-                "revoke",
-                "--agent",
-                "review-bot",
-                "--token",
-                "run-1",
-                "--yes",
-            ],
+            "revoke",
+            "review-bot",
+            &["--token", "run-1", "--yes"],
         );
         assert_eq!(code, 0, "{db:?}: {stderr}");
         assert!(stdout.contains("revoked 1 token(s)"), "{stdout}");
         assert!(!coder_accepts(&bridge, &fake, &token).await, "{db:?}");
         for name in ["run-2", "run-3"] {
-            let (code, _, stderr) = run(
-                &bridge,
-                &["agent", "token", "--agent", "review-bot", "--name", name],
-            );
+            let (code, _, stderr) =
+                agent_command(&bridge, "token", "review-bot", &["--name", name]);
             assert_eq!(code, 0, "{stderr}");
         }
-        let (code, stdout, stderr) = run(
-            &bridge,
-            &["agent", "revoke", "--agent", "review-bot", "--all", "--yes"],
-        );
+        let (code, stdout, stderr) =
+            agent_command(&bridge, "revoke", "review-bot", &["--all", "--yes"]);
         assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("revoked 2 token(s)"), "{stdout}");
         assert!(!fake.state().keys.iter().any(|k| k.user_id == account.id));
@@ -264,12 +237,12 @@ async fn agent_tokens_are_minted_within_bounds_listed_revoked_and_explained() {
             stdout.contains("no owner of the agent is active"),
             "{db:?}: {stdout}"
         );
-        let (code, _, stderr) = run(&bridge, &["agent", "token", "--agent", "review-bot"]);
+        let (code, _, stderr) = agent_command(&bridge, "token", "review-bot", &[]);
         assert_eq!(code, 5, "{stderr}");
         assert!(stderr.contains("is suspended"), "{stderr}");
 
         // A person's account is never an agent's.
-        let (code, _, stderr) = run(&bridge, &["agent", "tokens", "--agent", "nobody-bot"]);
+        let (code, _, stderr) = agent_command(&bridge, "tokens", "nobody-bot", &[]);
         assert_eq!(code, 5, "{stderr}");
         assert!(stderr.contains("no agent is called"), "{stderr}");
         drop(bridge);

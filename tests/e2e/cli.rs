@@ -199,15 +199,7 @@ async fn healthcheck_and_build_and_token_metrics() {
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("no answer"), "{stdout}");
 
-    let metrics = bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bridge.metrics().await;
     let (_, version, _) = run(&[], &["--version"]);
     let commit = version
         .split("(commit ")

@@ -405,27 +405,28 @@ async fn crash_loop_on(db: &Db, replicas: usize) {
         twice.is_empty(),
         "{db:?}: created more than once: {twice:?}"
     );
-    let creates = state
-        .calls
-        .iter()
-        .filter(|c| c.method == "POST" && c.route == "/api/v2/users" && c.status == 201)
-        .count();
+    let creates = answered(&state, "POST", "/api/v2/users", 201);
     assert_eq!(
         creates,
         per_email.len(),
         "{db:?}: one create per Coder user"
     );
-    let refused = state
-        .calls
-        .iter()
-        .filter(|c| c.method == "PATCH" && c.route == "/api/v2/groups/{group}" && c.status == 400)
-        .count();
+    let refused = answered(&state, "PATCH", "/api/v2/groups/{group}", 400);
     assert_eq!(
         refused, 0,
         "{db:?}: a group PATCH was refused (two writers)"
     );
     drop(bridges);
     fake.stop().await;
+}
+
+/// How many of the calls Coder logged hit `method route` and were answered `status`.
+fn answered(state: &coder_fake::FakeState, method: &str, route: &str, status: u16) -> usize {
+    state
+        .calls
+        .iter()
+        .filter(|c| c.method == method && c.route == route && c.status == status)
+        .count()
 }
 
 /// SQLite and PostgreSQL alike: a dozen SIGKILLs during a few hundred changes lose nothing and

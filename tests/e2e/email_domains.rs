@@ -23,18 +23,6 @@ fn outside_issues(bridge: &Bridge) -> Vec<Value> {
         .collect()
 }
 
-async fn metric(bridge: &Bridge) -> String {
-    bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_outside_the_email_domains_shows_in_status_explain_and_metrics() {
     for db in available() {
@@ -43,20 +31,7 @@ async fn a_user_outside_the_email_domains_shows_in_status_explain_and_metrics() 
             "[users]\nallowed_email_domains = [\"corp.example\"]\n",
         )
         .await;
-        let (status, bob) = bridge
-            .call(
-                "POST",
-                "/Users",
-                Some(&json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": "bob@gmail.example",
-                    "emails": [{"primary": true, "value": "bob@gmail.example"}],
-                    "active": true
-                })),
-            )
-            .await;
-        assert_eq!(status, 201, "{db:?}: {bob}");
-        let bob_id = bob["id"].as_str().unwrap().to_owned();
+        let bob_id = crate::support::create_user(&bridge, "bob@gmail.example").await;
 
         let issues = eventually(Duration::from_secs(30), || async {
             let issues = outside_issues(&bridge);
@@ -102,13 +77,14 @@ async fn a_user_outside_the_email_domains_shows_in_status_explain_and_metrics() 
         assert!(table.contains("email domain:"), "{table}");
 
         let counted = eventually(Duration::from_secs(30), || async {
-            metric(&bridge)
+            bridge
+                .metrics()
                 .await
                 .contains("scim_bridge_users_outside_email_domains 1")
                 .then_some(())
         })
         .await;
-        assert!(counted.is_some(), "{db:?}: {}", metric(&bridge).await);
+        assert!(counted.is_some(), "{db:?}: {}", bridge.metrics().await);
 
         // The IdP fixes the email: the issue clears at the next reconcile.
         let (status, body) = bridge

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, available, eventually};
+use crate::support::{Bridge, available, create_group, create_user, eventually};
 
 const RULES: &str = r#"
 [[users.login_type_overrides]]
@@ -28,37 +28,23 @@ fn explain(bridge: &Bridge, envs: &[(String, String)], args: &[&str]) -> (i32, S
     )
 }
 
+/// What `explain WHAT… -o json` prints, once it has succeeded.
+fn explained_json(bridge: &Bridge, envs: &[(String, String)], what: &[&str]) -> Value {
+    let mut args = vec!["explain"];
+    args.extend_from_slice(what);
+    args.extend(["-o", "json"]);
+    let (code, stdout, stderr) = explain(bridge, envs, &args);
+    assert_eq!(code, 0, "{args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_coder() {
     for db in available() {
         let (bridge, fake, _dir) = crate::support::bridge_with_config(&db, RULES).await;
-        let (status, alice) = bridge
-            .call(
-                "POST",
-                "/Users",
-                Some(&json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                    "userName": "alice@corp.example",
-                    "emails": [{"primary": true, "value": "alice@corp.example"}],
-                    "active": true
-                })),
-            )
-            .await;
-        assert_eq!(status, 201, "{db:?}: {alice}");
-        let alice_id = alice["id"].as_str().unwrap().to_owned();
+        let alice_id = create_user(&bridge, "alice@corp.example").await;
         for group in ["coder-admins", "github-users"] {
-            let (status, body) = bridge
-                .call(
-                    "POST",
-                    "/Groups",
-                    Some(&json!({
-                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                        "displayName": group,
-                        "members": [{"value": alice_id}]
-                    })),
-                )
-                .await;
-            assert_eq!(status, 201, "{db:?}: {body}");
+            create_group(&bridge, group, &[&alice_id]).await;
         }
         let synced = eventually(Duration::from_secs(30), || async {
             fake.state()
@@ -76,13 +62,7 @@ async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_co
         );
 
         // By userName, ignoring case.
-        let (code, stdout, stderr) = explain(
-            &bridge,
-            &[],
-            &["explain", "user", "ALICE@corp.example", "-o", "json"],
-        );
-        assert_eq!(code, 0, "{db:?}: {stderr}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let v = explained_json(&bridge, &[], &["user", "ALICE@corp.example"]);
         assert_eq!(v["kind"], "User");
         assert_eq!(v["id"], alice_id.as_str());
         assert_eq!(v["scim"]["userName"], "alice@corp.example");
@@ -123,13 +103,7 @@ async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_co
         );
 
         // A group: the roles its members get through it.
-        let (code, stdout, stderr) = explain(
-            &bridge,
-            &[],
-            &["explain", "group", "coder-admins", "-o", "json"],
-        );
-        assert_eq!(code, 0, "{stderr}");
-        let g: Value = serde_json::from_str(&stdout).unwrap();
+        let g = explained_json(&bridge, &[], &["group", "coder-admins"]);
         assert_eq!(g["roles_granted_to_members"][0]["role"], "template-admin");
         assert_eq!(g["related"][0]["value"], alice_id.as_str());
 
@@ -138,13 +112,7 @@ async fn explain_names_the_rule_behind_every_role_and_survives_an_unreachable_co
             "SCIM_BRIDGE_CODER_URL".to_string(),
             "http://127.0.0.1:9".to_string(),
         )];
-        let (code, stdout, stderr) = explain(
-            &bridge,
-            &down,
-            &["explain", "user", &alice_id, "-o", "json"],
-        );
-        assert_eq!(code, 0, "{stderr}");
-        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let v = explained_json(&bridge, &down, &["user", &alice_id]);
         assert_eq!(v["coder"]["state"], "not reachable", "{v:#}");
         assert_eq!(v["desired_user"]["login_type"], "github");
 

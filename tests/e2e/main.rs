@@ -181,35 +181,16 @@ async fn revoked_token_is_refused() {
 fn token_scopes_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let run = support::sqlite_cli(dir.path());
-    let (ok, stdout, stderr) = run(&[
-        "token",
-        "create",
-        "--name",
-        "reader",
-        "--scopes",
-        "scim:read",
-    ]);
+    let create =
+        |name: &str, scopes: &str| run(&["token", "create", "--name", name, "--scopes", scopes]);
+    let (ok, stdout, stderr) = create("reader", "scim:read");
     assert!(ok, "{stderr}");
     assert!(stdout.contains("with scopes scim:read;"), "{stdout}");
     let (ok, _, stderr) = run(&["token", "create", "--name", "both"]);
     assert!(ok, "{stderr}");
-    let (ok, _, stderr) = run(&[
-        "token",
-        "create",
-        "--name",
-        "spaced",
-        "--scopes",
-        "scim:write scim:read",
-    ]);
+    let (ok, _, stderr) = create("spaced", "scim:write scim:read");
     assert!(ok, "{stderr}");
-    let (ok, stdout, stderr) = run(&[
-        "token",
-        "create",
-        "--name",
-        "admin",
-        "--scopes",
-        "scim:admin",
-    ]);
+    let (ok, stdout, stderr) = create("admin", "scim:admin");
     assert!(!ok, "an unknown scope must be refused: {stdout}");
     assert!(
         stderr.contains("unknown scope \"scim:admin\"") && stderr.contains("scim:read"),
@@ -217,10 +198,7 @@ fn token_scopes_through_the_cli() {
     );
     let (ok, stdout, stderr) = run(&["token", "list"]);
     assert!(ok, "{stderr}");
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = support::table_words(&stdout);
     assert_eq!(rows[0][..3], ["NAME", "SCOPES", "SOURCE"], "{stdout}");
     let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned();
     assert_eq!(

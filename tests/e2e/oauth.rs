@@ -56,10 +56,7 @@ fn client_commands_print_what_scripts_read_and_are_audited() {
 
     let (ok, stdout, stderr) = run(&["client", "list"]);
     assert!(ok, "{stderr}");
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = support::table_words(&stdout);
     assert_eq!(
         rows[0],
         ["NAME", "CLIENT_ID", "SCOPES", "CREATED", "REVOKED"],

@@ -98,14 +98,7 @@ async fn the_ops_listener_serves_probes_and_metrics_and_nothing_else() {
         assert_eq!((status, &health["status"]), (200, &"ok".into()), "{db:?}");
         let (status, _, ready) = answer(http.get(format!("{ops}/readyz"))).await;
         assert_eq!(status, 200, "{db:?}: {ready}");
-        let metrics = http
-            .get(format!("{ops}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = crate::support::get_text(&http, &format!("{ops}/metrics")).await;
         assert!(
             metrics.contains(
                 r#"scim_bridge_http_requests_total{endpoint="/scim/v2/Users",method="POST",status="201"} 1"#

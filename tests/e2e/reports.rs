@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, available, eventually};
+use crate::support::{Bridge, available, create_group, create_user, eventually};
 
 const RULES: &str = r#"
 [[roles.rules]]
@@ -22,23 +22,6 @@ fn run(bridge: &Bridge, envs: &[(&str, &str)], args: &[&str]) -> (i32, String, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn create_user(bridge: &Bridge, user_name: &str) -> String {
-    let (status, body) = bridge
-        .call(
-            "POST",
-            "/Users",
-            Some(&json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": user_name,
-                "emails": [{"primary": true, "value": user_name}],
-                "active": true
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
 }
 
 fn owner_client(fake: &coder_fake::FakeHandle) -> coder::CoderClient {
@@ -78,18 +61,7 @@ async fn access_and_offboarding_reports_and_orphans_through_the_binary() {
         let (bridge, fake, _dir) = crate::support::bridge_with_config(&db, RULES).await;
         let alice = create_user(&bridge, "alice@corp.example").await;
         let bob = create_user(&bridge, "bob@corp.example").await;
-        let (status, body) = bridge
-            .call(
-                "POST",
-                "/Groups",
-                Some(&json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                    "displayName": "coder-admins",
-                    "members": [{"value": alice}]
-                })),
-            )
-            .await;
-        assert_eq!(status, 201, "{db:?}: {body}");
+        create_group(&bridge, "coder-admins", &[&alice]).await;
         let synced =
             eventually(Duration::from_secs(30), || async {
                 let state = fake.state();

@@ -16,6 +16,15 @@ use crate::{start, user};
 
 const SECRET: &str = "e2e-webhook-secret-of-at-least-32-bytes";
 
+/// The (seq, event_id) of an audit record as a JSON line.
+fn seq_and_event_id(line: &str) -> (i64, String) {
+    let record: Value = serde_json::from_str(line).unwrap();
+    (
+        record["seq"].as_i64().unwrap(),
+        record["event_id"].as_str().unwrap().to_string(),
+    )
+}
+
 /// `seq → event_id` of the trail as `audit export` prints it.
 fn exported(bridge: &crate::support::Bridge) -> BTreeMap<i64, String> {
     let out = bridge.cli(&["audit", "export"]);
@@ -26,13 +35,7 @@ fn exported(bridge: &crate::support::Bridge) -> BTreeMap<i64, String> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
-            (
-                record["seq"].as_i64().unwrap(),
-                record["event_id"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(seq_and_event_id)
         .collect()
 }
 
@@ -52,13 +55,7 @@ fn verified_lines(request: &Received) -> Vec<(i64, String)> {
     );
     String::from_utf8_lossy(&request.body)
         .lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
-            (
-                record["seq"].as_i64().unwrap(),
-                record["event_id"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(seq_and_event_id)
         .collect()
 }
 

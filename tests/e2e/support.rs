@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-bridge");
 
@@ -110,6 +110,56 @@ pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     }
+}
+
+/// Creates an active SCIM User called `user_name`, with that primary email; its id.
+pub async fn create_user(bridge: &Bridge, user_name: &str) -> String {
+    let (status, body) = bridge
+        .call(
+            "POST",
+            "/Users",
+            Some(&json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user_name,
+                "emails": [{"primary": true, "value": user_name}],
+                "active": true
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a SCIM Group called `name` with the Users `members` (ids); its id.
+pub async fn create_group(bridge: &Bridge, name: &str, members: &[&str]) -> String {
+    let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+    let (status, body) = bridge
+        .call(
+            "POST",
+            "/Groups",
+            Some(&json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+                "members": members
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// The body of a GET of `url`, whatever its status.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let response = http.get(url).send().await.expect("GET");
+    response.text().await.expect("body")
+}
+
+/// The words of each line of a table a command printed (the first holds its headings).
+pub fn table_words(table: &str) -> Vec<Vec<&str>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
 }
 
 /// A running bridge process.
@@ -314,6 +364,11 @@ impl Bridge {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, json)
+    }
+
+    /// What `/metrics` on the SCIM listener answers.
+    pub async fn metrics(&self) -> String {
+        get_text(&self.http, &format!("{}/metrics", self.base)).await
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
