@@ -394,13 +394,34 @@ async fn secrets_never_reach_the_logs() {
             None,
         )
         .await;
-    // The worker has used the Coder token by the time carol exists in Coder.
+    // The worker has used the Coder token by the time carol exists in Coder, and has logged
+    // all it will about her once her outbox row is gone.
     let synced = eventually(Duration::from_secs(30), || async {
         fake.state().user("carol").map(|_| ())
     })
     .await;
     assert!(synced.is_some(), "the worker synced carol to Coder");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let drained = eventually(Duration::from_secs(30), || async {
+        let out = bridge.cli(&["outbox", "status", "-o", "json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (status["depth"] == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the worker finished with carol");
+    // The bridge writes its log lines in order, so once the line of a request sent after all
+    // of the above has been read, every line they caused has been read too.
+    let last_request = "secrets-never-reach-the-logs-last-request";
+    let _ = bridge
+        .http
+        .get(bridge.scim("/ServiceProviderConfig"))
+        .header("x-request-id", last_request)
+        .send()
+        .await;
+    let logged = eventually(Duration::from_secs(10), || async {
+        bridge.log_text().contains(last_request).then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "the last request was logged");
     let logs = bridge.log_text();
     assert!(logs.contains("listening"), "logs were captured");
     for secret in [
