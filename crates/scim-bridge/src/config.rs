@@ -1119,10 +1119,12 @@ mod tests {
         path
     }
 
-    /// The flags that name a `bridge.toml` holding `toml`, written in `dir`.
-    pub(super) fn config_file(dir: &tempfile::TempDir, toml: &str) -> SettingsArgs {
-        let path = write_file(dir, "bridge.toml", toml);
-        flags(|a| a.config = Some(path))
+    /// A `bridge.toml` holding `toml`, in a directory that lasts as long as the `TempDir`,
+    /// and the flags that name it.
+    pub(super) fn config_file(toml: &str) -> (tempfile::TempDir, SettingsArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(&dir, "bridge.toml", toml);
+        (dir, flags(|a| a.config = Some(path)))
     }
 
     /// The settings `args` give with an empty environment.
@@ -1148,9 +1150,7 @@ mod tests {
 
     #[test]
     fn flag_beats_file_and_file_beats_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let from_file = config_file(
-            &dir,
+        let (_dir, from_file) = config_file(
             "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[worker]\nconcurrency = 2\n[roles]\nbaseline_site_roles = []\n",
         );
         let s = loaded(&SettingsArgs {
@@ -1167,11 +1167,8 @@ mod tests {
     fn ops_listen_is_optional_layered_and_not_the_scim_address() {
         let s = loaded(&SettingsArgs::default());
         assert_eq!(s.ops_listen, None, "unset: probes share the SCIM listener");
-        let dir = tempfile::tempdir().unwrap();
-        let from_file = config_file(
-            &dir,
-            "listen = \"0.0.0.0:8080\"\nops_listen = \"0.0.0.0:9090\"\n",
-        );
+        let (_dir, from_file) =
+            config_file("listen = \"0.0.0.0:8080\"\nops_listen = \"0.0.0.0:9090\"\n");
         let s = loaded(&from_file);
         assert_eq!(s.ops_listen.unwrap().to_string(), "0.0.0.0:9090");
         let flag = SettingsArgs {
@@ -1236,9 +1233,7 @@ mod tests {
             reconcile::orphans::OrphanPolicy::default()
         );
 
-        let dir = tempfile::tempdir().unwrap();
-        let from_file = config_file(
-            &dir,
+        let (_dir, from_file) = config_file(
             "[orphans]\naction = \"suspend\"\nallow = [\"BreakGlass\", \"oncall@corp.example\"]\n",
         );
         let s = loaded(&from_file);
@@ -1264,9 +1259,7 @@ mod tests {
         assert_eq!(defaults.auth_failure_rate_limit_burst, 20);
         assert!(defaults.trusted_proxies.is_empty());
 
-        let dir = tempfile::tempdir().unwrap();
-        let args = config_file(
-            &dir,
+        let (_dir, args) = config_file(
             "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\"]\n[rate_limit]\nauth_failures_per_second = 2\nauth_failure_burst = 4\n",
         );
         let s = loaded(&args);
@@ -1296,8 +1289,8 @@ mod tests {
 
     #[test]
     fn unknown_file_keys_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = refused(&config_file(&dir, "listn = \"127.0.0.1:9000\"\n"));
+        let (_dir, args) = config_file("listn = \"127.0.0.1:9000\"\n");
+        let e = refused(&args);
         assert_eq!(e.setting, "SCIM_BRIDGE_CONFIG");
         assert!(e.problem.contains("listn"), "{}", e.problem);
     }
@@ -1356,9 +1349,7 @@ mod tests {
             "SCIM_BRIDGE_CODER_ALLOW_HTTP"
         );
         // The TOML key does the same.
-        let dir = tempfile::tempdir().unwrap();
-        let from_file = config_file(
-            &dir,
+        let (_dir, from_file) = config_file(
             "[coder]\nurl = \"http://coder.internal.example.com:3000\"\nallow_http = true\n",
         );
         assert!(
@@ -1468,9 +1459,7 @@ mod tests {
         assert_eq!(jwt.allowed_clients, ["app-1", "app-2"]);
         assert_eq!(jwt.default_scopes, store::Scopes::READ);
 
-        let dir = tempfile::tempdir().unwrap();
-        let file = config_file(
-            &dir,
+        let (_dir, file) = config_file(
             "[jwt]\nissuer = \"i\"\naudience = \"a\"\nallowed_clients = [\"app-3\"]\ndefault_scopes = \"\"\n",
         );
         let jwt = Settings::load(&file, &secret).unwrap().jwt.unwrap();
@@ -1513,8 +1502,7 @@ mod oauth_tests {
         assert_eq!(s.oauth.token_ttl, Duration::from_secs(3600));
         assert!(s.oauth.signing_keys.is_empty());
 
-        let dir = tempfile::tempdir().unwrap();
-        let from_file = config_file(&dir, "[oauth]\ntoken_ttl = \"6h\"\n");
+        let (_dir, from_file) = config_file("[oauth]\ntoken_ttl = \"6h\"\n");
         let s = Settings::load(&from_file, &env(&[])).unwrap();
         assert_eq!(s.oauth.token_ttl, Duration::from_secs(6 * 3600));
         let flag = SettingsArgs {

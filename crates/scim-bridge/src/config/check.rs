@@ -684,11 +684,13 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_under_the_name_the_operator_used() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, from_file) = config_file(
+            "listen = \"127.0.0.1:9000\"\nmax_body_bytes = \"big\"\nlistn = 1\n\n[worker]\nconcurrency = 0\nlease = \"1s\"\n",
+        );
         let args = SettingsArgs {
             drift_interval: Some("soon".into()),
             rate_limit: Some("many".into()),
-            ..Default::default()
+            ..from_file
         };
         let flags = HashSet::from(["drift_interval".to_string()]);
         let (check, settings) = check(&args, &flags, &env(&[]));
@@ -718,15 +720,12 @@ mod tests {
 
     #[test]
     fn the_audit_webhook_secret_and_url_token_are_redacted() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_file = write_file(&dir, "webhook-secret", &"w".repeat(40));
-        let args = config_file(
-            &dir,
-            &format!(
-                "[audit_webhook]\nurl = \"https://siem.example.com/in?token=t0ps3cret\"\nsecret_file = \"{}\"\nbatch_size = 7\n",
-                secret_file.display()
-            ),
-        );
+        let secrets = tempfile::tempdir().unwrap();
+        let secret_file = write_file(&secrets, "webhook-secret", &"w".repeat(40));
+        let (_dir, args) = config_file(&format!(
+            "[audit_webhook]\nurl = \"https://siem.example.com/in?token=t0ps3cret\"\nsecret_file = \"{}\"\nbatch_size = 7\n",
+            secret_file.display()
+        ));
         let (check, settings) = check(&args, &HashSet::new(), &env(&[]));
         assert!(check.valid, "{:#?}", check.errors);
         let webhook = settings.unwrap().audit_webhook.unwrap();
@@ -750,16 +749,15 @@ mod tests {
 
     #[test]
     fn sources_values_and_secrets() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, from_file) = config_file(
+            "listen = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 4\n[coder]\nurl = \"https://coder.example.com\"\n[roles]\nbaseline_site_roles = []\n",
+        );
         let token_file = write_file(&dir, "coder-token", "s3cr3t-coder-token\n");
         let args = SettingsArgs {
             database_url: Some("postgres://scim:hunter2@db.internal/scim".into()),
             base_url: Some("https://scim.example.com/scim/v2".into()),
             log_level: Some("debug".into()),
-            ..config_file(
-                &dir,
-                "listen = \"127.0.0.1:9000\"\n[worker]\nconcurrency = 4\n[coder]\nurl = \"https://coder.example.com\"\n[roles]\nbaseline_site_roles = []\n",
-            )
+            ..from_file
         };
         let flags = HashSet::from(["log_level".to_string()]);
         let key = "k".repeat(40);
@@ -856,9 +854,7 @@ mod tests {
 
     #[test]
     fn every_mapping_rule_error_names_its_key_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = config_file(
-            &dir,
+        let (dir, args) = config_file(
             "[users]\nallowed_email_domains = [\"corp.example\", \"*.corp.example\"]\n\n[[roles.rules]]\ngroup = \"a\"\nsite_roles = [\"owner\"]\n\n[[roles.rules]]\ngroup = \"b\"\nsite_roles = [\"admin\"]\n\n[groups]\ndelete_policy = \"archive\"\n",
         );
         let (check, _) = check(&args, &HashSet::new(), &env(&[]));
@@ -887,13 +883,12 @@ mod tests {
 
     #[test]
     fn the_email_domain_policy_from_the_environment_wins_and_its_errors_name_the_variable() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_dir, from_file) = config_file(
+            "[users]\nallowed_email_domains = [\"old.example\"]\noutside_domain = \"skip\"\n",
+        );
         let args = SettingsArgs {
             users_allowed_email_domains: Some("corp.example, @Partner.Example".into()),
-            ..config_file(
-                &dir,
-                "[users]\nallowed_email_domains = [\"old.example\"]\noutside_domain = \"skip\"\n",
-            )
+            ..from_file
         };
         let (check, settings) = check(&args, &HashSet::new(), &env(&[]));
         assert!(check.valid, "{:#?}", check.errors);
@@ -915,10 +910,7 @@ mod tests {
         let args = SettingsArgs {
             users_allowed_email_domains: Some("corp.example,*.corp.example".into()),
             users_outside_domain: Some("drop".into()),
-            ..config_file(
-                &dir,
-                "listen = \"127.0.0.1:9000\"\nmax_body_bytes = \"big\"\nlistn = 1\n\n[worker]\nconcurrency = 0\nlease = \"1s\"\n",
-            )
+            ..Default::default()
         };
         let flags = HashSet::from(["users_outside_domain".to_string()]);
         let (bad, _) = super::check(&args, &flags, &env(&[]));
