@@ -12,6 +12,14 @@ pub struct ConfirmArgs {
     pub yes: bool,
 }
 
+/// What a revoke command (`token revoke`, `client revoke`) takes: the name, and `--yes`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
 impl ConfirmArgs {
     /// Go on with `--yes`, or when the person at the terminal answers y; otherwise nothing is
     /// done. Without a terminal and without `--yes` the command is refused as a usage error, so a

@@ -4,7 +4,7 @@
 use store::Scopes;
 
 use crate::config::Settings;
-use crate::confirm::ConfirmArgs;
+use crate::confirm::RevokeArgs;
 use crate::output::{self, OutputArgs, Row};
 
 #[derive(Debug, clap::Subcommand)]
@@ -26,11 +26,7 @@ pub enum ClientAction {
     },
     /// Revoke a client by name: it gets no new access token; the ones it holds stop working on
     /// every replica within seconds.
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        confirm: ConfirmArgs,
-    },
+    Revoke(RevokeArgs),
 }
 
 /// One line of `client list`.
@@ -84,7 +80,7 @@ pub async fn run(settings: &Settings, action: ClientAction) -> anyhow::Result<()
             let clients = store.oauth_clients().list().await?;
             output::print_rows(output.output, clients, ClientRow::from)?;
         }
-        ClientAction::Revoke { name, confirm } => {
+        ClientAction::Revoke(RevokeArgs { name, confirm }) => {
             confirm.ask(&format!(
                 "Revoke OAuth client '{name}'? The IdP using it stops provisioning until it gets a new client."
             ))?;

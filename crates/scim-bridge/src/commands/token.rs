@@ -4,7 +4,7 @@ use chrono::Utc;
 use store::Scopes;
 
 use crate::config::Settings;
-use crate::confirm::ConfirmArgs;
+use crate::confirm::RevokeArgs;
 use crate::output::{self, OutputArgs, Row};
 
 #[derive(Debug, clap::Subcommand)]
@@ -26,11 +26,7 @@ pub enum TokenAction {
         output: OutputArgs,
     },
     /// Revoke a token by name; every replica refuses it within 1 s.
-    Revoke {
-        name: String,
-        #[command(flatten)]
-        confirm: ConfirmArgs,
-    },
+    Revoke(RevokeArgs),
 }
 
 pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()> {
@@ -65,7 +61,7 @@ pub async fn run(settings: &Settings, action: TokenAction) -> anyhow::Result<()>
             let tokens = store.tokens().list().await?;
             output::print_rows(output.output, tokens, |t| TokenRow::new(t, now))?;
         }
-        TokenAction::Revoke { name, confirm } => {
+        TokenAction::Revoke(RevokeArgs { name, confirm }) => {
             confirm.ask(&format!(
                 "Revoke token '{name}'? The IdP using it stops provisioning until it gets a new token."
             ))?;
