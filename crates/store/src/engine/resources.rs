@@ -35,6 +35,38 @@ struct Update {
     verb: &'static str,
 }
 
+impl Update {
+    /// The update of `current` to `attrs` with the membership rows `members` changed; the audit
+    /// change shows the new attributes when they differ and the member ids added and removed.
+    fn new(
+        current: StoredResource,
+        attrs: Map<String, Value>,
+        columns: IndexedColumns,
+        members: MembershipDelta,
+        password_supplied: bool,
+        verb: &'static str,
+    ) -> Update {
+        let mut change = Map::new();
+        if attrs != current.attrs {
+            change.insert("attrs".into(), Value::Object(attrs.clone()));
+        }
+        if !members.is_empty() {
+            change.insert(
+                "members".into(),
+                json!({ "added": members.added, "removed": members.removed }),
+            );
+        }
+        Update {
+            current,
+            attrs,
+            columns,
+            change,
+            password_supplied,
+            verb,
+        }
+    }
+}
+
 /// Offboarding jumps the queue: a User DELETE (`after` is `None`), or a User whose `active`
 /// goes from true to false (Okta and Entra deprovision by PATCHing `active: false`).
 fn offboarding_priority(
@@ -343,31 +375,23 @@ impl Backend {
         let columns = IndexedColumns::of(kind, &attrs)?;
         // No uniqueness pre-check: the UPDATE's unique index answers a taken name with a 409.
 
-        let mut change = Map::new();
-        if attrs != current.attrs {
-            change.insert("attrs".into(), Value::Object(attrs.clone()));
-        }
         // A PUT without `members` keeps the membership: RFC 7644 §3.5.1 lets a server keep
         // omitted attributes, and a rename-only PUT must not empty a 50,000-member group.
+        let mut members = MembershipDelta::default();
         if let Some(inputs) = member_inputs {
             let conn = tx.conn().await?;
             let wanted = resolve_members(conn, id, inputs).await?;
             let (added, removed) = replace_members(conn, id, &wanted, now).await?;
-            if !added.is_empty() || !removed.is_empty() {
-                change.insert(
-                    "members".into(),
-                    json!({ "added": added, "removed": removed }),
-                );
-            }
+            members = MembershipDelta { added, removed };
         }
-        let update = Update {
+        let update = Update::new(
             current,
             attrs,
             columns,
-            change,
+            members,
             password_supplied,
-            verb: "replace",
-        };
+            "replace",
+        );
         self.commit_update(tx, ctx, update, now).await
     }
 
@@ -508,24 +532,7 @@ impl Backend {
             }
         }
         let columns = IndexedColumns::of(kind, &attrs)?;
-        let mut change = Map::new();
-        if attrs != current.attrs {
-            change.insert("attrs".into(), Value::Object(attrs.clone()));
-        }
-        if !members.is_empty() {
-            change.insert(
-                "members".into(),
-                json!({ "added": members.added, "removed": members.removed }),
-            );
-        }
-        let update = Update {
-            current,
-            attrs,
-            columns,
-            change,
-            password_supplied,
-            verb: "patch",
-        };
+        let update = Update::new(current, attrs, columns, members, password_supplied, "patch");
         self.commit_update(tx, ctx, update, now).await
     }
 }
