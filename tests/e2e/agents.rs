@@ -6,7 +6,7 @@ use std::time::Duration;
 use coder_fake::{FakeHandle, UserStatus};
 use serde_json::{Value, json};
 
-use crate::support::{Bridge, available, bridge_on_fake, eventually, premium_fake};
+use crate::support::{Bridge, available, bridge_on_fake, create, eventually, premium_fake};
 use crate::user;
 
 const CONFIG: &str = r#"
@@ -45,12 +45,6 @@ fn agent(name: &str, owners: &[&str]) -> Value {
         "active": true,
         "owners": owners.iter().map(|id| json!({"value": id, "type": "User"})).collect::<Vec<_>>()
     })
-}
-
-async fn create(bridge: &Bridge, path: &str, body: &Value) -> String {
-    let (status, created) = bridge.call("POST", path, Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().to_owned()
 }
 
 /// The service account called `username` once it is in `status`.

@@ -201,11 +201,7 @@ async fn healthcheck_and_build_and_token_metrics() {
 
     let metrics = bridge.metrics().await;
     let (_, version, _) = run(&[], &["--version"]);
-    let commit = version
-        .split("(commit ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap();
+    let commit = crate::support::between(&version, "(commit ", ",");
     assert!(
         metrics.contains(&format!(
             "scim_bridge_build_info{{version=\"{}\",commit=\"{commit}\"}} 1",
@@ -232,9 +228,7 @@ async fn healthcheck_and_build_and_token_metrics() {
 /// `status -o json` and on /metrics as the `coder` kind of the token-expiry gauge.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_coder_token_expiry_is_shown_and_exported() {
-    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
-        .await
-        .unwrap();
+    let fake = crate::support::default_fake().await;
     let bridge = Bridge::start(BridgeOptions {
         database: fresh_database(&Db::Sqlite).await,
         extra_env: crate::support::coder_fake_env(&fake),

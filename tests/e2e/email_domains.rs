@@ -110,12 +110,11 @@ async fn a_user_outside_the_email_domains_shows_in_status_explain_and_metrics() 
 #[test]
 fn bad_email_domain_settings_are_configuration_errors_under_their_names() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
+    let config = crate::support::write_file(
+        dir.path(),
+        "bridge.toml",
         "[users]\nallowed_email_domains = [\"*.corp.example\"]\n",
-    )
-    .unwrap();
+    );
     let database = format!("sqlite://{}", dir.path().join("db.sqlite").display());
     let envs: Vec<(String, String)> = vec![
         ("SCIM_BRIDGE_DATABASE_URL".into(), database),

@@ -228,8 +228,11 @@ async fn tokens_file_lines_removed_are_revoked_and_weak_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
         let okta = "4be1f07c9d2a85e3b6c1f940a7d2e58c";
         let entra = "Zq7vN2xK9pLm4RtW8yBc3HfJ6sDg1QaE";
-        let tokens = dir.path().join("tokens");
-        std::fs::write(&tokens, format!("okta={okta}\nentra={entra} scim:read\n")).unwrap();
+        let tokens = support::write_file(
+            dir.path(),
+            "tokens",
+            format!("okta={okta}\nentra={entra} scim:read\n"),
+        );
         let mut bridge = start(
             &db,
             vec![(
@@ -331,8 +334,7 @@ async fn graceful_stop_and_restart_keep_data() {
 async fn secrets_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let idp_token = "scimb_file_supplied_token_5f0c9e2a7d41b863f2e9a0c4";
-    let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, format!("entra={idp_token}\n")).unwrap();
+    let tokens = support::write_file(dir.path(), "tokens", format!("entra={idp_token}\n"));
     let jwt_secret = "jwt-shared-secret-that-must-not-leak";
     // A full run: the worker talks to Coder with its owner token, read from a file.
     let coder_token = "coder-owner-session-token-that-must-not-leak";
@@ -343,8 +345,8 @@ async fn secrets_never_reach_the_logs() {
     })
     .await
     .unwrap();
-    let coder_token_file = dir.path().join("coder-token");
-    std::fs::write(&coder_token_file, format!("{coder_token}\n")).unwrap();
+    let coder_token_file =
+        support::write_file(dir.path(), "coder-token", format!("{coder_token}\n"));
     let bridge = start(
         &Db::Sqlite,
         vec![
@@ -508,11 +510,7 @@ fn demo_converges_coder() {
     }
     // The audit view names people and groups, never a SCIM id; `dormant` and `admin` are
     // explained; the next steps name both ends.
-    let audit = text
-        .split("Audit trail")
-        .nth(1)
-        .and_then(|rest| rest.split("Next steps").next())
-        .unwrap();
+    let audit = support::between(&text, "Audit trail", "Next steps");
     assert!(
         audit.contains("User alice@example.com") && audit.contains("Group coder-template-admins"),
         "{audit}"
@@ -573,18 +571,9 @@ async fn sigkill_mid_drain_loses_nothing_and_duplicates_nothing() {
         // Every Coder call now takes 40 ms: draining USERS users takes seconds.
         fake.inject(Fault::next(1000, FaultKind::Latency { millis: 40 }))
             .unwrap();
+        // SCIM answers (201) while Coder is slow.
         for i in 0..USERS {
-            let (status, body) = bridge
-                .call(
-                    "POST",
-                    "/Users",
-                    Some(&user(&format!("kill{i}@example.com"))),
-                )
-                .await;
-            assert_eq!(
-                status, 201,
-                "{db:?}: SCIM answers while Coder is slow: {body}"
-            );
+            support::create(&bridge, "/Users", &user(&format!("kill{i}@example.com"))).await;
         }
         let managed = |fake: &coder_fake::FakeHandle| {
             fake.state()

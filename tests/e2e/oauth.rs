@@ -102,9 +102,8 @@ fn client_commands_print_what_scripts_read_and_are_audited() {
 async fn a_client_from_the_cli_gets_a_token_that_works_on_the_served_api() {
     for db in crate::support::available() {
         let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("oauth-signing-key");
         let key = "5f0c1e9a7b3d4c2e8f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
-        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let key_file = support::write_file(dir.path(), "oauth-signing-key", format!("{key}\n"));
         let mut bridge = crate::start(
             &db,
             vec![

@@ -46,12 +46,11 @@ fn concrete(pattern: &str, id: &str) -> String {
 async fn the_ops_listener_serves_probes_and_metrics_and_nothing_else() {
     for db in support::available() {
         let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("oauth-signing-key");
-        std::fs::write(
-            &key_file,
+        let key_file = support::write_file(
+            dir.path(),
+            "oauth-signing-key",
             "9e3c1a7b5d2f4e6a8c0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c\n",
-        )
-        .unwrap();
+        );
         let mut bridge = crate::start(
             &db,
             vec![

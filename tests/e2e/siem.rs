@@ -61,14 +61,7 @@ fn verified_lines(request: &Received) -> Vec<(i64, String)> {
 
 async fn create_users(bridge: &crate::support::Bridge, from: usize, to: usize) {
     for n in from..to {
-        let (status, body) = bridge
-            .call(
-                "POST",
-                "/Users",
-                Some(&user(&format!("siem{n}@example.com"))),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        crate::support::create(bridge, "/Users", &user(&format!("siem{n}@example.com"))).await;
     }
 }
 

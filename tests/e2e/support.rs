@@ -114,38 +114,47 @@ pub fn sqlite_cli(dir: &Path) -> impl Fn(&[&str]) -> (bool, String, String) {
 
 /// Creates an active SCIM User called `user_name`, with that primary email; its id.
 pub async fn create_user(bridge: &Bridge, user_name: &str) -> String {
-    let (status, body) = bridge
-        .call(
-            "POST",
-            "/Users",
-            Some(&json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": user_name,
-                "emails": [{"primary": true, "value": user_name}],
-                "active": true
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "emails": [{"primary": true, "value": user_name}],
+        "active": true
+    });
+    create(bridge, "/Users", &user).await
 }
 
 /// Creates a SCIM Group called `name` with the Users `members` (ids); its id.
 pub async fn create_group(bridge: &Bridge, name: &str, members: &[&str]) -> String {
     let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
-    let (status, body) = bridge
-        .call(
-            "POST",
-            "/Groups",
-            Some(&json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                "displayName": name,
-                "members": members
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": name,
+        "members": members
+    });
+    create(bridge, "/Groups", &group).await
+}
+
+/// POSTs `body` to `path` (`/Users`, `/Groups`, `/Agents`), which must create it; its id.
+pub async fn create(bridge: &Bridge, path: &str, body: &Value) -> String {
+    let (status, created) = bridge.call("POST", path, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Writes `contents` to the file `name` in `dir`; its path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// The part of `text` after the first `start` and before the next `end`.
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let rest = text
+        .split(start)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {start:?} in {text}"));
+    rest.split(end).next().unwrap_or_default()
 }
 
 /// The body of a GET of `url`, whatever its status.
@@ -441,8 +450,7 @@ pub async fn bridge_on_fake(
     fake: coder_fake::FakeHandle,
 ) -> (Bridge, coder_fake::FakeHandle, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, toml).unwrap();
+    let config = write_file(dir.path(), "bridge.toml", toml);
     let bridge = Bridge::start(BridgeOptions {
         database: fresh_database(db).await,
         extra_env: [
@@ -453,6 +461,13 @@ pub async fn bridge_on_fake(
     })
     .await;
     (bridge, fake, dir)
+}
+
+/// A Coder fake with the fake's default options.
+pub async fn default_fake() -> coder_fake::FakeHandle {
+    coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
+        .await
+        .unwrap()
 }
 
 /// A Premium Coder fake without a rate limit: the bridge converges it as fast as it can.

@@ -70,9 +70,7 @@ async fn plain_http_to_a_remote_coder_is_refused_at_start_up_unless_allowed() {
 /// host never receives a connection (so never the owner token).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirecting_coder_pauses_the_sync_visibly_and_the_token_stays_home() {
-    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
-        .await
-        .unwrap();
+    let fake = crate::support::default_fake().await;
     let other_host = Sink::start().await;
     let target = other_host.url("/api/v2/users/me");
     fake.inject(coder_fake::Fault::next(
@@ -138,14 +136,11 @@ async fn a_redirecting_coder_pauses_the_sync_visibly_and_the_token_stays_home() 
 /// with a certificate error.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_for_coder_comes_from_the_ca_file() {
-    let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
-        .await
-        .unwrap();
+    let fake = crate::support::default_fake().await;
     let pki = TestPki::new();
     let front = TlsFront::start(&pki, fake.address(), Handshake::Direct).await;
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("coder-ca.pem");
-    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let ca_file = crate::support::write_file(dir.path(), "coder-ca.pem", &pki.ca_pem);
     let coder_env = env(&[
         (
             "SCIM_BRIDGE_CODER_URL",
