@@ -243,14 +243,19 @@ mod tests {
     use super::*;
     use crate::config::tests::env;
 
+    /// The flags of a webhook to `url`.
+    fn webhook_flags(url: &str) -> SettingsArgs {
+        SettingsArgs {
+            audit_webhook_url: Some(url.into()),
+            ..Default::default()
+        }
+    }
+
     fn load(
         url: &str,
         vars: &[(&'static str, &str)],
     ) -> Result<Option<AuditWebhookSettings>, ConfigError> {
-        let args = SettingsArgs {
-            audit_webhook_url: Some(url.into()),
-            ..Default::default()
-        };
+        let args = webhook_flags(url);
         settings(&args, &env(vars), FileAuditWebhook::default(), None)
     }
 
@@ -303,9 +308,8 @@ mod tests {
     #[test]
     fn a_set_stream_needs_an_issuer() {
         let args = SettingsArgs {
-            audit_webhook_url: Some("https://siem.example.com/".into()),
             audit_webhook_format: Some("set".into()),
-            ..Default::default()
+            ..webhook_flags("https://siem.example.com/")
         };
         let env = env(&[]);
         let e = settings(&args, &env, FileAuditWebhook::default(), None).unwrap_err();
