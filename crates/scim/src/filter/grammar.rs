@@ -114,14 +114,7 @@ impl<'i> Grammar<'i> {
 
     /// The filter inside `[` `]` of a PATCH path, up to and including the `]`.
     pub fn bracketed_value_filter(&mut self) -> Parsed<Filter> {
-        self.expect_char('[', "`[`")?;
-        self.enter()?;
-        self.skip_space();
-        let filter = self.or_expr(true)?;
-        self.skip_space();
-        self.expect_char(']', "`and`, `or` or `]`")?;
-        self.depth -= 1;
-        Ok(filter)
+        self.enclosed(('[', "`[`"), (']', "`and`, `or` or `]`"), true)
     }
 
     /// Byte offset of the next unread character.
@@ -205,22 +198,27 @@ impl<'i> Grammar<'i> {
 
     fn enter(&mut self) -> Parsed<()> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error(Problem::TooComplex(
-                "too deeply nested: at most 32 levels of `(`, `not (` and `[` are allowed",
-            )));
-        }
-        Ok(())
+        self.within(
+            self.depth <= MAX_DEPTH,
+            "too deeply nested: at most 32 levels of `(`, `not (` and `[` are allowed",
+        )
     }
 
     fn count_term(&mut self) -> Parsed<()> {
         self.terms += 1;
-        if self.terms > MAX_TERMS {
-            return Err(self.error(Problem::TooComplex(
-                "too many terms: at most 256 comparisons are allowed in one filter",
-            )));
+        self.within(
+            self.terms <= MAX_TERMS,
+            "too many terms: at most 256 comparisons are allowed in one filter",
+        )
+    }
+
+    /// `Ok` while a bound holds; else the filter is too complex, for the reason `why`.
+    fn within(&self, holds: bool, why: &'static str) -> Parsed<()> {
+        if holds {
+            Ok(())
+        } else {
+            Err(self.error(Problem::TooComplex(why)))
         }
-        Ok(())
     }
 
     // RFC 7644 §3.4.2.2, Table 5: `or` binds loosest, then `and`, then `not`; both are
@@ -273,12 +271,23 @@ impl<'i> Grammar<'i> {
     }
 
     fn parenthesised(&mut self, in_value_filter: bool) -> Parsed<Filter> {
-        self.expect_char('(', "`(`")?;
+        self.enclosed(('(', "`(`"), (')', "`and`, `or` or `)`"), in_value_filter)
+    }
+
+    /// A filter between `open` and `close` (each with what an error says was expected), one
+    /// level deeper.
+    fn enclosed(
+        &mut self,
+        (open, expected_open): (char, &'static str),
+        (close, expected_close): (char, &'static str),
+        in_value_filter: bool,
+    ) -> Parsed<Filter> {
+        self.expect_char(open, expected_open)?;
         self.enter()?;
         self.skip_space();
         let inner = self.or_expr(in_value_filter)?;
         self.skip_space();
-        self.expect_char(')', "`and`, `or` or `)`")?;
+        self.expect_char(close, expected_close)?;
         self.depth -= 1;
         Ok(inner)
     }
@@ -530,23 +539,25 @@ fn json_number(token: &str) -> Option<serde_json::Number> {
 }
 
 impl CompareOp {
+    /// Every comparison operator (RFC 7644 §3.4.2.2).
+    pub const ALL: [CompareOp; 9] = [
+        CompareOp::Eq,
+        CompareOp::Ne,
+        CompareOp::Co,
+        CompareOp::Sw,
+        CompareOp::Ew,
+        CompareOp::Gt,
+        CompareOp::Ge,
+        CompareOp::Lt,
+        CompareOp::Le,
+    ];
+
     /// The operator for a keyword, ignoring case (`eq`, `EQ`, `Eq`, …). `pr` is not a
     /// comparison and yields `None`.
     pub fn from_keyword(word: &str) -> Option<CompareOp> {
-        const OPS: [(&str, CompareOp); 9] = [
-            ("eq", CompareOp::Eq),
-            ("ne", CompareOp::Ne),
-            ("co", CompareOp::Co),
-            ("sw", CompareOp::Sw),
-            ("ew", CompareOp::Ew),
-            ("gt", CompareOp::Gt),
-            ("ge", CompareOp::Ge),
-            ("lt", CompareOp::Lt),
-            ("le", CompareOp::Le),
-        ];
-        OPS.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(word))
-            .map(|&(_, op)| op)
+        CompareOp::ALL
+            .into_iter()
+            .find(|op| op.keyword().eq_ignore_ascii_case(word))
     }
 
     /// The keyword as printed (lower case).
