@@ -174,9 +174,10 @@ impl<T: Offer> Catalog<T> {
                 })
                 .collect();
         if let Some(sort_by) = &query.sort_by {
+            let sort_by = registry.resolve_in_schema(urn, sort_by);
             let mut keyed: Vec<(SortKey, Map<String, Value>)> = matching
                 .into_iter()
-                .map(|r| (SortKey::in_schema(urn, &r, sort_by, registry), r))
+                .map(|r| (SortKey::of_attribute(&r, sort_by.as_ref()), r))
                 .collect();
             // `sort_by` is stable: equal keys keep catalog order, so pages neither overlap nor skip.
             keyed.sort_by(|a, b| compare_keys(&a.0, &b.0, query.sort_order));

@@ -87,30 +87,7 @@ impl ScimError {
         }
     }
 
-    pub fn invalid_filter(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::InvalidFilter, detail)
-    }
-    pub fn invalid_path(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::InvalidPath, detail)
-    }
-    pub fn invalid_value(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::InvalidValue, detail)
-    }
-    pub fn invalid_syntax(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::InvalidSyntax, detail)
-    }
-    pub fn mutability(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::Mutability, detail)
-    }
-    pub fn no_target(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::NoTarget, detail)
-    }
-    pub fn uniqueness(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::Uniqueness, detail)
-    }
-    pub fn too_many(detail: impl Into<String>) -> Self {
-        Self::typed(ScimType::TooMany, detail)
-    }
+    /// A 404: no such resource.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::status(404, detail)
     }
@@ -127,6 +104,32 @@ impl ScimError {
         }
         body
     }
+}
+
+/// One constructor per `scimType` the core raises: `ScimError::invalid_value(detail)` is
+/// `ScimError::typed(ScimType::InvalidValue, detail)`.
+macro_rules! typed_constructors {
+    ($($name:ident => $scim_type:ident,)*) => {
+        impl ScimError {
+            $(
+                #[doc = concat!("An error with `scimType` ", stringify!($scim_type), ".")]
+                pub fn $name(detail: impl Into<String>) -> Self {
+                    Self::typed(ScimType::$scim_type, detail)
+                }
+            )*
+        }
+    };
+}
+
+typed_constructors! {
+    invalid_filter => InvalidFilter,
+    invalid_path => InvalidPath,
+    invalid_value => InvalidValue,
+    invalid_syntax => InvalidSyntax,
+    mutability => Mutability,
+    no_target => NoTarget,
+    uniqueness => Uniqueness,
+    too_many => TooMany,
 }
 
 /// Result alias for the protocol core.

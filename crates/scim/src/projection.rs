@@ -77,19 +77,14 @@ impl Projection {
         resource: &Map<String, Value>,
         registry: &Registry,
     ) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, value) in resource {
-            if key == SCHEMAS {
-                out.insert(key.clone(), value.clone());
-                continue;
-            }
+        project_members(resource, |key, value| {
             if let Some(ext) = kind
                 .extensions()
                 .iter()
                 .find(|e| e.eq_ignore_ascii_case(key))
             {
                 let (Some(schema), Value::Object(inner)) = (registry.schema(ext), value) else {
-                    continue;
+                    return None;
                 };
                 let mut kept = Map::new();
                 for (name, value) in inner {
@@ -97,22 +92,16 @@ impl Projection {
                         kept.insert(name.clone(), value);
                     }
                 }
-                if !kept.is_empty() {
-                    out.insert(key.clone(), Value::Object(kept));
-                }
-                continue;
+                return (!kept.is_empty()).then_some(Value::Object(kept));
             }
             let core = AttrPath {
                 urn: Some(kind.core_schema().into()),
-                attr: key.clone(),
+                attr: key.to_owned(),
                 sub_attr: None,
             };
             let def = registry.resolve(kind, &core).map(|r| r.attr);
-            if let Some(value) = self.project(kind.core_schema(), def, key, value) {
-                out.insert(key.clone(), value);
-            }
-        }
-        out
+            self.project(kind.core_schema(), def, key, value)
+        })
     }
 
     /// The projection of `resource`, a resource with the one schema `urn` and no extension (a
@@ -123,20 +112,12 @@ impl Projection {
         resource: &Map<String, Value>,
         registry: &Registry,
     ) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, value) in resource {
-            if key == SCHEMAS {
-                out.insert(key.clone(), value.clone());
-                continue;
-            }
+        project_members(resource, |key, value| {
             let def = registry
                 .resolve_in_schema(urn, &AttrPath::simple(key))
                 .map(|r| r.attr);
-            if let Some(value) = self.project(urn, def, key, value) {
-                out.insert(key.clone(), value);
-            }
-        }
-        out
+            self.project(urn, def, key, value)
+        })
     }
 
     /// Whether a response would carry (some of) `path`: the store asks before loading a Group's
@@ -212,31 +193,16 @@ impl Projection {
         match &self.mode {
             Mode::Default if def.returned == Returned::Request => Keep::Nothing,
             Mode::Default => Keep::Whole,
-            Mode::Include(selectors) => {
-                let mut subs = Vec::new();
-                for s in selectors.iter().filter(|s| s.names(urn, &def.name)) {
-                    match &s.path.sub_attr {
-                        None => return Keep::Whole,
-                        Some(sub) => subs.push(sub.as_str()),
-                    }
-                }
-                if subs.is_empty() {
-                    Keep::Nothing
-                } else {
-                    Keep::OnlySubs(subs)
-                }
-            }
+            Mode::Include(selectors) => match sub_attributes_named(selectors, urn, &def.name) {
+                None => Keep::Whole,
+                Some(subs) if subs.is_empty() => Keep::Nothing,
+                Some(subs) => Keep::OnlySubs(subs),
+            },
             Mode::Exclude(_) if def.returned == Returned::Request => Keep::Nothing,
-            Mode::Exclude(selectors) => {
-                let mut subs = Vec::new();
-                for s in selectors.iter().filter(|s| s.names(urn, &def.name)) {
-                    match &s.path.sub_attr {
-                        None => return Keep::Nothing,
-                        Some(sub) => subs.push(sub.as_str()),
-                    }
-                }
-                Keep::AllSubsBut(subs)
-            }
+            Mode::Exclude(selectors) => match sub_attributes_named(selectors, urn, &def.name) {
+                None => Keep::Nothing,
+                Some(subs) => Keep::AllSubsBut(subs),
+            },
         }
     }
 
@@ -269,6 +235,39 @@ impl Selector {
                 .as_deref()
                 .is_none_or(|u| u.eq_ignore_ascii_case(urn))
     }
+}
+
+/// `resource` with its `schemas` and every other member `project` keeps (`None`: left out).
+fn project_members(
+    resource: &Map<String, Value>,
+    project: impl Fn(&str, &Value) -> Option<Value>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (key, value) in resource {
+        let kept = if key == SCHEMAS {
+            Some(value.clone())
+        } else {
+            project(key, value)
+        };
+        if let Some(value) = kept {
+            out.insert(key.clone(), value);
+        }
+    }
+    out
+}
+
+/// The sub-attributes `selectors` name of the attribute `name` of schema `urn`; `None` when
+/// one of them names the whole attribute.
+fn sub_attributes_named<'s>(
+    selectors: &'s [Selector],
+    urn: &str,
+    name: &str,
+) -> Option<Vec<&'s str>> {
+    selectors
+        .iter()
+        .filter(|s| s.names(urn, name))
+        .map(|s| s.path.sub_attr.as_deref())
+        .collect()
 }
 
 /// Keep the sub-attributes `keep` allows, in a complex value or in each complex element of a

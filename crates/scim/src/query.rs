@@ -330,26 +330,13 @@ impl SortKey {
         sort_by: &AttrPath,
         registry: &Registry,
     ) -> SortKey {
-        SortKey(
-            registry
-                .resolve(kind, sort_by)
-                .and_then(|resolved| sort_key(item, &resolved)),
-        )
+        SortKey::of_attribute(item, registry.resolve(kind, sort_by).as_ref())
     }
 
-    /// The key of `item`, a resource with the one schema `urn` (a catalog's `Role` or
-    /// `Entitlement`), for `sort_by`, read as [`SortKey::of`] reads it.
-    pub fn in_schema(
-        urn: &str,
-        item: &Map<String, Value>,
-        sort_by: &AttrPath,
-        registry: &Registry,
-    ) -> SortKey {
-        SortKey(
-            registry
-                .resolve_in_schema(urn, sort_by)
-                .and_then(|resolved| sort_key(item, &resolved)),
-        )
+    /// The key of `item` for the attribute `sort_by` resolved to (`None`: it names no
+    /// attribute, so every item is unassigned), read as [`SortKey::of`] reads it.
+    pub fn of_attribute(item: &Map<String, Value>, sort_by: Option<&ResolvedAttr<'_>>) -> SortKey {
+        SortKey(sort_by.and_then(|resolved| sort_key(item, resolved)))
     }
 }
 

@@ -3,7 +3,7 @@
 //! ([`Member::to_json`]) and a resource's URI ([`location`]).
 
 use crate::projection::Projection;
-use crate::record::{Member, StoredResource};
+use crate::record::{GroupRef, Member, StoredResource};
 use crate::schema::{Registry, ResourceKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -28,34 +28,11 @@ impl StoredResource {
             out.insert(key.clone(), value.clone());
         }
         if let Some(members) = &self.members {
-            let members = members
-                .iter()
-                .map(|m| {
-                    reference(
-                        base_url,
-                        m.kind,
-                        &m.value,
-                        m.display.as_deref(),
-                        m.kind.name(),
-                    )
-                })
-                .collect();
+            let members = members.iter().map(|m| m.reference(base_url)).collect();
             out.insert("members".into(), Value::Array(members));
         }
         if let Some(groups) = &self.groups {
-            // Only direct memberships are computed; RFC 7643 §4.1.2 also allows "indirect".
-            let groups = groups
-                .iter()
-                .map(|g| {
-                    reference(
-                        base_url,
-                        ResourceKind::Group,
-                        &g.value,
-                        g.display.as_deref(),
-                        "direct",
-                    )
-                })
-                .collect();
+            let groups = groups.iter().map(|g| g.reference(base_url)).collect();
             out.insert("groups".into(), Value::Array(groups));
         }
         let mut meta = Map::new();
@@ -88,6 +65,31 @@ impl Member {
         }
         entry.insert("type".into(), Value::String(self.kind.name().to_string()));
         Value::Object(entry)
+    }
+
+    /// The member as a Group's `members` lists it.
+    fn reference(&self, base_url: &str) -> Value {
+        reference(
+            base_url,
+            self.kind,
+            &self.value,
+            self.display.as_deref(),
+            self.kind.name(),
+        )
+    }
+}
+
+impl GroupRef {
+    /// The group as a User's `groups` lists it. Only direct memberships are computed; RFC 7643
+    /// §4.1.2 also allows "indirect".
+    fn reference(&self, base_url: &str) -> Value {
+        reference(
+            base_url,
+            ResourceKind::Group,
+            &self.value,
+            self.display.as_deref(),
+            "direct",
+        )
     }
 }
 

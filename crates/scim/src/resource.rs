@@ -479,9 +479,7 @@ pub(crate) fn coerce(
     value: Value,
     label: Label<'_>,
 ) -> ScimResult<Option<Value>> {
-    if value.is_null() {
-        return Ok(None);
-    }
+    // null is unassigned: `coerce_single` reads it so, alone or as the only element.
     if !def.multi_valued {
         let value = dialect::unwrap_single_element(value, label)?;
         return coerce_single(def, value, label);
