@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim::filter::{self, eval::matches};
-use scim::patch::{self, PatchOptions};
+use scim::patch::{self, PatchOptions, PatchRequest};
 use scim::projection::Projection;
 use scim::record::{Member, StoredResource};
 use scim::{Registry, ResourceKind, render};
@@ -106,34 +106,28 @@ fn patch_bench(c: &mut Criterion) {
     let user = realistic_user();
     let body = entra_patch_30();
     let opts = PatchOptions::default();
+    let apply = |request: &PatchRequest| {
+        patch::apply(
+            ResourceKind::User,
+            black_box(&user),
+            request,
+            registry,
+            &opts,
+        )
+    };
     let request = patch::parse_request(&body).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(request.operations.len(), 30);
-    let result = patch::apply(ResourceKind::User, &user, &request, registry, &opts)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let result = apply(&request).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(result["active"], true);
 
     c.bench_function("patch: parse + apply 30-op Entra PATCH", |b| {
         b.iter(|| {
             let request = patch::parse_request(black_box(&body)).unwrap_or_else(|e| panic!("{e}"));
-            black_box(patch::apply(
-                ResourceKind::User,
-                black_box(&user),
-                &request,
-                registry,
-                &opts,
-            ))
+            black_box(apply(&request))
         })
     });
     c.bench_function("patch: apply 30-op Entra PATCH (pre-parsed)", |b| {
-        b.iter(|| {
-            black_box(patch::apply(
-                ResourceKind::User,
-                black_box(&user),
-                &request,
-                registry,
-                &opts,
-            ))
-        })
+        b.iter(|| black_box(apply(&request)))
     });
 }
 
