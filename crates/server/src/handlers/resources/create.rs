@@ -2,23 +2,20 @@
 //! after the write (resource, outbox row, audit record) has committed. A taken `userName` or
 //! Group `displayName` (ignoring case) is 409 `uniqueness`.
 
+use super::Endpoint;
 use crate::body::read_request_json;
 use crate::caller::Writer;
 use crate::error::ApiResult;
 use crate::request::{base_url, projection, query_params};
 use crate::response::resource;
 use crate::service::resources;
-use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
+use actix_web::{HttpResponse, web};
 
 pub async fn create(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     payload: web::Payload,
     writer: Writer,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let projection = projection(&query_params(&req))?;
     let body = read_request_json(&req, payload, &state).await?;

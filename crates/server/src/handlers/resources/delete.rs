@@ -1,19 +1,16 @@
 //! `DELETE /Users/{id}`, `DELETE /Groups/{id}` (RFC 7644 §3.6): 204, then 404 for the resource,
 //! a second DELETE included. `If-Match` naming another version is 412.
 
+use super::Endpoint;
 use crate::caller::Writer;
 use crate::error::ApiResult;
 use crate::request::{if_match, path_id};
 use crate::service::resources;
-use crate::state::AppState;
-use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
+use actix_web::HttpResponse;
 
 pub async fn delete(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     writer: Writer,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let precondition = if_match(req.headers())?;
     let write = writer.write(format!("DELETE {}/{{id}}", kind.endpoint()));

@@ -2,22 +2,19 @@
 //! (`active: false`) until it is DELETEd. `If-None-Match` naming the current version is 304
 //! (RFC 7644 §3.14).
 
+use super::Endpoint;
 use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, path_id, projection, query_params};
 use crate::response::{if_none_match_hits, resource};
 use crate::service::resources;
-use crate::state::AppState;
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ETAG, IF_NONE_MATCH};
-use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
 
 pub async fn get(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     reader: Reader,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let projection = projection(&query_params(&req))?;
     let found = resources::get(&state, &reader, kind, &path_id(&req), &projection).await?;

@@ -3,6 +3,7 @@
 //! matches nothing is 200 with an empty ListResponse — Okta's "Test Connector" and Entra's
 //! random-GUID probe rely on it.
 
+use super::Endpoint;
 use crate::caller::Reader;
 use crate::error::ApiResult;
 use crate::request::{base_url, query_params};
@@ -10,18 +11,15 @@ use crate::response::scim_json;
 use crate::service::resources;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
+use actix_web::{HttpRequest, HttpResponse};
 use scim::query::{ListQuery, page_response};
 use scim::render::{Rendered, projected};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 pub async fn list(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     reader: Reader,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = ListQuery::from_params(&query_params(&req))?;
     let page = resources::list(&state, &reader, kind, &query).await?;

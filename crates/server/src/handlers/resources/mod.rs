@@ -11,13 +11,42 @@ pub mod search;
 use super::RouteTable;
 use super::fallback::method_not_allowed;
 use crate::body::read_request_json;
-use crate::caller::{AuthorizedWrite, Reader, Writer};
-use crate::error::ApiResult;
+use crate::caller::{AuthorizedWrite, Writer};
+use crate::error::{ApiError, ApiResult};
 use crate::request::{if_match, path_id, query_params};
 use crate::state::AppState;
-use actix_web::{HttpRequest, web};
-use scim::ResourceKind;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use scim::{ResourceKind, ScimError};
 use serde_json::Value;
+use std::future::{Ready, ready};
+
+/// What every handler here starts from: the resource type its route serves (attached to the
+/// route by [`routes`]), the request and the service state.
+pub struct Endpoint {
+    pub kind: ResourceKind,
+    pub req: HttpRequest,
+    pub state: web::Data<AppState>,
+}
+
+impl FromRequest for Endpoint {
+    type Error = ApiError;
+    type Future = Ready<ApiResult<Endpoint>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let kind = req.app_data::<ResourceKind>().copied();
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        ready(match (kind, state) {
+            (Some(kind), Some(state)) => Ok(Endpoint {
+                kind,
+                req: req.clone(),
+                state,
+            }),
+            // A route registered without them: the service's bug, never the client's.
+            _ => Err(ScimError::status(500, "the route serves no resource type").into()),
+        })
+    }
+}
 
 /// What a PUT or PATCH of one resource carries.
 pub struct Change {
@@ -56,66 +85,24 @@ impl Change {
 /// as an id.
 pub fn routes(cfg: &mut web::ServiceConfig, kind: ResourceKind, table: &mut RouteTable) {
     let endpoint = kind.endpoint();
+    // Each resource serves `kind` (see `Endpoint`) and answers 405 to the methods it lacks.
+    let mut resource = |path: &str| {
+        table
+            .protected(path)
+            .app_data(kind)
+            .default_service(web::to(method_not_allowed))
+    };
     cfg.service(
-        table
-            .protected(endpoint)
-            .route(web::get().to(
-                move |req: HttpRequest, reader: Reader, state: web::Data<AppState>| {
-                    list::list(kind, req, reader, state)
-                },
-            ))
-            .route(web::post().to(
-                move |req: HttpRequest,
-                      payload: web::Payload,
-                      writer: Writer,
-                      state: web::Data<AppState>| {
-                    create::create(kind, req, payload, writer, state)
-                },
-            ))
-            .default_service(web::to(method_not_allowed)),
+        resource(endpoint)
+            .route(web::get().to(list::list))
+            .route(web::post().to(create::create)),
     )
+    .service(resource(&format!("{endpoint}/.search")).route(web::post().to(search::search)))
     .service(
-        table
-            .protected(&format!("{endpoint}/.search"))
-            .route(web::post().to(
-                move |req: HttpRequest,
-                      payload: web::Payload,
-                      reader: Reader,
-                      state: web::Data<AppState>| {
-                    search::search(kind, req, payload, reader, state)
-                },
-            ))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        table
-            .protected(&format!("{endpoint}/{{id}}"))
-            .route(web::get().to(
-                move |req: HttpRequest, reader: Reader, state: web::Data<AppState>| {
-                    get::get(kind, req, reader, state)
-                },
-            ))
-            .route(web::put().to(
-                move |req: HttpRequest,
-                      payload: web::Payload,
-                      writer: Writer,
-                      state: web::Data<AppState>| {
-                    replace::replace(kind, req, payload, writer, state)
-                },
-            ))
-            .route(web::patch().to(
-                move |req: HttpRequest,
-                      payload: web::Payload,
-                      writer: Writer,
-                      state: web::Data<AppState>| {
-                    patch::patch(kind, req, payload, writer, state)
-                },
-            ))
-            .route(web::delete().to(
-                move |req: HttpRequest, writer: Writer, state: web::Data<AppState>| {
-                    delete::delete(kind, req, writer, state)
-                },
-            ))
-            .default_service(web::to(method_not_allowed)),
+        resource(&format!("{endpoint}/{{id}}"))
+            .route(web::get().to(get::get))
+            .route(web::put().to(replace::replace))
+            .route(web::patch().to(patch::patch))
+            .route(web::delete().to(delete::delete)),
     );
 }

@@ -5,7 +5,7 @@
 //! `attributes`/`excludedAttributes`: Entra asks for 204 (a body listing every member of a
 //! large group costs more than the change), and RFC 7644 §3.5.2 allows it.
 
-use super::Change;
+use super::{Change, Endpoint};
 use crate::caller::Writer;
 use crate::error::ApiResult;
 use crate::request::{asks_for_attributes, base_url, projection};
@@ -19,11 +19,9 @@ use scim::ResourceKind;
 use store::StoredResource;
 
 pub async fn patch(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     payload: web::Payload,
     writer: Writer,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let change = Change::read("PATCH", kind, &req, payload, &writer, &state).await?;
     let if_match = change.if_match.as_deref();

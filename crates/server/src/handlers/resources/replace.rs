@@ -2,21 +2,17 @@
 //! (Okta's AIW apps deactivate and push group members this way); never creates (404);
 //! `If-Match` naming another version is 412.
 
-use super::Change;
 use super::patch::respond_with_current;
+use super::{Change, Endpoint};
 use crate::caller::Writer;
 use crate::error::ApiResult;
 use crate::service::resources;
-use crate::state::AppState;
-use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
+use actix_web::{HttpResponse, web};
 
 pub async fn replace(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     payload: web::Payload,
     writer: Writer,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let change = Change::read("PUT", kind, &req, payload, &writer, &state).await?;
     let if_match = change.if_match.as_deref();

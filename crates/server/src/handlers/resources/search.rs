@@ -3,6 +3,7 @@
 //! URLs and logs. At the root, every resource type is searched together and each resource
 //! carries its `schemas` to tell them apart.
 
+use super::Endpoint;
 use super::list::list_body;
 use crate::body::read_request_json;
 use crate::caller::Reader;
@@ -10,15 +11,12 @@ use crate::error::ApiResult;
 use crate::service::resources;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
-use scim::ResourceKind;
 use scim::query::ListQuery;
 
 pub async fn search(
-    kind: ResourceKind,
-    req: HttpRequest,
+    Endpoint { kind, req, state }: Endpoint,
     payload: web::Payload,
     reader: Reader,
-    state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let query = search_request(&req, payload, &state).await?;
     let page = resources::list(&state, &reader, kind, &query).await?;
