@@ -263,31 +263,44 @@ mod tests {
         assert!(bearer_token(Some("Bearerabc")).is_err());
     }
 
-    #[tokio::test]
-    async fn a_bridge_token_authenticates_with_the_scopes_stored_with_it() {
+    /// A fresh SQLite store (it lives as long as the directory), with a token per name.
+    async fn store_with_tokens(
+        tokens: &[(&str, Scopes)],
+    ) -> (tempfile::TempDir, store::Store, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("auth.db").display());
         let store = store::Store::connect(&url, store::StoreOptions::default())
             .await
             .unwrap();
-        let reader = store
-            .tokens()
-            .create("reader", None, Scopes::READ)
-            .await
-            .unwrap();
-        let writer = store
-            .tokens()
-            .create("writer", None, Scopes::ALL)
-            .await
-            .unwrap();
-        let auth = Authenticator::new(
+        let mut secrets = Vec::new();
+        for (name, scopes) in tokens {
+            secrets.push(store.tokens().create(name, None, *scopes).await.unwrap());
+        }
+        (dir, store, secrets)
+    }
+
+    /// Bridge tokens from `store` (snapshot kept for `token_cache_ttl`), JWTs from `jwt`.
+    fn authenticator(
+        store: &store::Store,
+        token_cache_ttl: Duration,
+        jwt: Option<JwtValidator>,
+    ) -> Authenticator {
+        Authenticator::new(
             store.tokens(),
             store.oauth_clients(),
-            Duration::from_secs(1),
-            None,
+            token_cache_ttl,
+            jwt,
             None,
             Arc::new(clock::SystemClock),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn a_bridge_token_authenticates_with_the_scopes_stored_with_it() {
+        let (_dir, store, tokens) =
+            store_with_tokens(&[("reader", Scopes::READ), ("writer", Scopes::ALL)]).await;
+        let (reader, writer) = (&tokens[0], &tokens[1]);
+        let auth = authenticator(&store, Duration::from_secs(1), None);
         let principal = auth
             .authenticate(Some(&format!("Bearer {reader}")), &|| Ok(()))
             .await
@@ -313,16 +326,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_address_still_passes_a_known_token_and_gets_no_costly_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-        let store = store::Store::connect(&url, store::StoreOptions::default())
-            .await
-            .unwrap();
-        let token = store
-            .tokens()
-            .create("okta", None, Scopes::ALL)
-            .await
-            .unwrap();
+        let (_dir, store, tokens) = store_with_tokens(&[("okta", Scopes::ALL)]).await;
+        let token = &tokens[0];
         let jwt = JwtValidator::new(
             &crate::config::JwtConfig::new(
                 "https://issuer.example/",
@@ -334,14 +339,7 @@ mod tests {
             Arc::new(clock::SystemClock),
         )
         .unwrap();
-        let auth = Authenticator::new(
-            store.tokens(),
-            store.oauth_clients(),
-            Duration::from_secs(60),
-            Some(jwt),
-            None,
-            Arc::new(clock::SystemClock),
-        );
+        let auth = authenticator(&store, Duration::from_secs(60), Some(jwt));
         let refused = || {
             Err(ApiError::AuthFailuresLimited {
                 retry_after_secs: 7,
