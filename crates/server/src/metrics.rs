@@ -66,31 +66,56 @@ fn offboarding_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.1, 2.0, 17))
 }
 
-struct Families {
-    registry: Registry,
-    http_requests: Family<HttpLabels, Counter>,
-    http_duration: HistogramFamily<EndpointLabels>,
-    outbox_depth: Gauge,
-    outbox_oldest_age: Gauge<f64, AtomicU64>,
-    outbox_retries: Counter,
-    outbox_dead_letters: Gauge,
-    ops_store_reads: Counter,
-    coder_requests: Family<CoderLabels, Counter>,
-    coder_duration: HistogramFamily<RouteLabels>,
-    coder_auth_ok: Gauge,
-    drift_found: Family<KindLabels, Counter>,
-    offboarding: Histogram,
-    login_type_mismatches: Gauge,
-    users_outside_email_domains: Gauge,
-    worker_concurrency_limit: Gauge,
-    orphan_accounts: Gauge,
-    orphans_suspended: Counter,
-    build_info: Family<BuildLabels, Gauge>,
-    token_expiry: Family<TokenLabels, Gauge>,
-    token_expiry_shown: std::sync::Mutex<Vec<TokenLabels>>,
-    audit_webhook_delivered: Counter,
-    audit_webhook_failures: Counter,
-    audit_webhook_lag: Gauge<f64, AtomicU64>,
+/// The families, each once: its field, type and constructor, then its name and help as
+/// `/metrics` shows them. Registered in this order.
+macro_rules! families {
+    ($($field:ident: $ty:ty = $new:expr, $name:literal, $help:literal;)*) => {
+        struct Families {
+            registry: Registry,
+            $($field: $ty,)*
+            token_expiry_shown: std::sync::Mutex<Vec<TokenLabels>>,
+        }
+
+        impl Families {
+            fn new() -> Families {
+                let mut registry = Registry::default();
+                $(
+                    let $field: $ty = $new;
+                    registry.register($name, $help, $field.clone());
+                )*
+                Families {
+                    registry,
+                    $($field,)*
+                    token_expiry_shown: std::sync::Mutex::default(),
+                }
+            }
+        }
+    };
+}
+
+families! {
+    http_requests: Family<HttpLabels, Counter> = Family::default(), "scim_bridge_http_requests", "SCIM requests";
+    http_duration: HistogramFamily<EndpointLabels> = Family::new_with_constructor(latency_histogram), "scim_bridge_http_request_duration_seconds", "SCIM request latency";
+    outbox_depth: Gauge = Gauge::default(), "scim_bridge_outbox_depth", "Outbox rows waiting (not dead)";
+    outbox_oldest_age: Gauge<f64, AtomicU64> = Gauge::default(), "scim_bridge_outbox_oldest_age_seconds", "Age of the oldest waiting outbox row";
+    outbox_retries: Counter = Counter::default(), "scim_bridge_outbox_retries", "Failed attempts that were rescheduled";
+    ops_store_reads: Counter = Counter::default(), "scim_bridge_ops_store_reads", "Reads of the store made for /metrics and /readyz (at most one per 5 s)";
+    outbox_dead_letters: Gauge = Gauge::default(), "scim_bridge_outbox_dead_letters", "Dead-lettered outbox rows";
+    coder_requests: Family<CoderLabels, Counter> = Family::default(), "scim_bridge_coder_requests", "Calls to Coder";
+    coder_duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram), "scim_bridge_coder_request_duration_seconds", "Coder call latency";
+    coder_auth_ok: Gauge = Gauge::default(), "scim_bridge_coder_auth_ok", "1 while Coder accepts the bridge's token, 0 when it answers 401/403";
+    drift_found: Family<KindLabels, Counter> = Family::default(), "scim_bridge_drift_found", "Differences found by drift repair";
+    offboarding: Histogram = offboarding_histogram(), "scim_bridge_offboarding_duration_seconds", "From the SCIM deactivation being stored to Coder acknowledging the suspension";
+    login_type_mismatches: Gauge = Gauge::default(), "scim_bridge_login_type_mismatches", "Managed users whose Coder login_type differs from the policy";
+    users_outside_email_domains: Gauge = Gauge::default(), "scim_bridge_users_outside_email_domains", "Users whose email is outside [users] allowed_email_domains (Coder refuses their OIDC logins)";
+    worker_concurrency_limit: Gauge = Gauge::default(), "scim_bridge_worker_concurrency_limit", "Resources the worker reconciles at once now (adapts to Coder's 429s)";
+    orphan_accounts: Gauge = Gauge::default(), "scim_bridge_orphan_accounts", "Coder accounts no SCIM resource manages, at the last drift repair (the bridge's own and allow-listed ones included)";
+    orphans_suspended: Counter = Counter::default(), "scim_bridge_orphans_suspended", "Coder accounts no SCIM resource manages that drift repair suspended ([orphans] action = \"suspend\")";
+    build_info: Family<BuildLabels, Gauge> = Family::default(), "scim_bridge_build_info", "The running build: its version and commit as labels (always 1)";
+    token_expiry: Family<TokenLabels, Gauge> = Family::default(), "scim_bridge_token_expiry_timestamp_seconds", "When each token that expires does so (Unix time); tokens without an expiry are absent";
+    audit_webhook_delivered: Counter = Counter::default(), "scim_bridge_audit_webhook_delivered", "Audit records the SIEM webhook acknowledged (a record sent again counts again)";
+    audit_webhook_failures: Counter = Counter::default(), "scim_bridge_audit_webhook_failures", "Failed audit webhook deliveries (each is retried from the same record)";
+    audit_webhook_lag: Gauge<f64, AtomicU64> = Gauge::default(), "scim_bridge_audit_webhook_lag_seconds", "Age of the oldest audit record the SIEM webhook has not acknowledged (0 when caught up)";
 }
 
 /// The metric registry and its families. Cheap to clone; every clone records into the same
@@ -115,168 +140,8 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry holding every `scim_bridge_*` family.
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "scim_bridge_http_requests",
-            "SCIM requests",
-            http_requests.clone(),
-        );
-        let http_duration: HistogramFamily<EndpointLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "scim_bridge_http_request_duration_seconds",
-            "SCIM request latency",
-            http_duration.clone(),
-        );
-        let outbox_depth = Gauge::default();
-        registry.register(
-            "scim_bridge_outbox_depth",
-            "Outbox rows waiting (not dead)",
-            outbox_depth.clone(),
-        );
-        let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "scim_bridge_outbox_oldest_age_seconds",
-            "Age of the oldest waiting outbox row",
-            outbox_oldest_age.clone(),
-        );
-        let outbox_retries = Counter::default();
-        registry.register(
-            "scim_bridge_outbox_retries",
-            "Failed attempts that were rescheduled",
-            outbox_retries.clone(),
-        );
-        let ops_store_reads = Counter::default();
-        registry.register(
-            "scim_bridge_ops_store_reads",
-            "Reads of the store made for /metrics and /readyz (at most one per 5 s)",
-            ops_store_reads.clone(),
-        );
-        let outbox_dead_letters = Gauge::default();
-        registry.register(
-            "scim_bridge_outbox_dead_letters",
-            "Dead-lettered outbox rows",
-            outbox_dead_letters.clone(),
-        );
-        let coder_requests = Family::<CoderLabels, Counter>::default();
-        registry.register(
-            "scim_bridge_coder_requests",
-            "Calls to Coder",
-            coder_requests.clone(),
-        );
-        let coder_duration: HistogramFamily<RouteLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "scim_bridge_coder_request_duration_seconds",
-            "Coder call latency",
-            coder_duration.clone(),
-        );
-        let coder_auth_ok = Gauge::default();
-        registry.register(
-            "scim_bridge_coder_auth_ok",
-            "1 while Coder accepts the bridge's token, 0 when it answers 401/403",
-            coder_auth_ok.clone(),
-        );
-        let drift_found = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "scim_bridge_drift_found",
-            "Differences found by drift repair",
-            drift_found.clone(),
-        );
-        let offboarding = offboarding_histogram();
-        registry.register(
-            "scim_bridge_offboarding_duration_seconds",
-            "From the SCIM deactivation being stored to Coder acknowledging the suspension",
-            offboarding.clone(),
-        );
-        let login_type_mismatches = Gauge::default();
-        registry.register(
-            "scim_bridge_login_type_mismatches",
-            "Managed users whose Coder login_type differs from the policy",
-            login_type_mismatches.clone(),
-        );
-        let users_outside_email_domains = Gauge::default();
-        registry.register(
-            "scim_bridge_users_outside_email_domains",
-            "Users whose email is outside [users] allowed_email_domains (Coder refuses their OIDC logins)",
-            users_outside_email_domains.clone(),
-        );
-        let worker_concurrency_limit = Gauge::default();
-        registry.register(
-            "scim_bridge_worker_concurrency_limit",
-            "Resources the worker reconciles at once now (adapts to Coder's 429s)",
-            worker_concurrency_limit.clone(),
-        );
-        let orphan_accounts = Gauge::default();
-        registry.register(
-            "scim_bridge_orphan_accounts",
-            "Coder accounts no SCIM resource manages, at the last drift repair (the bridge's own and allow-listed ones included)",
-            orphan_accounts.clone(),
-        );
-        let orphans_suspended = Counter::default();
-        registry.register(
-            "scim_bridge_orphans_suspended",
-            "Coder accounts no SCIM resource manages that drift repair suspended ([orphans] action = \"suspend\")",
-            orphans_suspended.clone(),
-        );
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        registry.register(
-            "scim_bridge_build_info",
-            "The running build: its version and commit as labels (always 1)",
-            build_info.clone(),
-        );
-        let token_expiry = Family::<TokenLabels, Gauge>::default();
-        registry.register(
-            "scim_bridge_token_expiry_timestamp_seconds",
-            "When each token that expires does so (Unix time); tokens without an expiry are absent",
-            token_expiry.clone(),
-        );
-        let audit_webhook_delivered = Counter::default();
-        registry.register(
-            "scim_bridge_audit_webhook_delivered",
-            "Audit records the SIEM webhook acknowledged (a record sent again counts again)",
-            audit_webhook_delivered.clone(),
-        );
-        let audit_webhook_failures = Counter::default();
-        registry.register(
-            "scim_bridge_audit_webhook_failures",
-            "Failed audit webhook deliveries (each is retried from the same record)",
-            audit_webhook_failures.clone(),
-        );
-        let audit_webhook_lag = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "scim_bridge_audit_webhook_lag_seconds",
-            "Age of the oldest audit record the SIEM webhook has not acknowledged (0 when caught up)",
-            audit_webhook_lag.clone(),
-        );
         Metrics {
-            inner: Arc::new(Families {
-                registry,
-                http_requests,
-                http_duration,
-                outbox_depth,
-                outbox_oldest_age,
-                outbox_retries,
-                outbox_dead_letters,
-                ops_store_reads,
-                coder_requests,
-                coder_duration,
-                coder_auth_ok,
-                drift_found,
-                offboarding,
-                login_type_mismatches,
-                users_outside_email_domains,
-                worker_concurrency_limit,
-                orphan_accounts,
-                orphans_suspended,
-                build_info,
-                token_expiry,
-                token_expiry_shown: std::sync::Mutex::default(),
-                audit_webhook_delivered,
-                audit_webhook_failures,
-                audit_webhook_lag,
-            }),
+            inner: Arc::new(Families::new()),
         }
     }
 
