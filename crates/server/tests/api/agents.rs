@@ -2,8 +2,7 @@
 //! filter, PATCH, ETag and paging semantics as Users, in discovery, and as Group members.
 
 use crate::support::{Backend, TestServer};
-use crate::{filter_param, on_both_backends, patch_op};
-use reqwest::Method;
+use crate::{field_of_each, on_both_backends, patch_op};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -45,12 +44,7 @@ async fn agent_lifecycle_as_the_probe_runs_it(backend: Backend) {
     let read = srv.get(&format!("/Agents/{id}")).await;
     assert_eq!(read.status, 200);
     assert_eq!(read.header("etag"), Some(etag.as_str()));
-    let unchanged = srv
-        .send(
-            srv.request(Method::GET, &format!("/Agents/{id}"))
-                .header("if-none-match", &etag),
-        )
-        .await;
+    let unchanged = srv.get_if_none_match(&format!("/Agents/{id}"), &etag).await;
     assert_eq!(unchanged.status, 304);
 
     // PUT: the GET body without meta, a new displayName.
@@ -58,12 +52,7 @@ async fn agent_lifecycle_as_the_probe_runs_it(backend: Backend) {
     put.as_object_mut().unwrap().remove("meta");
     put["displayName"] = json!("Updated");
     let stale = srv
-        .send(
-            srv.request(Method::PUT, &format!("/Agents/{id}"))
-                .header("if-match", "W/\"999\"")
-                .header("content-type", "application/scim+json")
-                .body(put.to_string()),
-        )
+        .put_if_match(&format!("/Agents/{id}"), "W/\"999\"", &put)
         .await;
     stale.assert_error(412, None);
     let replaced = srv.put(&format!("/Agents/{id}"), &put).await;
@@ -120,20 +109,12 @@ async fn agents_filter_and_page(backend: Backend) {
         body["externalId"] = json!(format!("ext-{name}"));
         assert_eq!(srv.post("/Agents", &body).await.status, 201);
     }
-    let by_name = srv
-        .get(&format!(
-            "/Agents?filter={}",
-            filter_param("name eq \"B-BOT\"")
-        ))
-        .await;
+    let by_name = srv.get_filtered("/Agents", "name eq \"B-BOT\"").await;
     assert_eq!(by_name.status, 200, "{}", by_name.text);
     assert_eq!(by_name.body["totalResults"], 1);
     assert_eq!(by_name.body["Resources"][0]["name"], "b-bot");
     let by_external = srv
-        .get(&format!(
-            "/Agents?filter={}",
-            filter_param("externalId eq \"ext-c-bot\"")
-        ))
+        .get_filtered("/Agents", "externalId eq \"ext-c-bot\"")
         .await;
     assert_eq!(by_external.body["Resources"][0]["name"], "c-bot");
     let page = srv.get("/Agents?startIndex=2&count=1&sortBy=name").await;
@@ -176,7 +157,7 @@ async fn bad_agents_are_4xx_never_500(backend: Backend) {
     )
     .await
     .assert_error(400, Some("invalidValue"));
-    srv.get(&format!("/Agents?filter={}", filter_param("name eq")))
+    srv.get_filtered("/Agents", "name eq")
         .await
         .assert_error(400, Some("invalidFilter"));
 }
@@ -203,12 +184,9 @@ async fn agentic_application_lifecycle(backend: Backend) {
     srv.post("/AgenticApplications", &json!({"schemas": [APPLICATION]}))
         .await
         .assert_error(400, Some("invalidValue"));
-    assert_eq!(
-        srv.delete(&format!("/AgenticApplications/{id}"))
-            .await
-            .status,
-        204
-    );
+    srv.delete(&format!("/AgenticApplications/{id}"))
+        .await
+        .assert_status(204);
 }
 
 async fn agents_are_group_members_applications_are_not(backend: Backend) {
@@ -255,24 +233,14 @@ async fn discovery_serves_the_agent_types(backend: Backend) {
         return;
     };
     let types = srv.get("/ResourceTypes").await;
-    let names: Vec<&str> = types.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = field_of_each(&types.body["Resources"], "name");
     assert_eq!(names, ["User", "Group", "Agent", "AgenticApplication"]);
     let agent_type = srv.get("/ResourceTypes/Agent").await;
     assert_eq!(agent_type.body["endpoint"], "/Agents");
     assert_eq!(agent_type.body["schema"], AGENT);
     let schema = srv.get(&format!("/Schemas/{AGENT}")).await;
     assert_eq!(schema.status, 200, "{}", schema.text);
-    let attributes: Vec<&str> = schema.body["attributes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let attributes = field_of_each(&schema.body["attributes"], "name");
     for name in [
         "agentUserName",
         "name",
@@ -283,8 +251,7 @@ async fn discovery_serves_the_agent_types(backend: Backend) {
     ] {
         assert!(attributes.contains(&name), "{name} in {attributes:?}");
     }
-    assert_eq!(
-        srv.get(&format!("/Schemas/{APPLICATION}")).await.status,
-        200
-    );
+    srv.get(&format!("/Schemas/{APPLICATION}"))
+        .await
+        .assert_status(200);
 }

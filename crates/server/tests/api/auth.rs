@@ -81,34 +81,19 @@ async fn bearer_tokens(backend: Backend) {
     refused.assert_error(401, None);
     assert_eq!(srv.get("/Users").await.body["totalResults"], 0);
     // Discovery and health need no token.
-    assert_eq!(
-        srv.send(srv.client.get(srv.url("/Schemas"))).await.status,
-        200
-    );
-    assert_eq!(
-        srv.send(srv.client.get(format!("{}/healthz", srv.root)))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(srv.get_anonymous("/Schemas").await.status, 200);
+    srv.get_anonymous(&format!("{}/healthz", srv.root))
+        .await
+        .assert_status(200);
 }
 
 async fn revoked_tokens_stop_working_within_seconds(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| c.token_cache_ttl = Duration::from_millis(300),
-        None,
-    )
-    .await
+    let Some(srv) =
+        TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::from_millis(300)).await
     else {
         return;
     };
-    let entra = srv
-        .store
-        .tokens()
-        .create("entra", None, store::Scopes::ALL)
-        .await
-        .unwrap();
+    let entra = srv.create_token("entra", store::Scopes::ALL).await;
     let with = |token: &str| {
         srv.client
             .get(srv.url("/Users"))
@@ -148,11 +133,9 @@ async fn jwt_bearers(backend: Backend) {
     let jwt = |key: JwtKey| JwtConfig::new(ISSUER, AUDIENCE, key);
 
     // HS256.
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| c.jwt = Some(jwt(JwtKey::Hs256(HS256_SECRET.to_vec()))),
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.jwt = Some(jwt(JwtKey::Hs256(HS256_SECRET.to_vec())))
+    })
     .await
     else {
         return;
@@ -187,7 +170,7 @@ async fn jwt_bearers(backend: Backend) {
             &json!({"iss": "https://evil.example/", "aud": AUDIENCE, "sub": "x", "exp": clock::SystemClock.now().timestamp() + 300}),
         ),
     ] {
-        srv.send(srv.client.get(srv.url("/Users")).bearer_auth(&bad))
+        srv.get_with_token(&bad, "/Users")
             .await
             .assert_error(401, None);
     }
@@ -202,19 +185,12 @@ async fn jwt_bearers(backend: Backend) {
         header.kid = kid.map(str::to_string);
         encode(&header, &claims("okta-oauth", AUDIENCE, 300), &private).unwrap()
     };
-    let pem = TestServer::start_with(
-        backend,
-        |c| c.jwt = Some(jwt(JwtKey::Rs256Pem(key_file("rsa-public.pem")))),
-        None,
-    )
+    let pem = TestServer::start_with(backend, |c| {
+        c.jwt = Some(jwt(JwtKey::Rs256Pem(key_file("rsa-public.pem"))))
+    })
     .await
     .unwrap();
-    assert_eq!(
-        pem.send(pem.client.get(pem.url("/Users")).bearer_auth(rs256(None)))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(pem.get_with_token(&rs256(None), "/Users").await.status, 200);
     // An HS256 token must not pass an RS256 configuration (algorithm confusion).
     let confused = encode(
         &Header::new(Algorithm::HS256),
@@ -222,55 +198,36 @@ async fn jwt_bearers(backend: Backend) {
         &EncodingKey::from_secret(&key_file("rsa-public.pem")),
     )
     .unwrap();
-    pem.send(pem.client.get(pem.url("/Users")).bearer_auth(confused))
+    pem.get_with_token(&confused, "/Users")
         .await
         .assert_error(401, None);
     drop(pem);
 
     let jwks = String::from_utf8(key_file("jwks.json")).unwrap();
-    let set = TestServer::start_with(backend, |c| c.jwt = Some(jwt(JwtKey::Jwks(jwks))), None)
+    let set = TestServer::start_with(backend, |c| c.jwt = Some(jwt(JwtKey::Jwks(jwks))))
         .await
         .unwrap();
-    assert_eq!(
-        set.send(
-            set.client
-                .get(set.url("/Users"))
-                .bearer_auth(rs256(Some("bridge-test-1")))
-        )
+    set.get_with_token(&rs256(Some("bridge-test-1")), "/Users")
         .await
-        .status,
-        200
-    );
-    set.send(
-        set.client
-            .get(set.url("/Users"))
-            .bearer_auth(rs256(Some("decoy"))),
-    )
-    .await
-    .assert_error(401, None);
-    set.send(
-        set.client
-            .get(set.url("/Users"))
-            .bearer_auth(rs256(Some("unknown"))),
-    )
-    .await
-    .assert_error(401, None);
-    set.send(set.client.get(set.url("/Users")).bearer_auth(rs256(None)))
+        .assert_status(200);
+    set.get_with_token(&rs256(Some("decoy")), "/Users")
+        .await
+        .assert_error(401, None);
+    set.get_with_token(&rs256(Some("unknown")), "/Users")
+        .await
+        .assert_error(401, None);
+    set.get_with_token(&rs256(None), "/Users")
         .await
         .assert_error(401, None);
 }
 
 async fn rate_limit_per_token(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            c.rate_limit_per_second = 1;
-            c.rate_limit_burst = 3;
-            // Every request re-reads the tokens, so the token made below is known at once.
-            c.token_cache_ttl = Duration::ZERO;
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.rate_limit_per_second = 1;
+        c.rate_limit_burst = 3;
+        // Every request re-reads the tokens, so the token made below is known at once.
+        c.token_cache_ttl = Duration::ZERO;
+    })
     .await
     else {
         return;
@@ -293,23 +250,13 @@ async fn rate_limit_per_token(backend: Backend) {
         .expect("a 429 once the burst is spent")
         .assert_retry_after(1..=2);
     // Another token has its own quota.
-    let entra = srv
-        .store
-        .tokens()
-        .create("entra", None, store::Scopes::ALL)
-        .await
-        .unwrap();
-    let other = srv
-        .send(srv.client.get(srv.url("/Users")).bearer_auth(&entra))
-        .await;
+    let entra = srv.create_token("entra", store::Scopes::ALL).await;
+    let other = srv.get_with_token(&entra, "/Users").await;
     assert_eq!(other.status, 200, "{}", other.text);
     // Discovery is not limited (it needs no token).
     for _ in 0..5 {
-        assert_eq!(
-            srv.send(srv.client.get(srv.url("/ServiceProviderConfig")))
-                .await
-                .status,
-            200
-        );
+        srv.get_anonymous("/ServiceProviderConfig")
+            .await
+            .assert_status(200);
     }
 }

@@ -39,6 +39,23 @@ fn case(
     }
 }
 
+impl Case {
+    fn with_header(mut self, name: &'static str, value: &str) -> Case {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// A write whose If-Match names a version the resource does not have: 412 (RFC 7644 §3.14).
+fn stale_if_match(
+    name: &'static str,
+    method: Method,
+    path: impl Into<String>,
+    body: Option<String>,
+) -> Case {
+    case(name, method, path, body, 412, None).with_header("if-match", "W/\"999\"")
+}
+
 fn json_body(value: Value) -> Option<String> {
     Some(value.to_string())
 }
@@ -53,8 +70,7 @@ async fn snapshot(srv: &TestServer) -> (Value, Value, usize, i64) {
 }
 
 async fn bad_input_is_4xx_and_changes_nothing(backend: Backend) {
-    let Some(srv) = TestServer::start_with(backend, |c| c.max_body_bytes = 64 * 1024, None).await
-    else {
+    let Some(srv) = TestServer::start_with(backend, |c| c.max_body_bytes = 64 * 1024).await else {
         return;
     };
     let user = srv.create_user("alice@example.com").await;
@@ -64,7 +80,7 @@ async fn bad_input_is_4xx_and_changes_nothing(backend: Backend) {
     let g = format!("/Groups/{group}");
     let deep_filter = format!("{}userName eq \"x\"{}", "(".repeat(40), ")".repeat(40));
 
-    let mut cases = vec![
+    let cases = vec![
         case(
             "malformed JSON",
             Method::POST,
@@ -394,52 +410,33 @@ async fn bad_input_is_4xx_and_changes_nothing(backend: Backend) {
             json_body(user_body("t@x")),
             415,
             None,
+        )
+        .with_header("content-type", "text/plain"),
+        stale_if_match(
+            "stale If-Match on PUT",
+            Method::PUT,
+            u.clone(),
+            json_body(user_body("alice@example.com")),
         ),
+        case(
+            "malformed If-Match",
+            Method::PUT,
+            u.clone(),
+            json_body(user_body("alice@example.com")),
+            400,
+            Some("invalidValue"),
+        )
+        .with_header("if-match", "garbage"),
+        stale_if_match(
+            "stale If-Match on PATCH",
+            Method::PATCH,
+            g.clone(),
+            json_body(patch_op(
+                json!([{"op": "replace", "path": "displayName", "value": "x"}]),
+            )),
+        ),
+        stale_if_match("stale If-Match on DELETE", Method::DELETE, u.clone(), None),
     ];
-    cases
-        .last_mut()
-        .unwrap()
-        .headers
-        .push(("content-type", "text/plain".into()));
-    let mut stale = case(
-        "stale If-Match on PUT",
-        Method::PUT,
-        u.clone(),
-        json_body(user_body("alice@example.com")),
-        412,
-        None,
-    );
-    stale.headers.push(("if-match", "W/\"999\"".into()));
-    let mut garbage = case(
-        "malformed If-Match",
-        Method::PUT,
-        u.clone(),
-        json_body(user_body("alice@example.com")),
-        400,
-        Some("invalidValue"),
-    );
-    garbage.headers.push(("if-match", "garbage".into()));
-    let mut stale_patch = case(
-        "stale If-Match on PATCH",
-        Method::PATCH,
-        g.clone(),
-        json_body(patch_op(
-            json!([{"op": "replace", "path": "displayName", "value": "x"}]),
-        )),
-        412,
-        None,
-    );
-    stale_patch.headers.push(("if-match", "W/\"999\"".into()));
-    let mut stale_delete = case(
-        "stale If-Match on DELETE",
-        Method::DELETE,
-        u.clone(),
-        None,
-        412,
-        None,
-    );
-    stale_delete.headers.push(("if-match", "W/\"999\"".into()));
-    cases.extend([stale, garbage, stale_patch, stale_delete]);
 
     let before = snapshot(&srv).await;
     for case in &cases {

@@ -121,14 +121,10 @@ async fn bulk_cycles_and_unknown_references_are_409(backend: Backend) {
 }
 
 async fn bulk_fail_on_errors_and_limits(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            c.bulk_max_operations = 3;
-            c.bulk_max_payload_bytes = 4096;
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.bulk_max_operations = 3;
+        c.bulk_max_payload_bytes = 4096;
+    })
     .await
     else {
         return;

@@ -6,7 +6,7 @@
 
 use crate::on_both_backends;
 use crate::support::{Backend, Reply, TestServer};
-use crate::{field_of_each, filter_param, patch_op, user_body};
+use crate::{field_of_each, patch_op, user_body};
 use scim::entitlements::{EntitlementCatalog, GrantableEntitlement};
 use scim::roles::{GrantableRole, RoleCatalog};
 use serde_json::{Value, json};
@@ -184,7 +184,7 @@ fn entitlements() -> Catalog {
 async fn offering_servers(backend: Backend) -> Vec<(TestServer, Catalog)> {
     let mut servers = Vec::new();
     for catalog in [roles(), entitlements()] {
-        let Some(srv) = TestServer::start_with(backend, catalog.offer, None).await else {
+        let Some(srv) = TestServer::start_with(backend, catalog.offer).await else {
             break;
         };
         servers.push((srv, catalog));
@@ -221,7 +221,7 @@ async fn listed_filtered_sorted_and_paged(srv: &TestServer, catalog: &Catalog) {
     );
 
     let (filter, selected) = catalog.filter;
-    let filtered = list(&format!("filter={}", filter_param(filter))).await;
+    let filtered = srv.get_filtered(endpoint, filter).await;
     assert_eq!(filtered.status, 200, "{}", filtered.text);
     assert_eq!(ids(&filtered.body), selected);
 
@@ -275,7 +275,7 @@ async fn listed_filtered_sorted_and_paged(srv: &TestServer, catalog: &Catalog) {
     list("sortOrder=sideways")
         .await
         .assert_error(400, Some("invalidValue"));
-    list(&format!("filter={}", filter_param("value eq")))
+    srv.get_filtered(endpoint, "value eq")
         .await
         .assert_error(400, Some("invalidFilter"));
     // The catalog is behind the credential, like the Users it is granted to, and read-only.

@@ -45,12 +45,14 @@ fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) ->
 }
 
 fn hs256(claims: &Value) -> String {
-    sign(
-        Algorithm::HS256,
-        None,
-        claims,
-        &EncodingKey::from_secret(HS256_SECRET),
-    )
+    hs256_keyed(None, claims, HS256_SECRET)
+}
+
+/// HS256 with `secret` as the key: the bridge's secret, or a public key an attacker can fetch
+/// (algorithm confusion).
+fn hs256_keyed(kid: Option<&str>, claims: &Value, secret: &[u8]) -> String {
+    let key = EncodingKey::from_secret(secret);
+    sign(Algorithm::HS256, kid, claims, &key)
 }
 
 fn rs256(kid: Option<&str>, claims: &Value) -> String {
@@ -78,15 +80,19 @@ const NONE_HEADERS: [&str; 3] = [
 
 /// A server that accepts JWTs as `configure` says.
 async fn jwt_server(backend: Backend, jwt: JwtConfig) -> Option<TestServer> {
-    TestServer::start_with(backend, move |c| c.jwt = Some(jwt), None).await
+    TestServer::start_with(backend, move |c| c.jwt = Some(jwt)).await
+}
+
+/// A SQLite server that accepts JWTs signed with `key`.
+async fn key_server(key: JwtKey) -> TestServer {
+    let config = JwtConfig::new(ISSUER, AUDIENCE, key);
+    jwt_server(Backend::Sqlite, config).await.unwrap()
 }
 
 impl TestServer {
     /// The status of `GET /Users` with the bearer `token`.
     async fn users_status(&self, token: &str) -> u16 {
-        self.send(self.client.get(self.url("/Users")).bearer_auth(token))
-            .await
-            .status
+        self.get_with_token(token, "/Users").await.status
     }
 }
 
@@ -224,12 +230,7 @@ async fn jwts_from_other_clients_or_before_nbf_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_keys_honour_their_own_algorithm() {
     let ec_jwks = String::from_utf8(key_file("jwks-ec.json")).unwrap();
-    let ec = jwt_server(
-        Backend::Sqlite,
-        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(ec_jwks.clone())),
-    )
-    .await
-    .unwrap();
+    let ec = key_server(JwtKey::Jwks(ec_jwks.clone())).await;
     let good = claims(json!({}));
     assert_eq!(
         ec.users_status(&es256(Some("bridge-test-ec"), &good)).await,
@@ -246,23 +247,13 @@ async fn jwks_keys_honour_their_own_algorithm() {
     assert_eq!(ec.users_status(&rs256(None, &good)).await, 401);
     // HS256 keyed with the public key, as PEM and as the JWKS text an attacker can fetch.
     for public in [key_file("ec-public.pem"), ec_jwks.clone().into_bytes()] {
-        let forged = sign(
-            Algorithm::HS256,
-            Some("bridge-test-ec"),
-            &good,
-            &EncodingKey::from_secret(&public),
-        );
+        let forged = hs256_keyed(Some("bridge-test-ec"), &good, &public);
         assert_eq!(ec.users_status(&forged).await, 401);
     }
     // A key whose JWK has no alg: ES256 follows from kty EC and crv P-256.
     let mut no_alg: Value = serde_json::from_str(&ec_jwks).unwrap();
     no_alg["keys"][0].as_object_mut().unwrap().remove("alg");
-    let implied = jwt_server(
-        Backend::Sqlite,
-        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(no_alg.to_string())),
-    )
-    .await
-    .unwrap();
+    let implied = key_server(JwtKey::Jwks(no_alg.to_string())).await;
     assert_eq!(
         implied
             .users_status(&es256(Some("bridge-test-ec"), &good))
@@ -278,22 +269,8 @@ async fn jwks_keys_honour_their_own_algorithm() {
 
     // The RSA set (RS256 keys) and the single PEM key refuse the same forgeries.
     let rsa_jwks = String::from_utf8(key_file("jwks.json")).unwrap();
-    let rsa = jwt_server(
-        Backend::Sqlite,
-        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Jwks(rsa_jwks.clone())),
-    )
-    .await
-    .unwrap();
-    let pem = jwt_server(
-        Backend::Sqlite,
-        JwtConfig::new(
-            ISSUER,
-            AUDIENCE,
-            JwtKey::Rs256Pem(key_file("rsa-public.pem")),
-        ),
-    )
-    .await
-    .unwrap();
+    let rsa = key_server(JwtKey::Jwks(rsa_jwks.clone())).await;
+    let pem = key_server(JwtKey::Rs256Pem(key_file("rsa-public.pem"))).await;
     assert_eq!(
         rsa.users_status(&rs256(Some("bridge-test-1"), &good)).await,
         200
@@ -301,12 +278,7 @@ async fn jwks_keys_honour_their_own_algorithm() {
     assert_eq!(pem.users_status(&rs256(None, &good)).await, 200);
     for srv in [&rsa, &pem] {
         for public in [key_file("rsa-public.pem"), rsa_jwks.clone().into_bytes()] {
-            let forged = sign(
-                Algorithm::HS256,
-                Some("bridge-test-1"),
-                &good,
-                &EncodingKey::from_secret(&public),
-            );
+            let forged = hs256_keyed(Some("bridge-test-1"), &good, &public);
             assert_eq!(srv.users_status(&forged).await, 401);
         }
         assert_eq!(
@@ -316,12 +288,7 @@ async fn jwks_keys_honour_their_own_algorithm() {
     }
 
     // alg: none, against every kind of key (and the HS256 secret).
-    let hs = jwt_server(
-        Backend::Sqlite,
-        JwtConfig::new(ISSUER, AUDIENCE, JwtKey::Hs256(HS256_SECRET.to_vec())),
-    )
-    .await
-    .unwrap();
+    let hs = key_server(JwtKey::Hs256(HS256_SECRET.to_vec())).await;
     for (srv, valid) in [
         (&ec, es256(Some("bridge-test-ec"), &good)),
         (&rsa, rs256(Some("bridge-test-1"), &good)),

@@ -154,8 +154,7 @@ async fn cursor_pages_list_every_user_once(backend: Backend) {
 }
 
 async fn cursor_pages_work_on_every_listing(backend: Backend) {
-    let Some(srv) = TestServer::start_with(backend, crate::catalogs::offer_roles, None).await
-    else {
+    let Some(srv) = TestServer::start_with(backend, crate::catalogs::offer_roles).await else {
         return;
     };
     let roles = walk(&srv, "/Roles?count=3").await;

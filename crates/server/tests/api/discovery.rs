@@ -1,7 +1,7 @@
 //! Discovery endpoints: served without a token, truthful, GET only; snapshots of what IdPs read.
 
-use crate::on_both_backends;
 use crate::support::{Backend, TestServer};
+use crate::{field_of_each, on_both_backends};
 use reqwest::Method;
 
 on_both_backends!(
@@ -11,22 +11,16 @@ on_both_backends!(
 );
 
 async fn discovery_documents_are_public_and_truthful(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            c.bulk_max_operations = 50;
-            c.bulk_max_payload_bytes = 65536;
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.bulk_max_operations = 50;
+        c.bulk_max_payload_bytes = 65536;
+    })
     .await
     else {
         return;
     };
     // No Authorization header at all.
-    let spc = srv
-        .send(srv.client.get(srv.url("/ServiceProviderConfig")))
-        .await;
+    let spc = srv.get_anonymous("/ServiceProviderConfig").await;
     assert_eq!(spc.status, 200, "{}", spc.text);
     assert_eq!(spc.header("content-type"), Some(server::SCIM_CONTENT_TYPE));
     assert_eq!(spc.body["bulk"]["maxOperations"], 50);
@@ -47,30 +41,23 @@ async fn discovery_documents_are_public_and_truthful(backend: Backend) {
     );
     insta::assert_json_snapshot!("service_provider_config", srv.redact(&spc.body, &[]));
 
-    let types = srv.send(srv.client.get(srv.url("/ResourceTypes"))).await;
+    let types = srv.get_anonymous("/ResourceTypes").await;
     assert_eq!(types.status, 200);
     assert_eq!(types.body["totalResults"], 4);
     insta::assert_json_snapshot!("resource_types", srv.redact(&types.body, &[]));
-    let user_type = srv
-        .send(srv.client.get(srv.url("/ResourceTypes/User")))
-        .await;
+    let user_type = srv.get_anonymous("/ResourceTypes/User").await;
     assert_eq!(user_type.body["endpoint"], "/Users");
     assert_eq!(
         user_type.body["schemaExtensions"][0]["schema"],
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
     );
-    srv.send(srv.client.get(srv.url("/ResourceTypes/Widget")))
+    srv.get_anonymous("/ResourceTypes/Widget")
         .await
         .assert_error(404, None);
 
-    let schemas = srv.send(srv.client.get(srv.url("/Schemas"))).await;
+    let schemas = srv.get_anonymous("/Schemas").await;
     assert_eq!(schemas.status, 200);
-    let ids: Vec<&str> = schemas.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = field_of_each(&schemas.body["Resources"], "id");
     assert!(
         ids.contains(&"urn:ietf:params:scim:schemas:core:2.0:User"),
         "{ids:?}"
@@ -90,10 +77,7 @@ async fn discovery_documents_are_public_and_truthful(backend: Backend) {
         assert!(ids.contains(&agent_schema), "{ids:?}");
     }
     let user_schema = srv
-        .send(
-            srv.client
-                .get(srv.url("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")),
-        )
+        .get_anonymous("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
         .await;
     assert_eq!(user_schema.status, 200);
     assert_eq!(
@@ -103,7 +87,7 @@ async fn discovery_documents_are_public_and_truthful(backend: Backend) {
             srv.base
         )
     );
-    srv.send(srv.client.get(srv.url("/Schemas/urn:example:nothing")))
+    srv.get_anonymous("/Schemas/urn:example:nothing")
         .await
         .assert_error(404, None);
 }
@@ -148,7 +132,7 @@ async fn unknown_paths_and_me(backend: Backend) {
     reply.assert_error(404, None);
     insta::assert_json_snapshot!("error_not_found", srv.redact(&reply.body, &[]));
     srv.get("/Users/not-an-id").await.assert_error(404, None);
-    srv.send(srv.client.get(format!("{}/nothing-here", srv.root)))
+    srv.get_anonymous(&format!("{}/nothing-here", srv.root))
         .await
         .assert_error(404, None);
     // RFC 7644 §3.11: /Me is not supported by a machine-token bridge.

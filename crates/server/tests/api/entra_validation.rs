@@ -4,8 +4,8 @@
 //! documentation and of that suite. Request bodies come from `fixtures/entra/`.
 
 use crate::on_both_backends;
+use crate::patch_op;
 use crate::support::{Backend, TestServer};
-use crate::{filter_param, patch_op};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -444,10 +444,7 @@ async fn unassign_then_reassign_restores_the_same_user(backend: Backend) {
         expected["active"] = json!(false);
         assert_eq!(inactive, expected, "{disable}: only active changes");
         let found = srv
-            .get(&format!(
-                "/Users?filter={}",
-                filter_param(&format!("userName eq \"{user_name}\""))
-            ))
+            .get_filtered("/Users", &format!("userName eq \"{user_name}\""))
             .await;
         assert_eq!(found.body["totalResults"], 1, "{}", found.text);
         assert_eq!(found.body["Resources"][0]["id"], id.as_str());

@@ -49,7 +49,7 @@ async fn replay_all(backend: Backend, idp: &str) {
         }
         // A fresh server per fixture, so names and ids never collide between fixtures; with the
         // roles and entitlements the fixture offers.
-        let Some(srv) = TestServer::start_with(backend, |c| offer(c, &fixture), None).await else {
+        let Some(srv) = TestServer::start_with(backend, |c| offer(c, &fixture)).await else {
             return;
         };
         replay(&srv, file.file_name().unwrap().to_str().unwrap(), &fixture).await;

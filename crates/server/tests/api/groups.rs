@@ -2,7 +2,7 @@
 //! and parallel PATCHes to one group (Entra sends them) that must never lose an update.
 
 use crate::support::{Backend, TestServer};
-use crate::{filter_param, on_both_backends, patch_op};
+use crate::{on_both_backends, patch_op};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -80,10 +80,10 @@ async fn group_membership_lifecycle(backend: Backend) {
     );
     assert_eq!(no_members.body["displayName"], "Engineering");
     let listed = srv
-        .get(&format!(
-            "/Groups?excludedAttributes=members&filter={}",
-            filter_param("displayName eq \"engineering\"")
-        ))
+        .get_filtered(
+            "/Groups?excludedAttributes=members",
+            "displayName eq \"engineering\"",
+        )
         .await;
     assert_eq!(listed.body["totalResults"], 1);
     assert!(listed.body["Resources"][0].get("members").is_none());
@@ -95,10 +95,7 @@ async fn group_membership_lifecycle(backend: Backend) {
 
     // Filter by member.
     let by_member = srv
-        .get(&format!(
-            "/Groups?filter={}",
-            filter_param(&format!("members[value eq \"{bob}\"]"))
-        ))
+        .get_filtered("/Groups", &format!("members[value eq \"{bob}\"]"))
         .await;
     assert_eq!(by_member.body["totalResults"], 1, "{}", by_member.text);
 
@@ -124,12 +121,7 @@ async fn group_membership_lifecycle(backend: Backend) {
     );
 
     assert_eq!(srv.delete(&format!("/Groups/{id}")).await.status, 204);
-    srv.get(&format!("/Groups/{id}"))
-        .await
-        .assert_error(404, None);
-    srv.delete(&format!("/Groups/{id}"))
-        .await
-        .assert_error(404, None);
+    srv.assert_gone(&format!("/Groups/{id}")).await;
     assert!(
         srv.get(&format!("/Users/{carol}")).await.body["groups"]
             .as_array()

@@ -28,7 +28,7 @@ fn with_oauth(config: &mut ServerConfig) {
 }
 
 async fn start(backend: Backend) -> Option<TestServer> {
-    TestServer::start_with(backend, with_oauth, None).await
+    TestServer::start_with(backend, with_oauth).await
 }
 
 async fn client(srv: &TestServer, name: &str, scopes: Scopes) -> NewOAuthClient {
@@ -63,6 +63,17 @@ async fn token_request(
     srv.send(builder).await
 }
 
+/// POST /oauth/token on `srv` with `c`'s credentials in HTTP Basic and the form `pairs`.
+async fn basic_token(srv: &TestServer, c: &NewOAuthClient, pairs: &[(&str, &str)]) -> Reply {
+    token_request(
+        srv,
+        &srv.root,
+        Some((&c.client_id, &c.client_secret)),
+        pairs,
+    )
+    .await
+}
+
 /// Body credentials, grant_type client_credentials, and `extra`.
 async fn body_token(srv: &TestServer, c: &NewOAuthClient, extra: &[(&str, &str)]) -> Reply {
     let mut pairs = vec![
@@ -72,6 +83,13 @@ async fn body_token(srv: &TestServer, c: &NewOAuthClient, extra: &[(&str, &str)]
     ];
     pairs.extend_from_slice(extra);
     token_request(srv, &srv.root, None, &pairs).await
+}
+
+/// An access token for `c` (body credentials, no scope asked).
+async fn access_token(srv: &TestServer, c: &NewOAuthClient) -> String {
+    let reply = body_token(srv, c, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["access_token"].as_str().unwrap().to_string()
 }
 
 fn assert_oauth_error(reply: &Reply, status: u16, error: &str) {
@@ -129,13 +147,7 @@ async fn a_client_gets_a_bearer_token_that_works_on_the_scim_api(backend: Backen
     };
     let entra = client(&srv, "entra", Scopes::ALL).await;
     // HTTP Basic.
-    let reply = token_request(
-        &srv,
-        &srv.root,
-        Some((&entra.client_id, &entra.client_secret)),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
+    let reply = basic_token(&srv, &entra, &[("grant_type", "client_credentials")]).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body["token_type"], "Bearer");
     assert_eq!(reply.body["expires_in"], 3600);
@@ -237,13 +249,7 @@ async fn bad_client_authentication_and_requests_are_refused(backend: Backend) {
     let reply = body_token(&srv, &wrong, &[]).await;
     assert_oauth_error(&reply, 401, "invalid_client");
     assert!(reply.header("www-authenticate").is_none());
-    let reply = token_request(
-        &srv,
-        &srv.root,
-        Some((&wrong.client_id, &wrong.client_secret)),
-        &[grant],
-    )
-    .await;
+    let reply = basic_token(&srv, &wrong, &[grant]).await;
     assert_oauth_error(&reply, 401, "invalid_client");
     assert_eq!(
         reply.header("www-authenticate"),
@@ -259,10 +265,9 @@ async fn bad_client_authentication_and_requests_are_refused(backend: Backend) {
     assert_oauth_error(&unknown, 401, "invalid_client");
 
     // Basic and the body both: one method per request (RFC 6749 §2.3).
-    let both = token_request(
+    let both = basic_token(
         &srv,
-        &srv.root,
-        Some((&entra.client_id, &entra.client_secret)),
+        &entra,
         &[
             grant,
             ("client_id", &entra.client_id),
@@ -272,10 +277,9 @@ async fn bad_client_authentication_and_requests_are_refused(backend: Backend) {
     .await;
     assert_oauth_error(&both, 400, "invalid_request");
 
-    let reply = token_request(
+    let reply = basic_token(
         &srv,
-        &srv.root,
-        Some((&entra.client_id, &entra.client_secret)),
+        &entra,
         &[
             ("grant_type", "password"),
             ("username", "u"),
@@ -284,21 +288,9 @@ async fn bad_client_authentication_and_requests_are_refused(backend: Backend) {
     )
     .await;
     assert_oauth_error(&reply, 400, "unsupported_grant_type");
-    let reply = token_request(
-        &srv,
-        &srv.root,
-        Some((&entra.client_id, &entra.client_secret)),
-        &[],
-    )
-    .await;
+    let reply = basic_token(&srv, &entra, &[]).await;
     assert_oauth_error(&reply, 400, "invalid_request");
-    let repeated = token_request(
-        &srv,
-        &srv.root,
-        Some((&entra.client_id, &entra.client_secret)),
-        &[grant, grant],
-    )
-    .await;
+    let repeated = basic_token(&srv, &entra, &[grant, grant]).await;
     assert_oauth_error(&repeated, 400, "invalid_request");
 
     // A bearer token (the bridge's own, or an access token) is no client credential.
@@ -323,7 +315,7 @@ async fn bad_client_authentication_and_requests_are_refused(backend: Backend) {
         .await;
     assert_oauth_error(&reply, 400, "invalid_request");
     let reply = srv
-        .send(srv.client.get(format!("{}/oauth/token", srv.root)))
+        .get_anonymous(&format!("{}/oauth/token", srv.root))
         .await;
     assert_eq!(reply.status, 405);
     // No credentials at all.
@@ -336,8 +328,7 @@ async fn expired_and_foreign_tokens_are_refused(backend: Backend) {
         return;
     };
     let entra = client(&srv, "entra", Scopes::ALL).await;
-    let reply = body_token(&srv, &entra, &[]).await;
-    let real = reply.body["access_token"].as_str().unwrap().to_string();
+    let real = access_token(&srv, &entra).await;
     assert_eq!(scim(&srv, &srv.root, Method::GET, &real, None).await, 200);
     // Re-signed with the real key, unchanged: still good (the forgery is faithful).
     let resigned = forged(&real, KEY, |_| {});
@@ -385,8 +376,7 @@ async fn a_revoked_client_gets_no_token_and_its_tokens_stop(backend: Backend) {
         return;
     };
     let entra = client(&srv, "entra", Scopes::ALL).await;
-    let reply = body_token(&srv, &entra, &[]).await;
-    let token = reply.body["access_token"].as_str().unwrap().to_string();
+    let token = access_token(&srv, &entra).await;
     assert_eq!(scim(&srv, &srv.root, Method::GET, &token, None).await, 200);
     srv.store.oauth_clients().revoke("entra").await.unwrap();
     let reply = body_token(&srv, &entra, &[]).await;
@@ -407,22 +397,17 @@ async fn a_revoked_client_gets_no_token_and_its_tokens_stop(backend: Backend) {
 }
 
 async fn a_flood_of_bad_secrets_is_limited_per_address(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |config| {
-            with_oauth(config);
-            config.auth_failure_rate_limit_per_second = 1;
-            config.auth_failure_rate_limit_burst = 3;
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |config| {
+        with_oauth(config);
+        config.auth_failure_rate_limit_per_second = 1;
+        config.auth_failure_rate_limit_burst = 3;
+    })
     .await
     else {
         return;
     };
     let entra = client(&srv, "entra", Scopes::ALL).await;
-    let reply = body_token(&srv, &entra, &[]).await;
-    let issued = reply.body["access_token"].as_str().unwrap().to_string();
+    let issued = access_token(&srv, &entra).await;
     let wrong = NewOAuthClient {
         client_id: entra.client_id.clone(),
         client_secret: "scimb_guess".to_string(),
@@ -486,8 +471,7 @@ async fn a_token_from_one_replica_works_on_another(backend: Backend) {
     tokio::spawn(bound.run());
 
     let entra = client(&srv, "entra", Scopes::ALL).await;
-    let reply = body_token(&srv, &entra, &[]).await;
-    let from_first = reply.body["access_token"].as_str().unwrap().to_string();
+    let from_first = access_token(&srv, &entra).await;
     assert_eq!(
         scim(&srv, &other, Method::GET, &from_first, None).await,
         200

@@ -33,9 +33,7 @@ async fn health_and_readiness(backend: Backend) {
     let Some(srv) = TestServer::start(backend).await else {
         return;
     };
-    let health = srv
-        .send(srv.client.get(format!("{}/healthz", srv.root)))
-        .await;
+    let health = srv.get_anonymous(&format!("{}/healthz", srv.root)).await;
     assert_eq!(health.status, 200);
     assert_eq!(health.body["status"], "ok");
     // Without a credential, or with a bad one: the bare status, no internal detail.
@@ -54,13 +52,7 @@ async fn health_and_readiness(backend: Backend) {
             bare.text
         );
     }
-    let ready = srv
-        .send(
-            srv.client
-                .get(format!("{}/readyz", srv.root))
-                .bearer_auth(&srv.token),
-        )
-        .await;
+    let ready = srv.get(&format!("{}/readyz", srv.root)).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(ready.body["status"], "ready");
     assert_eq!(ready.body["checks"]["database"]["ok"], true);
@@ -80,26 +72,17 @@ async fn health_and_readiness(backend: Backend) {
     );
     drop(srv);
 
-    let Some(srv) =
-        TestServer::start_with(backend, |_| {}, Some(Arc::new(CoderRefusesToken))).await
+    let Some(srv) = TestServer::start_with_readiness(backend, Arc::new(CoderRefusesToken)).await
     else {
         return;
     };
-    let bare = srv
-        .send(srv.client.get(format!("{}/readyz", srv.root)))
-        .await;
+    let bare = srv.get_anonymous(&format!("{}/readyz", srv.root)).await;
     assert_eq!(
         bare.status, 503,
         "the status code tells the truth without a token"
     );
     assert_eq!(bare.body, serde_json::json!({"status": "not ready"}));
-    let not_ready = srv
-        .send(
-            srv.client
-                .get(format!("{}/readyz", srv.root))
-                .bearer_auth(&srv.token),
-        )
-        .await;
+    let not_ready = srv.get(&format!("{}/readyz", srv.root)).await;
     assert_eq!(not_ready.status, 503, "{}", not_ready.text);
     assert_eq!(not_ready.body["status"], "not ready");
     assert_eq!(not_ready.body["checks"]["coder"]["ok"], false);
@@ -110,11 +93,7 @@ async fn health_and_readiness(backend: Backend) {
     // Kubernetes' readiness probe keeps the bridge in its Service while Coder is down: SCIM
     // writes are stored and queued meanwhile.
     let local = srv
-        .send(
-            srv.client
-                .get(format!("{}/readyz?coder=optional", srv.root))
-                .bearer_auth(&srv.token),
-        )
+        .get(&format!("{}/readyz?coder=optional", srv.root))
         .await;
     assert_eq!(local.status, 200, "{}", local.text);
     assert_eq!(
@@ -123,12 +102,9 @@ async fn health_and_readiness(backend: Backend) {
     );
     assert_eq!(local.body["checks"]["coder"]["required"], false);
     // Liveness does not depend on Coder.
-    assert_eq!(
-        srv.send(srv.client.get(format!("{}/healthz", srv.root)))
-            .await
-            .status,
-        200
-    );
+    srv.get_anonymous(&format!("{}/healthz", srv.root))
+        .await
+        .assert_status(200);
 }
 
 async fn metrics_are_exposed(backend: Backend) {
@@ -138,9 +114,7 @@ async fn metrics_are_exposed(backend: Backend) {
     let id = srv.create_user("metrics@example.com").await;
     srv.get(&format!("/Users/{id}")).await;
     srv.get("/Users/no-such-user").await;
-    let metrics = srv
-        .send(srv.client.get(format!("{}/metrics", srv.root)))
-        .await;
+    let metrics = srv.get_anonymous(&format!("{}/metrics", srv.root)).await;
     assert_eq!(metrics.status, 200);
     let text = &metrics.text;
     assert!(
@@ -197,13 +171,11 @@ async fn probes_in_a_loop_read_the_store_once_per_interval(backend: Backend) {
     let calls = 60;
     for n in 0..calls {
         let path = if n % 2 == 0 { "readyz" } else { "metrics" };
-        let reply = srv
-            .send(srv.client.get(format!("{}/{path}", srv.root)))
-            .await;
+        let reply = srv.get_anonymous(&format!("{}/{path}", srv.root)).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
     let text = srv
-        .send(srv.client.get(format!("{}/metrics", srv.root)))
+        .get_anonymous(&format!("{}/metrics", srv.root))
         .await
         .text;
     let reads: u64 = text

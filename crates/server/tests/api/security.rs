@@ -7,7 +7,7 @@
 //! (reqwest resolves dot segments), which would hide exactly what is under test.
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestServer};
+use crate::support::{Backend, Reply, TestServer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -181,7 +181,7 @@ fn without_failure_limit(config: &mut server::ServerConfig) {
 }
 
 async fn encoded_and_dotted_paths_need_a_token(backend: Backend) {
-    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit).await else {
         return;
     };
     let user = srv.create_user("alice@example.com").await;
@@ -290,19 +290,13 @@ async fn call_with(
 
 async fn a_read_only_token_reads_and_cannot_write(backend: Backend) {
     // Every request re-reads the tokens, so one made after start-up is known at once.
-    let Some(srv) =
-        TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO, None).await
+    let Some(srv) = TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO).await
     else {
         return;
     };
     let user = srv.create_user("alice@example.com").await;
     let group = srv.create_group("engineering", &[&user]).await;
-    let reader = srv
-        .store
-        .tokens()
-        .create("auditor", None, store::Scopes::READ)
-        .await
-        .unwrap();
+    let reader = srv.create_token("auditor", store::Scopes::READ).await;
     let before = store_state(&srv).await;
 
     // Reads, a root or per-type search (POST, but a read) included.
@@ -407,21 +401,13 @@ async fn a_read_only_token_reads_and_cannot_write(backend: Backend) {
 }
 
 async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
-    let Some(srv) =
-        TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO, None).await
+    let Some(srv) = TestServer::start_with(backend, |c| c.token_cache_ttl = Duration::ZERO).await
     else {
         return;
     };
     let writer = srv
-        .store
-        .tokens()
-        .create(
-            "loader",
-            None,
-            store::Scopes::NONE.with(store::Scope::Write),
-        )
-        .await
-        .unwrap();
+        .create_token("loader", store::Scopes::NONE.with(store::Scope::Write))
+        .await;
     let created = call_with(
         &srv,
         &writer,
@@ -453,15 +439,11 @@ async fn a_write_only_token_writes_and_cannot_read(backend: Backend) {
 }
 
 async fn a_flood_of_bad_tokens_is_limited_per_address_while_real_traffic_flows(backend: Backend) {
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            c.auth_failure_rate_limit_per_second = 1;
-            c.auth_failure_rate_limit_burst = 5;
-            c.rate_limit_per_second = 0;
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.auth_failure_rate_limit_per_second = 1;
+        c.auth_failure_rate_limit_burst = 5;
+        c.rate_limit_per_second = 0;
+    })
     .await
     else {
         return;
@@ -558,23 +540,14 @@ async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
     };
 
     // An untrusted peer: the headers move nothing.
-    let Some(srv) = TestServer::start_with(backend, limits, None).await else {
+    let Some(srv) = TestServer::start_with(backend, limits).await else {
         return;
     };
     let created = srv
         .send(create(&srv, "a@example.com", &forged_origin))
         .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap();
-    let expected = format!("{}/Users/{id}", srv.base);
     assert!(srv.base.starts_with("http://127.0.0.1:"), "{}", srv.base);
-    assert_eq!(created.header("location"), Some(expected.as_str()));
-    assert_eq!(created.body["meta"]["location"], expected);
-    let audit = srv.store.audit().export(None).await.unwrap();
-    assert_eq!(
-        audit.last().unwrap().source_addr.as_deref(),
-        Some("127.0.0.1")
-    );
+    assert_created_at(&srv, &created, &srv.base, "127.0.0.1").await;
     // Nor can a new X-Forwarded-For on each bad token buy a fresh allowance.
     let clients = [
         "198.51.100.1",
@@ -592,14 +565,10 @@ async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
     drop(srv);
 
     // Behind a trusted proxy: its headers name the origin and the client.
-    let Some(srv) = TestServer::start_with(
-        backend,
-        |c| {
-            limits(c);
-            c.trusted_proxies = "127.0.0.1".parse().unwrap();
-        },
-        None,
-    )
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        limits(c);
+        c.trusted_proxies = "127.0.0.1".parse().unwrap();
+    })
     .await
     else {
         return;
@@ -610,16 +579,8 @@ async fn forwarding_headers_count_only_from_trusted_proxies(backend: Backend) {
         ("x-forwarded-for", "203.0.113.9"),
     ];
     let created = srv.send(create(&srv, "b@example.com", &proxied)).await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap();
-    let expected = format!("https://scim.example.com/scim/v2/Users/{id}");
-    assert_eq!(created.header("location"), Some(expected.as_str()));
-    assert_eq!(created.body["meta"]["location"], expected);
-    let audit = srv.store.audit().export(None).await.unwrap();
-    assert_eq!(
-        audit.last().unwrap().source_addr.as_deref(),
-        Some("203.0.113.9")
-    );
+    let public_base = "https://scim.example.com/scim/v2";
+    assert_created_at(&srv, &created, public_base, "203.0.113.9").await;
     // The failure limit keys on the client the proxy names.
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -644,7 +605,7 @@ fn concrete(pattern: &str, user_id: &str) -> String {
 }
 
 async fn every_registered_route_but_discovery_refuses_anonymous_callers(backend: Backend) {
-    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit).await else {
         return;
     };
     let user = srv.create_user("walker@example.com").await;
@@ -824,7 +785,7 @@ fn routed_form(target: &str) -> String {
 }
 
 async fn route_and_token_requirement_agree_for_generated_paths(backend: Backend) {
-    let Some(srv) = TestServer::start_with(backend, without_failure_limit, None).await else {
+    let Some(srv) = TestServer::start_with(backend, without_failure_limit).await else {
         return;
     };
     srv.create_user("bystander@example.com").await;
@@ -915,4 +876,16 @@ fn the_routed_form_decodes_all_but_slash_percent_and_plus() {
     );
     assert_eq!(routed_form("/scim/%2e%2e/a%2Bb%25"), "/scim/../a%2Bb%25");
     assert_eq!(routed_form("/?attributes=id"), "/?attributes=id");
+}
+
+/// Assert that `created` is a 201 located (header and `meta.location`) at `{base}/Users/{id}`,
+/// and that the audit trail names `peer` as where the write came from.
+async fn assert_created_at(srv: &TestServer, created: &Reply, base: &str, peer: &str) {
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap();
+    let expected = format!("{base}/Users/{id}");
+    assert_eq!(created.header("location"), Some(expected.as_str()));
+    assert_eq!(created.body["meta"]["location"], expected);
+    let audit = srv.store.audit().export(None).await.unwrap();
+    assert_eq!(audit.last().unwrap().source_addr.as_deref(), Some(peer));
 }

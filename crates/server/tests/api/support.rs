@@ -61,6 +61,15 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Assert the status, showing the body when it is another.
+    pub fn assert_status(&self, status: u16) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+    }
+
     /// Assert a 429 SCIM error whose `Retry-After` is whole seconds within `seconds`.
     pub fn assert_retry_after(&self, seconds: std::ops::RangeInclusive<u64>) {
         self.assert_error(429, None);
@@ -74,11 +83,7 @@ impl Reply {
 
     /// Assert a SCIM error response (RFC 7644 §3.12) with this status and `scimType`.
     pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
-        assert_eq!(
-            self.status, status,
-            "unexpected status; body: {}",
-            self.text
-        );
+        self.assert_status(status);
         assert_eq!(
             self.header("content-type"),
             Some(server::SCIM_CONTENT_TYPE),
@@ -108,11 +113,26 @@ impl TestServer {
     /// A server with the default test settings; `None` when PostgreSQL was asked for and is not
     /// reachable (and not required).
     pub async fn start(backend: Backend) -> Option<TestServer> {
-        TestServer::start_with(backend, |_| {}, None).await
+        TestServer::start_with(backend, |_| {}).await
     }
 
-    /// A server with adjusted settings and, optionally, a readiness probe.
+    /// A server with adjusted settings.
     pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Option<TestServer> {
+        TestServer::start_serving(backend, configure, None).await
+    }
+
+    /// A server with the default test settings and another readiness probe.
+    pub async fn start_with_readiness(
+        backend: Backend,
+        readiness: Arc<dyn ReadinessProbe>,
+    ) -> Option<TestServer> {
+        TestServer::start_serving(backend, |_| {}, Some(readiness)).await
+    }
+
+    async fn start_serving(
         backend: Backend,
         configure: impl FnOnce(&mut ServerConfig),
         readiness: Option<Arc<dyn ReadinessProbe>>,
@@ -211,7 +231,20 @@ impl TestServer {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.call_with_headers(method, path, body, &[]).await
+    }
+
+    async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut builder = self.request(method, path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(body) = body {
             builder = builder
                 .header("content-type", "application/scim+json")
@@ -228,6 +261,35 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, None).await
     }
+    /// GET `path` with the SCIM `filter` added to its query.
+    pub async fn get_filtered(&self, path: &str, filter: &str) -> Reply {
+        let join = if path.contains('?') { '&' } else { '?' };
+        let filter = crate::filter_param(filter);
+        self.get(&format!("{path}{join}filter={filter}")).await
+    }
+    /// A GET carrying `token` instead of the server's own.
+    pub async fn get_with_token(&self, token: &str, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+    /// RFC 7644 §3.14: a GET that is 304 while the resource's version is `etag`.
+    pub async fn get_if_none_match(&self, path: &str, etag: &str) -> Reply {
+        let headers = [("if-none-match", etag)];
+        self.call_with_headers(Method::GET, path, None, &headers)
+            .await
+    }
+    /// RFC 7644 §3.14: a PUT that is 412 unless the resource's version is `etag`.
+    pub async fn put_if_match(&self, path: &str, etag: &str, body: &Value) -> Reply {
+        let headers = [("if-match", etag)];
+        self.call_with_headers(Method::PUT, path, Some(body), &headers)
+            .await
+    }
+    /// RFC 7644 §3.14: a DELETE that is 412 unless the resource's version is `etag`.
+    pub async fn delete_if_match(&self, path: &str, etag: &str) -> Reply {
+        let headers = [("if-match", etag)];
+        self.call_with_headers(Method::DELETE, path, None, &headers)
+            .await
+    }
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
         self.call(Method::POST, path, Some(body)).await
     }
@@ -239,6 +301,21 @@ impl TestServer {
     }
     pub async fn delete(&self, path: &str) -> Reply {
         self.call(Method::DELETE, path, None).await
+    }
+
+    /// Assert that `path` is gone: GET and DELETE are 404.
+    pub async fn assert_gone(&self, path: &str) {
+        self.get(path).await.assert_error(404, None);
+        self.delete(path).await.assert_error(404, None);
+    }
+
+    /// A new bridge token named `name`, for `scopes`.
+    pub async fn create_token(&self, name: &str, scopes: store::Scopes) -> String {
+        self.store
+            .tokens()
+            .create(name, None, scopes)
+            .await
+            .expect("token")
     }
 
     /// Create a User and return its id.

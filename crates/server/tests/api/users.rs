@@ -2,7 +2,7 @@
 //! parameters.
 
 use crate::support::{Backend, TestServer};
-use crate::{filter_param, on_both_backends, patch_op, user_body};
+use crate::{field_of_each, on_both_backends, patch_op, user_body};
 use reqwest::Method;
 use serde_json::json;
 
@@ -44,19 +44,11 @@ async fn user_lifecycle_with_etags(backend: Backend) {
     assert_eq!(read.body["userName"], "bjensen@example.com");
 
     // RFC 7644 §3.14: If-None-Match with the current version is 304, another version 200.
-    let unchanged = srv
-        .send(
-            srv.request(Method::GET, &format!("/Users/{id}"))
-                .header("if-none-match", &etag),
-        )
-        .await;
+    let unchanged = srv.get_if_none_match(&format!("/Users/{id}"), &etag).await;
     assert_eq!(unchanged.status, 304);
     assert!(unchanged.text.is_empty());
     let changed = srv
-        .send(
-            srv.request(Method::GET, &format!("/Users/{id}"))
-                .header("if-none-match", "W/\"999\""),
-        )
+        .get_if_none_match(&format!("/Users/{id}"), "W/\"999\"")
         .await;
     assert_eq!(changed.status, 200);
 
@@ -64,12 +56,7 @@ async fn user_lifecycle_with_etags(backend: Backend) {
     let mut renamed = user_body("bjensen@example.com");
     renamed["displayName"] = json!("Babs Jensen");
     let stale = srv
-        .send(
-            srv.request(Method::PUT, &format!("/Users/{id}"))
-                .header("if-match", "W/\"999\"")
-                .header("content-type", "application/scim+json")
-                .body(renamed.to_string()),
-        )
+        .put_if_match(&format!("/Users/{id}"), "W/\"999\"", &renamed)
         .await;
     stale.assert_error(412, None);
     assert_eq!(
@@ -77,12 +64,7 @@ async fn user_lifecycle_with_etags(backend: Backend) {
         "Test User"
     );
     let put = srv
-        .send(
-            srv.request(Method::PUT, &format!("/Users/{id}"))
-                .header("if-match", &etag)
-                .header("content-type", "application/scim+json")
-                .body(renamed.to_string()),
-        )
+        .put_if_match(&format!("/Users/{id}"), &etag, &renamed)
         .await;
     assert_eq!(put.status, 200, "{}", put.text);
     assert_eq!(put.body["displayName"], "Babs Jensen");
@@ -105,37 +87,19 @@ async fn user_lifecycle_with_etags(backend: Backend) {
         patched.text
     );
     assert_eq!(srv.get(&format!("/Users/{id}")).await.body["active"], false);
-    let inactive = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("active eq false")
-        ))
-        .await;
+    let inactive = srv.get_filtered("/Users", "active eq false").await;
     assert_eq!(inactive.body["totalResults"], 1, "{}", inactive.text);
     assert_eq!(inactive.body["Resources"][0]["id"], id);
 
     // DELETE: 412 on a stale If-Match, then 204, then 404 (a second DELETE too).
-    let stale_delete = srv
-        .send(
-            srv.request(Method::DELETE, &format!("/Users/{id}"))
-                .header("if-match", &etag),
-        )
-        .await;
+    let stale_delete = srv.delete_if_match(&format!("/Users/{id}"), &etag).await;
     stale_delete.assert_error(412, None);
     let deleted = srv.delete(&format!("/Users/{id}")).await;
     assert_eq!(deleted.status, 204);
     assert!(deleted.text.is_empty());
-    srv.get(&format!("/Users/{id}"))
-        .await
-        .assert_error(404, None);
-    srv.delete(&format!("/Users/{id}"))
-        .await
-        .assert_error(404, None);
+    srv.assert_gone(&format!("/Users/{id}")).await;
     let again = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("userName eq \"bjensen@example.com\"")
-        ))
+        .get_filtered("/Users", "userName eq \"bjensen@example.com\"")
         .await;
     assert_eq!(again.body["totalResults"], 0);
 }
@@ -159,10 +123,7 @@ async fn user_name_is_unique_ignoring_case(backend: Backend) {
     rename.assert_error(409, Some("uniqueness"));
     // Filters on userName ignore case (caseExact false).
     let found = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("userName eq \"aLiCe@example.com\"")
-        ))
+        .get_filtered("/Users", "userName eq \"aLiCe@example.com\"")
         .await;
     assert_eq!(found.body["totalResults"], 1);
     assert_eq!(found.body["Resources"][0]["id"], first);
@@ -179,10 +140,7 @@ async fn external_id_is_stored_and_filterable(backend: Backend) {
     assert_eq!(created.body["externalId"], "00ujl29u0le5T6Aj10h7");
     srv.create_user("other@example.com").await;
     let found = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("externalId eq \"00ujl29u0le5T6Aj10h7\"")
-        ))
+        .get_filtered("/Users", "externalId eq \"00ujl29u0le5T6Aj10h7\"")
         .await;
     assert_eq!(found.body["totalResults"], 1);
     assert_eq!(found.body["Resources"][0]["userName"], "ext@example.com");
@@ -196,10 +154,7 @@ async fn external_id_is_stored_and_filterable(backend: Backend) {
     );
     // externalId is caseExact (RFC 7643 §3.1).
     let other_case = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("externalId eq \"00UJL29U0LE5T6AJ10H7\"")
-        ))
+        .get_filtered("/Users", "externalId eq \"00UJL29U0LE5T6AJ10H7\"")
         .await;
     assert_eq!(other_case.body["totalResults"], 0);
 }
@@ -217,28 +172,25 @@ async fn idp_probes_get_empty_list_responses(backend: Backend) {
     // Entra's random-GUID probe, with the aadOptscim062020 flag its tenant URL carries.
     let guid = "5c4d1a0e-3f0b-4e5a-9c6f-0c7f0f8e2b11";
     let entra = srv
-        .get(&format!(
-            "/Users?aadOptscim062020&filter={}",
-            filter_param(&format!("userName eq \"{guid}\""))
-        ))
+        .get_filtered(
+            "/Users?aadOptscim062020",
+            &format!("userName eq \"{guid}\""),
+        )
         .await;
     assert_eq!(entra.status, 200, "{}", entra.text);
     assert_eq!(entra.body["totalResults"], 0);
     let groups = srv
-        .get(&format!(
-            "/Groups?excludedAttributes=members&filter={}",
-            filter_param(&format!("displayName eq \"{guid}\""))
-        ))
+        .get_filtered(
+            "/Groups?excludedAttributes=members",
+            &format!("displayName eq \"{guid}\""),
+        )
         .await;
     assert_eq!(groups.status, 200);
     assert_eq!(groups.body["totalResults"], 0);
     // The MS Postman collection's trailing slash.
     srv.create_user("slash@example.com").await;
     let slash = srv
-        .get(&format!(
-            "/Users/?filter={}",
-            filter_param("userName eq \"slash@example.com\"")
-        ))
+        .get_filtered("/Users/", "userName eq \"slash@example.com\"")
         .await;
     assert_eq!(slash.status, 200, "{}", slash.text);
     assert_eq!(slash.body["totalResults"], 1);
@@ -273,12 +225,7 @@ async fn list_paging_sorting_and_projection(backend: Backend) {
         .await;
     assert_eq!(sorted.status, 200, "{}", sorted.text);
     assert_eq!(sorted.body["itemsPerPage"], 2);
-    let names: Vec<&str> = sorted.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap())
-        .collect();
+    let names = field_of_each(&sorted.body["Resources"], "userName");
     assert_eq!(names, ["dave@example.com", "carol@example.com"]);
     let first = &sorted.body["Resources"][0];
     assert!(first.get("id").is_some(), "id is returned always");
@@ -299,10 +246,7 @@ async fn list_paging_sorting_and_projection(backend: Backend) {
     assert_eq!(totals.body["itemsPerPage"], 0);
     // A filter the store cannot push down runs in memory.
     let co = srv
-        .get(&format!(
-            "/Users?filter={}",
-            filter_param("userName co \"ar\" or userName sw \"e\"")
-        ))
+        .get_filtered("/Users", "userName co \"ar\" or userName sw \"e\"")
         .await;
     assert_eq!(co.body["totalResults"], 2, "{}", co.text);
 }
