@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Clock, OutboxEvent, OutboxPriority};
+use store::{Clock, OutboxEvent, OutboxPriority, StoreResult};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -495,8 +495,7 @@ impl Worker {
         if !unavailable {
             state.outage_strikes.remove(&key);
         }
-        let store = &self.reconciler.store;
-        let observer = &self.reconciler.observer;
+        let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
         let outcome = match result {
             Ok(report) => {
                 if let Some(at) = report.suspended_at {
@@ -505,20 +504,22 @@ impl Worker {
                     let since = report
                         .resource_changed_at
                         .map_or(event.enqueued_at, |c| c.max(event.enqueued_at));
-                    observer.offboarded((at - since).to_std().unwrap_or_default());
+                    let latency = (at - since).to_std().unwrap_or_default();
+                    self.reconciler.observer.offboarded(latency);
                 }
-                store.outbox.complete(&event).await.map(drop)
+                self.reconciler
+                    .store
+                    .outbox
+                    .complete(&event)
+                    .await
+                    .map(drop)
             }
             // Nothing wrong with this row: it waits, due, for the worker to resume.
             Err(e) if e.needs_operator() || (unavailable && !row_failure) => {
                 if let Some(cause) = pause_cause(&e) {
                     self.pause(state, cause, &e);
                 }
-                store
-                    .outbox
-                    .defer(&event, &e.to_string(), self.reconciler.now())
-                    .await
-                    .map(drop)
+                self.defer(&event, &e, Duration::ZERO).await
             }
             Err(e) if e.is_rate_limited() => {
                 let wait = e.retry_after().unwrap_or(Duration::from_secs(1));
@@ -527,73 +528,29 @@ impl Worker {
                         .gate
                         .map_or(self.now() + wait, |g| g.max(self.now() + wait)),
                 );
-                let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
                 let delay = self
                     .config
                     .backoff
                     .delay_after(attempt, Some(wait), &mut *self.rng);
-                let until =
-                    self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                store
-                    .outbox
-                    .defer(&event, &e.to_string(), until)
-                    .await
-                    .map(drop)
+                self.defer(&event, &e, delay).await
             }
             // The database went away under the reconcile: no fault of the row, and Coder is
             // converged from what is stored, so it runs again once the database is back.
             Err(e) if e.is_store_unavailable() => {
-                let until = self.reconciler.now()
-                    + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default();
-                store
-                    .outbox
-                    .defer(&event, &e.to_string(), until)
-                    .await
-                    .map(drop)
+                self.defer(&event, &e, self.config.poll_interval).await
             }
             Err(e @ ReconcileError::Waiting(_)) => {
                 // Waiting on another resource (a group member whose Coder user is still queued)
                 // is not a failure: spend no attempt, and look again soon rather than after a
                 // growing backoff, so a group follows its members within seconds.
-                let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
                 let delay = self
                     .config
                     .backoff
                     .delay_after(attempt, None, &mut *self.rng)
                     .min(WAITING_RECHECK);
-                let until =
-                    self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                store
-                    .outbox
-                    .defer(&event, &e.to_string(), until)
-                    .await
-                    .map(drop)
+                self.defer(&event, &e, delay).await
             }
-            Err(e) => {
-                let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-                let reason = e.to_string();
-                tracing::info!(kind = event.kind.name(), id = %event.resource_id, attempt, error = %reason, "reconcile failed");
-                if attempt >= self.config.max_attempts {
-                    state.outage_strikes.remove(&key);
-                    let dead = store
-                        .outbox
-                        .dead_letter(&event, &format!("after {attempt} attempts: {reason}"))
-                        .await;
-                    if matches!(dead, Ok(true)) {
-                        observer.dead_lettered();
-                    }
-                    dead.map(drop)
-                } else {
-                    let delay =
-                        self.config
-                            .backoff
-                            .delay_after(attempt, e.retry_after(), &mut *self.rng);
-                    let until = self.reconciler.now()
-                        + chrono::Duration::from_std(delay).unwrap_or_default();
-                    observer.retry_scheduled();
-                    store.outbox.fail(&event, &reason, until).await
-                }
-            }
+            Err(e) => self.fail(state, &key, &event, attempt, &e).await,
         };
         if let Err(e) = outcome {
             tracing::warn!(error = %e, "could not settle an outbox row");
@@ -602,6 +559,56 @@ impl Worker {
             }
             // Otherwise the lease runs out and the row is claimed again: nothing is lost.
         }
+    }
+
+    /// Spend attempt number `attempt` of `event` on `error`: retry after a backoff, or
+    /// dead-letter the row once it has had `max_attempts`.
+    async fn fail(
+        &mut self,
+        state: &mut LoopState,
+        key: &ResourceKey,
+        event: &OutboxEvent,
+        attempt: u32,
+        error: &ReconcileError,
+    ) -> StoreResult<()> {
+        let reason = error.to_string();
+        tracing::info!(kind = event.kind.name(), id = %event.resource_id, attempt, error = %reason, "reconcile failed");
+        let outbox = &self.reconciler.store.outbox;
+        if attempt >= self.config.max_attempts {
+            state.outage_strikes.remove(key);
+            let dead = outbox
+                .dead_letter(event, &format!("after {attempt} attempts: {reason}"))
+                .await;
+            if matches!(dead, Ok(true)) {
+                self.reconciler.observer.dead_lettered();
+            }
+            return dead.map(drop);
+        }
+        let delay = self
+            .config
+            .backoff
+            .delay_after(attempt, error.retry_after(), &mut *self.rng);
+        self.reconciler.observer.retry_scheduled();
+        outbox.fail(event, &reason, self.due_in(delay)).await
+    }
+
+    /// Put `event` back without spending an attempt, due `delay` from now.
+    async fn defer(
+        &self,
+        event: &OutboxEvent,
+        error: &ReconcileError,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        let outbox = &self.reconciler.store.outbox;
+        outbox
+            .defer(event, &error.to_string(), self.due_in(delay))
+            .await
+            .map(drop)
+    }
+
+    /// The store's time `delay` from now: when a put-back row is due.
+    fn due_in(&self, delay: Duration) -> chrono::DateTime<chrono::Utc> {
+        self.reconciler.now() + chrono::Duration::from_std(delay).unwrap_or_default()
     }
 
     /// Put back, due now, the rows that could not be settled while the database was away.
