@@ -31,6 +31,7 @@ use coder::CoderClient;
 use scim::ResourceKind;
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{Clock, OutboxEvent, OutboxPriority, StoreResult};
@@ -47,8 +48,11 @@ const WAITING_RECHECK: Duration = Duration::from_secs(5);
 /// dead-letter queue rather than pause the worker forever.
 const OUTAGE_STRIKES: u32 = 3;
 
-/// The longest a `Retry-After` on a 502/503/504 holds the worker's next probe back.
-const MAX_PROBE_WAIT: Duration = Duration::from_secs(300);
+/// How long a `Retry-After` on a 502/503/504 holds the worker's next probe back: at most five
+/// minutes, and at least a second, so that a `Retry-After: 0` (or a date already past) does not
+/// make a paused worker ask Coder again at once, over and over. A second, like the first backoff
+/// and the wait after a 429 that names none.
+const PROBE_WAIT: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(300);
 
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +79,8 @@ pub struct WorkerConfig {
     /// the bridge's calls again.
     pub auth_probe_interval: Duration,
     /// While paused because Coder is unavailable, how often to check whether it answers again
-    /// (a `Retry-After` Coder sent is honoured instead). Bounds the delay between Coder's
-    /// return and the first change applied.
+    /// (a `Retry-After` Coder sent is honoured instead, held between 1 s and 5 min). Bounds the
+    /// delay between Coder's return and the first change applied.
     pub outage_probe_interval: Duration,
     /// How often to sample queue health for the observer.
     pub stats_interval: Duration,
@@ -674,7 +678,7 @@ impl Worker {
             PauseCause::CoderUnavailable => error
                 .retry_after()
                 .map_or(self.config.outage_probe_interval, |wait| {
-                    wait.min(MAX_PROBE_WAIT)
+                    wait.clamp(*PROBE_WAIT.start(), *PROBE_WAIT.end())
                 }),
         };
         state.next_probe = self.now() + wait;
@@ -795,45 +799,111 @@ async fn run_drift(reconciler: Arc<Reconciler>) -> ReconcileResult<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NoObserver;
+    use crate::observer::{MemoryObserver, NoObserver, Recorded};
     use clock::{IdSource as _, SeededIds};
     use coder::{CoderConfig, SessionToken};
+    use coder_fake::{CoderFake, FakeOptions, Fault, FaultKind, MAX_FAULT_COUNT};
 
-    /// A worker on a fresh SQLite store opened with `SeededIds::new(seed)`.
-    async fn worker_with(seed: u64, config: WorkerConfig) -> Worker {
-        let db = test_support::TestDatabase::sqlite();
-        let clock: Arc<dyn Clock> = Arc::new(store::ManualClock::new(test_support::start_time()));
-        let options = store::StoreOptions {
-            ids: Arc::new(SeededIds::new(seed)),
-            ..store::StoreOptions::with_clock(clock.clone())
-        };
-        let store = store::Store::connect(db.url(), options).await.unwrap();
-        let client = CoderClient::new(CoderConfig::new(
-            "http://127.0.0.1:9".parse().unwrap(),
-            SessionToken::new("unused"),
+    /// A real-time bound on each wait for the worker: a hang fails the test.
+    const REAL_TIME_LIMIT: Duration = Duration::from_secs(120);
+    const MILLI: Duration = Duration::from_millis(1);
+
+    fn client(url: &str, token: &str) -> CoderClient {
+        CoderClient::new(CoderConfig::new(
+            url.parse().unwrap(),
+            SessionToken::new(token),
         ))
-        .unwrap();
-        let policy = Arc::new(Policy::default());
-        Worker::new(
-            (&store).into(),
-            client,
-            policy,
-            config,
-            clock,
-            Arc::new(NoObserver),
-        )
+        .unwrap()
     }
 
     #[tokio::test]
     async fn an_unnamed_worker_is_named_from_the_store_s_ids() {
-        let worker = worker_with(5, WorkerConfig::default()).await;
+        let db = test_support::TestDatabase::sqlite();
+        let options = store::StoreOptions {
+            ids: Arc::new(SeededIds::new(5)),
+            ..store::StoreOptions::default()
+        };
+        let store = store::Store::connect(db.url(), options).await.unwrap();
+        let worker = |config| {
+            let client = client("http://127.0.0.1:9", "unused");
+            let policy = Arc::new(Policy::default());
+            Worker::new(
+                (&store).into(),
+                client,
+                policy,
+                config,
+                store.clock(),
+                Arc::new(NoObserver),
+            )
+        };
         let expected = format!("worker-{}", SeededIds::new(5).uuid_v4());
-        assert_eq!(worker.config.worker_id, expected);
+        assert_eq!(worker(WorkerConfig::default()).config.worker_id, expected);
 
         let named = WorkerConfig {
             worker_id: "replica-a".to_owned(),
             ..WorkerConfig::default()
         };
-        assert_eq!(worker_with(5, named).await.config.worker_id, "replica-a");
+        assert_eq!(worker(named).config.worker_id, "replica-a");
+    }
+
+    /// Coder answers every call 503 with `Retry-After: 0`: the paused worker still waits a
+    /// second (the floor of [`PROBE_WAIT`]) between probes, asking nothing a moment before and
+    /// once at it. On paused time that moves only when the test moves it, where a zero wait
+    /// would be a loop.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_zero_holds_the_next_probe_back_a_second() {
+        let _time = test_support::hold_time();
+        let fake = CoderFake::start(FakeOptions::default()).await.unwrap();
+        let unavailable = FaultKind::Status {
+            status: 503,
+            retry_after: Some("0".into()),
+        };
+        fake.inject(Fault::next(MAX_FAULT_COUNT, unavailable))
+            .unwrap();
+        let db = test_support::TestStore::sqlite().await;
+        let observer = Arc::new(MemoryObserver::default());
+        let worker = Worker::new(
+            (&db.store).into(),
+            client(fake.base_url(), fake.owner_token()),
+            Arc::new(Policy::default()),
+            WorkerConfig {
+                drift_interval: None,
+                ..WorkerConfig::default()
+            },
+            db.clock.clone(),
+            observer.clone(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        // Waits until the worker has probed (or checked at start) and waits again: the wait.
+        let probed = async |waits: u64| {
+            let recorded = observer.until(|r: &Recorded| r.waits > waits);
+            let recorded = test_support::within(REAL_TIME_LIMIT, "a wait", recorded).await;
+            recorded.last_wait.unwrap()
+        };
+
+        // The start-up check met the 503: paused, the next probe a second away.
+        let floor = *PROBE_WAIT.start();
+        let wait = probed(0).await;
+        assert_eq!(wait.next_probe, Some(wait.at + floor));
+        let (calls, looks) = (fake.state().calls.len(), observer.recorded().looks);
+        tokio::time::advance(floor - MILLI).await;
+        let recorded = observer.recorded();
+        assert_eq!(fake.state().calls.len(), calls, "nothing reached Coder");
+        assert_eq!(recorded.looks, looks, "the worker slept");
+        tokio::time::advance(MILLI).await;
+        let wait = probed(recorded.waits).await;
+        assert_eq!(fake.state().calls.len(), calls + 1, "one probe");
+        assert_eq!(
+            wait.next_probe,
+            Some(wait.at + floor),
+            "and a second to the next"
+        );
+
+        stop.send(()).unwrap();
+        let stopped = test_support::within(REAL_TIME_LIMIT, "the worker to stop", running).await;
+        stopped.unwrap().unwrap();
     }
 }
