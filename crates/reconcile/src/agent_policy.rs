@@ -5,7 +5,9 @@
 //! `owner`, `user-admin` and `template-admin` are refused unless `allow_admin_roles = true`.
 //! The roles `[roles]` gives people are never given to agents.
 
-use crate::policy::{GroupSelector, PolicyError, RoleRule, check_org_roles, check_site_roles};
+use crate::policy::{
+    GroupSelector, PolicyError, RoleRule, RuleFile, check_org_roles, check_site_roles,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -137,20 +139,9 @@ struct AgentsFile {
     #[serde(default)]
     org_roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    rules: Vec<AgentRuleFile>,
+    rules: Vec<RuleFile>,
     #[serde(default)]
     users: Vec<AgentUserFile>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentRuleFile {
-    group: Option<String>,
-    group_external_id: Option<String>,
-    #[serde(default)]
-    site_roles: Vec<String>,
-    #[serde(default)]
-    org_roles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,8 +377,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The `[agents]` part of a whole policy file.
     fn parse(text: &str) -> Result<AgentPolicy, PolicyError> {
-        AgentPolicy::from_toml(&text.parse::<toml::Table>().unwrap())
+        crate::policy::tests::parse(text).map(|policy| policy.agents)
     }
 
     #[test]
@@ -413,8 +405,7 @@ mod tests {
                 "agents.rules[0].site_roles",
             ),
         ] {
-            let error = parse(text).unwrap_err();
-            assert_eq!(error.key, key, "{text}");
+            let error = crate::policy::tests::refused(text, key);
             assert!(error.message.contains("allow_admin_roles"), "{error}");
         }
         let allowed =

@@ -499,15 +499,16 @@ struct GrantableEntitlementsFile {
     organizations: Vec<String>,
 }
 
+/// A `[[roles.rules]]` or `[[agents.rules]]` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
-    group: Option<String>,
-    group_external_id: Option<String>,
+pub(crate) struct RuleFile {
+    pub(crate) group: Option<String>,
+    pub(crate) group_external_id: Option<String>,
     #[serde(default)]
-    site_roles: Vec<String>,
+    pub(crate) site_roles: Vec<String>,
     #[serde(default)]
-    org_roles: BTreeMap<String, Vec<String>>,
+    pub(crate) org_roles: BTreeMap<String, Vec<String>>,
 }
 
 /// Emails or Coder usernames, trimmed and in lower case (compared ignoring case); an empty
@@ -853,11 +854,18 @@ pub(crate) fn check_site_roles(key: &str, roles: Vec<String>) -> Result<Vec<Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Policy, PolicyError> {
+    pub(crate) fn parse(text: &str) -> Result<Policy, PolicyError> {
         Policy::from_toml(&text.parse::<toml::Table>().unwrap())
+    }
+
+    /// The error `text` is refused with, which names `key`.
+    pub(crate) fn refused(text: &str, key: &str) -> PolicyError {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.key, key, "{text}: {error}");
+        error
     }
 
     #[test]
@@ -978,8 +986,7 @@ mod tests {
             ("[users]\noutside_domain = \"drop\"", "users"),
         ];
         for (text, key) in cases {
-            let error = parse(text).unwrap_err();
-            assert_eq!(error.key, key, "{text}: {error}");
+            refused(text, key);
         }
         let error =
             parse("[[roles.rules]]\ngroup = \"x\"\nsite_roles = [\"agents-access\"]").unwrap_err();
@@ -1064,8 +1071,7 @@ mod tests {
                 "entitlements",
             ),
         ] {
-            let error = parse(text).unwrap_err();
-            assert_eq!(error.key, key, "{text}: {error}");
+            refused(text, key);
         }
         // Another home organization: default may be offered.
         let policy = parse(
