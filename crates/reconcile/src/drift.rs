@@ -183,13 +183,7 @@ pub async fn plan(
     });
     let identity = client.identify().await?;
     let organization = reconciler.home_organization().await?;
-    let mappings: HashMap<String, store::CoderUser> = store
-        .coder_map
-        .user_list()
-        .await?
-        .into_iter()
-        .map(|m| (m.scim_id.clone(), m))
-        .collect();
+    let mappings = by_scim_id(store.coder_map.user_list().await?, |m| &m.scim_id);
     let managed: HashSet<Uuid> = mappings.values().map(|m| m.coder_user_id).collect();
     // Users whose email a sync issue says is outside `[users] allowed_email_domains`: the rules
     // may have changed since, and only a reconcile opens or clears that issue.
@@ -251,12 +245,7 @@ pub async fn plan(
     for user in users {
         plan.users_checked += 1;
         seen.insert(user.id.clone());
-        let identities: Vec<GroupIdentity> = user
-            .groups
-            .iter()
-            .flatten()
-            .filter_map(|g| groups.get(&g.value).map(|(i, _)| i.clone()))
-            .collect();
+        let identities = identities_of(&user, &groups);
         let Ok(desired) =
             crate::agents::desired_account_of_user(policy, &user.id, &user.attrs, &identities)
         else {
@@ -324,12 +313,7 @@ pub async fn plan(
     for agent in agents {
         plan.agents_checked += 1;
         seen.insert(agent.id.clone());
-        let identities: Vec<GroupIdentity> = agent
-            .groups
-            .iter()
-            .flatten()
-            .filter_map(|g| groups.get(&g.value).map(|(i, _)| i.clone()))
-            .collect();
+        let identities = identities_of(&agent, &groups);
         let owners: Vec<OwnerState> = scim::resource::agent_owner_ids(&agent.attrs)
             .into_iter()
             .map(|id| OwnerState {
@@ -414,6 +398,27 @@ struct ActualAccounts<'a> {
     organization: Uuid,
     /// The bridge's own Coder user, whose roles are never changed.
     bridge_user: Uuid,
+}
+
+/// Coder mappings keyed by the SCIM id of the resource each one mirrors.
+fn by_scim_id<M>(mappings: Vec<M>, scim_id: impl Fn(&M) -> &String) -> HashMap<String, M> {
+    mappings
+        .into_iter()
+        .map(|m| (scim_id(&m).clone(), m))
+        .collect()
+}
+
+/// The identities of the groups `resource` is a direct member of, from the loaded `groups`.
+fn identities_of(
+    resource: &StoredResource,
+    groups: &HashMap<String, (GroupIdentity, StoredResource)>,
+) -> Vec<GroupIdentity> {
+    resource
+        .groups
+        .iter()
+        .flatten()
+        .filter_map(|g| groups.get(&g.value).map(|(identity, _)| identity.clone()))
+        .collect()
 }
 
 /// The differences between one desired account (a person's or an agent's service account) and
@@ -512,14 +517,9 @@ async fn plan_groups(
         .into_iter()
         .map(|g| (g.id, g))
         .collect();
-    let group_mappings: HashMap<String, store::CoderGroup> = reconciler
-        .store()
-        .coder_map
-        .group_list()
-        .await?
-        .into_iter()
-        .map(|m| (m.scim_id.clone(), m))
-        .collect();
+    let group_mappings = by_scim_id(reconciler.store().coder_map.group_list().await?, |m| {
+        &m.scim_id
+    });
     let total = groups.len() as u64;
     for (id, (_, resource)) in groups {
         plan.groups_checked += 1;
