@@ -15,6 +15,7 @@
 use crate::agent_policy::AgentPolicy;
 use crate::desired::{
     DesiredRoles, DesiredUser, GroupIdentity, NotProvisionable, apply_role_rules, desired_user,
+    rule_groups,
 };
 use crate::error::ReconcileResult;
 use crate::naming::{self, USER_NAME_MAX};
@@ -57,16 +58,6 @@ fn in_group(group: &GroupIdentity, selector: &GroupSelector) -> bool {
     selector.matches(group.display_name.as_deref(), group.external_id.as_deref())
 }
 
-fn agent_rule_groups(policy: &Policy, groups: &[GroupIdentity]) -> Vec<String> {
-    let mut ids: Vec<String> = groups
-        .iter()
-        .filter(|g| policy.mentions_group(g.display_name.as_deref(), g.external_id.as_deref()))
-        .map(|g| g.id.clone())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// The service account an agent named `user_name` should be.
 fn service_account(
     policy: &Policy,
@@ -86,7 +77,7 @@ fn service_account(
         active,
         login_type: LoginType::None,
         roles: agent_roles(&policy.agents, groups),
-        rule_groups: agent_rule_groups(policy, groups),
+        rule_groups: rule_groups(policy, groups),
         service_account: true,
     }
 }
@@ -408,14 +399,17 @@ mod tests {
             "#,
         );
         let attrs = json!({"name": "Review Bot", "displayName": "Review bot", "active": true});
-        let plain = desired_agent(
-            &policy,
-            "a1",
-            attrs.as_object().unwrap(),
-            &[group("admins")],
-            true,
-        )
-        .unwrap();
+        let in_group = |name| {
+            desired_agent(
+                &policy,
+                "a1",
+                attrs.as_object().unwrap(),
+                &[group(name)],
+                true,
+            )
+            .unwrap()
+        };
+        let plain = in_group("admins");
         assert!(plain.service_account && plain.email.is_empty());
         assert_eq!(plain.login_type, LoginType::None);
         assert_eq!(plain.username_base, "review-bot");
@@ -424,14 +418,7 @@ mod tests {
             plain.roles.org["default"].iter().collect::<Vec<_>>(),
             ["agents-access"]
         );
-        let reviewer = desired_agent(
-            &policy,
-            "a1",
-            attrs.as_object().unwrap(),
-            &[group("reviewers")],
-            true,
-        )
-        .unwrap();
+        let reviewer = in_group("reviewers");
         assert_eq!(reviewer.roles.site.iter().collect::<Vec<_>>(), ["auditor"]);
         assert_eq!(reviewer.rule_groups, ["id-reviewers"]);
     }

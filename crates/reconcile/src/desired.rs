@@ -284,15 +284,6 @@ pub fn desired_user(
     let name = scim::resource::name_formatted(attrs)
         .map(|n| naming::bounded_display(&n, USER_NAME_MAX))
         .unwrap_or_default();
-    let rule_groups = {
-        let mut ids: Vec<String> = groups
-            .iter()
-            .filter(|g| policy.mentions_group(g.display_name.as_deref(), g.external_id.as_deref()))
-            .map(|g| g.id.clone())
-            .collect();
-        ids.sort();
-        ids
-    };
     Ok(DesiredUser {
         scim_id: scim_id.to_owned(),
         username_base: naming::username_base(source),
@@ -301,9 +292,20 @@ pub fn desired_user(
         name,
         active: scim::resource::active(attrs),
         roles: desired_roles(policy, attrs, groups),
-        rule_groups,
+        rule_groups: rule_groups(policy, groups),
         service_account: false,
     })
+}
+
+/// The ids of the groups in `groups` that some rule mentions, sorted ([`DesiredUser::rule_groups`]).
+pub(crate) fn rule_groups(policy: &Policy, groups: &[GroupIdentity]) -> Vec<String> {
+    let mut ids: Vec<String> = groups
+        .iter()
+        .filter(|g| policy.mentions_group(g.display_name.as_deref(), g.external_id.as_deref()))
+        .map(|g| g.id.clone())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// How `[users] allowed_email_domains` sees a desired user.
