@@ -46,6 +46,14 @@ fn new_user(username: &str, email: &str, login_type: LoginType) -> CreateUserReq
     }
 }
 
+/// An OIDC user with a display name.
+fn named_user(username: &str, email: &str, name: &str) -> CreateUserRequest {
+    CreateUserRequest {
+        name: name.into(),
+        ..new_user(username, email, LoginType::Oidc)
+    }
+}
+
 async fn create(owner: &CoderClient, username: &str) -> User {
     owner
         .create_user(&new_user(
@@ -62,6 +70,74 @@ fn permanent_status(result: Result<impl std::fmt::Debug, CoderError>) -> u16 {
         Err(CoderError::Permanent { status, .. }) => status,
         other => panic!("expected a permanent error, got {other:?}"),
     }
+}
+
+/// A failure without an answer (dropped, timed out): retryable, and no status.
+fn assert_unanswered(error: CoderError) {
+    assert!(
+        matches!(error, CoderError::Retryable { status: None, .. }),
+        "{error:?}"
+    );
+}
+
+/// A fake whose API rate limit is `per_minute` (`None`: no limit).
+async fn rate_limited(per_minute: Option<u32>) -> (FakeHandle, CoderClient) {
+    start(FakeOptions {
+        rate_limit_per_minute: per_minute,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A client of `fake` with the owner's token, paced at `per_second` calls.
+fn paced(fake: &FakeHandle, per_second: u32) -> CoderClient {
+    let mut config = config(fake, fake.owner_token());
+    config.rate_limit_per_second = NonZeroU32::new(per_second);
+    CoderClient::new(config).unwrap()
+}
+
+/// A raw `GET` of `path` with the owner's session token: what the typed client never sends.
+async fn owner_get(fake: &FakeHandle, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}{path}", fake.base_url()))
+        .header("Coder-Session-Token", fake.owner_token())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The id of the user a lookup found.
+fn found_id(found: Result<Option<User>, CoderError>) -> Option<Uuid> {
+    found.unwrap().map(|u| u.id)
+}
+
+/// Add `users` to group `id` and change nothing else.
+async fn add_to_group(owner: &CoderClient, id: Uuid, users: Vec<Uuid>) -> Group {
+    let patch = PatchGroupRequest {
+        add_users: users,
+        ..Default::default()
+    };
+    owner.patch_group(id, &patch).await.unwrap()
+}
+
+/// The fake's own record of group `id`.
+fn fake_group(fake: &FakeHandle, id: Uuid) -> coder_fake::FakeGroup {
+    fake.state()
+        .groups
+        .into_iter()
+        .find(|g| g.id == id)
+        .unwrap()
+}
+
+/// A service account in the default organization.
+async fn service_account(
+    owner: &CoderClient,
+    username: &str,
+    name: &str,
+) -> Result<User, CoderError> {
+    owner
+        .create_service_account(username, name, vec![DEFAULT_ORGANIZATION_ALIAS])
+        .await
 }
 
 #[tokio::test]
@@ -107,13 +183,8 @@ async fn a_bad_token_is_an_auth_error_and_bearer_works_too() {
 #[tokio::test]
 async fn create_user_rules() {
     let (fake, owner) = start(FakeOptions::default()).await;
-    let alice = owner
-        .create_user(&CreateUserRequest {
-            name: "Alice Smith".into(),
-            ..new_user("alice-smith", "Alice@Example.com", LoginType::Oidc)
-        })
-        .await
-        .unwrap();
+    let alice = named_user("alice-smith", "Alice@Example.com", "Alice Smith");
+    let alice = owner.create_user(&alice).await.unwrap();
     assert_eq!(alice.status, UserStatus::Dormant, "Coder's default status");
     assert_eq!(alice.login_type, LoginType::Oidc);
     assert_eq!(
@@ -150,13 +221,8 @@ async fn create_user_rules() {
         );
         assert!(!coder::is_valid_username(bad));
     }
-    let err = owner
-        .create_user(&CreateUserRequest {
-            name: " padded".into(),
-            ..new_user("bob", "bob@example.com", LoginType::Oidc)
-        })
-        .await
-        .unwrap_err();
+    let padded = named_user("bob", "bob@example.com", " padded");
+    let err = owner.create_user(&padded).await.unwrap_err();
     assert!(
         err.validations().iter().any(|v| v.field == "name"),
         "{err:?}"
@@ -188,29 +254,12 @@ async fn create_user_rules() {
     assert_eq!(body["validations"][0]["field"], "login_type");
 
     // Lookups by email and username never use {user} with an email.
-    assert_eq!(
-        owner
-            .find_user_by_email("ALICE@example.com")
-            .await
-            .unwrap()
-            .map(|u| u.id),
-        Some(alice.id)
-    );
-    assert_eq!(
-        owner
-            .find_user_by_username("Alice-Smith")
-            .await
-            .unwrap()
-            .map(|u| u.id),
-        Some(alice.id)
-    );
-    assert_eq!(
-        owner
-            .find_user_by_email("nobody@example.com")
-            .await
-            .unwrap(),
-        None
-    );
+    let by_email = owner.find_user_by_email("ALICE@example.com").await;
+    assert_eq!(found_id(by_email), Some(alice.id));
+    let by_username = owner.find_user_by_username("Alice-Smith").await;
+    assert_eq!(found_id(by_username), Some(alice.id));
+    let nobody = owner.find_user_by_email("nobody@example.com").await;
+    assert_eq!(found_id(nobody), None);
     assert!(fake.state().user("alice-smith").is_some());
 }
 
@@ -258,15 +307,10 @@ async fn suspension_blocks_keys_and_stops_workspaces_until_reactivation() {
         "a used key makes a dormant user active"
     );
 
-    assert_eq!(
-        owner.suspend_user(carol.id).await.unwrap().status,
-        UserStatus::Suspended
-    );
-    assert_eq!(
-        owner.suspend_user(carol.id).await.unwrap().status,
-        UserStatus::Suspended,
-        "idempotent"
-    );
+    for call in ["first", "again: idempotent"] {
+        let user = owner.suspend_user(carol.id).await.unwrap();
+        assert_eq!(user.status, UserStatus::Suspended, "{call}");
+    }
     match as_carol.organizations().await {
         Err(CoderError::Auth {
             status: 401,
@@ -283,15 +327,10 @@ async fn suspension_blocks_keys_and_stops_workspaces_until_reactivation() {
         "auto-stopped"
     );
 
-    assert_eq!(
-        owner.activate_user(carol.id).await.unwrap().status,
-        UserStatus::Active
-    );
-    assert_eq!(
-        owner.activate_user(carol.id).await.unwrap().status,
-        UserStatus::Active,
-        "idempotent"
-    );
+    for call in ["first", "again: idempotent"] {
+        let user = owner.activate_user(carol.id).await.unwrap();
+        assert_eq!(user.status, UserStatus::Active, "{call}");
+    }
     assert!(
         as_carol.organizations().await.is_ok(),
         "keys work again after reactivation"
@@ -358,35 +397,20 @@ async fn profile_updates_and_login_type_is_only_for_the_caller() {
         .await;
     assert!(taken.unwrap_err().is_conflict());
 
-    let http = reqwest::Client::new();
-    let login_type = |user: String| {
-        http.get(format!(
-            "{}/api/v2/users/{user}/login-type",
-            fake.base_url()
-        ))
-        .header("Coder-Session-Token", fake.owner_token())
-        .send()
+    let login_type = async |user: String| {
+        let path = format!("/api/v2/users/{user}/login-type");
+        owner_get(&fake, &path).await.status()
     };
-    assert_eq!(login_type("me".into()).await.unwrap().status(), 200);
+    assert_eq!(login_type("me".into()).await, 200);
     assert_eq!(
-        login_type(erin.id.to_string()).await.unwrap().status(),
+        login_type(erin.id.to_string()).await,
         403,
         "even for an owner"
     );
     // {user} never accepts an email.
-    assert!(
-        owner
-            .find_user_by_email("erin@example.com")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let by_email = http
-        .get(format!("{}/api/v2/users/erin@example.com", fake.base_url()))
-        .header("Coder-Session-Token", fake.owner_token())
-        .send()
-        .await
-        .unwrap();
+    let found = owner.find_user_by_email("erin@example.com").await;
+    assert!(found_id(found).is_some());
+    let by_email = owner_get(&fake, "/api/v2/users/erin@example.com").await;
     assert_eq!(by_email.status(), 404);
 }
 
@@ -502,16 +526,7 @@ async fn organization_membership() {
         )
         .await
         .unwrap();
-    owner
-        .patch_group(
-            group.id,
-            &PatchGroupRequest {
-                add_users: vec![ivan.id],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    add_to_group(&owner, group.id, vec![ivan.id]).await;
     owner
         .remove_organization_member(other, ivan.id)
         .await
@@ -617,25 +632,11 @@ async fn group_rules_and_all_or_nothing_patch() {
         })
         .await
         .unwrap();
-    let patched = owner
-        .patch_group(
-            qa.id,
-            &PatchGroupRequest {
-                add_users: vec![u1.id, u2.id],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let patched = add_to_group(&owner, qa.id, vec![u1.id, u2.id]).await;
     assert_eq!(patched.members.len(), 2);
 
     // One bad add (already a member) rolls back the whole PATCH: no add, no remove, no rename.
-    let before = fake
-        .state()
-        .groups
-        .into_iter()
-        .find(|g| g.id == qa.id)
-        .unwrap();
+    let before = fake_group(&fake, qa.id);
     let mixed = PatchGroupRequest {
         add_users: vec![u3.id, u1.id],
         remove_users: vec![u2.id],
@@ -655,12 +656,7 @@ async fn group_rules_and_all_or_nothing_patch() {
         400,
         "not in the group's org"
     );
-    let after = fake
-        .state()
-        .groups
-        .into_iter()
-        .find(|g| g.id == qa.id)
-        .unwrap();
+    let after = fake_group(&fake, qa.id);
     assert_eq!(before, after, "a rejected PATCH changes nothing");
 
     let good = PatchGroupRequest {
@@ -786,16 +782,7 @@ async fn idp_sync_settings_and_an_oidc_login_undoing_group_changes() {
     assert!(owner.role_sync_settings(org).await.unwrap().is_on());
 
     let liz = create(&owner, "liz").await;
-    owner
-        .patch_group(
-            devs.id,
-            &PatchGroupRequest {
-                add_users: vec![liz.id],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    add_to_group(&owner, devs.id, vec![liz.id]).await;
     fake.oidc_login("liz", &["idp-sre".into()]).unwrap();
     assert!(
         owner.group(devs.id).await.unwrap().members.is_empty(),
@@ -806,11 +793,7 @@ async fn idp_sync_settings_and_an_oidc_login_undoing_group_changes() {
 
 #[tokio::test]
 async fn rate_limit_429_with_reset_and_owner_bypass() {
-    let (fake, owner) = start(FakeOptions {
-        rate_limit_per_minute: Some(2),
-        ..Default::default()
-    })
-    .await;
+    let (fake, owner) = rate_limited(Some(2)).await;
     owner.organizations().await.unwrap();
     owner.organizations().await.unwrap();
     let limited = owner.organizations().await.unwrap_err();
@@ -820,12 +803,7 @@ async fn rate_limit_429_with_reset_and_owner_bypass() {
         .retry_after()
         .expect("the window reset tells how long to wait");
     assert!(wait <= Duration::from_secs(60), "{wait:?}");
-    let response = reqwest::Client::new()
-        .get(format!("{}/api/v2/workspaces", fake.base_url()))
-        .header("Coder-Session-Token", fake.owner_token())
-        .send()
-        .await
-        .unwrap();
+    let response = owner_get(&fake, "/api/v2/workspaces").await;
     let header = |name| response.headers()[name].to_str().unwrap().to_owned();
     assert_eq!(
         (header("X-RateLimit-Limit"), header("X-RateLimit-Remaining")),
@@ -888,11 +866,7 @@ async fn faults_are_classified() {
 
     fake.inject(Fault::next(1, FaultKind::Drop).on_paths("/api/v2/organizations"))
         .unwrap();
-    let dropped = owner.organizations().await.unwrap_err();
-    assert!(
-        matches!(dropped, CoderError::Retryable { status: None, .. }),
-        "{dropped:?}"
-    );
+    assert_unanswered(owner.organizations().await.unwrap_err());
     assert!(
         owner.organizations().await.is_ok(),
         "the fault was bounded to one request"
@@ -903,11 +877,7 @@ async fn faults_are_classified() {
     let slow = CoderClient::new(slow).unwrap();
     fake.inject(Fault::next(1, FaultKind::Latency { millis: 1_000 }))
         .unwrap();
-    let timed_out = slow.organizations().await.unwrap_err();
-    assert!(
-        matches!(timed_out, CoderError::Retryable { status: None, .. }),
-        "{timed_out:?}"
-    );
+    assert_unanswered(slow.organizations().await.unwrap_err());
 
     assert!(
         fake.inject(Fault::next(0, FaultKind::Drop)).is_err(),
@@ -952,14 +922,8 @@ async fn nothing_answers_on_a_closed_port_and_that_is_retryable() {
 
 #[tokio::test]
 async fn outbound_pacing_is_shared_by_clones() {
-    let (fake, _) = start(FakeOptions {
-        rate_limit_per_minute: None,
-        ..Default::default()
-    })
-    .await;
-    let mut paced = config(&fake, fake.owner_token());
-    paced.rate_limit_per_second = NonZeroU32::new(20);
-    let paced = CoderClient::new(paced).unwrap();
+    let (fake, _) = rate_limited(None).await;
+    let paced = paced(&fake, 20);
     let clone = paced.clone();
     let started = clock::SystemClock.instant();
     // 20 may burst; the other 21 wait for 20/s, so the whole takes at least about a second.
@@ -976,14 +940,8 @@ async fn outbound_pacing_is_shared_by_clones() {
 
 #[tokio::test]
 async fn an_owner_token_is_not_paced() {
-    let (fake, _) = start(FakeOptions {
-        rate_limit_per_minute: None,
-        ..Default::default()
-    })
-    .await;
-    let mut paced = config(&fake, fake.owner_token());
-    paced.rate_limit_per_second = NonZeroU32::new(1);
-    let client = CoderClient::new(paced).unwrap();
+    let (fake, _) = rate_limited(None).await;
+    let client = paced(&fake, 1);
     assert!(client.identify().await.unwrap().is_owner);
     let started = clock::SystemClock.instant();
     // Paced at 1/s these would take at least 9 s; an owner bypasses Coder's limit instead.
@@ -1062,11 +1020,7 @@ async fn listing_all_users_follows_pages() {
 
 #[tokio::test]
 async fn only_an_owner_bypasses_the_rate_limit() {
-    let (fake, owner) = start(FakeOptions {
-        rate_limit_per_minute: Some(1),
-        ..Default::default()
-    })
-    .await;
+    let (fake, owner) = rate_limited(Some(1)).await;
     assert!(
         owner.identify().await.unwrap().is_owner,
         "from now on the owner bypasses"
@@ -1136,36 +1090,23 @@ async fn a_create_that_worked_but_answered_500_is_found_by_lookup() {
         owner.create_user(&request).await.unwrap_err().is_conflict(),
         "the first try took effect"
     );
-    assert!(
-        owner
-            .find_user_by_email("pat@example.com")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let found = owner.find_user_by_email("pat@example.com").await;
+    assert!(found_id(found).is_some());
 }
 
 #[tokio::test]
 async fn a_service_account_has_no_email_and_cannot_log_in() {
     let (fake, owner) = premium().await;
-    let bot = owner
-        .create_service_account("review-bot", "Review bot", vec![DEFAULT_ORGANIZATION_ALIAS])
+    let bot = service_account(&owner, "review-bot", "Review bot")
         .await
         .unwrap();
     assert!(bot.is_service_account);
     assert_eq!(bot.login_type, LoginType::None);
     assert_eq!(bot.email, "");
     // A second service account has no email either: empty emails do not clash.
-    owner
-        .create_service_account("deploy-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
-        .await
-        .unwrap();
+    service_account(&owner, "deploy-bot", "").await.unwrap();
     assert_eq!(
-        permanent_status(
-            owner
-                .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
-                .await
-        ),
+        permanent_status(service_account(&owner, "review-bot", "").await),
         409
     );
     // `none` is for service accounts only.
@@ -1191,10 +1132,7 @@ async fn a_service_account_has_no_email_and_cannot_log_in() {
 #[tokio::test]
 async fn without_premium_a_service_account_is_unlicensed_not_an_auth_failure() {
     let (fake, owner) = start(FakeOptions::default()).await;
-    let error = owner
-        .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
-        .await
-        .unwrap_err();
+    let error = service_account(&owner, "review-bot", "").await.unwrap_err();
     assert!(
         matches!(
             &error,
@@ -1212,10 +1150,7 @@ async fn without_premium_a_service_account_is_unlicensed_not_an_auth_failure() {
 #[tokio::test]
 async fn a_scoped_short_lived_token_is_minted_listed_and_deleted() {
     let (fake, owner) = premium().await;
-    let bot = owner
-        .create_service_account("review-bot", "", vec![DEFAULT_ORGANIZATION_ALIAS])
-        .await
-        .unwrap();
+    let bot = service_account(&owner, "review-bot", "").await.unwrap();
     let request = CreateTokenRequest::new(
         "ci-run-1",
         Duration::from_secs(4 * 3600),
