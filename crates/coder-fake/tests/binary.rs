@@ -151,13 +151,22 @@ fn binary_prints_its_url_and_serves_coder_and_control_routes() {
     );
 }
 
-#[test]
-fn oversized_bodies_answer_413_through_the_front() {
+/// Run `test` against an in-process fake with the default options, on a runtime of its own
+/// (the blocking `request` runs on its blocking pool), then stop the fake.
+fn with_in_process_fake(test: impl AsyncFnOnce(&coder_fake::FakeHandle)) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
             .await
             .unwrap();
+        test(&fake).await;
+        fake.stop().await;
+    });
+}
+
+#[test]
+fn oversized_bodies_answer_413_through_the_front() {
+    with_in_process_fake(async |fake| {
         let base = fake.base_url().to_owned();
         let token = fake.owner_token().to_owned();
         let big = format!(r#"{{"username":"{}"}}"#, "x".repeat(5 << 20));
@@ -174,7 +183,6 @@ fn oversized_bodies_answer_413_through_the_front() {
         .unwrap();
         assert_eq!(status, 413, "{body}");
         assert!(body.contains("too large"), "{body}");
-        fake.stop().await;
     });
 }
 
@@ -196,11 +204,7 @@ fn latency_ms_delays_every_coder_request() {
 
 #[test]
 fn held_requests_wait_until_released() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let fake = coder_fake::CoderFake::start(coder_fake::FakeOptions::default())
-            .await
-            .unwrap();
+    with_in_process_fake(async |fake| {
         fake.inject(
             coder_fake::Fault::next(2, coder_fake::FaultKind::Hold).on_paths("/api/v2/buildinfo"),
         )
@@ -233,6 +237,5 @@ fn held_requests_wait_until_released() {
         assert_eq!(fake.held(), 0);
         // The fault is spent: no more holds.
         assert_eq!(buildinfo(base).await.unwrap(), 200);
-        fake.stop().await;
     });
 }
