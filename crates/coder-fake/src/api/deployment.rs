@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::organizations::organization_param;
 use super::users::actor;
 use super::{ApiError, Call, Outcome, Reply};
-use crate::state::World;
+use crate::state::{IdpSyncOptions, World};
+use uuid::Uuid;
 
 /// Version the fake reports.
 pub(crate) const FAKE_VERSION: &str = "v2.36.1-fake";
@@ -88,11 +89,19 @@ pub(super) fn organization_sync(world: &mut World, call: &Call<'_>) -> Outcome {
     }))
 }
 
+/// An owner's read of an organization's sync settings: the organization of the path, and the
+/// deployment's IdP sync options.
+fn organization_sync_call<'w>(
+    world: &'w World,
+    call: &Call<'_>,
+) -> Result<(Uuid, &'w IdpSyncOptions), ApiError> {
+    require_owner(world, call)?;
+    Ok((organization_param(world, call)?, &world.idp_sync))
+}
+
 /// `GET /api/v2/organizations/{organization}/settings/idpsync/groups`.
 pub(super) fn group_sync(world: &mut World, call: &Call<'_>) -> Outcome {
-    require_owner(world, call)?;
-    let org = organization_param(world, call)?;
-    let sync = &world.idp_sync;
+    let (org, sync) = organization_sync_call(world, call)?;
     Reply::ok(json!({
         "field": sync.group_fields.get(&org).cloned().unwrap_or_default(),
         "mapping": sync.group_mappings.get(&org).cloned().unwrap_or_default(),
@@ -104,9 +113,7 @@ pub(super) fn group_sync(world: &mut World, call: &Call<'_>) -> Outcome {
 
 /// `GET /api/v2/organizations/{organization}/settings/idpsync/roles`.
 pub(super) fn role_sync(world: &mut World, call: &Call<'_>) -> Outcome {
-    require_owner(world, call)?;
-    let org = organization_param(world, call)?;
-    let sync = &world.idp_sync;
+    let (org, sync) = organization_sync_call(world, call)?;
     Reply::ok(json!({
         "field": sync.role_fields.get(&org).cloned().unwrap_or_default(),
         "mapping": sync.role_mappings.get(&org).cloned().unwrap_or_default(),
