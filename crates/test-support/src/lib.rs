@@ -19,6 +19,17 @@ mod store;
 pub use paused::{TimeHold, hold_time, within};
 pub use store::{TestStore, start_time};
 
+/// An Okta-shaped User body whose email is its userName: what the store and worker suites create.
+pub fn user_json(user_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": { "givenName": "Given", "familyName": "Family" },
+        "emails": [{ "value": user_name, "type": "work", "primary": true }],
+        "active": true,
+    })
+}
+
 /// The variable that names (and requires) the PostgreSQL server the tests use.
 pub const POSTGRES_URL_VAR: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
 /// The server tried when the variable is not set.

@@ -592,16 +592,7 @@ pub fn ctx() -> WriteContext {
     }
 }
 
-/// An Okta-shaped user whose email is its userName.
-pub fn user_json(user_name: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name,
-        "name": { "givenName": "Given", "familyName": "Family" },
-        "emails": [{ "value": user_name, "type": "work", "primary": true }],
-        "active": true,
-    })
-}
+pub use test_support::user_json;
 
 /// Coder answering `count` requests with `status`, without a Retry-After.
 pub fn status_fault(count: u32, status: u16) -> Fault {

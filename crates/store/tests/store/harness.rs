@@ -31,15 +31,7 @@ pub fn body(kind: ResourceKind, json: Value) -> ResourceBody {
     normalize(kind, json, Registry::standard()).unwrap()
 }
 
-pub fn user_json(user_name: &str) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name,
-        "name": {"givenName": "Given", "familyName": "Family"},
-        "emails": [{"value": user_name, "type": "work", "primary": true}],
-        "active": true
-    })
-}
+pub use test_support::user_json;
 
 pub async fn create_user(store: &Store, user_name: &str) -> StoredResource {
     store
